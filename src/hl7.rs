@@ -1,0 +1,638 @@
+//! Just enough HL7 v2 to acknowledge a message: recognise it, read its MSH segment, build an
+//! ACK, and read MSA-1 of an ACK received in reply.
+//!
+//! Sans-IO and allocation-free: parsing borrows the message, and builders append to a
+//! caller-supplied `Vec`. The caller supplies timestamps (see [`format_timestamp`]).
+
+/// True for a byte that can separate HL7 fields: anything but a letter, a digit, CR or LF.
+fn is_separator(b: u8) -> bool {
+    !b.is_ascii_alphanumeric() && b != b'\r' && b != b'\n'
+}
+
+/// True when `msg` begins with `MSH`, `FHS` or `BHS` followed by a field separator byte
+/// (any byte that is not a letter/digit/CR/LF; in practice usually '|').
+pub fn is_hl7_v2(msg: &[u8]) -> bool {
+    msg.len() >= 4 && matches!(&msg[..3], b"MSH" | b"FHS" | b"BHS") && is_separator(msg[3])
+}
+
+/// `s` without leading and trailing spaces (a hand-rolled `trim_ascii`, which needs Rust 1.80).
+fn trim_spaces(mut s: &[u8]) -> &[u8] {
+    while let [b' ', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' '] = s {
+        s = rest;
+    }
+    s
+}
+
+/// Segments of `msg`, without terminators. CR, LF and CRLF all end a segment, so empty
+/// pieces (the LF of a CRLF, blank lines) are skipped.
+fn segments(msg: &[u8]) -> impl Iterator<Item = &[u8]> {
+    msg.split(|&b| b == b'\r' || b == b'\n')
+        .filter(|s| !s.is_empty())
+}
+
+/// The field separator of `seg` when it is a `name` segment (`name` then a separator byte).
+fn segment_sep(seg: &[u8], name: &[u8; 3]) -> Option<u8> {
+    (seg.len() >= 4 && &seg[..3] == name && is_separator(seg[3])).then(|| seg[3])
+}
+
+/// The MSH fields an acknowledgement needs, borrowed from the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Msh<'a> {
+    /// MSH-1, the field separator (usually `|`).
+    pub field_sep: u8,
+    /// MSH-2 encoding characters (usually `^~\&`), as received.
+    pub encoding: &'a [u8],
+    /// The component separator: first byte of MSH-2, `^` if MSH-2 is empty.
+    pub component_sep: u8,
+    /// MSH-3 sending application, raw.
+    pub sending_application: &'a [u8],
+    /// MSH-4 sending facility, raw.
+    pub sending_facility: &'a [u8],
+    /// MSH-5 receiving application, raw.
+    pub receiving_application: &'a [u8],
+    /// MSH-6 receiving facility, raw.
+    pub receiving_facility: &'a [u8],
+    /// MSH-9 message type, raw, e.g. `ADT^A01^ADT_A01`.
+    pub message_type: &'a [u8],
+    /// MSH-9 component 2, e.g. `A01` (empty if none).
+    pub trigger_event: &'a [u8],
+    /// MSH-10 message control ID.
+    pub control_id: &'a [u8],
+    /// MSH-11 processing ID, raw.
+    pub processing_id: &'a [u8],
+    /// MSH-12 version ID, raw.
+    pub version_id: &'a [u8],
+}
+
+/// Finds the first MSH segment (the message's first segment, or for a batch starting with FHS/BHS the
+/// first segment that starts with "MSH") and parses it. Segments end in CR (also tolerate LF / CRLF).
+/// Returns None when there is no parseable MSH. Note MSH-1 is the field separator itself, so MSH-2 is the
+/// first field after "MSH|", MSH-3 the next, and so on.
+///
+/// Missing trailing fields read as empty; anything after MSH-12 is ignored. Blank lines before
+/// the first segment are tolerated here (unlike [`is_hl7_v2`], which looks at the first byte).
+pub fn parse_msh(msg: &[u8]) -> Option<Msh<'_>> {
+    let mut segs = segments(msg);
+    let first = segs.next()?;
+    let seg = if segment_sep(first, b"MSH").is_some() {
+        first
+    } else if segment_sep(first, b"FHS").is_some() || segment_sep(first, b"BHS").is_some() {
+        segs.find(|s| segment_sep(s, b"MSH").is_some())?
+    } else {
+        return None;
+    };
+    let field_sep = seg[3];
+    // f[0] is MSH-2, f[n - 2] is MSH-n.
+    let mut f: [&[u8]; 11] = [&[]; 11];
+    for (slot, field) in f.iter_mut().zip(seg[4..].split(|&b| b == field_sep)) {
+        *slot = field;
+    }
+    let encoding = f[0];
+    let component_sep = encoding.first().copied().unwrap_or(b'^');
+    let message_type = f[7];
+    let trigger_event = message_type
+        .split(|&b| b == component_sep)
+        .nth(1)
+        .unwrap_or(&[]);
+    Some(Msh {
+        field_sep,
+        encoding,
+        component_sep,
+        sending_application: f[1],
+        sending_facility: f[2],
+        receiving_application: f[3],
+        receiving_facility: f[4],
+        message_type,
+        trigger_event,
+        control_id: f[8],
+        processing_id: f[9],
+        version_id: f[10],
+    })
+}
+
+/// MSA-1 acknowledgement codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AckCode {
+    /// Application Accept: the message was processed.
+    AA,
+    /// Application Error: the message was rejected because of an error in it.
+    AE,
+    /// Application Reject: the message was rejected for another reason (e.g. unsupported type
+    /// or version, or a receiver-side failure).
+    AR,
+}
+
+impl AckCode {
+    /// The code as written in MSA-1, e.g. `b"AA"`.
+    pub fn as_bytes(self) -> &'static [u8] {
+        match self {
+            AckCode::AA => b"AA",
+            AckCode::AE => b"AE",
+            AckCode::AR => b"AR",
+        }
+    }
+}
+
+const DEFAULT_ENCODING: &[u8] = b"^~\\&";
+
+/// Appends `value` to `out`, escaping the bytes that would otherwise end or split the field:
+/// the separators as `\F\ \S\ \R\ \E\ \T\` and CR/LF as `\X0D\` / `\X0A\` (with the message's
+/// own escape character). Without an escape character in `encoding` they become spaces.
+fn push_escaped(out: &mut Vec<u8>, value: &[u8], field_sep: u8, encoding: &[u8]) {
+    let esc = encoding.get(2).copied();
+    for &b in value {
+        let code: Option<&[u8]> = if b == field_sep {
+            Some(b"F")
+        } else if b == b'\r' {
+            Some(b"X0D")
+        } else if b == b'\n' {
+            Some(b"X0A")
+        } else {
+            match encoding.iter().position(|&e| e == b) {
+                Some(0) => Some(b"S"),
+                Some(1) => Some(b"R"),
+                Some(2) => Some(b"E"),
+                Some(3) => Some(b"T"),
+                // Bytes beyond the standard four (e.g. the v2.7 truncation character) are
+                // only special in some fields; leave them as they are.
+                _ => None,
+            }
+        };
+        match (code, esc) {
+            (None, _) => out.push(b),
+            (Some(code), Some(esc)) => {
+                out.push(esc);
+                out.extend_from_slice(code);
+                out.push(esc);
+            }
+            (Some(_), None) => out.push(b' '),
+        }
+    }
+}
+
+/// Appends an HL7 v2 application acknowledgement for `msg` to `out` (unframed; the caller frames it).
+/// `timestamp` is MSH-7 (YYYYMMDDHHMMSS, supplied by the caller: no clock here), `control_id` the ACK's own
+/// fresh MSH-10, `text` an optional MSA-3 text message (e.g. why it was rejected; escape separators in it).
+/// Rules: MSH with the message's own field separator and encoding characters; MSH-3/4 = received MSH-5/6 and
+/// MSH-5/6 = received MSH-3/4 (swapped); MSH-7 = timestamp; MSH-9 = `ACK^<trigger>^ACK` using the message's
+/// component separator (just `ACK` when there is no trigger); MSH-10 = control_id; MSH-11 = received MSH-11
+/// (or `P` if empty); MSH-12 = received MSH-12 as received; then segment `MSA|<code>|<received MSH-10>` (+ `|text`).
+/// Segments end in CR. When `msg` has no parseable MSH, build the ACK with default `|^~\&`, empty
+/// applications/facilities, MSH-9 `ACK`, MSH-11 `P`, MSH-12 `2.5`, and MSA-2 empty.
+///
+/// `timestamp`, `control_id` and `text` are escaped; fields copied from `msg` are already in its
+/// encoding and are copied verbatim. An empty received MSH-2 is replaced by `^~\&`, since an
+/// ACK without encoding characters would not be valid.
+pub fn build_ack(
+    msg: &[u8],
+    code: AckCode,
+    timestamp: &[u8],
+    control_id: &[u8],
+    text: Option<&[u8]>,
+    out: &mut Vec<u8>,
+) {
+    let msh = parse_msh(msg);
+    let (sep, encoding) = match &msh {
+        Some(m) if !m.encoding.is_empty() => (m.field_sep, m.encoding),
+        Some(m) => (m.field_sep, DEFAULT_ENCODING),
+        None => (b'|', DEFAULT_ENCODING),
+    };
+    let empty: &[u8] = &[];
+    let (send_app, send_fac, recv_app, recv_fac, trigger, recv_control, processing, version) =
+        match &msh {
+            Some(m) => (
+                m.receiving_application,
+                m.receiving_facility,
+                m.sending_application,
+                m.sending_facility,
+                m.trigger_event,
+                m.control_id,
+                m.processing_id,
+                m.version_id,
+            ),
+            None => (empty, empty, empty, empty, empty, empty, empty, &b"2.5"[..]),
+        };
+    let component = encoding[0];
+    let processing: &[u8] = if processing.is_empty() {
+        b"P"
+    } else {
+        processing
+    };
+
+    out.extend_from_slice(b"MSH");
+    out.push(sep);
+    out.extend_from_slice(encoding);
+    for field in [send_app, send_fac, recv_app, recv_fac] {
+        out.push(sep);
+        out.extend_from_slice(field);
+    }
+    out.push(sep);
+    push_escaped(out, timestamp, sep, encoding);
+    out.push(sep); // MSH-8 security: empty
+    out.push(sep);
+    out.extend_from_slice(b"ACK");
+    if !trigger.is_empty() {
+        out.push(component);
+        out.extend_from_slice(trigger);
+        out.push(component);
+        out.extend_from_slice(b"ACK");
+    }
+    out.push(sep);
+    push_escaped(out, control_id, sep, encoding);
+    out.push(sep);
+    out.extend_from_slice(processing);
+    out.push(sep);
+    out.extend_from_slice(version);
+    out.push(b'\r');
+
+    out.extend_from_slice(b"MSA");
+    out.push(sep);
+    out.extend_from_slice(code.as_bytes());
+    out.push(sep);
+    out.extend_from_slice(recv_control);
+    if let Some(text) = text {
+        out.push(sep);
+        push_escaped(out, text, sep, encoding);
+    }
+    out.push(b'\r');
+}
+
+/// Appends `n` in decimal, zero-padded to at least `width` digits.
+fn push_num(out: &mut Vec<u8>, mut n: u64, width: usize) {
+    let mut buf = [b'0'; 20];
+    let mut i = buf.len();
+    while n > 0 {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    let start = i.min(buf.len() - width);
+    out.extend_from_slice(&buf[start..]);
+}
+
+/// Formats a UNIX time (seconds since 1970, UTC) as HL7 DTM `YYYYMMDDHHMMSS` (civil-from-days
+/// arithmetic; no chrono), appended to `out`.
+///
+/// Years past 9999 get more digits rather than wrapping.
+pub fn format_timestamp(unix_secs: u64, out: &mut Vec<u8>) {
+    let days = unix_secs / 86_400;
+    let secs = unix_secs % 86_400;
+    // Howard Hinnant's civil_from_days, for days >= 0 (so all arithmetic is unsigned). Eras are
+    // 400-year cycles starting on 0000-03-01, which puts the leap day at the end of each year.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097; // day of era, [0, 146096]
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // day of (March-based) year, [0, 365]
+    let mp = (5 * doy + 2) / 153; // March-based month, [0, 11]
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+
+    push_num(out, year, 4);
+    push_num(out, month, 2);
+    push_num(out, day, 2);
+    push_num(out, secs / 3_600, 2);
+    push_num(out, secs / 60 % 60, 2);
+    push_num(out, secs % 60, 2);
+}
+
+/// Reads MSA-1 of an acknowledgement message: Some(true) for AA/CA, Some(false) for AE/AR/CE/CR, None if
+/// `msg` has no MSA segment. (Used when a client answers our Send with an HL7 ACK.)
+///
+/// Codes compare case-insensitively after trimming spaces; any other (or an empty) MSA-1 counts
+/// as not accepted, `Some(false)`.
+pub fn ack_accepted(msg: &[u8]) -> Option<bool> {
+    let seg = segments(msg).find(|s| segment_sep(s, b"MSA").is_some())?;
+    let code = seg[4..].split(|&b| b == seg[3]).next().unwrap_or(&[]);
+    let code = trim_spaces(code);
+    Some(code.eq_ignore_ascii_case(b"AA") || code.eq_ignore_ascii_case(b"CA"))
+}
+
+/// True when MSH-9's first component is `ACK`.
+///
+/// Compares case-insensitively after trimming spaces.
+pub fn is_ack_message(msg: &[u8]) -> bool {
+    parse_msh(msg).is_some_and(|m| {
+        let first = m
+            .message_type
+            .split(|&b| b == m.component_sep)
+            .next()
+            .unwrap_or(&[]);
+        trim_spaces(first).eq_ignore_ascii_case(b"ACK")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ADT_A01: &[u8] = include_bytes!("../../shared/samples/adt_a01.hl7");
+    const ORU_R01: &[u8] = include_bytes!("../../shared/samples/oru_r01.hl7");
+    const ADT_A08_UTF8: &[u8] = include_bytes!("../../shared/samples/adt_a08_utf8.hl7");
+    const BATCH_ADT: &[u8] = include_bytes!("../../shared/samples/batch_adt.hl7");
+    const ACK_AA: &[u8] = include_bytes!("../../shared/samples/ack_aa.hl7");
+    const NOT_HL7: &[u8] = include_bytes!("../../shared/samples/not_hl7.txt");
+
+    const TS: &[u8] = b"20261125083100";
+
+    fn ack(msg: &[u8], code: AckCode, text: Option<&[u8]>) -> Vec<u8> {
+        let mut out = Vec::new();
+        build_ack(msg, code, TS, b"ACK42", text, &mut out);
+        out
+    }
+
+    #[test]
+    fn recognises_hl7() {
+        for m in [ADT_A01, ORU_R01, ADT_A08_UTF8, BATCH_ADT, ACK_AA] {
+            assert!(is_hl7_v2(m));
+        }
+        assert!(!is_hl7_v2(NOT_HL7));
+        assert!(is_hl7_v2(b"MSH#*@!$#"));
+        assert!(is_hl7_v2(b"BHS|"));
+        assert!(!is_hl7_v2(b"MSH"));
+        assert!(!is_hl7_v2(b"MSHA|"));
+        assert!(!is_hl7_v2(b"MSH\r"));
+        assert!(!is_hl7_v2(b"msh|"));
+        assert!(!is_hl7_v2(b"PID|1"));
+        assert!(!is_hl7_v2(b""));
+    }
+
+    #[test]
+    fn parses_adt_a01() {
+        let m = parse_msh(ADT_A01).unwrap();
+        assert_eq!(
+            m,
+            Msh {
+                field_sep: b'|',
+                encoding: b"^~\\&",
+                component_sep: b'^',
+                sending_application: b"ADT1",
+                sending_facility: b"GOOD HEALTH HOSPITAL",
+                receiving_application: b"LABADT",
+                receiving_facility: b"GOOD HEALTH HOSPITAL",
+                message_type: b"ADT^A01^ADT_A01",
+                trigger_event: b"A01",
+                control_id: b"MSG00001",
+                processing_id: b"P",
+                version_id: b"2.5.1",
+            }
+        );
+    }
+
+    #[test]
+    fn parses_other_samples() {
+        let m = parse_msh(ORU_R01).unwrap();
+        assert_eq!(m.message_type, b"ORU^R01^ORU_R01");
+        assert_eq!(m.trigger_event, b"R01");
+        assert_eq!(m.control_id, b"LAB7731");
+
+        let m = parse_msh(ADT_A08_UTF8).unwrap();
+        assert_eq!(m.sending_application, b"REG");
+        assert_eq!(m.trigger_event, b"A08");
+        assert_eq!(m.control_id, b"UTF0001");
+        assert_eq!(m.version_id, b"2.5");
+
+        let m = parse_msh(ACK_AA).unwrap();
+        assert_eq!(m.message_type, b"ACK^A01^ACK");
+        assert_eq!(m.control_id, b"ACK00001");
+
+        assert_eq!(parse_msh(NOT_HL7), None);
+        assert_eq!(parse_msh(b""), None);
+        assert_eq!(parse_msh(b"PID|1||x\rMSH|^~\\&|A\r"), None);
+    }
+
+    #[test]
+    fn batch_uses_first_msh() {
+        let m = parse_msh(BATCH_ADT).unwrap();
+        assert_eq!(m.control_id, b"B00000");
+        assert_eq!(m.message_type, b"ADT^A04^ADT_A01");
+        assert_eq!(m.trigger_event, b"A04");
+        // A batch header without any MSH has nothing to acknowledge by.
+        assert_eq!(parse_msh(b"FHS|^~\\&|A\rBHS|^~\\&|A\rBTS|0\rFTS|1\r"), None);
+    }
+
+    #[test]
+    fn custom_separators() {
+        let msg = b"MSH#*@!$#APP#FAC#RAPP#RFAC#20260101##ORM*O01*ORM_O01#C1#T#2.3\rPID#1\r";
+        let m = parse_msh(msg).unwrap();
+        assert_eq!(m.field_sep, b'#');
+        assert_eq!(m.encoding, b"*@!$");
+        assert_eq!(m.component_sep, b'*');
+        assert_eq!(m.message_type, b"ORM*O01*ORM_O01");
+        assert_eq!(m.trigger_event, b"O01");
+        assert_eq!(m.control_id, b"C1");
+        assert_eq!(m.processing_id, b"T");
+        assert_eq!(m.version_id, b"2.3");
+
+        let out = ack(msg, AckCode::AE, Some(b"bad # * @ ! $ \\ |\r"));
+        assert_eq!(
+            out,
+            &b"MSH#*@!$#RAPP#RFAC#APP#FAC#20261125083100##ACK*O01*ACK#ACK42#T#2.3\r\
+               MSA#AE#C1#bad !F! !S! !R! !E! !T! \\ |!X0D!\r"[..]
+        );
+        assert!(!is_ack_message(msg));
+    }
+
+    #[test]
+    fn lf_and_crlf_segment_endings() {
+        let lf = b"MSH|^~\\&|A|B|C|D|2026||ADT^A01|X1|P|2.4\nPID|1\n";
+        let crlf = b"MSH|^~\\&|A|B|C|D|2026||ADT^A01|X1|P|2.4\r\nPID|1\r\n";
+        for msg in [&lf[..], &crlf[..]] {
+            let m = parse_msh(msg).unwrap();
+            assert_eq!(m.version_id, b"2.4");
+            assert_eq!(m.trigger_event, b"A01");
+            assert_eq!(
+                ack(msg, AckCode::AA, None),
+                &b"MSH|^~\\&|C|D|A|B|20261125083100||ACK^A01^ACK|ACK42|P|2.4\rMSA|AA|X1\r"[..]
+            );
+        }
+        let batch = b"FHS|^~\\&\r\nBHS|^~\\&\r\nMSH|^~\\&|A||||||ORU^R01|Y|P|2.5\r\n";
+        assert_eq!(parse_msh(batch).unwrap().control_id, b"Y");
+    }
+
+    #[test]
+    fn missing_trailing_fields() {
+        // Only up to MSH-9.
+        let msg = b"MSH|^~\\&|A|B|C|D|2026||ADT^A01\r";
+        let m = parse_msh(msg).unwrap();
+        assert_eq!(m.message_type, b"ADT^A01");
+        assert_eq!(m.trigger_event, b"A01");
+        assert_eq!(m.control_id, b"");
+        assert_eq!(m.processing_id, b"");
+        assert_eq!(m.version_id, b"");
+        assert_eq!(
+            ack(msg, AckCode::AR, None),
+            &b"MSH|^~\\&|C|D|A|B|20261125083100||ACK^A01^ACK|ACK42|P|\rMSA|AR|\r"[..]
+        );
+
+        // Almost nothing: MSH-2 absent, so '^' is the component separator and the ACK gets
+        // the default encoding characters.
+        let m = parse_msh(b"MSH|").unwrap();
+        assert_eq!(m.encoding, b"");
+        assert_eq!(m.component_sep, b'^');
+        assert_eq!(m.message_type, b"");
+        assert_eq!(m.trigger_event, b"");
+        assert_eq!(
+            ack(b"MSH|", AckCode::AA, None),
+            &b"MSH|^~\\&|||||20261125083100||ACK|ACK42|P|\rMSA|AA|\r"[..]
+        );
+
+        // No trigger: MSH-9 is just ACK.
+        let out = ack(b"MSH|^~\\&|A|B|C|D|2026||QRY|Q1|D|2.3", AckCode::AA, None);
+        assert_eq!(
+            out,
+            &b"MSH|^~\\&|C|D|A|B|20261125083100||ACK|ACK42|D|2.3\rMSA|AA|Q1\r"[..]
+        );
+    }
+
+    #[test]
+    fn ack_for_adt_a01_exact() {
+        assert_eq!(
+            ack(ADT_A01, AckCode::AA, None),
+            &b"MSH|^~\\&|LABADT|GOOD HEALTH HOSPITAL|ADT1|GOOD HEALTH HOSPITAL|\
+               20261125083100||ACK^A01^ACK|ACK42|P|2.5.1\rMSA|AA|MSG00001\r"[..]
+        );
+        let mut out = b"keep".to_vec();
+        build_ack(
+            ADT_A01,
+            AckCode::AR,
+            TS,
+            b"ACK42",
+            Some(b"size^limit|exceeded"),
+            &mut out,
+        );
+        assert_eq!(
+            out,
+            &b"keepMSH|^~\\&|LABADT|GOOD HEALTH HOSPITAL|ADT1|GOOD HEALTH HOSPITAL|\
+               20261125083100||ACK^A01^ACK|ACK42|P|2.5.1\r\
+               MSA|AR|MSG00001|size\\S\\limit\\F\\exceeded\r"[..]
+        );
+    }
+
+    #[test]
+    fn ack_round_trips() {
+        for m in [ADT_A01, ORU_R01, ADT_A08_UTF8, BATCH_ADT] {
+            let out = ack(m, AckCode::AA, None);
+            assert!(is_hl7_v2(&out));
+            assert!(is_ack_message(&out));
+            assert_eq!(ack_accepted(&out), Some(true));
+            let a = parse_msh(&out).unwrap();
+            let orig = parse_msh(m).unwrap();
+            assert_eq!(a.control_id, b"ACK42");
+            assert_eq!(a.trigger_event, orig.trigger_event);
+            assert_eq!(a.sending_application, orig.receiving_application);
+            assert_eq!(a.receiving_facility, orig.sending_facility);
+            assert_eq!(a.version_id, orig.version_id);
+            assert_eq!(ack_accepted(&ack(m, AckCode::AE, None)), Some(false));
+            assert_eq!(ack_accepted(&ack(m, AckCode::AR, Some(b"x"))), Some(false));
+        }
+    }
+
+    #[test]
+    fn ack_without_msh_uses_defaults() {
+        assert_eq!(
+            ack(NOT_HL7, AckCode::AR, Some(b"not HL7")),
+            &b"MSH|^~\\&|||||20261125083100||ACK|ACK42|P|2.5\rMSA|AR||not HL7\r"[..]
+        );
+        assert_eq!(
+            ack(b"", AckCode::AE, None),
+            &b"MSH|^~\\&|||||20261125083100||ACK|ACK42|P|2.5\rMSA|AE|\r"[..]
+        );
+    }
+
+    #[test]
+    fn ack_code_bytes() {
+        assert_eq!(AckCode::AA.as_bytes(), b"AA");
+        assert_eq!(AckCode::AE.as_bytes(), b"AE");
+        assert_eq!(AckCode::AR.as_bytes(), b"AR");
+    }
+
+    #[test]
+    fn reads_msa() {
+        assert_eq!(ack_accepted(ACK_AA), Some(true));
+        assert!(is_ack_message(ACK_AA));
+        assert_eq!(ack_accepted(ADT_A01), None);
+        assert!(!is_ack_message(ADT_A01));
+        assert_eq!(ack_accepted(NOT_HL7), None);
+        assert!(!is_ack_message(NOT_HL7));
+        for (code, want) in [
+            ("AA", true),
+            ("CA", true),
+            ("aa", true),
+            ("AE", false),
+            ("AR", false),
+            ("CE", false),
+            ("CR", false),
+            ("", false),
+            ("ZZ", false),
+        ] {
+            let msg = format!("MSH|^~\\&|A|B|C|D|2026||ACK|Z|P|2.5\nMSA|{code}|X1\n");
+            assert_eq!(ack_accepted(msg.as_bytes()), Some(want), "{code}");
+        }
+        assert_eq!(ack_accepted(b"MSA|AA"), Some(true));
+        assert_eq!(
+            ack_accepted(b"MSH#*@!$#A#B#C#D#1##ACK#Z\rMSA#CA#Z\r"),
+            Some(true)
+        );
+        assert!(is_ack_message(b"MSH#*@!$#A#B#C#D#1##ACK*R01*ACK#Z\r"));
+        assert!(!is_ack_message(b"MSH|^~\\&|A|B|C|D|1||ACKX|Z\r"));
+    }
+
+    fn ts(secs: u64) -> String {
+        let mut out = Vec::new();
+        format_timestamp(secs, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(ts(0), "19700101000000");
+        assert_eq!(ts(86_399), "19700101235959");
+        assert_eq!(ts(951_782_400), "20000229000000"); // leap day, century divisible by 400
+        assert_eq!(ts(951_868_800), "20000301000000");
+        assert_eq!(ts(1_709_164_800), "20240229000000");
+        assert_eq!(ts(1_735_689_599), "20241231235959");
+        assert_eq!(ts(1_764_059_460), "20251125083100");
+        assert_eq!(ts(4_107_542_400), "21000301000000"); // 2100 is not a leap year
+        assert_eq!(ts(253_402_300_799), "99991231235959");
+        assert_eq!(ts(253_402_300_800), "100000101000000");
+        assert_eq!(ts(u64::MAX).len(), 22); // no panic, just a 12-digit year
+                                            // Appends.
+        let mut out = b"x".to_vec();
+        format_timestamp(0, &mut out);
+        assert_eq!(out, b"x19700101000000");
+    }
+
+    #[test]
+    fn timestamps_agree_with_day_by_day_calendar() {
+        let mut secs = 0u64;
+        for year in 1970u64..2400 {
+            let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+            let lens = [
+                31,
+                28 + u64::from(leap),
+                31,
+                30,
+                31,
+                30,
+                31,
+                31,
+                30,
+                31,
+                30,
+                31,
+            ];
+            for (m, len) in lens.iter().enumerate() {
+                for d in 1..=*len {
+                    let want = format!("{year:04}{:02}{d:02}000000", m + 1);
+                    assert_eq!(ts(secs), want);
+                    secs += 86_400;
+                }
+            }
+        }
+    }
+}
