@@ -75,7 +75,10 @@ pub struct Error {
 impl Error {
     /// An error with the given code and message.
     pub fn new(code: i32, message: impl Into<String>) -> Self {
-        Error { code, message: message.into() }
+        Error {
+            code,
+            message: message.into(),
+        }
     }
 
     /// Maps an I/O error to the reference's socket error numbers where one exists.
@@ -145,7 +148,9 @@ pub fn describe(code: i32) -> &'static str {
     match code {
         code::OK => "OK",
         code::NAK_RECEIVED => "Received a negative acknowledgement",
-        code::INVALID_DATA => "Data was invalid: a timeout occurred or the message block was improperly formatted",
+        code::INVALID_DATA => {
+            "Data was invalid: a timeout occurred or the message block was improperly formatted"
+        }
         code::INTERRUPTED => "Connection interrupted: a party disconnected while transferring data",
         code::CANNOT_CHANGE_LOCAL_PORT => "You cannot change the LocalPort at this time",
         code::CANNOT_CHANGE_LOCAL_HOST => "You cannot change the LocalHost at this time",
@@ -218,12 +223,15 @@ mod tests {
         assert_eq!(socket_code(libc::EADDRINUSE), 10048);
         assert_eq!(socket_code(libc::ECONNRESET), 10054);
         assert_eq!(describe(10048), "Address already in use");
-        assert_eq!(describe(671).contains("invalid"), true);
+        assert!(describe(671).contains("invalid"));
     }
 
     #[test]
     fn io_error_keeps_context() {
-        let e = Error::from_io(&io::Error::from_raw_os_error(libc::EADDRINUSE), "bind 127.0.0.1:1");
+        let e = Error::from_io(
+            &io::Error::from_raw_os_error(libc::EADDRINUSE),
+            "bind 127.0.0.1:1",
+        );
         assert_eq!(e.code, 10048);
         assert!(e.message.starts_with("bind 127.0.0.1:1"));
     }

@@ -1,9 +1,23 @@
 //! mllp: an MLLP (Minimal Lower Layer Protocol, HL7 v2 over TCP) server library.
 //!
-//! Layout: [`codec`] frames bytes (sans-IO), [`hl7`] reads MSH and builds HL7
-//! acknowledgements, [`config`] holds properties and Config settings, [`connection`] is the
-//! per-connection state machine, `reactor` owns the sockets on its own thread, [`server`] is
-//! the safe Rust API and `ffi` the C ABI over it.
+//! Layout: [`codec`] frames bytes (sans-IO), [`hl7`] reads MSH and builds HL7 acknowledgements,
+//! [`config`] holds properties and Config settings, [`connection`] is the per-connection state
+//! machine (sans-IO), `reactor` owns the sockets on its own thread, [`server`] is the safe Rust
+//! API, and `ffi` is the C ABI over it.
 
 pub mod codec;
+pub mod config;
+pub mod connection;
+mod delivery;
+pub mod error;
+pub mod events;
 pub mod hl7;
+mod reactor;
+pub mod server;
+mod shared;
+
+pub use config::{AckMode, EventMode, Settings};
+pub use error::{code, Error, Result};
+pub use events::*;
+pub use hl7::AckCode;
+pub use server::Server;

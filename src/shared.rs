@@ -89,7 +89,10 @@ pub(crate) struct Waiter {
 
 impl Waiter {
     pub fn new() -> Arc<Self> {
-        Arc::new(Waiter { result: Mutex::new(None), cv: Condvar::new() })
+        Arc::new(Waiter {
+            result: Mutex::new(None),
+            cv: Condvar::new(),
+        })
     }
 
     /// Sets the result unless one is set already.
@@ -115,7 +118,11 @@ impl Waiter {
                 return None;
             }
             let wait = (d - now).min(Duration::from_millis(200));
-            g = self.cv.wait_timeout(g, wait).unwrap_or_else(|e| e.into_inner()).0;
+            g = self
+                .cv
+                .wait_timeout(g, wait)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
     }
 }
@@ -174,7 +181,10 @@ impl ConnTable {
 
     /// Ids of open connections, in slot order.
     pub fn ids(&self) -> Vec<ConnectionId> {
-        self.slots.iter().filter_map(|(_, c)| c.as_ref().map(|c| c.id)).collect()
+        self.slots
+            .iter()
+            .filter_map(|(_, c)| c.as_ref().map(|c| c.id))
+            .collect()
     }
 }
 
@@ -182,12 +192,22 @@ impl ConnTable {
 pub(crate) enum Command {
     Listen(mio::net::TcpListener),
     StopListening,
-    Send { id: ConnectionId, payload: Vec<u8>, waiter: Option<Arc<Waiter>> },
+    Send {
+        id: ConnectionId,
+        payload: Vec<u8>,
+        waiter: Option<Arc<Waiter>>,
+    },
     Disconnect(ConnectionId),
-    /// Drop a frame not yet started on the wire, for Interrupt.
-    Interrupt(ConnectionId),
-    Decide { id: ConnectionId, seq: u64, accept: bool, code: AckCode },
-    Admit { token: u64, accept: bool },
+    Decide {
+        id: ConnectionId,
+        seq: u64,
+        accept: bool,
+        code: AckCode,
+    },
+    Admit {
+        token: u64,
+        accept: bool,
+    },
     DisconnectAll,
     ResumeReads,
     Exit,
@@ -195,13 +215,41 @@ pub(crate) enum Command {
 
 /// An event waiting for `do_events` (EventMode=DoEvents).
 pub(crate) enum Queued {
-    ConnectionRequest { token: u64, address: String, port: u16 },
-    Connected { id: ConnectionId, code: i32, description: String },
-    Disconnected { id: ConnectionId, code: i32, description: String },
-    Message { id: ConnectionId, seq: u64, data: Arc<Vec<u8>>, ack: bool, accept: bool },
-    AckIn { id: ConnectionId, accepted: bool },
-    Error { id: ConnectionId, code: i32, description: String },
-    Log { id: ConnectionId, level: u8, message: String },
+    ConnectionRequest {
+        token: u64,
+        address: String,
+        port: u16,
+    },
+    Connected {
+        id: ConnectionId,
+        code: i32,
+        description: String,
+    },
+    Disconnected {
+        id: ConnectionId,
+        code: i32,
+        description: String,
+    },
+    Message {
+        id: ConnectionId,
+        seq: u64,
+        data: Arc<Vec<u8>>,
+        ack: bool,
+    },
+    AckIn {
+        id: ConnectionId,
+        accepted: bool,
+    },
+    Error {
+        id: ConnectionId,
+        code: i32,
+        description: String,
+    },
+    Log {
+        id: ConnectionId,
+        level: u8,
+        message: String,
+    },
 }
 
 impl Queued {
@@ -271,15 +319,22 @@ impl Shared {
     pub fn command(&self, c: Command) -> Result<()> {
         let r = lock(&self.reactor);
         let Some(h) = r.as_ref() else {
-            return Err(Error::new(code::BAD_STATE, "the server is not running (call StartListening first)"));
+            return Err(Error::new(
+                code::BAD_STATE,
+                "the server is not running (call StartListening first)",
+            ));
         };
         lock(&self.cmds).push(c);
-        h.waker.wake().map_err(|e| Error::from_io(&e, "wake reactor"))
+        h.waker
+            .wake()
+            .map_err(|e| Error::from_io(&e, "wake reactor"))
     }
 
     /// True when the calling thread is this server's reactor thread.
     pub fn on_reactor_thread(&self) -> bool {
-        lock(&self.reactor).as_ref().is_some_and(|h| h.thread_id == std::thread::current().id())
+        lock(&self.reactor)
+            .as_ref()
+            .is_some_and(|h| h.thread_id == std::thread::current().id())
     }
 
     pub fn now_ms(&self) -> u64 {
@@ -287,10 +342,12 @@ impl Shared {
     }
 
     pub fn conn(&self, id: ConnectionId) -> Result<Arc<ConnShared>> {
-        lock(&self.conns)
-            .get(id)
-            .cloned()
-            .ok_or_else(|| Error::new(code::NO_SUCH_CONNECTION, format!("no connection with id {id}")))
+        lock(&self.conns).get(id).cloned().ok_or_else(|| {
+            Error::new(
+                code::NO_SUCH_CONNECTION,
+                format!("no connection with id {id}"),
+            )
+        })
     }
 
     pub fn bump_settings(&self) {
