@@ -21,3 +21,4 @@ pub use error::{code, Error, Result};
 pub use events::*;
 pub use hl7::AckCode;
 pub use server::Server;
+pub mod ffi;

@@ -21,7 +21,6 @@ use crate::events::{
     AckInEvent, ConnectionId, ConnectionRequestEvent, ErrorEvent, EventHandler, LogEvent,
     StatusEvent,
 };
-use crate::hl7::AckCode;
 use crate::reactor;
 use crate::shared::{lock, Command, ConnShared, Queued, Shared, Waiter};
 
@@ -54,8 +53,10 @@ impl Server {
 
     /// Sets the handler that receives events (replacing the previous one).
     pub fn set_handler(&self, handler: Arc<dyn EventHandler>) {
-        *lock(&self.shared.handler) = handler;
+        let old = std::mem::replace(&mut *lock(&self.shared.handler), handler);
         self.shared.handler_gen.fetch_add(1, Ordering::Release);
+        // Dropping a handler may run host code (a C release callback): never under the lock.
+        drop(old);
     }
 
     /// True when the calling thread is delivering this server's events (the reactor thread, or
@@ -514,24 +515,6 @@ impl Server {
                 })
             }
         }
-    }
-
-    /// Acknowledges message `seq` of a connection whose decision was left open (EventMode
-    /// DoEvents delivers AckOut later; this is the same path). Replies still leave in order.
-    pub fn acknowledge(
-        &self,
-        id: ConnectionId,
-        seq: u64,
-        accept: bool,
-        reject_code: AckCode,
-    ) -> Result<()> {
-        self.shared.conn(id)?;
-        self.shared.command(Command::Decide {
-            id,
-            seq,
-            accept,
-            code: reject_code,
-        })
     }
 
     // ----- connections -----

@@ -1,0 +1,522 @@
+//! Event structs and callback registration.
+//!
+//! Every callback receives the server's user pointer first and a pointer to an event struct
+//! that is valid only during the call. Fields marked read-write (`accept`, `reject_code`) are
+//! read back when the callback returns.
+
+use std::ffi::{c_char, c_int, c_void, CString};
+use std::sync::{Arc, Mutex};
+
+use super::{guard, MLLP_OK};
+use crate::events::{
+    AckInEvent, AckOutEvent, ConnectionRequestEvent, ErrorEvent, EventHandler, LogEvent,
+    StatusEvent, TransferBoundaryEvent, TransferEvent,
+};
+use crate::hl7::AckCode;
+
+/// HL7 reject code for `mllp_ack_out_event.reject_code`: MSA-1 `AE` (application error).
+pub const MLLP_REJECT_AE: c_int = 1;
+/// HL7 reject code for `mllp_ack_out_event.reject_code`: MSA-1 `AR` (application reject).
+pub const MLLP_REJECT_AR: c_int = 2;
+
+/// ConnectionRequest: a client asks to connect.
+#[repr(C)]
+pub struct mllp_connection_request_event {
+    /// The client's IP address (NUL-terminated).
+    pub address: *const c_char,
+    /// The client's port.
+    pub port: u16,
+    /// Read-write: 1 accepts the connection (the default), 0 refuses it.
+    pub accept: u8,
+}
+
+/// Connected / Disconnected.
+#[repr(C)]
+pub struct mllp_status_event {
+    /// The connection.
+    pub connection_id: u64,
+    /// 0 when normal, else the error code.
+    pub status_code: c_int,
+    /// "OK" or a description of the code (NUL-terminated).
+    pub description: *const c_char,
+}
+
+/// StartTransfer / EndTransfer.
+#[repr(C)]
+pub struct mllp_transfer_boundary_event {
+    /// The connection.
+    pub connection_id: u64,
+    /// Sequence number of the message on its connection (1 for the first).
+    pub message_seq: u64,
+}
+
+/// Transfer: a piece of a received message.
+#[repr(C)]
+pub struct mllp_transfer_event {
+    /// The connection.
+    pub connection_id: u64,
+    /// Bytes of this message delivered so far, including this piece.
+    pub bytes_transferred: u64,
+    /// The piece (not NUL-terminated; HL7 may be in any character set).
+    pub data: *const u8,
+    /// Length of `data`.
+    pub len: usize,
+}
+
+/// AckOut: an acknowledgement is about to be sent for a received message.
+#[repr(C)]
+pub struct mllp_ack_out_event {
+    /// The connection.
+    pub connection_id: u64,
+    /// Sequence number of the message.
+    pub message_seq: u64,
+    /// Read-write: 1 sends a positive acknowledgement (the default), 0 a negative one.
+    pub accept: u8,
+    /// Read-write: in HL7 ack mode, the MSA-1 code used when `accept` is 0:
+    /// `MLLP_REJECT_AE` (the default) or `MLLP_REJECT_AR`.
+    pub reject_code: c_int,
+    /// The complete message being acknowledged.
+    pub message: *const u8,
+    /// Length of `message`.
+    pub message_len: usize,
+}
+
+/// AckIn: a client acknowledged data the server sent.
+#[repr(C)]
+pub struct mllp_ack_in_event {
+    /// The connection.
+    pub connection_id: u64,
+    /// 1 for ACK, 0 for NAK.
+    pub accepted: u8,
+}
+
+/// Error: something went wrong on a connection (connection_id 0: on the server).
+#[repr(C)]
+pub struct mllp_error_event {
+    /// The connection, or 0.
+    pub connection_id: u64,
+    /// The error code (670, 671, 672, socket errors …).
+    pub error_code: c_int,
+    /// A description (NUL-terminated).
+    pub description: *const c_char,
+}
+
+/// Log: a log line.
+#[repr(C)]
+pub struct mllp_log_event {
+    /// The connection, or 0.
+    pub connection_id: u64,
+    /// 1 Info, 2 Verbose, 3 Debug.
+    pub log_level: c_int,
+    /// The text (NUL-terminated).
+    pub message: *const c_char,
+    /// "INFO", "VERBOSE" or "DEBUG".
+    pub log_type: *const c_char,
+}
+
+/// Callback for ConnectionRequest.
+pub type mllp_connection_request_cb =
+    Option<unsafe extern "C" fn(user: *mut c_void, event: *mut mllp_connection_request_event)>;
+/// Callback for Connected and Disconnected.
+pub type mllp_status_cb =
+    Option<unsafe extern "C" fn(user: *mut c_void, event: *const mllp_status_event)>;
+/// Callback for StartTransfer and EndTransfer.
+pub type mllp_transfer_boundary_cb =
+    Option<unsafe extern "C" fn(user: *mut c_void, event: *const mllp_transfer_boundary_event)>;
+/// Callback for Transfer.
+pub type mllp_transfer_cb =
+    Option<unsafe extern "C" fn(user: *mut c_void, event: *const mllp_transfer_event)>;
+/// Callback for AckOut.
+pub type mllp_ack_out_cb =
+    Option<unsafe extern "C" fn(user: *mut c_void, event: *mut mllp_ack_out_event)>;
+/// Callback for AckIn.
+pub type mllp_ack_in_cb =
+    Option<unsafe extern "C" fn(user: *mut c_void, event: *const mllp_ack_in_event)>;
+/// Callback for Error.
+pub type mllp_error_cb =
+    Option<unsafe extern "C" fn(user: *mut c_void, event: *const mllp_error_event)>;
+/// Callback for Log.
+pub type mllp_log_cb =
+    Option<unsafe extern "C" fn(user: *mut c_void, event: *const mllp_log_event)>;
+/// Thread start/stop hook: runs on the reactor thread when it starts and before it ends.
+pub type mllp_thread_cb = Option<unsafe extern "C" fn(user: *mut c_void)>;
+/// Releases a user pointer handed to the library.
+pub type mllp_release_cb = Option<unsafe extern "C" fn(user: *mut c_void)>;
+
+/// The host's user pointer; its release callback runs exactly once, when the last handler
+/// that could pass it to a callback is gone.
+pub(crate) struct UserData {
+    ptr: *mut c_void,
+    release: mllp_release_cb,
+}
+
+// SAFETY: the pointer is only handed back to the host's callbacks, which the header documents
+// as running on the reactor thread (or in do_events); the host owns its thread-safety.
+unsafe impl Send for UserData {}
+// SAFETY: as above; the library never dereferences the pointer.
+unsafe impl Sync for UserData {}
+
+impl Drop for UserData {
+    fn drop(&mut self) {
+        if let Some(f) = self.release {
+            // SAFETY: the host registered `release` for this pointer; it runs exactly once here.
+            unsafe { f(self.ptr) };
+        }
+    }
+}
+
+/// The C callbacks registered on a server.
+#[derive(Clone, Default)]
+pub(crate) struct Callbacks {
+    pub user: Option<Arc<UserData>>,
+    pub connection_request: mllp_connection_request_cb,
+    pub connected: mllp_status_cb,
+    pub disconnected: mllp_status_cb,
+    pub start_transfer: mllp_transfer_boundary_cb,
+    pub transfer: mllp_transfer_cb,
+    pub end_transfer: mllp_transfer_boundary_cb,
+    pub ack_out: mllp_ack_out_cb,
+    pub ack_in: mllp_ack_in_cb,
+    pub error: mllp_error_cb,
+    pub log: mllp_log_cb,
+    pub thread_start: mllp_thread_cb,
+    pub thread_stop: mllp_thread_cb,
+}
+
+impl Callbacks {
+    fn user(&self) -> *mut c_void {
+        self.user.as_ref().map_or(std::ptr::null_mut(), |u| u.ptr)
+    }
+}
+
+fn c_text(s: &str) -> CString {
+    CString::new(s.replace('\0', " ")).unwrap_or_default()
+}
+
+impl EventHandler for Callbacks {
+    fn connection_request(&self, e: &mut ConnectionRequestEvent<'_>) {
+        let Some(f) = self.connection_request else {
+            return;
+        };
+        let addr = c_text(e.address);
+        let mut ev = mllp_connection_request_event {
+            address: addr.as_ptr(),
+            port: e.port,
+            accept: e.accept as u8,
+        };
+        // SAFETY: a host callback with its own user pointer and an event valid for the call.
+        unsafe { f(self.user(), &mut ev) };
+        e.accept = ev.accept != 0;
+    }
+
+    fn connected(&self, e: &StatusEvent<'_>) {
+        status(self.connected, self.user(), e);
+    }
+
+    fn disconnected(&self, e: &StatusEvent<'_>) {
+        status(self.disconnected, self.user(), e);
+    }
+
+    fn start_transfer(&self, e: &TransferBoundaryEvent) {
+        boundary(self.start_transfer, self.user(), e);
+    }
+
+    fn transfer(&self, e: &TransferEvent<'_>) {
+        let Some(f) = self.transfer else { return };
+        let ev = mllp_transfer_event {
+            connection_id: e.connection_id,
+            bytes_transferred: e.bytes_transferred,
+            data: e.data.as_ptr(),
+            len: e.data.len(),
+        };
+        // SAFETY: a host callback; the event and its data are valid for the call.
+        unsafe { f(self.user(), &ev) };
+    }
+
+    fn end_transfer(&self, e: &TransferBoundaryEvent) {
+        boundary(self.end_transfer, self.user(), e);
+    }
+
+    fn ack_out(&self, e: &mut AckOutEvent<'_>) {
+        let Some(f) = self.ack_out else { return };
+        let mut ev = mllp_ack_out_event {
+            connection_id: e.connection_id,
+            message_seq: e.message_seq,
+            accept: e.accept as u8,
+            reject_code: if e.reject_code == AckCode::AR {
+                MLLP_REJECT_AR
+            } else {
+                MLLP_REJECT_AE
+            },
+            message: e.message.as_ptr(),
+            message_len: e.message.len(),
+        };
+        // SAFETY: a host callback; the event and the message are valid for the call.
+        unsafe { f(self.user(), &mut ev) };
+        e.accept = ev.accept != 0;
+        e.reject_code = if ev.reject_code == MLLP_REJECT_AR {
+            AckCode::AR
+        } else {
+            AckCode::AE
+        };
+    }
+
+    fn ack_in(&self, e: &AckInEvent) {
+        let Some(f) = self.ack_in else { return };
+        let ev = mllp_ack_in_event {
+            connection_id: e.connection_id,
+            accepted: e.accepted as u8,
+        };
+        // SAFETY: a host callback; the event is valid for the call.
+        unsafe { f(self.user(), &ev) };
+    }
+
+    fn error(&self, e: &ErrorEvent<'_>) {
+        let Some(f) = self.error else { return };
+        let d = c_text(e.description);
+        let ev = mllp_error_event {
+            connection_id: e.connection_id,
+            error_code: e.error_code,
+            description: d.as_ptr(),
+        };
+        // SAFETY: a host callback; the event and its string are valid for the call.
+        unsafe { f(self.user(), &ev) };
+    }
+
+    fn log(&self, e: &LogEvent<'_>) {
+        let Some(f) = self.log else { return };
+        let m = c_text(e.message);
+        let t = c_text(e.log_type);
+        let ev = mllp_log_event {
+            connection_id: e.connection_id,
+            log_level: e.log_level as c_int,
+            message: m.as_ptr(),
+            log_type: t.as_ptr(),
+        };
+        // SAFETY: a host callback; the event and its strings are valid for the call.
+        unsafe { f(self.user(), &ev) };
+    }
+
+    fn thread_start(&self) {
+        if let Some(f) = self.thread_start {
+            // SAFETY: a host hook with its own user pointer.
+            unsafe { f(self.user()) };
+        }
+    }
+
+    fn thread_stop(&self) {
+        if let Some(f) = self.thread_stop {
+            // SAFETY: a host hook with its own user pointer.
+            unsafe { f(self.user()) };
+        }
+    }
+}
+
+fn status(f: mllp_status_cb, user: *mut c_void, e: &StatusEvent<'_>) {
+    let Some(f) = f else { return };
+    let d = c_text(e.description);
+    let ev = mllp_status_event {
+        connection_id: e.connection_id,
+        status_code: e.status_code,
+        description: d.as_ptr(),
+    };
+    // SAFETY: a host callback; the event and its string are valid for the call.
+    unsafe { f(user, &ev) };
+}
+
+fn boundary(f: mllp_transfer_boundary_cb, user: *mut c_void, e: &TransferBoundaryEvent) {
+    let Some(f) = f else { return };
+    let ev = mllp_transfer_boundary_event {
+        connection_id: e.connection_id,
+        message_seq: e.message_seq,
+    };
+    // SAFETY: a host callback; the event is valid for the call.
+    unsafe { f(user, &ev) };
+}
+
+/// Updates the registered callbacks and installs them as the server's handler.
+pub(crate) fn update(
+    server: *const super::server::mllp_server,
+    f: impl FnOnce(&mut Callbacks),
+) -> c_int {
+    guard(|| {
+        let s = match super::server::handle(server) {
+            Ok(s) => s,
+            Err(rc) => return rc,
+        };
+        let mut cbs = crate::shared::lock(&s.callbacks);
+        let old = cbs.clone();
+        f(&mut cbs);
+        // Installed under the lock so concurrent updates land in order; `old` keeps a replaced
+        // user pointer alive until the lock is released, so its release callback (host code)
+        // never runs under it.
+        s.server.set_handler(Arc::new(cbs.clone()));
+        drop(cbs);
+        drop(old);
+        MLLP_OK
+    })
+}
+
+/// Storage for a server's callbacks.
+pub(crate) type CallbackCell = Mutex<Callbacks>;
+
+/// Registers the ConnectionRequest callback (set `event->accept` to 0 to refuse).
+///
+/// Pass NULL to remove the callback. Returns `MLLP_OK`, or `MLLP_ERR_INVALID_ARGUMENT` when
+/// `server` is NULL. Any thread; takes effect for the next event.
+#[no_mangle]
+pub extern "C" fn mllp_server_on_connection_request(
+    server: *mut super::server::mllp_server,
+    cb: mllp_connection_request_cb,
+) -> c_int {
+    update(server, |c| c.connection_request = cb)
+}
+
+/// Registers the Connected callback.
+///
+/// Pass NULL to remove the callback. Returns `MLLP_OK`, or `MLLP_ERR_INVALID_ARGUMENT` when
+/// `server` is NULL. Any thread; takes effect for the next event.
+#[no_mangle]
+pub extern "C" fn mllp_server_on_connected(
+    server: *mut super::server::mllp_server,
+    cb: mllp_status_cb,
+) -> c_int {
+    update(server, |c| c.connected = cb)
+}
+
+/// Registers the Disconnected callback.
+///
+/// Pass NULL to remove the callback. Returns `MLLP_OK`, or `MLLP_ERR_INVALID_ARGUMENT` when
+/// `server` is NULL. Any thread; takes effect for the next event.
+#[no_mangle]
+pub extern "C" fn mllp_server_on_disconnected(
+    server: *mut super::server::mllp_server,
+    cb: mllp_status_cb,
+) -> c_int {
+    update(server, |c| c.disconnected = cb)
+}
+
+/// Registers the StartTransfer callback.
+///
+/// Pass NULL to remove the callback. Returns `MLLP_OK`, or `MLLP_ERR_INVALID_ARGUMENT` when
+/// `server` is NULL. Any thread; takes effect for the next event.
+#[no_mangle]
+pub extern "C" fn mllp_server_on_start_transfer(
+    server: *mut super::server::mllp_server,
+    cb: mllp_transfer_boundary_cb,
+) -> c_int {
+    update(server, |c| c.start_transfer = cb)
+}
+
+/// Registers the Transfer callback (the message's bytes, in one or more pieces).
+///
+/// Pass NULL to remove the callback. Returns `MLLP_OK`, or `MLLP_ERR_INVALID_ARGUMENT` when
+/// `server` is NULL. Any thread; takes effect for the next event.
+#[no_mangle]
+pub extern "C" fn mllp_server_on_transfer(
+    server: *mut super::server::mllp_server,
+    cb: mllp_transfer_cb,
+) -> c_int {
+    update(server, |c| c.transfer = cb)
+}
+
+/// Registers the EndTransfer callback.
+///
+/// Pass NULL to remove the callback. Returns `MLLP_OK`, or `MLLP_ERR_INVALID_ARGUMENT` when
+/// `server` is NULL. Any thread; takes effect for the next event.
+#[no_mangle]
+pub extern "C" fn mllp_server_on_end_transfer(
+    server: *mut super::server::mllp_server,
+    cb: mllp_transfer_boundary_cb,
+) -> c_int {
+    update(server, |c| c.end_transfer = cb)
+}
+
+/// Registers the AckOut callback (set `event->accept` to 0 to send a negative acknowledgement).
+///
+/// Pass NULL to remove the callback. Returns `MLLP_OK`, or `MLLP_ERR_INVALID_ARGUMENT` when
+/// `server` is NULL. Any thread; takes effect for the next event.
+#[no_mangle]
+pub extern "C" fn mllp_server_on_ack_out(
+    server: *mut super::server::mllp_server,
+    cb: mllp_ack_out_cb,
+) -> c_int {
+    update(server, |c| c.ack_out = cb)
+}
+
+/// Registers the AckIn callback.
+///
+/// Pass NULL to remove the callback. Returns `MLLP_OK`, or `MLLP_ERR_INVALID_ARGUMENT` when
+/// `server` is NULL. Any thread; takes effect for the next event.
+#[no_mangle]
+pub extern "C" fn mllp_server_on_ack_in(
+    server: *mut super::server::mllp_server,
+    cb: mllp_ack_in_cb,
+) -> c_int {
+    update(server, |c| c.ack_in = cb)
+}
+
+/// Registers the Error callback.
+///
+/// Pass NULL to remove the callback. Returns `MLLP_OK`, or `MLLP_ERR_INVALID_ARGUMENT` when
+/// `server` is NULL. Any thread; takes effect for the next event.
+#[no_mangle]
+pub extern "C" fn mllp_server_on_error(
+    server: *mut super::server::mllp_server,
+    cb: mllp_error_cb,
+) -> c_int {
+    update(server, |c| c.error = cb)
+}
+
+/// Registers the Log callback (see the LogLevel setting).
+///
+/// Pass NULL to remove the callback. Returns `MLLP_OK`, or `MLLP_ERR_INVALID_ARGUMENT` when
+/// `server` is NULL. Any thread; takes effect for the next event.
+#[no_mangle]
+pub extern "C" fn mllp_server_on_log(
+    server: *mut super::server::mllp_server,
+    cb: mllp_log_cb,
+) -> c_int {
+    update(server, |c| c.log = cb)
+}
+
+/// Registers a hook run on the reactor thread once when it starts, before any event
+/// (bindings attach the thread to their runtime here). Set it before StartListening.
+///
+/// Pass NULL to remove the callback. Returns `MLLP_OK`, or `MLLP_ERR_INVALID_ARGUMENT` when
+/// `server` is NULL. Any thread; takes effect for the next event.
+#[no_mangle]
+pub extern "C" fn mllp_server_on_thread_start(
+    server: *mut super::server::mllp_server,
+    cb: mllp_thread_cb,
+) -> c_int {
+    update(server, |c| c.thread_start = cb)
+}
+
+/// Registers a hook run on the reactor thread once just before it ends.
+///
+/// Pass NULL to remove the callback. Returns `MLLP_OK`, or `MLLP_ERR_INVALID_ARGUMENT` when
+/// `server` is NULL. Any thread; takes effect for the next event.
+#[no_mangle]
+pub extern "C" fn mllp_server_on_thread_stop(
+    server: *mut super::server::mllp_server,
+    cb: mllp_thread_cb,
+) -> c_int {
+    update(server, |c| c.thread_stop = cb)
+}
+
+/// Sets the user pointer passed to every callback of this server. `release`, if not NULL, is
+/// called exactly once with `user`: when another user pointer replaces it or the server is
+/// freed, after the last callback that could receive it has returned (on whichever thread
+/// drops it last). Returns `MLLP_OK`, or `MLLP_ERR_INVALID_ARGUMENT` when `server` is NULL
+/// (then `release` is not called). Any thread.
+#[no_mangle]
+pub extern "C" fn mllp_server_set_user_data(
+    server: *mut super::server::mllp_server,
+    user: *mut c_void,
+    release: mllp_release_cb,
+) -> c_int {
+    update(server, |c| {
+        c.user = Some(Arc::new(UserData { ptr: user, release }))
+    })
+}

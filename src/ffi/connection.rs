@@ -1,0 +1,261 @@
+//! Per-connection fields (the reference's MLLPConnection), addressed by connection id.
+//!
+//! Every function returns `MLLP_ERR_NO_SUCH_CONNECTION` for an id that is closed or never
+//! existed (ids are never reused), and `MLLP_ERR_INVALID_ARGUMENT` for a NULL pointer. All may
+//! be called from any thread, including from inside callbacks.
+
+use std::cell::Cell;
+use std::ffi::{c_char, c_int, c_void};
+
+use super::callbacks::mllp_release_cb;
+use super::server::{mllp_server, with};
+use super::stream::{mllp_read_cb, mllp_write_cb, CStream};
+use super::{bytes, cstr, put, put_bytes, put_str, rc};
+
+/// Connected: writes 1 while the connection is open.
+#[no_mangle]
+pub extern "C" fn mllp_connection_get_connected(
+    server: *const mllp_server,
+    connection_id: u64,
+    out: *mut u8,
+) -> c_int {
+    with(server, |s| match s.remote_port(connection_id) {
+        Ok(_) => put(out, s.connected(connection_id) as u8),
+        Err(e) => super::fail(e),
+    })
+}
+
+/// RemoteHost: the client's IP address, under the buffer rule (`*len` = capacity in, size
+/// needed with the NUL out).
+#[no_mangle]
+pub extern "C" fn mllp_connection_get_remote_host(
+    server: *const mllp_server,
+    connection_id: u64,
+    buf: *mut c_char,
+    len: *mut usize,
+) -> c_int {
+    with(server, |s| match s.remote_host(connection_id) {
+        Ok(h) => put_str(&h, buf, len),
+        Err(e) => super::fail(e),
+    })
+}
+
+/// RemotePort: the client's port.
+#[no_mangle]
+pub extern "C" fn mllp_connection_get_remote_port(
+    server: *const mllp_server,
+    connection_id: u64,
+    out: *mut u16,
+) -> c_int {
+    with(server, |s| match s.remote_port(connection_id) {
+        Ok(p) => put(out, p),
+        Err(e) => super::fail(e),
+    })
+}
+
+/// LocalAddress: the local interface the connection arrived on, under the buffer rule.
+#[no_mangle]
+pub extern "C" fn mllp_connection_get_local_address(
+    server: *const mllp_server,
+    connection_id: u64,
+    buf: *mut c_char,
+    len: *mut usize,
+) -> c_int {
+    with(server, |s| match s.local_address(connection_id) {
+        Ok(h) => put_str(&h, buf, len),
+        Err(e) => super::fail(e),
+    })
+}
+
+/// Timeout: seconds a synchronous Send waits (0 = asynchronous).
+#[no_mangle]
+pub extern "C" fn mllp_connection_get_timeout(
+    server: *const mllp_server,
+    connection_id: u64,
+    out: *mut u32,
+) -> c_int {
+    with(server, |s| match s.timeout(connection_id) {
+        Ok(t) => put(out, t),
+        Err(e) => super::fail(e),
+    })
+}
+
+/// Sets Timeout (seconds).
+#[no_mangle]
+pub extern "C" fn mllp_connection_set_timeout(
+    server: *mut mllp_server,
+    connection_id: u64,
+    seconds: u32,
+) -> c_int {
+    with(server, |s| rc(s.set_timeout(connection_id, seconds)))
+}
+
+/// InputData: the bytes Send sends (when no input stream or file is set), under the buffer rule.
+#[no_mangle]
+pub extern "C" fn mllp_connection_get_input_data(
+    server: *const mllp_server,
+    connection_id: u64,
+    buf: *mut u8,
+    len: *mut usize,
+) -> c_int {
+    with(server, |s| match s.input_data(connection_id) {
+        Ok(d) => put_bytes(&d, buf, len),
+        Err(e) => super::fail(e),
+    })
+}
+
+/// Sets InputData (InputDataB): `len` bytes at `data`, copied. `data` may be NULL when `len` is 0.
+#[no_mangle]
+pub extern "C" fn mllp_connection_set_input_data(
+    server: *mut mllp_server,
+    connection_id: u64,
+    data: *const u8,
+    len: usize,
+) -> c_int {
+    with(server, |s| match bytes(data, len, "data") {
+        Ok(d) => rc(s.set_input_data(connection_id, d)),
+        Err(rc) => rc,
+    })
+}
+
+/// InputFileName, under the buffer rule.
+#[no_mangle]
+pub extern "C" fn mllp_connection_get_input_file_name(
+    server: *const mllp_server,
+    connection_id: u64,
+    buf: *mut c_char,
+    len: *mut usize,
+) -> c_int {
+    with(server, |s| match s.input_file_name(connection_id) {
+        Ok(p) => put_str(&p, buf, len),
+        Err(e) => super::fail(e),
+    })
+}
+
+/// Sets InputFileName: Send reads this file ("" clears it). Copied.
+#[no_mangle]
+pub extern "C" fn mllp_connection_set_input_file_name(
+    server: *mut mllp_server,
+    connection_id: u64,
+    path: *const c_char,
+) -> c_int {
+    with(server, |s| match cstr(path, "path") {
+        Ok(p) => rc(s.set_input_file_name(connection_id, p)),
+        Err(rc) => rc,
+    })
+}
+
+/// OutputData (OutputDataB): the last message received on the connection when no output
+/// stream or OutputFileName took it, under the buffer rule.
+#[no_mangle]
+pub extern "C" fn mllp_connection_get_output_data(
+    server: *const mllp_server,
+    connection_id: u64,
+    buf: *mut u8,
+    len: *mut usize,
+) -> c_int {
+    with(server, |s| match s.output_data(connection_id) {
+        Ok(d) => put_bytes(&d, buf, len),
+        Err(e) => super::fail(e),
+    })
+}
+
+/// OutputFileName, under the buffer rule.
+#[no_mangle]
+pub extern "C" fn mllp_connection_get_output_file_name(
+    server: *const mllp_server,
+    connection_id: u64,
+    buf: *mut c_char,
+    len: *mut usize,
+) -> c_int {
+    with(server, |s| match s.output_file_name(connection_id) {
+        Ok(p) => put_str(&p, buf, len),
+        Err(e) => super::fail(e),
+    })
+}
+
+/// Sets OutputFileName: each message received on the connection is written to this file
+/// (replacing its content) and fsynced before it is acknowledged ("" clears it). Copied.
+#[no_mangle]
+pub extern "C" fn mllp_connection_set_output_file_name(
+    server: *mut mllp_server,
+    connection_id: u64,
+    path: *const c_char,
+) -> c_int {
+    with(server, |s| match cstr(path, "path") {
+        Ok(p) => rc(s.set_output_file_name(connection_id, p)),
+        Err(rc) => rc,
+    })
+}
+
+/// Calls `close(user)` on drop unless disarmed: ownership of a stream passes to the library
+/// on every path, failures included.
+struct Owned(Cell<mllp_release_cb>, *mut c_void);
+impl Drop for Owned {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            // SAFETY: the host's close callback for its own pointer, called exactly once.
+            unsafe { f(self.1) };
+        }
+    }
+}
+
+/// Sets the input stream (InputStream): Send reads `read` until it returns 0 (end) and sends
+/// what it read; a negative return fails the Send with `MLLP_ERR_IO`. `read` runs on the
+/// thread calling Send. The library takes `user` in every case, failures included: `close`, if
+/// not NULL, is called exactly once with it: after a Send when CloseStreamAfterTransfer is True
+/// (the default), when the stream is replaced or the connection closes, or at once when the
+/// call fails or `read` is NULL (a NULL `read` clears the stream).
+#[no_mangle]
+pub extern "C" fn mllp_connection_set_input_stream(
+    server: *mut mllp_server,
+    connection_id: u64,
+    read: mllp_read_cb,
+    close: mllp_release_cb,
+    user: *mut c_void,
+) -> c_int {
+    let owned = Owned(Cell::new(close), user);
+    with(server, |s| {
+        let stream = read.map(|io| {
+            Box::new(CStream {
+                io,
+                close: take_close(&owned),
+                user,
+            }) as Box<dyn std::io::Read + Send>
+        });
+        rc(s.set_input_stream(connection_id, stream))
+    })
+}
+
+/// Sets the output stream (OutputStream): each message received is passed to `write` (0 =
+/// success; anything else fails the message, which is then refused) instead of being kept in
+/// OutputData or OutputFileName. `write` runs on the thread that delivers events. The library
+/// takes `user` in every case, failures included: `close`, if not NULL, is called exactly once
+/// with it: after a message when CloseStreamAfterTransfer is True (the default), when the
+/// stream is replaced or the connection closes, or at once when the call fails or `write` is
+/// NULL (a NULL `write` clears the stream).
+#[no_mangle]
+pub extern "C" fn mllp_connection_set_output_stream(
+    server: *mut mllp_server,
+    connection_id: u64,
+    write: mllp_write_cb,
+    close: mllp_release_cb,
+    user: *mut c_void,
+) -> c_int {
+    let owned = Owned(Cell::new(close), user);
+    with(server, |s| {
+        let stream = write.map(|io| {
+            Box::new(CStream {
+                io,
+                close: take_close(&owned),
+                user,
+            }) as Box<dyn std::io::Write + Send>
+        });
+        rc(s.set_output_stream(connection_id, stream))
+    })
+}
+
+/// Moves the close callback from the guard into a stream (the stream now calls it).
+fn take_close(owned: &Owned) -> mllp_release_cb {
+    owned.0.take()
+}
