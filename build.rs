@@ -7,6 +7,10 @@ use std::env;
 use std::path::PathBuf;
 
 fn main() {
+    // A soname, so programs link against the ABI version, not the file name.
+    if env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
+        println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libmllp.so.0");
+    }
     println!("cargo:rerun-if-changed=src/ffi");
     println!("cargo:rerun-if-changed=cbindgen.toml");
     println!("cargo:rerun-if-env-changed=MLLP_SKIP_HEADER");

@@ -1,0 +1,2 @@
+#include "mllp.h"
+int main(void){return 0;}
