@@ -36,6 +36,8 @@ const READ_CHUNK: usize = 64 * 1024;
 const OUT_HIGH_WATER: usize = 1 << 20;
 /// Undecided replies past this stop reading from the peer (pipelining senders).
 const PENDING_HIGH_WATER: usize = 64;
+/// Reads per readiness event before other connections get their turn (fairness).
+const READ_BUDGET: usize = 16;
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum TimerKind {
@@ -94,6 +96,9 @@ struct Reactor {
     found: Vec<Inbound>,
     held: HashMap<u64, (TcpStream, SocketAddr)>,
     next_hold: u64,
+    /// Connections that used up their read budget with data possibly left in the socket;
+    /// readiness is edge-triggered, so they are revisited explicitly.
+    backlog: Vec<ConnectionId>,
     exit: bool,
 }
 
@@ -126,6 +131,7 @@ impl Reactor {
             found: Vec::new(),
             held: HashMap::new(),
             next_hold: 1,
+            backlog: Vec::new(),
             exit: false,
         }
     }
@@ -161,6 +167,9 @@ impl Reactor {
                         );
                     }
                 }
+            }
+            for id in std::mem::take(&mut self.backlog) {
+                self.on_ready(id, true, false);
             }
             self.run_commands();
             self.run_timers();
@@ -462,7 +471,13 @@ impl Reactor {
     }
 
     fn read(&mut self, c: &mut Conn) -> io::Result<()> {
+        let mut budget = READ_BUDGET;
         while !self.reads_paused(c) {
+            if budget == 0 {
+                self.backlog.push(c.shared.id);
+                break;
+            }
+            budget -= 1;
             match c.stream.read(&mut self.buf) {
                 Ok(0) => {
                     c.peer_closed = true;

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian 12 machine lacks for building and testing mllp:
+# cmake and valgrind (apt), python-hl7 (a real MLLP client used by the tests) and pytest (pip).
+# Safe to run again: it installs only what is missing.
+set -euo pipefail
+SUDO=""
+if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then SUDO=sudo; fi
+pkgs=()
+command -v cmake >/dev/null 2>&1 || pkgs+=(cmake)
+command -v valgrind >/dev/null 2>&1 || pkgs+=(valgrind)
+command -v pkg-config >/dev/null 2>&1 || pkgs+=(pkg-config)
+command -v g++ >/dev/null 2>&1 || pkgs+=(g++)
+if [ ${#pkgs[@]} -gt 0 ]; then
+  echo "setup: installing ${pkgs[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${pkgs[@]}" >/dev/null
+fi
+py=()
+python3 -c "import hl7" 2>/dev/null || py+=(hl7)
+python3 -c "import pytest" 2>/dev/null || py+=(pytest)
+if [ ${#py[@]} -gt 0 ]; then
+  echo "setup: pip install ${py[*]}"
+  # A Debian-managed python refuses plain pip installs (PEP 668); pyenv's does not.
+  python3 -m pip install -q "${py[@]}" 2>/dev/null || python3 -m pip install -q --break-system-packages "${py[@]}"
+fi
