@@ -70,9 +70,9 @@ pub struct Settings {
     pub linger_time: u32,
     /// TcpNoDelay setting.
     pub tcp_no_delay: bool,
-    /// InBufferSize setting: SO_RCVBUF (0 = system default).
+    /// InBufferSize setting: SO_RCVBUF (0 = system default), applied when listening starts.
     pub in_buffer_size: u32,
-    /// OutBufferSize setting: SO_SNDBUF (0 = system default).
+    /// OutBufferSize setting: SO_SNDBUF (0 = system default), applied when listening starts.
     pub out_buffer_size: u32,
     /// UseIPv6 setting: 0 IPv4 only, 1 IPv6 only, 2 IPv6 with IPv4 fallback.
     pub use_ipv6: u8,

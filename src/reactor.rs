@@ -291,6 +291,10 @@ impl Reactor {
     // ----- accepting -----
 
     fn accept_all(&mut self) {
+        // StopListening may be queued behind this readiness event: honour it now.
+        if !self.shared.listening.load(Ordering::Acquire) {
+            return;
+        }
         loop {
             let Some(l) = self.listener.as_ref() else {
                 return;
@@ -725,9 +729,12 @@ impl Reactor {
                 }
                 self.accept_all();
             }
-            Command::StopListening => {
+            Command::StopListening(waiter) => {
                 if let Some(mut l) = self.listener.take() {
                     let _ = self.poll.registry().deregister(&mut l);
+                }
+                if let Some(w) = waiter {
+                    w.complete(Ok(()));
                 }
             }
             Command::Send {
@@ -863,10 +870,7 @@ fn apply_socket_options(stream: &TcpStream, s: &Settings) {
     } else if s.linger_time > 0 {
         let _ = sock.set_linger(Some(Duration::from_secs(s.linger_time as u64)));
     }
-    if s.in_buffer_size > 0 {
-        let _ = sock.set_recv_buffer_size(s.in_buffer_size as usize);
-    }
-    if s.out_buffer_size > 0 {
-        let _ = sock.set_send_buffer_size(s.out_buffer_size as usize);
-    }
+    // InBufferSize/OutBufferSize are set on the listening socket (see `server::bind`): accepted
+    // sockets inherit them, and SO_RCVBUF set after the handshake would not match the window
+    // scale already agreed, throttling large messages.
 }

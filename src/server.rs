@@ -222,12 +222,18 @@ impl Server {
         if self.listening() {
             return Ok(());
         }
-        let (host, port, ipv6) = {
+        let (host, port, ipv6, rcvbuf, sndbuf) = {
             let s = self.settings();
-            (s.local_host.clone(), s.local_port, s.use_ipv6)
+            (
+                s.local_host.clone(),
+                s.local_port,
+                s.use_ipv6,
+                s.in_buffer_size,
+                s.out_buffer_size,
+            )
         };
         let addr = resolve(&host, port, ipv6)?;
-        let listener = bind(addr, ipv6)?;
+        let listener = bind(addr, ipv6, rcvbuf, sndbuf)?;
         let bound = listener
             .local_addr()
             .map_err(|e| Error::from_io(&e, "local address"))?;
@@ -255,7 +261,20 @@ impl Server {
             return Ok(());
         }
         self.shared.listening.store(false, Ordering::Release);
-        self.shared.command(Command::StopListening)
+        self.close_listener()
+    }
+
+    /// Has the reactor close the listening socket and, unless called from a callback, waits
+    /// for it, so a client connecting afterwards is refused.
+    fn close_listener(&self) -> Result<()> {
+        if self.in_callback() {
+            return self.shared.command(Command::StopListening(None));
+        }
+        let w = Waiter::new();
+        self.shared
+            .command(Command::StopListening(Some(w.clone())))?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        w.wait(|| deadline).unwrap_or(Ok(()))
     }
 
     /// Shutdown: StopListening, then Disconnect every connection.
@@ -264,7 +283,7 @@ impl Server {
         if lock(&self.shared.reactor).is_none() {
             return Ok(());
         }
-        self.shared.command(Command::StopListening)?;
+        self.close_listener()?;
         self.shared.command(Command::DisconnectAll)
     }
 
@@ -345,10 +364,10 @@ impl Server {
                 waiter: None,
             });
         }
-        if self.in_callback() && self.shared.on_reactor_thread() {
+        if self.in_callback() {
             return Err(Error::new(
                 code::REENTRANT,
-                "a synchronous Send (Timeout > 0) cannot run on the reactor thread; set Timeout to 0 inside callbacks",
+                "a synchronous Send (Timeout > 0) cannot wait inside a callback; set Timeout to 0 there",
             ));
         }
         let w = Waiter::new();
@@ -735,7 +754,9 @@ fn resolve(host: &str, port: u16, ipv6: u8) -> Result<SocketAddr> {
         .ok_or_else(|| Error::new(11001, format!("LocalHost '{host}' has no usable address")))
 }
 
-fn bind(addr: SocketAddr, ipv6: u8) -> Result<mio::net::TcpListener> {
+/// Binds and listens. Socket buffer sizes go on the listener so that accepted sockets inherit
+/// them before the handshake fixes the TCP window scale.
+fn bind(addr: SocketAddr, ipv6: u8, rcvbuf: u32, sndbuf: u32) -> Result<mio::net::TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let ctx = |e: std::io::Error| Error::from_io(&e, &format!("listen on {addr}"));
     let sock =
@@ -745,6 +766,12 @@ fn bind(addr: SocketAddr, ipv6: u8) -> Result<mio::net::TcpListener> {
         // UseIPv6=2 on the wildcard address also accepts IPv4 (mapped) clients.
         sock.set_only_v6(!(ipv6 == 2 && addr.ip().is_unspecified()))
             .map_err(ctx)?;
+    }
+    if rcvbuf > 0 {
+        sock.set_recv_buffer_size(rcvbuf as usize).map_err(ctx)?;
+    }
+    if sndbuf > 0 {
+        sock.set_send_buffer_size(sndbuf as usize).map_err(ctx)?;
     }
     sock.bind(&addr.into()).map_err(ctx)?;
     sock.listen(1024).map_err(ctx)?;

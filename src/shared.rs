@@ -191,7 +191,8 @@ impl ConnTable {
 /// An instruction from a host thread to the reactor.
 pub(crate) enum Command {
     Listen(mio::net::TcpListener),
-    StopListening,
+    /// Drop the listener; the waiter (if any) completes once it is closed.
+    StopListening(Option<Arc<Waiter>>),
     Send {
         id: ConnectionId,
         payload: Vec<u8>,
