@@ -1,2 +1,689 @@
+/*
+ * mllp-listen - an MLLP (HL7 v2 over TCP) receiver built on the public C API of libmllp.
+ *
+ *   mllp-listen [--host ADDR] [--port N] [--version 1|2] [--ack mllp|hl7|none] [--out-dir DIR]
+ *               [--config KEY=VALUE]... [--tls-cert FILE --tls-key FILE] [--client-ca FILE]
+ *               [--reject-invalid] [--quiet]
+ *
+ * Stdout: "listening on HOST:PORT", then one line per accepted message:
+ *   <connection-id> <byte-count> <MSH-9 or -> <MSH-10 or ->
+ * With --out-dir each accepted message (the bytes between start and end block) is written to
+ * its own file, fsynced and renamed into place (directory fsynced too) before it is
+ * acknowledged. SIGINT/SIGTERM shut the server down and exit 0. Usage errors, a port in use
+ * or an unusable DIR exit 2.
+ *
+ * Threads: by default the library calls the callbacks below on its reactor thread, one at a
+ * time; the main thread only waits for a signal (sigwait). SIGINT and SIGTERM are blocked in
+ * every thread (the mask is set before the library starts its thread, which inherits it), so
+ * they are only ever consumed by sigwait: no work happens in a signal handler. With
+ * --config EventMode=DoEvents the main thread delivers the events itself and checks for a
+ * pending signal between rounds.
+ *
+ * C11 + POSIX.1-2008.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
 #include "mllp.h"
-int main(void){return 0;}
+
+#define PROG "mllp-listen"
+#define EXIT_USAGE 2
+
+static const char USAGE[] =
+    "usage: " PROG " [--host ADDR] [--port N] [--version 1|2] [--ack mllp|hl7|none]\n"
+    "                   [--out-dir DIR] [--config KEY=VALUE]... [--tls-cert FILE --tls-key FILE]\n"
+    "                   [--client-ca FILE] [--reject-invalid] [--quiet]\n"
+    "\n"
+    "Receives HL7 v2 messages over MLLP and acknowledges them.\n"
+    "\n"
+    "  --host ADDR         interface to listen on (default 127.0.0.1; \"\" = all)\n"
+    "  --port N            TCP port (default 2575; 0 = any free port)\n"
+    "  --version 1|2       MLLP version (default 2)\n"
+    "  --ack MODE          mllp: commit ACK/NAK block (default for version 2)\n"
+    "                      hl7:  HL7 application ACK message (MSA-1 AA/AE/AR)\n"
+    "                      none: send nothing back (default for version 1)\n"
+    "  --out-dir DIR       store each accepted message as its own file in DIR (created if\n"
+    "                      missing), fsynced before it is acknowledged\n"
+    "  --config KEY=VALUE  library setting, repeatable (e.g. ReceiveTimeout=2,\n"
+    "                      MaxMessageSize=1024, StartBlockChar=0x02)\n"
+    "  --tls-cert FILE     server certificate (PEM)  } TLS is not available in this\n"
+    "  --tls-key FILE      private key (PEM)         } build yet\n"
+    "  --client-ca FILE    CA for client certificates (requires --tls-cert)\n"
+    "  --reject-invalid    refuse (NAK / AR) messages not starting with MSH, FHS or BHS\n"
+    "                      followed by a field separator\n"
+    "  --quiet             no per-message lines, no error lines\n"
+    "  --help              show this help\n"
+    "\n"
+    "Stdout: \"listening on HOST:PORT\", then per accepted message\n"
+    "  <connection-id> <byte-count> <MSH-9 or -> <MSH-10 or ->\n"
+    "SIGINT/SIGTERM stop the server (exit 0). Errors in arguments, a port in use or an\n"
+    "unusable DIR exit with status 2.\n";
+
+/* ------------------------------------------------------------------------------------------ */
+/* State shared by the callbacks. They run one at a time, but the main thread prints the      */
+/* "listening" line while the reactor may already run, so output and state go under a lock.  */
+
+typedef struct {
+    uint64_t id;
+    uint8_t *buf;
+    size_t len, cap;
+    int failed; /* out of memory: this message is lost */
+} accumulator;
+
+typedef struct {
+    int quiet;
+    int reject_invalid;
+    int ack_none;          /* no acknowledgement: handle messages in EndTransfer, not AckOut */
+    int dir_fd;            /* --out-dir, opened; -1 without */
+    const char *dir;       /* for messages */
+    uint64_t file_counter; /* last number used for a stored file */
+    long pid;
+    pthread_mutex_t lock;
+    accumulator *acc; /* ack_none only: the message being received, per connection */
+    size_t acc_count, acc_cap;
+} app_state;
+
+static app_state app = {
+    .dir_fd = -1,
+    .lock = PTHREAD_MUTEX_INITIALIZER,
+};
+
+static void die_usage(const char *fmt, ...) {
+    va_list ap;
+    fputs(PROG ": ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(EXIT_USAGE);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* HL7 inspection                                                                             */
+
+static int is_field_separator(uint8_t c) {
+    return !(isalnum(c) && c < 0x80) && c != '\r' && c != '\n';
+}
+
+/* Begins with MSH, FHS or BHS followed by a field separator. */
+static int looks_like_hl7(const uint8_t *m, size_t n) {
+    if (n < 4) return 0;
+    if (memcmp(m, "MSH", 3) != 0 && memcmp(m, "FHS", 3) != 0 && memcmp(m, "BHS", 3) != 0)
+        return 0;
+    return is_field_separator(m[3]);
+}
+
+typedef struct {
+    const uint8_t *p;
+    size_t n;
+} span;
+
+/* Finds MSH-9 and MSH-10 in the first MSH segment, split on that segment's own separator.
+ * Splitting "MSH|^~\&|A|B|..." on '|' gives "MSH", MSH-2, MSH-3, ...: piece k is MSH-(k+1). */
+static void msh_fields(const uint8_t *m, size_t n, span *f9, span *f10) {
+    f9->n = f10->n = 0;
+    for (size_t i = 0; i + 3 < n; i++) {
+        if (i > 0 && m[i - 1] != '\r' && m[i - 1] != '\n') continue;
+        if (memcmp(m + i, "MSH", 3) != 0 || !is_field_separator(m[i + 3])) continue;
+        uint8_t sep = m[i + 3];
+        size_t field = 2, start = i + 4;
+        for (size_t j = start;; j++) {
+            int end_seg = j >= n || m[j] == '\r' || m[j] == '\n';
+            if (end_seg || m[j] == sep) {
+                if (field == 9) *f9 = (span){m + start, j - start};
+                if (field == 10) {
+                    *f10 = (span){m + start, j - start};
+                    return;
+                }
+                if (end_seg) return;
+                field++;
+                start = j + 1;
+            }
+        }
+    }
+}
+
+/* Prints a field for the one-line-per-message format: "-" when empty; blanks and control
+ * characters become '_' so the line keeps its four columns. */
+static void put_field(span s) {
+    if (s.n == 0) {
+        fputc('-', stdout);
+        return;
+    }
+    for (size_t i = 0; i < s.n; i++) {
+        uint8_t c = s.p[i];
+        fputc(c <= 0x20 || c == 0x7f ? '_' : c, stdout);
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Durable storage                                                                            */
+
+static int write_all(int fd, const uint8_t *p, size_t n) {
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* mkdir -p */
+static int make_dirs(const char *path) {
+    size_t n = strlen(path);
+    char *tmp = malloc(n + 1);
+    if (!tmp) return -1;
+    memcpy(tmp, path, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (tmp[i] != '/' && tmp[i] != '\0') continue;
+        char saved = tmp[i];
+        tmp[i] = '\0';
+        if (mkdir(tmp, 0777) != 0 && errno != EEXIST) {
+            int e = errno;
+            free(tmp);
+            errno = e;
+            return -1;
+        }
+        tmp[i] = saved;
+    }
+    free(tmp);
+    return 0;
+}
+
+/* Opens (creating it if missing) the output directory and proves it writable; starts the
+ * file counter after the highest number already used there so nothing is overwritten and
+ * names keep sorting in arrival order across runs. */
+static void open_out_dir(const char *dir) {
+    if (dir[0] == '\0') die_usage("--out-dir: empty path");
+    if (make_dirs(dir) != 0) die_usage("--out-dir %s: cannot create: %s", dir, strerror(errno));
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) die_usage("--out-dir %s: cannot open: %s", dir, strerror(errno));
+    char probe[64];
+    snprintf(probe, sizeof probe, ".tmp-%ld-probe", app.pid);
+    int pfd = openat(fd, probe, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (pfd < 0) die_usage("--out-dir %s: not writable: %s", dir, strerror(errno));
+    close(pfd);
+    unlinkat(fd, probe, 0);
+
+    int dfd = dup(fd);
+    DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+    if (!d) die_usage("--out-dir %s: cannot list: %s", dir, strerror(errno));
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (!isdigit((unsigned char)e->d_name[0])) continue;
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(e->d_name, &end, 10);
+        if (errno == 0 && *end == '-' && v > app.file_counter) app.file_counter = v;
+    }
+    closedir(d);
+    app.dir_fd = fd;
+    app.dir = dir;
+}
+
+/* Stores one message: temporary hidden file, write, fsync, link to a new final name (link
+ * never replaces an existing file), remove the temporary name, fsync the directory.
+ * Returns 0, or -1 with a reason on stderr (nothing is left under a final name then). */
+static int store_message(uint64_t conn, uint64_t seq, const uint8_t *m, size_t n) {
+    char tmp[96], final[96];
+    uint64_t num = ++app.file_counter;
+    snprintf(tmp, sizeof tmp, ".tmp-%ld-%" PRIu64, app.pid, num);
+    const char *step = "create";
+    int fd = openat(app.dir_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) goto fail;
+    step = "write";
+    if (write_all(fd, m, n) != 0) goto fail_fd;
+    step = "fsync";
+    if (fsync(fd) != 0) goto fail_fd;
+    step = "close";
+    if (close(fd) != 0) {
+        fd = -1;
+        goto fail_tmp;
+    }
+    fd = -1;
+
+    step = "link";
+    for (int tries = 0;; tries++) {
+        snprintf(final, sizeof final, "%010" PRIu64 "-%" PRIu64 "-%" PRIu64 ".hl7", num, conn,
+                 seq);
+        if (linkat(app.dir_fd, tmp, app.dir_fd, final, 0) == 0) {
+            unlinkat(app.dir_fd, tmp, 0);
+            break;
+        }
+        if (errno == EEXIST && tries < 1000) {
+            num = ++app.file_counter;
+            continue;
+        }
+        if (errno == EEXIST) goto fail_tmp;
+        /* No hard links on this file system: rename, after checking the name is free (we
+         * are the only writer of our names; callbacks run one at a time under the lock). */
+        if (faccessat(app.dir_fd, final, F_OK, 0) == 0) {
+            num = ++app.file_counter;
+            continue;
+        }
+        if (renameat(app.dir_fd, tmp, app.dir_fd, final) != 0) goto fail_tmp;
+        break;
+    }
+    step = "fsync directory";
+    if (fsync(app.dir_fd) != 0) {
+        int e = errno;
+        unlinkat(app.dir_fd, final, 0);
+        fsync(app.dir_fd);
+        errno = e;
+        goto fail;
+    }
+    return 0;
+
+fail_fd: {
+    int e = errno;
+    close(fd);
+    errno = e;
+}
+fail_tmp: {
+    int e = errno;
+    unlinkat(app.dir_fd, tmp, 0);
+    errno = e;
+}
+fail:
+    fprintf(stderr, "error: cannot store message %" PRIu64 " of connection %" PRIu64
+                    " in %s (%s: %s); refusing it\n",
+            seq, conn, app.dir, step, strerror(errno));
+    return -1;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Per message                                                                                */
+
+enum { ACCEPTED, REJECTED_INVALID, REJECTED_STORAGE };
+
+/* Validates, stores and prints one complete message, exactly once. Called from AckOut (before
+ * the acknowledgement goes out) or, when nothing is sent back, from EndTransfer. */
+static int handle_message(uint64_t conn, uint64_t seq, const uint8_t *m, size_t n) {
+    int result = ACCEPTED;
+    pthread_mutex_lock(&app.lock);
+    if (app.reject_invalid && !looks_like_hl7(m, n)) {
+        if (!app.quiet)
+            fprintf(stderr, "rejected: message %" PRIu64 " of connection %" PRIu64
+                            " (%zu bytes) does not begin with MSH, FHS or BHS\n",
+                    seq, conn, n);
+        result = REJECTED_INVALID;
+    } else if (app.dir_fd >= 0 && store_message(conn, seq, m, n) != 0) {
+        result = REJECTED_STORAGE;
+    } else if (!app.quiet) {
+        span f9, f10;
+        msh_fields(m, n, &f9, &f10);
+        printf("%" PRIu64 " %zu ", conn, n);
+        put_field(f9);
+        fputc(' ', stdout);
+        put_field(f10);
+        fputc('\n', stdout);
+        fflush(stdout);
+    }
+    pthread_mutex_unlock(&app.lock);
+    return result;
+}
+
+static void on_ack_out(void *user, mllp_ack_out_event *ev) {
+    (void)user;
+    switch (handle_message(ev->connection_id, ev->message_seq, ev->message, ev->message_len)) {
+    case ACCEPTED:
+        break;
+    case REJECTED_INVALID:
+        ev->accept = 0;
+        ev->reject_code = MLLP_REJECT_AR;
+        break;
+    default:
+        ev->accept = 0;
+        ev->reject_code = MLLP_REJECT_AE;
+        break;
+    }
+}
+
+/* Ack mode none: AckOut does not fire, so gather the message from Transfer events. */
+
+static accumulator *find_acc(uint64_t id, int create) {
+    for (size_t i = 0; i < app.acc_count; i++)
+        if (app.acc[i].id == id) return &app.acc[i];
+    if (!create) return NULL;
+    if (app.acc_count == app.acc_cap) {
+        size_t cap = app.acc_cap ? app.acc_cap * 2 : 8;
+        accumulator *a = realloc(app.acc, cap * sizeof *a);
+        if (!a) return NULL;
+        app.acc = a;
+        app.acc_cap = cap;
+    }
+    accumulator *a = &app.acc[app.acc_count++];
+    *a = (accumulator){.id = id};
+    return a;
+}
+
+static void drop_acc(uint64_t id) {
+    for (size_t i = 0; i < app.acc_count; i++) {
+        if (app.acc[i].id != id) continue;
+        free(app.acc[i].buf);
+        app.acc[i] = app.acc[--app.acc_count];
+        return;
+    }
+}
+
+static void on_start_transfer(void *user, const mllp_transfer_boundary_event *ev) {
+    (void)user;
+    pthread_mutex_lock(&app.lock);
+    accumulator *a = find_acc(ev->connection_id, 1);
+    if (a) {
+        a->len = 0;
+        a->failed = 0;
+    }
+    pthread_mutex_unlock(&app.lock);
+}
+
+static void on_transfer(void *user, const mllp_transfer_event *ev) {
+    (void)user;
+    pthread_mutex_lock(&app.lock);
+    accumulator *a = find_acc(ev->connection_id, 1);
+    if (a && !a->failed && a->cap - a->len < ev->len) {
+        size_t cap = a->cap ? a->cap : 4096;
+        while (cap - a->len < ev->len) cap *= 2;
+        uint8_t *b = realloc(a->buf, cap);
+        if (b) {
+            a->buf = b;
+            a->cap = cap;
+        } else {
+            a->failed = 1;
+        }
+    }
+    if (a && !a->failed && ev->len > 0) {
+        memcpy(a->buf + a->len, ev->data, ev->len);
+        a->len += ev->len;
+    }
+    pthread_mutex_unlock(&app.lock);
+}
+
+static void on_end_transfer(void *user, const mllp_transfer_boundary_event *ev) {
+    (void)user;
+    pthread_mutex_lock(&app.lock);
+    accumulator *a = find_acc(ev->connection_id, 0);
+    int ok = a && !a->failed;
+    /* Take the buffer: handle_message takes the lock itself. */
+    uint8_t *buf = a ? a->buf : NULL;
+    size_t len = a ? a->len : 0;
+    if (a) *a = (accumulator){.id = a->id};
+    pthread_mutex_unlock(&app.lock);
+    if (ok)
+        handle_message(ev->connection_id, ev->message_seq, buf ? buf : (const uint8_t *)"", len);
+    else
+        fprintf(stderr, "error: out of memory receiving message %" PRIu64 " of connection %" PRIu64
+                        "; dropped\n", ev->message_seq, ev->connection_id);
+    free(buf);
+}
+
+static void on_disconnected(void *user, const mllp_status_event *ev) {
+    (void)user;
+    pthread_mutex_lock(&app.lock);
+    drop_acc(ev->connection_id);
+    pthread_mutex_unlock(&app.lock);
+}
+
+static void on_error(void *user, const mllp_error_event *ev) {
+    (void)user;
+    if (app.quiet) return;
+    if (ev->connection_id)
+        fprintf(stderr, "error: %d %s (connection %" PRIu64 ")\n", ev->error_code,
+                ev->description, ev->connection_id);
+    else
+        fprintf(stderr, "error: %d %s\n", ev->error_code, ev->description);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Setup                                                                                      */
+
+/* Reads a Config setting (buffer rule) into a malloc'd string, or NULL. */
+static char *config_get(mllp_server *s, const char *name) {
+    size_t len = 0;
+    int rc = mllp_server_config(s, name, NULL, &len);
+    if (rc != MLLP_ERR_BUFFER_TOO_SMALL || len == 0) return NULL;
+    char *buf = malloc(len);
+    if (buf && mllp_server_config(s, name, buf, &len) != MLLP_OK) {
+        free(buf);
+        buf = NULL;
+    }
+    return buf;
+}
+
+static char *local_host(mllp_server *s) {
+    size_t len = 0;
+    if (mllp_server_get_local_host(s, NULL, &len) != MLLP_ERR_BUFFER_TOO_SMALL) return NULL;
+    char *buf = malloc(len);
+    if (buf && mllp_server_get_local_host(s, buf, &len) != MLLP_OK) {
+        free(buf);
+        buf = NULL;
+    }
+    return buf;
+}
+
+static long parse_long(const char *opt, const char *v, long lo, long hi) {
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (v[0] == '\0' || *end != '\0' || errno != 0 || x < lo || x > hi)
+        die_usage("%s: invalid value '%s' (expected %ld-%ld)", opt, v, lo, hi);
+    return x;
+}
+
+typedef struct {
+    const char *host;
+    long port;
+    long version;
+    const char *ack; /* NULL = the library's default for the version */
+    const char *out_dir;
+    const char **configs;
+    size_t config_count;
+    const char *tls_cert, *tls_key, *client_ca;
+} options;
+
+static void parse_args(int argc, char **argv, options *o) {
+    o->host = "127.0.0.1";
+    o->port = 2575;
+    o->version = 2;
+    o->configs = calloc((size_t)argc, sizeof *o->configs);
+    if (!o->configs) die_usage("out of memory");
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            fputs(USAGE, stdout);
+            exit(0);
+        }
+        if (strcmp(arg, "--reject-invalid") == 0) {
+            app.reject_invalid = 1;
+            continue;
+        }
+        if (strcmp(arg, "--quiet") == 0) {
+            app.quiet = 1;
+            continue;
+        }
+        /* Options with a value: "--opt VALUE" or "--opt=VALUE". */
+        static const char *const with_value[] = {"--host",    "--port",     "--version",
+                                                 "--ack",     "--out-dir",  "--config",
+                                                 "--tls-cert", "--tls-key", "--client-ca"};
+        const char *name = NULL, *value = NULL;
+        for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++) {
+            size_t n = strlen(with_value[k]);
+            if (strncmp(arg, with_value[k], n) != 0) continue;
+            if (arg[n] == '\0') {
+                if (i + 1 >= argc) die_usage("%s needs a value (see --help)", with_value[k]);
+                name = with_value[k];
+                value = argv[++i];
+            } else if (arg[n] == '=') {
+                name = with_value[k];
+                value = arg + n + 1;
+            } else {
+                continue;
+            }
+            break;
+        }
+        if (!name) die_usage("unknown argument '%s' (see --help)", arg);
+        if (strcmp(name, "--host") == 0) {
+            o->host = value;
+        } else if (strcmp(name, "--port") == 0) {
+            o->port = parse_long(name, value, 0, 65535);
+        } else if (strcmp(name, "--version") == 0) {
+            o->version = parse_long(name, value, 1, 2);
+        } else if (strcmp(name, "--ack") == 0) {
+            if (strcasecmp(value, "mllp") == 0)
+                o->ack = "AckMode=MLLP";
+            else if (strcasecmp(value, "hl7") == 0)
+                o->ack = "AckMode=HL7";
+            else if (strcasecmp(value, "none") == 0)
+                o->ack = "AckMode=None";
+            else
+                die_usage("--ack: invalid value '%s' (expected mllp, hl7 or none)", value);
+        } else if (strcmp(name, "--out-dir") == 0) {
+            o->out_dir = value;
+        } else if (strcmp(name, "--config") == 0) {
+            const char *eq = strchr(value, '=');
+            if (!eq || eq == value) die_usage("--config: expected KEY=VALUE, got '%s'", value);
+            o->configs[o->config_count++] = value;
+        } else if (strcmp(name, "--tls-cert") == 0) {
+            o->tls_cert = value;
+        } else if (strcmp(name, "--tls-key") == 0) {
+            o->tls_key = value;
+        } else {
+            o->client_ca = value;
+        }
+    }
+    if (o->client_ca && !o->tls_cert) die_usage("--client-ca requires --tls-cert and --tls-key");
+    if (!o->tls_cert != !o->tls_key) die_usage("--tls-cert and --tls-key must be given together");
+    if (o->tls_cert) die_usage("TLS is not available in this build (--tls-cert/--tls-key)");
+}
+
+static void check(int rc, const char *what) {
+    if (rc != MLLP_OK) {
+        const char *msg = mllp_last_error_message();
+        die_usage("%s: %s", what, msg[0] ? msg : mllp_error_description(rc));
+    }
+}
+
+int main(int argc, char **argv) {
+    options o = {0};
+    app.pid = (long)getpid();
+    parse_args(argc, argv, &o);
+
+    /* Signals: SIGINT/SIGTERM blocked here, before the library starts a thread (threads
+     * inherit the mask), and taken synchronously with sigwait below. */
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    if (pthread_sigmask(SIG_BLOCK, &stop_signals, NULL) != 0) die_usage("cannot block signals");
+    signal(SIGPIPE, SIG_IGN);
+
+    if (o.out_dir) open_out_dir(o.out_dir);
+
+    mllp_server *server = mllp_server_new();
+    if (!server) die_usage("out of memory");
+    check(mllp_server_set_local_host(server, o.host), "--host");
+    check(mllp_server_set_local_port(server, (uint16_t)o.port), "--port");
+    check(mllp_server_set_version(server, (int)o.version), "--version");
+    if (o.ack) check(mllp_server_config(server, o.ack, NULL, NULL), "--ack");
+    for (size_t i = 0; i < o.config_count; i++) {
+        int rc = mllp_server_config(server, o.configs[i], NULL, NULL);
+        if (rc != MLLP_OK) {
+            const char *msg = mllp_last_error_message();
+            die_usage("--config %s: %s (%d)", o.configs[i], msg[0] ? msg : mllp_error_description(rc),
+                      rc);
+        }
+    }
+
+    /* Where each message is handled exactly once: AckOut when an acknowledgement follows,
+     * EndTransfer when none does (AckOut never fires then). Read the mode back from the
+     * library, which derives it from Version and AckMode (also when set with --config). */
+    char *mode = config_get(server, "AckMode");
+    char *event_mode = config_get(server, "EventMode");
+    app.ack_none = mode && strcasecmp(mode, "None") == 0;
+    int do_events = event_mode && strcasecmp(event_mode, "DoEvents") == 0;
+    free(mode);
+    free(event_mode);
+    if (app.ack_none) {
+        mllp_server_on_start_transfer(server, on_start_transfer);
+        mllp_server_on_transfer(server, on_transfer);
+        mllp_server_on_end_transfer(server, on_end_transfer);
+    } else {
+        mllp_server_on_ack_out(server, on_ack_out);
+    }
+    mllp_server_on_disconnected(server, on_disconnected);
+    mllp_server_on_error(server, on_error);
+
+    /* Hold the lock so no message line can come before the "listening" line. */
+    pthread_mutex_lock(&app.lock);
+    int rc = mllp_server_start_listening(server);
+    if (rc != MLLP_OK) {
+        const char *msg = mllp_last_error_message();
+        fprintf(stderr, PROG ": cannot listen on %s:%ld: %s (%d)\n", o.host, o.port,
+                msg[0] ? msg : mllp_error_description(rc), rc);
+        pthread_mutex_unlock(&app.lock);
+        mllp_server_free(server);
+        free(o.configs);
+        return EXIT_USAGE;
+    }
+    uint16_t port = 0;
+    mllp_server_get_local_port(server, &port);
+    char *host = local_host(server);
+    const char *h = host ? host : o.host;
+    if (strchr(h, ':'))
+        printf("listening on [%s]:%u\n", h, (unsigned)port);
+    else
+        printf("listening on %s:%u\n", h, (unsigned)port);
+    fflush(stdout);
+    free(host);
+    pthread_mutex_unlock(&app.lock);
+
+    int sig = 0;
+    if (do_events) {
+        /* Events are delivered here, on the main thread, between checks for a signal. */
+        const struct timespec zero = {0, 0};
+        for (;;) {
+            mllp_server_do_events(server, 100, NULL);
+            sig = sigtimedwait(&stop_signals, NULL, &zero);
+            if (sig > 0) break;
+        }
+    } else {
+        while (sigwait(&stop_signals, &sig) != 0) {
+        }
+    }
+    if (!app.quiet)
+        fprintf(stderr, PROG ": %s received, shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+
+    /* Stop listening and close every connection; free waits for the reactor thread, so a
+     * message being stored in a callback is finished (and acknowledged or not) first. */
+    mllp_server_shutdown(server);
+    if (do_events) mllp_server_do_events(server, 0, NULL);
+    rc = mllp_server_free(server);
+    if (rc != MLLP_OK) fprintf(stderr, PROG ": mllp_server_free: %d\n", rc);
+
+    for (size_t i = 0; i < app.acc_count; i++) free(app.acc[i].buf);
+    free(app.acc);
+    free(o.configs);
+    if (app.dir_fd >= 0) close(app.dir_fd);
+    return 0;
+}
