@@ -17,18 +17,12 @@ fn main() {
     if env::var_os("MLLP_SKIP_HEADER").is_some() {
         return;
     }
-    let crate_dir =
-        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let crate_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     if !crate_dir.join("src/ffi").exists() || !crate_dir.join("cbindgen.toml").exists() {
         return;
     }
-    let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml"))
-        .expect("cbindgen.toml is valid");
-    match cbindgen::Builder::new()
-        .with_src(crate_dir.join("src/ffi/mod.rs"))
-        .with_config(config)
-        .generate()
-    {
+    let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml")).expect("cbindgen.toml is valid");
+    match cbindgen::Builder::new().with_src(crate_dir.join("src/ffi/mod.rs")).with_config(config).generate() {
         Ok(bindings) => {
             bindings.write_to_file(crate_dir.join("include/mllp.h"));
         }

@@ -19,11 +19,7 @@ pub struct FrameChars {
 impl Default for FrameChars {
     /// The standard MLLP bytes: SB `0x0B`, EB `0x1C`, EOL `0x0D`.
     fn default() -> Self {
-        FrameChars {
-            start: 0x0B,
-            end: 0x1C,
-            eol: 0x0D,
-        }
+        FrameChars { start: 0x0B, end: 0x1C, eol: 0x0D }
     }
 }
 
@@ -84,12 +80,7 @@ impl Decoder {
     /// Creates a decoder for frames delimited by `chars` whose content may be at most
     /// `max_message_size` bytes.
     pub fn new(chars: FrameChars, max_message_size: usize) -> Self {
-        Decoder {
-            chars,
-            max_message_size,
-            state: State::Idle,
-            len: 0,
-        }
+        Decoder { chars, max_message_size, state: State::Idle, len: 0 }
     }
 
     /// The framing bytes in use.
@@ -300,10 +291,7 @@ fn find2(a: u8, b: u8, hay: &[u8]) -> Option<usize> {
         }
         base += 16;
     }
-    hay[base..]
-        .iter()
-        .position(|&x| x == a || x == b)
-        .map(|p| base + p)
+    hay[base..].iter().position(|&x| x == a || x == b).map(|p| base + p)
 }
 
 #[cfg(test)]
@@ -474,14 +462,7 @@ mod tests {
     fn end_block_without_eol_is_bad_trailer() {
         let mut d = dec(100);
         let (ev, skipped) = events(&mut d, b"\x0babc\x1cXdef");
-        assert_eq!(
-            ev,
-            [
-                Ev::Start,
-                Ev::Data(b"abc".to_vec()),
-                Ev::Aborted(AbortReason::BadTrailer)
-            ]
-        );
+        assert_eq!(ev, [Ev::Start, Ev::Data(b"abc".to_vec()), Ev::Aborted(AbortReason::BadTrailer)]);
         // The byte after EB is then outside a frame, like what follows it.
         assert_eq!(skipped, 4);
         assert!(!d.in_frame());
@@ -543,15 +524,7 @@ mod tests {
         let (ev, _) = events(&mut d, b"\x0b");
         assert_eq!(ev, [Ev::Start]);
         let (ev, _) = events(&mut d, b"\x0bx\x1c\x0d");
-        assert_eq!(
-            ev,
-            [
-                Ev::Aborted(AbortReason::Restarted),
-                Ev::Start,
-                Ev::Data(b"x".to_vec()),
-                Ev::End
-            ]
-        );
+        assert_eq!(ev, [Ev::Aborted(AbortReason::Restarted), Ev::Start, Ev::Data(b"x".to_vec()), Ev::End]);
     }
 
     #[test]
@@ -572,16 +545,7 @@ mod tests {
         let mut input = frame(b"123456789");
         input.extend(frame(b"ok"));
         let (ev, skipped) = events(&mut d, &input);
-        assert_eq!(
-            ev,
-            [
-                Ev::Start,
-                Ev::Oversize,
-                Ev::Start,
-                Ev::Data(b"ok".to_vec()),
-                Ev::End
-            ]
-        );
+        assert_eq!(ev, [Ev::Start, Ev::Oversize, Ev::Start, Ev::Data(b"ok".to_vec()), Ev::End]);
         assert_eq!(skipped, 0, "the oversized remainder is not garbage");
     }
 
@@ -611,16 +575,7 @@ mod tests {
     fn oversize_then_start_block_in_same_run() {
         let mut d = dec(2);
         let (ev, _) = events(&mut d, b"\x0babcdef\x0bxy\x1c\x0d");
-        assert_eq!(
-            ev,
-            [
-                Ev::Start,
-                Ev::Oversize,
-                Ev::Start,
-                Ev::Data(b"xy".to_vec()),
-                Ev::End
-            ]
-        );
+        assert_eq!(ev, [Ev::Start, Ev::Oversize, Ev::Start, Ev::Data(b"xy".to_vec()), Ev::End]);
     }
 
     #[test]
@@ -649,21 +604,14 @@ mod tests {
 
     #[test]
     fn custom_chars() {
-        let chars = FrameChars {
-            start: b'<',
-            end: b'>',
-            eol: b'\n',
-        };
+        let chars = FrameChars { start: b'<', end: b'>', eol: b'\n' };
         let mut d = Decoder::new(chars, 100);
         assert_eq!(d.chars(), chars);
         let mut input = b"..".to_vec();
         encode_frame(chars, b"hello \x0b\x1c\x0d", &mut input);
         assert_eq!(input, b"..<hello \x0b\x1c\x0d>\n");
         let (ev, skipped) = events(&mut d, &input);
-        assert_eq!(
-            ev,
-            [Ev::Start, Ev::Data(b"hello \x0b\x1c\x0d".to_vec()), Ev::End]
-        );
+        assert_eq!(ev, [Ev::Start, Ev::Data(b"hello \x0b\x1c\x0d".to_vec()), Ev::End]);
         assert_eq!(skipped, 2);
 
         d.set_chars(FrameChars::default());
@@ -679,11 +627,7 @@ mod tests {
         let mut out = Vec::new();
         encode_commit(FrameChars::default(), 0x06, &mut out);
         assert_eq!(out, [SB, 0x06, EB, CR]);
-        let chars = FrameChars {
-            start: 1,
-            end: 2,
-            eol: 3,
-        };
+        let chars = FrameChars { start: 1, end: 2, eol: 3 };
         out.clear();
         encode_commit(chars, 0x15, &mut out);
         assert_eq!(out, [1, 0x15, 2, 3]);

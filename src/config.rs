@@ -90,6 +90,8 @@ pub struct Settings {
     pub ack_mode: Option<AckMode>,
     /// EventMode setting.
     pub event_mode: EventMode,
+    /// The SSL properties and settings.
+    pub tls: crate::tls::TlsSettings,
 }
 
 /// Default MaxMessageSize: 64 MiB.
@@ -124,117 +126,47 @@ impl Default for Settings {
             max_connections: 0,
             ack_mode: None,
             event_mode: EventMode::Thread,
+            tls: crate::tls::TlsSettings::default(),
         }
     }
 }
 
 /// Settings of the reference that have no meaning for an MLLP server, with the reason.
 const NOT_APPLICABLE: &[(&str, &str)] = &[
-    (
-        "ConnectionTimeout",
-        "a server does not open outgoing connections",
-    ),
-    (
-        "FirewallAutoDetect",
-        "a listening server does not connect through a firewall or proxy",
-    ),
-    (
-        "FirewallHost",
-        "a listening server does not connect through a firewall or proxy",
-    ),
-    (
-        "FirewallListener",
-        "SOCKS binding is for the reference's TCPClient only",
-    ),
-    (
-        "FirewallPassword",
-        "a listening server does not connect through a firewall or proxy",
-    ),
-    (
-        "FirewallPort",
-        "a listening server does not connect through a firewall or proxy",
-    ),
-    (
-        "FirewallType",
-        "a listening server does not connect through a firewall or proxy",
-    ),
-    (
-        "FirewallUser",
-        "a listening server does not connect through a firewall or proxy",
-    ),
-    (
-        "FirewallData",
-        "a listening server does not connect through a firewall or proxy",
-    ),
-    (
-        "ProxyExceptionsList",
-        "a listening server does not use a proxy",
-    ),
+    ("ConnectionTimeout", "a server does not open outgoing connections"),
+    ("FirewallAutoDetect", "a listening server does not connect through a firewall or proxy"),
+    ("FirewallHost", "a listening server does not connect through a firewall or proxy"),
+    ("FirewallListener", "SOCKS binding is for the reference's TCPClient only"),
+    ("FirewallPassword", "a listening server does not connect through a firewall or proxy"),
+    ("FirewallPort", "a listening server does not connect through a firewall or proxy"),
+    ("FirewallType", "a listening server does not connect through a firewall or proxy"),
+    ("FirewallUser", "a listening server does not connect through a firewall or proxy"),
+    ("FirewallData", "a listening server does not connect through a firewall or proxy"),
+    ("ProxyExceptionsList", "a listening server does not use a proxy"),
     ("UseNTLMv2", "MLLP has no NTLM authentication"),
-    (
-        "MaxLineLength",
-        "the server has no line-oriented DataIn event; MaxMessageSize bounds input",
-    ),
-    (
-        "GUIAvailable",
-        "there is no Windows message loop; use EventMode=DoEvents",
-    ),
+    ("MaxLineLength", "the server has no line-oriented DataIn event; MaxMessageSize bounds input"),
+    ("GUIAvailable", "there is no Windows message loop; use EventMode=DoEvents"),
     ("LicenseInfo", "the library needs no license"),
-    (
-        "MaskSensitiveData",
-        "the library never logs passwords or payloads",
-    ),
-    (
-        "UseDaemonThreads",
-        "Java-only; bindings decide how the reactor thread is attached",
-    ),
-    (
-        "UseFIPSCompliantAPI",
-        "no FIPS-certified provider is available",
-    ),
-    (
-        "UseInternalSecurityAPI",
-        "there is one TLS implementation (rustls)",
-    ),
+    ("MaskSensitiveData", "the library never logs passwords or payloads"),
+    ("UseDaemonThreads", "Java-only; bindings decide how the reactor thread is attached"),
+    ("UseFIPSCompliantAPI", "no FIPS-certified provider is available"),
+    ("UseInternalSecurityAPI", "there is one TLS implementation (rustls)"),
     ("SSLContextProtocol", "Java-only JSSE setting"),
     ("SSLTrustManagerFactoryAlgorithm", "Java-only JSSE setting"),
+    ("SSLServerCACerts", "a server does not validate a server certificate"),
+    ("TLS12SignatureAlgorithms", "client-side check of a server certificate"),
+    ("SSLIncludeCertChain", "SSLServerAuthentication is a client-side event"),
+    ("SSLCheckCRL", "it checks the server's own certificate, which a server does not verify"),
+    ("SSLCheckOCSP", "it checks the server's own certificate, which a server does not verify"),
     (
-        "SSLServerCACerts",
-        "a server does not validate a server certificate",
+        "SSLCipherStrength",
+        "choose suites with SSLEnabledCipherSuites; every suite rustls offers is 128-bit or stronger",
     ),
-    (
-        "TLS12SignatureAlgorithms",
-        "client-side check of a server certificate",
-    ),
-    (
-        "SSLIncludeCertChain",
-        "SSLServerAuthentication is a client-side event",
-    ),
-];
-
-/// TLS settings; they arrive with TLS support.
-const TLS_SETTINGS: &[&str] = &[
-    "LogSSLPackets",
-    "ReuseSSLSession",
-    "SSLCACerts",
-    "SSLCheckCRL",
-    "SSLCheckOCSP",
-    "SSLCipherStrength",
-    "SSLClientCACerts",
-    "SSLEnabledCipherSuites",
-    "SSLEnabledProtocols",
-    "SSLEnableRenegotiation",
-    "SSLKeyLogFile",
-    "SSLNegotiatedCipher",
-    "SSLNegotiatedCipherStrength",
-    "SSLNegotiatedCipherSuite",
-    "SSLNegotiatedKeyExchange",
-    "SSLNegotiatedKeyExchangeStrength",
-    "SSLNegotiatedVersion",
-    "TLS12SupportedGroups",
-    "TLS13KeyShareGroups",
-    "TLS13SignatureAlgorithms",
-    "TLS13SupportedGroups",
+    ("SSLEnableRenegotiation", "rustls never renegotiates (TLS 1.3 has no renegotiation)"),
+    ("TLS12SupportedGroups", "rustls offers X25519, P-256 and P-384 and picks the group itself"),
+    ("TLS13KeyShareGroups", "key shares are chosen by the client; rustls picks the group"),
+    ("TLS13SupportedGroups", "rustls offers X25519, P-256 and P-384 and picks the group itself"),
+    ("TLS13SignatureAlgorithms", "a client-side restriction on the server certificate's signature"),
 ];
 
 /// The build description returned by the BuildInfo setting.
@@ -252,10 +184,7 @@ pub fn parse_bool(v: &str) -> Result<bool> {
     match v.trim().to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Ok(true),
         "false" | "0" | "no" | "off" => Ok(false),
-        _ => Err(Error::new(
-            code::INVALID_VALUE,
-            format!("'{v}' is not a boolean (True/False, 1/0, Yes/No)"),
-        )),
+        _ => Err(Error::new(code::INVALID_VALUE, format!("'{v}' is not a boolean (True/False, 1/0, Yes/No)"))),
     }
 }
 
@@ -267,18 +196,11 @@ pub fn parse_byte(v: &str) -> Result<u8> {
     } else {
         t.parse::<u8>().ok()
     };
-    parsed.ok_or_else(|| {
-        Error::new(
-            code::INVALID_VALUE,
-            format!("'{v}' is not a byte (0x00-0xFF or 0-255)"),
-        )
-    })
+    parsed.ok_or_else(|| Error::new(code::INVALID_VALUE, format!("'{v}' is not a byte (0x00-0xFF or 0-255)")))
 }
 
 fn parse_num<T: std::str::FromStr>(v: &str, what: &str) -> Result<T> {
-    v.trim()
-        .parse::<T>()
-        .map_err(|_| Error::new(code::INVALID_VALUE, format!("'{v}' is not a valid {what}")))
+    v.trim().parse::<T>().map_err(|_| Error::new(code::INVALID_VALUE, format!("'{v}' is not a valid {what}")))
 }
 
 fn hex(b: u8) -> String {
@@ -293,11 +215,7 @@ impl Settings {
     /// The acknowledgement mode in effect: the AckMode setting, or MLLP for version 2 and
     /// None for version 1 when AckMode was never set.
     pub fn effective_ack_mode(&self) -> AckMode {
-        self.ack_mode.unwrap_or(if self.version == 1 {
-            AckMode::None
-        } else {
-            AckMode::Mllp
-        })
+        self.ack_mode.unwrap_or(if self.version == 1 { AckMode::None } else { AckMode::Mllp })
     }
 
     /// Reads a Config setting by (case-insensitive) name.
@@ -335,7 +253,10 @@ impl Settings {
                 EventMode::Thread => "Thread".into(),
                 EventMode::DoEvents => "DoEvents".into(),
             },
-            _ => return Err(unknown_or_unsupported(key)),
+            _ => match self.tls.get(key) {
+                Some(r) => return r,
+                None => return Err(unknown_or_unsupported(key)),
+            },
         })
     }
 
@@ -352,10 +273,7 @@ impl Settings {
             "loglevel" => {
                 let l: u8 = parse_num(value, "log level (0-3)")?;
                 if l > 3 {
-                    return Err(Error::new(
-                        code::INVALID_VALUE,
-                        "LogLevel must be 0, 1, 2 or 3",
-                    ));
+                    return Err(Error::new(code::INVALID_VALUE, "LogLevel must be 0, 1, 2 or 3"));
                 }
                 self.log_level = l;
             }
@@ -382,9 +300,7 @@ impl Settings {
                 }
                 self.use_ipv6 = v;
             }
-            "maxtransferrate" => {
-                self.max_transfer_rate = parse_num(value, "rate in bytes per second")?
-            }
+            "maxtransferrate" => self.max_transfer_rate = parse_num(value, "rate in bytes per second")?,
             "absolutetimeout" => self.absolute_timeout = parse_bool(value)?,
             "closestreamaftertransfer" => self.close_stream_after_transfer = parse_bool(value)?,
             "buildinfo" => return Err(Error::new(code::INVALID_VALUE, "BuildInfo is read-only")),
@@ -395,10 +311,7 @@ impl Settings {
             "maxmessagesize" => {
                 let v: usize = parse_num(value, "size in bytes")?;
                 if v == 0 {
-                    return Err(Error::new(
-                        code::INVALID_VALUE,
-                        "MaxMessageSize must be at least 1",
-                    ));
+                    return Err(Error::new(code::INVALID_VALUE, "MaxMessageSize must be at least 1"));
                 }
                 self.max_message_size = v;
             }
@@ -408,27 +321,20 @@ impl Settings {
                     "mllp" => AckMode::Mllp,
                     "hl7" => AckMode::Hl7,
                     "none" => AckMode::None,
-                    _ => {
-                        return Err(Error::new(
-                            code::INVALID_VALUE,
-                            "AckMode must be MLLP, HL7 or None",
-                        ))
-                    }
+                    _ => return Err(Error::new(code::INVALID_VALUE, "AckMode must be MLLP, HL7 or None")),
                 })
             }
             "eventmode" => {
                 self.event_mode = match value.trim().to_ascii_lowercase().as_str() {
                     "thread" => EventMode::Thread,
                     "doevents" => EventMode::DoEvents,
-                    _ => {
-                        return Err(Error::new(
-                            code::INVALID_VALUE,
-                            "EventMode must be Thread or DoEvents",
-                        ))
-                    }
+                    _ => return Err(Error::new(code::INVALID_VALUE, "EventMode must be Thread or DoEvents")),
                 }
             }
-            _ => return Err(unknown_or_unsupported(key)),
+            _ => match self.tls.set(key, value) {
+                Some(r) => return r,
+                None => return Err(unknown_or_unsupported(key)),
+            },
         }
         Ok(())
     }
@@ -445,20 +351,8 @@ pub fn parse_version(value: &str) -> Result<u8> {
 
 fn unknown_or_unsupported(key: &str) -> Error {
     let k = key.trim();
-    if let Some((name, why)) = NOT_APPLICABLE
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(k))
-    {
-        return Error::new(
-            code::NOT_SUPPORTED,
-            format!("{name} is not supported: {why}"),
-        );
-    }
-    if let Some(name) = TLS_SETTINGS.iter().find(|n| n.eq_ignore_ascii_case(k)) {
-        return Error::new(
-            code::NOT_SUPPORTED,
-            format!("{name} is not supported: this build has no TLS support yet"),
-        );
+    if let Some((name, why)) = NOT_APPLICABLE.iter().find(|(n, _)| n.eq_ignore_ascii_case(k)) {
+        return Error::new(code::NOT_SUPPORTED, format!("{name} is not supported: {why}"));
     }
     Error::new(code::UNKNOWN_SETTING, format!("unknown setting '{k}'"))
 }
@@ -487,10 +381,7 @@ mod tests {
         assert_eq!(s.get("Linger").unwrap(), "True");
         assert_eq!(s.get("CloseStreamAfterTransfer").unwrap(), "True");
         assert_eq!(s.get("UseIPv6").unwrap(), "0");
-        assert_eq!(
-            s.get("MaxMessageSize").unwrap(),
-            (64 * 1024 * 1024).to_string()
-        );
+        assert_eq!(s.get("MaxMessageSize").unwrap(), (64 * 1024 * 1024).to_string());
         assert_eq!(s.get("AckMode").unwrap(), "MLLP");
         assert!(s.get("BuildInfo").unwrap().starts_with("mllp "));
     }
@@ -540,31 +431,18 @@ mod tests {
     #[test]
     fn bad_values_and_names_are_errors() {
         let mut s = Settings::default();
-        assert_eq!(
-            s.set("ACKChar", "0x100").unwrap_err().code,
-            code::INVALID_VALUE
-        );
-        assert_eq!(
-            s.set("LogLevel", "4").unwrap_err().code,
-            code::INVALID_VALUE
-        );
-        assert_eq!(
-            s.set("Linger", "maybe").unwrap_err().code,
-            code::INVALID_VALUE
-        );
+        assert_eq!(s.set("ACKChar", "0x100").unwrap_err().code, code::INVALID_VALUE);
+        assert_eq!(s.set("LogLevel", "4").unwrap_err().code, code::INVALID_VALUE);
+        assert_eq!(s.set("Linger", "maybe").unwrap_err().code, code::INVALID_VALUE);
         assert_eq!(s.set("Version", "3").unwrap_err().code, code::INVALID_VALUE);
-        assert_eq!(
-            s.set("NoSuchThing", "1").unwrap_err().code,
-            code::UNKNOWN_SETTING
-        );
+        assert_eq!(s.set("NoSuchThing", "1").unwrap_err().code, code::UNKNOWN_SETTING);
         let e = s.set("FirewallHost", "proxy").unwrap_err();
         assert_eq!(e.code, code::NOT_SUPPORTED);
         assert!(e.message.contains("FirewallHost"));
         assert_eq!(s.get("UseNTLMv2").unwrap_err().code, code::NOT_SUPPORTED);
-        assert_eq!(
-            s.get("sslenabledprotocols").unwrap_err().code,
-            code::NOT_SUPPORTED
-        );
+        assert_eq!(s.get("sslenabledprotocols").unwrap(), "15360");
+        assert_eq!(s.get("SSLCheckOCSP").unwrap_err().code, code::NOT_SUPPORTED);
+        assert_eq!(s.set("SSLEnabledProtocols", "192").unwrap_err().code, code::INVALID_VALUE);
         assert_eq!(s, Settings::default());
     }
 
@@ -572,9 +450,6 @@ mod tests {
     fn split_config_reads_and_writes() {
         assert_eq!(split_config("LogLevel=2"), ("LogLevel", Some("2")));
         assert_eq!(split_config(" LogLevel "), ("LogLevel", None));
-        assert_eq!(
-            split_config("SSLClientCACerts=a=b"),
-            ("SSLClientCACerts", Some("a=b"))
-        );
+        assert_eq!(split_config("SSLClientCACerts=a=b"), ("SSLClientCACerts", Some("a=b")));
     }
 }

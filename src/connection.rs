@@ -33,9 +33,7 @@ impl Refusal {
                 format!("message larger than MaxMessageSize ({max} bytes) refused")
             }
             Refusal::Empty => "empty message refused".to_string(),
-            Refusal::BadTrailer => {
-                "end block not followed by the EOL byte; frame refused".to_string()
-            }
+            Refusal::BadTrailer => "end block not followed by the EOL byte; frame refused".to_string(),
         }
     }
 }
@@ -109,13 +107,7 @@ impl Connection {
     }
 
     /// Applies changed settings; a frame in progress keeps its framing.
-    pub fn reconfigure(
-        &mut self,
-        chars: FrameChars,
-        ack_char: u8,
-        nak_char: u8,
-        max_message_size: usize,
-    ) {
+    pub fn reconfigure(&mut self, chars: FrameChars, ack_char: u8, nak_char: u8, max_message_size: usize) {
         if self.decoder.chars() != chars && !self.decoder.in_frame() {
             self.decoder.set_chars(chars);
         }
@@ -208,16 +200,8 @@ impl Connection {
 
     /// Queues a reply slot for message `seq`. In HL7 mode `msg` supplies the MSH to answer.
     pub fn push_pending(&mut self, seq: u64, mode: AckMode, msg: &[u8]) {
-        let msh = if mode == AckMode::Hl7 {
-            msh_segment(msg).to_vec()
-        } else {
-            Vec::new()
-        };
-        self.pending.push_back(Pending {
-            seq,
-            decision: None,
-            msh,
-        });
+        let msh = if mode == AckMode::Hl7 { msh_segment(msg).to_vec() } else { Vec::new() };
+        self.pending.push_back(Pending { seq, decision: None, msh });
     }
 
     /// Number of replies queued but not yet written.
@@ -227,26 +211,12 @@ impl Connection {
 
     /// Records the decision for message `seq` and writes every decided reply at the head of the
     /// queue. Returns false when no reply for `seq` is pending. `now_unix` stamps HL7 ACKs.
-    pub fn decide(
-        &mut self,
-        seq: u64,
-        accept: bool,
-        code: AckCode,
-        mode: AckMode,
-        now_unix: u64,
-    ) -> bool {
-        let Some(p) = self
-            .pending
-            .iter_mut()
-            .find(|p| p.seq == seq && p.decision.is_none())
-        else {
+    pub fn decide(&mut self, seq: u64, accept: bool, code: AckCode, mode: AckMode, now_unix: u64) -> bool {
+        let Some(p) = self.pending.iter_mut().find(|p| p.seq == seq && p.decision.is_none()) else {
             return false;
         };
         p.decision = Some((accept, code));
-        while let Some(Pending {
-            decision: Some(_), ..
-        }) = self.pending.front()
-        {
+        while let Some(Pending { decision: Some(_), .. }) = self.pending.front() {
             let p = self.pending.pop_front().expect("front exists");
             let (accept, code) = p.decision.expect("decided");
             self.write_reply(mode, accept, code, &p.msh, now_unix);
@@ -261,22 +231,11 @@ impl Connection {
             self.write_reply(mode, false, AckCode::AR, &[], now_unix);
         } else {
             let seq = u64::MAX - self.pending.len() as u64;
-            self.pending.push_back(Pending {
-                seq,
-                decision: Some((false, AckCode::AR)),
-                msh: Vec::new(),
-            });
+            self.pending.push_back(Pending { seq, decision: Some((false, AckCode::AR)), msh: Vec::new() });
         }
     }
 
-    fn write_reply(
-        &mut self,
-        mode: AckMode,
-        accept: bool,
-        code: AckCode,
-        msh: &[u8],
-        now_unix: u64,
-    ) {
+    fn write_reply(&mut self, mode: AckMode, accept: bool, code: AckCode, msh: &[u8], now_unix: u64) {
         let chars = self.decoder.chars();
         match mode {
             AckMode::None => {}
@@ -339,17 +298,12 @@ fn msh_segment(msg: &[u8]) -> &[u8] {
     let start = if msg.starts_with(b"MSH") {
         Some(0)
     } else {
-        msg.windows(4)
-            .position(|w| (w[0] == b'\r' || w[0] == b'\n') && &w[1..] == b"MSH")
-            .map(|p| p + 1)
+        msg.windows(4).position(|w| (w[0] == b'\r' || w[0] == b'\n') && &w[1..] == b"MSH").map(|p| p + 1)
     };
     match start {
         Some(s) => {
             let rest = &msg[s..];
-            let end = rest
-                .iter()
-                .position(|&b| b == b'\r' || b == b'\n')
-                .unwrap_or(rest.len());
+            let end = rest.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(rest.len());
             &rest[..end]
         }
         None => &msg[..msg.len().min(1024)],
@@ -423,10 +377,7 @@ mod tests {
         c.push_pending(1, AckMode::Hl7, msg);
         c.decide(1, true, AckCode::AE, AckMode::Hl7, 0);
         let out = String::from_utf8_lossy(c.output()).to_string();
-        assert!(
-            out.starts_with("\x0bMSH|^~\\&|RCV|RF|SND|SF|19700101000000||ACK^A01^ACK|"),
-            "{out}"
-        );
+        assert!(out.starts_with("\x0bMSH|^~\\&|RCV|RF|SND|SF|19700101000000||ACK^A01^ACK|"), "{out}");
         assert!(out.contains("\rMSA|AA|MSG1"), "{out}");
         assert!(out.ends_with("\x1c\r"));
     }

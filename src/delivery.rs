@@ -41,57 +41,26 @@ pub(crate) fn deliver(
     close_streams: bool,
 ) -> Delivered {
     let id = conn.id;
-    guarded(|| {
-        handler.start_transfer(&TransferBoundaryEvent {
-            connection_id: id,
-            message_seq: seq,
-        })
-    });
+    guarded(|| handler.start_transfer(&TransferBoundaryEvent { connection_id: id, message_seq: seq }));
     let mut sent = 0u64;
     for piece in data.chunks(TRANSFER_CHUNK) {
         sent += piece.len() as u64;
-        guarded(|| {
-            handler.transfer(&TransferEvent {
-                connection_id: id,
-                bytes_transferred: sent,
-                data: piece,
-            })
-        });
+        guarded(|| handler.transfer(&TransferEvent { connection_id: id, bytes_transferred: sent, data: piece }));
     }
     let (stored, displaced) = store(conn, &data, close_streams);
     if let Err(e) = &stored {
-        guarded(|| {
-            handler.error(&ErrorEvent {
-                connection_id: id,
-                error_code: e.code,
-                description: &e.message,
-            })
-        });
+        guarded(|| handler.error(&ErrorEvent { connection_id: id, error_code: e.code, description: &e.message }));
     }
-    guarded(|| {
-        handler.end_transfer(&TransferBoundaryEvent {
-            connection_id: id,
-            message_seq: seq,
-        })
-    });
+    guarded(|| handler.end_transfer(&TransferBoundaryEvent { connection_id: id, message_seq: seq }));
     let decision = ack.then(|| {
         if stored.is_err() {
             // The host asked for durable output and it failed: never acknowledge.
             return (false, AckCode::AR);
         }
-        let mut ev = AckOutEvent {
-            connection_id: id,
-            message_seq: seq,
-            accept: true,
-            reject_code: AckCode::AE,
-            message: &data,
-        };
+        let mut ev =
+            AckOutEvent { connection_id: id, message_seq: seq, accept: true, reject_code: AckCode::AE, message: &data };
         guarded(|| handler.ack_out(&mut ev));
-        let code = if ev.reject_code == AckCode::AA {
-            AckCode::AE
-        } else {
-            ev.reject_code
-        };
+        let code = if ev.reject_code == AckCode::AA { AckCode::AE } else { ev.reject_code };
         (ev.accept, code)
     });
     let reusable = match displaced {
@@ -103,22 +72,13 @@ pub(crate) fn deliver(
 
 /// Stores the message where the host asked: the output stream, else OutputFileName (written
 /// and fsynced), else OutputData. Returns the previous OutputData when it was replaced.
-fn store(
-    conn: &ConnShared,
-    data: &Arc<Vec<u8>>,
-    close_streams: bool,
-) -> (Result<(), Error>, Option<Arc<Vec<u8>>>) {
+fn store(conn: &ConnShared, data: &Arc<Vec<u8>>, close_streams: bool) -> (Result<(), Error>, Option<Arc<Vec<u8>>>) {
     let (stream, file) = {
         let mut f = lock(&conn.fields);
         match f.output_stream.take() {
             Some(s) => (Some(s), String::new()),
             None if !f.output_file.is_empty() => (None, f.output_file.clone()),
-            None => {
-                return (
-                    Ok(()),
-                    Some(std::mem::replace(&mut f.output_data, data.clone())),
-                )
-            }
+            None => return (Ok(()), Some(std::mem::replace(&mut f.output_data, data.clone()))),
         }
     };
     if let Some(mut s) = stream {
@@ -130,26 +90,16 @@ fn store(
                 f.output_stream = Some(s);
             }
         }
-        return (
-            r.map_err(|e| Error::new(code::IO, format!("output stream write failed: {e}"))),
-            None,
-        );
+        return (r.map_err(|e| Error::new(code::IO, format!("output stream write failed: {e}"))), None);
     }
     (write_durably(&file, data), None)
 }
 
 /// Writes `data` to `path` and fsyncs it before returning.
 fn write_durably(path: &str, data: &[u8]) -> Result<(), Error> {
-    let mut f = fs::File::create(path).map_err(|e| {
-        Error::new(
-            code::CANNOT_OPEN_FILE,
-            format!("could not open OutputFileName '{path}': {e}"),
-        )
-    })?;
-    f.write_all(data).and_then(|_| f.sync_all()).map_err(|e| {
-        Error::new(
-            code::IO,
-            format!("could not write OutputFileName '{path}': {e}"),
-        )
-    })
+    let mut f = fs::File::create(path)
+        .map_err(|e| Error::new(code::CANNOT_OPEN_FILE, format!("could not open OutputFileName '{path}': {e}")))?;
+    f.write_all(data)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| Error::new(code::IO, format!("could not write OutputFileName '{path}': {e}")))
 }

@@ -61,6 +61,13 @@ pub mod code {
     pub const SEND_INTERRUPTED: i32 = 2011;
     /// The maximum number of connections is reached.
     pub const TOO_MANY_CONNECTIONS: i32 = 2012;
+    /// A certificate or key could not be loaded or used (wrong password, key mismatch,
+    /// expired, no private key, bad format).
+    pub const CERTIFICATE: i32 = 2020;
+    /// The TLS handshake failed or did not finish in time.
+    pub const TLS_HANDSHAKE: i32 = 2021;
+    /// The client's certificate was refused (SSLClientAuthentication).
+    pub const TLS_CLIENT_REJECTED: i32 = 2022;
 }
 
 /// An error: a result code and a human-readable message.
@@ -75,10 +82,7 @@ pub struct Error {
 impl Error {
     /// An error with the given code and message.
     pub fn new(code: i32, message: impl Into<String>) -> Self {
-        Error {
-            code,
-            message: message.into(),
-        }
+        Error { code, message: message.into() }
     }
 
     /// Maps an I/O error to the reference's socket error numbers where one exists.
@@ -148,9 +152,7 @@ pub fn describe(code: i32) -> &'static str {
     match code {
         code::OK => "OK",
         code::NAK_RECEIVED => "Received a negative acknowledgement",
-        code::INVALID_DATA => {
-            "Data was invalid: a timeout occurred or the message block was improperly formatted"
-        }
+        code::INVALID_DATA => "Data was invalid: a timeout occurred or the message block was improperly formatted",
         code::INTERRUPTED => "Connection interrupted: a party disconnected while transferring data",
         code::CANNOT_CHANGE_LOCAL_PORT => "You cannot change the LocalPort at this time",
         code::CANNOT_CHANGE_LOCAL_HOST => "You cannot change the LocalHost at this time",
@@ -173,6 +175,9 @@ pub fn describe(code: i32) -> &'static str {
         code::SHUT_DOWN => "The server is shut down",
         code::SEND_INTERRUPTED => "Synchronous send interrupted",
         code::TOO_MANY_CONNECTIONS => "Too many connections",
+        code::CERTIFICATE => "Certificate error",
+        code::TLS_HANDSHAKE => "TLS handshake failed",
+        code::TLS_CLIENT_REJECTED => "Client certificate refused",
         10004 => "Interrupted system call",
         10009 => "Bad file number",
         10013 => "Access denied",
@@ -228,10 +233,7 @@ mod tests {
 
     #[test]
     fn io_error_keeps_context() {
-        let e = Error::from_io(
-            &io::Error::from_raw_os_error(libc::EADDRINUSE),
-            "bind 127.0.0.1:1",
-        );
+        let e = Error::from_io(&io::Error::from_raw_os_error(libc::EADDRINUSE), "bind 127.0.0.1:1");
         assert_eq!(e.code, 10048);
         assert!(e.message.starts_with("bind 127.0.0.1:1"));
     }

@@ -99,6 +99,48 @@ pub struct LogEvent<'a> {
     pub log_type: &'a str,
 }
 
+/// SSLClientAuthentication: a TLS client presented its certificate (or none). `accept` starts
+/// as the verification result against SSLClientCACerts; it is a recommendation the host may
+/// override either way.
+#[derive(Debug)]
+pub struct SslClientAuthenticationEvent<'a> {
+    /// The connection.
+    pub connection_id: ConnectionId,
+    /// The client's certificate, DER (empty when it sent none).
+    pub cert_encoded: &'a [u8],
+    /// The certificate's subject DN.
+    pub cert_subject: &'a str,
+    /// The certificate's issuer DN.
+    pub cert_issuer: &'a str,
+    /// "OK", or why verification failed.
+    pub status: &'a str,
+    /// Read-write: keep (true) or close (false) the connection.
+    pub accept: bool,
+}
+
+/// SSLConnectionRequest: a TLS ClientHello arrived; the host may choose another certificate for
+/// this connection from what the client offers.
+#[derive(Debug)]
+pub struct SslConnectionRequestEvent<'a> {
+    /// The connection.
+    pub connection_id: ConnectionId,
+    /// Comma-separated cipher suites the client supports.
+    pub supported_cipher_suites: &'a str,
+    /// Comma-separated signature schemes the client supports.
+    pub supported_signature_algs: &'a str,
+    /// Read-write: the certificate to present (None = SSLCert).
+    pub certificate: Option<std::sync::Arc<crate::tls::Certificate>>,
+}
+
+/// SSLStatus: progress of a secure connection (and, with LogSSLPackets, its records).
+#[derive(Debug)]
+pub struct SslStatusEvent<'a> {
+    /// The connection.
+    pub connection_id: ConnectionId,
+    /// The text.
+    pub message: &'a str,
+}
+
 /// Receives a server's events. Every method has an empty default.
 pub trait EventHandler: Send + Sync {
     /// ConnectionRequest.
@@ -121,6 +163,12 @@ pub trait EventHandler: Send + Sync {
     fn error(&self, _e: &ErrorEvent<'_>) {}
     /// Log.
     fn log(&self, _e: &LogEvent<'_>) {}
+    /// SSLClientAuthentication.
+    fn ssl_client_authentication(&self, _e: &mut SslClientAuthenticationEvent<'_>) {}
+    /// SSLConnectionRequest.
+    fn ssl_connection_request(&self, _e: &mut SslConnectionRequestEvent<'_>) {}
+    /// SSLStatus.
+    fn ssl_status(&self, _e: &SslStatusEvent<'_>) {}
     /// Called once on the reactor thread when it starts, before any event (bindings attach
     /// the thread to their runtime here).
     fn thread_start(&self) {}

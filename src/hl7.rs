@@ -29,8 +29,7 @@ fn trim_spaces(mut s: &[u8]) -> &[u8] {
 /// Segments of `msg`, without terminators. CR, LF and CRLF all end a segment, so empty
 /// pieces (the LF of a CRLF, blank lines) are skipped.
 fn segments(msg: &[u8]) -> impl Iterator<Item = &[u8]> {
-    msg.split(|&b| b == b'\r' || b == b'\n')
-        .filter(|s| !s.is_empty())
+    msg.split(|&b| b == b'\r' || b == b'\n').filter(|s| !s.is_empty())
 }
 
 /// The field separator of `seg` when it is a `name` segment (`name` then a separator byte).
@@ -93,10 +92,7 @@ pub fn parse_msh(msg: &[u8]) -> Option<Msh<'_>> {
     let encoding = f[0];
     let component_sep = encoding.first().copied().unwrap_or(b'^');
     let message_type = f[7];
-    let trigger_event = message_type
-        .split(|&b| b == component_sep)
-        .nth(1)
-        .unwrap_or(&[]);
+    let trigger_event = message_type.split(|&b| b == component_sep).nth(1).unwrap_or(&[]);
     Some(Msh {
         field_sep,
         encoding,
@@ -201,26 +197,21 @@ pub fn build_ack(
         None => (b'|', DEFAULT_ENCODING),
     };
     let empty: &[u8] = &[];
-    let (send_app, send_fac, recv_app, recv_fac, trigger, recv_control, processing, version) =
-        match &msh {
-            Some(m) => (
-                m.receiving_application,
-                m.receiving_facility,
-                m.sending_application,
-                m.sending_facility,
-                m.trigger_event,
-                m.control_id,
-                m.processing_id,
-                m.version_id,
-            ),
-            None => (empty, empty, empty, empty, empty, empty, empty, &b"2.5"[..]),
-        };
-    let component = encoding[0];
-    let processing: &[u8] = if processing.is_empty() {
-        b"P"
-    } else {
-        processing
+    let (send_app, send_fac, recv_app, recv_fac, trigger, recv_control, processing, version) = match &msh {
+        Some(m) => (
+            m.receiving_application,
+            m.receiving_facility,
+            m.sending_application,
+            m.sending_facility,
+            m.trigger_event,
+            m.control_id,
+            m.processing_id,
+            m.version_id,
+        ),
+        None => (empty, empty, empty, empty, empty, empty, empty, &b"2.5"[..]),
     };
+    let component = encoding[0];
+    let processing: &[u8] = if processing.is_empty() { b"P" } else { processing };
 
     out.extend_from_slice(b"MSH");
     out.push(sep);
@@ -317,11 +308,7 @@ pub fn ack_accepted(msg: &[u8]) -> Option<bool> {
 /// Compares case-insensitively after trimming spaces.
 pub fn is_ack_message(msg: &[u8]) -> bool {
     parse_msh(msg).is_some_and(|m| {
-        let first = m
-            .message_type
-            .split(|&b| b == m.component_sep)
-            .next()
-            .unwrap_or(&[]);
+        let first = m.message_type.split(|&b| b == m.component_sep).next().unwrap_or(&[]);
         trim_spaces(first).eq_ignore_ascii_case(b"ACK")
     })
 }
@@ -476,17 +463,11 @@ mod tests {
         assert_eq!(m.component_sep, b'^');
         assert_eq!(m.message_type, b"");
         assert_eq!(m.trigger_event, b"");
-        assert_eq!(
-            ack(b"MSH|", AckCode::AA, None),
-            &b"MSH|^~\\&|||||20261125083100||ACK|ACK42|P|\rMSA|AA|\r"[..]
-        );
+        assert_eq!(ack(b"MSH|", AckCode::AA, None), &b"MSH|^~\\&|||||20261125083100||ACK|ACK42|P|\rMSA|AA|\r"[..]);
 
         // No trigger: MSH-9 is just ACK.
         let out = ack(b"MSH|^~\\&|A|B|C|D|2026||QRY|Q1|D|2.3", AckCode::AA, None);
-        assert_eq!(
-            out,
-            &b"MSH|^~\\&|C|D|A|B|20261125083100||ACK|ACK42|D|2.3\rMSA|AA|Q1\r"[..]
-        );
+        assert_eq!(out, &b"MSH|^~\\&|C|D|A|B|20261125083100||ACK|ACK42|D|2.3\rMSA|AA|Q1\r"[..]);
     }
 
     #[test]
@@ -497,14 +478,7 @@ mod tests {
                20261125083100||ACK^A01^ACK|ACK42|P|2.5.1\rMSA|AA|MSG00001\r"[..]
         );
         let mut out = b"keep".to_vec();
-        build_ack(
-            ADT_A01,
-            AckCode::AR,
-            TS,
-            b"ACK42",
-            Some(b"size^limit|exceeded"),
-            &mut out,
-        );
+        build_ack(ADT_A01, AckCode::AR, TS, b"ACK42", Some(b"size^limit|exceeded"), &mut out);
         assert_eq!(
             out,
             &b"keepMSH|^~\\&|LABADT|GOOD HEALTH HOSPITAL|ADT1|GOOD HEALTH HOSPITAL|\
@@ -538,10 +512,7 @@ mod tests {
             ack(NOT_HL7, AckCode::AR, Some(b"not HL7")),
             &b"MSH|^~\\&|||||20261125083100||ACK|ACK42|P|2.5\rMSA|AR||not HL7\r"[..]
         );
-        assert_eq!(
-            ack(b"", AckCode::AE, None),
-            &b"MSH|^~\\&|||||20261125083100||ACK|ACK42|P|2.5\rMSA|AE|\r"[..]
-        );
+        assert_eq!(ack(b"", AckCode::AE, None), &b"MSH|^~\\&|||||20261125083100||ACK|ACK42|P|2.5\rMSA|AE|\r"[..]);
     }
 
     #[test]
@@ -574,10 +545,7 @@ mod tests {
             assert_eq!(ack_accepted(msg.as_bytes()), Some(want), "{code}");
         }
         assert_eq!(ack_accepted(b"MSA|AA"), Some(true));
-        assert_eq!(
-            ack_accepted(b"MSH#*@!$#A#B#C#D#1##ACK#Z\rMSA#CA#Z\r"),
-            Some(true)
-        );
+        assert_eq!(ack_accepted(b"MSH#*@!$#A#B#C#D#1##ACK#Z\rMSA#CA#Z\r"), Some(true));
         assert!(is_ack_message(b"MSH#*@!$#A#B#C#D#1##ACK*R01*ACK#Z\r"));
         assert!(!is_ack_message(b"MSH|^~\\&|A|B|C|D|1||ACKX|Z\r"));
     }
@@ -612,20 +580,7 @@ mod tests {
         let mut secs = 0u64;
         for year in 1970u64..2400 {
             let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-            let lens = [
-                31,
-                28 + u64::from(leap),
-                31,
-                30,
-                31,
-                30,
-                31,
-                31,
-                30,
-                31,
-                30,
-                31,
-            ];
+            let lens = [31, 28 + u64::from(leap), 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
             for (m, len) in lens.iter().enumerate() {
                 for d in 1..=*len {
                     let want = format!("{year:04}{:02}{d:02}000000", m + 1);

@@ -15,6 +15,7 @@ pub mod hl7;
 mod reactor;
 pub mod server;
 mod shared;
+pub mod tls;
 
 pub use config::{AckMode, EventMode, Settings};
 pub use error::{code, Error, Result};

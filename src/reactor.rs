@@ -21,12 +21,12 @@ use crate::connection::{Connection, Inbound};
 use crate::delivery::{deliver, guarded};
 use crate::error::{code, Error, Result};
 use crate::events::{
-    AckInEvent, ConnectionId, ConnectionRequestEvent, ErrorEvent, EventHandler, LogEvent,
-    StatusEvent,
+    AckInEvent, ConnectionId, ConnectionRequestEvent, ErrorEvent, EventHandler, LogEvent, SslClientAuthenticationEvent,
+    SslConnectionRequestEvent, SslStatusEvent, StatusEvent,
 };
-use crate::shared::{
-    lock, Command, ConnShared, Queued, ReactorHandle, Shared, Waiter, QUEUE_HIGH_WATER,
-};
+use crate::shared::{lock, Command, ConnShared, Queued, ReactorHandle, Shared, Waiter, QUEUE_HIGH_WATER};
+use crate::tls::session::{Progress, TlsConn};
+use crate::tls::{Certificate, TlsContext};
 
 const WAKER: Token = Token(usize::MAX);
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -43,6 +43,7 @@ const READ_BUDGET: usize = 16;
 enum TimerKind {
     Receive,
     RateResume,
+    Handshake,
 }
 
 struct Conn {
@@ -61,25 +62,26 @@ struct Conn {
     rate_window: Instant,
     rate_bytes: u64,
     rate_blocked: bool,
+    /// TLS state; None for plain connections.
+    tls: Option<TlsConn>,
+    /// Application data may flow: always for plain connections; for TLS once the handshake
+    /// is done and the client was accepted.
+    ready: bool,
+    /// Why the connection is being closed once its output is flushed (None: peer closed).
+    closing: Option<Error>,
 }
 
 /// Spawns the reactor thread for `shared`.
 pub(crate) fn spawn(shared: &Arc<Shared>) -> Result<ReactorHandle> {
     let poll = Poll::new().map_err(|e| Error::from_io(&e, "create poll"))?;
-    let waker = Arc::new(
-        Waker::new(poll.registry(), WAKER).map_err(|e| Error::from_io(&e, "create waker"))?,
-    );
+    let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(|e| Error::from_io(&e, "create waker"))?);
     let s = shared.clone();
     let thread = std::thread::Builder::new()
         .name("mllp-reactor".into())
         .spawn(move || Reactor::new(s, poll).run())
         .map_err(|e| Error::from_io(&e, "spawn reactor thread"))?;
     let thread_id = thread.thread().id();
-    Ok(ReactorHandle {
-        waker,
-        thread: Some(thread),
-        thread_id,
-    })
+    Ok(ReactorHandle { waker, thread: Some(thread), thread_id })
 }
 
 struct Reactor {
@@ -99,14 +101,13 @@ struct Reactor {
     /// Connections that used up their read budget with data possibly left in the socket;
     /// readiness is edge-triggered, so they are revisited explicitly.
     backlog: Vec<ConnectionId>,
+    /// TLS configuration of the current listener (None: plain).
+    tls_ctx: Option<Arc<TlsContext>>,
     exit: bool,
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 fn slot(id: ConnectionId) -> usize {
@@ -132,20 +133,21 @@ impl Reactor {
             held: HashMap::new(),
             next_hold: 1,
             backlog: Vec::new(),
+            tls_ctx: None,
             exit: false,
         }
     }
 
     fn run(mut self) {
-        let h = self.handler.clone();
-        guarded(|| h.thread_start());
+        {
+            // Scoped: the reactor must not keep the first handler (and its user data) alive.
+            let h = self.handler.clone();
+            guarded(|| h.thread_start());
+        }
         let mut events = Events::with_capacity(1024);
         while !self.exit {
             self.refresh();
-            let timeout = self
-                .timers
-                .peek()
-                .map(|Reverse((t, ..))| t.saturating_duration_since(Instant::now()));
+            let timeout = self.timers.peek().map(|Reverse((t, ..))| t.saturating_duration_since(Instant::now()));
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     self.error(0, &Error::from_io(&e, "poll"));
@@ -160,11 +162,7 @@ impl Reactor {
                     LISTENER => self.accept_all(),
                     Token(t) => {
                         let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
-                        self.on_ready(
-                            t as ConnectionId,
-                            readable,
-                            ev.is_writable() || ev.is_error(),
-                        );
+                        self.on_ready(t as ConnectionId, readable, ev.is_writable() || ev.is_error());
                     }
                 }
             }
@@ -188,8 +186,7 @@ impl Reactor {
             self.settings = lock(&self.shared.settings).clone();
             let s = &self.settings;
             for c in self.conns.iter_mut().flatten() {
-                c.proto
-                    .reconfigure(s.chars, s.ack_char, s.nak_char, s.max_message_size);
+                c.proto.reconfigure(s.chars, s.ack_char, s.nak_char, s.max_message_size);
             }
         }
         let g = self.shared.handler_gen.load(Ordering::Acquire);
@@ -217,20 +214,10 @@ impl Reactor {
 
     fn error(&self, id: ConnectionId, e: &Error) {
         if self.queued_mode() {
-            self.enqueue(Queued::Error {
-                id,
-                code: e.code,
-                description: e.message.clone(),
-            });
+            self.enqueue(Queued::Error { id, code: e.code, description: e.message.clone() });
         } else {
             let h = &self.handler;
-            guarded(|| {
-                h.error(&ErrorEvent {
-                    connection_id: id,
-                    error_code: e.code,
-                    description: &e.message,
-                })
-            });
+            guarded(|| h.error(&ErrorEvent { connection_id: id, error_code: e.code, description: &e.message }));
         }
     }
 
@@ -244,14 +231,7 @@ impl Reactor {
         } else {
             let h = &self.handler;
             let log_type = log_type(level);
-            guarded(|| {
-                h.log(&LogEvent {
-                    connection_id: id,
-                    log_level: level,
-                    message: &message,
-                    log_type,
-                })
-            });
+            guarded(|| h.log(&LogEvent { connection_id: id, log_level: level, message: &message, log_type }));
         }
     }
 
@@ -259,32 +239,14 @@ impl Reactor {
         if self.queued_mode() {
             let description = description.to_string();
             self.enqueue(if connected {
-                Queued::Connected {
-                    id,
-                    code,
-                    description,
-                }
+                Queued::Connected { id, code, description }
             } else {
-                Queued::Disconnected {
-                    id,
-                    code,
-                    description,
-                }
+                Queued::Disconnected { id, code, description }
             });
         } else {
             let h = &self.handler;
-            let ev = StatusEvent {
-                connection_id: id,
-                status_code: code,
-                description,
-            };
-            guarded(|| {
-                if connected {
-                    h.connected(&ev)
-                } else {
-                    h.disconnected(&ev)
-                }
-            });
+            let ev = StatusEvent { connection_id: id, status_code: code, description };
+            guarded(|| if connected { h.connected(&ev) } else { h.disconnected(&ev) });
         }
     }
 
@@ -329,26 +291,16 @@ impl Reactor {
             let token = self.next_hold;
             self.next_hold += 1;
             self.held.insert(token, (stream, addr));
-            self.enqueue(Queued::ConnectionRequest {
-                token,
-                address,
-                port: addr.port(),
-            });
+            self.enqueue(Queued::ConnectionRequest { token, address, port: addr.port() });
             return;
         }
-        let mut ev = ConnectionRequestEvent {
-            address: &address,
-            port: addr.port(),
-            accept: true,
-        };
+        let mut ev = ConnectionRequestEvent { address: &address, port: addr.port(), accept: true };
         let h = &self.handler;
         guarded(|| h.connection_request(&mut ev));
         if ev.accept {
             self.admit(stream, addr);
         } else {
-            self.log(0, 1, || {
-                format!("connection from {addr} refused by ConnectionRequest")
-            });
+            self.log(0, 1, || format!("connection from {addr} refused by ConnectionRequest"));
         }
     }
 
@@ -372,12 +324,11 @@ impl Reactor {
             rate_window: Instant::now(),
             rate_bytes: 0,
             rate_blocked: false,
+            tls: self.tls_ctx.clone().map(TlsConn::new),
+            ready: self.tls_ctx.is_none(),
+            closing: None,
         };
-        if let Err(e) =
-            self.poll
-                .registry()
-                .register(&mut conn.stream, Token(id as usize), Interest::READABLE)
-        {
+        if let Err(e) = self.poll.registry().register(&mut conn.stream, Token(id as usize), Interest::READABLE) {
             lock(&self.shared.conns).release(id);
             self.error(0, &Error::from_io(&e, "register connection"));
             return;
@@ -387,6 +338,10 @@ impl Reactor {
         let i = slot(id);
         if self.conns.len() <= i {
             self.conns.resize_with(i + 1, || None);
+        }
+        if let Some(ctx) = &self.tls_ctx {
+            let at = Instant::now() + ctx.handshake_timeout;
+            self.timers.push(Reverse((at, id, 0, TimerKind::Handshake)));
         }
         self.conns[i] = Some(conn);
         self.status(id, true, 0, "OK");
@@ -427,13 +382,25 @@ impl Reactor {
         }
         match result {
             Err(e) => {
-                let err = Error::from_io(&e, "connection");
+                let err = if c.tls.is_some() && e.kind() == io::ErrorKind::InvalidData {
+                    let what = if c.ready { "TLS error" } else { "TLS handshake failed" };
+                    Error::new(code::TLS_HANDSHAKE, format!("{what}: {e}"))
+                } else {
+                    Error::from_io(&e, "connection")
+                };
+                self.error(c.shared.id, &err);
                 self.close(c, err.code, &err.message);
             }
             Ok(())
-                if c.peer_closed && c.proto.output().is_empty() && c.proto.pending_len() == 0 =>
+                if c.peer_closed
+                    && c.proto.output().is_empty()
+                    && c.proto.pending_len() == 0
+                    && !c.tls.as_ref().is_some_and(|t| t.wants_write()) =>
             {
-                self.close(c, 0, "OK");
+                match c.closing.take() {
+                    Some(e) => self.close(c, e.code, &e.message),
+                    None => self.close(c, 0, "OK"),
+                }
             }
             Ok(()) => {
                 self.update_interest(&mut c);
@@ -450,8 +417,14 @@ impl Reactor {
     }
 
     fn update_interest(&mut self, c: &mut Conn) {
-        let read = !self.reads_paused(c);
-        let write = !c.proto.output().is_empty() && !c.rate_blocked;
+        let (read, write) = match &c.tls {
+            None => (!self.reads_paused(c), !c.proto.output().is_empty() && !c.rate_blocked),
+            Some(t) => (
+                // Handshake records are read even while application data is paused.
+                t.wants_read() && (!c.ready || !self.reads_paused(c)) && !c.peer_closed,
+                t.wants_write() || (c.ready && !c.proto.output().is_empty() && !c.rate_blocked),
+            ),
+        };
         let want = match (read, write) {
             (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
             (true, false) => Some(Interest::READABLE),
@@ -475,6 +448,9 @@ impl Reactor {
     }
 
     fn read(&mut self, c: &mut Conn) -> io::Result<()> {
+        if c.tls.is_some() {
+            return self.read_tls(c);
+        }
         let mut budget = READ_BUDGET;
         while !self.reads_paused(c) {
             if budget == 0 {
@@ -487,19 +463,7 @@ impl Reactor {
                     c.peer_closed = true;
                     break;
                 }
-                Ok(n) => {
-                    c.shared
-                        .activity_ms
-                        .store(self.shared.now_ms(), Ordering::Relaxed);
-                    self.log(c.shared.id, 3, || format!("read {n} bytes"));
-                    let mut found = std::mem::take(&mut self.found);
-                    c.proto.receive(&self.buf[..n], &mut found);
-                    self.arm_receive_timer(c);
-                    for item in found.drain(..) {
-                        self.on_inbound(c, item);
-                    }
-                    self.found = found;
-                }
+                Ok(n) => self.consume(c, n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
@@ -508,17 +472,194 @@ impl Reactor {
         Ok(())
     }
 
+    /// Feeds `self.buf[..n]` (bytes from the peer, decrypted if TLS) to the protocol.
+    fn consume(&mut self, c: &mut Conn, n: usize) {
+        c.shared.activity_ms.store(self.shared.now_ms(), Ordering::Relaxed);
+        self.log(c.shared.id, 3, || format!("read {n} bytes"));
+        let mut found = std::mem::take(&mut self.found);
+        c.proto.receive(&self.buf[..n], &mut found);
+        self.arm_receive_timer(c);
+        for item in found.drain(..) {
+            self.on_inbound(c, item);
+        }
+        self.found = found;
+    }
+
+    /// Reads TLS records, advances the handshake and delivers decrypted data.
+    fn read_tls(&mut self, c: &mut Conn) -> io::Result<()> {
+        let mut budget = READ_BUDGET;
+        loop {
+            if c.ready && self.reads_paused(c) {
+                break;
+            }
+            if budget == 0 {
+                self.backlog.push(c.shared.id);
+                break;
+            }
+            budget -= 1;
+            let tls = c.tls.as_mut().expect("TLS connection");
+            match tls.read_tls(&mut c.stream) {
+                Ok(0) => {
+                    c.peer_closed = true;
+                }
+                Ok(n) => {
+                    if tls.ctx.log_packets {
+                        let id = c.shared.id;
+                        self.ssl_status(id, &format!("received {n} bytes of TLS records"));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            let progress = c.tls.as_mut().expect("TLS connection").process()?;
+            match progress {
+                Progress::None => {}
+                Progress::ClientHello { suites, signature_schemes } => {
+                    self.on_client_hello(c, suites, signature_schemes)?;
+                }
+                Progress::HandshakeDone => self.on_handshake_done(c),
+            }
+            self.drain_plaintext(c)?;
+            if c.peer_closed {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves decrypted application data into the protocol.
+    fn drain_plaintext(&mut self, c: &mut Conn) -> io::Result<()> {
+        while c.ready && !self.reads_paused(c) {
+            let tls = c.tls.as_mut().expect("TLS connection");
+            match tls.read_plain(&mut self.buf) {
+                Ok(0) => {
+                    c.peer_closed = true;
+                    break;
+                }
+                Ok(n) => self.consume(c, n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    c.peer_closed = true;
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    fn ssl_status(&self, id: ConnectionId, message: &str) {
+        if self.queued_mode() {
+            self.enqueue(Queued::SslStatus { id, message: message.to_string() });
+        } else {
+            let h = &self.handler;
+            guarded(|| h.ssl_status(&SslStatusEvent { connection_id: id, message }));
+        }
+    }
+
+    /// SSLConnectionRequest: the host may pick another certificate for this connection.
+    fn on_client_hello(&mut self, c: &mut Conn, suites: String, sigs: String) -> io::Result<()> {
+        let id = c.shared.id;
+        self.ssl_status(id, "ClientHello received");
+        if self.queued_mode() {
+            self.enqueue(Queued::SslConnectionRequest { id, suites, signature_schemes: sigs });
+            return Ok(());
+        }
+        let mut ev = SslConnectionRequestEvent {
+            connection_id: id,
+            supported_cipher_suites: &suites,
+            supported_signature_algs: &sigs,
+            certificate: None,
+        };
+        let h = &self.handler;
+        guarded(|| h.ssl_connection_request(&mut ev));
+        self.start_handshake(c, ev.certificate)
+    }
+
+    fn start_handshake(&mut self, c: &mut Conn, cert: Option<Arc<Certificate>>) -> io::Result<()> {
+        let tls = c.tls.as_mut().expect("TLS connection");
+        let config = match cert {
+            None => tls.ctx.config.clone(),
+            Some(cert) => tls.ctx.config_for(&cert).map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("certificate chosen in SSLConnectionRequest: {}", e.message),
+                )
+            })?,
+        };
+        tls.start(config)?;
+        // The ClientHello may have arrived with more records behind it.
+        match tls.process()? {
+            Progress::HandshakeDone => self.on_handshake_done(c),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Records the negotiated parameters and runs client authentication.
+    fn on_handshake_done(&mut self, c: &mut Conn) {
+        let id = c.shared.id;
+        let tls = c.tls.as_ref().expect("TLS connection");
+        let info = tls.info();
+        if let Some(i) = &info {
+            let resumed = if i.resumed { ", session resumed" } else { "" };
+            self.ssl_status(
+                id,
+                &format!("handshake complete: {} {} {}{resumed}", i.version, i.cipher_suite, i.key_exchange),
+            );
+        }
+        *lock(&c.shared.tls_info) = info;
+        let ctx = tls.ctx.clone();
+        if !ctx.authenticate_clients {
+            c.ready = true;
+            return;
+        }
+        let chain = tls.peer_certificates();
+        let (ok, status) = ctx.verify_client(chain.as_deref());
+        let parsed = chain.as_ref().and_then(|ch| Certificate::from_der(ch.clone(), None).ok());
+        let der = chain.as_ref().and_then(|ch| ch.first()).map(|d| d.as_ref().to_vec()).unwrap_or_default();
+        let subject = parsed.as_ref().map(|p| p.subject().to_string()).unwrap_or_default();
+        let issuer = parsed.as_ref().map(|p| p.issuer().to_string()).unwrap_or_default();
+        if self.queued_mode() {
+            self.enqueue(Queued::SslClientAuth { id, der, subject, issuer, status, accept: ok });
+            return;
+        }
+        let mut ev = SslClientAuthenticationEvent {
+            connection_id: id,
+            cert_encoded: &der,
+            cert_subject: &subject,
+            cert_issuer: &issuer,
+            status: &status,
+            accept: ok,
+        };
+        let h = &self.handler;
+        guarded(|| h.ssl_client_authentication(&mut ev));
+        let accept = ev.accept;
+        self.client_decided(c, accept, &status);
+    }
+
+    fn client_decided(&mut self, c: &mut Conn, accept: bool, status: &str) {
+        if accept {
+            c.ready = true;
+            return;
+        }
+        let e = Error::new(code::TLS_CLIENT_REJECTED, format!("client certificate refused: {status}"));
+        self.error(c.shared.id, &e);
+        if let Some(t) = c.tls.as_mut() {
+            t.send_close_notify();
+        }
+        // Closed once the close_notify is written (see `settle`).
+        c.peer_closed = true;
+        c.closing = Some(e);
+    }
+
     fn arm_receive_timer(&mut self, c: &mut Conn) {
         let secs = self.settings.receive_timeout;
         if secs > 0 && c.proto.in_frame() && c.proto.frames_started() != c.timed_frame {
             c.timed_frame = c.proto.frames_started();
             let at = Instant::now() + Duration::from_secs(secs as u64);
-            self.timers.push(Reverse((
-                at,
-                c.shared.id,
-                c.timed_frame,
-                TimerKind::Receive,
-            )));
+            self.timers.push(Reverse((at, c.shared.id, c.timed_frame, TimerKind::Receive)));
         }
     }
 
@@ -528,28 +669,18 @@ impl Reactor {
         match item {
             Inbound::Message(msg) => self.on_message(c, msg, mode),
             Inbound::Refused(r) => {
-                let e = Error::new(
-                    code::INVALID_DATA,
-                    r.describe(self.settings.max_message_size),
-                );
+                let e = Error::new(code::INVALID_DATA, r.describe(self.settings.max_message_size));
                 self.error(id, &e);
                 c.proto.refuse(mode, unix_now());
             }
-            Inbound::Restarted => self.error(
-                id,
-                &Error::new(
-                    code::INVALID_DATA,
-                    "start block inside a frame: partial message discarded",
-                ),
-            ),
+            Inbound::Restarted => {
+                self.error(id, &Error::new(code::INVALID_DATA, "start block inside a frame: partial message discarded"))
+            }
             Inbound::AckIn(accepted) => {
                 let result = if accepted {
                     Ok(())
                 } else {
-                    Err(Error::new(
-                        code::NAK_RECEIVED,
-                        "the client answered with a negative acknowledgement",
-                    ))
+                    Err(Error::new(code::NAK_RECEIVED, "the client answered with a negative acknowledgement"))
                 };
                 if let Some(Some(w)) = c.ack_waiters.pop_front() {
                     w.complete(result.clone());
@@ -562,12 +693,7 @@ impl Reactor {
                     self.enqueue(Queued::AckIn { id, accepted });
                 } else {
                     let h = &self.handler;
-                    guarded(|| {
-                        h.ack_in(&AckInEvent {
-                            connection_id: id,
-                            accepted,
-                        })
-                    });
+                    guarded(|| h.ack_in(&AckInEvent { connection_id: id, accepted }));
                 }
                 if let Err(e) = result {
                     self.error(id, &e);
@@ -602,53 +728,95 @@ impl Reactor {
         }
     }
 
-    fn flush(&mut self, c: &mut Conn) -> io::Result<()> {
+    /// How many output bytes MaxTransferRate allows now (None: wait for the next window).
+    fn allowance(&mut self, c: &mut Conn) -> Option<usize> {
         let rate = self.settings.max_transfer_rate;
+        if rate == 0 {
+            return Some(usize::MAX);
+        }
+        let now = Instant::now();
+        if now >= c.rate_window + Duration::from_secs(1) {
+            c.rate_window = now;
+            c.rate_bytes = 0;
+        }
+        let allowance = rate.saturating_sub(c.rate_bytes) as usize;
+        if allowance == 0 {
+            c.rate_blocked = true;
+            let at = c.rate_window + Duration::from_secs(1);
+            self.timers.push(Reverse((at, c.shared.id, 0, TimerKind::RateResume)));
+            return None;
+        }
+        Some(allowance)
+    }
+
+    /// Marks `n` output bytes as written (handed to TLS, for TLS connections).
+    fn wrote(&mut self, c: &mut Conn, n: usize) {
+        c.proto.consume_output(n);
+        c.rate_bytes += n as u64;
+        c.written += n as u64;
+        c.shared.activity_ms.store(self.shared.now_ms(), Ordering::Relaxed);
+        while c.write_waiters.front().is_some_and(|(end, _)| *end <= c.written) {
+            let (_, w) = c.write_waiters.pop_front().expect("front exists");
+            w.complete(Ok(()));
+            lock(&c.shared.waiters).retain(|x| !Arc::ptr_eq(x, &w));
+        }
+    }
+
+    fn flush(&mut self, c: &mut Conn) -> io::Result<()> {
+        let r = if c.tls.is_some() { self.flush_tls(c) } else { self.flush_plain(c) };
+        c.shared.queued_out.store(c.proto.output().len(), Ordering::Relaxed);
+        r
+    }
+
+    fn flush_plain(&mut self, c: &mut Conn) -> io::Result<()> {
         while !c.proto.output().is_empty() && !c.rate_blocked {
-            let mut out = c.proto.output();
-            if rate > 0 {
-                let now = Instant::now();
-                if now >= c.rate_window + Duration::from_secs(1) {
-                    c.rate_window = now;
-                    c.rate_bytes = 0;
-                }
-                let allowance = rate.saturating_sub(c.rate_bytes) as usize;
-                if allowance == 0 {
-                    c.rate_blocked = true;
-                    let at = c.rate_window + Duration::from_secs(1);
-                    self.timers
-                        .push(Reverse((at, c.shared.id, 0, TimerKind::RateResume)));
-                    break;
-                }
-                out = &out[..out.len().min(allowance)];
-            }
-            match c.stream.write(out) {
+            let Some(allow) = self.allowance(c) else { break };
+            let out = c.proto.output();
+            match c.stream.write(&out[..out.len().min(allow)]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    c.proto.consume_output(n);
-                    c.rate_bytes += n as u64;
-                    c.written += n as u64;
-                    c.shared
-                        .activity_ms
-                        .store(self.shared.now_ms(), Ordering::Relaxed);
-                    while c
-                        .write_waiters
-                        .front()
-                        .is_some_and(|(end, _)| *end <= c.written)
-                    {
-                        let (_, w) = c.write_waiters.pop_front().expect("front exists");
-                        w.complete(Ok(()));
-                        lock(&c.shared.waiters).retain(|x| !Arc::ptr_eq(x, &w));
-                    }
-                }
+                Ok(n) => self.wrote(c, n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
-        c.shared
-            .queued_out
-            .store(c.proto.output().len(), Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn flush_tls(&mut self, c: &mut Conn) -> io::Result<()> {
+        loop {
+            let mut progressed = false;
+            if c.ready && !c.proto.output().is_empty() && !c.rate_blocked {
+                if let Some(allow) = self.allowance(c) {
+                    let out = c.proto.output();
+                    let out = &out[..out.len().min(allow)];
+                    let n = c.tls.as_mut().expect("TLS connection").write_plain(out)?;
+                    if n > 0 {
+                        self.wrote(c, n);
+                        progressed = true;
+                    }
+                }
+            }
+            let tls = c.tls.as_mut().expect("TLS connection");
+            if tls.wants_write() {
+                match tls.write_tls(&mut c.stream) {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        progressed = true;
+                        if tls.ctx.log_packets {
+                            let id = c.shared.id;
+                            self.ssl_status(id, &format!("sent {n} bytes of TLS records"));
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            if !progressed {
+                break;
+            }
+        }
         Ok(())
     }
 
@@ -664,19 +832,22 @@ impl Reactor {
             );
             self.error(id, &e);
         }
+        if let Some(t) = c.tls.as_mut() {
+            // Best effort: a close_notify (or a pending alert) goes out before the socket closes.
+            if status == 0 {
+                t.send_close_notify();
+            }
+            for _ in 0..4 {
+                if !t.wants_write() || t.write_tls(&mut c.stream).is_err() {
+                    break;
+                }
+            }
+        }
         if c.registered.is_some() {
             let _ = self.poll.registry().deregister(&mut c.stream);
         }
-        let lost = Error::new(
-            code::INTERRUPTED,
-            "connection closed before the send completed",
-        );
-        for w in c
-            .ack_waiters
-            .drain(..)
-            .flatten()
-            .chain(c.write_waiters.drain(..).map(|(_, w)| w))
-        {
+        let lost = Error::new(code::INTERRUPTED, "connection closed before the send completed");
+        for w in c.ack_waiters.drain(..).flatten().chain(c.write_waiters.drain(..).map(|(_, w)| w)) {
             w.complete(Err(lost.clone()));
         }
         c.shared.fail_waiters(&lost);
@@ -715,12 +886,9 @@ impl Reactor {
 
     fn run_command(&mut self, cmd: Command) {
         match cmd {
-            Command::Listen(mut l) => {
-                if let Err(e) = self
-                    .poll
-                    .registry()
-                    .register(&mut l, LISTENER, Interest::READABLE)
-                {
+            Command::Listen(mut l, tls) => {
+                self.tls_ctx = tls;
+                if let Err(e) = self.poll.registry().register(&mut l, LISTENER, Interest::READABLE) {
                     self.error(0, &Error::from_io(&e, "register listener"));
                     return;
                 }
@@ -737,17 +905,10 @@ impl Reactor {
                     w.complete(Ok(()));
                 }
             }
-            Command::Send {
-                id,
-                payload,
-                waiter,
-            } => {
+            Command::Send { id, payload, waiter } => {
                 let Some(mut c) = self.take(id) else {
                     if let Some(w) = waiter {
-                        w.complete(Err(Error::new(
-                            code::NO_SUCH_CONNECTION,
-                            format!("no connection with id {id}"),
-                        )));
+                        w.complete(Err(Error::new(code::NO_SUCH_CONNECTION, format!("no connection with id {id}"))));
                     }
                     return;
                 };
@@ -758,8 +919,7 @@ impl Reactor {
                 if expect_ack {
                     c.ack_waiters.push_back(waiter);
                 } else if let Some(w) = waiter {
-                    c.write_waiters
-                        .push_back((c.written + c.proto.output().len() as u64, w));
+                    c.write_waiters.push_back((c.written + c.proto.output().len() as u64, w));
                 }
                 let len = payload.len();
                 self.log(id, 2, || format!("sending {len} bytes"));
@@ -771,20 +931,9 @@ impl Reactor {
                     self.close(c, 0, "OK");
                 }
             }
-            Command::Decide {
-                id,
-                seq,
-                accept,
-                code,
-            } => {
+            Command::Decide { id, seq, accept, code } => {
                 if let Some(mut c) = self.take(id) {
-                    c.proto.decide(
-                        seq,
-                        accept,
-                        code,
-                        self.settings.effective_ack_mode(),
-                        unix_now(),
-                    );
+                    c.proto.decide(seq, accept, code, self.settings.effective_ack_mode(), unix_now());
                     self.settle(c, Ok(()));
                 }
             }
@@ -793,16 +942,33 @@ impl Reactor {
                     if accept {
                         self.admit(stream, addr);
                     } else {
-                        self.log(0, 1, || {
-                            format!("connection from {addr} refused by ConnectionRequest")
-                        });
+                        self.log(0, 1, || format!("connection from {addr} refused by ConnectionRequest"));
                     }
                 }
             }
             Command::DisconnectAll => self.close_all(),
+            Command::SslCert { id, cert } => {
+                if let Some(mut c) = self.take(id) {
+                    let r = if c.tls.as_ref().is_some_and(|t| t.deciding()) {
+                        self.start_handshake(&mut c, cert)
+                    } else {
+                        Ok(())
+                    };
+                    self.settle(c, r);
+                }
+            }
+            Command::SslAuth { id, accept } => {
+                if let Some(mut c) = self.take(id) {
+                    if !c.ready && c.tls.as_ref().is_some_and(|t| t.established()) {
+                        self.client_decided(&mut c, accept, "refused by SSLClientAuthentication");
+                    }
+                    // Data that arrived while waiting is decrypted now.
+                    let r = self.drain_plaintext(&mut c);
+                    self.settle(c, r);
+                }
+            }
             Command::ResumeReads => {
-                let ids: Vec<ConnectionId> =
-                    self.conns.iter().flatten().map(|c| c.shared.id).collect();
+                let ids: Vec<ConnectionId> = self.conns.iter().flatten().map(|c| c.shared.id).collect();
                 for id in ids {
                     self.on_ready(id, true, false);
                 }
@@ -827,14 +993,21 @@ impl Reactor {
                         let secs = self.settings.receive_timeout;
                         let e = Error::new(
                             code::INVALID_DATA,
-                            format!(
-                                "ReceiveTimeout: no end block within {secs} s; {n} bytes discarded"
-                            ),
+                            format!("ReceiveTimeout: no end block within {secs} s; {n} bytes discarded"),
                         );
                         self.error(id, &e);
                     }
                 }
                 TimerKind::RateResume => c.rate_blocked = false,
+                TimerKind::Handshake => {
+                    if !c.tls.as_ref().is_some_and(|t| t.established()) {
+                        let secs = self.tls_ctx.as_ref().map_or(0, |t| t.handshake_timeout.as_secs());
+                        let e = Error::new(code::TLS_HANDSHAKE, format!("TLS handshake not completed within {secs} s"));
+                        self.error(id, &e);
+                        self.close(c, e.code, &e.message);
+                        continue;
+                    }
+                }
             }
             self.settle(c, Ok(()));
         }

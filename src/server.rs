@@ -18,8 +18,8 @@ use crate::config::{split_config, EventMode, Settings};
 use crate::delivery::{deliver, guarded};
 use crate::error::{code, Error, Result};
 use crate::events::{
-    AckInEvent, ConnectionId, ConnectionRequestEvent, ErrorEvent, EventHandler, LogEvent,
-    StatusEvent,
+    AckInEvent, ConnectionId, ConnectionRequestEvent, ErrorEvent, EventHandler, LogEvent, SslClientAuthenticationEvent,
+    SslConnectionRequestEvent, SslStatusEvent, StatusEvent,
 };
 use crate::reactor;
 use crate::shared::{lock, Command, ConnShared, Queued, Shared, Waiter};
@@ -46,15 +46,17 @@ impl Default for Server {
 impl Server {
     /// A server with default properties, not listening.
     pub fn new() -> Self {
-        Server {
-            shared: Arc::new(Shared::new()),
-        }
+        Server { shared: Arc::new(Shared::new()) }
     }
 
     /// Sets the handler that receives events (replacing the previous one).
     pub fn set_handler(&self, handler: Arc<dyn EventHandler>) {
         let old = std::mem::replace(&mut *lock(&self.shared.handler), handler);
         self.shared.handler_gen.fetch_add(1, Ordering::Release);
+        // Wake the reactor so it lets go of the old handler now, not at its next event.
+        if let Some(h) = lock(&self.shared.reactor).as_ref() {
+            let _ = h.waker.wake();
+        }
         // Dropping a handler may run host code (a C release callback): never under the lock.
         drop(old);
     }
@@ -124,10 +126,7 @@ impl Server {
     /// Sets LocalHost; error 107 while listening.
     pub fn set_local_host(&self, host: &str) -> Result<()> {
         if self.listening() {
-            return Err(Error::new(
-                code::CANNOT_CHANGE_LOCAL_HOST,
-                "cannot change LocalHost while listening",
-            ));
+            return Err(Error::new(code::CANNOT_CHANGE_LOCAL_HOST, "cannot change LocalHost while listening"));
         }
         self.update(|s| {
             s.local_host = host.trim().to_string();
@@ -146,10 +145,7 @@ impl Server {
     /// Sets LocalPort; error 106 while listening.
     pub fn set_local_port(&self, port: u16) -> Result<()> {
         if self.listening() {
-            return Err(Error::new(
-                code::CANNOT_CHANGE_LOCAL_PORT,
-                "cannot change LocalPort while listening",
-            ));
+            return Err(Error::new(code::CANNOT_CHANGE_LOCAL_PORT, "cannot change LocalPort while listening"));
         }
         self.update(|s| {
             s.local_port = port;
@@ -180,6 +176,13 @@ impl Server {
             return Err(Error::new(code::INVALID_VALUE, "empty setting name"));
         }
         let Some(value) = value else {
+            if let Some((name, id)) = key.strip_suffix(']').and_then(|k| k.split_once('[')) {
+                let id: ConnectionId = id
+                    .trim()
+                    .parse()
+                    .map_err(|_| Error::new(code::INVALID_VALUE, format!("'{id}' is not a connection id")))?;
+                return self.ssl_negotiated(id, name);
+            }
             let k = key.to_ascii_lowercase();
             if k == "localport" {
                 return Ok(self.local_port().to_string());
@@ -192,21 +195,11 @@ impl Server {
         let k = key.to_ascii_lowercase();
         match k.as_str() {
             "localhost" | "localport" | "useipv6" if self.listening() => {
-                let c = if k == "localport" {
-                    code::CANNOT_CHANGE_LOCAL_PORT
-                } else {
-                    code::CANNOT_CHANGE_LOCAL_HOST
-                };
-                return Err(Error::new(
-                    c,
-                    format!("cannot change {key} while listening"),
-                ));
+                let c = if k == "localport" { code::CANNOT_CHANGE_LOCAL_PORT } else { code::CANNOT_CHANGE_LOCAL_HOST };
+                return Err(Error::new(c, format!("cannot change {key} while listening")));
             }
             "eventmode" if self.listening() || lock(&self.shared.conns).count > 0 => {
-                return Err(Error::new(
-                    code::BAD_STATE,
-                    "EventMode can only change while not listening",
-                ));
+                return Err(Error::new(code::BAD_STATE, "EventMode can only change while not listening"));
             }
             _ => {}
         }
@@ -224,25 +217,18 @@ impl Server {
         }
         let (host, port, ipv6, rcvbuf, sndbuf) = {
             let s = self.settings();
-            (
-                s.local_host.clone(),
-                s.local_port,
-                s.use_ipv6,
-                s.in_buffer_size,
-                s.out_buffer_size,
-            )
+            (s.local_host.clone(), s.local_port, s.use_ipv6, s.in_buffer_size, s.out_buffer_size)
         };
         let addr = resolve(&host, port, ipv6)?;
+        // TLS problems (certificate, key, password, expiry, CA lists) fail here, not later.
+        let tls_settings = self.settings().tls.clone();
+        let tls = if tls_settings.enabled { Some(crate::tls::TlsContext::build(&tls_settings)?) } else { None };
         let listener = bind(addr, ipv6, rcvbuf, sndbuf)?;
-        let bound = listener
-            .local_addr()
-            .map_err(|e| Error::from_io(&e, "local address"))?;
+        let bound = listener.local_addr().map_err(|e| Error::from_io(&e, "local address"))?;
         self.ensure_reactor()?;
         *lock(&self.shared.bound_host) = bound.ip().to_string();
-        self.shared
-            .bound_port
-            .store(bound.port(), Ordering::Release);
-        self.shared.command(Command::Listen(listener))?;
+        self.shared.bound_port.store(bound.port(), Ordering::Release);
+        self.shared.command(Command::Listen(listener, tls))?;
         self.shared.listening.store(true, Ordering::Release);
         Ok(())
     }
@@ -271,8 +257,7 @@ impl Server {
             return self.shared.command(Command::StopListening(None));
         }
         let w = Waiter::new();
-        self.shared
-            .command(Command::StopListening(Some(w.clone())))?;
+        self.shared.command(Command::StopListening(Some(w.clone())))?;
         let deadline = Instant::now() + Duration::from_secs(5);
         w.wait(|| deadline).unwrap_or(Ok(()))
     }
@@ -308,10 +293,7 @@ impl Server {
     /// [`code::SEND_INTERRUPTED`]. The connection stays open.
     pub fn interrupt(&self, id: ConnectionId) -> Result<()> {
         let c = self.shared.conn(id)?;
-        c.fail_waiters(&Error::new(
-            code::SEND_INTERRUPTED,
-            "synchronous send interrupted",
-        ));
+        c.fail_waiters(&Error::new(code::SEND_INTERRUPTED, "synchronous send interrupted"));
         Ok(())
     }
 
@@ -322,6 +304,9 @@ impl Server {
     pub fn send(&self, id: ConnectionId) -> Result<()> {
         let c = self.shared.conn(id)?;
         let close = self.settings().close_stream_after_transfer;
+        // Refuse before the input is consumed: a refused Send must not use up the stream.
+        let timeout = lock(&c.fields).timeout;
+        self.check_send(&c, timeout)?;
         let (payload, timeout) = take_input(&c, close)?;
         self.send_payload(&c, payload, timeout)
     }
@@ -332,6 +317,21 @@ impl Server {
         let c = self.shared.conn(id)?;
         let timeout = lock(&c.fields).timeout;
         self.send_payload(&c, data.to_vec(), timeout)
+    }
+
+    /// The checks a Send can fail before its data is taken: a synchronous send inside a
+    /// callback, or a full output queue for an asynchronous one.
+    fn check_send(&self, c: &ConnShared, timeout: u32) -> Result<()> {
+        if timeout > 0 && self.in_callback() {
+            return Err(Error::new(
+                code::REENTRANT,
+                "a synchronous Send (Timeout > 0) cannot wait inside a callback; set Timeout to 0 there",
+            ));
+        }
+        if timeout == 0 && c.queued_out.load(Ordering::Relaxed) > SEND_QUEUE_LIMIT {
+            return Err(Error::new(code::WOULD_BLOCK, "the connection's output queue is full; try again later"));
+        }
+        Ok(())
     }
 
     fn send_payload(&self, c: &Arc<ConnShared>, payload: Vec<u8>, timeout: u32) -> Result<()> {
@@ -351,32 +351,13 @@ impl Server {
                 "data contains the StartBlockChar or EndBlockChar and cannot be framed",
             ));
         }
+        self.check_send(c, timeout)?;
         if timeout == 0 {
-            if c.queued_out.load(Ordering::Relaxed) > SEND_QUEUE_LIMIT {
-                return Err(Error::new(
-                    code::WOULD_BLOCK,
-                    "the connection's output queue is full; try again later",
-                ));
-            }
-            return self.shared.command(Command::Send {
-                id: c.id,
-                payload,
-                waiter: None,
-            });
-        }
-        if self.in_callback() {
-            return Err(Error::new(
-                code::REENTRANT,
-                "a synchronous Send (Timeout > 0) cannot wait inside a callback; set Timeout to 0 there",
-            ));
+            return self.shared.command(Command::Send { id: c.id, payload, waiter: None });
         }
         let w = Waiter::new();
         lock(&c.waiters).push(w.clone());
-        if let Err(e) = self.shared.command(Command::Send {
-            id: c.id,
-            payload,
-            waiter: Some(w.clone()),
-        }) {
+        if let Err(e) = self.shared.command(Command::Send { id: c.id, payload, waiter: Some(w.clone()) }) {
             lock(&c.waiters).retain(|x| !Arc::ptr_eq(x, &w));
             return Err(e);
         }
@@ -392,12 +373,7 @@ impl Server {
             }
         });
         lock(&c.waiters).retain(|x| !Arc::ptr_eq(x, &w));
-        r.unwrap_or_else(|| {
-            Err(Error::new(
-                code::TIMEOUT,
-                format!("no acknowledgement within {timeout} s"),
-            ))
-        })
+        r.unwrap_or_else(|| Err(Error::new(code::TIMEOUT, format!("no acknowledgement within {timeout} s"))))
     }
 
     /// DoEvents: in EventMode=DoEvents, delivers queued events on the calling thread, waiting
@@ -416,12 +392,7 @@ impl Server {
                 if now >= deadline {
                     return Ok(0);
                 }
-                q = self
-                    .shared
-                    .queue_cv
-                    .wait_timeout(q, deadline - now)
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0;
+                q = self.shared.queue_cv.wait_timeout(q, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
             }
             let items: Vec<Queued> = q.items.drain(..).collect();
             q.bytes = 0;
@@ -450,90 +421,117 @@ impl Server {
 
     fn dispatch(&self, h: &dyn EventHandler, item: Queued) {
         match item {
-            Queued::ConnectionRequest {
-                token,
-                address,
-                port,
-            } => {
-                let mut ev = ConnectionRequestEvent {
-                    address: &address,
-                    port,
-                    accept: true,
-                };
+            Queued::ConnectionRequest { token, address, port } => {
+                let mut ev = ConnectionRequestEvent { address: &address, port, accept: true };
                 guarded(|| h.connection_request(&mut ev));
-                let _ = self.shared.command(Command::Admit {
-                    token,
-                    accept: ev.accept,
-                });
+                let _ = self.shared.command(Command::Admit { token, accept: ev.accept });
             }
-            Queued::Connected {
-                id,
-                code,
-                description,
-            } => guarded(|| {
-                h.connected(&StatusEvent {
-                    connection_id: id,
-                    status_code: code,
-                    description: &description,
-                })
+            Queued::Connected { id, code, description } => guarded(|| {
+                h.connected(&StatusEvent { connection_id: id, status_code: code, description: &description })
             }),
-            Queued::Disconnected {
-                id,
-                code,
-                description,
-            } => guarded(|| {
-                h.disconnected(&StatusEvent {
-                    connection_id: id,
-                    status_code: code,
-                    description: &description,
-                })
+            Queued::Disconnected { id, code, description } => guarded(|| {
+                h.disconnected(&StatusEvent { connection_id: id, status_code: code, description: &description })
             }),
             Queued::Message { id, seq, data, ack } => {
                 let Ok(c) = self.shared.conn(id) else { return };
                 let close = self.settings().close_stream_after_transfer;
                 let d = deliver(h, &c, seq, data, ack, close);
                 if let Some((accept, code)) = d.decision {
-                    let _ = self.shared.command(Command::Decide {
-                        id,
-                        seq,
-                        accept,
-                        code,
-                    });
+                    let _ = self.shared.command(Command::Decide { id, seq, accept, code });
                 }
             }
-            Queued::AckIn { id, accepted } => guarded(|| {
-                h.ack_in(&AckInEvent {
-                    connection_id: id,
-                    accepted,
-                })
-            }),
-            Queued::Error {
-                id,
-                code,
-                description,
-            } => guarded(|| {
-                h.error(&ErrorEvent {
-                    connection_id: id,
-                    error_code: code,
-                    description: &description,
-                })
-            }),
+            Queued::AckIn { id, accepted } => guarded(|| h.ack_in(&AckInEvent { connection_id: id, accepted })),
+            Queued::Error { id, code, description } => {
+                guarded(|| h.error(&ErrorEvent { connection_id: id, error_code: code, description: &description }))
+            }
             Queued::Log { id, level, message } => {
                 let log_type = match level {
                     1 => "INFO",
                     2 => "VERBOSE",
                     _ => "DEBUG",
                 };
-                guarded(|| {
-                    h.log(&LogEvent {
-                        connection_id: id,
-                        log_level: level,
-                        message: &message,
-                        log_type,
-                    })
-                })
+                guarded(|| h.log(&LogEvent { connection_id: id, log_level: level, message: &message, log_type }))
+            }
+            Queued::SslConnectionRequest { id, suites, signature_schemes } => {
+                let mut ev = SslConnectionRequestEvent {
+                    connection_id: id,
+                    supported_cipher_suites: &suites,
+                    supported_signature_algs: &signature_schemes,
+                    certificate: None,
+                };
+                guarded(|| h.ssl_connection_request(&mut ev));
+                let _ = self.shared.command(Command::SslCert { id, cert: ev.certificate });
+            }
+            Queued::SslClientAuth { id, der, subject, issuer, status, accept } => {
+                let mut ev = SslClientAuthenticationEvent {
+                    connection_id: id,
+                    cert_encoded: &der,
+                    cert_subject: &subject,
+                    cert_issuer: &issuer,
+                    status: &status,
+                    accept,
+                };
+                guarded(|| h.ssl_client_authentication(&mut ev));
+                let _ = self.shared.command(Command::SslAuth { id, accept: ev.accept });
+            }
+            Queued::SslStatus { id, message } => {
+                guarded(|| h.ssl_status(&SslStatusEvent { connection_id: id, message: &message }))
             }
         }
+    }
+
+    // ----- TLS -----
+
+    /// SSLEnabled: whether connections accepted from the next StartListening use TLS.
+    pub fn ssl_enabled(&self) -> bool {
+        self.settings().tls.enabled
+    }
+
+    /// Sets SSLEnabled; takes effect at the next StartListening.
+    pub fn set_ssl_enabled(&self, on: bool) {
+        let _ = self.update(|s| {
+            s.tls.enabled = on;
+            Ok(())
+        });
+    }
+
+    /// SSLAuthenticateClients: ask clients for a certificate (see SSLClientAuthentication).
+    pub fn ssl_authenticate_clients(&self) -> bool {
+        self.settings().tls.authenticate_clients
+    }
+
+    /// Sets SSLAuthenticateClients; takes effect at the next StartListening.
+    pub fn set_ssl_authenticate_clients(&self, on: bool) {
+        let _ = self.update(|s| {
+            s.tls.authenticate_clients = on;
+            Ok(())
+        });
+    }
+
+    /// SSLCert: the certificate presented to clients.
+    pub fn ssl_cert(&self) -> Option<Arc<crate::tls::Certificate>> {
+        self.settings().tls.cert.clone()
+    }
+
+    /// Sets SSLCert (None clears it); checked at the next StartListening.
+    pub fn set_ssl_cert(&self, cert: Option<Arc<crate::tls::Certificate>>) {
+        let _ = self.update(|s| {
+            s.tls.cert = cert;
+            Ok(())
+        });
+    }
+
+    /// A negotiated TLS value of a connection by its Config name (SSLNegotiatedCipher,
+    /// SSLNegotiatedCipherStrength, SSLNegotiatedCipherSuite, SSLNegotiatedKeyExchange,
+    /// SSLNegotiatedKeyExchangeStrength, SSLNegotiatedVersion); "" before the handshake or
+    /// for a plain connection.
+    pub fn ssl_negotiated(&self, id: ConnectionId, name: &str) -> Result<String> {
+        let c = self.shared.conn(id)?;
+        if !crate::tls::NEGOTIATED.iter().any(|n| n.eq_ignore_ascii_case(name.trim())) {
+            return Err(Error::new(code::UNKNOWN_SETTING, format!("'{name}' is not a negotiated TLS value")));
+        }
+        let info = lock(&c.tls_info);
+        Ok(info.as_ref().and_then(|i| i.get(name.trim())).unwrap_or_default())
     }
 
     // ----- connections -----
@@ -550,10 +548,7 @@ impl Server {
 
     /// Connected: true while the connection is open (false for a stale or unknown id).
     pub fn connected(&self, id: ConnectionId) -> bool {
-        self.shared
-            .conn(id)
-            .map(|c| c.connected.load(Ordering::Acquire))
-            .unwrap_or(false)
+        self.shared.conn(id).map(|c| c.connected.load(Ordering::Acquire)).unwrap_or(false)
     }
 
     /// RemoteHost of a connection.
@@ -608,11 +603,7 @@ impl Server {
     }
 
     /// Sets (or clears) the input stream Send reads from first. The previous stream is dropped.
-    pub fn set_input_stream(
-        &self,
-        id: ConnectionId,
-        s: Option<Box<dyn Read + Send>>,
-    ) -> Result<()> {
+    pub fn set_input_stream(&self, id: ConnectionId, s: Option<Box<dyn Read + Send>>) -> Result<()> {
         let c = self.shared.conn(id)?;
         let old = std::mem::replace(&mut lock(&c.fields).input_stream, s);
         drop(old);
@@ -639,11 +630,7 @@ impl Server {
 
     /// Sets (or clears) the output stream received messages are written to. The previous
     /// stream is dropped.
-    pub fn set_output_stream(
-        &self,
-        id: ConnectionId,
-        s: Option<Box<dyn Write + Send>>,
-    ) -> Result<()> {
+    pub fn set_output_stream(&self, id: ConnectionId, s: Option<Box<dyn Write + Send>>) -> Result<()> {
         let c = self.shared.conn(id)?;
         let old = std::mem::replace(&mut lock(&c.fields).output_stream, s);
         drop(old);
@@ -653,10 +640,7 @@ impl Server {
     /// Stops the reactor thread and waits for it. Refused on the reactor thread.
     pub fn close(&self) -> Result<()> {
         if self.in_callback() {
-            return Err(Error::new(
-                code::REENTRANT,
-                "the server cannot be freed from inside its own callback",
-            ));
+            return Err(Error::new(code::REENTRANT, "the server cannot be freed from inside its own callback"));
         }
         self.shared.listening.store(false, Ordering::Release);
         let handle = lock(&self.shared.reactor).take();
@@ -688,16 +672,8 @@ fn take_input(c: &ConnShared, close_stream: bool) -> Result<(Vec<u8>, u32)> {
     let (stream, file, data, timeout) = {
         let mut f = lock(&c.fields);
         let stream = f.input_stream.take();
-        let file = if stream.is_none() {
-            f.input_file.clone()
-        } else {
-            String::new()
-        };
-        let data = if stream.is_none() && file.is_empty() {
-            f.input_data.clone()
-        } else {
-            Vec::new()
-        };
+        let file = if stream.is_none() { f.input_file.clone() } else { String::new() };
+        let data = if stream.is_none() && file.is_empty() { f.input_data.clone() } else { Vec::new() };
         (stream, file, data, f.timeout)
     };
     if let Some(mut s) = stream {
@@ -716,12 +692,8 @@ fn take_input(c: &ConnShared, close_stream: bool) -> Result<(Vec<u8>, u32)> {
         return Ok((buf, timeout));
     }
     if !file.is_empty() {
-        let buf = fs::read(&file).map_err(|e| {
-            Error::new(
-                code::CANNOT_OPEN_FILE,
-                format!("could not read InputFileName '{file}': {e}"),
-            )
-        })?;
+        let buf = fs::read(&file)
+            .map_err(|e| Error::new(code::CANNOT_OPEN_FILE, format!("could not read InputFileName '{file}': {e}")))?;
         return Ok((buf, timeout));
     }
     Ok((data, timeout))
@@ -730,11 +702,7 @@ fn take_input(c: &ConnShared, close_stream: bool) -> Result<(Vec<u8>, u32)> {
 /// Resolves LocalHost and the UseIPv6 preference to an address to bind.
 fn resolve(host: &str, port: u16, ipv6: u8) -> Result<SocketAddr> {
     if host.is_empty() {
-        let ip = if ipv6 == 0 {
-            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
-        } else {
-            IpAddr::V6(Ipv6Addr::UNSPECIFIED)
-        };
+        let ip = if ipv6 == 0 { IpAddr::V4(Ipv4Addr::UNSPECIFIED) } else { IpAddr::V6(Ipv6Addr::UNSPECIFIED) };
         return Ok(SocketAddr::new(ip, port));
     }
     let h = host.trim_start_matches('[').trim_end_matches(']');
@@ -759,13 +727,11 @@ fn resolve(host: &str, port: u16, ipv6: u8) -> Result<SocketAddr> {
 fn bind(addr: SocketAddr, ipv6: u8, rcvbuf: u32, sndbuf: u32) -> Result<mio::net::TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let ctx = |e: std::io::Error| Error::from_io(&e, &format!("listen on {addr}"));
-    let sock =
-        Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(ctx)?;
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(ctx)?;
     sock.set_reuse_address(true).map_err(ctx)?;
     if addr.is_ipv6() {
         // UseIPv6=2 on the wildcard address also accepts IPv4 (mapped) clients.
-        sock.set_only_v6(!(ipv6 == 2 && addr.ip().is_unspecified()))
-            .map_err(ctx)?;
+        sock.set_only_v6(!(ipv6 == 2 && addr.ip().is_unspecified())).map_err(ctx)?;
     }
     if rcvbuf > 0 {
         sock.set_recv_buffer_size(rcvbuf as usize).map_err(ctx)?;
@@ -787,10 +753,7 @@ mod tests {
     fn resolve_follows_use_ipv6() {
         assert_eq!(resolve("", 5, 0).unwrap(), "0.0.0.0:5".parse().unwrap());
         assert_eq!(resolve("", 5, 1).unwrap(), "[::]:5".parse().unwrap());
-        assert_eq!(
-            resolve("127.0.0.1", 5, 0).unwrap(),
-            "127.0.0.1:5".parse().unwrap()
-        );
+        assert_eq!(resolve("127.0.0.1", 5, 0).unwrap(), "127.0.0.1:5".parse().unwrap());
         assert_eq!(resolve("[::1]", 5, 0).unwrap(), "[::1]:5".parse().unwrap());
         assert!(resolve("localhost", 5, 0).unwrap().ip().is_loopback());
     }
@@ -802,10 +765,7 @@ mod tests {
         s.start_listening().unwrap();
         assert!(s.listening());
         assert_ne!(s.local_port(), 0);
-        assert_eq!(
-            s.set_local_port(1).unwrap_err().code,
-            code::CANNOT_CHANGE_LOCAL_PORT
-        );
+        assert_eq!(s.set_local_port(1).unwrap_err().code, code::CANNOT_CHANGE_LOCAL_PORT);
         s.stop_listening().unwrap();
         assert!(!s.listening());
     }

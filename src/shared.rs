@@ -48,6 +48,8 @@ pub(crate) struct ConnShared {
     pub queued_out: AtomicUsize,
     /// Milliseconds since the server's epoch of the last read or write progress.
     pub activity_ms: AtomicU64,
+    /// Negotiated TLS parameters, once the handshake completed.
+    pub tls_info: Mutex<Option<crate::tls::session::TlsInfo>>,
 }
 
 impl ConnShared {
@@ -69,6 +71,7 @@ impl ConnShared {
             waiters: Mutex::new(Vec::new()),
             queued_out: AtomicUsize::new(0),
             activity_ms: AtomicU64::new(0),
+            tls_info: Mutex::new(None),
         }
     }
 
@@ -89,10 +92,7 @@ pub(crate) struct Waiter {
 
 impl Waiter {
     pub fn new() -> Arc<Self> {
-        Arc::new(Waiter {
-            result: Mutex::new(None),
-            cv: Condvar::new(),
-        })
+        Arc::new(Waiter { result: Mutex::new(None), cv: Condvar::new() })
     }
 
     /// Sets the result unless one is set already.
@@ -118,11 +118,7 @@ impl Waiter {
                 return None;
             }
             let wait = (d - now).min(Duration::from_millis(200));
-            g = self
-                .cv
-                .wait_timeout(g, wait)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            g = self.cv.wait_timeout(g, wait).unwrap_or_else(|e| e.into_inner()).0;
         }
     }
 }
@@ -181,16 +177,23 @@ impl ConnTable {
 
     /// Ids of open connections, in slot order.
     pub fn ids(&self) -> Vec<ConnectionId> {
-        self.slots
-            .iter()
-            .filter_map(|(_, c)| c.as_ref().map(|c| c.id))
-            .collect()
+        self.slots.iter().filter_map(|(_, c)| c.as_ref().map(|c| c.id)).collect()
     }
 }
 
 /// An instruction from a host thread to the reactor.
 pub(crate) enum Command {
-    Listen(mio::net::TcpListener),
+    Listen(mio::net::TcpListener, Option<Arc<crate::tls::TlsContext>>),
+    /// SSLConnectionRequest decided (DoEvents): the certificate to present.
+    SslCert {
+        id: ConnectionId,
+        cert: Option<Arc<crate::tls::Certificate>>,
+    },
+    /// SSLClientAuthentication decided (DoEvents).
+    SslAuth {
+        id: ConnectionId,
+        accept: bool,
+    },
     /// Drop the listener; the waiter (if any) completes once it is closed.
     StopListening(Option<Arc<Waiter>>),
     Send {
@@ -216,41 +219,16 @@ pub(crate) enum Command {
 
 /// An event waiting for `do_events` (EventMode=DoEvents).
 pub(crate) enum Queued {
-    ConnectionRequest {
-        token: u64,
-        address: String,
-        port: u16,
-    },
-    Connected {
-        id: ConnectionId,
-        code: i32,
-        description: String,
-    },
-    Disconnected {
-        id: ConnectionId,
-        code: i32,
-        description: String,
-    },
-    Message {
-        id: ConnectionId,
-        seq: u64,
-        data: Arc<Vec<u8>>,
-        ack: bool,
-    },
-    AckIn {
-        id: ConnectionId,
-        accepted: bool,
-    },
-    Error {
-        id: ConnectionId,
-        code: i32,
-        description: String,
-    },
-    Log {
-        id: ConnectionId,
-        level: u8,
-        message: String,
-    },
+    ConnectionRequest { token: u64, address: String, port: u16 },
+    Connected { id: ConnectionId, code: i32, description: String },
+    Disconnected { id: ConnectionId, code: i32, description: String },
+    Message { id: ConnectionId, seq: u64, data: Arc<Vec<u8>>, ack: bool },
+    AckIn { id: ConnectionId, accepted: bool },
+    Error { id: ConnectionId, code: i32, description: String },
+    Log { id: ConnectionId, level: u8, message: String },
+    SslConnectionRequest { id: ConnectionId, suites: String, signature_schemes: String },
+    SslClientAuth { id: ConnectionId, der: Vec<u8>, subject: String, issuer: String, status: String, accept: bool },
+    SslStatus { id: ConnectionId, message: String },
 }
 
 impl Queued {
@@ -320,22 +298,15 @@ impl Shared {
     pub fn command(&self, c: Command) -> Result<()> {
         let r = lock(&self.reactor);
         let Some(h) = r.as_ref() else {
-            return Err(Error::new(
-                code::BAD_STATE,
-                "the server is not running (call StartListening first)",
-            ));
+            return Err(Error::new(code::BAD_STATE, "the server is not running (call StartListening first)"));
         };
         lock(&self.cmds).push(c);
-        h.waker
-            .wake()
-            .map_err(|e| Error::from_io(&e, "wake reactor"))
+        h.waker.wake().map_err(|e| Error::from_io(&e, "wake reactor"))
     }
 
     /// True when the calling thread is this server's reactor thread.
     pub fn on_reactor_thread(&self) -> bool {
-        lock(&self.reactor)
-            .as_ref()
-            .is_some_and(|h| h.thread_id == std::thread::current().id())
+        lock(&self.reactor).as_ref().is_some_and(|h| h.thread_id == std::thread::current().id())
     }
 
     pub fn now_ms(&self) -> u64 {
@@ -343,12 +314,10 @@ impl Shared {
     }
 
     pub fn conn(&self, id: ConnectionId) -> Result<Arc<ConnShared>> {
-        lock(&self.conns).get(id).cloned().ok_or_else(|| {
-            Error::new(
-                code::NO_SUCH_CONNECTION,
-                format!("no connection with id {id}"),
-            )
-        })
+        lock(&self.conns)
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::new(code::NO_SUCH_CONNECTION, format!("no connection with id {id}")))
     }
 
     pub fn bump_settings(&self) {

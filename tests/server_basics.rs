@@ -57,22 +57,10 @@ fn local_port_zero_gives_real_port_and_is_locked_while_listening() {
     // Something really listens there.
     TcpStream::connect(("127.0.0.1", port)).expect("connect to the real port");
 
-    assert_eq!(
-        s.set_local_port(1).unwrap_err().code,
-        code::CANNOT_CHANGE_LOCAL_PORT
-    );
-    assert_eq!(
-        s.set_local_host("0.0.0.0").unwrap_err().code,
-        code::CANNOT_CHANGE_LOCAL_HOST
-    );
-    assert_eq!(
-        s.config("LocalPort=1").unwrap_err().code,
-        code::CANNOT_CHANGE_LOCAL_PORT
-    );
-    assert_eq!(
-        s.config("LocalHost=0.0.0.0").unwrap_err().code,
-        code::CANNOT_CHANGE_LOCAL_HOST
-    );
+    assert_eq!(s.set_local_port(1).unwrap_err().code, code::CANNOT_CHANGE_LOCAL_PORT);
+    assert_eq!(s.set_local_host("0.0.0.0").unwrap_err().code, code::CANNOT_CHANGE_LOCAL_HOST);
+    assert_eq!(s.config("LocalPort=1").unwrap_err().code, code::CANNOT_CHANGE_LOCAL_PORT);
+    assert_eq!(s.config("LocalHost=0.0.0.0").unwrap_err().code, code::CANNOT_CHANGE_LOCAL_HOST);
     assert_eq!(s.local_port(), port);
     // start_listening while listening is harmless.
     s.start_listening().unwrap();
@@ -115,18 +103,9 @@ fn connection_request_connected_and_connection_fields() {
     let id = rec.connected_id(0);
 
     let evs = rec.events();
-    let req = evs
-        .iter()
-        .position(|e| matches!(e, Ev::ConnectionRequest { .. }))
-        .expect("ConnectionRequest fired");
-    let con = evs
-        .iter()
-        .position(|e| matches!(e, Ev::Connected { .. }))
-        .unwrap();
-    assert!(
-        req < con,
-        "ConnectionRequest must precede Connected: {evs:?}"
-    );
+    let req = evs.iter().position(|e| matches!(e, Ev::ConnectionRequest { .. })).expect("ConnectionRequest fired");
+    let con = evs.iter().position(|e| matches!(e, Ev::Connected { .. })).unwrap();
+    assert!(req < con, "ConnectionRequest must precede Connected: {evs:?}");
     match &evs[req] {
         Ev::ConnectionRequest { address, port, .. } => {
             assert_eq!(address, "127.0.0.1");
@@ -135,9 +114,7 @@ fn connection_request_connected_and_connection_fields() {
         _ => unreachable!(),
     }
     match &evs[con] {
-        Ev::Connected {
-            code, description, ..
-        } => {
+        Ev::Connected { code, description, .. } => {
             assert_eq!(*code, 0);
             assert_eq!(description, "OK");
         }
@@ -147,10 +124,7 @@ fn connection_request_connected_and_connection_fields() {
     assert_eq!(server.connections(), vec![id]);
     assert_eq!(server.connection_count(), 1);
     assert!(server.connected(id));
-    assert!(
-        !server.connected(id ^ (1 << 40)),
-        "unknown id is not connected"
-    );
+    assert!(!server.connected(id ^ (1 << 40)), "unknown id is not connected");
     assert_eq!(server.remote_host(id).unwrap(), "127.0.0.1");
     assert_eq!(server.remote_port(id).unwrap(), client.local_port());
     assert_eq!(server.local_address(id).unwrap(), "127.0.0.1");
@@ -174,30 +148,17 @@ fn connection_request_connected_and_connection_fields() {
 
     // Unknown ids.
     let bad = id.wrapping_add(1 << 32);
-    assert_eq!(
-        server.remote_host(bad).unwrap_err().code,
-        code::NO_SUCH_CONNECTION
-    );
-    assert_eq!(
-        server.timeout(bad).unwrap_err().code,
-        code::NO_SUCH_CONNECTION
-    );
+    assert_eq!(server.remote_host(bad).unwrap_err().code, code::NO_SUCH_CONNECTION);
+    assert_eq!(server.timeout(bad).unwrap_err().code, code::NO_SUCH_CONNECTION);
 }
 
 #[test]
 fn connection_request_refusal_closes_socket() {
-    let ctx = setup_with(&[], |_| Hooks {
-        connection_request: Some(Box::new(|e| e.accept = false)),
-        ..Default::default()
-    });
+    let ctx =
+        setup_with(&[], |_| Hooks { connection_request: Some(Box::new(|e| e.accept = false)), ..Default::default() });
     let mut c = ctx.connect();
-    assert!(
-        c.closed_within(Duration::from_secs(3)),
-        "refused socket not closed"
-    );
-    assert!(ctx
-        .rec
-        .wait_count(1, WAIT, |e| matches!(e, Ev::ConnectionRequest { .. })));
+    assert!(c.closed_within(Duration::from_secs(3)), "refused socket not closed");
+    assert!(ctx.rec.wait_count(1, WAIT, |e| matches!(e, Ev::ConnectionRequest { .. })));
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(
         ctx.rec.count(|e| matches!(e, Ev::Connected { .. })),
@@ -214,9 +175,13 @@ fn disconnected_fires_when_client_closes() {
     let c = ctx.connect();
     let id = ctx.rec.connected_id(0);
     drop(c);
-    assert!(ctx.rec.wait_for(WAIT, |evs| evs.iter().any(
-        |e| matches!(e, Ev::Disconnected { id: i, code: 0, description } if *i == id && description == "OK")
-    )), "{:?}", ctx.rec.events());
+    assert!(
+        ctx.rec.wait_for(WAIT, |evs| evs
+            .iter()
+            .any(|e| matches!(e, Ev::Disconnected { id: i, code: 0, description } if *i == id && description == "OK"))),
+        "{:?}",
+        ctx.rec.events()
+    );
     assert!(wait_until(WAIT, || !ctx.server.connected(id)));
     assert!(ctx.server.connections().is_empty());
 }
@@ -230,16 +195,9 @@ fn disconnect_method_closes_the_connection() {
     c.expect_ack();
     ctx.server.disconnect(id).unwrap();
     assert!(c.closed_within(WAIT), "client did not see EOF");
-    assert!(ctx.rec.wait_count(
-        1,
-        WAIT,
-        |e| matches!(e, Ev::Disconnected { id: i, .. } if *i == id)
-    ));
+    assert!(ctx.rec.wait_count(1, WAIT, |e| matches!(e, Ev::Disconnected { id: i, .. } if *i == id)));
     assert!(!ctx.server.connected(id));
-    assert_eq!(
-        ctx.server.disconnect(id).unwrap_err().code,
-        code::NO_SUCH_CONNECTION
-    );
+    assert_eq!(ctx.server.disconnect(id).unwrap_err().code, code::NO_SUCH_CONNECTION);
 }
 
 #[test]
@@ -251,15 +209,11 @@ fn receive_events_order_data_and_output_data() {
     let m2 = sample("oru_r01.hl7");
     c.send_msg(&m1);
     c.expect_ack();
-    assert!(ctx
-        .rec
-        .wait_count(1, WAIT, |e| matches!(e, Ev::AckOut { .. })));
+    assert!(ctx.rec.wait_count(1, WAIT, |e| matches!(e, Ev::AckOut { .. })));
     assert_eq!(&**ctx.server.output_data(id).unwrap(), &m1[..]);
     c.send_msg(&m2);
     c.expect_ack();
-    assert!(ctx
-        .rec
-        .wait_count(2, WAIT, |e| matches!(e, Ev::AckOut { .. })));
+    assert!(ctx.rec.wait_count(2, WAIT, |e| matches!(e, Ev::AckOut { .. })));
     assert_eq!(&**ctx.server.output_data(id).unwrap(), &m2[..]);
 
     let evs: Vec<Ev> = ctx
@@ -267,13 +221,7 @@ fn receive_events_order_data_and_output_data() {
         .events()
         .into_iter()
         .filter(|e| {
-            matches!(
-                e,
-                Ev::StartTransfer { .. }
-                    | Ev::Transfer { .. }
-                    | Ev::EndTransfer { .. }
-                    | Ev::AckOut { .. }
-            )
+            matches!(e, Ev::StartTransfer { .. } | Ev::Transfer { .. } | Ev::EndTransfer { .. } | Ev::AckOut { .. })
         })
         .collect();
     // Exactly: Start, Transfer+, End, AckOut for each message, in order.
@@ -283,12 +231,7 @@ fn receive_events_order_data_and_output_data() {
         i += 1;
         let mut data = Vec::new();
         let mut last = 0;
-        while let Ev::Transfer {
-            id: tid,
-            bytes,
-            data: d,
-        } = &evs[i]
-        {
+        while let Ev::Transfer { id: tid, bytes, data: d } = &evs[i] {
             assert_eq!(*tid, id);
             data.extend_from_slice(d);
             assert_eq!(*bytes, data.len() as u64, "bytes_transferred cumulative");
@@ -300,12 +243,7 @@ fn receive_events_order_data_and_output_data() {
         assert_eq!(evs[i], Ev::EndTransfer { id, seq });
         i += 1;
         match &evs[i] {
-            Ev::AckOut {
-                id: aid,
-                seq: s,
-                accept,
-                message,
-            } => {
+            Ev::AckOut { id: aid, seq: s, accept, message } => {
                 assert_eq!((*aid, *s, *accept), (id, seq, true));
                 assert_eq!(message, msg);
             }
@@ -329,9 +267,7 @@ fn transfer_events_for_a_multi_megabyte_message_are_cumulative() {
     }
     c.send_msg(&msg);
     c.expect_ack();
-    assert!(ctx
-        .rec
-        .wait_count(1, WAIT, |e| matches!(e, Ev::EndTransfer { .. })));
+    assert!(ctx.rec.wait_count(1, WAIT, |e| matches!(e, Ev::EndTransfer { .. })));
     let transfers: Vec<(u64, usize)> = ctx
         .rec
         .events()
@@ -399,13 +335,10 @@ fn output_file_is_written_and_synced_before_the_ack() {
     let ctx = setup_with(&[], move |w| Hooks {
         connected: Some(Box::new(move |e| {
             let s = w.upgrade().unwrap();
-            s.set_output_file_name(e.connection_id, p2.to_str().unwrap())
-                .unwrap();
+            s.set_output_file_name(e.connection_id, p2.to_str().unwrap()).unwrap();
         })),
         ack_out: Some(Box::new(move |_| {
-            seen.lock()
-                .unwrap()
-                .push(std::fs::read(&path).unwrap_or_default());
+            seen.lock().unwrap().push(std::fs::read(&path).unwrap_or_default());
         })),
         ..Default::default()
     });
@@ -454,13 +387,7 @@ fn output_stream_case(close_after: bool) {
     let data = Arc::new(Mutex::new(Vec::new()));
     let dropped = Arc::new(AtomicBool::new(false));
     ctx.server
-        .set_output_stream(
-            id,
-            Some(Box::new(TrackedWriter {
-                data: data.clone(),
-                dropped: dropped.clone(),
-            })),
-        )
+        .set_output_stream(id, Some(Box::new(TrackedWriter { data: data.clone(), dropped: dropped.clone() })))
         .unwrap();
     let m1 = hl7("S1");
     let m2 = hl7("S2");
@@ -511,14 +438,9 @@ fn shutdown_disconnects_everyone_and_stops_listening() {
     assert!(!ctx.server.listening());
     assert!(a.closed_within(WAIT));
     assert!(b.closed_within(WAIT));
-    assert!(ctx
-        .rec
-        .wait_count(2, WAIT, |e| matches!(e, Ev::Disconnected { .. })));
+    assert!(ctx.rec.wait_count(2, WAIT, |e| matches!(e, Ev::Disconnected { .. })));
     assert!(ctx.server.connections().is_empty());
-    assert!(
-        TcpStream::connect(("127.0.0.1", ctx.port)).is_err(),
-        "connect after shutdown must be refused"
-    );
+    assert!(TcpStream::connect(("127.0.0.1", ctx.port)).is_err(), "connect after shutdown must be refused");
 }
 
 #[test]
@@ -532,9 +454,7 @@ fn stop_listening_refuses_new_connections_but_keeps_existing() {
     // the handshake, the server must at least never admit that connection.
     if let Ok(s) = TcpStream::connect(("127.0.0.1", ctx.port)) {
         let mut late = Client::from_stream(s);
-        let admitted = ctx.rec.wait_count(2, Duration::from_millis(300), |e| {
-            matches!(e, Ev::Connected { .. })
-        });
+        let admitted = ctx.rec.wait_count(2, Duration::from_millis(300), |e| matches!(e, Ev::Connected { .. }));
         let closed = late.closed_within(Duration::from_secs(1));
         panic!(
             "connect succeeded after StopListening returned (admitted as a connection: {admitted}, \
@@ -580,11 +500,7 @@ fn reset_restores_defaults_and_disconnects() {
         "DefaultTimeout",
         "TCPKeepAlive",
     ] {
-        assert_eq!(
-            ctx.server.config(k).unwrap(),
-            fresh.config(k).unwrap(),
-            "{k} after Reset"
-        );
+        assert_eq!(ctx.server.config(k).unwrap(), fresh.config(k).unwrap(), "{k} after Reset");
     }
     // Handler stays; the server can listen again.
     ctx.server.set_local_host("127.0.0.1").unwrap();
@@ -592,9 +508,7 @@ fn reset_restores_defaults_and_disconnects() {
     let mut c2 = Client::connect(ctx.server.local_port());
     c2.send_msg(&hl7("R1"));
     c2.expect_ack();
-    assert!(ctx
-        .rec
-        .wait_count(2, WAIT, |e| matches!(e, Ev::Connected { .. })));
+    assert!(ctx.rec.wait_count(2, WAIT, |e| matches!(e, Ev::Connected { .. })));
 }
 
 #[test]
@@ -604,9 +518,7 @@ fn log_level_zero_logs_nothing() {
     c.send_msg(&hl7("L0"));
     c.expect_ack();
     drop(c);
-    assert!(ctx
-        .rec
-        .wait_count(1, WAIT, |e| matches!(e, Ev::Disconnected { .. })));
+    assert!(ctx.rec.wait_count(1, WAIT, |e| matches!(e, Ev::Disconnected { .. })));
     assert_eq!(ctx.rec.count(|e| matches!(e, Ev::Log { .. })), 0);
 }
 
@@ -621,10 +533,7 @@ fn log_level_three_logs_debug_lines() {
         Ev::Log { level: 3, log_type, message, .. } if log_type == "DEBUG" && !message.is_empty()
     ))));
     for e in ctx.rec.events() {
-        if let Ev::Log {
-            level, log_type, ..
-        } = e
-        {
+        if let Ev::Log { level, log_type, .. } = e {
             let want = match level {
                 1 => "INFO",
                 2 => "VERBOSE",
@@ -643,9 +552,7 @@ fn log_level_one_has_info_but_no_debug() {
     c.send_msg(&hl7("L1"));
     c.expect_ack();
     drop(c);
-    assert!(ctx
-        .rec
-        .wait_count(1, WAIT, |e| matches!(e, Ev::Disconnected { .. })));
+    assert!(ctx.rec.wait_count(1, WAIT, |e| matches!(e, Ev::Disconnected { .. })));
     let levels: Vec<u8> = ctx
         .rec
         .events()
@@ -669,31 +576,16 @@ fn peer_vanishing_mid_message_gives_672_and_delivers_nothing() {
     c.send_raw(&partial);
     std::thread::sleep(Duration::from_millis(50));
     drop(c);
-    assert!(
-        ctx.rec.wait_for(WAIT, |evs| evs
-            .iter()
-            .any(|e| e.is_error(code::INTERRUPTED))),
-        "{:?}",
-        ctx.rec.events()
-    );
-    assert!(ctx
-        .rec
-        .wait_count(1, WAIT, |e| matches!(e, Ev::Disconnected { .. })));
+    assert!(ctx.rec.wait_for(WAIT, |evs| evs.iter().any(|e| e.is_error(code::INTERRUPTED))), "{:?}", ctx.rec.events());
+    assert!(ctx.rec.wait_count(1, WAIT, |e| matches!(e, Ev::Disconnected { .. })));
     assert_eq!(
         ctx.rec.count(|e| matches!(
             e,
-            Ev::StartTransfer { .. }
-                | Ev::Transfer { .. }
-                | Ev::EndTransfer { .. }
-                | Ev::AckOut { .. }
+            Ev::StartTransfer { .. } | Ev::Transfer { .. } | Ev::EndTransfer { .. } | Ev::AckOut { .. }
         )),
         0
     );
-    assert!(ctx
-        .rec
-        .events()
-        .iter()
-        .any(|e| matches!(e, Ev::Error { id: i, code: 672, .. } if *i == id)));
+    assert!(ctx.rec.events().iter().any(|e| matches!(e, Ev::Error { id: i, code: 672, .. } if *i == id)));
 }
 
 // ----- DoEvents -----
@@ -737,19 +629,9 @@ fn do_events_delivers_on_the_calling_thread_and_acks_only_after_ack_out() {
     for r in &recs {
         assert_eq!(r.thread, me, "event {:?} delivered on another thread", r.ev);
     }
-    for want in [
-        "ConnectionRequest",
-        "Connected",
-        "StartTransfer",
-        "Transfer",
-        "EndTransfer",
-        "AckOut",
-        "Disconnected",
-    ] {
-        assert!(
-            recs.iter().any(|r| format!("{:?}", r.ev).starts_with(want)),
-            "{want} missing"
-        );
+    for want in ["ConnectionRequest", "Connected", "StartTransfer", "Transfer", "EndTransfer", "AckOut", "Disconnected"]
+    {
+        assert!(recs.iter().any(|r| format!("{:?}", r.ev).starts_with(want)), "{want} missing");
     }
     // do_events with nothing queued waits and returns 0 (drain the trailing Log lines first).
     while server.do_events(50).unwrap() > 0 {}
@@ -762,10 +644,8 @@ fn do_events_delivers_on_the_calling_thread_and_acks_only_after_ack_out() {
 fn do_events_connection_request_refusal_closes_socket() {
     let server = new_server();
     server.config("EventMode=DoEvents").unwrap();
-    let rec = Recorder::with_hooks(Hooks {
-        connection_request: Some(Box::new(|e| e.accept = false)),
-        ..Default::default()
-    });
+    let rec =
+        Recorder::with_hooks(Hooks { connection_request: Some(Box::new(|e| e.accept = false)), ..Default::default() });
     server.set_handler(rec.clone());
     server.start_listening().unwrap();
     let mut c = Client::connect(server.local_port());
@@ -785,10 +665,7 @@ fn event_mode_cannot_change_while_listening_and_do_events_in_thread_mode() {
     let s = new_server();
     assert_eq!(s.config("EventMode").unwrap(), "Thread");
     s.start_listening().unwrap();
-    assert_eq!(
-        s.config("EventMode=DoEvents").unwrap_err().code,
-        code::BAD_STATE
-    );
+    assert_eq!(s.config("EventMode=DoEvents").unwrap_err().code, code::BAD_STATE);
     let t = Instant::now();
     assert_eq!(s.do_events(50).unwrap(), 0);
     assert!(t.elapsed() >= Duration::from_millis(40));
@@ -814,9 +691,7 @@ fn connected_and_events_fire_once_per_connection_across_many_clients() {
         c.expect_ack();
     }
     drop(clients);
-    assert!(ctx
-        .rec
-        .wait_count(5, WAIT, |e| matches!(e, Ev::Disconnected { .. })));
+    assert!(ctx.rec.wait_count(5, WAIT, |e| matches!(e, Ev::Disconnected { .. })));
     std::thread::sleep(Duration::from_millis(50));
     assert_eq!(ctx.rec.count(|e| matches!(e, Ev::Connected { .. })), 5);
     assert_eq!(ctx.rec.count(|e| matches!(e, Ev::Disconnected { .. })), 5);
@@ -869,9 +744,7 @@ fn half_closed_client_still_gets_its_ack_then_eof() {
     c.stream.shutdown(std::net::Shutdown::Write).unwrap();
     c.expect_ack();
     assert!(c.closed_within(WAIT));
-    assert!(ctx
-        .rec
-        .wait_count(1, WAIT, |e| matches!(e, Ev::Disconnected { .. })));
+    assert!(ctx.rec.wait_count(1, WAIT, |e| matches!(e, Ev::Disconnected { .. })));
     assert_eq!(ctx.rec.count(|e| matches!(e, Ev::EndTransfer { .. })), 1);
 }
 
@@ -887,9 +760,7 @@ fn disconnect_from_inside_a_handler_flushes_the_ack_first() {
     c.send_msg(&hl7("DH"));
     c.expect_ack();
     assert!(c.closed_within(WAIT));
-    assert!(ctx
-        .rec
-        .wait_count(1, WAIT, |e| matches!(e, Ev::Disconnected { .. })));
+    assert!(ctx.rec.wait_count(1, WAIT, |e| matches!(e, Ev::Disconnected { .. })));
 }
 
 #[test]
@@ -933,10 +804,6 @@ fn do_events_sync_send_from_inside_a_handler_returns_2006() {
         server.do_events(50).unwrap();
     }
     let (r, el) = result.lock().unwrap().take().expect("hook ran");
-    assert_eq!(
-        r.map_err(|e| e.code),
-        Err(code::REENTRANT),
-        "sync send inside a do_events handler (took {el:?})"
-    );
+    assert_eq!(r.map_err(|e| e.code), Err(code::REENTRANT), "sync send inside a do_events handler (took {el:?})");
     assert!(!server.in_callback(), "in_callback outside do_events");
 }

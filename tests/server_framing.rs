@@ -61,11 +61,7 @@ fn frame_split_at_every_byte_position() {
     let d = delivered(&ctx.rec);
     assert_eq!(d.len(), n);
     assert!(d.iter().all(|x| *x == m));
-    assert!(
-        ctx.rec.error_codes().is_empty(),
-        "{:?}",
-        ctx.rec.error_codes()
-    );
+    assert!(ctx.rec.error_codes().is_empty(), "{:?}", ctx.rec.error_codes());
 }
 
 #[test]
@@ -144,9 +140,7 @@ fn oversize_n_accepted_n_plus_1_refused_then_resync() {
     c.expect_ack();
     c.send_msg(&over);
     c.expect_nak();
-    assert!(ctx.rec.wait_for(WAIT, |evs| evs
-        .iter()
-        .any(|e| e.is_error(code::INVALID_DATA))));
+    assert!(ctx.rec.wait_for(WAIT, |evs| evs.iter().any(|e| e.is_error(code::INVALID_DATA))));
     let good = hl7("AFTER");
     c.send_msg(&good);
     c.expect_ack();
@@ -161,10 +155,7 @@ fn oversize_n_accepted_n_plus_1_refused_then_resync() {
     c.expect_ack();
     wait_delivered(&ctx.rec, 3);
     assert_eq!(delivered(&ctx.rec), vec![exact, good, hl7("AFTER2")]);
-    assert_eq!(
-        ctx.rec.error_codes(),
-        vec![code::INVALID_DATA, code::INVALID_DATA]
-    );
+    assert_eq!(ctx.rec.error_codes(), vec![code::INVALID_DATA, code::INVALID_DATA]);
     assert_eq!(ctx.server.config("MaxMessageSize").unwrap(), "100");
 }
 
@@ -206,10 +197,7 @@ fn oversize_detected_across_reads_and_resync_without_end_block() {
 #[test]
 fn default_max_message_size_is_64_mib_and_enforced() {
     let ctx = setup(&[]);
-    assert_eq!(
-        ctx.server.config("MaxMessageSize").unwrap(),
-        (64 * 1024 * 1024).to_string()
-    );
+    assert_eq!(ctx.server.config("MaxMessageSize").unwrap(), (64 * 1024 * 1024).to_string());
     let mut c = ctx.connect();
     let mut over = b"MSH|^~\\&|".to_vec();
     over.resize(64 * 1024 * 1024 + 1, b'x');
@@ -230,9 +218,7 @@ fn empty_message_is_refused_with_671() {
     let mut c = ctx.connect();
     c.send_raw(&[SB, EB, CR]);
     c.expect_nak();
-    assert!(ctx
-        .rec
-        .wait_for(WAIT, |evs| evs.iter().any(|e| e.is_error(671))));
+    assert!(ctx.rec.wait_for(WAIT, |evs| evs.iter().any(|e| e.is_error(671))));
     c.send_msg(&hl7("E2"));
     c.expect_ack();
     wait_delivered(&ctx.rec, 1);
@@ -248,9 +234,7 @@ fn bad_trailer_is_refused_with_671() {
     bytes.extend([EB, b'X']);
     c.send_raw(&bytes);
     c.expect_nak();
-    assert!(ctx
-        .rec
-        .wait_for(WAIT, |evs| evs.iter().any(|e| e.is_error(671))));
+    assert!(ctx.rec.wait_for(WAIT, |evs| evs.iter().any(|e| e.is_error(671))));
     c.send_msg(&hl7("BT2"));
     c.expect_ack();
     wait_delivered(&ctx.rec, 1);
@@ -268,9 +252,7 @@ fn start_block_inside_a_frame_restarts_it() {
     c.expect_ack();
     wait_delivered(&ctx.rec, 1);
     assert_eq!(delivered(&ctx.rec), vec![hl7("RS")]);
-    assert!(ctx
-        .rec
-        .wait_for(WAIT, |evs| evs.iter().any(|e| e.is_error(671))));
+    assert!(ctx.rec.wait_for(WAIT, |evs| evs.iter().any(|e| e.is_error(671))));
 }
 
 #[test]
@@ -284,16 +266,11 @@ fn receive_timeout_discards_partial_frame_and_keeps_connection() {
     c.send_raw(&f[..f.len() / 2]);
     let t = Instant::now();
     assert!(
-        ctx.rec.wait_for(Duration::from_secs(3), |evs| evs
-            .iter()
-            .any(|e| e.is_error(671))),
+        ctx.rec.wait_for(Duration::from_secs(3), |evs| evs.iter().any(|e| e.is_error(671))),
         "no Error 671 after ReceiveTimeout"
     );
     let el = t.elapsed();
-    assert!(
-        el >= Duration::from_millis(800),
-        "timed out too early: {el:?}"
-    );
+    assert!(el >= Duration::from_millis(800), "timed out too early: {el:?}");
     // The rest of the abandoned frame is ignored (up to the next start block).
     c.send_raw(&f[f.len() / 2..]);
     c.expect_silence(Duration::from_millis(200));
@@ -308,17 +285,8 @@ fn receive_timeout_discards_partial_frame_and_keeps_connection() {
 #[test]
 fn custom_framing_and_ack_chars() {
     let ctx = setup_with(
-        &[
-            "StartBlockChar=0x02",
-            "EndBlockChar=0x03",
-            "EOLChar=0x0A",
-            "ACKChar=0x41",
-            "NAKChar=0x4E",
-        ],
-        |_| Hooks {
-            ack_out: Some(Box::new(|e| e.accept = e.message_seq != 2)),
-            ..Default::default()
-        },
+        &["StartBlockChar=0x02", "EndBlockChar=0x03", "EOLChar=0x0A", "ACKChar=0x41", "NAKChar=0x4E"],
+        |_| Hooks { ack_out: Some(Box::new(|e| e.accept = e.message_seq != 2)), ..Default::default() },
     );
     for (k, v) in [
         ("StartBlockChar", "0x02"),
@@ -360,11 +328,7 @@ fn version_1_sends_nothing_back() {
     c.expect_silence(Duration::from_millis(400));
     wait_delivered(&ctx.rec, 1);
     assert_eq!(delivered(&ctx.rec), vec![hl7("V1")]);
-    assert_eq!(
-        ctx.rec
-            .count(|e| matches!(e, Ev::AckOut { .. } | Ev::AckIn { .. })),
-        0
-    );
+    assert_eq!(ctx.rec.count(|e| matches!(e, Ev::AckOut { .. } | Ev::AckIn { .. })), 0);
 }
 
 #[test]
@@ -462,9 +426,7 @@ fn hl7_ack_mode_oversize_is_negative() {
     let ack = c.read_frame();
     let msa = segment(&ack, "MSA").expect("MSA");
     assert_ne!(msa[1], "AA");
-    assert!(ctx
-        .rec
-        .wait_for(WAIT, |evs| evs.iter().any(|e| e.is_error(671))));
+    assert!(ctx.rec.wait_for(WAIT, |evs| evs.iter().any(|e| e.is_error(671))));
     assert_eq!(ctx.rec.count(|e| matches!(e, Ev::StartTransfer { .. })), 0);
 }
 

@@ -28,9 +28,9 @@ fn async_send_of_input_data_then_ack_in() {
     ctx.server.send(id).unwrap();
     assert_eq!(c.read_frame(), m);
     c.send_raw(&ack_frame());
-    assert!(ctx.rec.wait_for(WAIT, |evs| evs
-        .iter()
-        .any(|e| matches!(e, Ev::AckIn { id: i, accepted: true } if *i == id))));
+    assert!(ctx
+        .rec
+        .wait_for(WAIT, |evs| evs.iter().any(|e| matches!(e, Ev::AckIn { id: i, accepted: true } if *i == id))));
     // An ACK from the client is not a message.
     assert_eq!(ctx.rec.count(|e| matches!(e, Ev::StartTransfer { .. })), 0);
     assert!(ctx.rec.error_codes().is_empty());
@@ -48,15 +48,8 @@ fn async_send_nak_fires_ack_in_false_and_error_670() {
     ctx.server.send(id).unwrap();
     c.read_frame();
     c.send_raw(&nak_frame());
-    assert!(ctx.rec.wait_for(WAIT, |evs| evs.iter().any(|e| matches!(
-        e,
-        Ev::AckIn {
-            accepted: false,
-            ..
-        }
-    )) && evs
-        .iter()
-        .any(|e| e.is_error(code::NAK_RECEIVED))));
+    assert!(ctx.rec.wait_for(WAIT, |evs| evs.iter().any(|e| matches!(e, Ev::AckIn { accepted: false, .. }))
+        && evs.iter().any(|e| e.is_error(code::NAK_RECEIVED))));
 }
 
 /// Runs `f` (a synchronous send) on the test thread while `client` runs on another thread.
@@ -96,9 +89,7 @@ fn sync_send_returns_ok_on_ack() {
     assert_eq!(r, Ok(()));
     assert_eq!(got, hl7("S1"));
     assert!(el >= Duration::from_millis(90), "returned before the ACK");
-    assert!(ctx
-        .rec
-        .wait_count(1, WAIT, |e| matches!(e, Ev::AckIn { accepted: true, .. })));
+    assert!(ctx.rec.wait_count(1, WAIT, |e| matches!(e, Ev::AckIn { accepted: true, .. })));
 }
 
 #[test]
@@ -117,13 +108,8 @@ fn sync_send_returns_670_on_nak() {
         || ctx.server.send(id),
     );
     assert_eq!(r.unwrap_err().code, code::NAK_RECEIVED);
-    assert!(ctx.rec.wait_for(WAIT, |evs| evs.iter().any(|e| matches!(
-        e,
-        Ev::AckIn {
-            accepted: false,
-            ..
-        }
-    )) && evs.iter().any(|e| e.is_error(670))));
+    assert!(ctx.rec.wait_for(WAIT, |evs| evs.iter().any(|e| matches!(e, Ev::AckIn { accepted: false, .. }))
+        && evs.iter().any(|e| e.is_error(670))));
 }
 
 #[test]
@@ -137,10 +123,7 @@ fn sync_send_returns_201_on_timeout() {
     let r = ctx.server.send(id);
     let el = t.elapsed();
     assert_eq!(r.unwrap_err().code, code::TIMEOUT);
-    assert!(
-        el >= Duration::from_millis(900) && el < Duration::from_secs(3),
-        "{el:?}"
-    );
+    assert!(el >= Duration::from_millis(900) && el < Duration::from_secs(3), "{el:?}");
     assert_eq!(c.read_frame(), hl7("S3"));
     // The connection stays usable.
     c.send_msg(&hl7("after"));
@@ -189,10 +172,7 @@ fn interrupt_ends_a_synchronous_send_with_2011() {
     assert!(ctx.server.connected(id));
     c.send_msg(&hl7("still"));
     c.expect_ack();
-    assert_eq!(
-        ctx.server.interrupt(id + (1 << 32)).unwrap_err().code,
-        code::NO_SUCH_CONNECTION
-    );
+    assert_eq!(ctx.server.interrupt(id + (1 << 32)).unwrap_err().code, code::NO_SUCH_CONNECTION);
 }
 
 #[test]
@@ -204,17 +184,12 @@ fn send_reads_input_file_name() {
     let m = sample("batch_adt.hl7");
     std::fs::write(&p, &m).unwrap();
     ctx.server.set_input_data(id, b"MSH|data-not-used").unwrap();
-    ctx.server
-        .set_input_file_name(id, p.to_str().unwrap())
-        .unwrap();
+    ctx.server.set_input_file_name(id, p.to_str().unwrap()).unwrap();
     assert_eq!(ctx.server.input_file_name(id).unwrap(), p.to_str().unwrap());
     ctx.server.send(id).unwrap();
     assert_eq!(c.read_frame(), m, "InputFileName wins over InputData");
     std::fs::remove_file(&p).unwrap();
-    assert_eq!(
-        ctx.server.send(id).unwrap_err().code,
-        code::CANNOT_OPEN_FILE
-    );
+    assert_eq!(ctx.server.send(id).unwrap_err().code, code::CANNOT_OPEN_FILE);
 }
 
 struct TrackedReader {
@@ -241,16 +216,11 @@ fn input_stream_case(close_after: bool) {
     let m = hl7("STREAM");
     let p = temp_path("in2");
     std::fs::write(&p, b"MSH|file-not-used").unwrap();
-    ctx.server
-        .set_input_file_name(id, p.to_str().unwrap())
-        .unwrap();
+    ctx.server.set_input_file_name(id, p.to_str().unwrap()).unwrap();
     ctx.server
         .set_input_stream(
             id,
-            Some(Box::new(TrackedReader {
-                data: std::io::Cursor::new(m.clone()),
-                dropped: dropped.clone(),
-            })),
+            Some(Box::new(TrackedReader { data: std::io::Cursor::new(m.clone()), dropped: dropped.clone() })),
         )
         .unwrap();
     ctx.server.send(id).unwrap();
@@ -286,10 +256,7 @@ fn send_refuses_empty_and_unframeable_data_and_unknown_ids() {
     assert_eq!(ctx.server.send(id).unwrap_err().code, code::INVALID_DATA);
     ctx.server.set_input_data(id, b"abc\x0bdef").unwrap();
     assert_eq!(ctx.server.send(id).unwrap_err().code, code::INVALID_DATA);
-    assert_eq!(
-        ctx.server.send(id + (1 << 32)).unwrap_err().code,
-        code::NO_SUCH_CONNECTION
-    );
+    assert_eq!(ctx.server.send(id + (1 << 32)).unwrap_err().code, code::NO_SUCH_CONNECTION);
 }
 
 #[test]
@@ -297,8 +264,7 @@ fn async_send_from_inside_a_handler_works() {
     let ctx = setup_with(&[], |w| Hooks {
         end_transfer: Some(Box::new(move |e| {
             let s = w.upgrade().unwrap();
-            s.set_input_data(e.connection_id, b"MSH|^~\\&|REPLY")
-                .unwrap();
+            s.set_input_data(e.connection_id, b"MSH|^~\\&|REPLY").unwrap();
             assert_eq!(s.timeout(e.connection_id).unwrap(), 0);
             s.send(e.connection_id).unwrap();
         })),
@@ -342,9 +308,7 @@ fn client_hl7_ack_answers_a_send() {
     let c = ctx.connect();
     let id = ctx.rec.connected_id(0);
     ctx.server.set_timeout(id, 5).unwrap();
-    ctx.server
-        .set_input_data(id, &sample("adt_a01.hl7"))
-        .unwrap();
+    ctx.server.set_input_data(id, &sample("adt_a01.hl7")).unwrap();
     let ack = sample("ack_aa.hl7");
     let (r, _, c) = with_client(
         c,
@@ -356,16 +320,11 @@ fn client_hl7_ack_answers_a_send() {
         || ctx.server.send(id),
     );
     assert_eq!(r, Ok(()));
-    assert!(ctx
-        .rec
-        .wait_count(1, WAIT, |e| matches!(e, Ev::AckIn { accepted: true, .. })));
+    assert!(ctx.rec.wait_count(1, WAIT, |e| matches!(e, Ev::AckIn { accepted: true, .. })));
     assert_eq!(ctx.rec.count(|e| matches!(e, Ev::StartTransfer { .. })), 0);
 
     // An HL7 AE answer is a negative acknowledgement.
-    let ae = String::from_utf8(sample("ack_aa.hl7"))
-        .unwrap()
-        .replace("MSA|AA|", "MSA|AE|")
-        .into_bytes();
+    let ae = String::from_utf8(sample("ack_aa.hl7")).unwrap().replace("MSA|AA|", "MSA|AE|").into_bytes();
     let (r, _, _) = with_client(
         c,
         move |c| {
@@ -375,13 +334,7 @@ fn client_hl7_ack_answers_a_send() {
         || ctx.server.send(id),
     );
     assert_eq!(r.unwrap_err().code, code::NAK_RECEIVED);
-    assert!(ctx.rec.wait_count(1, WAIT, |e| matches!(
-        e,
-        Ev::AckIn {
-            accepted: false,
-            ..
-        }
-    )));
+    assert!(ctx.rec.wait_count(1, WAIT, |e| matches!(e, Ev::AckIn { accepted: false, .. })));
 }
 
 #[test]
@@ -398,17 +351,9 @@ fn version_1_send_needs_no_ack_and_ack_in_never_fires() {
     c.send_raw(&ack_frame());
     c.send_raw(&nak_frame());
     c.send_msg(&hl7("V1b"));
-    assert!(ctx
-        .rec
-        .wait_count(1, WAIT, |e| matches!(e, Ev::EndTransfer { .. })));
+    assert!(ctx.rec.wait_count(1, WAIT, |e| matches!(e, Ev::EndTransfer { .. })));
     std::thread::sleep(Duration::from_millis(100));
-    assert_eq!(
-        ctx.rec
-            .count(|e| matches!(e, Ev::AckIn { .. } | Ev::AckOut { .. })),
-        0,
-        "{:?}",
-        ctx.rec.events()
-    );
+    assert_eq!(ctx.rec.count(|e| matches!(e, Ev::AckIn { .. } | Ev::AckOut { .. })), 0, "{:?}", ctx.rec.events());
     c.expect_silence(Duration::from_millis(200));
 }
 
@@ -424,10 +369,7 @@ fn max_transfer_rate_limits_outbound_bytes() {
     ctx.server.send(id).unwrap();
     assert_eq!(c.read_frame(), m);
     let el = t.elapsed();
-    assert!(
-        el >= Duration::from_millis(800) && el < Duration::from_secs(4),
-        "3003 bytes at 2000 B/s took {el:?}"
-    );
+    assert!(el >= Duration::from_millis(800) && el < Duration::from_secs(4), "3003 bytes at 2000 B/s took {el:?}");
 }
 
 /// AbsoluteTimeout=False: the Timeout is an inactivity timeout; True: counted from the start.
@@ -457,10 +399,7 @@ fn absolute_timeout_case(absolute: bool) -> Duration {
 #[test]
 fn absolute_timeout_true_counts_from_the_start() {
     let el = absolute_timeout_case(true);
-    assert!(
-        el >= Duration::from_millis(900) && el < Duration::from_millis(1500),
-        "{el:?}"
-    );
+    assert!(el >= Duration::from_millis(900) && el < Duration::from_millis(1500), "{el:?}");
 }
 
 #[test]

@@ -69,11 +69,7 @@ fn config_round_trip_of_every_setting_with_case_insensitive_keys() {
         ("UseIPv6=2", "useipv6", "2"),
         ("MaxTransferRate=1000", "maxtransferrate", "1000"),
         ("AbsoluteTimeout=True", "absolutetimeout", "True"),
-        (
-            "CloseStreamAfterTransfer=No",
-            "closestreamaftertransfer",
-            "False",
-        ),
+        ("CloseStreamAfterTransfer=No", "closestreamaftertransfer", "False"),
         ("LocalHost=127.0.0.1", "localhost", "127.0.0.1"),
         ("LocalPort=4321", "localport", "4321"),
         ("DefaultTimeout=9", "defaulttimeout", "9"),
@@ -310,12 +306,7 @@ fn linger_false_resets_and_linger_true_closes_gracefully() {
 
 #[test]
 fn socket_settings_apply_without_breaking_traffic() {
-    let ctx = setup(&[
-        "TcpNoDelay=False",
-        "OutBufferSize=8192",
-        "LingerTime=2",
-        "KeepAliveTime=10000",
-    ]);
+    let ctx = setup(&["TcpNoDelay=False", "OutBufferSize=8192", "LingerTime=2", "KeepAliveTime=10000"]);
     let mut c = ctx.connect();
     let m = sample("oru_r01_1mib_ed.hl7");
     c.send_msg(&m);
@@ -361,8 +352,6 @@ fn small_in_buffer_size_still_receives_a_large_message_promptly() {
         "no ACK for a 1 MiB message within 4 s with InBufferSize=8192 (after {:?}): {r:?}",
         t.elapsed()
     );
-    assert!(ctx
-        .rec
-        .wait_count(1, WAIT, |e| matches!(e, Ev::EndTransfer { .. })));
+    assert!(ctx.rec.wait_count(1, WAIT, |e| matches!(e, Ev::EndTransfer { .. })));
     assert_eq!(ctx.rec.transferred(ctx.rec.connected_id(0)), m);
 }

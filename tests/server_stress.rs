@@ -37,18 +37,9 @@ fn two_hundred_concurrent_clients_each_get_all_their_acks() {
     for h in handles {
         h.join().expect("client thread");
     }
-    assert!(ctx
-        .rec
-        .wait_count(CLIENTS * MSGS, WAIT, |e| matches!(e, Ev::AckOut { .. })));
-    assert_eq!(
-        ctx.rec.count(|e| matches!(e, Ev::Connected { .. })),
-        CLIENTS
-    );
-    assert!(
-        ctx.rec.error_codes().is_empty(),
-        "{:?}",
-        ctx.rec.error_codes()
-    );
+    assert!(ctx.rec.wait_count(CLIENTS * MSGS, WAIT, |e| matches!(e, Ev::AckOut { .. })));
+    assert_eq!(ctx.rec.count(|e| matches!(e, Ev::Connected { .. })), CLIENTS);
+    assert!(ctx.rec.error_codes().is_empty(), "{:?}", ctx.rec.error_codes());
     assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
     assert!(wait_until(WAIT, || ctx.server.connection_count() == 0));
 }
@@ -58,11 +49,8 @@ fn client_that_never_reads_does_not_stall_others() {
     // Large HL7 ACKs and small server-side send buffers fill the silent client's path quickly.
     let ctx = setup(&["AckMode=HL7", "LogLevel=0", "OutBufferSize=4096"]);
     let hog = TcpStream::connect(("127.0.0.1", ctx.port)).unwrap();
-    socket2::SockRef::from(&hog)
-        .set_recv_buffer_size(4096)
-        .unwrap();
-    hog.set_write_timeout(Some(Duration::from_millis(300)))
-        .unwrap();
+    socket2::SockRef::from(&hog).set_recv_buffer_size(4096).unwrap();
+    hog.set_write_timeout(Some(Duration::from_millis(300))).unwrap();
     let hog_ctl = hog.try_clone().unwrap();
     let writer = std::thread::spawn(move || {
         let mut hog = hog;
@@ -101,21 +89,13 @@ fn client_that_never_reads_does_not_stall_others() {
     for k in 0..20 {
         let s = Instant::now();
         c.send_msg(&hl7(&format!("LATE{k}")));
-        let ack = c
-            .read_frame_within(Duration::from_secs(2))
-            .expect("ACK while hog blocked");
+        let ack = c.read_frame_within(Duration::from_secs(2)).expect("ACK while hog blocked");
         worst = worst.max(s.elapsed());
         assert_eq!(segment(&ack, "MSA").unwrap()[2], format!("LATE{k}"));
     }
     let _ = hog_ctl.shutdown(std::net::Shutdown::Both);
-    assert!(
-        worst < Duration::from_millis(500),
-        "worst round trip {worst:?} while another client never read"
-    );
-    assert!(
-        blocked,
-        "the server kept reading from a client that never reads its ACKs ({sent} messages)"
-    );
+    assert!(worst < Duration::from_millis(500), "worst round trip {worst:?} while another client never read");
+    assert!(blocked, "the server kept reading from a client that never reads its ACKs ({sent} messages)");
 }
 
 #[test]
@@ -126,9 +106,7 @@ fn max_connections_two_refuses_the_third() {
     ctx.rec.connected_id(1);
     let mut c = ctx.connect();
     assert!(c.closed_within(WAIT), "third connection not closed");
-    assert!(ctx.rec.wait_for(WAIT, |evs| evs
-        .iter()
-        .any(|e| e.is_error(code::TOO_MANY_CONNECTIONS))));
+    assert!(ctx.rec.wait_for(WAIT, |evs| evs.iter().any(|e| e.is_error(code::TOO_MANY_CONNECTIONS))));
     assert_eq!(ctx.server.connection_count(), 2);
     assert_eq!(ctx.rec.count(|e| matches!(e, Ev::Connected { .. })), 2);
     a.send_msg(&hl7("A"));

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 
 use super::{guard, MLLP_OK};
 use crate::events::{
-    AckInEvent, AckOutEvent, ConnectionRequestEvent, ErrorEvent, EventHandler, LogEvent,
-    StatusEvent, TransferBoundaryEvent, TransferEvent,
+    AckInEvent, AckOutEvent, ConnectionRequestEvent, ErrorEvent, EventHandler, LogEvent, StatusEvent,
+    TransferBoundaryEvent, TransferEvent,
 };
 use crate::hl7::AckCode;
 
@@ -118,26 +118,20 @@ pub struct mllp_log_event {
 pub type mllp_connection_request_cb =
     Option<unsafe extern "C" fn(user: *mut c_void, event: *mut mllp_connection_request_event)>;
 /// Callback for Connected and Disconnected.
-pub type mllp_status_cb =
-    Option<unsafe extern "C" fn(user: *mut c_void, event: *const mllp_status_event)>;
+pub type mllp_status_cb = Option<unsafe extern "C" fn(user: *mut c_void, event: *const mllp_status_event)>;
 /// Callback for StartTransfer and EndTransfer.
 pub type mllp_transfer_boundary_cb =
     Option<unsafe extern "C" fn(user: *mut c_void, event: *const mllp_transfer_boundary_event)>;
 /// Callback for Transfer.
-pub type mllp_transfer_cb =
-    Option<unsafe extern "C" fn(user: *mut c_void, event: *const mllp_transfer_event)>;
+pub type mllp_transfer_cb = Option<unsafe extern "C" fn(user: *mut c_void, event: *const mllp_transfer_event)>;
 /// Callback for AckOut.
-pub type mllp_ack_out_cb =
-    Option<unsafe extern "C" fn(user: *mut c_void, event: *mut mllp_ack_out_event)>;
+pub type mllp_ack_out_cb = Option<unsafe extern "C" fn(user: *mut c_void, event: *mut mllp_ack_out_event)>;
 /// Callback for AckIn.
-pub type mllp_ack_in_cb =
-    Option<unsafe extern "C" fn(user: *mut c_void, event: *const mllp_ack_in_event)>;
+pub type mllp_ack_in_cb = Option<unsafe extern "C" fn(user: *mut c_void, event: *const mllp_ack_in_event)>;
 /// Callback for Error.
-pub type mllp_error_cb =
-    Option<unsafe extern "C" fn(user: *mut c_void, event: *const mllp_error_event)>;
+pub type mllp_error_cb = Option<unsafe extern "C" fn(user: *mut c_void, event: *const mllp_error_event)>;
 /// Callback for Log.
-pub type mllp_log_cb =
-    Option<unsafe extern "C" fn(user: *mut c_void, event: *const mllp_log_event)>;
+pub type mllp_log_cb = Option<unsafe extern "C" fn(user: *mut c_void, event: *const mllp_log_event)>;
 /// Thread start/stop hook: runs on the reactor thread when it starts and before it ends.
 pub type mllp_thread_cb = Option<unsafe extern "C" fn(user: *mut c_void)>;
 /// Releases a user pointer handed to the library.
@@ -199,11 +193,7 @@ impl EventHandler for Callbacks {
             return;
         };
         let addr = c_text(e.address);
-        let mut ev = mllp_connection_request_event {
-            address: addr.as_ptr(),
-            port: e.port,
-            accept: e.accept as u8,
-        };
+        let mut ev = mllp_connection_request_event { address: addr.as_ptr(), port: e.port, accept: e.accept as u8 };
         // SAFETY: a host callback with its own user pointer and an event valid for the call.
         unsafe { f(self.user(), &mut ev) };
         e.accept = ev.accept != 0;
@@ -243,30 +233,19 @@ impl EventHandler for Callbacks {
             connection_id: e.connection_id,
             message_seq: e.message_seq,
             accept: e.accept as u8,
-            reject_code: if e.reject_code == AckCode::AR {
-                MLLP_REJECT_AR
-            } else {
-                MLLP_REJECT_AE
-            },
+            reject_code: if e.reject_code == AckCode::AR { MLLP_REJECT_AR } else { MLLP_REJECT_AE },
             message: e.message.as_ptr(),
             message_len: e.message.len(),
         };
         // SAFETY: a host callback; the event and the message are valid for the call.
         unsafe { f(self.user(), &mut ev) };
         e.accept = ev.accept != 0;
-        e.reject_code = if ev.reject_code == MLLP_REJECT_AR {
-            AckCode::AR
-        } else {
-            AckCode::AE
-        };
+        e.reject_code = if ev.reject_code == MLLP_REJECT_AR { AckCode::AR } else { AckCode::AE };
     }
 
     fn ack_in(&self, e: &AckInEvent) {
         let Some(f) = self.ack_in else { return };
-        let ev = mllp_ack_in_event {
-            connection_id: e.connection_id,
-            accepted: e.accepted as u8,
-        };
+        let ev = mllp_ack_in_event { connection_id: e.connection_id, accepted: e.accepted as u8 };
         // SAFETY: a host callback; the event is valid for the call.
         unsafe { f(self.user(), &ev) };
     }
@@ -274,11 +253,7 @@ impl EventHandler for Callbacks {
     fn error(&self, e: &ErrorEvent<'_>) {
         let Some(f) = self.error else { return };
         let d = c_text(e.description);
-        let ev = mllp_error_event {
-            connection_id: e.connection_id,
-            error_code: e.error_code,
-            description: d.as_ptr(),
-        };
+        let ev = mllp_error_event { connection_id: e.connection_id, error_code: e.error_code, description: d.as_ptr() };
         // SAFETY: a host callback; the event and its string are valid for the call.
         unsafe { f(self.user(), &ev) };
     }
@@ -315,30 +290,20 @@ impl EventHandler for Callbacks {
 fn status(f: mllp_status_cb, user: *mut c_void, e: &StatusEvent<'_>) {
     let Some(f) = f else { return };
     let d = c_text(e.description);
-    let ev = mllp_status_event {
-        connection_id: e.connection_id,
-        status_code: e.status_code,
-        description: d.as_ptr(),
-    };
+    let ev = mllp_status_event { connection_id: e.connection_id, status_code: e.status_code, description: d.as_ptr() };
     // SAFETY: a host callback; the event and its string are valid for the call.
     unsafe { f(user, &ev) };
 }
 
 fn boundary(f: mllp_transfer_boundary_cb, user: *mut c_void, e: &TransferBoundaryEvent) {
     let Some(f) = f else { return };
-    let ev = mllp_transfer_boundary_event {
-        connection_id: e.connection_id,
-        message_seq: e.message_seq,
-    };
+    let ev = mllp_transfer_boundary_event { connection_id: e.connection_id, message_seq: e.message_seq };
     // SAFETY: a host callback; the event is valid for the call.
     unsafe { f(user, &ev) };
 }
 
 /// Updates the registered callbacks and installs them as the server's handler.
-pub(crate) fn update(
-    server: *const super::server::mllp_server,
-    f: impl FnOnce(&mut Callbacks),
-) -> c_int {
+pub(crate) fn update(server: *const super::server::mllp_server, f: impl FnOnce(&mut Callbacks)) -> c_int {
     guard(|| {
         let s = match super::server::handle(server) {
             Ok(s) => s,
@@ -377,10 +342,7 @@ pub extern "C" fn mllp_server_on_connection_request(
 /// Pass NULL to remove the callback. Returns `MLLP_OK`, or `MLLP_ERR_INVALID_ARGUMENT` when
 /// `server` is NULL. Any thread; takes effect for the next event.
 #[no_mangle]
-pub extern "C" fn mllp_server_on_connected(
-    server: *mut super::server::mllp_server,
-    cb: mllp_status_cb,
-) -> c_int {
+pub extern "C" fn mllp_server_on_connected(server: *mut super::server::mllp_server, cb: mllp_status_cb) -> c_int {
     update(server, |c| c.connected = cb)
 }
 
@@ -389,10 +351,7 @@ pub extern "C" fn mllp_server_on_connected(
 /// Pass NULL to remove the callback. Returns `MLLP_OK`, or `MLLP_ERR_INVALID_ARGUMENT` when
 /// `server` is NULL. Any thread; takes effect for the next event.
 #[no_mangle]
-pub extern "C" fn mllp_server_on_disconnected(
-    server: *mut super::server::mllp_server,
-    cb: mllp_status_cb,
-) -> c_int {
+pub extern "C" fn mllp_server_on_disconnected(server: *mut super::server::mllp_server, cb: mllp_status_cb) -> c_int {
     update(server, |c| c.disconnected = cb)
 }
 
@@ -413,10 +372,7 @@ pub extern "C" fn mllp_server_on_start_transfer(
 /// Pass NULL to remove the callback. Returns `MLLP_OK`, or `MLLP_ERR_INVALID_ARGUMENT` when
 /// `server` is NULL. Any thread; takes effect for the next event.
 #[no_mangle]
-pub extern "C" fn mllp_server_on_transfer(
-    server: *mut super::server::mllp_server,
-    cb: mllp_transfer_cb,
-) -> c_int {
+pub extern "C" fn mllp_server_on_transfer(server: *mut super::server::mllp_server, cb: mllp_transfer_cb) -> c_int {
     update(server, |c| c.transfer = cb)
 }
 
@@ -437,10 +393,7 @@ pub extern "C" fn mllp_server_on_end_transfer(
 /// Pass NULL to remove the callback. Returns `MLLP_OK`, or `MLLP_ERR_INVALID_ARGUMENT` when
 /// `server` is NULL. Any thread; takes effect for the next event.
 #[no_mangle]
-pub extern "C" fn mllp_server_on_ack_out(
-    server: *mut super::server::mllp_server,
-    cb: mllp_ack_out_cb,
-) -> c_int {
+pub extern "C" fn mllp_server_on_ack_out(server: *mut super::server::mllp_server, cb: mllp_ack_out_cb) -> c_int {
     update(server, |c| c.ack_out = cb)
 }
 
@@ -449,10 +402,7 @@ pub extern "C" fn mllp_server_on_ack_out(
 /// Pass NULL to remove the callback. Returns `MLLP_OK`, or `MLLP_ERR_INVALID_ARGUMENT` when
 /// `server` is NULL. Any thread; takes effect for the next event.
 #[no_mangle]
-pub extern "C" fn mllp_server_on_ack_in(
-    server: *mut super::server::mllp_server,
-    cb: mllp_ack_in_cb,
-) -> c_int {
+pub extern "C" fn mllp_server_on_ack_in(server: *mut super::server::mllp_server, cb: mllp_ack_in_cb) -> c_int {
     update(server, |c| c.ack_in = cb)
 }
 
@@ -461,10 +411,7 @@ pub extern "C" fn mllp_server_on_ack_in(
 /// Pass NULL to remove the callback. Returns `MLLP_OK`, or `MLLP_ERR_INVALID_ARGUMENT` when
 /// `server` is NULL. Any thread; takes effect for the next event.
 #[no_mangle]
-pub extern "C" fn mllp_server_on_error(
-    server: *mut super::server::mllp_server,
-    cb: mllp_error_cb,
-) -> c_int {
+pub extern "C" fn mllp_server_on_error(server: *mut super::server::mllp_server, cb: mllp_error_cb) -> c_int {
     update(server, |c| c.error = cb)
 }
 
@@ -473,10 +420,7 @@ pub extern "C" fn mllp_server_on_error(
 /// Pass NULL to remove the callback. Returns `MLLP_OK`, or `MLLP_ERR_INVALID_ARGUMENT` when
 /// `server` is NULL. Any thread; takes effect for the next event.
 #[no_mangle]
-pub extern "C" fn mllp_server_on_log(
-    server: *mut super::server::mllp_server,
-    cb: mllp_log_cb,
-) -> c_int {
+pub extern "C" fn mllp_server_on_log(server: *mut super::server::mllp_server, cb: mllp_log_cb) -> c_int {
     update(server, |c| c.log = cb)
 }
 
@@ -486,10 +430,7 @@ pub extern "C" fn mllp_server_on_log(
 /// Pass NULL to remove the callback. Returns `MLLP_OK`, or `MLLP_ERR_INVALID_ARGUMENT` when
 /// `server` is NULL. Any thread; takes effect for the next event.
 #[no_mangle]
-pub extern "C" fn mllp_server_on_thread_start(
-    server: *mut super::server::mllp_server,
-    cb: mllp_thread_cb,
-) -> c_int {
+pub extern "C" fn mllp_server_on_thread_start(server: *mut super::server::mllp_server, cb: mllp_thread_cb) -> c_int {
     update(server, |c| c.thread_start = cb)
 }
 
@@ -498,10 +439,7 @@ pub extern "C" fn mllp_server_on_thread_start(
 /// Pass NULL to remove the callback. Returns `MLLP_OK`, or `MLLP_ERR_INVALID_ARGUMENT` when
 /// `server` is NULL. Any thread; takes effect for the next event.
 #[no_mangle]
-pub extern "C" fn mllp_server_on_thread_stop(
-    server: *mut super::server::mllp_server,
-    cb: mllp_thread_cb,
-) -> c_int {
+pub extern "C" fn mllp_server_on_thread_stop(server: *mut super::server::mllp_server, cb: mllp_thread_cb) -> c_int {
     update(server, |c| c.thread_stop = cb)
 }
 
@@ -516,7 +454,5 @@ pub extern "C" fn mllp_server_set_user_data(
     user: *mut c_void,
     release: mllp_release_cb,
 ) -> c_int {
-    update(server, |c| {
-        c.user = Some(Arc::new(UserData { ptr: user, release }))
-    })
+    update(server, |c| c.user = Some(Arc::new(UserData { ptr: user, release })))
 }

@@ -14,11 +14,7 @@ use super::{bytes, cstr, put, put_bytes, put_str, rc};
 
 /// Connected: writes 1 while the connection is open.
 #[no_mangle]
-pub extern "C" fn mllp_connection_get_connected(
-    server: *const mllp_server,
-    connection_id: u64,
-    out: *mut u8,
-) -> c_int {
+pub extern "C" fn mllp_connection_get_connected(server: *const mllp_server, connection_id: u64, out: *mut u8) -> c_int {
     with(server, |s| match s.remote_port(connection_id) {
         Ok(_) => put(out, s.connected(connection_id) as u8),
         Err(e) => super::fail(e),
@@ -69,11 +65,7 @@ pub extern "C" fn mllp_connection_get_local_address(
 
 /// Timeout: seconds a synchronous Send waits (0 = asynchronous).
 #[no_mangle]
-pub extern "C" fn mllp_connection_get_timeout(
-    server: *const mllp_server,
-    connection_id: u64,
-    out: *mut u32,
-) -> c_int {
+pub extern "C" fn mllp_connection_get_timeout(server: *const mllp_server, connection_id: u64, out: *mut u32) -> c_int {
     with(server, |s| match s.timeout(connection_id) {
         Ok(t) => put(out, t),
         Err(e) => super::fail(e),
@@ -82,11 +74,7 @@ pub extern "C" fn mllp_connection_get_timeout(
 
 /// Sets Timeout (seconds).
 #[no_mangle]
-pub extern "C" fn mllp_connection_set_timeout(
-    server: *mut mllp_server,
-    connection_id: u64,
-    seconds: u32,
-) -> c_int {
+pub extern "C" fn mllp_connection_set_timeout(server: *mut mllp_server, connection_id: u64, seconds: u32) -> c_int {
     with(server, |s| rc(s.set_timeout(connection_id, seconds)))
 }
 
@@ -216,13 +204,8 @@ pub extern "C" fn mllp_connection_set_input_stream(
 ) -> c_int {
     let owned = Owned(Cell::new(close), user);
     with(server, |s| {
-        let stream = read.map(|io| {
-            Box::new(CStream {
-                io,
-                close: take_close(&owned),
-                user,
-            }) as Box<dyn std::io::Read + Send>
-        });
+        let stream =
+            read.map(|io| Box::new(CStream { io, close: take_close(&owned), user }) as Box<dyn std::io::Read + Send>);
         rc(s.set_input_stream(connection_id, stream))
     })
 }
@@ -244,13 +227,8 @@ pub extern "C" fn mllp_connection_set_output_stream(
 ) -> c_int {
     let owned = Owned(Cell::new(close), user);
     with(server, |s| {
-        let stream = write.map(|io| {
-            Box::new(CStream {
-                io,
-                close: take_close(&owned),
-                user,
-            }) as Box<dyn std::io::Write + Send>
-        });
+        let stream =
+            write.map(|io| Box::new(CStream { io, close: take_close(&owned), user }) as Box<dyn std::io::Write + Send>);
         rc(s.set_output_stream(connection_id, stream))
     })
 }

@@ -97,10 +97,7 @@ pub(crate) fn fail_with(code: c_int, msg: &str) -> c_int {
 pub(crate) fn guard(f: impl FnOnce() -> c_int) -> c_int {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(rc) => rc,
-        Err(_) => fail_with(
-            code::PANIC,
-            "internal error: a panic was caught at the C boundary",
-        ),
+        Err(_) => fail_with(code::PANIC, "internal error: a panic was caught at the C boundary"),
     }
 }
 
@@ -115,18 +112,12 @@ pub(crate) fn rc<T>(r: crate::Result<T>) -> c_int {
 /// Reads a NUL-terminated UTF-8 string argument.
 pub(crate) fn cstr<'a>(p: *const c_char, what: &str) -> Result<&'a str, c_int> {
     if p.is_null() {
-        return Err(fail_with(
-            code::INVALID_ARGUMENT,
-            &format!("{what} is NULL"),
-        ));
+        return Err(fail_with(code::INVALID_ARGUMENT, &format!("{what} is NULL")));
     }
     // SAFETY: p is non-NULL and the caller promises a NUL-terminated string that outlives the call.
-    unsafe { CStr::from_ptr(p) }.to_str().map_err(|_| {
-        fail_with(
-            code::INVALID_ARGUMENT,
-            &format!("{what} is not valid UTF-8"),
-        )
-    })
+    unsafe { CStr::from_ptr(p) }
+        .to_str()
+        .map_err(|_| fail_with(code::INVALID_ARGUMENT, &format!("{what} is not valid UTF-8")))
 }
 
 /// Borrows `len` bytes at `p` (NULL is allowed only when `len` is 0).
@@ -135,10 +126,7 @@ pub(crate) fn bytes<'a>(p: *const u8, len: usize, what: &str) -> Result<&'a [u8]
         return Ok(&[]);
     }
     if p.is_null() {
-        return Err(fail_with(
-            code::INVALID_ARGUMENT,
-            &format!("{what} is NULL"),
-        ));
+        return Err(fail_with(code::INVALID_ARGUMENT, &format!("{what} is NULL")));
     }
     // SAFETY: p is non-NULL and the caller promises `len` readable bytes for the call's duration.
     Ok(unsafe { std::slice::from_raw_parts(p, len) })
@@ -164,10 +152,7 @@ pub(crate) fn put_bytes(src: &[u8], buf: *mut u8, len: *mut usize) -> c_int {
     // SAFETY: as above.
     unsafe { *len = src.len() };
     if buf.is_null() || cap < src.len() {
-        return fail_with(
-            code::BUFFER_TOO_SMALL,
-            &format!("buffer too small: {} bytes needed", src.len()),
-        );
+        return fail_with(code::BUFFER_TOO_SMALL, &format!("buffer too small: {} bytes needed", src.len()));
     }
     // SAFETY: buf is non-NULL with room for `cap >= src.len()` bytes, and cannot overlap our data.
     unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), buf, src.len()) };
@@ -193,9 +178,8 @@ pub extern "C" fn mllp_version() -> *const c_char {
 /// never NULL. Any thread.
 #[no_mangle]
 pub extern "C" fn mllp_error_description(code: c_int) -> *const c_char {
-    static TABLE: once_cell::sync::Lazy<
-        std::sync::Mutex<std::collections::HashMap<c_int, &'static CStr>>,
-    > = once_cell::sync::Lazy::new(Default::default);
+    static TABLE: once_cell::sync::Lazy<std::sync::Mutex<std::collections::HashMap<c_int, &'static CStr>>> =
+        once_cell::sync::Lazy::new(Default::default);
     let r = catch_unwind(|| {
         let mut t = crate::shared::lock(&TABLE);
         *t.entry(code).or_insert_with(|| {
@@ -228,18 +212,9 @@ mod tests {
 
     #[test]
     fn version_constants_match_cargo() {
-        assert_eq!(
-            MLLP_VERSION_MAJOR.to_string(),
-            env!("CARGO_PKG_VERSION_MAJOR")
-        );
-        assert_eq!(
-            MLLP_VERSION_MINOR.to_string(),
-            env!("CARGO_PKG_VERSION_MINOR")
-        );
-        assert_eq!(
-            MLLP_VERSION_PATCH.to_string(),
-            env!("CARGO_PKG_VERSION_PATCH")
-        );
+        assert_eq!(MLLP_VERSION_MAJOR.to_string(), env!("CARGO_PKG_VERSION_MAJOR"));
+        assert_eq!(MLLP_VERSION_MINOR.to_string(), env!("CARGO_PKG_VERSION_MINOR"));
+        assert_eq!(MLLP_VERSION_PATCH.to_string(), env!("CARGO_PKG_VERSION_PATCH"));
         // SAFETY: mllp_version returns a static NUL-terminated string.
         let v = unsafe { CStr::from_ptr(mllp_version()) }.to_str().unwrap();
         assert_eq!(v, env!("CARGO_PKG_VERSION"));
@@ -250,14 +225,8 @@ mod tests {
         assert_eq!(MLLP_ERR_NAK_RECEIVED, code::NAK_RECEIVED);
         assert_eq!(MLLP_ERR_INVALID_DATA, code::INVALID_DATA);
         assert_eq!(MLLP_ERR_INTERRUPTED, code::INTERRUPTED);
-        assert_eq!(
-            MLLP_ERR_CANNOT_CHANGE_LOCAL_PORT,
-            code::CANNOT_CHANGE_LOCAL_PORT
-        );
-        assert_eq!(
-            MLLP_ERR_CANNOT_CHANGE_LOCAL_HOST,
-            code::CANNOT_CHANGE_LOCAL_HOST
-        );
+        assert_eq!(MLLP_ERR_CANNOT_CHANGE_LOCAL_PORT, code::CANNOT_CHANGE_LOCAL_PORT);
+        assert_eq!(MLLP_ERR_CANNOT_CHANGE_LOCAL_HOST, code::CANNOT_CHANGE_LOCAL_HOST);
         assert_eq!(MLLP_ERR_WOULD_BLOCK, code::WOULD_BLOCK);
         assert_eq!(MLLP_ERR_TIMEOUT, code::TIMEOUT);
         assert_eq!(MLLP_ERR_BAD_STATE, code::BAD_STATE);
@@ -279,10 +248,7 @@ mod tests {
     fn buffer_rule() {
         let mut len = 2usize;
         let mut buf = [0u8; 8];
-        assert_eq!(
-            put_bytes(b"abc", buf.as_mut_ptr(), &mut len),
-            MLLP_ERR_BUFFER_TOO_SMALL
-        );
+        assert_eq!(put_bytes(b"abc", buf.as_mut_ptr(), &mut len), MLLP_ERR_BUFFER_TOO_SMALL);
         assert_eq!(len, 3);
         assert_eq!(put_bytes(b"abc", buf.as_mut_ptr(), &mut len), MLLP_OK);
         assert_eq!(&buf[..3], b"abc");

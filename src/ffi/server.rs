@@ -72,10 +72,7 @@ pub extern "C" fn mllp_server_free(server: *mut mllp_server) -> c_int {
 /// Writes `*out` and returns `MLLP_OK`; `MLLP_ERR_INVALID_ARGUMENT` when a pointer is NULL.
 /// Any thread.
 #[no_mangle]
-pub extern "C" fn mllp_server_get_default_timeout(
-    server: *const mllp_server,
-    out: *mut u32,
-) -> c_int {
+pub extern "C" fn mllp_server_get_default_timeout(server: *const mllp_server, out: *mut u32) -> c_int {
     with(server, |s| put(out, s.default_timeout()))
 }
 
@@ -120,10 +117,7 @@ pub extern "C" fn mllp_server_get_version(server: *const mllp_server, out: *mut 
 /// Writes `*out` and returns `MLLP_OK`; `MLLP_ERR_INVALID_ARGUMENT` when a pointer is NULL.
 /// Any thread.
 #[no_mangle]
-pub extern "C" fn mllp_server_get_connection_count(
-    server: *const mllp_server,
-    out: *mut usize,
-) -> c_int {
+pub extern "C" fn mllp_server_get_connection_count(server: *const mllp_server, out: *mut usize) -> c_int {
     with(server, |s| put(out, s.connection_count()))
 }
 
@@ -168,11 +162,7 @@ pub extern "C" fn mllp_server_set_version(server: *mut mllp_server, version: c_i
 /// NUL-terminated string under the buffer rule: `*len` is the capacity in, the size needed
 /// (with the NUL) out; `MLLP_ERR_BUFFER_TOO_SMALL` when `buf` is NULL or too small. Any thread.
 #[no_mangle]
-pub extern "C" fn mllp_server_get_local_host(
-    server: *const mllp_server,
-    buf: *mut c_char,
-    len: *mut usize,
-) -> c_int {
+pub extern "C" fn mllp_server_get_local_host(server: *const mllp_server, buf: *mut c_char, len: *mut usize) -> c_int {
     with(server, |s| put_str(&s.local_host(), buf, len))
 }
 
@@ -180,10 +170,7 @@ pub extern "C" fn mllp_server_get_local_host(
 /// Returns `MLLP_ERR_CANNOT_CHANGE_LOCAL_HOST` (107) while listening. Copies the string. Any
 /// thread.
 #[no_mangle]
-pub extern "C" fn mllp_server_set_local_host(
-    server: *mut mllp_server,
-    host: *const c_char,
-) -> c_int {
+pub extern "C" fn mllp_server_set_local_host(server: *mut mllp_server, host: *const c_char) -> c_int {
     with(server, |s| match cstr(host, "host") {
         Ok(h) => rc(s.set_local_host(h)),
         Err(rc) => rc,
@@ -288,11 +275,7 @@ pub extern "C" fn mllp_server_send_bytes(
 /// `*delivered` (may be NULL). In the default thread mode events arrive on the reactor thread
 /// and this call only waits. Any thread.
 #[no_mangle]
-pub extern "C" fn mllp_server_do_events(
-    server: *mut mllp_server,
-    timeout_ms: u32,
-    delivered: *mut usize,
-) -> c_int {
+pub extern "C" fn mllp_server_do_events(server: *mut mllp_server, timeout_ms: u32, delivered: *mut usize) -> c_int {
     with(server, |s| match s.do_events(timeout_ms) {
         Ok(n) if !delivered.is_null() => put(delivered, n),
         Ok(_) => MLLP_OK,
@@ -304,11 +287,7 @@ pub extern "C" fn mllp_server_do_events(
 /// entries); `*len` is set to the number of open connections. `MLLP_ERR_BUFFER_TOO_SMALL` when
 /// `ids` is NULL or too small. Any thread.
 #[no_mangle]
-pub extern "C" fn mllp_server_get_connections(
-    server: *const mllp_server,
-    ids: *mut u64,
-    len: *mut usize,
-) -> c_int {
+pub extern "C" fn mllp_server_get_connections(server: *const mllp_server, ids: *mut u64, len: *mut usize) -> c_int {
     with(server, |s| {
         if len.is_null() {
             return fail_with(code::INVALID_ARGUMENT, "len is NULL");
@@ -319,10 +298,7 @@ pub extern "C" fn mllp_server_get_connections(
         // SAFETY: as above.
         unsafe { *len = v.len() };
         if ids.is_null() || cap < v.len() {
-            return fail_with(
-                code::BUFFER_TOO_SMALL,
-                &format!("room for {} ids needed", v.len()),
-            );
+            return fail_with(code::BUFFER_TOO_SMALL, &format!("room for {} ids needed", v.len()));
         }
         // SAFETY: ids has room for cap >= v.len() u64 values.
         unsafe { std::ptr::copy_nonoverlapping(v.as_ptr(), ids, v.len()) };

@@ -7,11 +7,9 @@ use super::callbacks::mllp_release_cb;
 
 /// Reads up to `cap` bytes into `buf`: returns the count, 0 at end of stream, or a negative
 /// value on error.
-pub type mllp_read_cb =
-    Option<unsafe extern "C" fn(user: *mut c_void, buf: *mut u8, cap: usize) -> isize>;
+pub type mllp_read_cb = Option<unsafe extern "C" fn(user: *mut c_void, buf: *mut u8, cap: usize) -> isize>;
 /// Writes `len` bytes: returns 0 on success, anything else on error.
-pub type mllp_write_cb =
-    Option<unsafe extern "C" fn(user: *mut c_void, data: *const u8, len: usize) -> c_int>;
+pub type mllp_write_cb = Option<unsafe extern "C" fn(user: *mut c_void, data: *const u8, len: usize) -> c_int>;
 
 /// A host stream; `close` runs exactly once when the library lets go of it.
 pub(crate) struct CStream<F> {
@@ -38,9 +36,7 @@ impl io::Read for CStream<unsafe extern "C" fn(*mut c_void, *mut u8, usize) -> i
         // SAFETY: buf is a valid writable region of buf.len() bytes for the call.
         let n = unsafe { (self.io)(self.user, buf.as_mut_ptr(), buf.len()) };
         if n < 0 {
-            return Err(io::Error::other(format!(
-                "input stream read callback returned {n}"
-            )));
+            return Err(io::Error::other(format!("input stream read callback returned {n}")));
         }
         Ok((n as usize).min(buf.len()))
     }
@@ -51,9 +47,7 @@ impl io::Write for CStream<unsafe extern "C" fn(*mut c_void, *const u8, usize) -
         // SAFETY: buf is valid for reads of buf.len() bytes for the call.
         let rc = unsafe { (self.io)(self.user, buf.as_ptr(), buf.len()) };
         if rc != 0 {
-            return Err(io::Error::other(format!(
-                "output stream write callback returned {rc}"
-            )));
+            return Err(io::Error::other(format!("output stream write callback returned {rc}")));
         }
         Ok(buf.len())
     }

@@ -9,8 +9,8 @@ use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 use mllp::{
-    AckInEvent, AckOutEvent, ConnectionId, ConnectionRequestEvent, ErrorEvent, EventHandler,
-    LogEvent, Server, StatusEvent, TransferBoundaryEvent, TransferEvent,
+    AckInEvent, AckOutEvent, ConnectionId, ConnectionRequestEvent, ErrorEvent, EventHandler, LogEvent, Server,
+    StatusEvent, TransferBoundaryEvent, TransferEvent,
 };
 
 pub const SB: u8 = 0x0B;
@@ -25,55 +25,16 @@ pub const WAIT: Duration = Duration::from_secs(5);
 /// One recorded event.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Ev {
-    ConnectionRequest {
-        address: String,
-        port: u16,
-        accept: bool,
-    },
-    Connected {
-        id: ConnectionId,
-        code: i32,
-        description: String,
-    },
-    Disconnected {
-        id: ConnectionId,
-        code: i32,
-        description: String,
-    },
-    StartTransfer {
-        id: ConnectionId,
-        seq: u64,
-    },
-    Transfer {
-        id: ConnectionId,
-        bytes: u64,
-        data: Vec<u8>,
-    },
-    EndTransfer {
-        id: ConnectionId,
-        seq: u64,
-    },
-    AckOut {
-        id: ConnectionId,
-        seq: u64,
-        accept: bool,
-        message: Vec<u8>,
-    },
-    AckIn {
-        id: ConnectionId,
-        accepted: bool,
-    },
-    Error {
-        id: ConnectionId,
-        code: i32,
-        description: String,
-    },
-    Log {
-        id: ConnectionId,
-        level: u8,
-        message: String,
-        log_type: String,
-    },
+    ConnectionRequest { address: String, port: u16, accept: bool },
+    Connected { id: ConnectionId, code: i32, description: String },
+    Disconnected { id: ConnectionId, code: i32, description: String },
+    StartTransfer { id: ConnectionId, seq: u64 },
+    Transfer { id: ConnectionId, bytes: u64, data: Vec<u8> },
+    EndTransfer { id: ConnectionId, seq: u64 },
+    AckOut { id: ConnectionId, seq: u64, accept: bool, message: Vec<u8> },
+    AckIn { id: ConnectionId, accepted: bool },
+    Error { id: ConnectionId, code: i32, description: String },
+    Log { id: ConnectionId, level: u8, message: String, log_type: String },
 }
 
 impl Ev {
@@ -125,31 +86,18 @@ impl Recorder {
     }
 
     pub fn with_hooks(hooks: Hooks) -> Arc<Recorder> {
-        Arc::new(Recorder {
-            events: Mutex::new(Vec::new()),
-            cv: Condvar::new(),
-            hooks,
-        })
+        Arc::new(Recorder { events: Mutex::new(Vec::new()), cv: Condvar::new(), hooks })
     }
 
     fn push(&self, ev: Ev) {
         let mut g = self.events.lock().unwrap();
-        g.push(Rec {
-            ev,
-            thread: std::thread::current().id(),
-            at: Instant::now(),
-        });
+        g.push(Rec { ev, thread: std::thread::current().id(), at: Instant::now() });
         self.cv.notify_all();
     }
 
     /// All events so far.
     pub fn events(&self) -> Vec<Ev> {
-        self.events
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|r| r.ev.clone())
-            .collect()
+        self.events.lock().unwrap().iter().map(|r| r.ev.clone()).collect()
     }
 
     /// All events with their thread and time.
@@ -174,11 +122,7 @@ impl Recorder {
             if now >= deadline {
                 return false;
             }
-            g = self
-                .cv
-                .wait_timeout(g, (deadline - now).min(Duration::from_millis(50)))
-                .unwrap()
-                .0;
+            g = self.cv.wait_timeout(g, (deadline - now).min(Duration::from_millis(50))).unwrap().0;
         }
     }
 
@@ -238,21 +182,13 @@ impl EventHandler for Recorder {
         if let Some(h) = &self.hooks.connection_request {
             h(e);
         }
-        self.push(Ev::ConnectionRequest {
-            address: e.address.to_string(),
-            port: e.port,
-            accept: e.accept,
-        });
+        self.push(Ev::ConnectionRequest { address: e.address.to_string(), port: e.port, accept: e.accept });
     }
     fn connected(&self, e: &StatusEvent<'_>) {
         if let Some(h) = &self.hooks.connected {
             h(e);
         }
-        self.push(Ev::Connected {
-            id: e.connection_id,
-            code: e.status_code,
-            description: e.description.to_string(),
-        });
+        self.push(Ev::Connected { id: e.connection_id, code: e.status_code, description: e.description.to_string() });
     }
     fn disconnected(&self, e: &StatusEvent<'_>) {
         if let Some(h) = &self.hooks.disconnected {
@@ -268,29 +204,19 @@ impl EventHandler for Recorder {
         if let Some(h) = &self.hooks.start_transfer {
             h(e);
         }
-        self.push(Ev::StartTransfer {
-            id: e.connection_id,
-            seq: e.message_seq,
-        });
+        self.push(Ev::StartTransfer { id: e.connection_id, seq: e.message_seq });
     }
     fn transfer(&self, e: &TransferEvent<'_>) {
         if let Some(h) = &self.hooks.transfer {
             h(e);
         }
-        self.push(Ev::Transfer {
-            id: e.connection_id,
-            bytes: e.bytes_transferred,
-            data: e.data.to_vec(),
-        });
+        self.push(Ev::Transfer { id: e.connection_id, bytes: e.bytes_transferred, data: e.data.to_vec() });
     }
     fn end_transfer(&self, e: &TransferBoundaryEvent) {
         if let Some(h) = &self.hooks.end_transfer {
             h(e);
         }
-        self.push(Ev::EndTransfer {
-            id: e.connection_id,
-            seq: e.message_seq,
-        });
+        self.push(Ev::EndTransfer { id: e.connection_id, seq: e.message_seq });
     }
     fn ack_out(&self, e: &mut AckOutEvent<'_>) {
         if let Some(h) = &self.hooks.ack_out {
@@ -307,20 +233,13 @@ impl EventHandler for Recorder {
         if let Some(h) = &self.hooks.ack_in {
             h(e);
         }
-        self.push(Ev::AckIn {
-            id: e.connection_id,
-            accepted: e.accepted,
-        });
+        self.push(Ev::AckIn { id: e.connection_id, accepted: e.accepted });
     }
     fn error(&self, e: &ErrorEvent<'_>) {
         if let Some(h) = &self.hooks.error {
             h(e);
         }
-        self.push(Ev::Error {
-            id: e.connection_id,
-            code: e.error_code,
-            description: e.description.to_string(),
-        });
+        self.push(Ev::Error { id: e.connection_id, code: e.error_code, description: e.description.to_string() });
     }
     fn log(&self, e: &LogEvent<'_>) {
         self.push(Ev::Log {
@@ -358,9 +277,7 @@ pub fn new_server() -> Arc<Server> {
 pub fn setup_with(configs: &[&str], hooks: impl FnOnce(Weak<Server>) -> Hooks) -> Ctx {
     let server = new_server();
     for c in configs {
-        server
-            .config(c)
-            .unwrap_or_else(|e| panic!("config {c}: {e}"));
+        server.config(c).unwrap_or_else(|e| panic!("config {c}: {e}"));
     }
     let rec = Recorder::with_hooks(hooks(Arc::downgrade(&server)));
     server.set_handler(rec.clone());
@@ -382,10 +299,8 @@ pub fn sample(name: &str) -> Vec<u8> {
 
 /// A small HL7 message with a given control id.
 pub fn hl7(control: &str) -> Vec<u8> {
-    format!(
-        "MSH|^~\\&|SND|SFAC|RCV|RFAC|20260101120000||ADT^A01^ADT_A01|{control}|P|2.5.1\rPID|1||{control}\r"
-    )
-    .into_bytes()
+    format!("MSH|^~\\&|SND|SFAC|RCV|RFAC|20260101120000||ADT^A01^ADT_A01|{control}|P|2.5.1\rPID|1||{control}\r")
+        .into_bytes()
 }
 
 /// `<SB> payload <EB><CR>`.
@@ -438,10 +353,7 @@ pub struct Client {
 }
 
 pub fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
+    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
 }
 
 impl Client {
@@ -454,13 +366,7 @@ impl Client {
         stream.set_nodelay(true).unwrap();
         stream.set_read_timeout(Some(WAIT)).unwrap();
         stream.set_write_timeout(Some(WAIT)).unwrap();
-        Client {
-            stream,
-            buf: Vec::new(),
-            sb: SB,
-            eb: EB,
-            eol: CR,
-        }
+        Client { stream, buf: Vec::new(), sb: SB, eb: EB, eol: CR }
     }
 
     pub fn local_port(&self) -> u16 {
@@ -485,11 +391,7 @@ impl Client {
         if self.buf.len() < e + 2 {
             return None;
         }
-        assert_eq!(
-            self.buf[e + 1],
-            self.eol,
-            "server frame not terminated by EOL"
-        );
+        assert_eq!(self.buf[e + 1], self.eol, "server frame not terminated by EOL");
         let content = self.buf[s + 1..e].to_vec();
         self.buf.drain(..e + 2);
         Some(content)
@@ -506,8 +408,7 @@ impl Client {
             if now >= deadline {
                 return Err(io::ErrorKind::TimedOut.into());
             }
-            self.stream
-                .set_read_timeout(Some((deadline - now).max(Duration::from_millis(1))))?;
+            self.stream.set_read_timeout(Some((deadline - now).max(Duration::from_millis(1))))?;
             let mut tmp = [0u8; 65536];
             let r = self.stream.read(&mut tmp);
             self.stream.set_read_timeout(Some(WAIT))?;
@@ -537,11 +438,7 @@ impl Client {
 
     /// Asserts that nothing at all arrives for `d`.
     pub fn expect_silence(&mut self, d: Duration) {
-        assert!(
-            self.buf.is_empty(),
-            "unexpected buffered bytes: {:?}",
-            self.buf
-        );
+        assert!(self.buf.is_empty(), "unexpected buffered bytes: {:?}", self.buf);
         self.stream.set_read_timeout(Some(d)).unwrap();
         let mut tmp = [0u8; 1024];
         let r = self.stream.read(&mut tmp);
@@ -563,9 +460,7 @@ impl Client {
             if now >= deadline {
                 return false;
             }
-            self.stream
-                .set_read_timeout(Some((deadline - now).max(Duration::from_millis(1))))
-                .unwrap();
+            self.stream.set_read_timeout(Some((deadline - now).max(Duration::from_millis(1)))).unwrap();
             match self.stream.read(&mut tmp) {
                 Ok(0) => return true,
                 Ok(_) => {}
@@ -599,17 +494,10 @@ pub fn seg_fields(segment: &str) -> Vec<String> {
 
 /// The segments (CR separated) of an HL7 message as strings.
 pub fn segments(msg: &[u8]) -> Vec<String> {
-    String::from_utf8_lossy(msg)
-        .split('\r')
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect()
+    String::from_utf8_lossy(msg).split('\r').filter(|s| !s.is_empty()).map(str::to_string).collect()
 }
 
 /// Fields of the first segment named `name`.
 pub fn segment(msg: &[u8], name: &str) -> Option<Vec<String>> {
-    segments(msg)
-        .into_iter()
-        .find(|s| s.starts_with(name))
-        .map(|s| seg_fields(&s))
+    segments(msg).into_iter().find(|s| s.starts_with(name)).map(|s| seg_fields(&s))
 }

@@ -1,0 +1,1857 @@
+/* End-to-end harness for the mllp C ABI (include/mllp.h).
+ *
+ * Usage: mllp_c_harness [path/to/adt_a01.hl7] [section ...]
+ * Sections: null stale buffer free roundtrip reentrant threads streams doevents header
+ * (all when none is named). Prints one line per check and a summary; exits 1 on any failure. */
+#define _POSIX_C_SOURCE 200809L
+#include "mllp.h"
+#include "mllp.h" /* twice on purpose: the include guard must hold */
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+#ifndef MLLP_SAMPLE_ADT_A01
+#define MLLP_SAMPLE_ADT_A01 "adt_a01.hl7"
+#endif
+
+/* From header_cxx.cpp and header_c99.c: the header compiled as C++ and as strict C99. */
+const char *mllp_cxx_probe(void);
+const char *mllp_c99_probe(void);
+
+static const char *g_sample_path = MLLP_SAMPLE_ADT_A01;
+static uint8_t *g_msg;      /* the sample's bytes */
+static size_t g_msg_len;
+
+/* ======================================================================================== */
+/* Event recording                                                                          */
+/* ======================================================================================== */
+
+enum {
+  EV_REQUEST = 1,
+  EV_CONNECTED,
+  EV_DISCONNECTED,
+  EV_START,
+  EV_TRANSFER,
+  EV_END,
+  EV_ACKOUT,
+  EV_ACKIN,
+  EV_ERROR,
+  EV_LOG,
+  EV_COUNT
+};
+static const char *ev_names[EV_COUNT] = {"?",      "Request",  "Connected", "Disconnected",
+                                         "Start",  "Transfer", "End",       "AckOut",
+                                         "AckIn",  "Error",    "Log"};
+
+typedef struct {
+  int type;
+  uint64_t conn;
+  uint64_t seq;
+  int code;
+  pthread_t thread;
+} ev_t;
+
+#define MAX_EV 512
+
+typedef struct ctx ctx_t;
+struct ctx {
+  pthread_mutex_t mu;
+  mllp_server *srv;
+  ev_t ev[MAX_EV];
+  int nev;
+  int counts[EV_COUNT];
+  int wrong_user; /* callbacks that received another user pointer */
+  /* ConnectionRequest */
+  char cr_addr[64];
+  uint16_t cr_port;
+  uint8_t cr_accept; /* what to answer */
+  /* Transfer */
+  uint8_t *xfer;
+  size_t xfer_len, xfer_cap;
+  int bytes_cumulative_bad;
+  /* Connected / AckOut / AckIn */
+  uint64_t conn_id; /* last Connected */
+  uint64_t disc_id; /* last Disconnected */
+  uint8_t ackout_accept;
+  int ackout_reject_code;
+  int ackout_delay_ms;
+  int ackout_returned;
+  uint8_t *ackout_msg;
+  size_t ackout_msg_len;
+  int ackin_accepted; /* last AckIn value */
+  int last_error_code;
+  /* hooks run inside callbacks (NULL = none) */
+  void (*on_connected)(ctx_t *, uint64_t id);
+  void (*on_end)(ctx_t *, uint64_t id);
+  void (*on_ackout)(ctx_t *, mllp_ack_out_event *);
+  /* thread hooks */
+  int thread_starts, thread_stops;
+  /* release of the user pointer */
+  int released;
+};
+
+static void ctx_init(ctx_t *c) {
+  memset(c, 0, sizeof *c);
+  pthread_mutex_init(&c->mu, NULL);
+  c->cr_accept = 1;
+  c->ackout_accept = 1;
+  c->ackout_reject_code = MLLP_REJECT_AE;
+  c->ackin_accepted = -1;
+}
+
+static void ctx_destroy(ctx_t *c) {
+  free(c->xfer);
+  free(c->ackout_msg);
+  pthread_mutex_destroy(&c->mu);
+}
+
+static void record(ctx_t *c, void *user, int type, uint64_t conn, uint64_t seq, int code) {
+  pthread_mutex_lock(&c->mu);
+  if (user != c) c->wrong_user++;
+  if (c->nev < MAX_EV) {
+    ev_t *e = &c->ev[c->nev++];
+    e->type = type;
+    e->conn = conn;
+    e->seq = seq;
+    e->code = code;
+    e->thread = pthread_self();
+  }
+  c->counts[type]++;
+  pthread_mutex_unlock(&c->mu);
+}
+
+static int count(ctx_t *c, int type) {
+  int n;
+  pthread_mutex_lock(&c->mu);
+  n = c->counts[type];
+  pthread_mutex_unlock(&c->mu);
+  return n;
+}
+
+static int get_int(ctx_t *c, const int *p) {
+  int v;
+  pthread_mutex_lock(&c->mu);
+  v = *p;
+  pthread_mutex_unlock(&c->mu);
+  return v;
+}
+
+static uint64_t get_u64(ctx_t *c, const uint64_t *p) {
+  uint64_t v;
+  pthread_mutex_lock(&c->mu);
+  v = *p;
+  pthread_mutex_unlock(&c->mu);
+  return v;
+}
+
+/* The events recorded so far as a string like "Request Connected Start ...", skipping Log. */
+static void ev_sequence(ctx_t *c, char *out, size_t cap) {
+  int i;
+  size_t n = 0;
+  out[0] = 0;
+  pthread_mutex_lock(&c->mu);
+  for (i = 0; i < c->nev && n + 16 < cap; i++) {
+    if (c->ev[i].type == EV_LOG) continue;
+    n += (size_t)snprintf(out + n, cap - n, "%s%s", n ? " " : "", ev_names[c->ev[i].type]);
+  }
+  pthread_mutex_unlock(&c->mu);
+}
+
+static void ctx_clear_events(ctx_t *c) {
+  pthread_mutex_lock(&c->mu);
+  c->nev = 0;
+  memset(c->counts, 0, sizeof c->counts);
+  c->xfer_len = 0;
+  c->bytes_cumulative_bad = 0;
+  c->ackout_returned = 0;
+  pthread_mutex_unlock(&c->mu);
+}
+
+/* ---- callbacks ------------------------------------------------------------------------- */
+
+static void cb_request(void *user, mllp_connection_request_event *e) {
+  ctx_t *c = (ctx_t *)user;
+  if (!c) return;
+  record(c, user, EV_REQUEST, 0, 0, 0);
+  pthread_mutex_lock(&c->mu);
+  snprintf(c->cr_addr, sizeof c->cr_addr, "%s", e->address ? e->address : "(null)");
+  c->cr_port = e->port;
+  e->accept = c->cr_accept;
+  pthread_mutex_unlock(&c->mu);
+}
+
+static void cb_connected(void *user, const mllp_status_event *e) {
+  ctx_t *c = (ctx_t *)user;
+  if (!c) return;
+  record(c, user, EV_CONNECTED, e->connection_id, 0, e->status_code);
+  pthread_mutex_lock(&c->mu);
+  c->conn_id = e->connection_id;
+  pthread_mutex_unlock(&c->mu);
+  if (c->on_connected) c->on_connected(c, e->connection_id);
+}
+
+static void cb_disconnected(void *user, const mllp_status_event *e) {
+  ctx_t *c = (ctx_t *)user;
+  if (!c) return;
+  record(c, user, EV_DISCONNECTED, e->connection_id, 0, e->status_code);
+  pthread_mutex_lock(&c->mu);
+  c->disc_id = e->connection_id;
+  pthread_mutex_unlock(&c->mu);
+}
+
+static void cb_start(void *user, const mllp_transfer_boundary_event *e) {
+  ctx_t *c = (ctx_t *)user;
+  if (!c) return;
+  record(c, user, EV_START, e->connection_id, e->message_seq, 0);
+  pthread_mutex_lock(&c->mu);
+  c->xfer_len = 0;
+  pthread_mutex_unlock(&c->mu);
+}
+
+static void cb_transfer(void *user, const mllp_transfer_event *e) {
+  ctx_t *c = (ctx_t *)user;
+  if (!c) return;
+  record(c, user, EV_TRANSFER, e->connection_id, 0, 0);
+  pthread_mutex_lock(&c->mu);
+  if (c->xfer_len + e->len > c->xfer_cap) {
+    size_t nc = (c->xfer_len + e->len) * 2;
+    uint8_t *nb = (uint8_t *)realloc(c->xfer, nc);
+    if (nb) {
+      c->xfer = nb;
+      c->xfer_cap = nc;
+    }
+  }
+  if (c->xfer_len + e->len <= c->xfer_cap && e->len) {
+    memcpy(c->xfer + c->xfer_len, e->data, e->len);
+    c->xfer_len += e->len;
+  }
+  if (e->bytes_transferred != c->xfer_len) c->bytes_cumulative_bad++;
+  pthread_mutex_unlock(&c->mu);
+}
+
+static void cb_end(void *user, const mllp_transfer_boundary_event *e) {
+  ctx_t *c = (ctx_t *)user;
+  if (!c) return;
+  record(c, user, EV_END, e->connection_id, e->message_seq, 0);
+  if (c->on_end) c->on_end(c, e->connection_id);
+}
+
+static void cb_ackout(void *user, mllp_ack_out_event *e) {
+  ctx_t *c = (ctx_t *)user;
+  int delay;
+  if (!c) return;
+  record(c, user, EV_ACKOUT, e->connection_id, e->message_seq, 0);
+  pthread_mutex_lock(&c->mu);
+  free(c->ackout_msg);
+  c->ackout_msg = (uint8_t *)malloc(e->message_len + 1);
+  if (c->ackout_msg) memcpy(c->ackout_msg, e->message, e->message_len);
+  c->ackout_msg_len = e->message_len;
+  e->accept = c->ackout_accept;
+  e->reject_code = c->ackout_reject_code;
+  delay = c->ackout_delay_ms;
+  pthread_mutex_unlock(&c->mu);
+  if (c->on_ackout) c->on_ackout(c, e);
+  /* The acknowledgement must not reach the client before this callback returns. */
+  if (delay) tu_sleep_ms(delay);
+  pthread_mutex_lock(&c->mu);
+  c->ackout_returned = 1;
+  pthread_mutex_unlock(&c->mu);
+}
+
+static void cb_ackin(void *user, const mllp_ack_in_event *e) {
+  ctx_t *c = (ctx_t *)user;
+  if (!c) return;
+  record(c, user, EV_ACKIN, e->connection_id, 0, e->accepted);
+  pthread_mutex_lock(&c->mu);
+  c->ackin_accepted = e->accepted;
+  pthread_mutex_unlock(&c->mu);
+}
+
+static void cb_error(void *user, const mllp_error_event *e) {
+  ctx_t *c = (ctx_t *)user;
+  if (!c) return;
+  record(c, user, EV_ERROR, e->connection_id, 0, e->error_code);
+  pthread_mutex_lock(&c->mu);
+  c->last_error_code = e->error_code;
+  pthread_mutex_unlock(&c->mu);
+  tu_note("Error event: connection %llu code %d: %s", (unsigned long long)e->connection_id,
+          e->error_code, e->description ? e->description : "(null)");
+}
+
+static void cb_log(void *user, const mllp_log_event *e) {
+  ctx_t *c = (ctx_t *)user;
+  if (!c) return;
+  record(c, user, EV_LOG, e->connection_id, 0, e->log_level);
+}
+
+static void cb_thread_start(void *user) {
+  ctx_t *c = (ctx_t *)user;
+  if (!c) return;
+  pthread_mutex_lock(&c->mu);
+  c->thread_starts++;
+  pthread_mutex_unlock(&c->mu);
+}
+
+static void cb_thread_stop(void *user) {
+  ctx_t *c = (ctx_t *)user;
+  if (!c) return;
+  pthread_mutex_lock(&c->mu);
+  c->thread_stops++;
+  pthread_mutex_unlock(&c->mu);
+}
+
+static void cb_release(void *user) {
+  ctx_t *c = (ctx_t *)user;
+  pthread_mutex_lock(&c->mu);
+  c->released++;
+  pthread_mutex_unlock(&c->mu);
+}
+
+/* A plain counter for release callbacks that are not a ctx. */
+static pthread_mutex_t g_count_mu = PTHREAD_MUTEX_INITIALIZER;
+static void cb_count(void *user) {
+  pthread_mutex_lock(&g_count_mu);
+  (*(int *)user)++;
+  pthread_mutex_unlock(&g_count_mu);
+}
+static int counter(int *p) {
+  int v;
+  pthread_mutex_lock(&g_count_mu);
+  v = *p;
+  pthread_mutex_unlock(&g_count_mu);
+  return v;
+}
+
+/* Registers every callback with `c` as user data (released into c->released). */
+static void install(mllp_server *s, ctx_t *c) {
+  c->srv = s;
+  CHECK_RC(mllp_server_set_user_data(s, c, cb_release), MLLP_OK);
+  mllp_server_on_connection_request(s, cb_request);
+  mllp_server_on_connected(s, cb_connected);
+  mllp_server_on_disconnected(s, cb_disconnected);
+  mllp_server_on_start_transfer(s, cb_start);
+  mllp_server_on_transfer(s, cb_transfer);
+  mllp_server_on_end_transfer(s, cb_end);
+  mllp_server_on_ack_out(s, cb_ackout);
+  mllp_server_on_ack_in(s, cb_ackin);
+  mllp_server_on_error(s, cb_error);
+  mllp_server_on_log(s, cb_log);
+  mllp_server_on_thread_start(s, cb_thread_start);
+  mllp_server_on_thread_stop(s, cb_thread_stop);
+}
+
+/* A server on 127.0.0.1, an ephemeral port, every callback installed; port read back. */
+static mllp_server *start_server(ctx_t *c, const char *config, uint16_t *port) {
+  mllp_server *s = mllp_server_new();
+  CHECK(s != NULL, "mllp_server_new() != NULL");
+  if (!s) return NULL;
+  install(s, c);
+  CHECK_RC(mllp_server_set_local_host(s, "127.0.0.1"), MLLP_OK);
+  CHECK_RC(mllp_server_set_local_port(s, 0), MLLP_OK);
+  if (config) CHECK_RC(mllp_server_config(s, config, NULL, NULL), MLLP_OK);
+  CHECK_RC(mllp_server_start_listening(s), MLLP_OK);
+  *port = 0;
+  CHECK_RC(mllp_server_get_local_port(s, port), MLLP_OK);
+  CHECK(*port != 0, "LocalPort read back after listening on port 0: %u", *port);
+  return s;
+}
+
+/* Frees the server and checks the user pointer was released exactly once. */
+static void free_server(mllp_server *s, ctx_t *c) {
+  CHECK_RC(mllp_server_free(s), MLLP_OK);
+  CHECK(get_int(c, &c->released) == 1, "user data released exactly once on free (got %d)",
+        get_int(c, &c->released));
+  CHECK(get_int(c, &c->wrong_user) == 0, "every callback got the registered user pointer");
+}
+
+/* Connects a client and waits for its Connected event; returns the connection id or 0. */
+static uint64_t connect_client(ctx_t *c, tu_client *cl, uint16_t port) {
+  int before = count(c, EV_CONNECTED);
+  if (!CHECK(tu_connect(cl, port) == 0, "client connects to 127.0.0.1:%u", port)) return 0;
+  WAIT_UNTIL(count(c, EV_CONNECTED) > before, 5000);
+  if (!CHECK(count(c, EV_CONNECTED) > before, "Connected fired for the client")) return 0;
+  return get_u64(c, &c->conn_id);
+}
+
+/* ======================================================================================== */
+/* 1. NULL server, NULL outputs, last error, descriptions, version                           */
+/* ======================================================================================== */
+
+static int g_null_close;
+static void *thread_last_error(void *arg) {
+  int *ok = (int *)arg;
+  ok[0] = mllp_last_error_code() == 0;
+  ok[1] = strcmp(mllp_last_error_message(), "") == 0;
+  ok[2] = mllp_server_set_version(NULL, 2) == MLLP_ERR_INVALID_ARGUMENT &&
+          mllp_last_error_code() == MLLP_ERR_INVALID_ARGUMENT;
+  return NULL;
+}
+
+static ptrdiff_t rd_never(void *u, uint8_t *b, size_t n) {
+  (void)u;
+  (void)b;
+  (void)n;
+  return 0;
+}
+static int wr_never(void *u, const uint8_t *d, size_t n) {
+  (void)u;
+  (void)d;
+  (void)n;
+  return 0;
+}
+
+static void test_null(void) {
+  mllp_server *N = NULL;
+  char buf[64];
+  size_t len = sizeof buf;
+  uint8_t u8;
+  uint16_t u16;
+  uint32_t u32;
+  int i32;
+  size_t sz;
+  uint64_t ids[4];
+  int rel = 0;
+  char want[32];
+
+  tu_section("1. NULL server and NULL outputs -> MLLP_ERR_INVALID_ARGUMENT");
+  CHECK_RC(mllp_server_on_connection_request(N, cb_request), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_server_on_connected(N, cb_connected), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_server_on_disconnected(N, cb_disconnected), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_server_on_start_transfer(N, cb_start), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_server_on_transfer(N, cb_transfer), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_server_on_end_transfer(N, cb_end), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_server_on_ack_out(N, cb_ackout), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_server_on_ack_in(N, cb_ackin), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_server_on_error(N, cb_error), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_server_on_log(N, cb_log), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_server_on_thread_start(N, cb_thread_start), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_server_on_thread_stop(N, cb_thread_stop), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_server_set_user_data(N, &rel, cb_count), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK(counter(&rel) == 0, "set_user_data(NULL server): release not called (got %d)",
+        counter(&rel));
+
+  CHECK_RC(mllp_connection_get_connected(N, 1, &u8), MLLP_ERR_INVALID_ARGUMENT);
+  len = sizeof buf;
+  CHECK_RC(mllp_connection_get_remote_host(N, 1, buf, &len), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_connection_get_remote_port(N, 1, &u16), MLLP_ERR_INVALID_ARGUMENT);
+  len = sizeof buf;
+  CHECK_RC(mllp_connection_get_local_address(N, 1, buf, &len), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_connection_get_timeout(N, 1, &u32), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_connection_set_timeout(N, 1, 5), MLLP_ERR_INVALID_ARGUMENT);
+  len = sizeof buf;
+  CHECK_RC(mllp_connection_get_input_data(N, 1, (uint8_t *)buf, &len), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_connection_set_input_data(N, 1, (const uint8_t *)"x", 1),
+           MLLP_ERR_INVALID_ARGUMENT);
+  len = sizeof buf;
+  CHECK_RC(mllp_connection_get_input_file_name(N, 1, buf, &len), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_connection_set_input_file_name(N, 1, "/tmp/x"), MLLP_ERR_INVALID_ARGUMENT);
+  len = sizeof buf;
+  CHECK_RC(mllp_connection_get_output_data(N, 1, (uint8_t *)buf, &len), MLLP_ERR_INVALID_ARGUMENT);
+  len = sizeof buf;
+  CHECK_RC(mllp_connection_get_output_file_name(N, 1, buf, &len), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_connection_set_output_file_name(N, 1, "/tmp/x"), MLLP_ERR_INVALID_ARGUMENT);
+  g_null_close = 0;
+  CHECK_RC(mllp_connection_set_input_stream(N, 1, rd_never, cb_count, &g_null_close),
+           MLLP_ERR_INVALID_ARGUMENT);
+  CHECK(counter(&g_null_close) == 1, "set_input_stream(NULL server): close called once (got %d)",
+        counter(&g_null_close));
+  g_null_close = 0;
+  CHECK_RC(mllp_connection_set_output_stream(N, 1, wr_never, cb_count, &g_null_close),
+           MLLP_ERR_INVALID_ARGUMENT);
+  CHECK(counter(&g_null_close) == 1,
+        "set_output_stream(NULL server): close called once (got %d)", counter(&g_null_close));
+
+  CHECK_RC(mllp_server_free(NULL), MLLP_OK);
+  CHECK_RC(mllp_server_get_default_timeout(N, &u32), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_server_get_keep_alive(N, &u8), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_server_get_listening(N, &u8), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_server_get_local_port(N, &u16), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_server_get_version(N, &i32), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_server_get_connection_count(N, &sz), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_server_set_default_timeout(N, 1), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_server_set_keep_alive(N, 1), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_server_set_local_port(N, 0), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_server_set_version(N, 2), MLLP_ERR_INVALID_ARGUMENT);
+  len = sizeof buf;
+  CHECK_RC(mllp_server_get_local_host(N, buf, &len), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_server_set_local_host(N, "127.0.0.1"), MLLP_ERR_INVALID_ARGUMENT);
+  len = sizeof buf;
+  CHECK_RC(mllp_server_config(N, "AckMode", buf, &len), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_server_config(N, "AckMode=HL7", NULL, NULL), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_server_start_listening(N), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_server_stop_listening(N), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_server_shutdown(N), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_server_reset(N), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_server_disconnect(N, 1), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_server_interrupt(N, 1), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_server_send(N, 1), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_server_send_bytes(N, 1, (const uint8_t *)"x", 1), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_server_do_events(N, 0, &sz), MLLP_ERR_INVALID_ARGUMENT);
+  len = 4;
+  CHECK_RC(mllp_server_get_connections(N, ids, &len), MLLP_ERR_INVALID_ARGUMENT);
+
+  /* last error reflects the last failure */
+  CHECK(mllp_last_error_code() == MLLP_ERR_INVALID_ARGUMENT,
+        "mllp_last_error_code() == 2001 after a NULL server (got %d)", mllp_last_error_code());
+  CHECK(mllp_last_error_message() != NULL && strlen(mllp_last_error_message()) > 0,
+        "mllp_last_error_message() non-empty: \"%s\"",
+        mllp_last_error_message() ? mllp_last_error_message() : "(null)");
+  CHECK(mllp_last_error_message() && strstr(mllp_last_error_message(), "NULL") != NULL,
+        "last error message mentions NULL");
+
+  {
+    mllp_server *s = mllp_server_new();
+    CHECK(s != NULL, "mllp_server_new() != NULL");
+    tu_section("1. NULL output pointers on a valid server");
+    CHECK_RC(mllp_server_get_default_timeout(s, NULL), MLLP_ERR_INVALID_ARGUMENT);
+    CHECK_RC(mllp_server_get_keep_alive(s, NULL), MLLP_ERR_INVALID_ARGUMENT);
+    CHECK_RC(mllp_server_get_listening(s, NULL), MLLP_ERR_INVALID_ARGUMENT);
+    CHECK_RC(mllp_server_get_local_port(s, NULL), MLLP_ERR_INVALID_ARGUMENT);
+    CHECK_RC(mllp_server_get_version(s, NULL), MLLP_ERR_INVALID_ARGUMENT);
+    CHECK_RC(mllp_server_get_connection_count(s, NULL), MLLP_ERR_INVALID_ARGUMENT);
+    CHECK_RC(mllp_server_get_local_host(s, buf, NULL), MLLP_ERR_INVALID_ARGUMENT);
+    CHECK_RC(mllp_server_set_local_host(s, NULL), MLLP_ERR_INVALID_ARGUMENT);
+    CHECK_RC(mllp_server_config(s, NULL, buf, &len), MLLP_ERR_INVALID_ARGUMENT);
+    CHECK_RC(mllp_server_config(s, "AckMode", buf, NULL), MLLP_ERR_INVALID_ARGUMENT);
+    CHECK_RC(mllp_server_get_connections(s, ids, NULL), MLLP_ERR_INVALID_ARGUMENT);
+    CHECK_RC(mllp_server_send_bytes(s, 1, NULL, 5), MLLP_ERR_INVALID_ARGUMENT);
+    CHECK_RC(mllp_connection_set_input_data(s, 1, NULL, 5), MLLP_ERR_INVALID_ARGUMENT);
+    CHECK_RC(mllp_server_do_events(s, 0, NULL), MLLP_OK); /* documented: may be NULL */
+
+    tu_section("1. other failures and the per-thread last error");
+    CHECK_RC(mllp_server_set_version(s, 3), MLLP_ERR_INVALID_VALUE);
+    CHECK(mllp_last_error_code() == MLLP_ERR_INVALID_VALUE,
+          "mllp_last_error_code() follows the last failure: 2005 (got %d)",
+          mllp_last_error_code());
+    CHECK_RC(mllp_server_config(s, "NoSuchSetting", buf, &len), MLLP_ERR_UNKNOWN_SETTING);
+    CHECK(mllp_last_error_code() == MLLP_ERR_UNKNOWN_SETTING, "last error code now 2004");
+    CHECK_RC(mllp_server_config(s, "NoSuchSetting=1", NULL, NULL), MLLP_ERR_UNKNOWN_SETTING);
+    CHECK_RC(mllp_server_config(s, "AckMode=Maybe", NULL, NULL), MLLP_ERR_INVALID_VALUE);
+    {
+      int u = 0;
+      CHECK_RC(mllp_server_get_listening(s, &u8), MLLP_OK);
+      (void)u;
+    }
+    CHECK(mllp_last_error_code() == MLLP_ERR_INVALID_VALUE,
+          "a successful call leaves the last failure in place (got %d)", mllp_last_error_code());
+    {
+      pthread_t t;
+      int ok[3] = {0, 0, 0};
+      pthread_create(&t, NULL, thread_last_error, ok);
+      pthread_join(t, NULL);
+      CHECK(ok[0], "a new thread sees mllp_last_error_code() == 0");
+      CHECK(ok[1], "a new thread sees mllp_last_error_message() == \"\"");
+      CHECK(ok[2], "a failure on that thread is recorded there");
+      CHECK(mllp_last_error_code() == MLLP_ERR_INVALID_VALUE,
+            "...and does not change this thread's last error (got %d)", mllp_last_error_code());
+    }
+    CHECK_RC(mllp_server_free(s), MLLP_OK);
+  }
+
+  tu_section("1. descriptions and version");
+  CHECK(mllp_error_description(671) != NULL && strlen(mllp_error_description(671)) > 0,
+        "mllp_error_description(671) = \"%s\"", mllp_error_description(671));
+  CHECK(mllp_error_description(2006) != NULL && strlen(mllp_error_description(2006)) > 0,
+        "mllp_error_description(2006) = \"%s\"", mllp_error_description(2006));
+  CHECK(mllp_error_description(-123456) != NULL, "mllp_error_description(unknown) != NULL");
+  CHECK(mllp_error_description(671) == mllp_error_description(671),
+        "mllp_error_description returns static storage (same pointer twice)");
+  snprintf(want, sizeof want, "%d.%d.%d", MLLP_VERSION_MAJOR, MLLP_VERSION_MINOR,
+           MLLP_VERSION_PATCH);
+  CHECK(mllp_version() != NULL && strcmp(mllp_version(), want) == 0,
+        "mllp_version() \"%s\" == \"%s\"", mllp_version() ? mllp_version() : "(null)", want);
+}
+
+/* ======================================================================================== */
+/* 2. Stale and unknown connection ids                                                      */
+/* ======================================================================================== */
+
+static void check_stale_id(mllp_server *s, uint64_t id) {
+  char buf[64];
+  size_t len;
+  uint8_t u8;
+  uint16_t u16;
+  uint32_t u32;
+  int closes = 0;
+  const int E = MLLP_ERR_NO_SUCH_CONNECTION;
+  tu_note("connection id %llu (0x%llx)", (unsigned long long)id, (unsigned long long)id);
+  CHECK_RC(mllp_connection_get_connected(s, id, &u8), E);
+  len = sizeof buf;
+  CHECK_RC(mllp_connection_get_remote_host(s, id, buf, &len), E);
+  CHECK_RC(mllp_connection_get_remote_port(s, id, &u16), E);
+  len = sizeof buf;
+  CHECK_RC(mllp_connection_get_local_address(s, id, buf, &len), E);
+  CHECK_RC(mllp_connection_get_timeout(s, id, &u32), E);
+  CHECK_RC(mllp_connection_set_timeout(s, id, 3), E);
+  len = sizeof buf;
+  CHECK_RC(mllp_connection_get_input_data(s, id, (uint8_t *)buf, &len), E);
+  CHECK_RC(mllp_connection_set_input_data(s, id, (const uint8_t *)"abc", 3), E);
+  len = sizeof buf;
+  CHECK_RC(mllp_connection_get_input_file_name(s, id, buf, &len), E);
+  CHECK_RC(mllp_connection_set_input_file_name(s, id, "/tmp/none"), E);
+  len = sizeof buf;
+  CHECK_RC(mllp_connection_get_output_data(s, id, (uint8_t *)buf, &len), E);
+  len = sizeof buf;
+  CHECK_RC(mllp_connection_get_output_file_name(s, id, buf, &len), E);
+  CHECK_RC(mllp_connection_set_output_file_name(s, id, "/tmp/none"), E);
+  CHECK_RC(mllp_connection_set_input_stream(s, id, rd_never, cb_count, &closes), E);
+  CHECK(counter(&closes) == 1, "input stream closed once after the failed call (got %d)",
+        counter(&closes));
+  closes = 0;
+  CHECK_RC(mllp_connection_set_output_stream(s, id, wr_never, cb_count, &closes), E);
+  CHECK(counter(&closes) == 1, "output stream closed once after the failed call (got %d)",
+        counter(&closes));
+  CHECK_RC(mllp_server_send(s, id), E);
+  CHECK_RC(mllp_server_send_bytes(s, id, (const uint8_t *)"abc", 3), E);
+  CHECK_RC(mllp_server_disconnect(s, id), E);
+  CHECK_RC(mllp_server_interrupt(s, id), E);
+  CHECK(mllp_last_error_code() == E, "last error code is 2002");
+}
+
+static void test_stale(void) {
+  ctx_t c;
+  uint16_t port;
+  mllp_server *s;
+  tu_client a, b;
+  uint64_t ida, idb;
+  uint8_t u8 = 9;
+
+  tu_section("2. Stale and unknown connection ids -> MLLP_ERR_NO_SUCH_CONNECTION");
+  ctx_init(&c);
+  s = start_server(&c, NULL, &port);
+  if (!s) return;
+  ida = connect_client(&c, &a, port);
+  CHECK(ida != 0, "connection id is not 0");
+  CHECK_RC(mllp_connection_get_connected(s, ida, &u8), MLLP_OK);
+  CHECK(u8 == 1, "Connected == 1 for the live connection");
+  tu_close(&a);
+  WAIT_UNTIL(count(&c, EV_DISCONNECTED) == 1, 5000);
+  CHECK(count(&c, EV_DISCONNECTED) == 1, "Disconnected fired after the client closed");
+  CHECK(get_u64(&c, &c.disc_id) == ida, "Disconnected carries the closed connection's id");
+  /* a new connection may reuse the slot: the old id must still be unknown */
+  idb = connect_client(&c, &b, port);
+  CHECK(idb != 0 && idb != ida, "a new connection gets a new id (%llu != %llu)",
+        (unsigned long long)idb, (unsigned long long)ida);
+  check_stale_id(s, 0);
+  check_stale_id(s, 12345);
+  check_stale_id(s, ida);
+  u8 = 9;
+  CHECK_RC(mllp_connection_get_connected(s, idb, &u8), MLLP_OK);
+  CHECK(u8 == 1, "the new connection is unaffected");
+  tu_close(&b);
+  free_server(s, &c);
+  ctx_destroy(&c);
+}
+
+/* ======================================================================================== */
+/* 3. The buffer rule                                                                       */
+/* ======================================================================================== */
+
+typedef int (*getbuf_fn)(mllp_server *s, uint64_t id, const char *arg, void *buf, size_t *len);
+
+static int g_local_host(mllp_server *s, uint64_t id, const char *a, void *b, size_t *l) {
+  (void)id;
+  (void)a;
+  return mllp_server_get_local_host(s, (char *)b, l);
+}
+static int g_config(mllp_server *s, uint64_t id, const char *a, void *b, size_t *l) {
+  (void)id;
+  return mllp_server_config(s, a, (char *)b, l);
+}
+static int g_remote_host(mllp_server *s, uint64_t id, const char *a, void *b, size_t *l) {
+  (void)a;
+  return mllp_connection_get_remote_host(s, id, (char *)b, l);
+}
+static int g_local_address(mllp_server *s, uint64_t id, const char *a, void *b, size_t *l) {
+  (void)a;
+  return mllp_connection_get_local_address(s, id, (char *)b, l);
+}
+static int g_input_data(mllp_server *s, uint64_t id, const char *a, void *b, size_t *l) {
+  (void)a;
+  return mllp_connection_get_input_data(s, id, (uint8_t *)b, l);
+}
+static int g_output_data(mllp_server *s, uint64_t id, const char *a, void *b, size_t *l) {
+  (void)a;
+  return mllp_connection_get_output_data(s, id, (uint8_t *)b, l);
+}
+static int g_input_file(mllp_server *s, uint64_t id, const char *a, void *b, size_t *l) {
+  (void)a;
+  return mllp_connection_get_input_file_name(s, id, (char *)b, l);
+}
+static int g_output_file(mllp_server *s, uint64_t id, const char *a, void *b, size_t *l) {
+  (void)a;
+  return mllp_connection_get_output_file_name(s, id, (char *)b, l);
+}
+static int g_connections(mllp_server *s, uint64_t id, const char *a, void *b, size_t *l) {
+  (void)id;
+  (void)a;
+  return mllp_server_get_connections(s, (uint64_t *)b, l);
+}
+
+/* Checks the rule: NULL or small buffer -> 2008 with *len = need and nothing copied; then a
+ * right-sized buffer -> OK with the value. `expect` has `need` units of `unit` bytes (strings:
+ * including the NUL). When `expect` is NULL the value is only checked for its size. */
+static void check_buffer_rule(const char *what, getbuf_fn f, mllp_server *s, uint64_t id,
+                              const char *arg, const void *expect, size_t need, size_t unit) {
+  size_t len;
+  uint8_t *buf = (uint8_t *)malloc((need + 2) * unit + 1);
+  size_t i;
+  int untouched = 1;
+  tu_note("buffer rule: %s (needs %zu)", what, need);
+  len = 0;
+  CHECK_RC(f(s, id, arg, NULL, &len), MLLP_ERR_BUFFER_TOO_SMALL);
+  CHECK(len == need, "%s: NULL buffer, capacity 0 -> *len = %zu (got %zu)", what, need, len);
+  len = 100000;
+  CHECK_RC(f(s, id, arg, NULL, &len), MLLP_ERR_BUFFER_TOO_SMALL);
+  CHECK(len == need, "%s: NULL buffer, large capacity -> *len = %zu (got %zu)", what, need, len);
+  if (need > 0) {
+    memset(buf, 0xA5, (need + 2) * unit);
+    len = need - 1;
+    CHECK_RC(f(s, id, arg, buf, &len), MLLP_ERR_BUFFER_TOO_SMALL);
+    CHECK(len == need, "%s: capacity need-1 -> *len = %zu (got %zu)", what, need, len);
+    for (i = 0; i < (need + 2) * unit; i++)
+      if (buf[i] != 0xA5) untouched = 0;
+    CHECK(untouched, "%s: nothing copied into the too-small buffer", what);
+  }
+  memset(buf, 0xA5, (need + 2) * unit);
+  len = need;
+  CHECK_RC(f(s, id, arg, buf, &len), MLLP_OK);
+  CHECK(len == need, "%s: right-sized buffer -> *len = %zu (got %zu)", what, need, len);
+  if (expect)
+    CHECK(memcmp(buf, expect, need * unit) == 0, "%s: the value is copied exactly", what);
+  CHECK(buf[need * unit] == 0xA5, "%s: nothing written past *len", what);
+  len = need + 2;
+  CHECK_RC(f(s, id, arg, buf, &len), MLLP_OK);
+  CHECK(len == need, "%s: larger buffer -> *len = %zu (got %zu)", what, need, len);
+  free(buf);
+}
+
+static void test_buffer(void) {
+  ctx_t c;
+  uint16_t port;
+  mllp_server *s;
+  tu_client a, b;
+  uint64_t ida, idb;
+  uint8_t *ack = NULL;
+  long n;
+  char path[64];
+
+  tu_section("3. The buffer rule (MLLP_ERR_BUFFER_TOO_SMALL, *len = size needed)");
+  ctx_init(&c);
+  s = start_server(&c, NULL, &port);
+  if (!s) return;
+  check_buffer_rule("LocalHost", g_local_host, s, 0, NULL, "127.0.0.1", 10, 1);
+  check_buffer_rule("Config(\"AckMode\")", g_config, s, 0, "AckMode", "MLLP", 5, 1);
+  check_buffer_rule("Config(\"LocalHost\")", g_config, s, 0, "LocalHost", "127.0.0.1", 10, 1);
+  ida = connect_client(&c, &a, port);
+  check_buffer_rule("RemoteHost", g_remote_host, s, ida, NULL, "127.0.0.1", 10, 1);
+  check_buffer_rule("LocalAddress", g_local_address, s, ida, NULL, "127.0.0.1", 10, 1);
+  CHECK_RC(mllp_connection_set_input_data(s, ida, g_msg, g_msg_len), MLLP_OK);
+  check_buffer_rule("InputData", g_input_data, s, ida, NULL, g_msg, g_msg_len, 1);
+  snprintf(path, sizeof path, "/tmp/mllp-harness-%d-in.hl7", (int)getpid());
+  CHECK_RC(mllp_connection_set_input_file_name(s, ida, path), MLLP_OK);
+  check_buffer_rule("InputFileName", g_input_file, s, ida, NULL, path, strlen(path) + 1, 1);
+  CHECK_RC(mllp_connection_set_input_file_name(s, ida, ""), MLLP_OK);
+  snprintf(path, sizeof path, "/tmp/mllp-harness-%d-out.hl7", (int)getpid());
+  CHECK_RC(mllp_connection_set_output_file_name(s, ida, path), MLLP_OK);
+  check_buffer_rule("OutputFileName", g_output_file, s, ida, NULL, path, strlen(path) + 1, 1);
+  CHECK_RC(mllp_connection_set_output_file_name(s, ida, ""), MLLP_OK);
+  /* OutputData after a message */
+  CHECK(tu_send_frame(&a, g_msg, g_msg_len) == 0, "client sends the sample message");
+  n = tu_recv_frame(&a, &ack, 5000);
+  CHECK(n == 1 && ack && ack[0] == TU_ACK, "client receives the MLLP ACK (n=%ld)", n);
+  free(ack);
+  check_buffer_rule("OutputData", g_output_data, s, ida, NULL, g_msg, g_msg_len, 1);
+  /* connections list with two clients */
+  idb = connect_client(&c, &b, port);
+  {
+    uint64_t ids[2];
+    size_t len = 2;
+    int rc = mllp_server_get_connections(s, ids, &len);
+    int found = rc == MLLP_OK && len == 2 &&
+                ((ids[0] == ida && ids[1] == idb) || (ids[0] == idb && ids[1] == ida));
+    CHECK(found, "get_connections lists both connection ids");
+    if (found) check_buffer_rule("Connections", g_connections, s, 0, NULL, ids, 2, sizeof ids[0]);
+  }
+  tu_close(&a);
+  tu_close(&b);
+  free_server(s, &c);
+  ctx_destroy(&c);
+}
+
+/* ======================================================================================== */
+/* 4. Free in every state                                                                   */
+/* ======================================================================================== */
+
+static mllp_server *g_other;
+static int g_other_rc;
+static void hook_free_other(ctx_t *c, uint64_t id) {
+  (void)c;
+  (void)id;
+  if (g_other) g_other_rc = mllp_server_free(g_other);
+  g_other = NULL;
+}
+
+static void test_free(void) {
+  tu_section("4. mllp_server_free in every state; user data released exactly once");
+  { /* never started */
+    int r = 0;
+    mllp_server *s = mllp_server_new();
+    tu_note("never started");
+    CHECK_RC(mllp_server_set_user_data(s, &r, cb_count), MLLP_OK);
+    CHECK(counter(&r) == 0, "not released while set");
+    CHECK_RC(mllp_server_free(s), MLLP_OK);
+    CHECK(counter(&r) == 1, "released once by free (got %d)", counter(&r));
+  }
+  { /* replacing the user data */
+    int r1 = 0, r2 = 0, r3 = 0;
+    mllp_server *s = mllp_server_new();
+    tu_note("replacing the user data");
+    CHECK_RC(mllp_server_set_user_data(s, &r1, cb_count), MLLP_OK);
+    CHECK_RC(mllp_server_set_user_data(s, &r2, cb_count), MLLP_OK);
+    CHECK(counter(&r1) == 1, "the replaced pointer is released once (got %d)", counter(&r1));
+    CHECK(counter(&r2) == 0, "the new pointer is not released");
+    CHECK_RC(mllp_server_on_log(s, cb_log), MLLP_OK); /* a callback change keeps the pointer */
+    CHECK(counter(&r2) == 0, "changing a callback does not release the pointer");
+    CHECK_RC(mllp_server_set_user_data(s, &r3, NULL), MLLP_OK); /* no release callback */
+    CHECK(counter(&r2) == 1, "replaced again: released once (got %d)", counter(&r2));
+    CHECK_RC(mllp_server_free(s), MLLP_OK);
+    CHECK(counter(&r1) == 1 && counter(&r2) == 1 && counter(&r3) == 0,
+          "free: no further releases (r1=%d r2=%d r3=%d)", counter(&r1), counter(&r2),
+          counter(&r3));
+  }
+  { /* listening */
+    ctx_t c;
+    uint16_t port;
+    mllp_server *s;
+    tu_note("listening");
+    ctx_init(&c);
+    s = start_server(&c, NULL, &port);
+    if (s) {
+      uint8_t l = 0;
+      CHECK_RC(mllp_server_get_listening(s, &l), MLLP_OK);
+      CHECK(l == 1, "Listening == 1");
+      WAIT_UNTIL(get_int(&c, &c.thread_starts) == 1, 2000);
+      {
+        ctx_t c2;
+        ctx_init(&c2);
+        c2.srv = s;
+        CHECK_RC(mllp_server_set_user_data(s, &c2, cb_release), MLLP_OK);
+        WAIT_UNTIL(get_int(&c, &c.released) == 1, 1000);
+        CHECK(get_int(&c, &c.released) == 1,
+              "idle listening server: the replaced pointer is released within 1 s (released %d "
+              "times)",
+              get_int(&c, &c.released));
+        CHECK_RC(mllp_server_free(s), MLLP_OK);
+        CHECK(get_int(&c, &c.released) == 1 && get_int(&c2, &c2.released) == 1,
+              "after free: replaced and current pointers each released exactly once (%d/%d)",
+              get_int(&c, &c.released), get_int(&c2, &c2.released));
+        CHECK(c.thread_starts == 1 && c2.thread_stops == 1 && c.thread_stops == 0,
+              "thread start hook ran once (old pointer), stop hook once (new pointer)");
+        ctx_destroy(&c2);
+      }
+    }
+    ctx_destroy(&c);
+  }
+  { /* with clients, mid-conversation */
+    ctx_t c;
+    uint16_t port;
+    mllp_server *s;
+    tu_client a, b;
+    tu_note("with two clients, one of them mid-message");
+    ctx_init(&c);
+    s = start_server(&c, NULL, &port);
+    if (s) {
+      uint64_t ida = connect_client(&c, &a, port);
+      uint64_t idb = connect_client(&c, &b, port);
+      uint8_t sb = TU_SB;
+      (void)ida;
+      (void)idb;
+      CHECK(tu_send_all(&a, &sb, 1) == 0 && tu_send_all(&a, g_msg, g_msg_len / 2) == 0,
+            "client A sends half a frame");
+      tu_sleep_ms(100);
+      free_server(s, &c);
+      CHECK(c.counts[EV_DISCONNECTED] == 2, "Disconnected fired for both clients (got %d)",
+            c.counts[EV_DISCONNECTED]);
+      CHECK(c.counts[EV_START] == 0 && c.counts[EV_END] == 0,
+            "the partial message was not delivered");
+      CHECK(tu_wait_closed(&a, 3000), "client A sees its socket closed");
+      CHECK(tu_wait_closed(&b, 3000), "client B sees its socket closed");
+      tu_close(&a);
+      tu_close(&b);
+    }
+    ctx_destroy(&c);
+  }
+  { /* after shutdown */
+    ctx_t c;
+    uint16_t port;
+    mllp_server *s;
+    tu_client a;
+    tu_note("after shutdown");
+    ctx_init(&c);
+    s = start_server(&c, NULL, &port);
+    if (s) {
+      uint8_t l = 1;
+      connect_client(&c, &a, port);
+      CHECK_RC(mllp_server_shutdown(s), MLLP_OK);
+      WAIT_UNTIL(count(&c, EV_DISCONNECTED) == 1, 5000);
+      CHECK(count(&c, EV_DISCONNECTED) == 1, "shutdown fired Disconnected");
+      CHECK_RC(mllp_server_get_listening(s, &l), MLLP_OK);
+      CHECK(l == 0, "Listening == 0 after shutdown");
+      CHECK(tu_wait_closed(&a, 3000), "the client sees its socket closed");
+      tu_close(&a);
+      free_server(s, &c);
+      CHECK(c.counts[EV_DISCONNECTED] == 1, "no second Disconnected on free");
+    }
+    ctx_destroy(&c);
+  }
+  { /* after a failed start (port in use) */
+    ctx_t c1, c2;
+    uint16_t port;
+    mllp_server *s1, *s2;
+    tu_note("after a failed start (address in use)");
+    ctx_init(&c1);
+    ctx_init(&c2);
+    s1 = start_server(&c1, NULL, &port);
+    s2 = mllp_server_new();
+    install(s2, &c2);
+    CHECK_RC(mllp_server_set_local_host(s2, "127.0.0.1"), MLLP_OK);
+    CHECK_RC(mllp_server_set_local_port(s2, port), MLLP_OK);
+    CHECK_RC(mllp_server_start_listening(s2), 10048);
+    CHECK(mllp_last_error_code() == 10048, "last error code 10048 (got %d): \"%s\"",
+          mllp_last_error_code(), mllp_last_error_message());
+    {
+      uint8_t l = 1;
+      CHECK_RC(mllp_server_get_listening(s2, &l), MLLP_OK);
+      CHECK(l == 0, "the failed server is not listening");
+    }
+    free_server(s2, &c2);
+    free_server(s1, &c1);
+    ctx_destroy(&c1);
+    ctx_destroy(&c2);
+  }
+  { /* freeing server B from inside server A's callback is not re-entrant: it works */
+    ctx_t ca, cb;
+    uint16_t pa, pb;
+    mllp_server *sa, *sb;
+    tu_client cl;
+    tu_note("free server B from inside a callback of server A");
+    ctx_init(&ca);
+    ctx_init(&cb);
+    sa = start_server(&ca, NULL, &pa);
+    sb = start_server(&cb, NULL, &pb);
+    g_other = sb;
+    g_other_rc = -1;
+    ca.on_connected = hook_free_other;
+    if (sa && sb) {
+      connect_client(&ca, &cl, pa);
+      CHECK_RC(g_other_rc, MLLP_OK);
+      CHECK(get_int(&cb, &cb.released) == 1, "B's user data released once");
+      tu_close(&cl);
+      free_server(sa, &ca);
+    }
+    ctx_destroy(&ca);
+    ctx_destroy(&cb);
+  }
+  { /* user data replaced while a callback that received it is running */
+    ctx_t c, c2;
+    uint16_t port;
+    mllp_server *s;
+    tu_client a;
+    tu_note("user data replaced while a callback runs: released after it returns");
+    ctx_init(&c);
+    ctx_init(&c2);
+    c.ackout_delay_ms = 400;
+    s = start_server(&c, NULL, &port);
+    if (s) {
+      uint8_t *f = NULL;
+      long n;
+      connect_client(&c, &a, port);
+      CHECK(tu_send_frame(&a, g_msg, g_msg_len) == 0, "client sends a message");
+      WAIT_UNTIL(count(&c, EV_ACKOUT) == 1, 5000);
+      CHECK(count(&c, EV_ACKOUT) == 1, "AckOut is running (sleeps 400 ms)");
+      c2.srv = s;
+      CHECK_RC(mllp_server_set_user_data(s, &c2, cb_release), MLLP_OK);
+      CHECK(get_int(&c, &c.released) == 0,
+            "the old pointer is not released while the callback using it runs");
+      n = tu_recv_frame(&a, &f, 5000);
+      CHECK(n == 1 && f && f[0] == TU_ACK, "client receives the ACK");
+      free(f);
+      WAIT_UNTIL(get_int(&c, &c.released) == 1, 3000);
+      CHECK(get_int(&c, &c.released) == 1 && get_int(&c, &c.ackout_returned) == 1,
+            "old pointer released once, soon after the callback returned (released %d times "
+            "within 3 s of the replacement)",
+            get_int(&c, &c.released));
+      tu_close(&a);
+      WAIT_UNTIL(count(&c2, EV_DISCONNECTED) == 1, 5000);
+      CHECK(count(&c2, EV_DISCONNECTED) == 1, "later events receive the new pointer");
+      CHECK_RC(mllp_server_free(s), MLLP_OK);
+      CHECK(get_int(&c, &c.released) == 1 && get_int(&c2, &c2.released) == 1,
+            "after free: old released once, new released once (%d/%d)", c.released,
+            c2.released);
+    }
+    ctx_destroy(&c);
+    ctx_destroy(&c2);
+  }
+  { /* listening state changes, then free after stop_listening */
+    ctx_t c;
+    uint16_t port;
+    mllp_server *s;
+    tu_note("after stop_listening, port/host locked while listening");
+    ctx_init(&c);
+    s = start_server(&c, NULL, &port);
+    if (s) {
+      CHECK_RC(mllp_server_set_local_port(s, 1), MLLP_ERR_CANNOT_CHANGE_LOCAL_PORT);
+      CHECK_RC(mllp_server_set_local_host(s, "0.0.0.0"), MLLP_ERR_CANNOT_CHANGE_LOCAL_HOST);
+      CHECK_RC(mllp_server_stop_listening(s), MLLP_OK);
+      CHECK_RC(mllp_server_reset(s), MLLP_OK);
+      free_server(s, &c);
+    }
+    ctx_destroy(&c);
+  }
+}
+
+/* ======================================================================================== */
+/* 5. Round trip                                                                            */
+/* ======================================================================================== */
+
+static void test_roundtrip(void) {
+  ctx_t c;
+  uint16_t port;
+  mllp_server *s;
+  tu_client a;
+  uint64_t id;
+  uint8_t *f = NULL;
+  long n;
+  char seq[512];
+
+  tu_section("5. Round trip: events in order, ACK after AckOut, OutputData");
+  ctx_init(&c);
+  s = start_server(&c, NULL, &port);
+  if (!s) return;
+  c.ackout_delay_ms = 250;
+  id = connect_client(&c, &a, port);
+  CHECK(strcmp(c.cr_addr, "127.0.0.1") == 0, "ConnectionRequest address \"%s\"", c.cr_addr);
+  CHECK(c.cr_port == tu_local_port(&a), "ConnectionRequest port %u == client port %u", c.cr_port,
+        tu_local_port(&a));
+  {
+    uint16_t rp = 0;
+    CHECK_RC(mllp_connection_get_remote_port(s, id, &rp), MLLP_OK);
+    CHECK(rp == tu_local_port(&a), "RemotePort == client port (%u)", rp);
+  }
+  CHECK(tu_send_frame(&a, g_msg, g_msg_len) == 0, "client sends 0x0B + adt_a01.hl7 + 0x1C 0x0D");
+  n = tu_recv_frame(&a, &f, 5000);
+  CHECK(n == 1 && f && f[0] == TU_ACK, "client receives 0x0B 0x06 0x1C 0x0D (n=%ld)", n);
+  CHECK(get_int(&c, &c.ackout_returned) == 1,
+        "the ACK arrived only after the AckOut callback returned");
+  free(f);
+  f = NULL;
+  ev_sequence(&c, seq, sizeof seq);
+  CHECK(strcmp(seq, "Request Connected Start Transfer End AckOut") == 0,
+        "events in order: \"%s\"", seq);
+  pthread_mutex_lock(&c.mu);
+  CHECK(c.xfer_len == g_msg_len && memcmp(c.xfer, g_msg, g_msg_len) == 0,
+        "Transfer pieces concatenated == file bytes (%zu of %zu)", c.xfer_len, g_msg_len);
+  CHECK(c.bytes_cumulative_bad == 0, "bytes_transferred is cumulative");
+  CHECK(c.ackout_msg_len == g_msg_len && memcmp(c.ackout_msg, g_msg, g_msg_len) == 0,
+        "AckOut carries the complete message");
+  {
+    int i, ok = 1;
+    for (i = 0; i < c.nev; i++)
+      if (c.ev[i].type != EV_REQUEST && c.ev[i].type != EV_LOG && c.ev[i].conn != id) ok = 0;
+    CHECK(ok, "every event carries the connection id");
+    for (i = 0; i < c.nev; i++)
+      if ((c.ev[i].type == EV_START || c.ev[i].type == EV_END || c.ev[i].type == EV_ACKOUT) &&
+          c.ev[i].seq != 1)
+        ok = 0;
+    CHECK(ok, "message_seq == 1 for the first message");
+  }
+  pthread_mutex_unlock(&c.mu);
+  {
+    uint8_t *out = (uint8_t *)malloc(g_msg_len + 1);
+    size_t len = g_msg_len;
+    CHECK_RC(mllp_connection_get_output_data(s, id, out, &len), MLLP_OK);
+    CHECK(len == g_msg_len && memcmp(out, g_msg, g_msg_len) == 0,
+          "get_output_data returns the message");
+    free(out);
+  }
+
+  tu_section("5. A 2.5 MiB message arrives in several Transfer pieces");
+  {
+    size_t big_len = 2621440, pos = 0;
+    uint8_t *big = (uint8_t *)malloc(big_len);
+    const char *msh = "MSH|^~\\&|BIG|FAC|RCV|FAC|202611250830||ADT^A08|MSGBIG|P|2.5.1\r";
+    size_t k = strlen(msh);
+    memcpy(big, msh, k);
+    pos = k;
+    while (pos < big_len) {
+      big[pos] = (uint8_t)((pos % 1000) == 999 ? '\r' : 'A' + (pos % 26));
+      pos++;
+    }
+    ctx_clear_events(&c);
+    c.ackout_delay_ms = 0;
+    CHECK(tu_send_frame(&a, big, big_len) == 0, "client sends %zu bytes", big_len);
+    n = tu_recv_frame(&a, &f, 20000);
+    CHECK(n == 1 && f && f[0] == TU_ACK, "client receives the ACK (n=%ld)", n);
+    free(f);
+    f = NULL;
+    pthread_mutex_lock(&c.mu);
+    CHECK(c.counts[EV_TRANSFER] >= 3, "%d Transfer events", c.counts[EV_TRANSFER]);
+    CHECK(c.xfer_len == big_len && memcmp(c.xfer, big, big_len) == 0,
+          "the pieces concatenated == the message (%zu of %zu bytes)", c.xfer_len, big_len);
+    CHECK(c.bytes_cumulative_bad == 0, "bytes_transferred is cumulative over the pieces");
+    pthread_mutex_unlock(&c.mu);
+    free(big);
+  }
+
+  tu_section("5. NULL output pointers on a live connection");
+  {
+    const int E = MLLP_ERR_INVALID_ARGUMENT;
+    char buf[8];
+    CHECK_RC(mllp_connection_get_connected(s, id, NULL), E);
+    CHECK_RC(mllp_connection_get_remote_host(s, id, buf, NULL), E);
+    CHECK_RC(mllp_connection_get_remote_port(s, id, NULL), E);
+    CHECK_RC(mllp_connection_get_local_address(s, id, buf, NULL), E);
+    CHECK_RC(mllp_connection_get_timeout(s, id, NULL), E);
+    CHECK_RC(mllp_connection_get_input_data(s, id, (uint8_t *)buf, NULL), E);
+    CHECK_RC(mllp_connection_set_input_data(s, id, NULL, 3), E);
+    CHECK_RC(mllp_connection_get_input_file_name(s, id, buf, NULL), E);
+    CHECK_RC(mllp_connection_set_input_file_name(s, id, NULL), E);
+    CHECK_RC(mllp_connection_get_output_data(s, id, (uint8_t *)buf, NULL), E);
+    CHECK_RC(mllp_connection_get_output_file_name(s, id, buf, NULL), E);
+    CHECK_RC(mllp_connection_set_output_file_name(s, id, NULL), E);
+    CHECK_RC(mllp_server_send_bytes(s, id, NULL, 3), E);
+    CHECK_RC(mllp_connection_set_input_data(s, id, NULL, 0), MLLP_OK); /* NULL ok with len 0 */
+    CHECK_RC(mllp_server_send_bytes(s, id, (const uint8_t *)"a\x0b" "b", 3), MLLP_ERR_INVALID_DATA);
+    CHECK_RC(mllp_server_send_bytes(s, id, (const uint8_t *)"x", 0), MLLP_ERR_INVALID_VALUE);
+  }
+
+  tu_section("5. AckOut accept=0 -> NAK");
+  ctx_clear_events(&c);
+  c.ackout_delay_ms = 0;
+  pthread_mutex_lock(&c.mu);
+  c.ackout_accept = 0;
+  pthread_mutex_unlock(&c.mu);
+  CHECK(tu_send_frame(&a, g_msg, g_msg_len) == 0, "client sends the message again");
+  n = tu_recv_frame(&a, &f, 5000);
+  CHECK(n == 1 && f && f[0] == TU_NAK, "client receives 0x0B 0x15 0x1C 0x0D (n=%ld, byte 0x%02x)",
+        n, n > 0 && f ? f[0] : 0);
+  free(f);
+  f = NULL;
+  {
+    int i, ok = 0;
+    pthread_mutex_lock(&c.mu);
+    for (i = 0; i < c.nev; i++)
+      if (c.ev[i].type == EV_START && c.ev[i].seq == 3) ok = 1;
+    pthread_mutex_unlock(&c.mu);
+    CHECK(ok, "message_seq == 3 for the third message on the connection");
+  }
+
+  tu_section("5. Config(\"AckMode=HL7\") -> HL7 ACK with MSA|AA|MSG00001");
+  pthread_mutex_lock(&c.mu);
+  c.ackout_accept = 1;
+  pthread_mutex_unlock(&c.mu);
+  CHECK_RC(mllp_server_config(s, "AckMode=HL7", NULL, NULL), MLLP_OK);
+  {
+    char v[16];
+    size_t len = sizeof v;
+    CHECK_RC(mllp_server_config(s, "ackmode", v, &len), MLLP_OK);
+    CHECK(strcmp(v, "HL7") == 0, "Config(\"ackmode\") reads \"%s\" (names case-insensitive)", v);
+  }
+  CHECK(tu_send_frame(&a, g_msg, g_msg_len) == 0, "client sends the message");
+  n = tu_recv_frame(&a, &f, 5000);
+  CHECK(n > 0 && f && strncmp((char *)f, "MSH|", 4) == 0, "client receives an HL7 message (n=%ld)",
+        n);
+  CHECK(n > 0 && f && strstr((char *)f, "MSA|AA|MSG00001") != NULL,
+        "the ACK contains MSA|AA|MSG00001");
+  free(f);
+  f = NULL;
+  pthread_mutex_lock(&c.mu);
+  c.ackout_accept = 0;
+  c.ackout_reject_code = MLLP_REJECT_AR;
+  pthread_mutex_unlock(&c.mu);
+  CHECK(tu_send_frame(&a, g_msg, g_msg_len) == 0, "client sends the message (AckOut refuses, AR)");
+  n = tu_recv_frame(&a, &f, 5000);
+  CHECK(n > 0 && f && strstr((char *)f, "MSA|AR|MSG00001") != NULL,
+        "the reply contains MSA|AR|MSG00001");
+  free(f);
+  f = NULL;
+  tu_close(&a);
+
+  tu_section("5. ConnectionRequest accept=0 -> socket closed, Connected never fires");
+  WAIT_UNTIL(count(&c, EV_DISCONNECTED) >= 1, 5000);
+  ctx_clear_events(&c);
+  pthread_mutex_lock(&c.mu);
+  c.cr_accept = 0;
+  pthread_mutex_unlock(&c.mu);
+  CHECK(tu_connect(&a, port) == 0, "client connects (TCP)");
+  WAIT_UNTIL(count(&c, EV_REQUEST) == 1, 5000);
+  CHECK(count(&c, EV_REQUEST) == 1, "ConnectionRequest fired");
+  CHECK(tu_wait_closed(&a, 3000), "the refused client's socket is closed");
+  tu_sleep_ms(200);
+  CHECK(count(&c, EV_CONNECTED) == 0, "Connected never fired");
+  {
+    size_t nconn = 99;
+    CHECK_RC(mllp_server_get_connection_count(s, &nconn), MLLP_OK);
+    CHECK(nconn == 0, "connection count 0 (got %zu)", nconn);
+  }
+  tu_close(&a);
+  free_server(s, &c);
+  ctx_destroy(&c);
+}
+
+/* ======================================================================================== */
+/* 6. Calls from inside callbacks                                                           */
+/* ======================================================================================== */
+
+static const uint8_t HELLO[] = "HELLO-FROM-CONNECTED";
+static int in_cb_config_rc = -1, in_cb_port_rc = -1, in_cb_send_rc = -1, in_cb_free_rc = -1,
+           in_cb_sync_rc = -1, in_cb_sync_bytes_rc = -1, in_cb_disc_rc = -1;
+static char in_cb_config_val[32];
+static uint16_t in_cb_port;
+
+static void hook_connected(ctx_t *c, uint64_t id) {
+  size_t len = sizeof in_cb_config_val;
+  in_cb_config_rc = mllp_server_config(c->srv, "AckMode", in_cb_config_val, &len);
+  in_cb_port_rc = mllp_connection_get_remote_port(c->srv, id, &in_cb_port);
+  in_cb_send_rc = mllp_server_send_bytes(c->srv, id, HELLO, sizeof HELLO - 1);
+  in_cb_free_rc = mllp_server_free(c->srv);
+  mllp_connection_set_timeout(c->srv, id, 2);
+  mllp_connection_set_input_data(c->srv, id, HELLO, sizeof HELLO - 1);
+  in_cb_sync_rc = mllp_server_send(c->srv, id);
+  in_cb_sync_bytes_rc = mllp_server_send_bytes(c->srv, id, HELLO, sizeof HELLO - 1);
+  mllp_connection_set_timeout(c->srv, id, 0);
+}
+
+static ptrdiff_t mem_read(void *user, uint8_t *buf, size_t cap);
+static void mem_close(void *user);
+typedef struct {
+  const uint8_t *data;
+  size_t len, pos;
+  int reads;
+  int closes;
+  pthread_t read_thread;
+} memin_t;
+static memin_t in_cb_stream;
+static int in_cb_stream_rc = -1;
+
+/* A synchronous send refused inside a callback must leave the input stream alone. */
+static void hook_connected_stream(ctx_t *c, uint64_t id) {
+  hook_connected(c, id);
+  memset(&in_cb_stream, 0, sizeof in_cb_stream);
+  in_cb_stream.data = g_msg;
+  in_cb_stream.len = g_msg_len;
+  mllp_connection_set_input_stream(c->srv, id, mem_read, mem_close, &in_cb_stream);
+  mllp_connection_set_timeout(c->srv, id, 2);
+  in_cb_stream_rc = mllp_server_send(c->srv, id);
+  mllp_connection_set_timeout(c->srv, id, 0);
+}
+
+static void hook_end_disconnect(ctx_t *c, uint64_t id) {
+  in_cb_disc_rc = mllp_server_disconnect(c->srv, id);
+}
+
+static void test_reentrant(void) {
+  ctx_t c;
+  uint16_t port;
+  mllp_server *s;
+  tu_client a;
+  uint64_t id;
+  uint8_t *f = NULL;
+  long n;
+  long long t0;
+
+  tu_section("6. Calls from inside callbacks");
+  ctx_init(&c);
+  c.on_connected = hook_connected_stream;
+  c.on_end = hook_end_disconnect;
+  s = start_server(&c, NULL, &port);
+  if (!s) return;
+  t0 = tu_now_ms();
+  id = connect_client(&c, &a, port);
+  CHECK(tu_now_ms() - t0 < 1500, "Connected callback did not block (%lld ms)", tu_now_ms() - t0);
+  CHECK_RC(in_cb_config_rc, MLLP_OK);
+  CHECK(strcmp(in_cb_config_val, "MLLP") == 0, "Config read inside Connected: \"%s\"",
+        in_cb_config_val);
+  CHECK_RC(in_cb_port_rc, MLLP_OK);
+  CHECK(in_cb_port == tu_local_port(&a), "RemotePort inside Connected == client port");
+  CHECK_RC(in_cb_send_rc, MLLP_OK);
+  CHECK_RC(in_cb_free_rc, MLLP_ERR_REENTRANT);
+  CHECK_RC(in_cb_sync_rc, MLLP_ERR_REENTRANT);
+  CHECK_RC(in_cb_sync_bytes_rc, MLLP_ERR_REENTRANT);
+  n = tu_recv_frame(&a, &f, 5000);
+  CHECK(n == (long)(sizeof HELLO - 1) && f && memcmp(f, HELLO, sizeof HELLO - 1) == 0,
+        "client receives the frame sent from inside Connected (n=%ld)", n);
+  free(f);
+  f = NULL;
+  CHECK_RC(in_cb_stream_rc, MLLP_ERR_REENTRANT);
+  CHECK(tu_quiet_for(&a, 300), "no other frame was sent (the refused sends sent nothing)");
+  CHECK(__atomic_load_n(&in_cb_stream.reads, __ATOMIC_SEQ_CST) == 0 &&
+            __atomic_load_n(&in_cb_stream.closes, __ATOMIC_SEQ_CST) == 0,
+        "the refused synchronous send left the input stream alone (read %d times, closed %d)",
+        __atomic_load_n(&in_cb_stream.reads, __ATOMIC_SEQ_CST),
+        __atomic_load_n(&in_cb_stream.closes, __ATOMIC_SEQ_CST));
+  CHECK_RC(mllp_server_send(s, id), MLLP_OK); /* Timeout 0, from this thread */
+  n = tu_recv_frame(&a, &f, 5000);
+  CHECK(n == (long)g_msg_len && f && memcmp(f, g_msg, g_msg_len) == 0,
+        "a later Send sends the input stream's bytes (got %ld bytes%s)", n,
+        n == (long)(sizeof HELLO - 1) ? ": InputData instead, the stream was consumed" : "");
+  free(f);
+  f = NULL;
+  CHECK(tu_send_ack(&a, TU_ACK) == 0, "client ACKs");
+  WAIT_UNTIL(__atomic_load_n(&in_cb_stream.closes, __ATOMIC_SEQ_CST) >= 1, 2000);
+  CHECK(__atomic_load_n(&in_cb_stream.closes, __ATOMIC_SEQ_CST) == 1,
+        "the input stream is closed exactly once (%d)",
+        __atomic_load_n(&in_cb_stream.closes, __ATOMIC_SEQ_CST));
+  {
+    uint8_t l = 0;
+    size_t cnt = 0;
+    CHECK_RC(mllp_server_get_listening(s, &l), MLLP_OK);
+    CHECK(l == 1, "the server still works after the refused free");
+    CHECK_RC(mllp_server_get_connection_count(s, &cnt), MLLP_OK);
+    CHECK(cnt == 1, "connection count 1");
+  }
+  /* EndTransfer disconnects */
+  CHECK(tu_send_frame(&a, g_msg, g_msg_len) == 0, "client sends a message");
+  CHECK(tu_wait_closed(&a, 5000), "the client is disconnected (from inside EndTransfer)");
+  WAIT_UNTIL(count(&c, EV_DISCONNECTED) == 1, 5000);
+  CHECK_RC(in_cb_disc_rc, MLLP_OK);
+  CHECK(count(&c, EV_DISCONNECTED) == 1, "Disconnected fired");
+  CHECK(get_u64(&c, &c.disc_id) == id, "for that connection");
+  tu_close(&a);
+  free_server(s, &c);
+  ctx_destroy(&c);
+}
+
+/* ======================================================================================== */
+/* 7. Calls from other threads                                                              */
+/* ======================================================================================== */
+
+typedef struct {
+  mllp_server *s;
+  uint64_t id;
+  int which;
+  int errors;
+  int ops;
+} worker_t;
+
+#define FRAMES_PER_SENDER 50
+
+static void *worker(void *arg) {
+  worker_t *w = (worker_t *)arg;
+  int i;
+  for (i = 0; i < FRAMES_PER_SENDER * 2; i++) {
+    if (w->which < 2) {
+      char p[32];
+      int rc;
+      if (i >= FRAMES_PER_SENDER) break;
+      snprintf(p, sizeof p, "T%d-%03d", w->which, i);
+      rc = mllp_server_send_bytes(w->s, w->id, (const uint8_t *)p, strlen(p));
+      if (rc != MLLP_OK) w->errors++;
+    } else if (w->which == 2) {
+      char v[32];
+      size_t len = sizeof v;
+      uint16_t port = 0;
+      if (mllp_server_config(w->s, "AckMode", v, &len) != MLLP_OK || strcmp(v, "MLLP") != 0)
+        w->errors++;
+      len = sizeof v;
+      if (mllp_server_config(w->s, "LocalPort", v, &len) != MLLP_OK) w->errors++;
+      if (mllp_server_get_local_port(w->s, &port) != MLLP_OK || port == 0) w->errors++;
+      if (mllp_server_config(w->s, "LogLevel=1", NULL, NULL) != MLLP_OK) w->errors++;
+    } else {
+      uint64_t ids[4];
+      size_t len = 4, cnt = 0;
+      char h[32];
+      if (mllp_server_get_connections(w->s, ids, &len) != MLLP_OK || len != 1 || ids[0] != w->id)
+        w->errors++;
+      if (mllp_server_get_connection_count(w->s, &cnt) != MLLP_OK || cnt != 1) w->errors++;
+      len = sizeof h;
+      if (mllp_connection_get_remote_host(w->s, w->id, h, &len) != MLLP_OK) w->errors++;
+    }
+    w->ops++;
+  }
+  return NULL;
+}
+
+typedef struct {
+  tu_client *cl;
+  uint8_t reply; /* TU_ACK, TU_NAK or 0 for none */
+  long got;      /* length of the frame received */
+} responder_t;
+
+static void *responder(void *arg) {
+  responder_t *r = (responder_t *)arg;
+  uint8_t *f = NULL;
+  r->got = tu_recv_frame(r->cl, &f, 5000);
+  free(f);
+  if (r->got > 0 && r->reply) tu_send_ack(r->cl, r->reply);
+  return NULL;
+}
+
+typedef struct {
+  mllp_server *s;
+  uint64_t id;
+  int delay_ms;
+  int rc;
+} interrupter_t;
+
+static void *interrupter(void *arg) {
+  interrupter_t *it = (interrupter_t *)arg;
+  tu_sleep_ms(it->delay_ms);
+  it->rc = mllp_server_interrupt(it->s, it->id);
+  return NULL;
+}
+
+static int sync_send(mllp_server *s, uint64_t id, tu_client *cl, uint8_t reply, long *elapsed,
+                     long *got) {
+  pthread_t t;
+  responder_t r;
+  int rc;
+  long long t0;
+  r.cl = cl;
+  r.reply = reply;
+  r.got = 0;
+  pthread_create(&t, NULL, responder, &r);
+  t0 = tu_now_ms();
+  rc = mllp_server_send(s, id);
+  *elapsed = (long)(tu_now_ms() - t0);
+  pthread_join(t, NULL);
+  *got = r.got;
+  return rc;
+}
+
+static void test_threads(void) {
+  ctx_t c;
+  uint16_t port;
+  mllp_server *s;
+  tu_client a;
+  uint64_t id;
+  int i;
+
+  tu_section("7. Calls from other threads");
+  ctx_init(&c);
+  s = start_server(&c, NULL, &port);
+  if (!s) return;
+  id = connect_client(&c, &a, port);
+  {
+    pthread_t t[4];
+    worker_t w[4];
+    int seen[2][FRAMES_PER_SENDER];
+    int frames = 0, bad = 0, dup = 0, out_of_order = 0, last[2] = {-1, -1};
+    memset(seen, 0, sizeof seen);
+    for (i = 0; i < 4; i++) {
+      w[i].s = s;
+      w[i].id = id;
+      w[i].which = i;
+      w[i].errors = 0;
+      w[i].ops = 0;
+      pthread_create(&t[i], NULL, worker, &w[i]);
+    }
+    while (frames < 2 * FRAMES_PER_SENDER) {
+      uint8_t *f = NULL;
+      long n = tu_recv_frame(&a, &f, 5000);
+      int th, k;
+      if (n < 0) break;
+      tu_send_ack(&a, TU_ACK); /* a well-behaved v2 client acknowledges every message */
+      if (n == 6 && sscanf((char *)f, "T%d-%d", &th, &k) == 2 && th >= 0 && th < 2 && k >= 0 &&
+          k < FRAMES_PER_SENDER) {
+        if (seen[th][k]++) dup++;
+        if (k < last[th]) out_of_order++;
+        last[th] = k;
+      } else {
+        bad++;
+      }
+      free(f);
+      frames++;
+    }
+    for (i = 0; i < 4; i++) pthread_join(t[i], NULL);
+    CHECK(w[0].errors == 0 && w[1].errors == 0, "2 threads: send_bytes x %d each returned OK",
+          FRAMES_PER_SENDER);
+    CHECK(w[2].errors == 0, "1 thread: %d config reads/writes all OK", w[2].ops);
+    CHECK(w[3].errors == 0, "1 thread: %d get_connections/count/remote_host all OK", w[3].ops);
+    CHECK(frames == 2 * FRAMES_PER_SENDER && bad == 0 && dup == 0,
+          "client received all %d frames intact (got %d, bad %d, duplicates %d)",
+          2 * FRAMES_PER_SENDER, frames, bad, dup);
+    WAIT_UNTIL(count(&c, EV_ACKIN) == 2 * FRAMES_PER_SENDER, 5000);
+    CHECK(count(&c, EV_ACKIN) == 2 * FRAMES_PER_SENDER, "AckIn fired for each of the client's %d ACKs (got %d)",
+          2 * FRAMES_PER_SENDER, count(&c, EV_ACKIN));
+    CHECK(out_of_order == 0, "each sender's frames arrived in the order it sent them (%d out of order)",
+          out_of_order);
+  }
+
+  tu_section("7. Synchronous send (Timeout 2) from a host thread");
+  {
+    long el, got;
+    uint32_t t = 0;
+    CHECK_RC(mllp_connection_set_timeout(s, id, 2), MLLP_OK);
+    CHECK_RC(mllp_connection_get_timeout(s, id, &t), MLLP_OK);
+    CHECK(t == 2, "Timeout reads back 2");
+    CHECK_RC(mllp_connection_set_input_data(s, id, g_msg, g_msg_len), MLLP_OK);
+    ctx_clear_events(&c);
+    CHECK_RC(sync_send(s, id, &a, TU_ACK, &el, &got), MLLP_OK);
+    CHECK(got == (long)g_msg_len, "client received the message (%ld bytes)", got);
+    WAIT_UNTIL(count(&c, EV_ACKIN) == 1, 2000);
+    CHECK(count(&c, EV_ACKIN) == 1 && get_int(&c, &c.ackin_accepted) == 1,
+          "AckIn fired with accepted=1");
+    ctx_clear_events(&c);
+    CHECK_RC(sync_send(s, id, &a, TU_NAK, &el, &got), MLLP_ERR_NAK_RECEIVED);
+    WAIT_UNTIL(count(&c, EV_ACKIN) == 1, 2000);
+    CHECK(count(&c, EV_ACKIN) == 1 && get_int(&c, &c.ackin_accepted) == 0,
+          "AckIn fired with accepted=0");
+    CHECK_RC(sync_send(s, id, &a, 0, &el, &got), MLLP_ERR_TIMEOUT);
+    CHECK(el >= 1800 && el <= 4000, "timed out after ~2 s (%ld ms)", el);
+    {
+      pthread_t ti;
+      interrupter_t it;
+      it.s = s;
+      it.id = id;
+      it.delay_ms = 300;
+      it.rc = -1;
+      pthread_create(&ti, NULL, interrupter, &it);
+      CHECK_RC(sync_send(s, id, &a, 0, &el, &got), MLLP_ERR_SEND_INTERRUPTED);
+      pthread_join(ti, NULL);
+      CHECK_RC(it.rc, MLLP_OK);
+      CHECK(el >= 250 && el < 1500, "interrupted promptly (%ld ms)", el);
+    }
+    {
+      uint8_t on = 0;
+      CHECK_RC(mllp_connection_get_connected(s, id, &on), MLLP_OK);
+      CHECK(on == 1, "the connection stays open after Interrupt");
+    }
+    CHECK_RC(mllp_connection_set_timeout(s, id, 0), MLLP_OK);
+  }
+  tu_close(&a);
+  free_server(s, &c);
+  ctx_destroy(&c);
+}
+
+/* ======================================================================================== */
+/* 8. Streams and files                                                                     */
+/* ======================================================================================== */
+
+static ptrdiff_t mem_read(void *user, uint8_t *buf, size_t cap) {
+  memin_t *m = (memin_t *)user;
+  size_t n = m->len - m->pos;
+  if (n > cap) n = cap;
+  if (n > 37) n = 37; /* small pieces: the library must read until 0 */
+  memcpy(buf, m->data + m->pos, n);
+  m->pos += n;
+  m->reads++;
+  m->read_thread = pthread_self();
+  return (ptrdiff_t)n;
+}
+static ptrdiff_t mem_read_fail(void *user, uint8_t *buf, size_t cap) {
+  (void)user;
+  (void)buf;
+  (void)cap;
+  return -1;
+}
+static void mem_close(void *user) {
+  memin_t *m = (memin_t *)user;
+  __atomic_add_fetch(&m->closes, 1, __ATOMIC_SEQ_CST);
+}
+
+typedef struct {
+  uint8_t *data;
+  size_t len;
+  int writes;
+  int closes;
+  int fail;
+} memout_t;
+
+static int mem_write(void *user, const uint8_t *d, size_t n) {
+  memout_t *m = (memout_t *)user;
+  uint8_t *nb;
+  m->writes++;
+  if (m->fail) return -1;
+  nb = (uint8_t *)realloc(m->data, m->len + n + 1);
+  if (!nb) return -1;
+  m->data = nb;
+  memcpy(m->data + m->len, d, n);
+  m->len += n;
+  return 0;
+}
+static void memout_close(void *user) {
+  memout_t *m = (memout_t *)user;
+  __atomic_add_fetch(&m->closes, 1, __ATOMIC_SEQ_CST);
+}
+static int atomic_get(int *p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
+
+static void test_streams(void) {
+  ctx_t c;
+  uint16_t port;
+  mllp_server *s;
+  tu_client a;
+  uint64_t id;
+  uint8_t *f = NULL;
+  long n;
+  char inpath[96], outpath[96];
+
+  tu_section("8. Input/output streams and files");
+  ctx_init(&c);
+  s = start_server(&c, NULL, &port);
+  if (!s) return;
+  id = connect_client(&c, &a, port);
+  { /* input stream */
+    memin_t m;
+    memset(&m, 0, sizeof m);
+    m.data = g_msg;
+    m.len = g_msg_len;
+    CHECK_RC(mllp_connection_set_input_stream(s, id, mem_read, mem_close, &m), MLLP_OK);
+    CHECK(atomic_get(&m.closes) == 0, "input stream not closed yet");
+    CHECK_RC(mllp_server_send(s, id), MLLP_OK);
+    CHECK(m.reads >= 2 && pthread_equal(m.read_thread, pthread_self()),
+          "read callback ran %d times on the thread calling Send", m.reads);
+    n = tu_recv_frame(&a, &f, 5000);
+    CHECK(n == (long)g_msg_len && f && memcmp(f, g_msg, g_msg_len) == 0,
+          "client receives the stream's bytes as one frame (n=%ld)", n);
+    free(f);
+    f = NULL;
+    CHECK(tu_send_ack(&a, TU_ACK) == 0, "client ACKs");
+    WAIT_UNTIL(atomic_get(&m.closes) == 1, 2000);
+    CHECK(atomic_get(&m.closes) == 1, "input stream closed exactly once after the send (%d)",
+          atomic_get(&m.closes));
+  }
+  { /* replaced, cleared, failing stream */
+    memin_t m1, m2, m3;
+    memset(&m1, 0, sizeof m1);
+    memset(&m2, 0, sizeof m2);
+    memset(&m3, 0, sizeof m3);
+    CHECK_RC(mllp_connection_set_input_stream(s, id, mem_read, mem_close, &m1), MLLP_OK);
+    CHECK_RC(mllp_connection_set_input_stream(s, id, mem_read, mem_close, &m2), MLLP_OK);
+    CHECK(atomic_get(&m1.closes) == 1, "a replaced input stream is closed once");
+    CHECK_RC(mllp_connection_set_input_stream(s, id, NULL, NULL, NULL), MLLP_OK);
+    CHECK(atomic_get(&m2.closes) == 1, "clearing with NULL read closes the old stream once");
+    CHECK_RC(mllp_connection_set_input_stream(s, id, NULL, mem_close, &m3), MLLP_OK);
+    CHECK(atomic_get(&m3.closes) == 1, "NULL read: close called at once");
+    memset(&m3, 0, sizeof m3);
+    CHECK_RC(mllp_connection_set_input_stream(s, id, mem_read_fail, mem_close, &m3), MLLP_OK);
+    CHECK_RC(mllp_server_send(s, id), MLLP_ERR_IO);
+    CHECK(atomic_get(&m3.closes) == 1, "a failing stream is closed once (%d)",
+          atomic_get(&m3.closes));
+    CHECK(tu_quiet_for(&a, 200), "nothing was sent for the failed read");
+  }
+  { /* output stream */
+    memout_t o;
+    memset(&o, 0, sizeof o);
+    CHECK_RC(mllp_connection_set_output_stream(s, id, mem_write, memout_close, &o), MLLP_OK);
+    CHECK(tu_send_frame(&a, g_msg, g_msg_len) == 0, "client sends the message");
+    n = tu_recv_frame(&a, &f, 5000);
+    CHECK(n == 1 && f && f[0] == TU_ACK, "client receives the ACK");
+    free(f);
+    f = NULL;
+    CHECK(o.len == g_msg_len && o.data && memcmp(o.data, g_msg, g_msg_len) == 0,
+          "the write callback got the message bytes (%zu in %d writes)", o.len, o.writes);
+    WAIT_UNTIL(atomic_get(&o.closes) == 1, 2000);
+    CHECK(atomic_get(&o.closes) == 1, "output stream closed exactly once after the message");
+    free(o.data);
+  }
+  { /* failing output stream: the message is refused */
+    memout_t o;
+    memset(&o, 0, sizeof o);
+    o.fail = 1;
+    CHECK_RC(mllp_connection_set_output_stream(s, id, mem_write, memout_close, &o), MLLP_OK);
+    CHECK(tu_send_frame(&a, g_msg, g_msg_len) == 0, "client sends the message (stream fails)");
+    n = tu_recv_frame(&a, &f, 5000);
+    CHECK(n == 1 && f && f[0] == TU_NAK, "client receives a NAK");
+    free(f);
+    f = NULL;
+    WAIT_UNTIL(atomic_get(&o.closes) == 1, 2000);
+    CHECK(atomic_get(&o.closes) == 1, "the failing output stream is closed once");
+  }
+  { /* files */
+    size_t len;
+    uint8_t *content;
+    snprintf(inpath, sizeof inpath, "/tmp/mllp-harness-%d-input.hl7", (int)getpid());
+    snprintf(outpath, sizeof outpath, "/tmp/mllp-harness-%d-output.hl7", (int)getpid());
+    CHECK(tu_write_file(inpath, g_msg, g_msg_len) == 0, "wrote %s", inpath);
+    CHECK_RC(mllp_connection_set_input_file_name(s, id, inpath), MLLP_OK);
+    CHECK_RC(mllp_server_send(s, id), MLLP_OK);
+    n = tu_recv_frame(&a, &f, 5000);
+    CHECK(n == (long)g_msg_len && f && memcmp(f, g_msg, g_msg_len) == 0,
+          "client receives the InputFileName content");
+    free(f);
+    f = NULL;
+    CHECK(tu_send_ack(&a, TU_ACK) == 0, "client ACKs");
+    CHECK_RC(mllp_connection_set_input_file_name(s, id, "/nonexistent/dir/x.hl7"), MLLP_OK);
+    CHECK_RC(mllp_server_send(s, id), MLLP_ERR_CANNOT_OPEN_FILE);
+    CHECK_RC(mllp_connection_set_input_file_name(s, id, ""), MLLP_OK);
+    unlink(outpath);
+    CHECK_RC(mllp_connection_set_output_file_name(s, id, outpath), MLLP_OK);
+    CHECK(tu_send_frame(&a, g_msg, g_msg_len) == 0, "client sends the message");
+    n = tu_recv_frame(&a, &f, 5000);
+    CHECK(n == 1 && f && f[0] == TU_ACK, "client receives the ACK");
+    free(f);
+    f = NULL;
+    content = tu_read_file(outpath, &len);
+    CHECK(content && len == g_msg_len && memcmp(content, g_msg, g_msg_len) == 0,
+          "OutputFileName content == message bytes (%zu bytes)", content ? len : 0);
+    free(content);
+    unlink(inpath);
+    unlink(outpath);
+  }
+  { /* streams still set when the connection closes */
+    memin_t m;
+    memout_t o;
+    memset(&m, 0, sizeof m);
+    memset(&o, 0, sizeof o);
+    CHECK_RC(mllp_connection_set_input_stream(s, id, mem_read, mem_close, &m), MLLP_OK);
+    CHECK_RC(mllp_connection_set_output_stream(s, id, mem_write, memout_close, &o), MLLP_OK);
+    tu_close(&a);
+    WAIT_UNTIL(atomic_get(&m.closes) == 1 && atomic_get(&o.closes) == 1, 5000);
+    CHECK(atomic_get(&m.closes) == 1 && atomic_get(&o.closes) == 1,
+          "both streams closed once when the connection closed (%d/%d)", atomic_get(&m.closes),
+          atomic_get(&o.closes));
+    WAIT_UNTIL(count(&c, EV_DISCONNECTED) == 1, 5000);
+  }
+  free_server(s, &c);
+  ctx_destroy(&c);
+}
+
+/* ======================================================================================== */
+/* 9. EventMode=DoEvents                                                                    */
+/* ======================================================================================== */
+
+static int g_doevents_free_rc = -1;
+static void hook_free_in_doevents(ctx_t *c, uint64_t id) {
+  (void)id;
+  g_doevents_free_rc = mllp_server_free(c->srv);
+}
+
+static void pump(mllp_server *s, int *cond_count, ctx_t *c, int type, int want, int ms) {
+  long long dl = tu_now_ms() + ms;
+  (void)cond_count;
+  while (count(c, type) < want && tu_now_ms() < dl) {
+    size_t d = 0;
+    if (mllp_server_do_events(s, 50, &d) != MLLP_OK) break;
+  }
+}
+
+static void test_doevents(void) {
+  ctx_t c;
+  uint16_t port;
+  mllp_server *s;
+  tu_client a;
+  uint8_t *f = NULL;
+  long n;
+  size_t d = 0;
+  pthread_t me = pthread_self();
+
+  tu_section("9. EventMode=DoEvents: events only inside mllp_server_do_events");
+  ctx_init(&c);
+  c.on_connected = hook_free_in_doevents;
+  s = start_server(&c, "EventMode=DoEvents", &port);
+  if (!s) return;
+  CHECK_RC(mllp_server_config(s, "EventMode=Thread", NULL, NULL), MLLP_ERR_BAD_STATE);
+  CHECK(tu_connect(&a, port) == 0, "client connects");
+  tu_sleep_ms(300);
+  CHECK(count(&c, EV_REQUEST) == 0 && count(&c, EV_CONNECTED) == 0,
+        "no event fires without do_events");
+  pump(s, NULL, &c, EV_CONNECTED, 1, 5000);
+  CHECK(count(&c, EV_REQUEST) == 1 && count(&c, EV_CONNECTED) == 1,
+        "ConnectionRequest and Connected delivered by do_events");
+  CHECK_RC(g_doevents_free_rc, MLLP_ERR_REENTRANT);
+  CHECK(tu_send_frame(&a, g_msg, g_msg_len) == 0, "client sends the message");
+  CHECK(tu_quiet_for(&a, 400), "no ACK before do_events runs AckOut");
+  CHECK(count(&c, EV_START) == 0 && count(&c, EV_ACKOUT) == 0, "no transfer event yet");
+  pump(s, NULL, &c, EV_ACKOUT, 1, 5000);
+  CHECK(count(&c, EV_ACKOUT) == 1, "AckOut delivered by do_events");
+  n = tu_recv_frame(&a, &f, 5000);
+  CHECK(n == 1 && f && f[0] == TU_ACK, "client receives the ACK after do_events (n=%ld)", n);
+  free(f);
+  f = NULL;
+  pthread_mutex_lock(&c.mu);
+  CHECK(c.xfer_len == g_msg_len && memcmp(c.xfer, g_msg, g_msg_len) == 0,
+        "Transfer data == message");
+  {
+    int i, ok = 1;
+    for (i = 0; i < c.nev; i++)
+      if (!pthread_equal(c.ev[i].thread, me)) ok = 0;
+    CHECK(ok, "all %d events ran on the thread calling do_events", c.nev);
+  }
+  pthread_mutex_unlock(&c.mu);
+  {
+    char seq[256];
+    ev_sequence(&c, seq, sizeof seq);
+    CHECK(strcmp(seq, "Request Connected Start Transfer End AckOut") == 0, "events in order: \"%s\"",
+          seq);
+  }
+  /* free with events still queued */
+  CHECK(tu_send_frame(&a, g_msg, g_msg_len) == 0, "client sends again (left queued)");
+  tu_sleep_ms(200);
+  CHECK_RC(mllp_server_do_events(s, 0, &d), MLLP_OK);
+  CHECK(tu_send_frame(&a, g_msg, g_msg_len) == 0, "client sends a third time (left queued)");
+  tu_sleep_ms(200);
+  free_server(s, &c);
+  CHECK(tu_wait_closed(&a, 3000), "the client sees its socket closed");
+  tu_close(&a);
+  ctx_destroy(&c);
+}
+
+/* ======================================================================================== */
+/* 10. Header as C++ and strict C99                                                         */
+/* ======================================================================================== */
+
+static void test_header(void) {
+  tu_section("10. Header compiled as C++ and as strict C99 (included twice)");
+  CHECK(mllp_cxx_probe() != NULL && strcmp(mllp_cxx_probe(), mllp_version()) == 0,
+        "C++ translation unit calls mllp_version(): \"%s\"", mllp_cxx_probe());
+  CHECK(mllp_c99_probe() != NULL && strcmp(mllp_c99_probe(), mllp_version()) == 0,
+        "C99 translation unit calls mllp_version()");
+}
+
+/* ======================================================================================== */
+
+typedef struct {
+  const char *name;
+  void (*fn)(void);
+} section_t;
+
+static const section_t sections[] = {
+    {"null", test_null},       {"stale", test_stale},       {"buffer", test_buffer},
+    {"free", test_free},       {"roundtrip", test_roundtrip}, {"reentrant", test_reentrant},
+    {"threads", test_threads}, {"streams", test_streams},   {"doevents", test_doevents},
+    {"header", test_header},
+};
+
+int main(int argc, char **argv) {
+  int i, j, first = 1;
+  size_t k;
+  signal(SIGPIPE, SIG_IGN);
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  if (argc > 1 && strchr(argv[1], '/') != NULL) {
+    g_sample_path = argv[1];
+    first = 2;
+  }
+  g_msg = tu_read_file(g_sample_path, &g_msg_len);
+  if (!g_msg || g_msg_len == 0) {
+    fprintf(stderr, "cannot read the sample %s\n", g_sample_path);
+    return 2;
+  }
+  printf("mllp C harness: library %s, sample %s (%zu bytes)\n", mllp_version(), g_sample_path,
+         g_msg_len);
+  for (k = 0; k < sizeof sections / sizeof sections[0]; k++) {
+    int run = argc <= first;
+    for (j = first; j < argc; j++)
+      if (strcmp(argv[j], sections[k].name) == 0) run = 1;
+    if (run) sections[k].fn();
+  }
+  for (i = first; i < argc; i++) {
+    int known = 0;
+    for (k = 0; k < sizeof sections / sizeof sections[0]; k++)
+      if (strcmp(argv[i], sections[k].name) == 0) known = 1;
+    if (!known) {
+      fprintf(stderr, "unknown section %s\n", argv[i]);
+      tu_failures++;
+    }
+  }
+  free(g_msg);
+  printf("\n== summary: %d checks, %d failed\n", tu_checks, tu_failures);
+  return tu_failures ? 1 : 0;
+}
