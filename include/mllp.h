@@ -144,6 +144,22 @@
 #define MLLP_ERR_TOO_MANY_CONNECTIONS 2012
 
 /**
+ * A certificate or key could not be loaded or used: wrong password, key mismatch, expired,
+ * no private key, bad format (2020).
+ */
+#define MLLP_ERR_CERTIFICATE 2020
+
+/**
+ * The TLS handshake failed or did not finish in time (2021).
+ */
+#define MLLP_ERR_TLS_HANDSHAKE 2021
+
+/**
+ * The client's certificate was refused in SSLClientAuthentication (2022).
+ */
+#define MLLP_ERR_TLS_CLIENT_REJECTED 2022
+
+/**
  * Major version of this library (matches Cargo.toml).
  */
 #define MLLP_VERSION_MAJOR 0
@@ -167,6 +183,82 @@
  * HL7 reject code for `mllp_ack_out_event.reject_code`: MSA-1 `AR` (application reject).
  */
 #define MLLP_REJECT_AR 2
+
+/**
+ * Certificate store type: PFX (PKCS#12) file; the store is its path.
+ */
+#define MLLP_CERT_PFX_FILE 2
+
+/**
+ * Certificate store type: PFX (PKCS#12) data (binary or base64).
+ */
+#define MLLP_CERT_PFX_BLOB 3
+
+/**
+ * Certificate store type: PEM file with a private key and optional certificates; the store is its path.
+ */
+#define MLLP_CERT_PEM_KEY_FILE 6
+
+/**
+ * Certificate store type: PEM data with a private key and optional certificates.
+ */
+#define MLLP_CERT_PEM_KEY_BLOB 7
+
+/**
+ * Certificate store type: file with a PEM or DER public certificate; the store is its path.
+ */
+#define MLLP_CERT_PUBLIC_KEY_FILE 8
+
+/**
+ * Certificate store type: PEM or DER public certificate data.
+ */
+#define MLLP_CERT_PUBLIC_KEY_BLOB 9
+
+/**
+ * Certificate store type: detect the format (a path if such a file exists, else data).
+ */
+#define MLLP_CERT_AUTO 99
+
+/**
+ * Certificate field: the subject DN (string).
+ */
+#define MLLP_CERT_FIELD_SUBJECT 1
+
+/**
+ * Certificate field: the issuer DN (string).
+ */
+#define MLLP_CERT_FIELD_ISSUER 2
+
+/**
+ * Certificate field: the serial number, hexadecimal (string).
+ */
+#define MLLP_CERT_FIELD_SERIAL_NUMBER 3
+
+/**
+ * Certificate field: not valid before, `23-Jan-2000 15:00:00` UTC (string).
+ */
+#define MLLP_CERT_FIELD_EFFECTIVE_DATE 4
+
+/**
+ * Certificate field: not valid after, same format (string).
+ */
+#define MLLP_CERT_FIELD_EXPIRATION_DATE 5
+
+/**
+ * Certificate field: SHA-1 thumbprint, lowercase hex (string).
+ */
+#define MLLP_CERT_FIELD_THUMBPRINT_SHA1 6
+
+/**
+ * Certificate field: SHA-256 thumbprint, lowercase hex (string).
+ */
+#define MLLP_CERT_FIELD_THUMBPRINT_SHA256 7
+
+/**
+ * A certificate, possibly with its private key. Create with `mllp_certificate_load`,
+ * destroy with `mllp_certificate_free`. Immutable, so it may be shared between threads.
+ */
+typedef struct mllp_certificate mllp_certificate;
 
 /**
  * An MLLP server. Create with `mllp_server_new`, destroy with `mllp_server_free`.
@@ -390,6 +482,95 @@ typedef ptrdiff_t (*mllp_read_cb)(void *user, uint8_t *buf, size_t cap);
  * Writes `len` bytes: returns 0 on success, anything else on error.
  */
 typedef int (*mllp_write_cb)(void *user, const uint8_t *data, size_t len);
+
+/**
+ * SSLClientAuthentication: a TLS client presented its certificate (or none).
+ */
+typedef struct {
+  /**
+   * The connection.
+   */
+  uint64_t connection_id;
+  /**
+   * The client's certificate, DER (NULL/0 when it sent none).
+   */
+  const uint8_t *cert_encoded;
+  /**
+   * Length of `cert_encoded`.
+   */
+  size_t cert_encoded_len;
+  /**
+   * The certificate's subject DN (NUL-terminated).
+   */
+  const char *cert_subject;
+  /**
+   * The certificate's issuer DN (NUL-terminated).
+   */
+  const char *cert_issuer;
+  /**
+   * "OK", or why verification against SSLClientCACerts failed (NUL-terminated).
+   */
+  const char *status;
+  /**
+   * Read-write: 1 keeps the connection, 0 closes it. Starts as the verification result,
+   * a recommendation the host may override either way.
+   */
+  uint8_t accept;
+} mllp_ssl_client_authentication_event;
+
+/**
+ * Callback for SSLClientAuthentication.
+ */
+typedef void (*mllp_ssl_client_authentication_cb)(void *user,
+                                                  mllp_ssl_client_authentication_event *event);
+
+/**
+ * SSLConnectionRequest: a ClientHello arrived; set `certificate` to present another
+ * certificate on this connection.
+ */
+typedef struct {
+  /**
+   * The connection.
+   */
+  uint64_t connection_id;
+  /**
+   * Comma-separated cipher suites the client supports (NUL-terminated).
+   */
+  const char *supported_cipher_suites;
+  /**
+   * Comma-separated signature schemes the client supports (NUL-terminated).
+   */
+  const char *supported_signature_algs;
+  /**
+   * Read-write: NULL presents SSLCert; a certificate handle (borrowed for the duration of
+   * the callback; the library keeps its own reference) presents that one.
+   */
+  const mllp_certificate *certificate;
+} mllp_ssl_connection_request_event;
+
+/**
+ * Callback for SSLConnectionRequest.
+ */
+typedef void (*mllp_ssl_connection_request_cb)(void *user, mllp_ssl_connection_request_event *event);
+
+/**
+ * SSLStatus: progress of a secure connection.
+ */
+typedef struct {
+  /**
+   * The connection.
+   */
+  uint64_t connection_id;
+  /**
+   * The text (NUL-terminated).
+   */
+  const char *message;
+} mllp_ssl_status_event;
+
+/**
+ * Callback for SSLStatus.
+ */
+typedef void (*mllp_ssl_status_cb)(void *user, const mllp_ssl_status_event *event);
 
 #ifdef __cplusplus
 extern "C" {
@@ -825,6 +1006,109 @@ int mllp_server_do_events(mllp_server *server, uint32_t timeout_ms, size_t *deli
  * `ids` is NULL or too small. Any thread.
  */
 int mllp_server_get_connections(const mllp_server *server, uint64_t *ids, size_t *len);
+
+/**
+ * Loads a certificate as the reference's `Certificate(storeType, store, storePassword,
+ * subject)`: `store` is a path (for the *_FILE types; need not be NUL-terminated) or the data
+ * (for the *_BLOB types), `store_len` bytes long. `password` (may be NULL = "") opens PFX
+ * stores. `subject` (may be NULL = "*") selects the certificate: `*` the first, an exact or
+ * substring match of the subject DN, or `Thumbprint=<hex SHA-1 or SHA-256>`. On success
+ * writes a new handle to `*out` (free it with `mllp_certificate_free`). Errors:
+ * `MLLP_ERR_CERTIFICATE` (wrong password, bad data, no match), `MLLP_ERR_CANNOT_OPEN_FILE`,
+ * `MLLP_ERR_NOT_SUPPORTED` (Windows/Java store types), `MLLP_ERR_INVALID_ARGUMENT`.
+ */
+int mllp_certificate_load(int store_type,
+                          const uint8_t *store,
+                          size_t store_len,
+                          const char *password,
+                          const char *subject,
+                          mllp_certificate **out);
+
+/**
+ * Frees a certificate handle. NULL is accepted. A server that was given the certificate
+ * keeps its own reference.
+ */
+void mllp_certificate_free(mllp_certificate *cert);
+
+/**
+ * Reads a text field of a certificate (`MLLP_CERT_FIELD_*`) under the buffer rule.
+ * `MLLP_ERR_INVALID_VALUE` for an unknown field.
+ */
+int mllp_certificate_get_field(const mllp_certificate *cert, int field, char *buf, size_t *len);
+
+/**
+ * The certificate's DER encoding (Encoded / EncodedB) under the buffer rule.
+ */
+int mllp_certificate_get_encoded(const mllp_certificate *cert, uint8_t *buf, size_t *len);
+
+/**
+ * PrivateKeyAvailable: writes 1 when the store held the certificate's private key.
+ */
+int mllp_certificate_get_private_key_available(const mllp_certificate *cert, uint8_t *out);
+
+/**
+ * Sets SSLCert (NULL clears it). The server keeps its own reference; the caller still frees
+ * its handle. Checked at the next StartListening (no key, key mismatch, expired → error
+ * there).
+ */
+int mllp_server_set_ssl_cert(mllp_server *server, const mllp_certificate *cert);
+
+/**
+ * SSLCert: writes a new handle to `*out` (free it with `mllp_certificate_free`), or NULL when
+ * none is set.
+ */
+int mllp_server_get_ssl_cert(const mllp_server *server, mllp_certificate **out);
+
+/**
+ * SSLEnabled: writes 1 when TLS is enabled.
+ */
+int mllp_server_get_ssl_enabled(const mllp_server *server, uint8_t *out);
+
+/**
+ * Sets SSLEnabled (0 or 1); takes effect at the next StartListening.
+ */
+int mllp_server_set_ssl_enabled(mllp_server *server, uint8_t enabled);
+
+/**
+ * SSLAuthenticateClients: writes 1 when clients are asked for a certificate.
+ */
+int mllp_server_get_ssl_authenticate_clients(const mllp_server *server, uint8_t *out);
+
+/**
+ * Sets SSLAuthenticateClients (0 or 1); takes effect at the next StartListening.
+ */
+int mllp_server_set_ssl_authenticate_clients(mllp_server *server, uint8_t on);
+
+/**
+ * A negotiated TLS value of a connection: `name` is SSLNegotiatedCipher,
+ * SSLNegotiatedCipherStrength, SSLNegotiatedCipherSuite, SSLNegotiatedKeyExchange,
+ * SSLNegotiatedKeyExchangeStrength or SSLNegotiatedVersion; "" before the handshake completes
+ * or on a plain connection. Under the buffer rule. (Also readable as
+ * `mllp_server_config(s, "SSLNegotiatedVersion[<id>]", …)`.)
+ */
+int mllp_connection_get_ssl_negotiated(const mllp_server *server,
+                                       uint64_t connection_id,
+                                       const char *name,
+                                       char *buf,
+                                       size_t *len);
+
+/**
+ * Registers the SSLClientAuthentication callback (set `event->accept` to override the
+ * verification result). Pass NULL to remove it. Any thread.
+ */
+int mllp_server_on_ssl_client_authentication(mllp_server *server,
+                                             mllp_ssl_client_authentication_cb cb);
+
+/**
+ * Registers the SSLConnectionRequest callback (set `event->certificate` to present another
+ * certificate). Pass NULL to remove it. Any thread.
+ */
+int mllp_server_on_ssl_connection_request(mllp_server *server, mllp_ssl_connection_request_cb cb);
+
+/**
+ * Registers the SSLStatus callback. Pass NULL to remove it. Any thread.
+ */
+int mllp_server_on_ssl_status(mllp_server *server, mllp_ssl_status_cb cb);
 
 #ifdef __cplusplus
 }  // extern "C"

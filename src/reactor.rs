@@ -590,9 +590,8 @@ impl Reactor {
         };
         tls.start(config)?;
         // The ClientHello may have arrived with more records behind it.
-        match tls.process()? {
-            Progress::HandshakeDone => self.on_handshake_done(c),
-            _ => {}
+        if let Progress::HandshakeDone = tls.process()? {
+            self.on_handshake_done(c);
         }
         Ok(())
     }

@@ -186,7 +186,8 @@ fn unknown_settings_give_2004_and_not_applicable_ones_2003() {
         "ConnectionTimeout=5",
         "MaxLineLength",
         "ProxyExceptionsList",
-        "SSLEnabledProtocols",
+        "SSLCheckOCSP",
+        "SSLEnableRenegotiation",
     ] {
         let e = s.config(k).unwrap_err();
         assert_eq!(e.code, code::NOT_SUPPORTED, "{k}: {e}");

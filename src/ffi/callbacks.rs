@@ -175,10 +175,13 @@ pub(crate) struct Callbacks {
     pub log: mllp_log_cb,
     pub thread_start: mllp_thread_cb,
     pub thread_stop: mllp_thread_cb,
+    pub ssl_client_authentication: super::tls::mllp_ssl_client_authentication_cb,
+    pub ssl_connection_request: super::tls::mllp_ssl_connection_request_cb,
+    pub ssl_status: super::tls::mllp_ssl_status_cb,
 }
 
 impl Callbacks {
-    fn user(&self) -> *mut c_void {
+    pub(crate) fn user(&self) -> *mut c_void {
         self.user.as_ref().map_or(std::ptr::null_mut(), |u| u.ptr)
     }
 }
@@ -270,6 +273,18 @@ impl EventHandler for Callbacks {
         };
         // SAFETY: a host callback; the event and its strings are valid for the call.
         unsafe { f(self.user(), &ev) };
+    }
+
+    fn ssl_client_authentication(&self, e: &mut crate::events::SslClientAuthenticationEvent<'_>) {
+        self.ssl_client_authentication_impl(e);
+    }
+
+    fn ssl_connection_request(&self, e: &mut crate::events::SslConnectionRequestEvent<'_>) {
+        self.ssl_connection_request_impl(e);
+    }
+
+    fn ssl_status(&self, e: &crate::events::SslStatusEvent<'_>) {
+        self.ssl_status_impl(e);
     }
 
     fn thread_start(&self) {

@@ -26,6 +26,7 @@ pub mod callbacks;
 pub mod connection;
 pub mod server;
 mod stream;
+pub mod tls;
 
 /// Success.
 pub const MLLP_OK: c_int = 0;
@@ -69,6 +70,14 @@ pub const MLLP_ERR_IO: c_int = 2009;
 pub const MLLP_ERR_SEND_INTERRUPTED: c_int = 2011;
 /// MaxConnections reached; reported through the Error event (2012).
 pub const MLLP_ERR_TOO_MANY_CONNECTIONS: c_int = 2012;
+
+/// A certificate or key could not be loaded or used: wrong password, key mismatch, expired,
+/// no private key, bad format (2020).
+pub const MLLP_ERR_CERTIFICATE: c_int = 2020;
+/// The TLS handshake failed or did not finish in time (2021).
+pub const MLLP_ERR_TLS_HANDSHAKE: c_int = 2021;
+/// The client's certificate was refused in SSLClientAuthentication (2022).
+pub const MLLP_ERR_TLS_CLIENT_REJECTED: c_int = 2022;
 
 /// Major version of this library (matches Cargo.toml).
 pub const MLLP_VERSION_MAJOR: u32 = 0;
@@ -242,6 +251,9 @@ mod tests {
         assert_eq!(MLLP_ERR_IO, code::IO);
         assert_eq!(MLLP_ERR_SEND_INTERRUPTED, code::SEND_INTERRUPTED);
         assert_eq!(MLLP_ERR_TOO_MANY_CONNECTIONS, code::TOO_MANY_CONNECTIONS);
+        assert_eq!(MLLP_ERR_CERTIFICATE, code::CERTIFICATE);
+        assert_eq!(MLLP_ERR_TLS_HANDSHAKE, code::TLS_HANDSHAKE);
+        assert_eq!(MLLP_ERR_TLS_CLIENT_REJECTED, code::TLS_CLIENT_REJECTED);
     }
 
     #[test]

@@ -110,12 +110,14 @@ impl Certificate {
                     "Java key stores (JKS, BCFKS) are not supported; convert to PFX or PEM",
                 ))
             }
-            t => return Err(Error::new(
-                code::NOT_SUPPORTED,
-                format!(
+            t => {
+                return Err(Error::new(
+                    code::NOT_SUPPORTED,
+                    format!(
                     "certificate store type {t} is not supported (use 2/3 PFX, 6/7 PEM, 8/9 public key, or 99 auto)"
                 ),
-            )),
+                ))
+            }
         };
         let candidates = match kind {
             PFX_FILE | PFX_BLOB => from_pfx(&data, password)?,
