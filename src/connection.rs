@@ -49,6 +49,8 @@ pub enum Inbound {
     Restarted,
     /// The peer acknowledged data the server sent: ACK (true) or NAK (false).
     AckIn(bool),
+    /// Bytes outside any frame were skipped (reported in the Log, not an error).
+    Skipped(usize),
 }
 
 /// A reply waiting for its decision.
@@ -123,7 +125,7 @@ impl Connection {
         let started = &mut self.frames_started;
         let (ack, nak) = (self.ack_char, self.nak_char);
         let awaiting = &mut self.awaiting_acks;
-        self.decoder.feed(data, |ev| match ev {
+        let skipped = self.decoder.feed(data, |ev| match ev {
             DecodeEvent::Start => {
                 msg.clear();
                 *started += 1;
@@ -160,6 +162,9 @@ impl Connection {
                 found.push(Inbound::Refused(Refusal::BadTrailer));
             }
         });
+        if skipped > 0 {
+            found.push(Inbound::Skipped(skipped));
+        }
     }
 
     /// Gives a delivered message's buffer back for reuse.
@@ -362,6 +367,7 @@ mod tests {
                 Inbound::AckIn(true),
                 Inbound::AckIn(false),
                 Inbound::Refused(Refusal::BadTrailer),
+                Inbound::Skipped(1),
                 Inbound::Restarted,
             ]
         );

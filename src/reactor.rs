@@ -421,7 +421,7 @@ impl Reactor {
             None => (!self.reads_paused(c), !c.proto.output().is_empty() && !c.rate_blocked),
             Some(t) => (
                 // Handshake records are read even while application data is paused.
-                t.wants_read() && (!c.ready || !self.reads_paused(c)) && !c.peer_closed,
+                t.wants_read() && if c.ready { !self.reads_paused(c) } else { !t.established() } && !c.peer_closed,
                 t.wants_write() || (c.ready && !c.proto.output().is_empty() && !c.rate_blocked),
             ),
         };
@@ -489,7 +489,10 @@ impl Reactor {
     fn read_tls(&mut self, c: &mut Conn) -> io::Result<()> {
         let mut budget = READ_BUDGET;
         loop {
-            if c.ready && self.reads_paused(c) {
+            let established = c.tls.as_ref().is_some_and(|t| t.established());
+            // Waiting for SSLClientAuthentication (DoEvents): read nothing more, so rustls's
+            // bounded plaintext buffer never overflows.
+            if (c.ready && self.reads_paused(c)) || (established && !c.ready) {
                 break;
             }
             if budget == 0 {
@@ -675,6 +678,7 @@ impl Reactor {
             Inbound::Restarted => {
                 self.error(id, &Error::new(code::INVALID_DATA, "start block inside a frame: partial message discarded"))
             }
+            Inbound::Skipped(n) => self.log(id, 2, || format!("{n} bytes outside a frame skipped")),
             Inbound::AckIn(accepted) => {
                 let result = if accepted {
                     Ok(())

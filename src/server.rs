@@ -199,7 +199,10 @@ impl Server {
                 return Err(Error::new(c, format!("cannot change {key} while listening")));
             }
             "eventmode" if self.listening() || lock(&self.shared.conns).count > 0 => {
-                return Err(Error::new(code::BAD_STATE, "EventMode can only change while not listening"));
+                return Err(Error::new(
+                    code::BAD_STATE,
+                    "EventMode can only change while not listening and with no connections open",
+                ));
             }
             _ => {}
         }

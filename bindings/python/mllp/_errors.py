@@ -1,0 +1,120 @@
+"""Result codes and the MLLPError exception."""
+
+from __future__ import annotations
+
+from typing import Dict
+
+from ._lib import lib
+
+OK = 0
+#: Received a negative acknowledgement (reference code 670).
+ERR_NAK_RECEIVED = 670
+#: Data was invalid: a timeout occurred or the message block was improperly formatted (671).
+ERR_INVALID_DATA = 671
+#: Connection interrupted while transferring data (672).
+ERR_INTERRUPTED = 672
+#: LocalPort cannot change while listening (106).
+ERR_CANNOT_CHANGE_LOCAL_PORT = 106
+#: LocalHost cannot change while listening (107).
+ERR_CANNOT_CHANGE_LOCAL_HOST = 107
+#: Operation would block: the connection's output queue is full (135).
+ERR_WOULD_BLOCK = 135
+#: Timeout (201).
+ERR_TIMEOUT = 201
+#: Action impossible in the present state (211).
+ERR_BAD_STATE = 211
+#: Could not open file (303).
+ERR_CANNOT_OPEN_FILE = 303
+#: A required pointer was NULL or an argument out of range (2001).
+ERR_INVALID_ARGUMENT = 2001
+#: No connection has that id: it never existed or has closed (2002).
+ERR_NO_SUCH_CONNECTION = 2002
+#: The setting exists in the reference but has no meaning for this server (2003).
+ERR_NOT_SUPPORTED = 2003
+#: Unknown setting name (2004).
+ERR_UNKNOWN_SETTING = 2004
+#: Invalid value for a setting or property (2005).
+ERR_INVALID_VALUE = 2005
+#: The call would wait for the thread delivering events, and was made from it (2006).
+ERR_REENTRANT = 2006
+#: An internal panic was caught at the boundary (2007).
+ERR_PANIC = 2007
+#: The buffer is NULL or too small (2008); handled inside the binding.
+ERR_BUFFER_TOO_SMALL = 2008
+#: A file or stream operation failed (2009).
+ERR_IO = 2009
+#: A synchronous send was interrupted by Interrupt (2011).
+ERR_SEND_INTERRUPTED = 2011
+#: MaxConnections reached; reported through the Error event (2012).
+ERR_TOO_MANY_CONNECTIONS = 2012
+
+#: HL7 MSA-1 reject codes for AckOutEvent.reject_code.
+REJECT_AE = 1
+REJECT_AR = 2
+
+CODES: Dict[str, int] = {k: v for k, v in dict(globals()).items() if k.startswith("ERR_")}
+
+
+__all__ = [
+    "MLLPError",
+    "check",
+    "error_description",
+    "CODES",
+    "OK",
+    "ERR_NAK_RECEIVED",
+    "ERR_INVALID_DATA",
+    "ERR_INTERRUPTED",
+    "ERR_CANNOT_CHANGE_LOCAL_PORT",
+    "ERR_CANNOT_CHANGE_LOCAL_HOST",
+    "ERR_WOULD_BLOCK",
+    "ERR_TIMEOUT",
+    "ERR_BAD_STATE",
+    "ERR_CANNOT_OPEN_FILE",
+    "ERR_INVALID_ARGUMENT",
+    "ERR_NO_SUCH_CONNECTION",
+    "ERR_NOT_SUPPORTED",
+    "ERR_UNKNOWN_SETTING",
+    "ERR_INVALID_VALUE",
+    "ERR_REENTRANT",
+    "ERR_PANIC",
+    "ERR_BUFFER_TOO_SMALL",
+    "ERR_IO",
+    "ERR_SEND_INTERRUPTED",
+    "ERR_TOO_MANY_CONNECTIONS",
+    "REJECT_AE",
+    "REJECT_AR",
+]
+
+
+def error_description(code: int) -> str:
+    """The library's description of a result code (the reference's wording where it has one)."""
+    raw = lib.mllp_error_description(int(code))
+    return raw.decode("utf-8", "replace") if raw else ""
+
+
+class MLLPError(Exception):
+    """A call into libmllp failed.
+
+    ``code`` is the result code (the reference's numbers: 670-672, 1xx-3xx, 100xx socket
+    errors; 2001-2099 for the library's own conditions); ``message`` is the library's message
+    for the failure (``mllp_last_error_message``), or the code's description.
+    """
+
+    code: int
+    message: str
+
+    def __init__(self, code: int, message: str = "") -> None:
+        self.code = int(code)
+        self.message = message or error_description(code)
+        super().__init__(self.code, self.message)
+
+    def __str__(self) -> str:
+        return f"[{self.code}] {self.message}"
+
+
+def check(rc: int) -> None:
+    """Raises MLLPError for a non-zero result code, with this thread's last error message."""
+    if rc != OK:
+        raw = lib.mllp_last_error_message()
+        msg = raw.decode("utf-8", "replace") if raw else ""
+        raise MLLPError(rc, msg)

@@ -1,0 +1,209 @@
+"""Loading libmllp and declaring its C API (include/mllp.h) for ctypes.
+
+Lookup order: the ``MLLP_LIBRARY`` environment variable (a path), then
+``../../target/release/libmllp.so`` relative to ``bindings/python`` (the repository layout),
+then ``ctypes.util.find_library("mllp")``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+from ctypes import (
+    CFUNCTYPE,
+    POINTER,
+    Structure,
+    c_char_p,
+    c_int,
+    c_size_t,
+    c_ssize_t,
+    c_uint8,
+    c_uint16,
+    c_uint32,
+    c_uint64,
+    c_void_p,
+)
+from pathlib import Path
+from typing import List, Optional
+
+__all__ = ["lib", "library_path"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Event structs (field order and types exactly as in mllp.h)
+# ---------------------------------------------------------------------------------------------
+
+
+class ConnectionRequestStruct(Structure):
+    _fields_ = [("address", c_char_p), ("port", c_uint16), ("accept", c_uint8)]
+
+
+class StatusStruct(Structure):
+    _fields_ = [("connection_id", c_uint64), ("status_code", c_int), ("description", c_char_p)]
+
+
+class TransferBoundaryStruct(Structure):
+    _fields_ = [("connection_id", c_uint64), ("message_seq", c_uint64)]
+
+
+class TransferStruct(Structure):
+    _fields_ = [
+        ("connection_id", c_uint64),
+        ("bytes_transferred", c_uint64),
+        ("data", c_void_p),
+        ("len", c_size_t),
+    ]
+
+
+class AckOutStruct(Structure):
+    _fields_ = [
+        ("connection_id", c_uint64),
+        ("message_seq", c_uint64),
+        ("accept", c_uint8),
+        ("reject_code", c_int),
+        ("message", c_void_p),
+        ("message_len", c_size_t),
+    ]
+
+
+class AckInStruct(Structure):
+    _fields_ = [("connection_id", c_uint64), ("accepted", c_uint8)]
+
+
+class ErrorStruct(Structure):
+    _fields_ = [("connection_id", c_uint64), ("error_code", c_int), ("description", c_char_p)]
+
+
+class LogStruct(Structure):
+    _fields_ = [
+        ("connection_id", c_uint64),
+        ("log_level", c_int),
+        ("message", c_char_p),
+        ("log_type", c_char_p),
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Callback types
+# ---------------------------------------------------------------------------------------------
+
+CONNECTION_REQUEST_CB = CFUNCTYPE(None, c_void_p, POINTER(ConnectionRequestStruct))
+STATUS_CB = CFUNCTYPE(None, c_void_p, POINTER(StatusStruct))
+TRANSFER_BOUNDARY_CB = CFUNCTYPE(None, c_void_p, POINTER(TransferBoundaryStruct))
+TRANSFER_CB = CFUNCTYPE(None, c_void_p, POINTER(TransferStruct))
+ACK_OUT_CB = CFUNCTYPE(None, c_void_p, POINTER(AckOutStruct))
+ACK_IN_CB = CFUNCTYPE(None, c_void_p, POINTER(AckInStruct))
+ERROR_CB = CFUNCTYPE(None, c_void_p, POINTER(ErrorStruct))
+LOG_CB = CFUNCTYPE(None, c_void_p, POINTER(LogStruct))
+RELEASE_CB = CFUNCTYPE(None, c_void_p)
+READ_CB = CFUNCTYPE(c_ssize_t, c_void_p, c_void_p, c_size_t)
+WRITE_CB = CFUNCTYPE(c_int, c_void_p, c_void_p, c_size_t)
+
+
+# ---------------------------------------------------------------------------------------------
+# Locating and loading the library
+# ---------------------------------------------------------------------------------------------
+
+
+def _candidates() -> List[str]:
+    out: List[str] = []
+    env = os.environ.get("MLLP_LIBRARY")
+    if env:
+        out.append(env)
+        return out  # an explicit path is authoritative: no silent fallback
+    # mllp/_lib.py -> bindings/python -> ../../target/release/libmllp.so
+    project = Path(__file__).resolve().parent.parent
+    repo_lib = (project / ".." / ".." / "target" / "release" / "libmllp.so").resolve()
+    if repo_lib.exists():
+        out.append(str(repo_lib))
+    found = ctypes.util.find_library("mllp")
+    if found:
+        out.append(found)
+    return out
+
+
+def _load() -> "tuple[ctypes.CDLL, str]":
+    errors: List[str] = []
+    for cand in _candidates():
+        try:
+            return ctypes.CDLL(cand), cand
+        except OSError as e:  # try the next one
+            errors.append(f"{cand}: {e}")
+    detail = "; ".join(errors) if errors else "no candidate found"
+    raise ImportError(
+        "mllp: cannot load libmllp (set MLLP_LIBRARY to the path of libmllp.so, or build it "
+        f"with `cargo build --release --lib`): {detail}"
+    )
+
+
+lib, library_path = _load()
+
+_SERVER = c_void_p  # mllp_server *
+_P_SIZE = POINTER(c_size_t)
+
+
+def _decl(name: str, restype: Optional[type], *argtypes: type) -> None:
+    fn = getattr(lib, name)
+    fn.restype = restype
+    fn.argtypes = list(argtypes)
+
+
+_decl("mllp_version", c_char_p)
+_decl("mllp_error_description", c_char_p, c_int)
+_decl("mllp_last_error_code", c_int)
+_decl("mllp_last_error_message", c_char_p)
+
+_decl("mllp_server_on_connection_request", c_int, _SERVER, CONNECTION_REQUEST_CB)
+_decl("mllp_server_on_connected", c_int, _SERVER, STATUS_CB)
+_decl("mllp_server_on_disconnected", c_int, _SERVER, STATUS_CB)
+_decl("mllp_server_on_start_transfer", c_int, _SERVER, TRANSFER_BOUNDARY_CB)
+_decl("mllp_server_on_transfer", c_int, _SERVER, TRANSFER_CB)
+_decl("mllp_server_on_end_transfer", c_int, _SERVER, TRANSFER_BOUNDARY_CB)
+_decl("mllp_server_on_ack_out", c_int, _SERVER, ACK_OUT_CB)
+_decl("mllp_server_on_ack_in", c_int, _SERVER, ACK_IN_CB)
+_decl("mllp_server_on_error", c_int, _SERVER, ERROR_CB)
+_decl("mllp_server_on_log", c_int, _SERVER, LOG_CB)
+_decl("mllp_server_set_user_data", c_int, _SERVER, c_void_p, RELEASE_CB)
+
+_decl("mllp_connection_get_connected", c_int, _SERVER, c_uint64, POINTER(c_uint8))
+_decl("mllp_connection_get_remote_host", c_int, _SERVER, c_uint64, c_void_p, _P_SIZE)
+_decl("mllp_connection_get_remote_port", c_int, _SERVER, c_uint64, POINTER(c_uint16))
+_decl("mllp_connection_get_local_address", c_int, _SERVER, c_uint64, c_void_p, _P_SIZE)
+_decl("mllp_connection_get_timeout", c_int, _SERVER, c_uint64, POINTER(c_uint32))
+_decl("mllp_connection_set_timeout", c_int, _SERVER, c_uint64, c_uint32)
+_decl("mllp_connection_get_input_data", c_int, _SERVER, c_uint64, c_void_p, _P_SIZE)
+_decl("mllp_connection_set_input_data", c_int, _SERVER, c_uint64, c_char_p, c_size_t)
+_decl("mllp_connection_get_input_file_name", c_int, _SERVER, c_uint64, c_void_p, _P_SIZE)
+_decl("mllp_connection_set_input_file_name", c_int, _SERVER, c_uint64, c_char_p)
+_decl("mllp_connection_get_output_data", c_int, _SERVER, c_uint64, c_void_p, _P_SIZE)
+_decl("mllp_connection_get_output_file_name", c_int, _SERVER, c_uint64, c_void_p, _P_SIZE)
+_decl("mllp_connection_set_output_file_name", c_int, _SERVER, c_uint64, c_char_p)
+_decl("mllp_connection_set_input_stream", c_int, _SERVER, c_uint64, READ_CB, RELEASE_CB, c_void_p)
+_decl("mllp_connection_set_output_stream", c_int, _SERVER, c_uint64, WRITE_CB, RELEASE_CB, c_void_p)
+
+_decl("mllp_server_new", c_void_p)
+_decl("mllp_server_free", c_int, _SERVER)
+_decl("mllp_server_get_default_timeout", c_int, _SERVER, POINTER(c_uint32))
+_decl("mllp_server_get_keep_alive", c_int, _SERVER, POINTER(c_uint8))
+_decl("mllp_server_get_listening", c_int, _SERVER, POINTER(c_uint8))
+_decl("mllp_server_get_local_port", c_int, _SERVER, POINTER(c_uint16))
+_decl("mllp_server_get_version", c_int, _SERVER, POINTER(c_int))
+_decl("mllp_server_get_connection_count", c_int, _SERVER, _P_SIZE)
+_decl("mllp_server_set_default_timeout", c_int, _SERVER, c_uint32)
+_decl("mllp_server_set_keep_alive", c_int, _SERVER, c_uint8)
+_decl("mllp_server_set_local_port", c_int, _SERVER, c_uint16)
+_decl("mllp_server_set_version", c_int, _SERVER, c_int)
+_decl("mllp_server_get_local_host", c_int, _SERVER, c_void_p, _P_SIZE)
+_decl("mllp_server_set_local_host", c_int, _SERVER, c_char_p)
+_decl("mllp_server_config", c_int, _SERVER, c_char_p, c_void_p, _P_SIZE)
+_decl("mllp_server_start_listening", c_int, _SERVER)
+_decl("mllp_server_stop_listening", c_int, _SERVER)
+_decl("mllp_server_shutdown", c_int, _SERVER)
+_decl("mllp_server_reset", c_int, _SERVER)
+_decl("mllp_server_disconnect", c_int, _SERVER, c_uint64)
+_decl("mllp_server_interrupt", c_int, _SERVER, c_uint64)
+_decl("mllp_server_send", c_int, _SERVER, c_uint64)
+_decl("mllp_server_send_bytes", c_int, _SERVER, c_uint64, c_char_p, c_size_t)
+_decl("mllp_server_do_events", c_int, _SERVER, c_uint32, _P_SIZE)
+_decl("mllp_server_get_connections", c_int, _SERVER, POINTER(c_uint64), _P_SIZE)
