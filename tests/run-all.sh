@@ -32,4 +32,11 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j2
 ctest --test-dir build --output-on-failure --timeout 600
 
+for lang in python csharp java; do
+  if [ -f "bindings/$lang/test.sh" ]; then
+    step "$lang binding"
+    bash "bindings/$lang/test.sh"
+  fi
+done
+
 step "all tests passed"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian 12 machine lacks for building and testing mllp:
-# cmake and valgrind (apt), python-hl7 (a real MLLP client used by the tests) and pytest (pip).
+# cmake, valgrind, openssl, mono and JNA (apt), python-hl7 (a real MLLP client used by the tests) and pytest (pip).
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 SUDO=""
@@ -10,6 +10,12 @@ command -v cmake >/dev/null 2>&1 || pkgs+=(cmake)
 command -v valgrind >/dev/null 2>&1 || pkgs+=(valgrind)
 command -v pkg-config >/dev/null 2>&1 || pkgs+=(pkg-config)
 command -v g++ >/dev/null 2>&1 || pkgs+=(g++)
+command -v openssl >/dev/null 2>&1 || pkgs+=(openssl)
+# Bindings: C# builds and runs on mono; Java uses Debian's JNA and JUnit (no Maven Central).
+command -v mcs >/dev/null 2>&1 || pkgs+=(mono-complete)
+[ -f /usr/share/java/jna.jar ] || pkgs+=(libjna-java)
+[ -f /usr/share/java/junit4.jar ] || pkgs+=(junit4)
+command -v javac >/dev/null 2>&1 || pkgs+=(default-jdk-headless)
 if [ ${#pkgs[@]} -gt 0 ]; then
   echo "setup: installing ${pkgs[*]}"
   $SUDO apt-get update -qq
