@@ -1,0 +1,790 @@
+// mllp.hpp - header-only C++17 wrapper of the mllp C API (include/mllp.h).
+//
+// Mirrors the reference MLLPServer component:
+//   mllp::Server       properties (localHost(), setLocalPort(), listening(), ...), methods
+//                      (startListening(), send(), config(), ...) and events (onTransfer(), ...)
+//   mllp::Connection   a view of one entry of the Connections map (server.connection(id))
+//   mllp::Error        thrown by every failing call; code() is the library's result code
+//
+// Threads: by default event handlers run on the server's reactor thread, one at a time, with no
+// library lock held; they may call back into the Server (queued operations). A synchronous send
+// (connection Timeout > 0) or destroying the Server from inside a handler fails with
+// Error(MLLP_ERR_REENTRANT). With config("EventMode=DoEvents") events are delivered inside
+// doEvents() on the calling thread. Handlers may be (re)registered from any thread.
+//
+// Exceptions thrown by a handler never reach the C library: they are caught, the event gets its
+// fail-safe outcome (ConnectionRequest refused, AckOut negative; a stream function fails), and the
+// exception is passed to the onException() handler (default: a line on stderr).
+#ifndef MLLP_HPP
+#define MLLP_HPP
+
+#include <mllp.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace mllp {
+
+/// Identifies a connection (the reference's ConnectionId). Never 0.
+using ConnectionId = std::uint64_t;
+
+// ---------------------------------------------------------------------------------------------
+// Result codes (the same values as the MLLP_* macros of mllp.h).
+namespace errc {
+constexpr int Ok = MLLP_OK;
+constexpr int NakReceived = MLLP_ERR_NAK_RECEIVED;                  // 670
+constexpr int InvalidData = MLLP_ERR_INVALID_DATA;                  // 671
+constexpr int Interrupted = MLLP_ERR_INTERRUPTED;                   // 672
+constexpr int CannotChangeLocalPort = MLLP_ERR_CANNOT_CHANGE_LOCAL_PORT;  // 106
+constexpr int CannotChangeLocalHost = MLLP_ERR_CANNOT_CHANGE_LOCAL_HOST;  // 107
+constexpr int WouldBlock = MLLP_ERR_WOULD_BLOCK;                    // 135
+constexpr int Timeout = MLLP_ERR_TIMEOUT;                           // 201
+constexpr int BadState = MLLP_ERR_BAD_STATE;                        // 211
+constexpr int CannotOpenFile = MLLP_ERR_CANNOT_OPEN_FILE;           // 303
+constexpr int InvalidArgument = MLLP_ERR_INVALID_ARGUMENT;          // 2001
+constexpr int NoSuchConnection = MLLP_ERR_NO_SUCH_CONNECTION;       // 2002
+constexpr int NotSupported = MLLP_ERR_NOT_SUPPORTED;                // 2003
+constexpr int UnknownSetting = MLLP_ERR_UNKNOWN_SETTING;            // 2004
+constexpr int InvalidValue = MLLP_ERR_INVALID_VALUE;                // 2005
+constexpr int Reentrant = MLLP_ERR_REENTRANT;                       // 2006
+constexpr int Panic = MLLP_ERR_PANIC;                               // 2007
+constexpr int BufferTooSmall = MLLP_ERR_BUFFER_TOO_SMALL;           // 2008
+constexpr int Io = MLLP_ERR_IO;                                     // 2009
+constexpr int SendInterrupted = MLLP_ERR_SEND_INTERRUPTED;          // 2011
+constexpr int TooManyConnections = MLLP_ERR_TOO_MANY_CONNECTIONS;   // 2012
+}  // namespace errc
+
+/// The library's version string, e.g. "0.1.0".
+inline std::string libraryVersion() { return mllp_version(); }
+
+/// The library's description of a result code.
+inline std::string errorDescription(int code) { return mllp_error_description(code); }
+
+/// Thrown by every failing call. code() is the library's result code (the reference's numbers:
+/// 670-672, 1xx-3xx, socket errors 10004-11003; the library's own conditions 2001-2099); what()
+/// is the library's message for the failure (mllp_last_error_message()).
+class Error : public std::runtime_error {
+ public:
+  Error(int code, const std::string& message)
+      : std::runtime_error(message.empty() ? errorDescription(code) : message), code_(code) {}
+  /// The result code.
+  int code() const noexcept { return code_; }
+  /// The library's description of code() (not of this particular failure).
+  std::string description() const { return errorDescription(code_); }
+
+ private:
+  int code_;
+};
+
+namespace detail {
+/// Throws Error for a failing result code, with the calling thread's last error message.
+inline void check(int rc) {
+  if (rc != MLLP_OK) {
+    // Read the message right away: it belongs to this thread's last failing call.
+    const char* msg = mllp_last_error_message();
+    throw Error(rc, msg ? std::string(msg) : std::string());
+  }
+}
+}  // namespace detail
+
+// ---------------------------------------------------------------------------------------------
+/// A non-owning view of bytes (pointer + size). Payloads are bytes, not text: HL7 may be in any
+/// character set. Event views are valid only during the handler; copy what you keep.
+class ByteView {
+ public:
+  constexpr ByteView() noexcept = default;
+  constexpr ByteView(const std::uint8_t* data, std::size_t size) noexcept : data_(data), size_(size) {}
+  ByteView(const void* data, std::size_t size) noexcept
+      : data_(static_cast<const std::uint8_t*>(data)), size_(size) {}
+  ByteView(std::string_view s) noexcept  // NOLINT(google-explicit-constructor)
+      : data_(reinterpret_cast<const std::uint8_t*>(s.data())), size_(s.size()) {}
+  ByteView(const std::string& s) noexcept  // NOLINT(google-explicit-constructor)
+      : ByteView(std::string_view(s)) {}
+  ByteView(const char* s) noexcept  // NOLINT(google-explicit-constructor)
+      : ByteView(std::string_view(s ? s : "")) {}
+  ByteView(std::basic_string_view<std::uint8_t> s) noexcept  // NOLINT(google-explicit-constructor)
+      : data_(s.data()), size_(s.size()) {}
+  ByteView(const std::vector<std::uint8_t>& v) noexcept  // NOLINT(google-explicit-constructor)
+      : data_(v.data()), size_(v.size()) {}
+  ByteView(const std::vector<char>& v) noexcept  // NOLINT(google-explicit-constructor)
+      : ByteView(v.data(), v.size()) {}
+
+  constexpr const std::uint8_t* data() const noexcept { return data_; }
+  constexpr std::size_t size() const noexcept { return size_; }
+  constexpr bool empty() const noexcept { return size_ == 0; }
+  constexpr const std::uint8_t* begin() const noexcept { return data_; }
+  constexpr const std::uint8_t* end() const noexcept { return data_ + size_; }
+  constexpr std::uint8_t operator[](std::size_t i) const noexcept { return data_[i]; }
+
+  /// The bytes as a std::string_view (no copy; no character set conversion).
+  std::string_view str() const noexcept {
+    return size_ ? std::string_view(reinterpret_cast<const char*>(data_), size_) : std::string_view();
+  }
+  /// A copy of the bytes.
+  std::vector<std::uint8_t> vec() const { return std::vector<std::uint8_t>(begin(), end()); }
+  /// A copy of the bytes as a std::string.
+  std::string toString() const { return std::string(str()); }
+
+ private:
+  const std::uint8_t* data_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+inline bool operator==(ByteView a, ByteView b) noexcept {
+  return a.size() == b.size() && (a.size() == 0 || std::memcmp(a.data(), b.data(), a.size()) == 0);
+}
+inline bool operator!=(ByteView a, ByteView b) noexcept { return !(a == b); }
+
+// ---------------------------------------------------------------------------------------------
+// Events (named after the reference's event parameters). String/byte views are valid only
+// during the handler.
+
+/// ConnectionRequest: a client asks to connect. Set accept = false to refuse it.
+struct ConnectionRequestEvent {
+  std::string_view address;
+  std::uint16_t port = 0;
+  bool accept = true;  // read-write
+};
+
+/// Connected / Disconnected: statusCode 0 and description "OK" when normal.
+struct ConnectedEvent {
+  ConnectionId connectionId = 0;
+  int statusCode = 0;
+  std::string_view description;
+};
+struct DisconnectedEvent {
+  ConnectionId connectionId = 0;
+  int statusCode = 0;
+  std::string_view description;
+};
+
+/// StartTransfer / EndTransfer. messageSeq numbers the messages of a connection from 1.
+struct StartTransferEvent {
+  ConnectionId connectionId = 0;
+  std::uint64_t messageSeq = 0;
+};
+struct EndTransferEvent {
+  ConnectionId connectionId = 0;
+  std::uint64_t messageSeq = 0;
+};
+
+/// Transfer: a piece of a received message (no copy), and the bytes of it received so far.
+struct TransferEvent {
+  ConnectionId connectionId = 0;
+  std::uint64_t bytesTransferred = 0;
+  ByteView data;
+};
+
+/// MSA-1 code used for a negative acknowledgement in AckMode=HL7.
+enum class RejectCode : int { AE = MLLP_REJECT_AE, AR = MLLP_REJECT_AR };
+
+/// AckOut: an acknowledgement is about to be sent. Set accept = false to send a NAK.
+struct AckOutEvent {
+  ConnectionId connectionId = 0;
+  std::uint64_t messageSeq = 0;
+  bool accept = true;                    // read-write
+  RejectCode rejectCode = RejectCode::AE;  // read-write (AckMode=HL7)
+  ByteView message;                      // the complete message being acknowledged
+};
+
+/// AckIn: the client acknowledged data the server sent (accepted: ACK true, NAK false).
+struct AckInEvent {
+  ConnectionId connectionId = 0;
+  bool accepted = false;
+};
+
+/// Error: connectionId 0 when the error concerns the server.
+struct ErrorEvent {
+  ConnectionId connectionId = 0;
+  int errorCode = 0;
+  std::string_view description;
+};
+
+/// Log: logLevel 1 Info, 2 Verbose, 3 Debug; logType "INFO", "VERBOSE" or "DEBUG".
+struct LogEvent {
+  ConnectionId connectionId = 0;
+  int logLevel = 0;
+  std::string_view message;
+  std::string_view logType;
+};
+
+/// Input stream: fill up to cap bytes at buf; return the count, 0 at the end, negative on error.
+using ReadFunction = std::function<std::ptrdiff_t(std::uint8_t* buf, std::size_t cap)>;
+/// Output stream: take one received message; return false to fail (the message is refused).
+using WriteFunction = std::function<bool(ByteView message)>;
+/// Receives exceptions thrown by handlers and stream functions; event names the source.
+using ExceptionHandler = std::function<void(std::string_view event, std::exception_ptr error)>;
+
+namespace detail {
+
+// The buffer rule: query the size with a NULL buffer, then copy; retry if the value grew.
+template <class T, class F>
+std::vector<T> getBuffer(F&& call) {
+  std::size_t len = 0;
+  int rc = call(static_cast<T*>(nullptr), &len);
+  if (rc == MLLP_OK) return {};  // nothing to copy
+  std::vector<T> buf;
+  for (int attempt = 0; attempt < 64; ++attempt) {
+    if (rc != MLLP_ERR_BUFFER_TOO_SMALL) check(rc);
+    buf.resize(len > 0 ? len : 1);  // never pass NULL: a NULL buffer is always "too small"
+    len = buf.size();
+    rc = call(buf.data(), &len);
+    if (rc == MLLP_OK) {
+      buf.resize(len);
+      return buf;
+    }
+  }
+  check(rc);
+  return buf;
+}
+
+template <class F>
+std::string getString(F&& call) {
+  std::vector<char> buf = getBuffer<char>(std::forward<F>(call));
+  std::size_t n = buf.size();
+  while (n > 0 && buf[n - 1] == '\0') --n;  // the size includes the NUL
+  return std::string(buf.data(), n);
+}
+
+template <class F>
+std::vector<std::uint8_t> getBytes(F&& call) {
+  return getBuffer<std::uint8_t>(std::forward<F>(call));
+}
+
+// Where handler exceptions go: shared by the server state and the stream holders, so it lives
+// as long as any of them.
+class ExceptionSink {
+ public:
+  void set(ExceptionHandler fn) {
+    std::shared_ptr<const ExceptionHandler> next =
+        fn ? std::make_shared<ExceptionHandler>(std::move(fn)) : nullptr;
+    std::lock_guard<std::mutex> lock(mutex_);
+    fn_.swap(next);  // the old handler is destroyed outside the lock (next's destructor)
+  }
+  void report(std::string_view event, std::exception_ptr error) const noexcept {
+    std::shared_ptr<const ExceptionHandler> fn;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      fn = fn_;
+    }
+    if (fn && *fn) {
+      try {
+        (*fn)(event, error);
+        return;
+      } catch (...) {
+        // fall through to stderr
+      }
+    }
+    try {
+      std::rethrow_exception(error);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "mllp: exception in %.*s handler: %s\n", static_cast<int>(event.size()),
+                   event.data(), e.what());
+    } catch (...) {
+      std::fprintf(stderr, "mllp: unknown exception in %.*s handler\n",
+                   static_cast<int>(event.size()), event.data());
+    }
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::shared_ptr<const ExceptionHandler> fn_;
+};
+
+// The heap object the library holds as user pointer; released by the library (release
+// callback) after the last callback that could use it has returned.
+struct State {
+  template <class Ev>
+  using Fn = std::shared_ptr<const std::function<void(Ev&)>>;
+
+  mutable std::mutex mutex;
+  Fn<ConnectionRequestEvent> connectionRequest;
+  Fn<const ConnectedEvent> connected;
+  Fn<const DisconnectedEvent> disconnected;
+  Fn<const StartTransferEvent> startTransfer;
+  Fn<const TransferEvent> transfer;
+  Fn<const EndTransferEvent> endTransfer;
+  Fn<AckOutEvent> ackOut;
+  Fn<const AckInEvent> ackIn;
+  Fn<const ErrorEvent> error;
+  Fn<const LogEvent> log;
+  std::shared_ptr<const std::function<void()>> threadStart;
+  std::shared_ptr<const std::function<void()>> threadStop;
+  std::shared_ptr<ExceptionSink> sink = std::make_shared<ExceptionSink>();
+
+  template <class P>
+  P load(const P& slot) const {
+    std::lock_guard<std::mutex> lock(mutex);
+    return slot;
+  }
+  template <class P, class V>
+  void store(P& slot, V&& value) {
+    P old;  // destroyed outside the lock
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      old = std::move(slot);
+      slot = std::forward<V>(value);
+    }
+  }
+  void report(std::string_view event, std::exception_ptr e) const noexcept { sink->report(event, e); }
+  static void release(void* user) noexcept { delete static_cast<State*>(user); }
+
+  // Calls the handler in slot with ev; exceptions are reported and return false.
+  template <class Ev>
+  bool dispatch(const Fn<Ev>& slot, Ev& ev, const char* name) const noexcept {
+    Fn<Ev> fn;
+    try {
+      fn = load(slot);
+      if (fn && *fn) (*fn)(ev);
+      return true;
+    } catch (...) {
+      report(name, std::current_exception());
+      return false;
+    }
+  }
+
+  // ---- one C trampoline per event ----
+  static void onConnectionRequest(void* user, mllp_connection_request_event* e) noexcept {
+    if (!user || !e) return;
+    ConnectionRequestEvent ev;
+    ev.address = e->address ? e->address : "";
+    ev.port = e->port;
+    ev.accept = e->accept != 0;
+    const bool ok = static_cast<State*>(user)->dispatch(static_cast<State*>(user)->connectionRequest,
+                                                         ev, "ConnectionRequest");
+    e->accept = (ok && ev.accept) ? 1 : 0;  // a throwing handler refuses
+  }
+  static void onConnected(void* user, const mllp_status_event* e) noexcept {
+    if (!user || !e) return;
+    const ConnectedEvent ev{e->connection_id, e->status_code, e->description ? e->description : ""};
+    static_cast<State*>(user)->dispatch(static_cast<State*>(user)->connected, ev, "Connected");
+  }
+  static void onDisconnected(void* user, const mllp_status_event* e) noexcept {
+    if (!user || !e) return;
+    const DisconnectedEvent ev{e->connection_id, e->status_code, e->description ? e->description : ""};
+    static_cast<State*>(user)->dispatch(static_cast<State*>(user)->disconnected, ev, "Disconnected");
+  }
+  static void onStartTransfer(void* user, const mllp_transfer_boundary_event* e) noexcept {
+    if (!user || !e) return;
+    const StartTransferEvent ev{e->connection_id, e->message_seq};
+    static_cast<State*>(user)->dispatch(static_cast<State*>(user)->startTransfer, ev, "StartTransfer");
+  }
+  static void onTransfer(void* user, const mllp_transfer_event* e) noexcept {
+    if (!user || !e) return;
+    const TransferEvent ev{e->connection_id, e->bytes_transferred, ByteView(e->data, e->len)};
+    static_cast<State*>(user)->dispatch(static_cast<State*>(user)->transfer, ev, "Transfer");
+  }
+  static void onEndTransfer(void* user, const mllp_transfer_boundary_event* e) noexcept {
+    if (!user || !e) return;
+    const EndTransferEvent ev{e->connection_id, e->message_seq};
+    static_cast<State*>(user)->dispatch(static_cast<State*>(user)->endTransfer, ev, "EndTransfer");
+  }
+  static void onAckOut(void* user, mllp_ack_out_event* e) noexcept {
+    if (!user || !e) return;
+    AckOutEvent ev;
+    ev.connectionId = e->connection_id;
+    ev.messageSeq = e->message_seq;
+    ev.accept = e->accept != 0;
+    ev.rejectCode = static_cast<RejectCode>(e->reject_code);
+    ev.message = ByteView(e->message, e->message_len);
+    const bool ok = static_cast<State*>(user)->dispatch(static_cast<State*>(user)->ackOut, ev, "AckOut");
+    e->accept = (ok && ev.accept) ? 1 : 0;  // a throwing handler refuses the message
+    e->reject_code = static_cast<int>(ev.rejectCode);
+  }
+  static void onAckIn(void* user, const mllp_ack_in_event* e) noexcept {
+    if (!user || !e) return;
+    const AckInEvent ev{e->connection_id, e->accepted != 0};
+    static_cast<State*>(user)->dispatch(static_cast<State*>(user)->ackIn, ev, "AckIn");
+  }
+  static void onError(void* user, const mllp_error_event* e) noexcept {
+    if (!user || !e) return;
+    const ErrorEvent ev{e->connection_id, e->error_code, e->description ? e->description : ""};
+    static_cast<State*>(user)->dispatch(static_cast<State*>(user)->error, ev, "Error");
+  }
+  static void onLog(void* user, const mllp_log_event* e) noexcept {
+    if (!user || !e) return;
+    const LogEvent ev{e->connection_id, e->log_level, e->message ? e->message : "",
+                      e->log_type ? e->log_type : ""};
+    static_cast<State*>(user)->dispatch(static_cast<State*>(user)->log, ev, "Log");
+  }
+  static void runHook(void* user, bool start) noexcept {
+    if (!user) return;
+    auto* st = static_cast<State*>(user);
+    try {
+      auto fn = st->load(start ? st->threadStart : st->threadStop);
+      if (fn && *fn) (*fn)();
+    } catch (...) {
+      st->report(start ? "ThreadStart" : "ThreadStop", std::current_exception());
+    }
+  }
+  static void onThreadStart(void* user) noexcept { runHook(user, true); }
+  static void onThreadStop(void* user) noexcept { runHook(user, false); }
+};
+
+// Heap holders for stream functions; the library owns them and calls close exactly once.
+struct ReadHolder {
+  ReadFunction fn;
+  std::shared_ptr<ExceptionSink> sink;
+  static std::ptrdiff_t read(void* user, std::uint8_t* buf, std::size_t cap) noexcept {
+    auto* h = static_cast<ReadHolder*>(user);
+    try {
+      return h->fn(buf, cap);
+    } catch (...) {
+      h->sink->report("InputStream", std::current_exception());
+      return -1;
+    }
+  }
+  static void close(void* user) noexcept { delete static_cast<ReadHolder*>(user); }
+};
+struct WriteHolder {
+  WriteFunction fn;
+  std::shared_ptr<ExceptionSink> sink;
+  static int write(void* user, const std::uint8_t* data, std::size_t len) noexcept {
+    auto* h = static_cast<WriteHolder*>(user);
+    try {
+      return h->fn(ByteView(data, len)) ? 0 : 1;
+    } catch (...) {
+      h->sink->report("OutputStream", std::current_exception());
+      return 1;
+    }
+  }
+  static void close(void* user) noexcept { delete static_cast<WriteHolder*>(user); }
+};
+
+}  // namespace detail
+
+class Server;
+
+// ---------------------------------------------------------------------------------------------
+/// One connection (an entry of the reference's Connections map): a cheap, non-owning view by id.
+/// Valid as long as the Server that made it; calls on a closed connection throw
+/// Error(MLLP_ERR_NO_SUCH_CONNECTION).
+class Connection {
+ public:
+  ConnectionId connectionId() const noexcept { return id_; }
+
+  /// Connected: true while the connection is open.
+  bool connected() const {
+    std::uint8_t v = 0;
+    detail::check(mllp_connection_get_connected(h_, id_, &v));
+    return v != 0;
+  }
+  /// RemoteHost: the client's IP address.
+  std::string remoteHost() const {
+    return detail::getString([&](char* b, std::size_t* n) { return mllp_connection_get_remote_host(h_, id_, b, n); });
+  }
+  /// RemotePort: the client's port.
+  std::uint16_t remotePort() const {
+    std::uint16_t v = 0;
+    detail::check(mllp_connection_get_remote_port(h_, id_, &v));
+    return v;
+  }
+  /// LocalAddress: the local interface the connection arrived on.
+  std::string localAddress() const {
+    return detail::getString([&](char* b, std::size_t* n) { return mllp_connection_get_local_address(h_, id_, b, n); });
+  }
+  /// Timeout: seconds a synchronous send waits (0 = asynchronous).
+  std::uint32_t timeout() const {
+    std::uint32_t v = 0;
+    detail::check(mllp_connection_get_timeout(h_, id_, &v));
+    return v;
+  }
+  void setTimeout(std::uint32_t seconds) { detail::check(mllp_connection_set_timeout(h_, id_, seconds)); }
+
+  /// InputData: the bytes send() sends when no input stream or file is set.
+  std::string inputData() const { return toString(inputDataB()); }
+  /// InputDataB: the same as bytes.
+  std::vector<std::uint8_t> inputDataB() const {
+    return detail::getBytes([&](std::uint8_t* b, std::size_t* n) { return mllp_connection_get_input_data(h_, id_, b, n); });
+  }
+  void setInputData(ByteView data) {
+    detail::check(mllp_connection_set_input_data(h_, id_, data.data(), data.size()));
+  }
+  void setInputDataB(ByteView data) { setInputData(data); }
+
+  /// InputFileName: send() reads this file ("" clears it).
+  std::string inputFileName() const {
+    return detail::getString([&](char* b, std::size_t* n) { return mllp_connection_get_input_file_name(h_, id_, b, n); });
+  }
+  void setInputFileName(std::string_view path) {
+    const std::string p(path);
+    detail::check(mllp_connection_set_input_file_name(h_, id_, p.c_str()));
+  }
+
+  /// OutputData: the last message received when no output stream or OutputFileName took it.
+  std::string outputData() const { return toString(outputDataB()); }
+  /// OutputDataB: the same as bytes.
+  std::vector<std::uint8_t> outputDataB() const {
+    return detail::getBytes([&](std::uint8_t* b, std::size_t* n) { return mllp_connection_get_output_data(h_, id_, b, n); });
+  }
+
+  /// OutputFileName: each received message is written to this file ("" clears it).
+  std::string outputFileName() const {
+    return detail::getString([&](char* b, std::size_t* n) { return mllp_connection_get_output_file_name(h_, id_, b, n); });
+  }
+  void setOutputFileName(std::string_view path) {
+    const std::string p(path);
+    detail::check(mllp_connection_set_output_file_name(h_, id_, p.c_str()));
+  }
+
+  /// InputStream: send() calls read until it returns 0 and sends what it read. The function is
+  /// kept alive until the library closes the stream (after a send when CloseStreamAfterTransfer
+  /// is True, when replaced, when the connection closes). An empty function clears the stream.
+  void setInputStream(ReadFunction read);
+  /// OutputStream: each received message is passed to write instead of OutputData /
+  /// OutputFileName; returning false (or throwing) refuses the message. Same lifetime rules.
+  void setOutputStream(WriteFunction write);
+
+ private:
+  friend class Server;
+  Connection(mllp_server* h, ConnectionId id, std::shared_ptr<detail::ExceptionSink> sink)
+      : h_(h), id_(id), sink_(std::move(sink)) {}
+  static std::string toString(const std::vector<std::uint8_t>& v) { return std::string(v.begin(), v.end()); }
+
+  mllp_server* h_;
+  ConnectionId id_;
+  std::shared_ptr<detail::ExceptionSink> sink_;
+};
+
+// ---------------------------------------------------------------------------------------------
+/// The MLLP server (reference MLLPServer). Owns its handle: move-only; the destructor shuts
+/// the server down (Disconnected fires for each client) and frees it.
+class Server {
+ public:
+  Server() : h_(mllp_server_new()) {
+    if (!h_) throw std::bad_alloc();
+    state_ = new detail::State();
+    // The library takes the state in every success case and releases it after the last callback.
+    const int rc = mllp_server_set_user_data(h_, state_, &detail::State::release);
+    if (rc != MLLP_OK) {
+      delete state_;
+      mllp_server_free(h_);
+      detail::check(rc);
+    }
+  }
+  ~Server() { destroy(); }
+
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+  Server(Server&& other) noexcept : h_(std::exchange(other.h_, nullptr)), state_(std::exchange(other.state_, nullptr)) {}
+  Server& operator=(Server&& other) noexcept {
+    if (this != &other) {
+      destroy();
+      h_ = std::exchange(other.h_, nullptr);
+      state_ = std::exchange(other.state_, nullptr);
+    }
+    return *this;
+  }
+
+  /// False for a moved-from Server.
+  explicit operator bool() const noexcept { return h_ != nullptr; }
+  /// The C handle (still owned by this Server).
+  mllp_server* handle() const noexcept { return h_; }
+
+  // ---- properties ----
+  /// DefaultTimeout: the Timeout (seconds) given to new connections; 0 = asynchronous sends.
+  std::uint32_t defaultTimeout() const {
+    std::uint32_t v = 0;
+    detail::check(mllp_server_get_default_timeout(h(), &v));
+    return v;
+  }
+  void setDefaultTimeout(std::uint32_t seconds) { detail::check(mllp_server_set_default_timeout(h(), seconds)); }
+
+  /// KeepAlive: SO_KEEPALIVE on connections accepted from now on.
+  bool keepAlive() const {
+    std::uint8_t v = 0;
+    detail::check(mllp_server_get_keep_alive(h(), &v));
+    return v != 0;
+  }
+  void setKeepAlive(bool keepAlive) { detail::check(mllp_server_set_keep_alive(h(), keepAlive ? 1 : 0)); }
+
+  /// Listening: true while the server accepts connections (use startListening/stopListening).
+  bool listening() const {
+    std::uint8_t v = 0;
+    detail::check(mllp_server_get_listening(h(), &v));
+    return v != 0;
+  }
+  /// Sets Listening: startListening() or stopListening().
+  void setListening(bool listen) { listen ? startListening() : stopListening(); }
+
+  /// LocalHost: the interface listened on ("" = every interface).
+  std::string localHost() const {
+    return detail::getString([&](char* b, std::size_t* n) { return mllp_server_get_local_host(h(), b, n); });
+  }
+  void setLocalHost(std::string_view host) {
+    const std::string s(host);
+    detail::check(mllp_server_set_local_host(h(), s.c_str()));
+  }
+
+  /// LocalPort: while listening the real port (also after setting 0).
+  std::uint16_t localPort() const {
+    std::uint16_t v = 0;
+    detail::check(mllp_server_get_local_port(h(), &v));
+    return v;
+  }
+  void setLocalPort(std::uint16_t port) { detail::check(mllp_server_set_local_port(h(), port)); }
+
+  /// Version: the MLLP version, 1 or 2 (default 2).
+  int version() const {
+    int v = 0;
+    detail::check(mllp_server_get_version(h(), &v));
+    return v;
+  }
+  void setVersion(int version) { detail::check(mllp_server_set_version(h(), version)); }
+
+  /// Connections: the ids of the open connections.
+  std::vector<ConnectionId> connections() const {
+    return detail::getBuffer<std::uint64_t>(
+        [&](std::uint64_t* b, std::size_t* n) { return mllp_server_get_connections(h(), b, n); });
+  }
+  /// The number of open connections.
+  std::size_t connectionCount() const {
+    std::size_t v = 0;
+    detail::check(mllp_server_get_connection_count(h(), &v));
+    return v;
+  }
+  /// Connections[id]: a view of one connection (not checked until used).
+  Connection connection(ConnectionId id) const {
+    mllp_server* handle = h();  // before touching state_
+    return Connection(handle, id, state_->sink);
+  }
+
+  // ---- methods ----
+  /// Config("Name=Value") sets a setting and returns ""; Config("Name") returns its value.
+  std::string config(std::string_view setting) {
+    const std::string s(setting);
+    return detail::getString([&](char* b, std::size_t* n) { return mllp_server_config(h(), s.c_str(), b, n); });
+  }
+  void startListening() { detail::check(mllp_server_start_listening(h())); }
+  void stopListening() { detail::check(mllp_server_stop_listening(h())); }
+  void shutdown() { detail::check(mllp_server_shutdown(h())); }
+  void reset() { detail::check(mllp_server_reset(h())); }
+  void disconnect(ConnectionId id) { detail::check(mllp_server_disconnect(h(), id)); }
+  void interrupt(ConnectionId id) { detail::check(mllp_server_interrupt(h(), id)); }
+  /// Send: sends the connection's input stream, else InputFileName, else InputData.
+  void send(ConnectionId id) { detail::check(mllp_server_send(h(), id)); }
+  /// Sends bytes (copied) without touching InputData; same waiting rules as send().
+  void sendBytes(ConnectionId id, ByteView data) {
+    detail::check(mllp_server_send_bytes(h(), id, data.data(), data.size()));
+  }
+  /// DoEvents: with EventMode=DoEvents delivers queued events on this thread, waiting up to
+  /// timeoutMs for the first; returns how many were delivered.
+  std::size_t doEvents(std::uint32_t timeoutMs = 0) {
+    std::size_t n = 0;
+    detail::check(mllp_server_do_events(h(), timeoutMs, &n));
+    return n;
+  }
+
+  // ---- events (an empty function removes the handler) ----
+  void onConnectionRequest(std::function<void(ConnectionRequestEvent&)> fn) {
+    set(&detail::State::connectionRequest, std::move(fn), mllp_server_on_connection_request, &detail::State::onConnectionRequest);
+  }
+  void onConnected(std::function<void(const ConnectedEvent&)> fn) {
+    set(&detail::State::connected, std::move(fn), mllp_server_on_connected, &detail::State::onConnected);
+  }
+  void onDisconnected(std::function<void(const DisconnectedEvent&)> fn) {
+    set(&detail::State::disconnected, std::move(fn), mllp_server_on_disconnected, &detail::State::onDisconnected);
+  }
+  void onStartTransfer(std::function<void(const StartTransferEvent&)> fn) {
+    set(&detail::State::startTransfer, std::move(fn), mllp_server_on_start_transfer, &detail::State::onStartTransfer);
+  }
+  void onTransfer(std::function<void(const TransferEvent&)> fn) {
+    set(&detail::State::transfer, std::move(fn), mllp_server_on_transfer, &detail::State::onTransfer);
+  }
+  void onEndTransfer(std::function<void(const EndTransferEvent&)> fn) {
+    set(&detail::State::endTransfer, std::move(fn), mllp_server_on_end_transfer, &detail::State::onEndTransfer);
+  }
+  void onAckOut(std::function<void(AckOutEvent&)> fn) {
+    set(&detail::State::ackOut, std::move(fn), mllp_server_on_ack_out, &detail::State::onAckOut);
+  }
+  void onAckIn(std::function<void(const AckInEvent&)> fn) {
+    set(&detail::State::ackIn, std::move(fn), mllp_server_on_ack_in, &detail::State::onAckIn);
+  }
+  void onError(std::function<void(const ErrorEvent&)> fn) {
+    set(&detail::State::error, std::move(fn), mllp_server_on_error, &detail::State::onError);
+  }
+  void onLog(std::function<void(const LogEvent&)> fn) {
+    set(&detail::State::log, std::move(fn), mllp_server_on_log, &detail::State::onLog);
+  }
+  /// Runs once on the reactor thread when it starts (set before startListening()).
+  void onThreadStart(std::function<void()> fn) {
+    set(&detail::State::threadStart, std::move(fn), mllp_server_on_thread_start, &detail::State::onThreadStart);
+  }
+  /// Runs once on the reactor thread just before it ends.
+  void onThreadStop(std::function<void()> fn) {
+    set(&detail::State::threadStop, std::move(fn), mllp_server_on_thread_stop, &detail::State::onThreadStop);
+  }
+  /// Receives exceptions thrown by handlers and stream functions (default: printed to stderr).
+  /// Called on the thread that ran the handler; must not throw (if it does, stderr again).
+  void onException(ExceptionHandler fn) {
+    h();
+    state_->sink->set(std::move(fn));
+  }
+
+ private:
+  mllp_server* h() const {
+    if (!h_) throw Error(MLLP_ERR_BAD_STATE, "mllp::Server: the server was moved from");
+    return h_;
+  }
+
+  template <class Slot, class Fn, class Reg, class Tramp>
+  void set(Slot detail::State::*member, Fn&& fn, Reg reg, Tramp tramp) {
+    mllp_server* handle = h();  // throws for a moved-from server before state_ is touched
+    Slot& slot = state_->*member;
+    using Value = std::remove_const_t<typename Slot::element_type>;
+    const bool on = static_cast<bool>(fn);
+    state_->store(slot, on ? Slot(std::make_shared<Value>(std::forward<Fn>(fn))) : Slot());
+    detail::check(reg(handle, on ? tramp : nullptr));
+  }
+
+  void destroy() noexcept {
+    if (!h_) return;
+    const int rc = mllp_server_free(h_);
+    if (rc != MLLP_OK) {
+      // Only MLLP_ERR_REENTRANT: destroyed from inside one of its own handlers. Freeing is
+      // impossible there; the server is leaked rather than the process aborted.
+      std::fprintf(stderr, "mllp: ~Server: mllp_server_free failed (%d: %s); the server is leaked\n", rc,
+                   mllp_last_error_message());
+    }
+    h_ = nullptr;
+    state_ = nullptr;  // released by the library
+  }
+
+  mllp_server* h_ = nullptr;
+  detail::State* state_ = nullptr;  // owned by the library (user data with release callback)
+};
+
+inline void Connection::setInputStream(ReadFunction read) {
+  if (!read) {
+    detail::check(mllp_connection_set_input_stream(h_, id_, nullptr, nullptr, nullptr));
+    return;
+  }
+  auto* holder = new detail::ReadHolder{std::move(read), sink_};
+  // The library takes holder in every case (failures included) and closes it exactly once.
+  detail::check(mllp_connection_set_input_stream(h_, id_, &detail::ReadHolder::read, &detail::ReadHolder::close, holder));
+}
+
+inline void Connection::setOutputStream(WriteFunction write) {
+  if (!write) {
+    detail::check(mllp_connection_set_output_stream(h_, id_, nullptr, nullptr, nullptr));
+    return;
+  }
+  auto* holder = new detail::WriteHolder{std::move(write), sink_};
+  detail::check(mllp_connection_set_output_stream(h_, id_, &detail::WriteHolder::write, &detail::WriteHolder::close, holder));
+}
+
+}  // namespace mllp
+
+#endif  // MLLP_HPP

@@ -1,0 +1,1128 @@
+// Tests of the C++ wrapper: a real server driven through mllp.hpp, talked to by plain POSIX
+// socket clients. Every wait is bounded; alarm() is a last-resort watchdog.
+#include <mllp.hpp>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <iterator>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <vector>
+
+#ifndef MLLP_SAMPLE_ADT_A01
+#error "MLLP_SAMPLE_ADT_A01 must name the sample message"
+#endif
+
+namespace {
+
+// ---- a tiny test framework ----------------------------------------------------------------
+int g_failures = 0;
+std::string g_current;
+
+#define CHECK(cond)                                                                        \
+  do {                                                                                     \
+    if (!(cond)) {                                                                         \
+      ++g_failures;                                                                        \
+      std::fprintf(stderr, "  FAIL %s:%d [%s]: %s\n", __FILE__, __LINE__, g_current.c_str(), #cond); \
+    }                                                                                      \
+  } while (0)
+
+#define REQUIRE(cond)                                                                      \
+  do {                                                                                     \
+    if (!(cond)) {                                                                         \
+      ++g_failures;                                                                        \
+      std::fprintf(stderr, "  FAIL %s:%d [%s]: %s (aborting this test)\n", __FILE__, __LINE__, \
+                   g_current.c_str(), #cond);                                              \
+      return;                                                                              \
+    }                                                                                      \
+  } while (0)
+
+// Expects stmt to throw mllp::Error with the given code.
+#define CHECK_THROWS_CODE(stmt, expected)                                                  \
+  do {                                                                                     \
+    int got_ = -1;                                                                         \
+    std::string msg_;                                                                      \
+    try {                                                                                  \
+      stmt;                                                                                \
+    } catch (const mllp::Error& e_) {                                                      \
+      got_ = e_.code();                                                                    \
+      msg_ = e_.what();                                                                    \
+    }                                                                                      \
+    if (got_ != (expected)) {                                                              \
+      ++g_failures;                                                                        \
+      std::fprintf(stderr, "  FAIL %s:%d [%s]: %s -> code %d, expected %d\n", __FILE__,   \
+                   __LINE__, g_current.c_str(), #stmt, got_, (expected));                  \
+    } else if (msg_.empty()) {                                                             \
+      ++g_failures;                                                                        \
+      std::fprintf(stderr, "  FAIL %s:%d: empty error message\n", __FILE__, __LINE__);    \
+    }                                                                                      \
+  } while (0)
+
+using Clock = std::chrono::steady_clock;
+constexpr auto kWait = std::chrono::seconds(5);
+
+// Polls cond until true or kWait elapses.
+bool waitFor(const std::function<bool()>& cond, std::chrono::milliseconds limit = kWait) {
+  const auto deadline = Clock::now() + limit;
+  while (Clock::now() < deadline) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return cond();
+}
+
+std::string readFile(const char* path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+const std::string kSB = "\x0b";
+const std::string kEB = "\x1c\x0d";
+const std::string kAck = "\x0b\x06\x1c\x0d";
+const std::string kNak = "\x0b\x15\x1c\x0d";
+std::string frame(const std::string& payload) { return kSB + payload + kEB; }
+
+// ---- a plain POSIX MLLP client --------------------------------------------------------------
+class Client {
+ public:
+  explicit Client(std::uint16_t port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd_ < 0 || ::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+      if (fd_ >= 0) ::close(fd_);
+      fd_ = -1;
+    }
+  }
+  ~Client() { close(); }
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  bool ok() const { return fd_ >= 0; }
+  void close() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+  std::uint16_t localPort() const {
+    sockaddr_in a{};
+    socklen_t n = sizeof a;
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &n);
+    return ntohs(a.sin_port);
+  }
+  bool sendAll(const std::string& data) {
+    std::size_t off = 0;
+    while (off < data.size()) {
+      const ssize_t n = ::send(fd_, data.data() + off, data.size() - off, MSG_NOSIGNAL);
+      if (n <= 0) return false;
+      off += static_cast<std::size_t>(n);
+    }
+    return true;
+  }
+  // Reads until `want` bytes arrived, EOF, an error or the time limit.
+  std::string recvN(std::size_t want, std::chrono::milliseconds limit = kWait) {
+    std::string out;
+    const auto deadline = Clock::now() + limit;
+    while (out.size() < want) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+      if (left <= 0) break;
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, static_cast<int>(left)) <= 0) break;
+      char buf[4096];
+      const ssize_t n = ::recv(fd_, buf, std::min(sizeof buf, want - out.size()), 0);
+      if (n <= 0) {
+        eof_ = true;
+        break;
+      }
+      out.append(buf, static_cast<std::size_t>(n));
+    }
+    return out;
+  }
+  // Reads one MLLP block (0x0B ... 0x1C 0x0D) and returns its payload.
+  bool recvFrame(std::string& payload, std::chrono::milliseconds limit = kWait) {
+    std::string all;
+    const auto deadline = Clock::now() + limit;
+    while (Clock::now() < deadline) {
+      const std::string c = recvN(1, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()));
+      if (c.empty()) return false;
+      all += c;
+      if (all.size() >= 3 && all.compare(all.size() - 2, 2, kEB) == 0) {
+        if (all[0] != kSB[0]) return false;
+        payload = all.substr(1, all.size() - 3);
+        return true;
+      }
+    }
+    return false;
+  }
+  // True when the server closed the connection (EOF or reset) within the limit.
+  bool waitClosed(std::chrono::milliseconds limit = kWait) {
+    const auto deadline = Clock::now() + limit;
+    while (Clock::now() < deadline) {
+      pollfd p{fd_, POLLIN, 0};
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+      if (::poll(&p, 1, static_cast<int>(std::max<long long>(left, 1))) <= 0) continue;
+      char buf[256];
+      const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+      if (n <= 0) return true;
+    }
+    return false;
+  }
+
+ private:
+  int fd_ = -1;
+  bool eof_ = false;
+};
+
+// A listening server on 127.0.0.1 with an ephemeral port.
+void listenLocal(mllp::Server& s) {
+  s.setLocalHost("127.0.0.1");
+  s.setLocalPort(0);
+  s.startListening();
+}
+
+// Collects the ids of Connected / Disconnected events.
+struct ConnTracker {
+  std::mutex m;
+  std::vector<mllp::ConnectionId> connected, disconnected;
+  void attach(mllp::Server& s) {
+    s.onConnected([this](const mllp::ConnectedEvent& e) {
+      std::lock_guard<std::mutex> l(m);
+      connected.push_back(e.connectionId);
+    });
+    s.onDisconnected([this](const mllp::DisconnectedEvent& e) {
+      std::lock_guard<std::mutex> l(m);
+      disconnected.push_back(e.connectionId);
+    });
+  }
+  std::size_t nConnected() {
+    std::lock_guard<std::mutex> l(m);
+    return connected.size();
+  }
+  std::size_t nDisconnected() {
+    std::lock_guard<std::mutex> l(m);
+    return disconnected.size();
+  }
+  mllp::ConnectionId last() {
+    std::lock_guard<std::mutex> l(m);
+    return connected.empty() ? 0 : connected.back();
+  }
+};
+
+// ---- tests ------------------------------------------------------------------------------------
+
+void testTypes() {
+  static_assert(!std::is_copy_constructible_v<mllp::Server>, "Server must not be copyable");
+  static_assert(!std::is_copy_assignable_v<mllp::Server>, "Server must not be copy-assignable");
+  static_assert(std::is_nothrow_move_constructible_v<mllp::Server>, "Server must be movable");
+  static_assert(std::is_nothrow_move_assignable_v<mllp::Server>, "Server must be move-assignable");
+  static_assert(std::is_base_of_v<std::runtime_error, mllp::Error>, "Error is a runtime_error");
+  CHECK(mllp::libraryVersion() == std::string(mllp_version()));
+  CHECK(!mllp::errorDescription(670).empty());
+  mllp::ByteView v("abc");
+  CHECK(v.size() == 3 && v.str() == "abc" && v == mllp::ByteView(std::string("abc")));
+}
+
+void testDefaultsAndConfig() {
+  mllp::Server s;
+  CHECK(!s.listening());
+  CHECK(s.localHost().empty());
+  CHECK(s.localPort() == 0);
+  CHECK(s.defaultTimeout() == 0);
+  CHECK(!s.keepAlive());
+  CHECK(s.version() == 2);
+  CHECK(s.connections().empty());
+  CHECK(s.connectionCount() == 0);
+
+  s.setLocalHost("127.0.0.1");
+  CHECK(s.localHost() == "127.0.0.1");
+  s.setDefaultTimeout(7);
+  CHECK(s.defaultTimeout() == 7);
+  s.setKeepAlive(true);
+  CHECK(s.keepAlive());
+  s.setVersion(1);
+  CHECK(s.version() == 1);
+
+  // Config round trips (names are case-insensitive).
+  CHECK(s.config("LogLevel=3").empty());
+  CHECK(s.config("LogLevel") == "3");
+  CHECK(s.config("loglevel") == "3");
+  CHECK(s.config("ACKChar") == "0x06");
+  s.config("ReceiveTimeout=12");
+  CHECK(s.config("ReceiveTimeout") == "12");
+  s.config("AckMode=hl7");
+  CHECK(s.config("AckMode") == "HL7");
+  // A long value goes through the query-then-copy path with a large buffer.
+  const std::string longHost(200, 'a');
+  s.setLocalHost(longHost);
+  CHECK(s.localHost() == longHost);
+
+  // Reset: properties and settings back to the defaults.
+  s.reset();
+  CHECK(s.localHost().empty());
+  CHECK(s.defaultTimeout() == 0);
+  CHECK(!s.keepAlive());
+  CHECK(s.version() == 2);
+  CHECK(s.config("LogLevel") == "1");
+}
+
+void testErrors() {
+  mllp::Server s;
+  CHECK_THROWS_CODE(s.config("NoSuchSetting"), mllp::errc::UnknownSetting);      // 2004
+  CHECK_THROWS_CODE(s.config("NoSuchSetting=1"), mllp::errc::UnknownSetting);    // 2004
+  CHECK_THROWS_CODE(s.config("LogLevel=9"), mllp::errc::InvalidValue);           // 2005
+  CHECK_THROWS_CODE(s.setVersion(3), mllp::errc::InvalidValue);                  // 2005
+  CHECK(s.version() == 2);
+  CHECK_THROWS_CODE(s.config("SSLCipherStrength"), mllp::errc::NotSupported);    // 2003
+  CHECK_THROWS_CODE(s.disconnect(999999), mllp::errc::NoSuchConnection);         // 2002
+  CHECK_THROWS_CODE(s.connection(999999).remoteHost(), mllp::errc::NoSuchConnection);
+  CHECK_THROWS_CODE(s.sendBytes(999999, "x"), mllp::errc::NoSuchConnection);
+
+  // The reference's codes 106 / 107 while listening.
+  listenLocal(s);
+  const std::uint16_t port = s.localPort();
+  CHECK(port != 0);
+  CHECK_THROWS_CODE(s.setLocalPort(1), mllp::errc::CannotChangeLocalPort);       // 106
+  CHECK_THROWS_CODE(s.setLocalHost("0.0.0.0"), mllp::errc::CannotChangeLocalHost);  // 107
+  CHECK(s.localPort() == port);
+
+  // Address in use (10048) on a second server.
+  mllp::Server t;
+  t.setLocalHost("127.0.0.1");
+  t.setLocalPort(port);
+  CHECK_THROWS_CODE(t.startListening(), 10048);
+
+  // Error carries the library's message and the code's description.
+  try {
+    s.config("NoSuchSetting");
+  } catch (const mllp::Error& e) {
+    CHECK(std::string(e.what()).find("NoSuchSetting") != std::string::npos);
+    CHECK(e.description() == mllp::errorDescription(mllp::errc::UnknownSetting));
+  }
+}
+
+void testConnectionRequest() {
+  ConnTracker t;
+  std::atomic<bool> refuse{false};
+  std::atomic<int> requests{0};
+  std::mutex m;
+  std::string lastAddress;
+  std::uint16_t lastPort = 0;
+  mllp::Server s;  // declared after what its handlers use: destroyed (firing events) first
+  t.attach(s);
+  s.onConnectionRequest([&](mllp::ConnectionRequestEvent& e) {
+    ++requests;
+    {
+      std::lock_guard<std::mutex> l(m);
+      lastAddress = std::string(e.address);
+      lastPort = e.port;
+    }
+    CHECK(e.accept);  // accepted by default
+    if (refuse) e.accept = false;
+  });
+  listenLocal(s);
+  CHECK(s.listening());
+
+  // Accepted.
+  Client a(s.localPort());
+  REQUIRE(a.ok());
+  REQUIRE(waitFor([&] { return t.nConnected() == 1; }));
+  CHECK(requests == 1);
+  {
+    std::lock_guard<std::mutex> l(m);
+    CHECK(lastAddress == "127.0.0.1");
+    CHECK(lastPort == a.localPort());
+  }
+  const mllp::ConnectionId id = t.last();
+  CHECK(id != 0);
+  const auto ids = s.connections();
+  CHECK(ids.size() == 1 && ids[0] == id);
+  mllp::Connection c = s.connection(id);
+  CHECK(c.connectionId() == id);
+  CHECK(c.connected());
+  CHECK(c.remoteHost() == "127.0.0.1");
+  CHECK(c.remotePort() == a.localPort());
+  CHECK(c.localAddress() == "127.0.0.1");
+  CHECK(c.timeout() == 0);
+  c.setTimeout(3);
+  CHECK(c.timeout() == 3);
+
+  // Refused: the server closes the socket, no Connected, still one connection.
+  refuse = true;
+  Client b(s.localPort());
+  REQUIRE(b.ok());
+  CHECK(b.waitClosed());
+  CHECK(requests == 2);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  CHECK(t.nConnected() == 1);
+  CHECK(s.connectionCount() == 1);
+
+  // Removing the handler accepts again.
+  s.onConnectionRequest(nullptr);
+  Client d(s.localPort());
+  REQUIRE(d.ok());
+  CHECK(waitFor([&] { return t.nConnected() == 2; }));
+  CHECK(requests == 2);
+}
+
+struct Recorder {
+  std::mutex m;
+  std::vector<std::string> order;
+  std::string data;
+  std::uint64_t lastBytesTransferred = 0;
+  bool bytesCountOk = true;
+  std::uint64_t startSeq = 0, endSeq = 0, ackSeq = 0;
+  std::string ackMessage;
+  void add(const std::string& what) {
+    std::lock_guard<std::mutex> l(m);
+    if (order.empty() || order.back() != what) order.push_back(what);  // collapse Transfer runs
+  }
+  std::vector<std::string> snapshot() {
+    std::lock_guard<std::mutex> l(m);
+    return order;
+  }
+};
+
+void attachRecorder(mllp::Server& s, Recorder& r) {
+  s.onStartTransfer([&r](const mllp::StartTransferEvent& e) {
+    r.add("start");
+    std::lock_guard<std::mutex> l(r.m);
+    r.startSeq = e.messageSeq;
+  });
+  s.onTransfer([&r](const mllp::TransferEvent& e) {
+    r.add("transfer");
+    std::lock_guard<std::mutex> l(r.m);
+    r.data.append(e.data.str());
+    if (e.bytesTransferred != r.lastBytesTransferred + e.data.size()) r.bytesCountOk = false;
+    r.lastBytesTransferred = e.bytesTransferred;
+  });
+  s.onEndTransfer([&r](const mllp::EndTransferEvent& e) {
+    r.add("end");
+    std::lock_guard<std::mutex> l(r.m);
+    r.endSeq = e.messageSeq;
+  });
+}
+
+void testReceiveMessage() {
+  const std::string msg = readFile(MLLP_SAMPLE_ADT_A01);
+  REQUIRE(!msg.empty());
+  ConnTracker t;
+  Recorder r;
+  mllp::Server s;
+  t.attach(s);
+  attachRecorder(s, r);
+  s.onAckOut([&r](mllp::AckOutEvent& e) {
+    r.add("ackout");
+    std::lock_guard<std::mutex> l(r.m);
+    r.ackSeq = e.messageSeq;
+    r.ackMessage = e.message.toString();
+    CHECK(e.accept);
+  });
+  listenLocal(s);
+  Client c(s.localPort());
+  REQUIRE(c.ok());
+  REQUIRE(waitFor([&] { return t.nConnected() == 1; }));
+  // Send in two pieces to exercise reassembly.
+  REQUIRE(c.sendAll(kSB + msg.substr(0, msg.size() / 2)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  REQUIRE(c.sendAll(msg.substr(msg.size() / 2) + kEB));
+  CHECK(c.recvN(4) == kAck);
+
+  REQUIRE(waitFor([&] { return r.snapshot().size() >= 4; }));
+  const auto order = r.snapshot();
+  CHECK((order == std::vector<std::string>{"start", "transfer", "end", "ackout"}));
+  {
+    std::lock_guard<std::mutex> l(r.m);
+    CHECK(r.data == msg);  // exact bytes
+    CHECK(r.bytesCountOk);
+    CHECK(r.lastBytesTransferred == msg.size());
+    CHECK(r.startSeq == 1 && r.endSeq == 1 && r.ackSeq == 1);
+    CHECK(r.ackMessage == msg);
+  }
+  // With no stream or file, the message is kept in OutputData.
+  CHECK(s.connection(t.last()).outputData() == msg);
+  const auto bytes = s.connection(t.last()).outputDataB();
+  CHECK(std::string(bytes.begin(), bytes.end()) == msg);
+
+#ifdef MLLP_SAMPLE_BIG
+  // A large message (3 x the 1 MiB sample) arrives in several Transfer pieces, byte for byte
+  // (the library hands complete messages over in pieces of at most 1 MiB).
+  const std::string one = readFile(MLLP_SAMPLE_BIG);
+  const std::string big = one + one + one;
+  if (!big.empty()) {
+    {
+      std::lock_guard<std::mutex> l(r.m);
+      r.data.clear();
+      r.lastBytesTransferred = 0;
+    }
+    std::atomic<int> pieces{0};
+    s.onStartTransfer([&r](const mllp::StartTransferEvent&) {
+      std::lock_guard<std::mutex> l(r.m);
+      r.data.clear();
+      r.lastBytesTransferred = 0;
+    });
+    s.onTransfer([&r, &pieces](const mllp::TransferEvent& e) {
+      ++pieces;
+      std::lock_guard<std::mutex> l(r.m);
+      r.data.append(e.data.str());
+      if (e.bytesTransferred != r.lastBytesTransferred + e.data.size()) r.bytesCountOk = false;
+      r.lastBytesTransferred = e.bytesTransferred;
+    });
+    std::thread writer([&] { c.sendAll(frame(big)); });
+    CHECK(c.recvN(4, std::chrono::seconds(20)) == kAck);
+    writer.join();
+    CHECK(waitFor([&] {
+      std::lock_guard<std::mutex> l(r.m);
+      return r.ackSeq == 2;
+    }));
+    std::lock_guard<std::mutex> l(r.m);
+    CHECK(r.data == big);
+    CHECK(r.bytesCountOk);
+    CHECK(r.ackMessage == big);
+    CHECK(pieces >= 3);
+    s.onTransfer(nullptr);
+    s.onStartTransfer(nullptr);
+  }
+  const std::uint64_t nextSeq = big.empty() ? 2 : 3;
+#else
+  const std::uint64_t nextSeq = 2;
+#endif
+
+  // Another message: the next sequence number.
+  REQUIRE(c.sendAll(frame("MSH|^~\\&|A|B|C|D|20240101||ADT^A08|2|P|2.5\r")));
+  CHECK(c.recvN(4) == kAck);
+  CHECK(waitFor([&] {
+    std::lock_guard<std::mutex> l(r.m);
+    return r.ackSeq == nextSeq;
+  }));
+}
+
+void testAckOutReject() {
+  ConnTracker t;
+  std::atomic<int> n{0};
+  mllp::Server s;
+  t.attach(s);
+  s.onAckOut([&](mllp::AckOutEvent& e) {
+    e.accept = (n++ % 2) == 1;  // reject the first, accept the second
+  });
+  listenLocal(s);
+  Client c(s.localPort());
+  REQUIRE(c.ok());
+  REQUIRE(c.sendAll(frame(readFile(MLLP_SAMPLE_ADT_A01))));
+  CHECK(c.recvN(4) == kNak);  // 0x0B 0x15 0x1C 0x0D
+  REQUIRE(c.sendAll(frame("MSH|^~\\&|A|B|C|D|20240101||ADT^A08|2|P|2.5\r")));
+  CHECK(c.recvN(4) == kAck);
+
+  // AckMode=HL7: a rejected message gets an HL7 ACK whose MSA-1 is the reject code.
+  mllp::Server h;
+  h.config("AckMode=HL7");
+  h.onAckOut([](mllp::AckOutEvent& e) {
+    e.accept = false;
+    e.rejectCode = mllp::RejectCode::AR;
+  });
+  listenLocal(h);
+  Client d(h.localPort());
+  REQUIRE(d.ok());
+  REQUIRE(d.sendAll(frame(readFile(MLLP_SAMPLE_ADT_A01))));
+  std::string ack;
+  REQUIRE(d.recvFrame(ack));
+  CHECK(ack.find("MSA|AR") != std::string::npos);
+}
+
+void testServerSends() {
+  ConnTracker t;
+  std::mutex m;
+  std::vector<bool> acks;
+  std::vector<int> errors;
+  mllp::Server s;
+  t.attach(s);
+  s.onAckIn([&](const mllp::AckInEvent& e) {
+    std::lock_guard<std::mutex> l(m);
+    acks.push_back(e.accepted);
+  });
+  s.onError([&](const mllp::ErrorEvent& e) {
+    std::lock_guard<std::mutex> l(m);
+    errors.push_back(e.errorCode);
+  });
+  auto nAcks = [&] {
+    std::lock_guard<std::mutex> l(m);
+    return acks.size();
+  };
+  listenLocal(s);
+  Client c(s.localPort());
+  REQUIRE(c.ok());
+  REQUIRE(waitFor([&] { return t.nConnected() == 1; }));
+  const mllp::ConnectionId id = t.last();
+  const std::string out1 = "MSH|^~\\&|SRV|X|CLI|Y|20240101||ORU^R01|100|P|2.5\r";
+
+  // sendBytes (asynchronous: Timeout 0).
+  s.sendBytes(id, out1);
+  std::string got;
+  REQUIRE(c.recvFrame(got));
+  CHECK(got == out1);
+  CHECK(s.connection(id).inputData().empty());  // sendBytes does not touch InputData
+  REQUIRE(c.sendAll(kAck));
+  REQUIRE(waitFor([&] { return nAcks() == 1; }));
+
+  // send with InputData; the client answers with a NAK -> AckIn(false) and Error 670.
+  mllp::Connection conn = s.connection(id);
+  const std::string out2 = "MSH|^~\\&|SRV|X|CLI|Y|20240101||ORU^R01|101|P|2.5\r";
+  conn.setInputData(out2);
+  CHECK(conn.inputData() == out2);
+  CHECK(conn.inputDataB() == std::vector<std::uint8_t>(out2.begin(), out2.end()));
+  s.send(id);
+  REQUIRE(c.recvFrame(got));
+  CHECK(got == out2);
+  REQUIRE(c.sendAll(kNak));
+  REQUIRE(waitFor([&] { return nAcks() == 2; }));
+  {
+    std::lock_guard<std::mutex> l(m);
+    CHECK(acks[0] == true);
+    CHECK(acks[1] == false);
+  }
+  CHECK(waitFor([&] {
+    std::lock_guard<std::mutex> l(m);
+    return std::find(errors.begin(), errors.end(), mllp::errc::NakReceived) != errors.end();
+  }));
+
+  // Synchronous send (Timeout > 0) waits for the client's ACK.
+  conn.setTimeout(5);
+  std::thread client([&] {
+    std::string p;
+    if (c.recvFrame(p) && p == out2) c.sendAll(kAck);
+  });
+  const auto t0 = Clock::now();
+  bool ok = true;
+  try {
+    s.send(id);
+  } catch (const mllp::Error& e) {
+    ok = false;
+    std::fprintf(stderr, "  synchronous send failed: %d %s\n", e.code(), e.what());
+  }
+  client.join();
+  CHECK(ok);
+  CHECK(Clock::now() - t0 < std::chrono::seconds(5));
+  CHECK(waitFor([&] { return nAcks() == 3; }));
+
+  // Synchronous send answered by a NAK -> Error 670 thrown.
+  std::thread client2([&] {
+    std::string p;
+    if (c.recvFrame(p)) c.sendAll(kNak);
+  });
+  CHECK_THROWS_CODE(s.sendBytes(id, out1), mllp::errc::NakReceived);
+  client2.join();
+
+  // Interrupt: a synchronous send with no answer returns SendInterrupted.
+  std::thread interrupter([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    s.interrupt(id);
+  });
+  CHECK_THROWS_CODE(s.sendBytes(id, out1), mllp::errc::SendInterrupted);
+  interrupter.join();
+  std::string drained;
+  CHECK(c.recvFrame(drained) && drained == out1);
+
+  // InputFileName.
+  conn.setTimeout(0);
+  conn.setInputData("");
+  conn.setInputFileName(MLLP_SAMPLE_ADT_A01);
+  CHECK(conn.inputFileName() == MLLP_SAMPLE_ADT_A01);
+  s.send(id);
+  REQUIRE(c.recvFrame(got));
+  CHECK(got == readFile(MLLP_SAMPLE_ADT_A01));
+  conn.setInputFileName("");
+  CHECK(conn.inputFileName().empty());
+}
+
+void testStreams() {
+  const std::string msg = readFile(MLLP_SAMPLE_ADT_A01);
+  ConnTracker t;
+  mllp::Server s;
+  t.attach(s);
+  listenLocal(s);
+  Client c(s.localPort());
+  REQUIRE(c.ok());
+  REQUIRE(waitFor([&] { return t.nConnected() == 1; }));
+  const mllp::ConnectionId id = t.last();
+  mllp::Connection conn = s.connection(id);
+
+  // OutputFileName: the message goes to the file.
+  const std::string path = "/tmp/mllp_cpp_test_" + std::to_string(::getpid()) + ".hl7";
+  conn.setOutputFileName(path);
+  CHECK(conn.outputFileName() == path);
+  REQUIRE(c.sendAll(frame(msg)));
+  CHECK(c.recvN(4) == kAck);
+  CHECK(readFile(path.c_str()) == msg);
+  conn.setOutputFileName("");
+  CHECK(conn.outputFileName().empty());
+  ::unlink(path.c_str());
+
+  // The wrapper keeps the functions alive until the library closes the stream.
+  auto alive = std::make_shared<int>(0);
+  std::weak_ptr<int> watch = alive;
+
+  // Output stream.
+  std::mutex m;
+  std::string written;
+  conn.setOutputStream([&, alive](mllp::ByteView bytes) {
+    std::lock_guard<std::mutex> l(m);
+    written.append(bytes.str());
+    return true;
+  });
+  REQUIRE(c.sendAll(frame(msg)));
+  CHECK(c.recvN(4) == kAck);
+  CHECK(waitFor([&] {
+    std::lock_guard<std::mutex> l(m);
+    return written == msg;
+  }));
+  // CloseStreamAfterTransfer defaults to True: the holder is released after the message.
+  CHECK(waitFor([&] { return watch.use_count() == 1; }));  // only `alive` itself
+
+  // An output stream that fails refuses the message (NAK).
+  conn.setOutputStream([](mllp::ByteView) { return false; });
+  REQUIRE(c.sendAll(frame(msg)));
+  CHECK(c.recvN(4) == kNak);
+
+  // Input stream: read in small pieces.
+  std::size_t pos = 0;
+  const std::string out = "MSH|^~\\&|SRV|X|CLI|Y|20240101||ORU^R01|7|P|2.5\rOBX|1|TX|||streamed\r";
+  conn.setInputStream([&, alive](std::uint8_t* buf, std::size_t cap) -> std::ptrdiff_t {
+    const std::size_t n = std::min<std::size_t>({cap, 10, out.size() - pos});
+    std::memcpy(buf, out.data() + pos, n);
+    pos += n;
+    return static_cast<std::ptrdiff_t>(n);
+  });
+  s.send(id);
+  std::string got;
+  REQUIRE(c.recvFrame(got));
+  CHECK(got == out);
+  CHECK(waitFor([&] { return watch.use_count() == 1; }));
+
+  // A stream set on a closed connection is released at once (the library takes it).
+  auto alive2 = std::make_shared<int>(0);
+  std::weak_ptr<int> watch2 = alive2;
+  CHECK_THROWS_CODE(s.connection(999999).setInputStream([alive2](std::uint8_t*, std::size_t) -> std::ptrdiff_t { return 0; }),
+                    mllp::errc::NoSuchConnection);
+  alive2.reset();
+  CHECK(watch2.expired());
+
+  // A stream left set is released when the connection closes.
+  conn.setOutputStream([alive](mllp::ByteView) { return true; });
+  CHECK(watch.use_count() == 2);
+  alive.reset();
+  s.disconnect(id);
+  CHECK(waitFor([&] { return watch.expired(); }));
+}
+
+void testDisconnectAndShutdown() {
+  ConnTracker t;
+  std::mutex m;
+  std::vector<int> statusCodes;
+  mllp::Server s;
+  t.attach(s);
+  s.onDisconnected([&](const mllp::DisconnectedEvent& e) {
+    std::lock_guard<std::mutex> l(m);
+    statusCodes.push_back(e.statusCode);
+    std::lock_guard<std::mutex> l2(t.m);
+    t.disconnected.push_back(e.connectionId);
+  });
+  listenLocal(s);
+  const std::uint16_t port = s.localPort();
+  Client a(port), b(port), c(port);
+  REQUIRE(a.ok() && b.ok() && c.ok());
+  REQUIRE(waitFor([&] { return t.nConnected() == 3; }));
+  CHECK(s.connections().size() == 3);
+
+  // Disconnect one.
+  const mllp::ConnectionId first = t.connected[0];
+  s.disconnect(first);
+  REQUIRE(waitFor([&] { return t.nDisconnected() == 1; }));
+  CHECK(t.disconnected[0] == first);
+  CHECK(waitFor([&] { return s.connectionCount() == 2; }));
+  CHECK_THROWS_CODE(s.connection(first).connected(), mllp::errc::NoSuchConnection);
+  int closedClients = (a.waitClosed(std::chrono::milliseconds(200)) ? 1 : 0) +
+                      (b.waitClosed(std::chrono::milliseconds(200)) ? 1 : 0) +
+                      (c.waitClosed(std::chrono::milliseconds(200)) ? 1 : 0);
+  CHECK(closedClients == 1);
+
+  // A client that goes away: Disconnected too.
+  // (Whichever of a/b/c is still open.)
+
+  // Shutdown: not listening, everyone disconnected, handle reusable.
+  s.shutdown();
+  CHECK(waitFor([&] { return t.nDisconnected() == 3; }));
+  CHECK(waitFor([&] { return !s.listening(); }));
+  CHECK(waitFor([&] { return s.connectionCount() == 0; }));
+  {
+    std::lock_guard<std::mutex> l(m);
+    for (int code : statusCodes) CHECK(code == 0);
+  }
+  Client refused(port);
+  CHECK(!refused.ok() || refused.waitClosed());
+
+  s.setLocalPort(0);
+  s.startListening();
+  CHECK(s.listening());
+  Client again(s.localPort());
+  REQUIRE(again.ok());
+  CHECK(waitFor([&] { return t.nConnected() == 4; }));
+
+  // StopListening keeps existing connections.
+  s.stopListening();
+  CHECK(!s.listening());
+  CHECK(s.connectionCount() == 1);
+}
+
+void testMoveSemantics() {
+  std::atomic<int> connects{0};
+  mllp::Server a;
+  a.onConnected([&](const mllp::ConnectedEvent&) { ++connects; });
+  listenLocal(a);
+  const std::uint16_t port = a.localPort();
+
+  mllp::Server b(std::move(a));  // handlers and listening socket move along
+  CHECK(!a);
+  CHECK(static_cast<bool>(b));
+  CHECK(b.listening());
+  CHECK(b.localPort() == port);
+  CHECK_THROWS_CODE(a.listening(), mllp::errc::BadState);
+  CHECK_THROWS_CODE(a.onLog(nullptr), mllp::errc::BadState);
+  Client c1(port);
+  REQUIRE(c1.ok());
+  CHECK(waitFor([&] { return connects == 1; }));
+
+  mllp::Server d;
+  listenLocal(d);
+  d = std::move(b);  // frees d's own server, takes b's
+  CHECK(!b);
+  CHECK(d.localPort() == port);
+  Client c2(port);
+  REQUIRE(c2.ok());
+  CHECK(waitFor([&] { return connects == 2; }));
+  CHECK(d.connectionCount() == 2);
+
+  d = std::move(d);  // self-move leaves it intact  // NOLINT
+  CHECK(d.listening());
+
+  // A moved-from server can be assigned a fresh one.
+  a = mllp::Server();
+  CHECK(static_cast<bool>(a));
+  CHECK(!a.listening());
+
+  std::vector<mllp::Server> many;
+  for (int i = 0; i < 4; ++i) many.emplace_back();  // reallocation moves them
+  many[3].setLocalPort(0);
+  CHECK(many[3].version() == 2);
+}
+
+void testThrowingHandlers() {
+  const std::string msg = readFile(MLLP_SAMPLE_ADT_A01);
+  ConnTracker t;
+  std::mutex m;
+  std::vector<std::string> reported;
+  mllp::Server s;
+  t.attach(s);
+  s.onException([&](std::string_view event, std::exception_ptr e) {
+    std::string what;
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& x) {
+      what = x.what();
+    } catch (...) {
+      what = "?";
+    }
+    std::lock_guard<std::mutex> l(m);
+    reported.push_back(std::string(event) + ":" + what);
+  });
+  auto has = [&](const std::string& s2) {
+    std::lock_guard<std::mutex> l(m);
+    return std::find(reported.begin(), reported.end(), s2) != reported.end();
+  };
+  s.onTransfer([](const mllp::TransferEvent&) { throw std::runtime_error("boom"); });
+  s.onStartTransfer([](const mllp::StartTransferEvent&) { throw 42; });  // not a std::exception
+  listenLocal(s);
+  Client c(s.localPort());
+  REQUIRE(c.ok());
+  REQUIRE(c.sendAll(frame(msg)));
+  CHECK(c.recvN(4) == kAck);  // the message still went through
+  CHECK(waitFor([&] { return has("Transfer:boom"); }));
+  CHECK(waitFor([&] { return has("StartTransfer:?"); }));
+
+  // A throwing AckOut handler refuses the message (fail-safe).
+  s.onAckOut([](mllp::AckOutEvent&) { throw std::logic_error("no"); });
+  REQUIRE(c.sendAll(frame(msg)));
+  CHECK(c.recvN(4) == kNak);
+  CHECK(waitFor([&] { return has("AckOut:no"); }));
+
+  // A throwing ConnectionRequest handler refuses the connection.
+  s.onConnectionRequest([](mllp::ConnectionRequestEvent&) { throw std::runtime_error("deny"); });
+  Client d(s.localPort());
+  REQUIRE(d.ok());
+  CHECK(d.waitClosed());
+  CHECK(waitFor([&] { return has("ConnectionRequest:deny"); }));
+  s.onConnectionRequest(nullptr);
+
+  // A throwing exception handler falls back to stderr; a throwing stream function fails.
+  s.onException([](std::string_view, std::exception_ptr) { throw std::runtime_error("handler"); });
+  s.onAckOut(nullptr);
+  s.connection(t.last()).setOutputStream([](mllp::ByteView) -> bool { throw std::runtime_error("disk full"); });
+  REQUIRE(c.sendAll(frame(msg)));
+  CHECK(c.recvN(4) == kNak);
+  // The server still works.
+  s.onTransfer(nullptr);
+  s.onStartTransfer(nullptr);
+  REQUIRE(c.sendAll(frame(msg)));
+  CHECK(c.recvN(4) == kAck);
+}
+
+void testReentrancy() {
+  // Inside a handler: queued calls work, a synchronous send fails with Reentrant.
+  std::atomic<int> code{-1}, freeCode{-1};
+  std::atomic<bool> done{false};
+  std::string hostInHandler;
+  mllp::Server s;
+  s.onConnected([&](const mllp::ConnectedEvent& e) {
+    hostInHandler = s.connection(e.connectionId).remoteHost();  // property read in a callback
+    s.config("LogLevel=2");
+    s.connection(e.connectionId).setTimeout(5);
+    try {
+      s.sendBytes(e.connectionId, "MSH|sync\r");
+    } catch (const mllp::Error& err) {
+      code = err.code();
+    }
+    s.connection(e.connectionId).setTimeout(0);
+    freeCode = mllp_server_free(s.handle());  // what ~Server would do here: refused
+    s.sendBytes(e.connectionId, "MSH|async\r");  // queued: fine here
+    done = true;
+  });
+  listenLocal(s);
+  Client c(s.localPort());
+  REQUIRE(c.ok());
+  REQUIRE(waitFor([&] { return done.load(); }));
+  CHECK(code == mllp::errc::Reentrant);
+  CHECK(freeCode == mllp::errc::Reentrant);
+  CHECK(hostInHandler == "127.0.0.1");
+  CHECK(s.config("LogLevel") == "2");
+  std::string got;
+  REQUIRE(c.recvFrame(got));
+  CHECK(got == "MSH|async\r");
+}
+
+void testDoEventsMode() {
+  const auto me = std::this_thread::get_id();
+  std::atomic<int> connects{0}, messages{0};
+  std::atomic<bool> wrongThread{false};
+  mllp::Server s;
+  s.config("EventMode=DoEvents");
+  s.onConnected([&](const mllp::ConnectedEvent&) {
+    if (std::this_thread::get_id() != me) wrongThread = true;
+    ++connects;
+  });
+  s.onAckOut([&](mllp::AckOutEvent& e) {
+    if (std::this_thread::get_id() != me) wrongThread = true;
+    ++messages;
+    e.accept = true;
+  });
+  listenLocal(s);
+  Client c(s.localPort());
+  REQUIRE(c.ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  CHECK(connects == 0);  // nothing is delivered until doEvents
+  const auto deadline = Clock::now() + kWait;
+  while (connects == 0 && Clock::now() < deadline) s.doEvents(50);
+  CHECK(connects == 1);
+  REQUIRE(c.sendAll(frame("MSH|^~\\&|A|B|C|D|20240101||ADT^A01|1|P|2.5\r")));
+  std::thread reader([&] { CHECK(c.recvN(4) == kAck); });
+  while (messages == 0 && Clock::now() < deadline) s.doEvents(50);
+  reader.join();
+  CHECK(messages == 1);
+  CHECK(!wrongThread);
+}
+
+void testLogAndThreadHooks() {
+  std::atomic<int> logs{0}, starts{0};
+  std::atomic<bool> badLog{false};
+  mllp::Server s;
+  s.config("LogLevel=3");
+  s.onLog([&](const mllp::LogEvent& e) {
+    if (e.logLevel < 1 || e.logLevel > 3 || e.message.empty() || e.logType.empty()) badLog = true;
+    ++logs;
+  });
+  s.onThreadStart([&] { ++starts; });
+  listenLocal(s);
+  Client c(s.localPort());
+  REQUIRE(c.ok());
+  REQUIRE(c.sendAll(frame("MSH|^~\\&|A|B|C|D|20240101||ADT^A01|1|P|2.5\r")));
+  CHECK(c.recvN(4) == kAck);
+  CHECK(waitFor([&] { return logs > 0; }));
+  CHECK(!badLog);
+  CHECK(starts == 1);
+}
+
+void testCleanExit() {
+  // Destroying a server with clients connected: Disconnected fires for each, the clients see
+  // the close, and the handlers (with what they captured) are released.
+  auto token = std::make_shared<int>(0);
+  std::weak_ptr<int> watch = token;
+  std::atomic<int> disconnects{0};
+  std::vector<std::unique_ptr<Client>> clients;
+  {
+    ConnTracker t;
+    mllp::Server s;
+    t.attach(s);
+    s.onDisconnected([&disconnects, token](const mllp::DisconnectedEvent&) { ++disconnects; });
+    listenLocal(s);
+    for (int i = 0; i < 3; ++i) clients.push_back(std::make_unique<Client>(s.localPort()));
+    REQUIRE(waitFor([&] { return t.nConnected() == 3; }));
+    // One message in flight, partially sent.
+    clients[0]->sendAll(kSB + "MSH|partial");
+    token.reset();
+    const auto t0 = Clock::now();
+    // s is destroyed here.
+    (void)t0;
+  }
+  CHECK(disconnects == 3);
+  CHECK(watch.expired());  // the library released the state
+  for (auto& c : clients) CHECK(c->waitClosed());
+
+  // A never-started server and a shut-down one are destroyed fine too.
+  { mllp::Server idle; }
+  {
+    mllp::Server stopped;
+    listenLocal(stopped);
+    stopped.shutdown();
+  }
+}
+
+// Runs the receiver example against a client: checks its output and the ACK.
+void testExample(const char* receiverPath) {
+  int out[2];
+  REQUIRE(::pipe(out) == 0);
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::dup2(out[1], 1);
+    ::close(out[0]);
+    ::close(out[1]);
+    ::alarm(20);
+    ::execl(receiverPath, receiverPath, "0", "1", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  ::close(out[1]);
+  std::string text;
+  bool eof = false;
+  auto readMore = [&](std::chrono::milliseconds limit) {  // false at EOF
+    pollfd p{out[0], POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(limit.count())) <= 0) return true;  // nothing yet
+    char buf[4096];
+    const ssize_t n = ::read(out[0], buf, sizeof buf);
+    if (n <= 0) return !(eof = true);
+    text.append(buf, static_cast<std::size_t>(n));
+    return true;
+  };
+  const auto deadline = Clock::now() + kWait;
+  while (text.find('\n') == std::string::npos && Clock::now() < deadline && readMore(std::chrono::milliseconds(50))) {
+  }
+  unsigned port = 0;
+  std::sscanf(text.c_str(), "listening on port %u", &port);
+  CHECK(port != 0);
+  if (port != 0) {
+    const std::string msg = readFile(MLLP_SAMPLE_ADT_A01);
+    Client c(static_cast<std::uint16_t>(port));
+    CHECK(c.ok());
+    CHECK(c.sendAll(frame(msg)));
+    CHECK(c.recvN(4) == kAck);
+    // Read until the receiver exits (EOF) after its one message.
+    const auto outputDeadline = Clock::now() + kWait;
+    while (!eof && Clock::now() < outputDeadline && readMore(std::chrono::milliseconds(50))) {
+    }
+    // The message is printed (its segments end in \r; compare the MSH line).
+    CHECK(text.find(msg.substr(0, msg.find('\r'))) != std::string::npos);
+  }
+  int status = 0;
+  for (int i = 0; i < 500 && ::waitpid(pid, &status, WNOHANG) == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  if (::waitpid(pid, &status, WNOHANG) == 0) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, &status, 0);
+    CHECK(!"receiver did not exit after one message");
+  } else {
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  }
+  ::close(out[0]);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  ::signal(SIGPIPE, SIG_IGN);
+  ::alarm(120);  // watchdog: ctest's TIMEOUT is the first line of defence
+  const std::string only = argc > 1 ? argv[1] : "";
+  const char* receiver = argc > 2 ? argv[2] : nullptr;
+  struct Case {
+    const char* name;
+    std::function<void()> fn;
+  };
+  const std::vector<Case> cases = {
+      {"types", testTypes},
+      {"defaults_config", testDefaultsAndConfig},
+      {"errors", testErrors},
+      {"connection_request", testConnectionRequest},
+      {"receive_message", testReceiveMessage},
+      {"ack_out_reject", testAckOutReject},
+      {"server_sends", testServerSends},
+      {"streams", testStreams},
+      {"disconnect_shutdown", testDisconnectAndShutdown},
+      {"move", testMoveSemantics},
+      {"throwing_handlers", testThrowingHandlers},
+      {"reentrancy", testReentrancy},
+      {"do_events", testDoEventsMode},
+      {"log_thread_hooks", testLogAndThreadHooks},
+      {"clean_exit", testCleanExit},
+      {"example", [receiver] {
+         if (receiver) testExample(receiver);
+         else std::printf("  (skipped: no receiver path)\n");
+       }},
+  };
+  int ran = 0;
+  for (const auto& c : cases) {
+    if (!only.empty() && only != "all" && only != c.name) continue;
+    g_current = c.name;
+    const int before = g_failures;
+    const auto t0 = Clock::now();
+    try {
+      c.fn();
+    } catch (const std::exception& e) {
+      ++g_failures;
+      std::fprintf(stderr, "  FAIL [%s]: uncaught exception: %s\n", c.name, e.what());
+    }
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
+    std::printf("%s %s (%lld ms)\n", g_failures == before ? "ok  " : "FAIL", c.name, static_cast<long long>(ms));
+    std::fflush(stdout);
+    ++ran;
+  }
+  if (ran == 0) {
+    std::fprintf(stderr, "no test named %s\n", only.c_str());
+    return 2;
+  }
+  std::printf("%d failure(s)\n", g_failures);
+  return g_failures == 0 ? 0 : 1;
+}
