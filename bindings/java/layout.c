@@ -1,0 +1,34 @@
+/* Prints the layout of the event structs of mllp.h, in the format of Structs.layout(). */
+#include <stdio.h>
+#include <stddef.h>
+#include "mllp.h"
+
+#define F(T, f) printf(" %s=%zu", #f, offsetof(T, f))
+
+int main(void) {
+    printf("ConnectionRequest %zu", sizeof(mllp_connection_request_event));
+    F(mllp_connection_request_event, address); F(mllp_connection_request_event, port);
+    F(mllp_connection_request_event, accept); printf("\n");
+    printf("Status %zu", sizeof(mllp_status_event));
+    F(mllp_status_event, connection_id); F(mllp_status_event, status_code);
+    F(mllp_status_event, description); printf("\n");
+    printf("TransferBoundary %zu", sizeof(mllp_transfer_boundary_event));
+    F(mllp_transfer_boundary_event, connection_id); F(mllp_transfer_boundary_event, message_seq);
+    printf("\n");
+    printf("Transfer %zu", sizeof(mllp_transfer_event));
+    F(mllp_transfer_event, connection_id); F(mllp_transfer_event, bytes_transferred);
+    F(mllp_transfer_event, data); F(mllp_transfer_event, len); printf("\n");
+    printf("AckOut %zu", sizeof(mllp_ack_out_event));
+    F(mllp_ack_out_event, connection_id); F(mllp_ack_out_event, message_seq);
+    F(mllp_ack_out_event, accept); F(mllp_ack_out_event, reject_code);
+    F(mllp_ack_out_event, message); F(mllp_ack_out_event, message_len); printf("\n");
+    printf("AckIn %zu", sizeof(mllp_ack_in_event));
+    F(mllp_ack_in_event, connection_id); F(mllp_ack_in_event, accepted); printf("\n");
+    printf("Error %zu", sizeof(mllp_error_event));
+    F(mllp_error_event, connection_id); F(mllp_error_event, error_code);
+    F(mllp_error_event, description); printf("\n");
+    printf("Log %zu", sizeof(mllp_log_event));
+    F(mllp_log_event, connection_id); F(mllp_log_event, log_level);
+    F(mllp_log_event, message); F(mllp_log_event, log_type); printf("\n");
+    return 0;
+}

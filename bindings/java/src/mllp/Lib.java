@@ -1,0 +1,178 @@
+package mllp;
+
+import com.sun.jna.Callback;
+import com.sun.jna.Native;
+import com.sun.jna.NativeLibrary;
+import com.sun.jna.Pointer;
+
+/**
+ * Direct mapping of include/mllp.h. Internal: use {@link MLLPServer}.
+ *
+ * <p>Text is passed as NUL-terminated UTF-8 {@code byte[]} (see {@link #cstr}) so that the
+ * platform's default charset never matters. size_t out-parameters are Pointers to native
+ * memory of {@link Native#SIZE_T_SIZE} bytes.
+ */
+final class Lib {
+    static final int MLLP_OK = 0;
+    static final int ERR_BUFFER_TOO_SMALL = 2008;
+    static final int ERR_REENTRANT = 2006;
+    static final int ERR_INVALID_ARGUMENT = 2001;
+    static final int ERR_NO_SUCH_CONNECTION = 2002;
+    static final int ERR_BAD_STATE = 211;
+
+    static {
+        Native.register(Lib.class, NativeLibrary.getInstance("mllp"));
+    }
+
+    private Lib() {}
+
+    // ---- callbacks (the C typedefs) ----
+    interface ConnectionRequestCb extends Callback {
+        void invoke(Pointer user, Pointer event);
+    }
+
+    interface StatusCb extends Callback {
+        void invoke(Pointer user, Pointer event);
+    }
+
+    interface TransferBoundaryCb extends Callback {
+        void invoke(Pointer user, Pointer event);
+    }
+
+    interface TransferCb extends Callback {
+        void invoke(Pointer user, Pointer event);
+    }
+
+    interface AckOutCb extends Callback {
+        void invoke(Pointer user, Pointer event);
+    }
+
+    interface AckInCb extends Callback {
+        void invoke(Pointer user, Pointer event);
+    }
+
+    interface ErrorCb extends Callback {
+        void invoke(Pointer user, Pointer event);
+    }
+
+    interface LogCb extends Callback {
+        void invoke(Pointer user, Pointer event);
+    }
+
+    interface ThreadCb extends Callback {
+        void invoke(Pointer user);
+    }
+
+    interface ReleaseCb extends Callback {
+        void invoke(Pointer user);
+    }
+
+    interface ReadCb extends Callback {
+        PtrDiffT invoke(Pointer user, Pointer buf, SizeT cap);
+    }
+
+    interface WriteCb extends Callback {
+        int invoke(Pointer user, Pointer data, SizeT len);
+    }
+
+    // ---- globals ----
+    static native String mllp_version();
+    static native Pointer mllp_error_description(int code);
+    static native int mllp_last_error_code();
+    static native Pointer mllp_last_error_message();
+
+    // ---- callbacks registration ----
+    static native int mllp_server_on_connection_request(Pointer s, ConnectionRequestCb cb);
+    static native int mllp_server_on_connected(Pointer s, StatusCb cb);
+    static native int mllp_server_on_disconnected(Pointer s, StatusCb cb);
+    static native int mllp_server_on_start_transfer(Pointer s, TransferBoundaryCb cb);
+    static native int mllp_server_on_transfer(Pointer s, TransferCb cb);
+    static native int mllp_server_on_end_transfer(Pointer s, TransferBoundaryCb cb);
+    static native int mllp_server_on_ack_out(Pointer s, AckOutCb cb);
+    static native int mllp_server_on_ack_in(Pointer s, AckInCb cb);
+    static native int mllp_server_on_error(Pointer s, ErrorCb cb);
+    static native int mllp_server_on_log(Pointer s, LogCb cb);
+    static native int mllp_server_on_thread_start(Pointer s, ThreadCb cb);
+    static native int mllp_server_on_thread_stop(Pointer s, ThreadCb cb);
+    static native int mllp_server_set_user_data(Pointer s, Pointer user, ReleaseCb release);
+
+    // ---- connection ----
+    static native int mllp_connection_get_connected(Pointer s, long id, byte[] out);
+    static native int mllp_connection_get_remote_host(Pointer s, long id, byte[] buf, Pointer len);
+    static native int mllp_connection_get_remote_port(Pointer s, long id, short[] out);
+    static native int mllp_connection_get_local_address(Pointer s, long id, byte[] buf, Pointer len);
+    static native int mllp_connection_get_timeout(Pointer s, long id, int[] out);
+    static native int mllp_connection_set_timeout(Pointer s, long id, int seconds);
+    static native int mllp_connection_get_input_data(Pointer s, long id, byte[] buf, Pointer len);
+    static native int mllp_connection_set_input_data(Pointer s, long id, byte[] data, SizeT len);
+    static native int mllp_connection_get_input_file_name(Pointer s, long id, byte[] buf, Pointer len);
+    static native int mllp_connection_set_input_file_name(Pointer s, long id, byte[] path);
+    static native int mllp_connection_get_output_data(Pointer s, long id, byte[] buf, Pointer len);
+    static native int mllp_connection_get_output_file_name(Pointer s, long id, byte[] buf, Pointer len);
+    static native int mllp_connection_set_output_file_name(Pointer s, long id, byte[] path);
+    static native int mllp_connection_set_input_stream(Pointer s, long id, ReadCb read, ReleaseCb close, Pointer user);
+    static native int mllp_connection_set_output_stream(Pointer s, long id, WriteCb write, ReleaseCb close, Pointer user);
+
+    // ---- server ----
+    static native Pointer mllp_server_new();
+    static native int mllp_server_free(Pointer s);
+    static native int mllp_server_get_default_timeout(Pointer s, int[] out);
+    static native int mllp_server_get_keep_alive(Pointer s, byte[] out);
+    static native int mllp_server_get_listening(Pointer s, byte[] out);
+    static native int mllp_server_get_local_port(Pointer s, short[] out);
+    static native int mllp_server_get_version(Pointer s, int[] out);
+    static native int mllp_server_get_connection_count(Pointer s, Pointer out);
+    static native int mllp_server_set_default_timeout(Pointer s, int seconds);
+    static native int mllp_server_set_keep_alive(Pointer s, byte keepAlive);
+    static native int mllp_server_set_local_port(Pointer s, short port);
+    static native int mllp_server_set_version(Pointer s, int version);
+    static native int mllp_server_get_local_host(Pointer s, byte[] buf, Pointer len);
+    static native int mllp_server_set_local_host(Pointer s, byte[] host);
+    static native int mllp_server_config(Pointer s, byte[] setting, byte[] buf, Pointer len);
+    static native int mllp_server_start_listening(Pointer s);
+    static native int mllp_server_stop_listening(Pointer s);
+    static native int mllp_server_shutdown(Pointer s);
+    static native int mllp_server_reset(Pointer s);
+    static native int mllp_server_disconnect(Pointer s, long id);
+    static native int mllp_server_interrupt(Pointer s, long id);
+    static native int mllp_server_send(Pointer s, long id);
+    static native int mllp_server_send_bytes(Pointer s, long id, byte[] data, SizeT len);
+    static native int mllp_server_do_events(Pointer s, int timeoutMs, Pointer delivered);
+    static native int mllp_server_get_connections(Pointer s, long[] ids, Pointer len);
+
+    // ---- helpers ----
+
+    /** NUL-terminated UTF-8. */
+    static byte[] cstr(String s) {
+        byte[] b = (s == null ? "" : s).getBytes(java.nio.charset.StandardCharsets.UTF_8);
+        byte[] out = new byte[b.length + 1];
+        System.arraycopy(b, 0, out, 0, b.length);
+        return out;
+    }
+
+    /** A NUL-terminated UTF-8 C string, or null. */
+    static String str(Pointer p) {
+        return p == null ? null : p.getString(0, "UTF-8");
+    }
+
+    static long getSize(Pointer p) {
+        return Native.SIZE_T_SIZE == 8 ? p.getLong(0) : (p.getInt(0) & 0xFFFFFFFFL);
+    }
+
+    static void setSize(Pointer p, long v) {
+        if (Native.SIZE_T_SIZE == 8) {
+            p.setLong(0, v);
+        } else {
+            p.setInt(0, (int) v);
+        }
+    }
+
+    /** The message of the last failure on this thread (call right after the failing call). */
+    static String lastMessage(int code) {
+        String m = str(mllp_last_error_message());
+        if (m == null || m.isEmpty()) {
+            m = str(mllp_error_description(code));
+        }
+        return m;
+    }
+}

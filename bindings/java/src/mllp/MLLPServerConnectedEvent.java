@@ -1,0 +1,16 @@
+package mllp;
+
+/** Connected: a connection completed. */
+public class MLLPServerConnectedEvent extends java.util.EventObject {
+    private static final long serialVersionUID = 1L;
+
+    public String connectionId;
+    /** 0 when normal, else the error code. */
+    public int statusCode;
+    /** "OK" or a description of the code. */
+    public String description;
+
+    public MLLPServerConnectedEvent(Object source) {
+        super(source);
+    }
+}

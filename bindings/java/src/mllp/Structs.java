@@ -1,0 +1,168 @@
+package mllp;
+
+import com.sun.jna.Pointer;
+import com.sun.jna.Structure;
+import com.sun.jna.Structure.FieldOrder;
+
+/** The event structs of mllp.h, field for field (default C alignment). Internal. */
+final class Structs {
+    private Structs() {}
+
+    /** mllp_connection_request_event. */
+    @FieldOrder({"address", "port", "accept"})
+    public static class ConnectionRequest extends Structure {
+        public Pointer address;
+        public short port;
+        public byte accept;
+
+        public ConnectionRequest() {}
+
+        public ConnectionRequest(Pointer p) {
+            super(p);
+            read();
+        }
+    }
+
+    /** mllp_status_event. */
+    @FieldOrder({"connection_id", "status_code", "description"})
+    public static class Status extends Structure {
+        public long connection_id;
+        public int status_code;
+        public Pointer description;
+
+        public Status() {}
+
+        public Status(Pointer p) {
+            super(p);
+            read();
+        }
+    }
+
+    /** mllp_transfer_boundary_event. */
+    @FieldOrder({"connection_id", "message_seq"})
+    public static class TransferBoundary extends Structure {
+        public long connection_id;
+        public long message_seq;
+
+        public TransferBoundary() {}
+
+        public TransferBoundary(Pointer p) {
+            super(p);
+            read();
+        }
+    }
+
+    /** mllp_transfer_event. */
+    @FieldOrder({"connection_id", "bytes_transferred", "data", "len"})
+    public static class Transfer extends Structure {
+        public long connection_id;
+        public long bytes_transferred;
+        public Pointer data;
+        public SizeT len;
+
+        public Transfer() {}
+
+        public Transfer(Pointer p) {
+            super(p);
+            read();
+        }
+    }
+
+    /** mllp_ack_out_event. */
+    @FieldOrder({"connection_id", "message_seq", "accept", "reject_code", "message", "message_len"})
+    public static class AckOut extends Structure {
+        public long connection_id;
+        public long message_seq;
+        public byte accept;
+        public int reject_code;
+        public Pointer message;
+        public SizeT message_len;
+
+        public AckOut() {}
+
+        public AckOut(Pointer p) {
+            super(p);
+            read();
+        }
+    }
+
+    /** mllp_ack_in_event. */
+    @FieldOrder({"connection_id", "accepted"})
+    public static class AckIn extends Structure {
+        public long connection_id;
+        public byte accepted;
+
+        public AckIn() {}
+
+        public AckIn(Pointer p) {
+            super(p);
+            read();
+        }
+    }
+
+    /** mllp_error_event. */
+    @FieldOrder({"connection_id", "error_code", "description"})
+    public static class Error extends Structure {
+        public long connection_id;
+        public int error_code;
+        public Pointer description;
+
+        public Error() {}
+
+        public Error(Pointer p) {
+            super(p);
+            read();
+        }
+    }
+
+    /** mllp_log_event. */
+    @FieldOrder({"connection_id", "log_level", "message", "log_type"})
+    public static class Log extends Structure {
+        public long connection_id;
+        public int log_level;
+        public Pointer message;
+        public Pointer log_type;
+
+        public Log() {}
+
+        public Log(Pointer p) {
+            super(p);
+            read();
+        }
+    }
+
+    /** "name size off1 off2 ..." for the layout test (compared with the C compiler's view). */
+    static String layout(Structure s) {
+        StringBuilder b = new StringBuilder();
+        b.append(s.getClass().getSimpleName()).append(' ').append(s.size());
+        for (String f : fieldNames(s)) {
+            b.append(' ').append(f).append('=').append(offsetOf(s, f));
+        }
+        return b.toString();
+    }
+
+    static java.util.List<String> fieldNames(Structure s) {
+        return s.getClass().getAnnotation(FieldOrder.class) == null
+                ? java.util.List.of()
+                : java.util.Arrays.asList(s.getClass().getAnnotation(FieldOrder.class).value());
+    }
+
+    static int offsetOf(Structure s, String field) {
+        return ((Layout) () -> s).offset(field);
+    }
+
+    /** Access to the protected Structure.fieldOffset. */
+    private interface Layout {
+        Structure get();
+
+        default int offset(String f) {
+            try {
+                java.lang.reflect.Method m = Structure.class.getDeclaredMethod("fieldOffset", String.class);
+                m.setAccessible(true);
+                return (Integer) m.invoke(get(), f);
+            } catch (ReflectiveOperationException e) {
+                throw new IllegalStateException(e);
+            }
+        }
+    }
+}

@@ -1,0 +1,956 @@
+package mllp;
+
+import static mllp.TestSupport.*;
+import static org.junit.Assert.*;
+
+import java.io.ByteArrayInputStream;
+import java.io.ByteArrayOutputStream;
+import java.io.File;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicReference;
+
+import org.junit.After;
+import org.junit.Assume;
+import org.junit.Test;
+
+public class MLLPServerTest {
+    private final List<MLLPServer> servers = new ArrayList<>();
+
+    private MLLPServer track(MLLPServer s) {
+        servers.add(s);
+        return s;
+    }
+
+    private MLLPServer start(MLLPServerEventListener... ls) throws MLLPException {
+        return track(listening(ls));
+    }
+
+    @After
+    public void closeServers() {
+        for (MLLPServer s : servers) {
+            s.close();
+        }
+    }
+
+    // ------------------------------------------------------------------ layout
+
+    @Test(timeout = 20000)
+    public void structLayoutMatchesC() throws Exception {
+        String path = System.getProperty("mllp.layout");
+        Assume.assumeTrue("no C layout file (mllp.layout)", path != null && new File(path).isFile());
+        List<String> expected = Files.readAllLines(new File(path).toPath());
+        List<String> actual = Arrays.asList(
+                Structs.layout(new Structs.ConnectionRequest()),
+                Structs.layout(new Structs.Status()),
+                Structs.layout(new Structs.TransferBoundary()),
+                Structs.layout(new Structs.Transfer()),
+                Structs.layout(new Structs.AckOut()),
+                Structs.layout(new Structs.AckIn()),
+                Structs.layout(new Structs.Error()),
+                Structs.layout(new Structs.Log()));
+        assertEquals(expected, actual);
+    }
+
+    // ------------------------------------------------------------------ properties
+
+    @Test(timeout = 20000)
+    public void propertiesAndDefaults() throws Exception {
+        MLLPServer s = track(new MLLPServer());
+        assertFalse(s.isListening());
+        assertEquals("", s.getLocalHost());
+        assertEquals(0, s.getLocalPort());
+        assertEquals(0, s.getDefaultTimeout());
+        assertFalse(s.isKeepAlive());
+        assertEquals(2, s.getVersion());
+        s.setDefaultTimeout(7);
+        s.setKeepAlive(true);
+        s.setVersion(MLLPServer.mvVersion1);
+        s.setLocalHost("127.0.0.1");
+        assertEquals(7, s.getDefaultTimeout());
+        assertTrue(s.isKeepAlive());
+        assertEquals(1, s.getVersion());
+        assertEquals("127.0.0.1", s.getLocalHost());
+        s.startListening();
+        assertTrue(s.isListening());
+        assertTrue(s.getLocalPort() > 0);
+        MLLPException e = assertThrows(MLLPException.class, () -> s.setLocalPort(1234));
+        assertEquals(106, e.getCode());
+        e = assertThrows(MLLPException.class, () -> s.setLocalHost("0.0.0.0"));
+        assertEquals(107, e.getCode());
+        s.stopListening();
+        assertFalse(s.isListening());
+        s.reset();
+        assertEquals(2, s.getVersion());
+        assertEquals(0, s.getDefaultTimeout());
+        assertNotNull(MLLPServer.libraryVersion());
+        assertFalse(MLLPServer.errorDescription(670).isEmpty());
+    }
+
+    @Test(timeout = 20000)
+    public void configRoundTrip() throws Exception {
+        MLLPServer s = track(new MLLPServer());
+        assertEquals("", s.config("ReceiveTimeout=45"));
+        assertEquals("45", s.config("ReceiveTimeout"));
+        assertEquals("45", s.config("receivetimeout"));
+        s.config("ACKChar=0x07");
+        assertEquals("0x07", s.config("ACKChar"));
+        s.config("CloseStreamAfterTransfer=false");
+        assertEquals("False", s.config("CloseStreamAfterTransfer"));
+        s.reset();
+        assertEquals("True", s.config("CloseStreamAfterTransfer"));
+    }
+
+    @Test(timeout = 20000)
+    public void invalidCallsThrowWithReferenceCodes() throws Exception {
+        MLLPServer s = track(new MLLPServer());
+        MLLPException e = assertThrows(MLLPException.class, () -> s.config("NoSuchSetting"));
+        assertEquals(2004, e.getCode());
+        assertTrue(e.getMessage(), e.getMessage().toLowerCase().contains("nosuchsetting"));
+        e = assertThrows(MLLPException.class, () -> s.config("NoSuchSetting=1"));
+        assertEquals(2004, e.getCode());
+        e = assertThrows(MLLPException.class, () -> s.config("ReceiveTimeout=banana"));
+        assertEquals(2005, e.getCode());
+        e = assertThrows(MLLPException.class, () -> s.setVersion(3));
+        assertEquals(2005, e.getCode());
+        e = assertThrows(MLLPException.class, () -> s.disconnect("123456"));
+        assertEquals(2002, e.getCode());
+        e = assertThrows(MLLPException.class, () -> s.send("123456"));
+        assertEquals(2002, e.getCode());
+        e = assertThrows(MLLPException.class, () -> s.disconnect("not-a-number"));
+        assertEquals(2001, e.getCode());
+        e = assertThrows(MLLPException.class, () -> s.getConnection("77").getRemoteHost());
+        assertEquals(2002, e.getCode());
+        assertFalse(s.getConnection("77").isConnected());
+    }
+
+    @Test(timeout = 20000)
+    public void emptyValuesAndUnsupportedSettings() throws Exception {
+        Recorder r = new Recorder();
+        MLLPServer s = start(r);
+        assertFalse(s.config("BuildInfo").isEmpty());
+        MLLPException e = assertThrows(MLLPException.class, () -> s.config("FirewallHost=x"));
+        assertEquals(2003, e.getCode());
+        assertFalse(e.getMessage().isEmpty());
+        try (Client c = new Client(s.getLocalPort())) {
+            String id = r.next(MLLPServerConnectedEvent.class, 5000).connectionId;
+            assertTrue(c.socket.isConnected());
+            MLLPConnection conn = s.getConnection(id);
+            assertArrayEquals(new byte[0], conn.getInputDataB());
+            assertEquals("", conn.getInputData());
+            assertEquals("", conn.getOutputData());
+            assertEquals("", conn.getInputFileName());
+            conn.setInputDataB(null);
+            assertEquals("", conn.getInputData());
+            conn.setInputData("h\u00e9llo");
+            assertEquals("h\u00e9llo", conn.getInputData());
+            assertEquals(6, conn.getInputDataB().length);
+            assertNull(conn.getInputStream());
+            conn.setInputStream(null); // clearing an unset stream is fine
+        }
+    }
+
+    @Test(timeout = 20000)
+    public void addressInUse() throws Exception {
+        MLLPServer a = start();
+        MLLPServer b = track(new MLLPServer());
+        b.setLocalHost("127.0.0.1");
+        b.setLocalPort(a.getLocalPort());
+        MLLPException e = assertThrows(MLLPException.class, b::startListening);
+        assertEquals(10048, e.getCode());
+    }
+
+    @Test(timeout = 20000)
+    public void closedServerThrows() throws Exception {
+        MLLPServer s = new MLLPServer();
+        s.close();
+        s.close(); // idempotent
+        assertTrue(s.isClosed());
+        MLLPException e = assertThrows(MLLPException.class, s::startListening);
+        assertEquals(211, e.getCode());
+        assertThrows(IllegalStateException.class, s::isListening);
+    }
+
+    // ------------------------------------------------------------------ connections
+
+    @Test(timeout = 20000)
+    public void connectionRequestAccepted() throws Exception {
+        Recorder r = new Recorder();
+        MLLPServer s = start(r);
+        try (Client c = new Client(s.getLocalPort())) {
+            MLLPServerConnectionRequestEvent req = r.next(MLLPServerConnectionRequestEvent.class, 5000);
+            assertEquals("127.0.0.1", req.address);
+            assertEquals(c.socket.getLocalPort(), req.port);
+            assertTrue(req.accept);
+            MLLPServerConnectedEvent con = r.next(MLLPServerConnectedEvent.class, 5000);
+            assertEquals(0, con.statusCode);
+            assertEquals("OK", con.description);
+            Map<String, MLLPConnection> m = s.getConnections();
+            assertEquals(1, m.size());
+            MLLPConnection conn = m.get(con.connectionId);
+            assertNotNull(conn);
+            assertEquals(con.connectionId, conn.getConnectionId());
+            assertTrue(conn.isConnected());
+            assertEquals("127.0.0.1", conn.getRemoteHost());
+            assertEquals(c.socket.getLocalPort(), conn.getRemotePort());
+            assertEquals("127.0.0.1", conn.getLocalAddress());
+            assertEquals(0, conn.getTimeout());
+            conn.setTimeout(3);
+            assertEquals(3, conn.getTimeout());
+            conn.setInputData("MSH|x");
+            assertEquals("MSH|x", conn.getInputData());
+            conn.setInputDataB(new byte[] {1, 2, 0, 3});
+            assertArrayEquals(new byte[] {1, 2, 0, 3}, conn.getInputDataB());
+            conn.setInputFileName("/tmp/in.hl7");
+            assertEquals("/tmp/in.hl7", conn.getInputFileName());
+            conn.setInputFileName("");
+            assertEquals("", conn.getOutputFileName());
+            assertSame(conn, s.getConnections().get(con.connectionId));
+        }
+    }
+
+    @Test(timeout = 20000)
+    public void connectionRequestRefused() throws Exception {
+        Recorder r = new Recorder() {
+            @Override
+            public void connectionRequest(MLLPServerConnectionRequestEvent e) {
+                super.connectionRequest(e);
+                e.accept = false;
+            }
+        };
+        MLLPServer s = start(r);
+        try (Client c = new Client(s.getLocalPort())) {
+            r.next(MLLPServerConnectionRequestEvent.class, 5000);
+            assertTrue("refused connection must be closed", c.closedByPeer());
+        }
+        Thread.sleep(200);
+        for (Object o : r.events) {
+            assertFalse("Connected fired for a refused connection", o instanceof MLLPServerConnectedEvent);
+        }
+        assertTrue(s.getConnections().isEmpty());
+    }
+
+    // ------------------------------------------------------------------ receiving
+
+    @Test(timeout = 20000)
+    public void messageArrivesWithExactBytes() throws Exception {
+        byte[] msg = sample("adt_a01.hl7");
+        Recorder r = new Recorder();
+        ByteArrayOutputStream got = new ByteArrayOutputStream();
+        AtomicReference<byte[]> outputData = new AtomicReference<>();
+        AtomicReference<MLLPServer> self = new AtomicReference<>();
+        MLLPServer s = start(r, new DefaultMLLPServerEventListener() {
+            @Override
+            public void transfer(MLLPServerTransferEvent e) {
+                got.write(e.data, 0, e.data.length);
+            }
+
+            @Override
+            public void ackOut(MLLPServerAckOutEvent e) {
+                try {
+                    // OutputData is readable from inside the event (a call back into the library).
+                    outputData.set(self.get().getConnections().get(e.connectionId).getOutputDataB());
+                } catch (MLLPException ex) {
+                    throw new RuntimeException(ex);
+                }
+            }
+        });
+        self.set(s);
+        try (Client c = new Client(s.getLocalPort())) {
+            c.sendFrame(msg);
+            byte[] ack = c.readFrameRaw();
+            assertArrayEquals(new byte[] {SB, ACK, EB, CR}, ack);
+        }
+        MLLPServerStartTransferEvent st = r.next(MLLPServerStartTransferEvent.class, 5000);
+        assertEquals(1, st.messageSeq);
+        long last = 0;
+        MLLPServerTransferEvent t;
+        Object o;
+        List<Object> order = new ArrayList<>();
+        while (!((o = r.events.poll(5, TimeUnit.SECONDS)) instanceof MLLPServerEndTransferEvent)) {
+            assertNotNull("EndTransfer never came", o);
+            order.add(o);
+            if (o instanceof MLLPServerTransferEvent) {
+                t = (MLLPServerTransferEvent) o;
+                assertEquals(st.connectionId, t.connectionId);
+                assertTrue(t.bytesTransferred > last);
+                last = t.bytesTransferred;
+            }
+        }
+        assertEquals(msg.length, last);
+        MLLPServerEndTransferEvent end = (MLLPServerEndTransferEvent) o;
+        assertEquals(st.connectionId, end.connectionId);
+        MLLPServerAckOutEvent ao = r.next(MLLPServerAckOutEvent.class, 5000);
+        assertArrayEquals(msg, ao.message);
+        assertEquals(1, ao.messageSeq);
+        assertArrayEquals(msg, got.toByteArray());
+        assertArrayEquals(msg, outputData.get());
+    }
+
+    @Test(timeout = 20000)
+    public void ackOutRejectSendsNak() throws Exception {
+        AtomicInteger n = new AtomicInteger();
+        MLLPServer s = start(new DefaultMLLPServerEventListener() {
+            @Override
+            public void ackOut(MLLPServerAckOutEvent e) {
+                // reject the first message, accept the second
+                e.accept = n.incrementAndGet() != 1;
+            }
+        });
+        try (Client c = new Client(s.getLocalPort())) {
+            c.sendFrame(sample("adt_a01.hl7"));
+            assertArrayEquals(new byte[] {SB, NAK, EB, CR}, c.readFrameRaw());
+            c.sendFrame(sample("adt_a01.hl7"));
+            assertArrayEquals(new byte[] {SB, ACK, EB, CR}, c.readFrameRaw());
+        }
+    }
+
+    @Test(timeout = 20000)
+    public void hl7AckModeRejectCode() throws Exception {
+        AtomicInteger n = new AtomicInteger();
+        List<Integer> defaults = java.util.Collections.synchronizedList(new ArrayList<>());
+        MLLPServer s = start(new DefaultMLLPServerEventListener() {
+            @Override
+            public void ackOut(MLLPServerAckOutEvent e) {
+                defaults.add(e.rejectCode);
+                int k = n.incrementAndGet();
+                if (k == 1) {
+                    e.accept = false;
+                    e.rejectCode = MLLPServer.REJECT_AR;
+                } else if (k == 2) {
+                    e.accept = false; // default reject code: AE
+                }
+            }
+        });
+        s.config("AckMode=HL7");
+        byte[] msg = sample("adt_a01.hl7");
+        try (Client c = new Client(s.getLocalPort())) {
+            c.sendFrame(msg);
+            String ack = new String(c.readFrame(), StandardCharsets.ISO_8859_1);
+            assertTrue(ack, ack.contains("\rMSA|AR|MSG00001"));
+            c.sendFrame(msg);
+            ack = new String(c.readFrame(), StandardCharsets.ISO_8859_1);
+            assertTrue(ack, ack.contains("\rMSA|AE|MSG00001"));
+            c.sendFrame(msg);
+            ack = new String(c.readFrame(), StandardCharsets.ISO_8859_1);
+            assertTrue(ack, ack.startsWith("MSH|") && ack.contains("\rMSA|AA|MSG00001"));
+        }
+        assertEquals(Arrays.asList(1, 1, 1), defaults);
+    }
+
+    @Test(timeout = 20000)
+    public void version1SendsNoAcknowledgement() throws Exception {
+        Recorder r = new Recorder();
+        MLLPServer s = track(new MLLPServer());
+        s.addMLLPServerEventListener(r);
+        s.setVersion(MLLPServer.mvVersion1);
+        s.setLocalHost("127.0.0.1");
+        s.startListening();
+        try (Client c = new Client(s.getLocalPort())) {
+            c.socket.setSoTimeout(300);
+            c.sendFrame(sample("adt_a01.hl7"));
+            r.next(MLLPServerEndTransferEvent.class, 5000);
+            assertFalse(c.closedByPeer()); // nothing arrives, connection stays open
+        }
+        for (Object o : r.events) {
+            assertFalse("AckOut fired in version 1", o instanceof MLLPServerAckOutEvent);
+        }
+    }
+
+    @Test(timeout = 30000)
+    public void closeWhileOtherThreadsCall() throws Exception {
+        for (int round = 0; round < 5; round++) {
+            Recorder r = new Recorder();
+            MLLPServer s = listening(r);
+            Client c = new Client(s.getLocalPort());
+            r.next(MLLPServerConnectedEvent.class, 5000);
+            AtomicBoolean stop = new AtomicBoolean();
+            AtomicReference<Throwable> unexpected = new AtomicReference<>();
+            Thread[] ts = new Thread[4];
+            for (int k = 0; k < ts.length; k++) {
+                ts[k] = new Thread(() -> {
+                    while (!stop.get()) {
+                        try {
+                            for (MLLPConnection conn : s.getConnections().values()) {
+                                conn.getRemoteHost();
+                                conn.setInputData("MSH|z");
+                            }
+                            s.config("ReceiveTimeout");
+                            s.isListening();
+                        } catch (MLLPException e) {
+                            if (e.getCode() != 211 && e.getCode() != 2002) {
+                                unexpected.set(e);
+                            }
+                        } catch (IllegalStateException e) {
+                            // a getter after close
+                        } catch (Throwable t) {
+                            unexpected.set(t);
+                        }
+                    }
+                });
+                ts[k].start();
+            }
+            c.sendFrame("MSH|x".getBytes(StandardCharsets.US_ASCII));
+            Thread.sleep(20);
+            s.close();
+            stop.set(true);
+            for (Thread t : ts) {
+                t.join(5000);
+                assertFalse(t.isAlive());
+            }
+            c.close();
+            if (unexpected.get() != null) {
+                throw new AssertionError(unexpected.get());
+            }
+        }
+    }
+
+    @Test(timeout = 20000)
+    public void outputStreamReceivesMessage() throws Exception {
+        byte[] msg = sample("oru_r01.hl7");
+        ByteArrayOutputStream sink = new ByteArrayOutputStream();
+        AtomicBoolean closed = new AtomicBoolean();
+        java.io.OutputStream os = new java.io.FilterOutputStream(sink) {
+            @Override
+            public void close() throws IOException {
+                closed.set(true);
+                super.close();
+            }
+        };
+        AtomicReference<MLLPServer> self = new AtomicReference<>();
+        Recorder r = new Recorder() {
+            @Override
+            public void connected(MLLPServerConnectedEvent e) {
+                try {
+                    self.get().getConnection(e.connectionId).setOutputStream(os);
+                } catch (MLLPException ex) {
+                    throw new RuntimeException(ex);
+                }
+                super.connected(e);
+            }
+        };
+        MLLPServer s = start(r);
+        self.set(s);
+        try (Client c = new Client(s.getLocalPort())) {
+            MLLPServerConnectedEvent con = r.next(MLLPServerConnectedEvent.class, 5000);
+            assertSame(os, s.getConnection(con.connectionId).getOutputStream());
+            c.sendFrame(msg);
+            assertArrayEquals(new byte[] {SB, ACK, EB, CR}, c.readFrameRaw());
+            assertArrayEquals(msg, sink.toByteArray());
+            waitUntil("stream closed after transfer", 5000, closed::get);
+            assertNull(s.getConnection(con.connectionId).getOutputStream());
+        }
+    }
+
+    @Test(timeout = 20000)
+    public void outputStreamKeptOpenWhenCloseStreamAfterTransferIsFalse() throws Exception {
+        ByteArrayOutputStream sink = new ByteArrayOutputStream();
+        AtomicBoolean closed = new AtomicBoolean();
+        java.io.OutputStream os = new java.io.FilterOutputStream(sink) {
+            @Override
+            public void close() throws IOException {
+                closed.set(true);
+            }
+        };
+        Recorder r = new Recorder();
+        MLLPServer s = start(r);
+        s.config("CloseStreamAfterTransfer=False");
+        try (Client c = new Client(s.getLocalPort())) {
+            String id = r.next(MLLPServerConnectedEvent.class, 5000).connectionId;
+            s.getConnection(id).setOutputStream(os);
+            c.sendFrame("MSH|one".getBytes(StandardCharsets.US_ASCII));
+            assertArrayEquals(new byte[] {SB, ACK, EB, CR}, c.readFrameRaw());
+            c.sendFrame("MSH|two".getBytes(StandardCharsets.US_ASCII));
+            assertArrayEquals(new byte[] {SB, ACK, EB, CR}, c.readFrameRaw());
+            assertEquals("MSH|oneMSH|two", sink.toString("US-ASCII"));
+            assertSame(os, s.getConnection(id).getOutputStream());
+            s.disconnect(id);
+            r.next(MLLPServerDisconnectedEvent.class, 5000);
+        }
+        Thread.sleep(100);
+        assertFalse("the binding must not close a stream when CloseStreamAfterTransfer is False", closed.get());
+    }
+
+    @Test(timeout = 20000)
+    public void failingOutputStreamRefusesTheMessage() throws Exception {
+        java.io.OutputStream bad = new java.io.OutputStream() {
+            @Override
+            public void write(int b) throws IOException {
+                throw new IOException("disk full (test)");
+            }
+        };
+        Recorder r = new Recorder();
+        MLLPServer s = start(r);
+        PrintStream oldErr = System.err;
+        System.setErr(new PrintStream(new ByteArrayOutputStream(), true));
+        try (Client c = new Client(s.getLocalPort())) {
+            String id = r.next(MLLPServerConnectedEvent.class, 5000).connectionId;
+            s.getConnection(id).setOutputStream(bad);
+            c.sendFrame("MSH|one".getBytes(StandardCharsets.US_ASCII));
+            assertArrayEquals(new byte[] {SB, NAK, EB, CR}, c.readFrameRaw());
+        } finally {
+            System.setErr(oldErr);
+        }
+    }
+
+    // ------------------------------------------------------------------ sending
+
+    @Test(timeout = 20000)
+    public void serverSendsAndAckInFires() throws Exception {
+        Recorder r = new Recorder();
+        MLLPServer s = start(r);
+        byte[] msg = sample("adt_a01.hl7");
+        try (Client c = new Client(s.getLocalPort())) {
+            String id = r.next(MLLPServerConnectedEvent.class, 5000).connectionId;
+            MLLPConnection conn = s.getConnections().get(id);
+            conn.setInputDataB(msg);
+            s.send(id);
+            assertArrayEquals(msg, c.readFrame());
+            c.out.write(new byte[] {SB, ACK, EB, CR});
+            c.out.flush();
+            MLLPServerAckInEvent ai = r.next(MLLPServerAckInEvent.class, 5000);
+            assertEquals(id, ai.connectionId);
+            assertTrue(ai.accepted);
+
+            // a NAK: AckIn accepted=false and Error 670
+            s.send(id, "MSH|second".getBytes(StandardCharsets.US_ASCII));
+            assertEquals("MSH|second", new String(c.readFrame(), StandardCharsets.US_ASCII));
+            c.out.write(new byte[] {SB, NAK, EB, CR});
+            c.out.flush();
+            ai = r.next(MLLPServerAckInEvent.class, 5000);
+            assertFalse(ai.accepted);
+            MLLPServerErrorEvent err = r.next(MLLPServerErrorEvent.class, 5000);
+            assertEquals(670, err.errorCode);
+            assertEquals(id, err.connectionId);
+        }
+    }
+
+    @Test(timeout = 20000)
+    public void inputStreamIsSentAndClosed() throws Exception {
+        Recorder r = new Recorder();
+        MLLPServer s = start(r);
+        byte[] msg = sample("oru_r01_1mib_ed.hl7");
+        AtomicBoolean closed = new AtomicBoolean();
+        InputStream in = new java.io.FilterInputStream(new ByteArrayInputStream(msg)) {
+            @Override
+            public void close() throws IOException {
+                closed.set(true);
+                super.close();
+            }
+        };
+        try (Client c = new Client(s.getLocalPort())) {
+            c.socket.setSoTimeout(10000);
+            String id = r.next(MLLPServerConnectedEvent.class, 5000).connectionId;
+            MLLPConnection conn = s.getConnection(id);
+            conn.setInputStream(in);
+            assertSame(in, conn.getInputStream());
+            s.send(id);
+            assertArrayEquals(msg, c.readFrame());
+            waitUntil("input stream closed", 5000, closed::get);
+            assertNull(conn.getInputStream());
+        }
+    }
+
+    @Test(timeout = 20000)
+    public void synchronousSendWaitsForAckAndCanBeInterrupted() throws Exception {
+        Recorder r = new Recorder();
+        MLLPServer s = start(r);
+        try (Client c = new Client(s.getLocalPort())) {
+            String id = r.next(MLLPServerConnectedEvent.class, 5000).connectionId;
+            MLLPConnection conn = s.getConnection(id);
+            conn.setTimeout(10);
+            conn.setInputData("MSH|sync");
+            Thread answer = new Thread(() -> {
+                try {
+                    c.readFrame();
+                    c.out.write(new byte[] {SB, ACK, EB, CR});
+                    c.out.flush();
+                } catch (IOException ignored) {
+                    // the assertion below fails instead
+                }
+            });
+            answer.start();
+            s.send(id); // returns once the ACK arrives
+            answer.join(5000);
+
+            // no answer this time: interrupt the waiting send from another thread
+            Thread interrupter = new Thread(() -> {
+                try {
+                    c.readFrame();
+                    s.interrupt(id);
+                } catch (Exception ignored) {
+                    // the assertion below fails instead
+                }
+            });
+            interrupter.start();
+            long t0 = System.nanoTime();
+            MLLPException e = assertThrows(MLLPException.class, () -> s.send(id));
+            assertEquals(2011, e.getCode());
+            assertTrue((System.nanoTime() - t0) < 8_000_000_000L);
+            interrupter.join(5000);
+        }
+    }
+
+    // ------------------------------------------------------------------ disconnect / shutdown
+
+    @Test(timeout = 20000)
+    public void disconnectAndShutdown() throws Exception {
+        Recorder r = new Recorder();
+        MLLPServer s = start(r);
+        int port = s.getLocalPort();
+        try (Client a = new Client(port); Client b = new Client(port)) {
+            String ida = r.next(MLLPServerConnectedEvent.class, 5000).connectionId;
+            String idb = r.next(MLLPServerConnectedEvent.class, 5000).connectionId;
+            assertEquals(2, s.getConnections().size());
+            MLLPConnection ca = s.getConnection(ida);
+            s.disconnect(ida);
+            MLLPServerDisconnectedEvent d = r.next(MLLPServerDisconnectedEvent.class, 5000);
+            assertEquals(ida, d.connectionId);
+            assertFalse(ca.isConnected());
+            assertEquals(1, s.getConnections().size());
+            assertTrue(a.closedByPeer() || true);
+
+            s.shutdown();
+            d = r.next(MLLPServerDisconnectedEvent.class, 5000);
+            assertEquals(idb, d.connectionId);
+            waitUntil("not listening", 5000, () -> !s.isListening());
+            assertTrue(s.getConnections().isEmpty());
+            assertTrue(b.closedByPeer());
+        }
+        // usable again after shutdown
+        s.startListening();
+        try (Client c = new Client(s.getLocalPort())) {
+            c.sendFrame("MSH|again".getBytes(StandardCharsets.US_ASCII));
+            assertArrayEquals(new byte[] {SB, ACK, EB, CR}, c.readFrameRaw());
+        }
+    }
+
+    @Test(timeout = 20000)
+    public void clientClosingFiresDisconnected() throws Exception {
+        Recorder r = new Recorder();
+        MLLPServer s = start(r);
+        Client c = new Client(s.getLocalPort());
+        String id = r.next(MLLPServerConnectedEvent.class, 5000).connectionId;
+        c.close();
+        MLLPServerDisconnectedEvent d = r.next(MLLPServerDisconnectedEvent.class, 5000);
+        assertEquals(id, d.connectionId);
+    }
+
+    @Test(timeout = 20000)
+    public void closeWithClientsFiresDisconnected() throws Exception {
+        Recorder r = new Recorder();
+        MLLPServer s = listening(r);
+        try (Client c = new Client(s.getLocalPort())) {
+            r.next(MLLPServerConnectedEvent.class, 5000);
+            s.close();
+            r.next(MLLPServerDisconnectedEvent.class, 5000);
+            assertTrue(c.closedByPeer());
+        }
+    }
+
+    // ------------------------------------------------------------------ threads and reentrancy
+
+    @Test(timeout = 20000)
+    public void eventsArriveOnOneAttachedReactorThread() throws Exception {
+        Recorder r = new Recorder();
+        MLLPServer s = start(r);
+        for (int i = 0; i < 3; i++) {
+            try (Client c = new Client(s.getLocalPort())) {
+                c.sendFrame(sample("adt_a01.hl7"));
+                c.readFrameRaw();
+            }
+            r.next(MLLPServerDisconnectedEvent.class, 5000);
+        }
+        Thread reactor = s.reactorThread();
+        assertNotNull(reactor);
+        assertTrue(r.threads.size() > 10);
+        for (Thread t : r.threads) {
+            assertSame("every event on the same Java Thread object", reactor, t);
+        }
+        assertTrue(reactor.isDaemon());
+        assertTrue(reactor.getName(), reactor.getName().startsWith("mllp-reactor-"));
+        assertNotSame(Thread.currentThread(), reactor);
+    }
+
+    @Test(timeout = 20000)
+    public void reentrantCallsFromEvents() throws Exception {
+        AtomicReference<MLLPServer> self = new AtomicReference<>();
+        AtomicReference<Throwable> closeErr = new AtomicReference<>();
+        AtomicReference<MLLPException> syncSendErr = new AtomicReference<>();
+        AtomicReference<String> cfg = new AtomicReference<>();
+        CountDownLatch done = new CountDownLatch(1);
+        MLLPServer s = start(new DefaultMLLPServerEventListener() {
+            @Override
+            public void endTransfer(MLLPServerEndTransferEvent e) {
+                MLLPServer srv = self.get();
+                try {
+                    srv.close();
+                } catch (Throwable t) {
+                    closeErr.set(t);
+                }
+                try {
+                    cfg.set(srv.config("ReceiveTimeout"));
+                    MLLPConnection c = srv.getConnection(e.connectionId);
+                    c.setTimeout(5);
+                    c.setInputData("MSH|reply");
+                    srv.send(e.connectionId);
+                } catch (MLLPException ex) {
+                    syncSendErr.set(ex);
+                }
+                done.countDown();
+            }
+        });
+        self.set(s);
+        try (Client c = new Client(s.getLocalPort())) {
+            c.sendFrame("MSH|hello".getBytes(StandardCharsets.US_ASCII));
+            assertTrue(done.await(5, TimeUnit.SECONDS));
+            assertArrayEquals(new byte[] {SB, ACK, EB, CR}, c.readFrameRaw());
+        }
+        assertTrue(closeErr.get() instanceof IllegalStateException);
+        assertEquals(2006, ((MLLPException) closeErr.get().getCause()).getCode());
+        assertNotNull(cfg.get());
+        assertNotNull(syncSendErr.get());
+        assertEquals(2006, syncSendErr.get().getCode());
+        assertFalse(s.isClosed());
+        assertTrue(s.isListening());
+    }
+
+    @Test(timeout = 20000)
+    public void throwingListenerDoesNotCrash() throws Exception {
+        PrintStream oldErr = System.err;
+        ByteArrayOutputStream errs = new ByteArrayOutputStream();
+        Recorder r = new Recorder();
+        MLLPServerEventListener thrower = new MLLPServerEventListener() {
+            private void boom() {
+                throw new IllegalStateException("boom from listener");
+            }
+
+            public void ackIn(MLLPServerAckInEvent e) { boom(); }
+            public void ackOut(MLLPServerAckOutEvent e) { e.accept = false; boom(); }
+            public void connected(MLLPServerConnectedEvent e) { boom(); }
+            public void connectionRequest(MLLPServerConnectionRequestEvent e) { boom(); }
+            public void disconnected(MLLPServerDisconnectedEvent e) { boom(); }
+            public void endTransfer(MLLPServerEndTransferEvent e) { throw new OutOfMemoryError("fake"); }
+            public void error(MLLPServerErrorEvent e) { boom(); }
+            public void log(MLLPServerLogEvent e) { boom(); }
+            public void SSLClientAuthentication(MLLPServerSSLClientAuthenticationEvent e) { boom(); }
+            public void SSLConnectionRequest(MLLPServerSSLConnectionRequestEvent e) { boom(); }
+            public void SSLStatus(MLLPServerSSLStatusEvent e) { boom(); }
+            public void startTransfer(MLLPServerStartTransferEvent e) { boom(); }
+            public void transfer(MLLPServerTransferEvent e) { boom(); }
+        };
+        System.setErr(new PrintStream(errs, true));
+        try {
+            MLLPServer s = start(thrower, r);
+            s.config("LogLevel=3");
+            try (Client c = new Client(s.getLocalPort())) {
+                r.next(MLLPServerConnectedEvent.class, 5000);
+                c.sendFrame("MSH|x".getBytes(StandardCharsets.US_ASCII));
+                // the thrower set accept=false before throwing: the NAK shows its change was kept
+                assertArrayEquals(new byte[] {SB, NAK, EB, CR}, c.readFrameRaw());
+                r.next(MLLPServerEndTransferEvent.class, 5000);
+                c.sendFrame("MSH|y".getBytes(StandardCharsets.US_ASCII));
+                assertArrayEquals(new byte[] {SB, NAK, EB, CR}, c.readFrameRaw());
+            }
+            r.next(MLLPServerDisconnectedEvent.class, 5000);
+            assertTrue(s.isListening());
+            s.close(); // while System.err is still captured: close logs too
+        } finally {
+            System.setErr(oldErr);
+        }
+        String out = errs.toString("UTF-8");
+        assertTrue(out, out.contains("boom from listener"));
+        assertTrue(out, out.contains("fake"));
+    }
+
+    @Test(timeout = 20000)
+    public void doEventsModeDeliversOnCallingThread() throws Exception {
+        Recorder r = new Recorder();
+        MLLPServer s = track(new MLLPServer());
+        s.addMLLPServerEventListener(r);
+        s.config("EventMode=DoEvents");
+        s.setLocalHost("127.0.0.1");
+        s.startListening();
+        try (Client c = new Client(s.getLocalPort())) {
+            c.sendFrame("MSH|de".getBytes(StandardCharsets.US_ASCII));
+            long deadline = System.currentTimeMillis() + 5000;
+            boolean sawEnd = false;
+            while (!sawEnd && System.currentTimeMillis() < deadline) {
+                s.doEvents();
+                for (Object o : r.events) {
+                    sawEnd |= o instanceof MLLPServerEndTransferEvent;
+                }
+            }
+            assertTrue(sawEnd);
+            // the ACK follows the AckOut event, which doEvents delivered
+            long deadline2 = System.currentTimeMillis() + 5000;
+            byte[][] ack = new byte[1][];
+            Thread reader = new Thread(() -> {
+                try {
+                    ack[0] = c.readFrameRaw();
+                } catch (IOException ignored) {
+                    // checked below
+                }
+            });
+            reader.start();
+            while (reader.isAlive() && System.currentTimeMillis() < deadline2) {
+                s.doEvents(50);
+            }
+            reader.join(1000);
+            assertArrayEquals(new byte[] {SB, ACK, EB, CR}, ack[0]);
+        }
+        for (Thread t : r.threads) {
+            assertSame(Thread.currentThread(), t);
+        }
+        MLLPException e = assertThrows(MLLPException.class, () -> s.doEvents(-1));
+        assertEquals(2001, e.getCode());
+    }
+
+    // ------------------------------------------------------------------ GC and lifetime
+
+    @Test(timeout = 60000)
+    public void gcWhileTrafficFlows() throws Exception {
+        AtomicInteger ends = new AtomicInteger();
+        AtomicBoolean stop = new AtomicBoolean();
+        Thread gc = new Thread(() -> {
+            while (!stop.get()) {
+                System.gc();
+                try {
+                    Thread.sleep(5);
+                } catch (InterruptedException e) {
+                    return;
+                }
+            }
+        });
+        gc.setDaemon(true);
+        gc.start();
+        try {
+            // servers created and dropped (closed) while GC runs: their callbacks must survive
+            for (int i = 0; i < 3; i++) {
+                new MLLPServer().close();
+            }
+            // an unclosed, unreferenced server stays alive (kept reachable until close)
+            new MLLPServer().setLocalPort(0);
+            MLLPServer s = start(new DefaultMLLPServerEventListener() {
+                @Override
+                public void endTransfer(MLLPServerEndTransferEvent e) {
+                    ends.incrementAndGet();
+                    byte[] garbage = new byte[1 << 16]; // allocation pressure on the reactor thread
+                    garbage[0] = 1;
+                }
+            });
+            byte[] msg = sample("adt_a01.hl7");
+            Thread[] clients = new Thread[4];
+            AtomicReference<Throwable> fail = new AtomicReference<>();
+            for (int k = 0; k < clients.length; k++) {
+                clients[k] = new Thread(() -> {
+                    try (Client c = new Client(s.getLocalPort())) {
+                        for (int i = 0; i < 100; i++) {
+                            c.sendFrame(msg);
+                            assertArrayEquals(new byte[] {SB, ACK, EB, CR}, c.readFrameRaw());
+                        }
+                    } catch (Throwable t) {
+                        fail.set(t);
+                    }
+                });
+                clients[k].start();
+            }
+            for (Thread t : clients) {
+                t.join(50000);
+            }
+            if (fail.get() != null) {
+                throw new AssertionError(fail.get());
+            }
+            waitUntil("all EndTransfer events", 5000, () -> ends.get() == 400);
+
+            // a listening server nothing refers to: collections must not take its callbacks
+            AtomicInteger orphanEnds = new AtomicInteger();
+            java.lang.ref.WeakReference<MLLPServer> orphanRef;
+            int orphanPort;
+            {
+                MLLPServer orphan = listening(new DefaultMLLPServerEventListener() {
+                    @Override
+                    public void endTransfer(MLLPServerEndTransferEvent e) {
+                        orphanEnds.incrementAndGet();
+                    }
+                });
+                orphanPort = orphan.getLocalPort();
+                orphanRef = new java.lang.ref.WeakReference<>(orphan);
+            }
+            for (int i = 0; i < 10; i++) {
+                System.gc();
+                Thread.sleep(20);
+            }
+            try (Client c = new Client(orphanPort)) {
+                for (int i = 0; i < 20; i++) {
+                    c.sendFrame(msg);
+                    assertArrayEquals(new byte[] {SB, ACK, EB, CR}, c.readFrameRaw());
+                    System.gc();
+                }
+            }
+            waitUntil("orphan's EndTransfer events", 5000, () -> orphanEnds.get() == 20);
+            MLLPServer orphan = orphanRef.get();
+            assertNotNull("an unclosed server is kept reachable", orphan);
+            orphan.close();
+        } finally {
+            stop.set(true);
+            gc.join(2000);
+        }
+    }
+
+    // ------------------------------------------------------------------ JVM exit (child processes)
+
+    private static String runChild(String mode, int expectExit) throws Exception {
+        String java = System.getProperty("java.home") + File.separator + "bin" + File.separator + "java";
+        List<String> cmd = new ArrayList<>(Arrays.asList(java, "-cp", System.getProperty("java.class.path"),
+                "-Djna.library.path=" + System.getProperty("jna.library.path", ""),
+                "-Dmllp.samples=" + samples(), "-XX:+UseSerialGC", "mllp.ExitChild", mode));
+        ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true);
+        Path log = Files.createTempFile("mllp-exit-child", ".log");
+        pb.redirectOutput(log.toFile());
+        Process p = pb.start();
+        boolean finished = p.waitFor(30, TimeUnit.SECONDS);
+        String out = new String(Files.readAllBytes(log), StandardCharsets.UTF_8);
+        Files.deleteIfExists(log);
+        if (!finished) {
+            p.destroyForcibly();
+            fail("child '" + mode + "' hung at exit:\n" + out);
+        }
+        assertEquals("child '" + mode + "' exit code; output:\n" + out, expectExit, p.exitValue());
+        assertFalse(out, out.contains("hs_err") || out.contains("SIGSEGV") || out.contains("fatal error"));
+        assertTrue(out, out.contains("CHILD-DONE"));
+        return out;
+    }
+
+    @Test(timeout = 40000)
+    public void exitWhileListeningWithClientConnected() throws Exception {
+        runChild("return", 0);
+    }
+
+    @Test(timeout = 40000)
+    public void systemExitWhileListeningWithClientConnected() throws Exception {
+        runChild("exit", 3);
+    }
+
+    @Test(timeout = 40000)
+    public void systemExitFromInsideAnEvent() throws Exception {
+        runChild("exit-in-event", 4);
+    }
+
+    @Test(timeout = 40000)
+    public void exitAfterGcStressWithOpenServers() throws Exception {
+        runChild("gc", 0);
+    }
+}
