@@ -794,7 +794,7 @@ static int g_other_rc;
 static void hook_free_other(ctx_t *c, uint64_t id) {
   (void)c;
   (void)id;
-  if (g_other) g_other_rc = mllp_server_free(g_other);
+  if (g_other) __atomic_store_n(&g_other_rc, mllp_server_free(g_other), __ATOMIC_SEQ_CST);
   g_other = NULL;
 }
 
@@ -951,7 +951,9 @@ static void test_free(void) {
     ca.on_connected = hook_free_other;
     if (sa && sb) {
       connect_client(&ca, &cl, pa);
-      CHECK_RC(g_other_rc, MLLP_OK);
+      /* The hook runs after Connected is recorded and joins B's reactor: wait for it. */
+      for (int i = 0; i < 500 && __atomic_load_n(&g_other_rc, __ATOMIC_SEQ_CST) == -1; i++) tu_sleep_ms(10);
+      CHECK_RC(__atomic_load_n(&g_other_rc, __ATOMIC_SEQ_CST), MLLP_OK);
       CHECK(get_int(&cb, &cb.released) == 1, "B's user data released once");
       tu_close(&cl);
       free_server(sa, &ca);
