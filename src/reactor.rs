@@ -39,6 +39,17 @@ const PENDING_HIGH_WATER: usize = 64;
 /// Reads per readiness event before other connections get their turn (fairness).
 const READ_BUDGET: usize = 16;
 
+/// How to read a connection after a readiness event.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ReadHow {
+    /// Not readable.
+    No,
+    /// Readable (an edge): a short read means drained.
+    Edge,
+    /// Read until WouldBlock or end of stream (the peer closed, or a revisit).
+    Drain,
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum TimerKind {
     Receive,
@@ -161,13 +172,19 @@ impl Reactor {
                     WAKER => {}
                     LISTENER => self.accept_all(),
                     Token(t) => {
-                        let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
-                        self.on_ready(t as ConnectionId, readable, ev.is_writable() || ev.is_error());
+                        let read = if ev.is_read_closed() || ev.is_error() {
+                            ReadHow::Drain
+                        } else if ev.is_readable() {
+                            ReadHow::Edge
+                        } else {
+                            ReadHow::No
+                        };
+                        self.on_ready(t as ConnectionId, read, ev.is_writable() || ev.is_error());
                     }
                 }
             }
             for id in std::mem::take(&mut self.backlog) {
-                self.on_ready(id, true, false);
+                self.on_ready(id, ReadHow::Drain, false);
             }
             self.run_commands();
             self.run_timers();
@@ -363,14 +380,14 @@ impl Reactor {
         self.conns[i] = Some(conn);
     }
 
-    fn on_ready(&mut self, id: ConnectionId, readable: bool, writable: bool) {
+    fn on_ready(&mut self, id: ConnectionId, read: ReadHow, writable: bool) {
         let Some(mut c) = self.take(id) else { return };
         let mut result = Ok(());
         if writable {
             result = self.flush(&mut c);
         }
-        if readable && result.is_ok() {
-            result = self.read(&mut c);
+        if read != ReadHow::No && result.is_ok() {
+            result = self.read(&mut c, read);
         }
         self.settle(c, result);
     }
@@ -447,7 +464,7 @@ impl Reactor {
         }
     }
 
-    fn read(&mut self, c: &mut Conn) -> io::Result<()> {
+    fn read(&mut self, c: &mut Conn, how: ReadHow) -> io::Result<()> {
         if c.tls.is_some() {
             return self.read_tls(c);
         }
@@ -463,7 +480,16 @@ impl Reactor {
                     c.peer_closed = true;
                     break;
                 }
-                Ok(n) => self.consume(c, n),
+                Ok(n) => {
+                    self.consume(c, n);
+                    // A short read means the socket was empty at that moment: data arriving
+                    // later raises a new edge, so the read that would only say WouldBlock is
+                    // skipped (a third of the syscalls per message). Not when the peer already
+                    // closed: that edge was this one, and EOF must still be seen.
+                    if n < self.buf.len() && how == ReadHow::Edge {
+                        break;
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
@@ -973,7 +999,7 @@ impl Reactor {
             Command::ResumeReads => {
                 let ids: Vec<ConnectionId> = self.conns.iter().flatten().map(|c| c.shared.id).collect();
                 for id in ids {
-                    self.on_ready(id, true, false);
+                    self.on_ready(id, ReadHow::Drain, false);
                 }
             }
             Command::Exit => self.exit = true,
