@@ -69,7 +69,12 @@ struct Conn {
     queued: u64,
     written: u64,
     peer_closed: bool,
+    /// The frame whose ReceiveTimeout runs, and when it started.
     timed_frame: u64,
+    frame_started: Instant,
+    /// A Receive timer for this connection is in the heap (at most one, so the heap stays
+    /// bounded by the number of connections whatever the message rate).
+    receive_timer: bool,
     rate_window: Instant,
     rate_bytes: u64,
     rate_blocked: bool,
@@ -338,6 +343,8 @@ impl Reactor {
             written: 0,
             peer_closed: false,
             timed_frame: 0,
+            frame_started: Instant::now(),
+            receive_timer: false,
             rate_window: Instant::now(),
             rate_bytes: 0,
             rate_blocked: false,
@@ -684,9 +691,16 @@ impl Reactor {
 
     fn arm_receive_timer(&mut self, c: &mut Conn) {
         let secs = self.settings.receive_timeout;
-        if secs > 0 && c.proto.in_frame() && c.proto.frames_started() != c.timed_frame {
+        if secs == 0 || !c.proto.in_frame() {
+            return;
+        }
+        if c.proto.frames_started() != c.timed_frame {
             c.timed_frame = c.proto.frames_started();
-            let at = Instant::now() + Duration::from_secs(secs as u64);
+            c.frame_started = Instant::now();
+        }
+        if !c.receive_timer {
+            c.receive_timer = true;
+            let at = c.frame_started + Duration::from_secs(secs as u64);
             self.timers.push(Reverse((at, c.shared.id, c.timed_frame, TimerKind::Receive)));
         }
     }
@@ -1016,7 +1030,11 @@ impl Reactor {
             let Some(mut c) = self.take(id) else { continue };
             match kind {
                 TimerKind::Receive => {
-                    if c.proto.in_frame() && c.proto.frames_started() == frame {
+                    c.receive_timer = false;
+                    if c.proto.in_frame() && c.proto.frames_started() != frame {
+                        // A later frame is in progress: its own deadline applies.
+                        self.arm_receive_timer(&mut c);
+                    } else if c.proto.in_frame() {
                         let n = c.proto.partial_len();
                         c.proto.discard_partial();
                         let secs = self.settings.receive_timeout;
