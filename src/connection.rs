@@ -88,6 +88,8 @@ pub struct Connection {
 
 /// A buffer larger than this is not kept for reuse: one huge message should not pin its memory.
 const SPARE_KEEP_LIMIT: usize = 1 << 20;
+/// Largest message buffer kept for reuse.
+const RECYCLE_LIMIT: usize = 16 << 20;
 
 impl Connection {
     /// A connection with the given framing bytes, acknowledgement bytes and size limit.
@@ -169,7 +171,9 @@ impl Connection {
 
     /// Gives a delivered message's buffer back for reuse.
     pub fn recycle(&mut self, mut buf: Vec<u8>) {
-        if buf.capacity() <= SPARE_KEEP_LIMIT && self.spare.len() < 4 {
+        // One spare buffer of any size up to RECYCLE_LIMIT: a connection that keeps sending
+        // large messages then reuses memory instead of faulting in fresh pages per message.
+        if buf.capacity() <= RECYCLE_LIMIT && self.spare.is_empty() {
             buf.clear();
             self.spare.push(buf);
         }

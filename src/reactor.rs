@@ -31,7 +31,7 @@ use crate::tls::{Certificate, TlsContext};
 const WAKER: Token = Token(usize::MAX);
 const LISTENER: Token = Token(usize::MAX - 1);
 /// Bytes read per read call.
-const READ_CHUNK: usize = 64 * 1024;
+const READ_CHUNK: usize = 256 * 1024;
 /// Output queued past this stops reading from the peer until it drains.
 const OUT_HIGH_WATER: usize = 1 << 20;
 /// Undecided replies past this stop reading from the peer (pipelining senders).

@@ -42,6 +42,13 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use mllp::codec::{encode_frame, DecodeEvent, Decoder, FrameChars};
 
+/// println! that ignores a closed stdout (e.g. piped into `head`).
+macro_rules! out {
+    ($($t:tt)*) => {{
+        let _ = writeln!(io::stdout(), $($t)*);
+    }};
+}
+
 // ---------------------------------------------------------------------------------------------
 // Options
 
@@ -981,6 +988,7 @@ fn worker(o: &Opts, addr: SocketAddr, ids: std::ops::Range<usize>, shared: &Shar
         if o.ack == AckMode::None {
             timeout = timeout.min(Duration::from_millis(50)); // draining timeouts
         }
+        let start_was_unset = shared.start.get().is_none();
         if let Err(e) = poll.poll(&mut events, Some(timeout)) {
             if e.kind() == io::ErrorKind::Interrupted {
                 continue;
@@ -1012,7 +1020,7 @@ fn worker(o: &Opts, addr: SocketAddr, ids: std::ops::Range<usize>, shared: &Shar
         }
         // Time-driven transitions: the start barrier, draining timeouts, streaming connections
         // that are still writable. (Skipped in the steady closed loop: O(connections).)
-        if !(waiting_ready || o.ack == AckMode::None || shared.start.get().is_none()) {
+        if !(waiting_ready || o.ack == AckMode::None || start_was_unset) {
             continue;
         }
         let now = Instant::now();
@@ -1150,9 +1158,9 @@ fn run_idle(o: &Opts, addr: SocketAddr, tls: Option<&TlsSetup>) {
         j.str("first_error", e);
     }
     if o.json {
-        println!("{}", j.finish());
+        out!("{}", j.finish());
     } else {
-        println!(
+        out!(
             "{scenario}: {opened}/{} idle connections held {:.1}s; server RSS {} -> {} KiB ({} bytes/connection); errors {errors}",
             o.idle,
             o.hold,
@@ -1161,7 +1169,7 @@ fn run_idle(o: &Opts, addr: SocketAddr, tls: Option<&TlsSetup>) {
             per_conn.map_or("?".into(), |v| format!("{v:.0}")),
         );
         if let Some(e) = first_error {
-            println!("first error: {e}");
+            out!("first error: {e}");
         }
     }
     std::process::exit(if errors > 0 { 1 } else { 0 });
@@ -1355,21 +1363,26 @@ fn main() {
         j.str("first_error", e);
     }
     if o.json {
-        println!("{}", j.finish());
+        out!("{}", j.finish());
     } else {
         let f = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1}"));
-        println!(
+        out!(
             "{scenario}: {} messages of {} bytes on {} connection(s) in {:.3}s: {:.0} msg/s, {:.2} MB/s",
-            all.measured, msg_len, o.connections, secs, mps, mbps
+            all.measured,
+            msg_len,
+            o.connections,
+            secs,
+            mps,
+            mbps
         );
-        println!(
+        out!(
             "latency us: p50 {} p99 {} p99.9 {} max {}",
             f(percentile(lat, 50.0)),
             f(percentile(lat, 99.0)),
             f(percentile(lat, 99.9)),
             f(lat.last().map(|&v| v as f64 / 1000.0))
         );
-        println!(
+        out!(
             "errors {} naks {} warm-up {}{}; client CPU {} us/msg; server CPU {} us/msg",
             all.errors,
             all.naks,
@@ -1379,7 +1392,7 @@ fn main() {
             f(per_msg_us(server_cpu))
         );
         if let Some(e) = &all.first_error {
-            println!("first error: {e}");
+            out!("first error: {e}");
         }
     }
     std::process::exit(if all.errors > 0 || deadline_hit { 1 } else { 0 });
