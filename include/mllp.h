@@ -386,6 +386,12 @@ typedef struct {
    * Length of `message`.
    */
   size_t message_len;
+  /**
+   * Read-write: 1 leaves the decision open: nothing is sent for this message until the
+   * host calls `mllp_server_acknowledge(server, connection_id, message_seq, …)`, from any
+   * thread (for instance after a group commit). Replies still leave in message order.
+   */
+  uint8_t defer;
 } mllp_ack_out_event;
 
 /**
@@ -1006,6 +1012,20 @@ int mllp_server_do_events(mllp_server *server, uint32_t timeout_ms, size_t *deli
  * `ids` is NULL or too small. Any thread.
  */
 int mllp_server_get_connections(const mllp_server *server, uint64_t *ids, size_t *len);
+
+/**
+ * Acknowledges a message whose AckOut callback set `defer`: `accept` 1 sends ACK (HL7 mode:
+ * MSA-1 AA), 0 sends NAK (HL7 mode: `reject_code`, `MLLP_REJECT_AE` or `MLLP_REJECT_AR`).
+ * Replies leave in message order, so an earlier undecided message holds this one back. A
+ * `message_seq` that is not awaiting a decision is ignored. `MLLP_ERR_NO_SUCH_CONNECTION` when
+ * the connection has closed (the message was never acknowledged). Queued; any thread, also
+ * inside callbacks.
+ */
+int mllp_server_acknowledge(mllp_server *server,
+                            uint64_t connection_id,
+                            uint64_t message_seq,
+                            uint8_t accept,
+                            int reject_code);
 
 /**
  * Loads a certificate as the reference's `Certificate(storeType, store, storePassword,

@@ -22,10 +22,18 @@ pub(crate) fn guarded(f: impl FnOnce()) {
     let _ = catch_unwind(AssertUnwindSafe(f));
 }
 
+/// The AckOut decision.
+pub(crate) enum Decision {
+    /// Accept or refuse now (with the MSA-1 code for a refusal in HL7 mode).
+    Now(bool, AckCode),
+    /// The host will decide later through `Server::acknowledge`.
+    Deferred,
+}
+
 /// What became of a delivered message.
 pub(crate) struct Delivered {
-    /// The acknowledgement decision (accept, MSA-1 code when refused), when one is due.
-    pub decision: Option<(bool, AckCode)>,
+    /// The acknowledgement decision, when one is due.
+    pub decision: Option<Decision>,
     /// A message buffer no longer referenced, for reuse.
     pub reusable: Option<Vec<u8>>,
 }
@@ -55,13 +63,22 @@ pub(crate) fn deliver(
     let decision = ack.then(|| {
         if stored.is_err() {
             // The host asked for durable output and it failed: never acknowledge.
-            return (false, AckCode::AR);
+            return Decision::Now(false, AckCode::AR);
         }
-        let mut ev =
-            AckOutEvent { connection_id: id, message_seq: seq, accept: true, reject_code: AckCode::AE, message: &data };
+        let mut ev = AckOutEvent {
+            connection_id: id,
+            message_seq: seq,
+            accept: true,
+            reject_code: AckCode::AE,
+            message: &data,
+            defer: false,
+        };
         guarded(|| handler.ack_out(&mut ev));
+        if ev.defer {
+            return Decision::Deferred;
+        }
         let code = if ev.reject_code == AckCode::AA { AckCode::AE } else { ev.reject_code };
-        (ev.accept, code)
+        Decision::Now(ev.accept, code)
     });
     let reusable = match displaced {
         Some(old) => Arc::try_unwrap(old).ok(),

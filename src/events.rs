@@ -64,6 +64,10 @@ pub struct AckOutEvent<'a> {
     pub reject_code: crate::hl7::AckCode,
     /// The complete message being acknowledged (empty when it was not delivered).
     pub message: &'a [u8],
+    /// Read-write: true leaves the decision open: nothing is sent until the host calls
+    /// `Server::acknowledge` for this connection and `message_seq` (for instance after a
+    /// group commit on another thread). Replies still leave in message order.
+    pub defer: bool,
 }
 
 /// AckIn: a client acknowledged data the server sent.

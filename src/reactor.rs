@@ -18,7 +18,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::config::{AckMode, EventMode, Settings};
 use crate::connection::{Connection, Inbound};
-use crate::delivery::{deliver, guarded};
+use crate::delivery::{deliver, guarded, Decision};
 use crate::error::{code, Error, Result};
 use crate::events::{
     AckInEvent, ConnectionId, ConnectionRequestEvent, ErrorEvent, EventHandler, LogEvent, SslClientAuthenticationEvent,
@@ -761,7 +761,7 @@ impl Reactor {
         }
         let close = self.settings.close_stream_after_transfer;
         let d = deliver(&*self.handler, &c.shared, seq, data, ack, close);
-        if let Some((accept, code)) = d.decision {
+        if let Some(Decision::Now(accept, code)) = d.decision {
             c.proto.decide(seq, accept, code, mode, unix_now());
             let verdict = if accept { "ACK" } else { "NAK" };
             self.log(id, 2, || format!("message {seq} answered with {verdict}"));

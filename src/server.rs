@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::{split_config, EventMode, Settings};
-use crate::delivery::{deliver, guarded};
+use crate::delivery::{deliver, guarded, Decision};
 use crate::error::{code, Error, Result};
 use crate::events::{
     AckInEvent, ConnectionId, ConnectionRequestEvent, ErrorEvent, EventHandler, LogEvent, SslClientAuthenticationEvent,
@@ -439,7 +439,7 @@ impl Server {
                 let Ok(c) = self.shared.conn(id) else { return };
                 let close = self.settings().close_stream_after_transfer;
                 let d = deliver(h, &c, seq, data, ack, close);
-                if let Some((accept, code)) = d.decision {
+                if let Some(Decision::Now(accept, code)) = d.decision {
                     let _ = self.shared.command(Command::Decide { id, seq, accept, code });
                 }
             }
@@ -481,6 +481,22 @@ impl Server {
                 guarded(|| h.ssl_status(&SslStatusEvent { connection_id: id, message: &message }))
             }
         }
+    }
+
+    /// Acknowledges message `seq` of a connection whose AckOut set `defer`: ACK when
+    /// `accept`, else NAK (in HL7 mode MSA-1 `reject_code`, AE or AR). Replies leave in message
+    /// order: an earlier message still undecided holds this one back. Queued; any thread,
+    /// also inside callbacks. A `seq` that is not awaiting a decision is ignored.
+    pub fn acknowledge(
+        &self,
+        id: ConnectionId,
+        seq: u64,
+        accept: bool,
+        reject_code: crate::hl7::AckCode,
+    ) -> Result<()> {
+        self.shared.conn(id)?;
+        let code = if reject_code == crate::hl7::AckCode::AR { reject_code } else { crate::hl7::AckCode::AE };
+        self.shared.command(Command::Decide { id, seq, accept, code })
     }
 
     // ----- TLS -----

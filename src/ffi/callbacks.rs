@@ -79,6 +79,10 @@ pub struct mllp_ack_out_event {
     pub message: *const u8,
     /// Length of `message`.
     pub message_len: usize,
+    /// Read-write: 1 leaves the decision open: nothing is sent for this message until the
+    /// host calls `mllp_server_acknowledge(server, connection_id, message_seq, …)`, from any
+    /// thread (for instance after a group commit). Replies still leave in message order.
+    pub defer: u8,
 }
 
 /// AckIn: a client acknowledged data the server sent.
@@ -239,11 +243,13 @@ impl EventHandler for Callbacks {
             reject_code: if e.reject_code == AckCode::AR { MLLP_REJECT_AR } else { MLLP_REJECT_AE },
             message: e.message.as_ptr(),
             message_len: e.message.len(),
+            defer: e.defer as u8,
         };
         // SAFETY: a host callback; the event and the message are valid for the call.
         unsafe { f(self.user(), &mut ev) };
         e.accept = ev.accept != 0;
         e.reject_code = if ev.reject_code == MLLP_REJECT_AR { AckCode::AR } else { AckCode::AE };
+        e.defer = ev.defer != 0;
     }
 
     fn ack_in(&self, e: &AckInEvent) {

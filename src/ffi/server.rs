@@ -305,3 +305,27 @@ pub extern "C" fn mllp_server_get_connections(server: *const mllp_server, ids: *
         MLLP_OK
     })
 }
+
+/// Acknowledges a message whose AckOut callback set `defer`: `accept` 1 sends ACK (HL7 mode:
+/// MSA-1 AA), 0 sends NAK (HL7 mode: `reject_code`, `MLLP_REJECT_AE` or `MLLP_REJECT_AR`).
+/// Replies leave in message order, so an earlier undecided message holds this one back. A
+/// `message_seq` that is not awaiting a decision is ignored. `MLLP_ERR_NO_SUCH_CONNECTION` when
+/// the connection has closed (the message was never acknowledged). Queued; any thread, also
+/// inside callbacks.
+#[no_mangle]
+pub extern "C" fn mllp_server_acknowledge(
+    server: *mut mllp_server,
+    connection_id: u64,
+    message_seq: u64,
+    accept: u8,
+    reject_code: c_int,
+) -> c_int {
+    with(server, |s| {
+        let code = if reject_code == super::callbacks::MLLP_REJECT_AR {
+            crate::hl7::AckCode::AR
+        } else {
+            crate::hl7::AckCode::AE
+        };
+        rc(s.acknowledge(connection_id, message_seq, accept != 0, code))
+    })
+}
