@@ -63,9 +63,11 @@ static const char USAGE[] =
     "                      missing), fsynced before it is acknowledged\n"
     "  --config KEY=VALUE  library setting, repeatable (e.g. ReceiveTimeout=2,\n"
     "                      MaxMessageSize=1024, StartBlockChar=0x02)\n"
-    "  --tls-cert FILE     server certificate (PEM)  } TLS is not available in this\n"
-    "  --tls-key FILE      private key (PEM)         } build yet\n"
-    "  --client-ca FILE    CA for client certificates (requires --tls-cert)\n"
+    "  --tls-cert FILE     serve MLLP over TLS (1.2/1.3) with this certificate (PEM;\n"
+    "                      may be followed by its chain); needs --tls-key\n"
+    "  --tls-key FILE      the certificate's private key (PEM)\n"
+    "  --client-ca FILE    mutual TLS: require a client certificate issued by a CA in FILE\n"
+    "                      (PEM); clients without one are refused (requires --tls-cert)\n"
     "  --reject-invalid    refuse (NAK / AR) messages not starting with MSH, FHS or BHS\n"
     "                      followed by a field separator\n"
     "  --quiet             no per-message lines, no error lines\n"
@@ -574,13 +576,105 @@ static void parse_args(int argc, char **argv, options *o) {
     }
     if (o->client_ca && !o->tls_cert) die_usage("--client-ca requires --tls-cert and --tls-key");
     if (!o->tls_cert != !o->tls_key) die_usage("--tls-cert and --tls-key must be given together");
-    if (o->tls_cert) die_usage("TLS is not available in this build (--tls-cert/--tls-key)");
 }
 
 static void check(int rc, const char *what) {
     if (rc != MLLP_OK) {
         const char *msg = mllp_last_error_message();
         die_usage("%s: %s", what, msg[0] ? msg : mllp_error_description(rc));
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* TLS                                                                                        */
+
+/* Reads a whole (text) file, NUL-terminated; exits 2 with one line on stderr when it cannot. */
+static char *read_text_file(const char *opt, const char *path, size_t *len_out) {
+    FILE *f = fopen(path, "rb");
+    if (!f) die_usage("%s %s: cannot read: %s", opt, path, strerror(errno));
+    size_t cap = 8192, len = 0;
+    char *buf = malloc(cap);
+    if (!buf) die_usage("out of memory");
+    for (;;) {
+        if (cap - len < 4096) {
+            if (cap > ((size_t)64 << 20)) die_usage("%s %s: file too large", opt, path);
+            char *b = realloc(buf, cap * 2);
+            if (!b) die_usage("out of memory");
+            buf = b;
+            cap *= 2;
+        }
+        size_t n = fread(buf + len, 1, cap - len - 1, f);
+        len += n;
+        if (n == 0) break;
+    }
+    int err = ferror(f);
+    int e = errno;
+    fclose(f);
+    if (err) die_usage("%s %s: cannot read: %s", opt, path, strerror(e));
+    buf[len] = '\0';
+    if (len_out) *len_out = len;
+    return buf;
+}
+
+/* --tls-cert/--tls-key: SSLCert from the two PEM files (one PEM key blob), SSLEnabled.
+ * --client-ca: SSLClientCACerts (the file's PEM text) and SSLAuthenticateClients; no
+ * SSLClientAuthentication callback, so the library's verdict stands: a client without a
+ * certificate that chains to one of those CAs (and is valid now) is refused.
+ * Problems the library finds later (expired certificate, key not matching) come from
+ * mllp_server_start_listening. */
+static void setup_tls(mllp_server *server, const options *o) {
+    size_t cert_len, key_len;
+    char *cert_pem = read_text_file("--tls-cert", o->tls_cert, &cert_len);
+    char *key_pem = read_text_file("--tls-key", o->tls_key, &key_len);
+    if (!strstr(cert_pem, "-----BEGIN CERTIFICATE-----"))
+        die_usage("--tls-cert %s: no PEM certificate (-----BEGIN CERTIFICATE-----) in the file",
+                  o->tls_cert);
+    if (!strstr(key_pem, "PRIVATE KEY-----"))
+        die_usage("--tls-key %s: no PEM private key in the file", o->tls_key);
+    size_t blob_len = cert_len + 1 + key_len;
+    char *blob = malloc(blob_len + 1);
+    if (!blob) die_usage("out of memory");
+    memcpy(blob, cert_pem, cert_len);
+    blob[cert_len] = '\n';
+    memcpy(blob + cert_len + 1, key_pem, key_len);
+    blob[blob_len] = '\0';
+    mllp_certificate *cert = NULL;
+    int rc = mllp_certificate_load(MLLP_CERT_PEM_KEY_BLOB, (const uint8_t *)blob, blob_len, NULL,
+                                   "*", &cert);
+    /* the key's bytes are not kept around longer than needed */
+    memset(blob, 0, blob_len);
+    memset(key_pem, 0, key_len);
+    free(blob);
+    free(key_pem);
+    free(cert_pem);
+    if (rc != MLLP_OK) {
+        const char *msg = mllp_last_error_message();
+        die_usage("--tls-cert %s / --tls-key %s: %s (%d)", o->tls_cert, o->tls_key,
+                  msg[0] ? msg : mllp_error_description(rc), rc);
+    }
+    check(mllp_server_set_ssl_cert(server, cert), "--tls-cert");
+    mllp_certificate_free(cert); /* the server keeps its own reference */
+    check(mllp_server_set_ssl_enabled(server, 1), "--tls-cert");
+
+    if (o->client_ca) {
+        char *ca = read_text_file("--client-ca", o->client_ca, NULL);
+        if (!strstr(ca, "-----BEGIN CERTIFICATE-----"))
+            die_usage("--client-ca %s: no PEM certificate (-----BEGIN CERTIFICATE-----) in the file",
+                      o->client_ca);
+        static const char key[] = "SSLClientCACerts=";
+        size_t n = strlen(key) + strlen(ca) + 1;
+        char *setting = malloc(n);
+        if (!setting) die_usage("out of memory");
+        snprintf(setting, n, "%s%s", key, ca);
+        rc = mllp_server_config(server, setting, NULL, NULL);
+        free(setting);
+        free(ca);
+        if (rc != MLLP_OK) {
+            const char *msg = mllp_last_error_message();
+            die_usage("--client-ca %s: %s (%d)", o->client_ca,
+                      msg[0] ? msg : mllp_error_description(rc), rc);
+        }
+        check(mllp_server_set_ssl_authenticate_clients(server, 1), "--client-ca");
     }
 }
 
@@ -615,6 +709,8 @@ int main(int argc, char **argv) {
         }
     }
 
+    if (o.tls_cert) setup_tls(server, &o);
+
     /* Where each message is handled exactly once: AckOut when an acknowledgement follows,
      * EndTransfer when none does (AckOut never fires then). Read the mode back from the
      * library, which derives it from Version and AckMode (also when set with --config). */
@@ -639,8 +735,14 @@ int main(int argc, char **argv) {
     int rc = mllp_server_start_listening(server);
     if (rc != MLLP_OK) {
         const char *msg = mllp_last_error_message();
-        fprintf(stderr, PROG ": cannot listen on %s:%ld: %s (%d)\n", o.host, o.port,
-                msg[0] ? msg : mllp_error_description(rc), rc);
+        if (o.tls_cert && rc == MLLP_ERR_CERTIFICATE)
+            /* expired or not yet valid certificate, key not matching, bad client CA list */
+            fprintf(stderr, PROG ": cannot listen with TLS (--tls-cert %s, --tls-key %s%s%s): %s (%d)\n",
+                    o.tls_cert, o.tls_key, o.client_ca ? ", --client-ca " : "",
+                    o.client_ca ? o.client_ca : "", msg[0] ? msg : mllp_error_description(rc), rc);
+        else
+            fprintf(stderr, PROG ": cannot listen on %s:%ld: %s (%d)\n", o.host, o.port,
+                    msg[0] ? msg : mllp_error_description(rc), rc);
         pthread_mutex_unlock(&app.lock);
         mllp_server_free(server);
         free(o.configs);

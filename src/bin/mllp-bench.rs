@@ -23,8 +23,8 @@
 //! Idle mode (`--idle N`): opens N connections that send nothing, holds them `--hold` seconds
 //! and reports the server's resident memory before and after (needs `--server-pid`).
 //!
-//! Connections are spread over `--threads` worker threads (default: the number of CPUs, at
-//! most one per connection), each driving its connections non-blockingly with a mio event loop,
+//! Connections are spread over `--threads` worker threads (default: half the CPUs, leaving the
+//! rest to the server), each driving its connections non-blockingly with a mio event loop,
 //! so 1000 connections cost a few threads, not 1000. Everything is bounded by `--deadline`.
 //!
 //! Output: one JSON line with `--json` (otherwise a short human-readable summary):
@@ -114,7 +114,8 @@ usage: mllp-bench [--host ADDR] [--port N] [--connections N] [--messages M] [--s
   --warmup W           '2s' = seconds, '200' = messages per connection, not measured (default 0)
   --duration SECS      stop measuring after SECS even if M messages are not done
   --deadline SECS      hard limit for the whole run (default 120); the result says deadline_hit
-  --threads T          worker threads (default: CPUs, at most one per connection)
+  --threads T          worker threads, each an event loop over its share of the connections
+                       (default: half the CPUs, at least 1)
   --tls                connect with TLS (rustls, ring); without --tls-ca any server certificate
                        is accepted (signatures are still verified)
   --tls-ca FILE        PEM CA certificates to verify the server with
@@ -210,7 +211,9 @@ fn parse_opts() -> Opts {
     }
     let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
     if o.threads == 0 {
-        o.threads = cpus;
+        // Half the CPUs: the other half is the server's (on 2 CPUs, one event-loop thread
+        // measured faster than two, which contend with the server for the cores).
+        o.threads = (cpus / 2).max(1);
     }
     o.threads = o.threads.clamp(1, o.connections.max(1));
     o

@@ -263,6 +263,7 @@ fn from_pfx(data: &[u8], password: &str) -> Result<Vec<Candidate>> {
         }
     })?;
     let mut out = Vec::new();
+    let mut extra = Vec::new();
     for (_, entry) in ks.entries() {
         match entry {
             p12_keystore::KeyStoreEntry::PrivateKeyChain(pkc) => {
@@ -273,6 +274,11 @@ fn from_pfx(data: &[u8], password: &str) -> Result<Vec<Candidate>> {
                 }
                 let key = PrivateKeyDer::try_from(pkc.key().to_vec())
                     .map_err(|e| cert_err(format!("PFX private key could not be read: {e}")))?;
+                // The issuers in the chain are certificates of the store too (selectable by
+                // subject or thumbprint, without a key).
+                for i in 1..chain.len() {
+                    extra.push(Candidate { chain: chain[i..].to_vec(), key: None });
+                }
                 out.push(Candidate { chain, key: Some(key) });
             }
             p12_keystore::KeyStoreEntry::Certificate(c) => {
@@ -281,8 +287,12 @@ fn from_pfx(data: &[u8], password: &str) -> Result<Vec<Candidate>> {
             _ => {}
         }
     }
+    out.extend(extra);
     if out.is_empty() {
-        return Err(cert_err("the PFX store holds no certificate"));
+        return Err(cert_err(
+            "the PFX store holds no certificate with a private key (certificates-only PFX stores are not \
+             supported: use a PEM or DER public key store, types 8/9)",
+        ));
     }
     // Entries with a key first: a server needs one.
     out.sort_by_key(|c| c.key.is_none());

@@ -208,15 +208,22 @@ fn select_suites(p: &CryptoProvider, list: &str) -> Result<Vec<rustls::Supported
 }
 
 fn parse_pem_certs(text: &str, what: &str) -> Result<Vec<CertificateDer<'static>>> {
-    let data = if !text.contains("-----BEGIN") && std::path::Path::new(text.trim()).is_file() {
+    if text.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    // PEM text, or else the path of a PEM file.
+    let data = if text.contains("-----BEGIN") {
+        text.as_bytes().to_vec()
+    } else {
         std::fs::read(text.trim())
             .map_err(|e| Error::new(code::CANNOT_OPEN_FILE, format!("{what}: could not read '{}': {e}", text.trim())))?
-    } else {
-        text.as_bytes().to_vec()
     };
     let mut v = Vec::new();
     for c in CertificateDer::pem_slice_iter(&data) {
         v.push(c.map_err(|e| Error::new(code::CERTIFICATE, format!("{what}: bad PEM certificate: {e:?}")))?);
+    }
+    if v.is_empty() {
+        return Err(Error::new(code::CERTIFICATE, format!("{what}: no PEM certificate found")));
     }
     Ok(v)
 }

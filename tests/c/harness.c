@@ -1,7 +1,7 @@
 /* End-to-end harness for the mllp C ABI (include/mllp.h).
  *
  * Usage: mllp_c_harness [path/to/adt_a01.hl7] [section ...]
- * Sections: null stale buffer free roundtrip reentrant threads streams doevents header
+ * Sections: null stale buffer free roundtrip reentrant threads streams doevents header tls
  * (all when none is named). Prints one line per check and a summary; exits 1 on any failure. */
 #define _POSIX_C_SOURCE 200809L
 #include "mllp.h"
@@ -9,6 +9,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1797,6 +1798,538 @@ static void test_doevents(void) {
 }
 
 /* ======================================================================================== */
+/* 11. TLS: certificates, SSL properties, SSL events, negotiated values                     */
+/* ======================================================================================== */
+
+/* Certificates are made by the openssl command line tool when the section runs, in a fresh
+ * temporary directory that is removed afterwards (no key is committed). */
+static char g_tls_dir[64];
+
+/* Runs a shell command in g_tls_dir; 1 on success. */
+static int tls_sh(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+static int tls_sh(const char *fmt, ...) {
+  char cmd[2048];
+  int n;
+  va_list ap;
+  n = snprintf(cmd, sizeof cmd, "cd '%s' && ( ", g_tls_dir);
+  va_start(ap, fmt);
+  n += vsnprintf(cmd + n, sizeof cmd - (size_t)n, fmt, ap);
+  va_end(ap);
+  snprintf(cmd + n, sizeof cmd - (size_t)n, " ) >/dev/null 2>&1");
+  return system(cmd) == 0;
+}
+
+static uint8_t *tls_file(const char *name, size_t *len) {
+  char path[128];
+  snprintf(path, sizeof path, "%s/%s", g_tls_dir, name);
+  return tu_read_file(path, len);
+}
+
+/* A certificate field read under the buffer rule (malloc'd; NULL on failure). */
+static char *cert_field(const mllp_certificate *cert, int field) {
+  size_t len = 0;
+  char *buf;
+  if (mllp_certificate_get_field(cert, field, NULL, &len) != MLLP_ERR_BUFFER_TOO_SMALL) return NULL;
+  buf = (char *)malloc(len);
+  if (buf && mllp_certificate_get_field(cert, field, buf, &len) != MLLP_OK) {
+    free(buf);
+    buf = NULL;
+  }
+  return buf;
+}
+
+static int is_lower_hex(const char *s, size_t n) {
+  size_t i;
+  if (!s || strlen(s) != n) return 0;
+  for (i = 0; i < n; i++)
+    if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) return 0;
+  return 1;
+}
+
+/* "23-Jan-2000 15:00:00" */
+static int is_ref_date(const char *s) {
+  int d, y, h, m, sec;
+  char mon[4];
+  return s && strlen(s) == 20 &&
+         sscanf(s, "%2d-%3[A-Za-z]-%4d %2d:%2d:%2d", &d, mon, &y, &h, &m, &sec) == 6 && d >= 1 &&
+         d <= 31 && y >= 2000;
+}
+
+/* openssl's "sha256 Fingerprint=AB:CD:..." turned into lowercase hex. */
+static void fingerprint_hex(const uint8_t *text, size_t len, char *out, size_t cap) {
+  const char *p = memchr(text, '=', len) ? (const char *)memchr(text, '=', len) + 1 : "";
+  size_t n = 0;
+  for (; p < (const char *)text + len && *p && *p != '\n' && n + 1 < cap; p++) {
+    char ch = *p;
+    if (ch == ':') continue;
+    if (ch >= 'A' && ch <= 'F') ch = (char)(ch - 'A' + 'a');
+    out[n++] = ch;
+  }
+  out[n] = 0;
+}
+
+typedef struct {
+  pthread_mutex_t mu;
+  int status_count, handshake_done, request_count, auth_count;
+  int auth_accept_in;  /* the library's recommendation */
+  int auth_had_cert;   /* cert_encoded != NULL */
+  int auth_set_accept; /* what the host answers */
+  int suites_ok;
+  const mllp_certificate *choose; /* certificate to present from SSLConnectionRequest */
+  char status_text[256];
+} tls_ctx_t;
+static tls_ctx_t g_tls = {PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, 0, 0, 0, 0, 0, NULL, {0}};
+
+static void cb_ssl_status(void *user, const mllp_ssl_status_event *e) {
+  (void)user;
+  pthread_mutex_lock(&g_tls.mu);
+  g_tls.status_count++;
+  if (e->message && strncmp(e->message, "handshake complete", 18) == 0) g_tls.handshake_done++;
+  pthread_mutex_unlock(&g_tls.mu);
+}
+
+static void cb_ssl_request(void *user, mllp_ssl_connection_request_event *e) {
+  (void)user;
+  pthread_mutex_lock(&g_tls.mu);
+  g_tls.request_count++;
+  g_tls.suites_ok = e->supported_cipher_suites &&
+                    strstr(e->supported_cipher_suites, "TLS_AES_128_GCM_SHA256") != NULL &&
+                    e->supported_signature_algs && e->supported_signature_algs[0] != 0;
+  e->certificate = g_tls.choose;
+  pthread_mutex_unlock(&g_tls.mu);
+}
+
+static void cb_ssl_auth(void *user, mllp_ssl_client_authentication_event *e) {
+  (void)user;
+  pthread_mutex_lock(&g_tls.mu);
+  g_tls.auth_count++;
+  g_tls.auth_accept_in = e->accept;
+  g_tls.auth_had_cert = e->cert_encoded != NULL || e->cert_encoded_len != 0;
+  snprintf(g_tls.status_text, sizeof g_tls.status_text, "%s", e->status ? e->status : "(null)");
+  e->accept = (uint8_t)g_tls.auth_set_accept;
+  pthread_mutex_unlock(&g_tls.mu);
+}
+
+static int tls_get(const int *p) {
+  int v;
+  pthread_mutex_lock(&g_tls.mu);
+  v = *p;
+  pthread_mutex_unlock(&g_tls.mu);
+  return v;
+}
+
+/* Starts `openssl s_client` sending frame.mllp; its stdout (the server's reply) goes to
+ * `outname`. Returns the popen handle (wait with pclose after the server closed). */
+static FILE *s_client_start(uint16_t port, const char *opts, const char *outname) {
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd,
+           "cd '%s' && timeout 20 openssl s_client -connect 127.0.0.1:%u %s -quiet "
+           "< frame.mllp > %s 2>s_client.err",
+           g_tls_dir, port, opts, outname);
+  return popen(cmd, "w");
+}
+
+static void test_tls(void) {
+  mllp_certificate *cert = NULL, *other = NULL, *pub = NULL, *got = NULL, *mixed = NULL;
+  uint8_t *pem = NULL, *key2 = NULL, *der = NULL, *fp = NULL;
+  size_t pem_len = 0, key2_len = 0, der_len = 0, fp_len = 0, len;
+  char *v;
+  char path[160], sha256_openssl[80];
+  uint8_t u8;
+  int rc;
+
+  tu_section("11. TLS: certificates, SSL properties and events (C ABI)");
+  snprintf(g_tls_dir, sizeof g_tls_dir, "/tmp/mllp-harness-tls-XXXXXX");
+  if (!mkdtemp(g_tls_dir)) {
+    CHECK(0, "mkdtemp");
+    return;
+  }
+  if (!tls_sh("openssl version")) {
+    tu_note("SKIPPED: the openssl command line tool is not installed");
+    tls_sh("cd / && rm -rf '%s'", g_tls_dir);
+    return;
+  }
+  CHECK(tls_sh("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+               "-keyout key.pem -out cert.pem -days 30 -set_serial 0x0102ABCD "
+               "-subj '/CN=harness.test/O=mllp harness' "
+               "-addext subjectAltName=DNS:localhost,IP:127.0.0.1 && "
+               "cat cert.pem key.pem > server.pem && "
+               "openssl x509 -in cert.pem -outform DER -out cert.der && "
+               "openssl x509 -in cert.pem -noout -fingerprint -sha256 > cert.sha256 && "
+               "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out key2.pem && "
+               "openssl pkcs12 -export -in cert.pem -inkey key.pem -out server.pfx "
+               "-passout pass:s3cret && "
+               "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+               "-keyout other.key -out other.crt -days 30 -subj /CN=other.test "
+               "-addext subjectAltName=DNS:localhost && cat other.crt other.key > other.pem"),
+        "openssl made the test certificates in %s", g_tls_dir);
+  pem = tls_file("server.pem", &pem_len);
+  key2 = tls_file("key2.pem", &key2_len);
+  der = tls_file("cert.der", &der_len);
+  fp = tls_file("cert.sha256", &fp_len);
+  if (!CHECK(pem && key2 && der && fp, "certificate files readable")) goto done;
+  fingerprint_hex(fp, fp_len, sha256_openssl, sizeof sha256_openssl);
+
+  /* ---- loading ---- */
+  CHECK_RC(mllp_certificate_load(MLLP_CERT_PEM_KEY_BLOB, pem, pem_len, NULL, "*", &cert), MLLP_OK);
+  if (!CHECK(cert != NULL, "PEM key blob loaded")) goto done;
+  snprintf(path, sizeof path, "%s/server.pem", g_tls_dir);
+  {
+    /* the path need not be NUL-terminated: pass it inside a larger buffer */
+    char padded[200];
+    memset(padded, 'X', sizeof padded);
+    memcpy(padded, path, strlen(path));
+    CHECK_RC(mllp_certificate_load(MLLP_CERT_PEM_KEY_FILE, (const uint8_t *)padded, strlen(path),
+                                   "", NULL, &other),
+             MLLP_OK);
+    v = other ? cert_field(other, MLLP_CERT_FIELD_THUMBPRINT_SHA256) : NULL;
+    CHECK(v && strcmp(v, sha256_openssl) == 0, "PEM key file: same certificate");
+    free(v);
+    mllp_certificate_free(other);
+    other = NULL;
+  }
+  CHECK_RC(mllp_certificate_load(MLLP_CERT_AUTO, (const uint8_t *)path, strlen(path), NULL,
+                                 "harness", &other),
+           MLLP_OK);
+  mllp_certificate_free(other);
+  other = NULL;
+  snprintf(path, sizeof path, "%s/server.pfx", g_tls_dir);
+  CHECK_RC(mllp_certificate_load(MLLP_CERT_PFX_FILE, (const uint8_t *)path, strlen(path), "s3cret",
+                                 "*", &other),
+           MLLP_OK);
+  u8 = 0;
+  CHECK(other && mllp_certificate_get_private_key_available(other, &u8) == MLLP_OK && u8 == 1,
+        "PFX file with the right password: key available");
+  mllp_certificate_free(other);
+  other = NULL;
+  CHECK_RC(mllp_certificate_load(MLLP_CERT_PFX_FILE, (const uint8_t *)path, strlen(path), "wrong",
+                                 "*", &other),
+           MLLP_ERR_CERTIFICATE);
+  CHECK(other == NULL, "no handle on failure");
+  CHECK(strstr(mllp_last_error_message(), "password") != NULL,
+        "wrong PFX password: \"%s\"", mllp_last_error_message());
+  CHECK_RC(mllp_certificate_load(MLLP_CERT_PEM_KEY_FILE, (const uint8_t *)"/nonexistent/x.pem", 18,
+                                 NULL, NULL, &other),
+           MLLP_ERR_CANNOT_OPEN_FILE);
+  CHECK(strstr(mllp_last_error_message(), "/nonexistent/x.pem") != NULL,
+        "unreadable file named: \"%s\"", mllp_last_error_message());
+  CHECK_RC(mllp_certificate_load(MLLP_CERT_PEM_KEY_BLOB, (const uint8_t *)"garbage", 7, NULL, NULL,
+                                 &other),
+           MLLP_ERR_CERTIFICATE);
+  CHECK_RC(mllp_certificate_load(0, (const uint8_t *)"MY", 2, NULL, NULL, &other),
+           MLLP_ERR_NOT_SUPPORTED);
+  CHECK_RC(mllp_certificate_load(MLLP_CERT_PEM_KEY_BLOB, pem, pem_len, NULL, "CN=nobody", &other),
+           MLLP_ERR_CERTIFICATE);
+  {
+    char sel[120];
+    snprintf(sel, sizeof sel, "Thumbprint=%s", sha256_openssl);
+    CHECK_RC(mllp_certificate_load(MLLP_CERT_PEM_KEY_BLOB, pem, pem_len, NULL, sel, &other),
+             MLLP_OK);
+    mllp_certificate_free(other);
+    other = NULL;
+  }
+  CHECK_RC(mllp_certificate_load(MLLP_CERT_PUBLIC_KEY_BLOB, der, der_len, NULL, NULL, &pub),
+           MLLP_OK);
+  u8 = 1;
+  CHECK(pub && mllp_certificate_get_private_key_available(pub, &u8) == MLLP_OK && u8 == 0,
+        "public key blob: no private key");
+
+  /* ---- NULL checks ---- */
+  CHECK_RC(mllp_certificate_load(MLLP_CERT_PEM_KEY_BLOB, pem, pem_len, NULL, NULL, NULL),
+           MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_certificate_load(MLLP_CERT_PEM_KEY_BLOB, NULL, 10, NULL, NULL, &other),
+           MLLP_ERR_INVALID_ARGUMENT);
+  len = 10;
+  CHECK_RC(mllp_certificate_get_field(NULL, MLLP_CERT_FIELD_SUBJECT, NULL, &len),
+           MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_certificate_get_field(cert, MLLP_CERT_FIELD_SUBJECT, NULL, NULL),
+           MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_certificate_get_encoded(NULL, NULL, &len), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_certificate_get_encoded(cert, NULL, NULL), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_certificate_get_private_key_available(NULL, &u8), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_certificate_get_private_key_available(cert, NULL), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_server_set_ssl_cert(NULL, cert), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_server_get_ssl_cert(NULL, &got), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_server_set_ssl_enabled(NULL, 1), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_server_get_ssl_enabled(NULL, &u8), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_server_set_ssl_authenticate_clients(NULL, 1), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_server_get_ssl_authenticate_clients(NULL, &u8), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_connection_get_ssl_negotiated(NULL, 1, "SSLNegotiatedVersion", NULL, &len),
+           MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_server_on_ssl_status(NULL, cb_ssl_status), MLLP_ERR_INVALID_ARGUMENT);
+  mllp_certificate_free(NULL);
+  CHECK(1, "mllp_certificate_free(NULL) is a no-op");
+
+  /* ---- fields ---- */
+  v = cert_field(cert, MLLP_CERT_FIELD_SUBJECT);
+  CHECK(v && strstr(v, "CN=harness.test") && strstr(v, "O=mllp harness"), "Subject: \"%s\"",
+        v ? v : "(null)");
+  {
+    char *iss = cert_field(cert, MLLP_CERT_FIELD_ISSUER);
+    CHECK(v && iss && strcmp(v, iss) == 0, "Issuer of a self-signed certificate = Subject");
+    free(iss);
+  }
+  free(v);
+  v = cert_field(cert, MLLP_CERT_FIELD_SERIAL_NUMBER);
+  CHECK(v && strcmp(v, "0102ABCD") == 0, "SerialNumber: \"%s\"", v ? v : "(null)");
+  free(v);
+  v = cert_field(cert, MLLP_CERT_FIELD_EFFECTIVE_DATE);
+  CHECK(is_ref_date(v), "EffectiveDate: \"%s\"", v ? v : "(null)");
+  free(v);
+  v = cert_field(cert, MLLP_CERT_FIELD_EXPIRATION_DATE);
+  CHECK(is_ref_date(v), "ExpirationDate: \"%s\"", v ? v : "(null)");
+  free(v);
+  v = cert_field(cert, MLLP_CERT_FIELD_THUMBPRINT_SHA1);
+  CHECK(is_lower_hex(v, 40), "Thumbprint SHA-1: \"%s\"", v ? v : "(null)");
+  free(v);
+  v = cert_field(cert, MLLP_CERT_FIELD_THUMBPRINT_SHA256);
+  CHECK(v && strcmp(v, sha256_openssl) == 0, "Thumbprint SHA-256 = openssl's fingerprint (%s)",
+        sha256_openssl);
+  free(v);
+  len = 0;
+  CHECK_RC(mllp_certificate_get_field(cert, 0, NULL, &len), MLLP_ERR_INVALID_VALUE);
+  CHECK_RC(mllp_certificate_get_field(cert, 8, NULL, &len), MLLP_ERR_INVALID_VALUE);
+  /* buffer rule on a field: "0102ABCD" needs 9 bytes */
+  {
+    char small[16];
+    len = 8;
+    memset(small, '#', sizeof small);
+    CHECK_RC(mllp_certificate_get_field(cert, MLLP_CERT_FIELD_SERIAL_NUMBER, small, &len),
+             MLLP_ERR_BUFFER_TOO_SMALL);
+    CHECK(len == 9 && small[0] == '#', "too small by one: *len = 9, buffer untouched");
+    len = 9;
+    CHECK_RC(mllp_certificate_get_field(cert, MLLP_CERT_FIELD_SERIAL_NUMBER, small, &len), MLLP_OK);
+    CHECK(len == 9 && strcmp(small, "0102ABCD") == 0, "exact size: copied with its NUL");
+  }
+  /* Encoded: the buffer rule on bytes */
+  {
+    uint8_t *enc;
+    len = 0;
+    CHECK_RC(mllp_certificate_get_encoded(cert, NULL, &len), MLLP_ERR_BUFFER_TOO_SMALL);
+    CHECK(len == der_len, "Encoded size = openssl's DER size (%zu, %zu)", len, der_len);
+    enc = (uint8_t *)malloc(der_len + 1);
+    len = der_len - 1;
+    CHECK_RC(mllp_certificate_get_encoded(cert, enc, &len), MLLP_ERR_BUFFER_TOO_SMALL);
+    len = der_len + 1;
+    CHECK_RC(mllp_certificate_get_encoded(cert, enc, &len), MLLP_OK);
+    CHECK(len == der_len && memcmp(enc, der, der_len) == 0, "Encoded = openssl's DER");
+    free(enc);
+  }
+
+  /* ---- server properties ---- */
+  {
+    mllp_server *s = mllp_server_new();
+    u8 = 9;
+    CHECK(mllp_server_get_ssl_enabled(s, &u8) == MLLP_OK && u8 == 0, "SSLEnabled defaults to 0");
+    u8 = 9;
+    CHECK(mllp_server_get_ssl_authenticate_clients(s, &u8) == MLLP_OK && u8 == 0,
+          "SSLAuthenticateClients defaults to 0");
+    got = (mllp_certificate *)1;
+    CHECK(mllp_server_get_ssl_cert(s, &got) == MLLP_OK && got == NULL, "SSLCert unset: NULL");
+    CHECK_RC(mllp_server_set_ssl_enabled(s, 1), MLLP_OK);
+    CHECK(mllp_server_get_ssl_enabled(s, &u8) == MLLP_OK && u8 == 1, "SSLEnabled set to 1");
+    CHECK_RC(mllp_server_set_ssl_authenticate_clients(s, 1), MLLP_OK);
+    CHECK(mllp_server_get_ssl_authenticate_clients(s, &u8) == MLLP_OK && u8 == 1,
+          "SSLAuthenticateClients set to 1");
+    CHECK_RC(mllp_server_set_local_host(s, "127.0.0.1"), MLLP_OK);
+    CHECK_RC(mllp_server_start_listening(s), MLLP_ERR_CERTIFICATE);
+    CHECK(strstr(mllp_last_error_message(), "SSLCert") != NULL,
+          "SSLEnabled without SSLCert: \"%s\"", mllp_last_error_message());
+    /* the key of another certificate */
+    {
+      size_t n = pem_len + key2_len;
+      uint8_t *blob = (uint8_t *)malloc(n);
+      const char *end = strstr((const char *)pem, "-----END CERTIFICATE-----");
+      size_t cert_only = end ? (size_t)(end - (const char *)pem) + 26 : 0;
+      memcpy(blob, pem, cert_only);
+      memcpy(blob + cert_only, key2, key2_len);
+      CHECK_RC(mllp_certificate_load(MLLP_CERT_PEM_KEY_BLOB, blob, cert_only + key2_len, NULL, NULL,
+                                     &mixed),
+               MLLP_OK);
+      free(blob);
+      (void)n;
+    }
+    CHECK_RC(mllp_server_set_ssl_cert(s, mixed), MLLP_OK);
+    CHECK_RC(mllp_server_start_listening(s), MLLP_ERR_CERTIFICATE);
+    CHECK(strstr(mllp_last_error_message(), "does not match") != NULL,
+          "key mismatch from start_listening: \"%s\"", mllp_last_error_message());
+    CHECK_RC(mllp_server_set_ssl_cert(s, pub), MLLP_OK);
+    CHECK_RC(mllp_server_start_listening(s), MLLP_ERR_CERTIFICATE);
+    CHECK(strstr(mllp_last_error_message(), "no private key") != NULL,
+          "certificate without key: \"%s\"", mllp_last_error_message());
+    CHECK_RC(mllp_server_set_ssl_cert(s, cert), MLLP_OK);
+    got = NULL;
+    CHECK_RC(mllp_server_get_ssl_cert(s, &got), MLLP_OK);
+    v = got ? cert_field(got, MLLP_CERT_FIELD_THUMBPRINT_SHA256) : NULL;
+    CHECK(v && strcmp(v, sha256_openssl) == 0, "SSLCert read back: a handle to the same certificate");
+    free(v);
+    mllp_certificate_free(got);
+    got = NULL;
+    CHECK_RC(mllp_server_set_ssl_cert(s, NULL), MLLP_OK);
+    got = (mllp_certificate *)1;
+    CHECK(mllp_server_get_ssl_cert(s, &got) == MLLP_OK && got == NULL, "SSLCert cleared with NULL");
+    CHECK_RC(mllp_server_config(s, "SSLEnabledProtocols=192", NULL, NULL), MLLP_ERR_INVALID_VALUE);
+    CHECK_RC(mllp_server_free(s), MLLP_OK);
+  }
+
+  /* ---- TLS round trips with openssl s_client ---- */
+  {
+    static const uint8_t frame[] = "\x0bMSH|^~\\&|A|B|C|D|20240101||ADT^A01|C1|P|2.5\r\x1c\r";
+    ctx_t c;
+    uint16_t port = 0;
+    mllp_server *s;
+    FILE *cl;
+    uint64_t id;
+    uint8_t *out;
+    size_t out_len = 0;
+    char val[64];
+    snprintf(path, sizeof path, "%s/frame.mllp", g_tls_dir);
+    tu_write_file(path, frame, sizeof frame - 1);
+    ctx_init(&c);
+    s = mllp_server_new();
+    install(s, &c);
+    mllp_server_on_ssl_status(s, cb_ssl_status);
+    mllp_server_on_ssl_connection_request(s, cb_ssl_request);
+    mllp_server_on_ssl_client_authentication(s, cb_ssl_auth);
+    CHECK_RC(mllp_server_set_local_host(s, "127.0.0.1"), MLLP_OK);
+    CHECK_RC(mllp_server_set_ssl_cert(s, cert), MLLP_OK);
+    mllp_certificate_free(cert); /* the server keeps its own reference */
+    cert = NULL;
+    CHECK_RC(mllp_server_set_ssl_enabled(s, 1), MLLP_OK);
+    CHECK_RC(mllp_server_start_listening(s), MLLP_OK);
+    mllp_server_get_local_port(s, &port);
+
+    /* TLS 1.3; the certificate chosen in SSLConnectionRequest is presented */
+    CHECK_RC(mllp_certificate_load(MLLP_CERT_PEM_KEY_BLOB, (const uint8_t *)"", 0, NULL, NULL,
+                                   &other),
+             MLLP_ERR_CERTIFICATE);
+    {
+      size_t olen = 0;
+      uint8_t *opem = tls_file("other.pem", &olen);
+      CHECK_RC(mllp_certificate_load(MLLP_CERT_PEM_KEY_BLOB, opem, olen, NULL, NULL, &other),
+               MLLP_OK);
+      free(opem);
+    }
+    pthread_mutex_lock(&g_tls.mu);
+    g_tls.choose = other;
+    pthread_mutex_unlock(&g_tls.mu);
+    cl = s_client_start(port, "-tls1_3 -CAfile other.crt -verify_return_error", "out13.bin");
+    WAIT_UNTIL(count(&c, EV_ACKOUT) == 1, 20000);
+    CHECK(count(&c, EV_ACKOUT) == 1,
+          "TLS 1.3 via openssl s_client trusting only other.crt: the certificate chosen in "
+          "SSLConnectionRequest was presented and the message delivered");
+    id = get_u64(&c, &c.conn_id);
+    len = sizeof val;
+    rc = mllp_connection_get_ssl_negotiated(s, id, "SSLNegotiatedVersion", val, &len);
+    CHECK(rc == MLLP_OK && strcmp(val, "TLS1.3") == 0, "SSLNegotiatedVersion = TLS1.3 (%s)",
+          rc == MLLP_OK ? val : "?");
+    len = 3;
+    CHECK_RC(mllp_connection_get_ssl_negotiated(s, id, "SSLNegotiatedVersion", val, &len),
+             MLLP_ERR_BUFFER_TOO_SMALL);
+    CHECK(len == 7, "buffer rule: \"TLS1.3\" needs 7 bytes (%zu)", len);
+    len = sizeof val;
+    rc = mllp_connection_get_ssl_negotiated(s, id, "SSLNegotiatedCipherSuite", val, &len);
+    CHECK(rc == MLLP_OK && strncmp(val, "TLS_", 4) == 0, "SSLNegotiatedCipherSuite: %s",
+          rc == MLLP_OK ? val : "?");
+    {
+      char name[64];
+      snprintf(name, sizeof name, "SSLNegotiatedVersion[%llu]", (unsigned long long)id);
+      len = sizeof val;
+      rc = mllp_server_config(s, name, val, &len);
+      CHECK(rc == MLLP_OK && strcmp(val, "TLS1.3") == 0, "Config(\"%s\")", name);
+    }
+    CHECK_RC(mllp_connection_get_ssl_negotiated(s, id, "NoSuchValue", val, &len),
+             MLLP_ERR_UNKNOWN_SETTING);
+    tu_sleep_ms(200);
+    CHECK_RC(mllp_server_disconnect(s, id), MLLP_OK);
+    pclose(cl);
+    out = tls_file("out13.bin", &out_len);
+    CHECK(out && out_len >= 4 && memcmp(out, "\x0b\x06\x1c\r", 4) == 0,
+          "s_client received the ACK over TLS 1.3 (%zu bytes)", out_len);
+    free(out);
+    CHECK(tls_get(&g_tls.request_count) == 1 && tls_get(&g_tls.suites_ok),
+          "SSLConnectionRequest fired with the client's suites and signature algorithms");
+    CHECK(tls_get(&g_tls.handshake_done) == 1, "SSLStatus reported the completed handshake");
+    CHECK(tls_get(&g_tls.auth_count) == 0, "no SSLClientAuthentication without SSLAuthenticateClients");
+    pthread_mutex_lock(&g_tls.mu);
+    g_tls.choose = NULL;
+    pthread_mutex_unlock(&g_tls.mu);
+    mllp_certificate_free(other); /* the server took its own reference in the callback */
+    other = NULL;
+
+    /* TLS 1.2, client authentication: no certificate, recommendation "refuse", host accepts */
+    CHECK_RC(mllp_server_free(s), MLLP_OK);
+    ctx_destroy(&c);
+    ctx_init(&c);
+    s = mllp_server_new();
+    install(s, &c);
+    mllp_server_on_ssl_client_authentication(s, cb_ssl_auth);
+    CHECK_RC(mllp_server_set_local_host(s, "127.0.0.1"), MLLP_OK);
+    CHECK_RC(mllp_certificate_load(MLLP_CERT_PEM_KEY_BLOB, pem, pem_len, NULL, NULL, &cert),
+             MLLP_OK);
+    CHECK_RC(mllp_server_set_ssl_cert(s, cert), MLLP_OK);
+    CHECK_RC(mllp_server_set_ssl_enabled(s, 1), MLLP_OK);
+    CHECK_RC(mllp_server_set_ssl_authenticate_clients(s, 1), MLLP_OK);
+    CHECK_RC(mllp_server_start_listening(s), MLLP_OK);
+    mllp_server_get_local_port(s, &port);
+    pthread_mutex_lock(&g_tls.mu);
+    g_tls.auth_set_accept = 1;
+    pthread_mutex_unlock(&g_tls.mu);
+    cl = s_client_start(port, "-tls1_2 -CAfile cert.pem", "out12.bin");
+    WAIT_UNTIL(count(&c, EV_ACKOUT) == 1, 20000);
+    CHECK(count(&c, EV_ACKOUT) == 1, "TLS 1.2 with client authentication overridden: delivered");
+    id = get_u64(&c, &c.conn_id);
+    len = sizeof val;
+    rc = mllp_connection_get_ssl_negotiated(s, id, "SSLNegotiatedVersion", val, &len);
+    CHECK(rc == MLLP_OK && strcmp(val, "TLS1.2") == 0, "SSLNegotiatedVersion = TLS1.2");
+    tu_sleep_ms(200);
+    mllp_server_disconnect(s, id);
+    pclose(cl);
+    out = tls_file("out12.bin", &out_len);
+    CHECK(out && out_len >= 4 && memcmp(out, "\x0b\x06\x1c\r", 4) == 0,
+          "s_client received the ACK over TLS 1.2");
+    free(out);
+    pthread_mutex_lock(&g_tls.mu);
+    CHECK(g_tls.auth_count == 1 && g_tls.auth_accept_in == 0 && !g_tls.auth_had_cert,
+          "SSLClientAuthentication: no certificate, recommendation 0 (status \"%s\")",
+          g_tls.status_text);
+    g_tls.auth_set_accept = 0;
+    pthread_mutex_unlock(&g_tls.mu);
+
+    /* the host refuses: Error 2022, Disconnected, no ACK */
+    {
+      int errors_before = count(&c, EV_ERROR);
+      cl = s_client_start(port, "-tls1_3 -CAfile cert.pem", "out-refused.bin");
+      WAIT_UNTIL(count(&c, EV_DISCONNECTED) >= 2, 20000);
+      pclose(cl);
+      CHECK(count(&c, EV_ERROR) > errors_before && get_int(&c, &c.last_error_code) == 2022,
+            "refused client: Error 2022 (last %d)", get_int(&c, &c.last_error_code));
+      out = tls_file("out-refused.bin", &out_len);
+      CHECK(out_len == 0, "refused client got no reply (%zu bytes)", out_len);
+      free(out);
+      CHECK(count(&c, EV_ACKOUT) == 1, "nothing delivered from the refused client");
+    }
+    free_server(s, &c);
+    ctx_destroy(&c);
+  }
+
+done:
+  mllp_certificate_free(cert);
+  mllp_certificate_free(other);
+  mllp_certificate_free(pub);
+  mllp_certificate_free(mixed);
+  free(pem);
+  free(key2);
+  free(der);
+  free(fp);
+  tls_sh("cd / && rm -rf '%s'", g_tls_dir);
+}
+
+/* ======================================================================================== */
 /* 10. Header as C++ and strict C99                                                         */
 /* ======================================================================================== */
 
@@ -1819,7 +2352,7 @@ static const section_t sections[] = {
     {"null", test_null},       {"stale", test_stale},       {"buffer", test_buffer},
     {"free", test_free},       {"roundtrip", test_roundtrip}, {"reentrant", test_reentrant},
     {"threads", test_threads}, {"streams", test_streams},   {"doevents", test_doevents},
-    {"header", test_header},
+    {"header", test_header},   {"tls", test_tls},
 };
 
 int main(int argc, char **argv) {

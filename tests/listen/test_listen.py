@@ -294,15 +294,24 @@ def test_client_ca_without_tls_cert_exit_2(tmp_path):
     rc, out, err = run_fail(tmp_path, "--port", "0", "--client-ca", "/nonexistent/ca.pem")
     assert rc == 2
     assert "--client-ca" in err and len(err.strip().splitlines()) == 1
-    # checked before the "TLS is not available" error, also with only a key given
+    # checked before any file is read, also with only a key given
     rc, out, err = run_fail(tmp_path, "--port", "0", "--tls-key", "k.pem", "--client-ca", "c.pem")
     assert rc == 2 and "--client-ca" in err
 
 
-def test_tls_not_available_exit_2(tmp_path):
+def test_tls_cert_and_key_need_each_other_exit_2(tmp_path):
+    # (TLS itself is tested in test_tls.py)
+    for args in (["--tls-cert", "c.pem"], ["--tls-key", "k.pem"]):
+        rc, out, err = run_fail(tmp_path, "--port", "0", *args)
+        assert rc == 2, (out, err)
+        assert "--tls-cert and --tls-key must be given together" in err
+        assert len(err.strip().splitlines()) == 1, err
+
+
+def test_tls_files_missing_exit_2(tmp_path):
     rc, out, err = run_fail(tmp_path, "--port", "0", "--tls-cert", "c.pem", "--tls-key", "k.pem")
-    assert rc == 2
-    assert "TLS is not available in this build" in err and len(err.strip().splitlines()) == 1
+    assert rc == 2 and "listening" not in out
+    assert "--tls-cert c.pem: cannot read" in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_port_in_use_exit_2(tmp_path):
