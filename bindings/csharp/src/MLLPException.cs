@@ -1,0 +1,82 @@
+using System;
+
+namespace Mllp
+{
+    /// <summary>
+    /// A failed library call. <see cref="Code"/> is the library's result code: the reference's
+    /// numbers where it has one (670 NAK received, 671 invalid data or timeout, 672 interrupted,
+    /// 106/107 cannot change LocalPort/LocalHost while listening, 201 timeout, socket errors
+    /// 100xx ...), and 2001-2099 for the library's own conditions (2002 no such connection,
+    /// 2004 unknown setting, 2005 invalid value, 2006 re-entrant call ...).
+    /// The message is the library's (mllp_last_error_message) for the failed call.
+    /// </summary>
+    [Serializable]
+    public class MLLPException : Exception
+    {
+        public const int NakReceived = 670;
+        public const int InvalidData = 671;
+        public const int Interrupted = 672;
+        public const int CannotChangeLocalPort = 106;
+        public const int CannotChangeLocalHost = 107;
+        public const int WouldBlock = 135;
+        public const int Timeout = 201;
+        public const int BadState = 211;
+        public const int CannotOpenFile = 303;
+        public const int InvalidArgument = 2001;
+        public const int NoSuchConnection = 2002;
+        public const int NotSupported = 2003;
+        public const int UnknownSetting = 2004;
+        public const int InvalidValue = 2005;
+        public const int Reentrant = 2006;
+        public const int Panic = 2007;
+        public const int BufferTooSmall = 2008;
+        public const int Io = 2009;
+        public const int SendInterrupted = 2011;
+        public const int TooManyConnections = 2012;
+
+        /// <summary>The result code (the reference's error number where it has one).</summary>
+        public int Code { get; private set; }
+
+        public MLLPException(int code, string message) : base(message)
+        {
+            Code = code;
+        }
+
+        protected MLLPException(System.Runtime.Serialization.SerializationInfo info,
+                                System.Runtime.Serialization.StreamingContext context)
+            : base(info, context)
+        {
+            Code = info.GetInt32("Code");
+        }
+
+        public override void GetObjectData(System.Runtime.Serialization.SerializationInfo info,
+                                           System.Runtime.Serialization.StreamingContext context)
+        {
+            base.GetObjectData(info, context);
+            info.AddValue("Code", Code);
+        }
+
+        /// <summary>The library's description of a result code.</summary>
+        public static string Describe(int code)
+        {
+            return Native.PtrToUtf8(Native.mllp_error_description(code)) ?? string.Empty;
+        }
+
+        /// <summary>Builds the exception for a failed call; must run on the failing thread,
+        /// right after the call, to pick up its message.</summary>
+        internal static MLLPException FromCode(int code)
+        {
+            string msg = null;
+            if (Native.mllp_last_error_code() == code)
+                msg = Native.LastErrorMessage();
+            if (string.IsNullOrEmpty(msg))
+                msg = Describe(code);
+            return new MLLPException(code, msg);
+        }
+
+        public override string ToString()
+        {
+            return "MLLPException (" + Code + "): " + base.ToString();
+        }
+    }
+}

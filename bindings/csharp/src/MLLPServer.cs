@@ -1,0 +1,653 @@
+using System;
+using System.Collections.Generic;
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Globalization;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Text;
+using System.Threading;
+
+namespace Mllp
+{
+    /// <summary>
+    /// An MLLP (HL7 v2 over TCP) server: the reference's MLLPServer component over the native
+    /// mllp library (libmllp.so / mllp.dll / libmllp.dylib).
+    /// </summary>
+    /// <remarks>
+    /// Threads: by default events are raised on the library's reactor thread, one at a time.
+    /// A handler may call back into the server (queued operations: Send with Timeout 0,
+    /// Disconnect, Config, property reads); Dispose and a synchronous Send (Timeout &gt; 0)
+    /// throw <see cref="MLLPException"/> 2006 there. With Config("EventMode=DoEvents") (set
+    /// before listening) events are queued and raised on the thread that calls
+    /// <see cref="DoEvents()"/>.
+    /// Exceptions thrown by handlers never reach native code: they are reported through the
+    /// <see cref="Error"/> event (ErrorCode 2007, <see cref="MLLPServerErrorEventArgs.Exception"/> set),
+    /// or to <see cref="Trace"/> when they come from an Error handler.
+    /// Lifetime: a listening server is kept alive by the binding even when unreferenced; call
+    /// Dispose (or Shutdown/StopListening) to let it go. Servers still alive at process exit
+    /// are freed from AppDomain.ProcessExit so the reactor thread stops before the runtime.
+    /// </remarks>
+    public sealed class MLLPServer : IDisposable
+    {
+        private readonly MllpServerHandle _h;
+        private readonly ConcurrentDictionary<ulong, MLLPConnection> _conns =
+            new ConcurrentDictionary<ulong, MLLPConnection>();
+        private readonly MLLPConnectionMap _map;
+        private readonly object _rootLock = new object();
+        private GCHandle _root;
+        private volatile Encoding _encoding = new UTF8Encoding(false);
+
+        [ThreadStatic] private static List<MLLPServer> t_dispatching;
+        [ThreadStatic] private static bool t_reportingHandlerError;
+
+        /// <summary>The native library's version string, e.g. "0.1.0".</summary>
+        public static string LibraryVersion
+        {
+            get { return Native.PtrToUtf8(Native.mllp_version()); }
+        }
+
+        /// <summary>Creates a server with the reference's defaults, not listening.</summary>
+        public unsafe MLLPServer()
+        {
+            _h = Native.mllp_server_new();
+            if (_h == null || _h.IsInvalid)
+                throw new OutOfMemoryException("mllp_server_new returned NULL");
+            _map = new MLLPConnectionMap(this);
+
+            // Static delegates (never collected) find this server through the user pointer:
+            // a weak GCHandle, so the registration does not keep the server alive. The library
+            // releases it (ReleaseUser) after the last callback that could receive it.
+            IntPtr user = GCHandle.ToIntPtr(GCHandle.Alloc(this, GCHandleType.Weak));
+            int rc;
+            try { rc = Native.mllp_server_set_user_data(_h, user, Thunks.ReleaseUser); }
+            catch { GCHandle.FromIntPtr(user).Free(); _h.Dispose(); throw; }
+            if (rc != Native.MLLP_OK) { GCHandle.FromIntPtr(user).Free(); _h.Dispose(); throw MLLPException.FromCode(rc); }
+            Native.Check(Native.mllp_server_on_connection_request(_h, Thunks.ConnectionRequest));
+            Native.Check(Native.mllp_server_on_connected(_h, Thunks.Connected));
+            Native.Check(Native.mllp_server_on_disconnected(_h, Thunks.Disconnected));
+            Native.Check(Native.mllp_server_on_start_transfer(_h, Thunks.StartTransfer));
+            Native.Check(Native.mllp_server_on_transfer(_h, Thunks.Transfer));
+            Native.Check(Native.mllp_server_on_end_transfer(_h, Thunks.EndTransfer));
+            Native.Check(Native.mllp_server_on_ack_out(_h, Thunks.AckOut));
+            Native.Check(Native.mllp_server_on_ack_in(_h, Thunks.AckIn));
+            Native.Check(Native.mllp_server_on_error(_h, Thunks.Error));
+            Native.Check(Native.mllp_server_on_log(_h, Thunks.Log));
+            Native.Check(Native.mllp_server_on_thread_start(_h, Thunks.ThreadStart));
+            Native.Check(Native.mllp_server_on_thread_stop(_h, Thunks.ThreadStop));
+            LiveServers.Add(_h);
+        }
+
+        internal MllpServerHandle Handle { get { return _h; } }
+
+        // ------------------------------------------------------------------ events
+
+        /// <summary>A client asks to connect; set Accept to false to refuse it.</summary>
+        public event EventHandler<MLLPServerConnectionRequestEventArgs> ConnectionRequest;
+        /// <summary>A connection completed (or failed).</summary>
+        public event EventHandler<MLLPServerConnectedEventArgs> Connected;
+        /// <summary>A connection closed.</summary>
+        public event EventHandler<MLLPServerDisconnectedEventArgs> Disconnected;
+        /// <summary>Incoming HL7 data begins.</summary>
+        public event EventHandler<MLLPServerStartTransferEventArgs> StartTransfer;
+        /// <summary>A piece of incoming HL7 data.</summary>
+        public event EventHandler<MLLPServerTransferEventArgs> Transfer;
+        /// <summary>Incoming HL7 data is complete (AckOut follows).</summary>
+        public event EventHandler<MLLPServerEndTransferEventArgs> EndTransfer;
+        /// <summary>A client acknowledged data the server sent.</summary>
+        public event EventHandler<MLLPServerAckInEventArgs> AckIn;
+        /// <summary>An acknowledgement is about to be sent; set Accept to false for a NAK.</summary>
+        public event EventHandler<MLLPServerAckOutEventArgs> AckOut;
+        /// <summary>An error during data delivery (or an exception thrown by a handler).</summary>
+        public event EventHandler<MLLPServerErrorEventArgs> Error;
+        /// <summary>Log lines (see the LogLevel setting).</summary>
+        public event EventHandler<MLLPServerLogEventArgs> Log;
+
+        // ------------------------------------------------------------------ properties
+
+        /// <summary>Encoding of the string forms InputData/OutputData (default UTF-8, no BOM).
+        /// The byte[] forms (InputDataB/OutputDataB) are passed through untouched.</summary>
+        public Encoding TextEncoding
+        {
+            get { return _encoding; }
+            set { if (value == null) throw new ArgumentNullException("value"); _encoding = value; }
+        }
+
+        /// <summary>The interface listened on ("" = every interface); while listening, the
+        /// bound address. Cannot change while listening (107).</summary>
+        public string LocalHost
+        {
+            get { return Native.GetString((byte[] b, ref UIntPtr l) => Native.mllp_server_get_local_host(_h, b, ref l)); }
+            set { Native.Check(Native.mllp_server_set_local_host(_h, Native.Utf8z(value ?? string.Empty))); }
+        }
+
+        /// <summary>The TCP port (0 = any free port; while listening, the real port).
+        /// Cannot change while listening (106).</summary>
+        public int LocalPort
+        {
+            get { ushort v; Native.Check(Native.mllp_server_get_local_port(_h, out v)); return v; }
+            set
+            {
+                if (value < 0 || value > 65535) throw new ArgumentOutOfRangeException("value", "LocalPort must be 0..65535");
+                Native.Check(Native.mllp_server_set_local_port(_h, (ushort)value));
+            }
+        }
+
+        /// <summary>True while the server accepts connections.</summary>
+        public bool Listening
+        {
+            get { byte v; Native.Check(Native.mllp_server_get_listening(_h, out v)); return v != 0; }
+        }
+
+        /// <summary>The Timeout (seconds) given to new connections; 0 = asynchronous sends.</summary>
+        public int DefaultTimeout
+        {
+            get { uint v; Native.Check(Native.mllp_server_get_default_timeout(_h, out v)); return (int)Math.Min(v, int.MaxValue); }
+            set
+            {
+                if (value < 0) throw new ArgumentOutOfRangeException("value", "DefaultTimeout cannot be negative");
+                Native.Check(Native.mllp_server_set_default_timeout(_h, (uint)value));
+            }
+        }
+
+        /// <summary>When true, SO_KEEPALIVE is set on connections accepted from now on.</summary>
+        public bool KeepAlive
+        {
+            get { byte v; Native.Check(Native.mllp_server_get_keep_alive(_h, out v)); return v != 0; }
+            set { Native.Check(Native.mllp_server_set_keep_alive(_h, value ? (byte)1 : (byte)0)); }
+        }
+
+        /// <summary>The MLLP version: 1 or 2 (default 2). Version 1 sends no acknowledgements.</summary>
+        public int Version
+        {
+            get { int v; Native.Check(Native.mllp_server_get_version(_h, out v)); return v; }
+            set { Native.Check(Native.mllp_server_set_version(_h, value)); }
+        }
+
+        /// <summary>The connected clients, by connection id.</summary>
+        public MLLPConnectionMap Connections { get { return _map; } }
+
+        /// <summary>Number of open connections.</summary>
+        public int ConnectionCount
+        {
+            get { UIntPtr v; Native.Check(Native.mllp_server_get_connection_count(_h, out v)); return (int)v.ToUInt64(); }
+        }
+
+        // ------------------------------------------------------------------ methods
+
+        /// <summary>Config("Name=Value") sets a setting and returns ""; Config("Name") returns
+        /// its value. Names are case-insensitive. Throws MLLPException 2004 (unknown setting),
+        /// 2003 (no meaning for this server) or 2005 (invalid value).</summary>
+        public string Config(string configurationString)
+        {
+            if (configurationString == null) throw new ArgumentNullException("configurationString");
+            byte[] setting = Native.Utf8z(configurationString);
+            if (configurationString.IndexOf('=') >= 0)
+            {
+                UIntPtr zero = UIntPtr.Zero;
+                Native.Check(Native.mllp_server_config(_h, setting, null, ref zero));
+                return string.Empty;
+            }
+            return Native.GetString((byte[] b, ref UIntPtr l) => Native.mllp_server_config(_h, setting, b, ref l));
+        }
+
+        /// <summary>Binds LocalHost:LocalPort and starts accepting connections.</summary>
+        public void StartListening()
+        {
+            Native.Check(Native.mllp_server_start_listening(_h));
+            Root(true);
+        }
+
+        /// <summary>Stops accepting new connections; existing ones stay open.</summary>
+        public void StopListening()
+        {
+            Native.Check(Native.mllp_server_stop_listening(_h));
+            Root(false);
+        }
+
+        /// <summary>StopListening, then disconnect every client (Disconnected fires for each).</summary>
+        public void Shutdown()
+        {
+            Native.Check(Native.mllp_server_shutdown(_h));
+            Root(false);
+        }
+
+        /// <summary>Shutdown, then every property and setting back to its default. Event
+        /// handlers stay.</summary>
+        public void Reset()
+        {
+            Native.Check(Native.mllp_server_reset(_h));
+            Root(false);
+        }
+
+        /// <summary>Closes a connection (queued replies are flushed first when possible).</summary>
+        public void Disconnect(string connectionId) { Disconnect(ParseId(connectionId)); }
+        public void Disconnect(ulong connectionId)
+        {
+            Native.Check(Native.mllp_server_disconnect(_h, connectionId));
+        }
+
+        /// <summary>Makes a synchronous Send waiting on the connection return at once (2011).</summary>
+        public void Interrupt(string connectionId) { Interrupt(ParseId(connectionId)); }
+        public void Interrupt(ulong connectionId)
+        {
+            Native.Check(Native.mllp_server_interrupt(_h, connectionId));
+        }
+
+        /// <summary>Sends the connection's input (InputStream, else InputFileName, else
+        /// InputData). With the connection's Timeout 0 returns once queued; otherwise waits for
+        /// the acknowledgement (670 on a NAK, 201 on timeout).</summary>
+        public void Send(string connectionId) { Send(ParseId(connectionId)); }
+        public void Send(ulong connectionId)
+        {
+            Native.Check(Native.mllp_server_send(_h, connectionId));
+        }
+
+        /// <summary>Sends these bytes as one message without touching InputData.</summary>
+        public void Send(string connectionId, byte[] data) { Send(ParseId(connectionId), data); }
+        public void Send(ulong connectionId, byte[] data)
+        {
+            if (data == null) throw new ArgumentNullException("data");
+            Native.Check(Native.mllp_server_send_bytes(_h, connectionId, data, new UIntPtr((uint)data.Length)));
+        }
+
+        /// <summary>Processes queued events (EventMode=DoEvents), waiting up to 100 ms for the first.</summary>
+        public void DoEvents() { DoEvents(100); }
+
+        /// <summary>Processes queued events on this thread, waiting up to timeoutMs for the
+        /// first; returns how many were delivered.</summary>
+        public int DoEvents(int timeoutMs)
+        {
+            if (timeoutMs < 0) throw new ArgumentOutOfRangeException("timeoutMs");
+            UIntPtr n;
+            Enter();
+            try { Native.Check(Native.mllp_server_do_events(_h, (uint)timeoutMs, out n)); }
+            finally { Leave(); }
+            return (int)n.ToUInt64();
+        }
+
+        /// <summary>Shuts the server down (Disconnected fires for each client), stops its
+        /// thread and frees it. Throws MLLPException 2006 from inside this server's handlers.</summary>
+        public void Dispose()
+        {
+            if (_h.IsClosed) return;
+            if (IsDispatchingOnThisThread())
+                throw new MLLPException(MLLPException.Reentrant,
+                    "Dispose cannot be called from one of this server's event handlers");
+            _h.FireEventsOnFree = true;
+            _h.Dispose();
+            Root(false);
+        }
+
+        // ------------------------------------------------------------------ internals
+
+        internal static ulong ParseId(string connectionId)
+        {
+            if (connectionId == null) throw new ArgumentNullException("connectionId");
+            ulong id;
+            if (!ulong.TryParse(connectionId, NumberStyles.None, CultureInfo.InvariantCulture, out id))
+                throw new MLLPException(MLLPException.NoSuchConnection,
+                    "no connection has id '" + connectionId + "' (ids are decimal numbers)");
+            return id;
+        }
+
+        internal MLLPConnection GetConnection(ulong id)
+        {
+            return _conns.GetOrAdd(id, i => new MLLPConnection(this, i));
+        }
+
+        internal ulong[] ConnectionIds()
+        {
+            ulong[] ids = null;
+            for (int attempt = 0; attempt < 16; attempt++)
+            {
+                UIntPtr len = new UIntPtr(ids == null ? 0u : (uint)ids.Length);
+                int rc = Native.mllp_server_get_connections(_h, ids, ref len);
+                int n = (int)len.ToUInt64();
+                if (rc == Native.MLLP_OK)
+                {
+                    if (ids == null) return new ulong[0];
+                    if (n == ids.Length) return ids;
+                    var r = new ulong[n];
+                    Array.Copy(ids, r, n);
+                    return r;
+                }
+                if (rc != Native.MLLP_ERR_BUFFER_TOO_SMALL) throw MLLPException.FromCode(rc);
+                if (n == 0) return new ulong[0];
+                ids = new ulong[n + 4];
+            }
+            throw new MLLPException(Native.MLLP_ERR_BUFFER_TOO_SMALL, "connection list kept changing");
+        }
+
+        internal void PruneConnections(ulong[] open)
+        {
+            var set = new HashSet<ulong>(open);
+            foreach (var id in _conns.Keys)
+                if (!set.Contains(id)) { MLLPConnection c; _conns.TryRemove(id, out c); }
+        }
+
+        private void Root(bool on)
+        {
+            lock (_rootLock)
+            {
+                if (on && !_root.IsAllocated && !_h.IsClosed) _root = GCHandle.Alloc(this);
+                else if (!on && _root.IsAllocated) _root.Free();
+            }
+        }
+
+        private void Enter()
+        {
+            var l = t_dispatching;
+            if (l == null) t_dispatching = l = new List<MLLPServer>(2);
+            l.Add(this);
+        }
+
+        private void Leave()
+        {
+            var l = t_dispatching;
+            if (l == null) return;
+            int i = l.LastIndexOf(this);
+            if (i >= 0) l.RemoveAt(i);
+        }
+
+        private bool IsDispatchingOnThisThread()
+        {
+            var l = t_dispatching;
+            return l != null && l.Contains(this);
+        }
+
+        /// <summary>Invokes every subscriber; an exception from one is reported and the
+        /// others still run.</summary>
+        private void Raise<T>(EventHandler<T> handlers, T args, ulong id, string name) where T : EventArgs
+        {
+            if (handlers == null) return;
+            foreach (var d in handlers.GetInvocationList())
+            {
+                try { ((EventHandler<T>)d)(this, args); }
+                catch (Exception ex) { ReportHandlerException(ex, id, name); }
+            }
+        }
+
+        private void ReportHandlerException(Exception ex, ulong id, string name)
+        {
+            var errorHandlers = Error;
+            if (errorHandlers == null || t_reportingHandlerError || name == "Error")
+            {
+                TraceFailure(name, ex);
+                return;
+            }
+            t_reportingHandlerError = true;
+            try
+            {
+                var a = new MLLPServerErrorEventArgs(id, MLLPException.Panic,
+                    "exception in the " + name + " handler: " + ex.GetType().Name + ": " + ex.Message, ex);
+                foreach (var d in errorHandlers.GetInvocationList())
+                {
+                    try { ((EventHandler<MLLPServerErrorEventArgs>)d)(this, a); }
+                    catch (Exception ex2) { TraceFailure("Error", ex2); }
+                }
+            }
+            finally { t_reportingHandlerError = false; }
+        }
+
+        internal static void TraceFailure(string where, Exception ex)
+        {
+            try { Trace.TraceError("Mllp: exception in the {0} handler: {1}", where, ex); }
+            catch { /* never let anything reach native code */ }
+        }
+
+        // ---- trampolines: run on the reactor thread (or in DoEvents); never throw ----
+
+        private unsafe void NConnectionRequest(ConnectionRequestEvent* e)
+        {
+            Enter();
+            try
+            {
+                var h = ConnectionRequest;
+                if (h == null) return;
+                var a = new MLLPServerConnectionRequestEventArgs(Native.PtrToUtf8(e->Address), e->Port, e->Accept != 0);
+                Raise(h, a, 0, "ConnectionRequest");
+                e->Accept = a.Accept ? (byte)1 : (byte)0;
+            }
+            catch (Exception ex) { TraceFailure("ConnectionRequest", ex); }
+            finally { Leave(); }
+        }
+
+        private unsafe void NConnected(StatusEvent* e)
+        {
+            Enter();
+            try
+            {
+                var h = Connected;
+                if (h == null) return;
+                Raise(h, new MLLPServerConnectedEventArgs(e->ConnectionId, e->StatusCode, Native.PtrToUtf8(e->Description)),
+                      e->ConnectionId, "Connected");
+            }
+            catch (Exception ex) { TraceFailure("Connected", ex); }
+            finally { Leave(); }
+        }
+
+        private unsafe void NDisconnected(StatusEvent* e)
+        {
+            Enter();
+            ulong id = 0;
+            try
+            {
+                id = e->ConnectionId;
+                var h = Disconnected;
+                if (h != null)
+                    Raise(h, new MLLPServerDisconnectedEventArgs(id, e->StatusCode, Native.PtrToUtf8(e->Description)),
+                          id, "Disconnected");
+            }
+            catch (Exception ex) { TraceFailure("Disconnected", ex); }
+            finally
+            {
+                MLLPConnection c;
+                _conns.TryRemove(id, out c);
+                Leave();
+            }
+        }
+
+        private unsafe void NStartTransfer(TransferBoundaryEvent* e)
+        {
+            Enter();
+            try
+            {
+                var h = StartTransfer;
+                if (h == null) return;
+                Raise(h, new MLLPServerStartTransferEventArgs(e->ConnectionId, (long)e->MessageSeq), e->ConnectionId, "StartTransfer");
+            }
+            catch (Exception ex) { TraceFailure("StartTransfer", ex); }
+            finally { Leave(); }
+        }
+
+        private unsafe void NTransfer(TransferEvent* e)
+        {
+            Enter();
+            try
+            {
+                var h = Transfer;
+                if (h == null) return;
+                var a = new MLLPServerTransferEventArgs(e->ConnectionId, (long)e->BytesTransferred, Native.CopyBytes(e->Data, e->Len));
+                Raise(h, a, e->ConnectionId, "Transfer");
+            }
+            catch (Exception ex) { TraceFailure("Transfer", ex); }
+            finally { Leave(); }
+        }
+
+        private unsafe void NEndTransfer(TransferBoundaryEvent* e)
+        {
+            Enter();
+            try
+            {
+                var h = EndTransfer;
+                if (h == null) return;
+                Raise(h, new MLLPServerEndTransferEventArgs(e->ConnectionId, (long)e->MessageSeq), e->ConnectionId, "EndTransfer");
+            }
+            catch (Exception ex) { TraceFailure("EndTransfer", ex); }
+            finally { Leave(); }
+        }
+
+        private unsafe void NAckOut(AckOutEvent* e)
+        {
+            Enter();
+            try
+            {
+                var h = AckOut;
+                if (h == null) return;
+                var a = new MLLPServerAckOutEventArgs(e->ConnectionId, (long)e->MessageSeq, e->Accept != 0,
+                                            (RejectCode)e->RejectCode, e->Message, e->MessageLen);
+                try { Raise(h, a, e->ConnectionId, "AckOut"); }
+                finally { a.Live = false; }
+                e->Accept = a.Accept ? (byte)1 : (byte)0;
+                e->RejectCode = (int)a.RejectCode;
+            }
+            catch (Exception ex) { TraceFailure("AckOut", ex); }
+            finally { Leave(); }
+        }
+
+        private unsafe void NAckIn(AckInEvent* e)
+        {
+            Enter();
+            try
+            {
+                var h = AckIn;
+                if (h == null) return;
+                Raise(h, new MLLPServerAckInEventArgs(e->ConnectionId, e->Accepted != 0), e->ConnectionId, "AckIn");
+            }
+            catch (Exception ex) { TraceFailure("AckIn", ex); }
+            finally { Leave(); }
+        }
+
+        private unsafe void NError(ErrorEvent* e)
+        {
+            Enter();
+            try
+            {
+                var h = Error;
+                if (h == null) return;
+                Raise(h, new MLLPServerErrorEventArgs(e->ConnectionId, e->ErrorCode, Native.PtrToUtf8(e->Description), null),
+                      e->ConnectionId, "Error");
+            }
+            catch (Exception ex) { TraceFailure("Error", ex); }
+            finally { Leave(); }
+        }
+
+        private unsafe void NLog(LogEvent* e)
+        {
+            Enter();
+            try
+            {
+                var h = Log;
+                if (h == null) return;
+                Raise(h, new MLLPServerLogEventArgs(e->ConnectionId, e->LogLevel, Native.PtrToUtf8(e->Message),
+                                          Native.PtrToUtf8(e->LogType)), e->ConnectionId, "Log");
+            }
+            catch (Exception ex) { TraceFailure("Log", ex); }
+            finally { Leave(); }
+        }
+
+
+
+        /// <summary>The callbacks handed to the library: static, so never collected, and
+        /// dispatching to the server named by the user pointer (a weak GCHandle).</summary>
+        private static unsafe class Thunks
+        {
+            internal static readonly Native.ConnectionRequestCb ConnectionRequest =
+                (u, e) => { OnConnectionRequest(u, e); };
+            internal static readonly Native.StatusCb Connected =
+                (u, e) => { OnConnected(u, e); };
+            internal static readonly Native.StatusCb Disconnected =
+                (u, e) => { OnDisconnected(u, e); };
+            internal static readonly Native.TransferBoundaryCb StartTransfer =
+                (u, e) => { OnStartTransfer(u, e); };
+            internal static readonly Native.TransferCb Transfer =
+                (u, e) => { OnTransfer(u, e); };
+            internal static readonly Native.TransferBoundaryCb EndTransfer =
+                (u, e) => { OnEndTransfer(u, e); };
+            internal static readonly Native.AckOutCb AckOut =
+                (u, e) => { OnAckOut(u, e); };
+            internal static readonly Native.AckInCb AckIn =
+                (u, e) => { OnAckIn(u, e); };
+            internal static readonly Native.ErrorCb Error =
+                (u, e) => { OnError(u, e); };
+            internal static readonly Native.LogCb Log =
+                (u, e) => { OnLog(u, e); };
+            // The reactor thread is attached to the runtime by its first call into managed
+            // code; the start hook makes that happen once, up front, before any event. The
+            // hooks deliberately do not touch the server object.
+            internal static readonly Native.ThreadCb ThreadStart = u => { };
+            internal static readonly Native.ThreadCb ThreadStop = u => { };
+            internal static readonly Native.ReleaseCb ReleaseUser = u =>
+            {
+                try { if (u != IntPtr.Zero) GCHandle.FromIntPtr(u).Free(); }
+                catch (Exception ex) { TraceFailure("ReleaseUser", ex); }
+            };
+
+            [MethodImpl(MethodImplOptions.NoInlining)]
+            private static void OnConnectionRequest(IntPtr u, ConnectionRequestEvent* e) { var s = From(u); if (s != null) s.NConnectionRequest(e); }
+            [MethodImpl(MethodImplOptions.NoInlining)]
+            private static void OnConnected(IntPtr u, StatusEvent* e) { var s = From(u); if (s != null) s.NConnected(e); }
+            [MethodImpl(MethodImplOptions.NoInlining)]
+            private static void OnDisconnected(IntPtr u, StatusEvent* e) { var s = From(u); if (s != null) s.NDisconnected(e); }
+            [MethodImpl(MethodImplOptions.NoInlining)]
+            private static void OnStartTransfer(IntPtr u, TransferBoundaryEvent* e) { var s = From(u); if (s != null) s.NStartTransfer(e); }
+            [MethodImpl(MethodImplOptions.NoInlining)]
+            private static void OnTransfer(IntPtr u, TransferEvent* e) { var s = From(u); if (s != null) s.NTransfer(e); }
+            [MethodImpl(MethodImplOptions.NoInlining)]
+            private static void OnEndTransfer(IntPtr u, TransferBoundaryEvent* e) { var s = From(u); if (s != null) s.NEndTransfer(e); }
+            [MethodImpl(MethodImplOptions.NoInlining)]
+            private static void OnAckOut(IntPtr u, AckOutEvent* e) { var s = From(u); if (s != null) s.NAckOut(e); }
+            [MethodImpl(MethodImplOptions.NoInlining)]
+            private static void OnAckIn(IntPtr u, AckInEvent* e) { var s = From(u); if (s != null) s.NAckIn(e); }
+            [MethodImpl(MethodImplOptions.NoInlining)]
+            private static void OnError(IntPtr u, ErrorEvent* e) { var s = From(u); if (s != null) s.NError(e); }
+            [MethodImpl(MethodImplOptions.NoInlining)]
+            private static void OnLog(IntPtr u, LogEvent* e) { var s = From(u); if (s != null) s.NLog(e); }
+
+            private static MLLPServer From(IntPtr user)
+            {
+                try { return user == IntPtr.Zero ? null : GCHandle.FromIntPtr(user).Target as MLLPServer; }
+                catch (Exception ex) { TraceFailure("callback", ex); return null; }
+            }
+        }
+
+        /// <summary>Weak registry of live handles, freed at process exit so no native thread
+        /// calls into a runtime that is shutting down.</summary>
+        private static class LiveServers
+        {
+            private static readonly List<WeakReference> s_handles = new List<WeakReference>();
+            private static bool s_hooked;
+
+            internal static void Add(MllpServerHandle h)
+            {
+                lock (s_handles)
+                {
+                    if (!s_hooked)
+                    {
+                        AppDomain.CurrentDomain.ProcessExit += OnExit;
+                        AppDomain.CurrentDomain.DomainUnload += OnExit;
+                        s_hooked = true;
+                    }
+                    if (s_handles.Count >= 64) s_handles.RemoveAll(w => !w.IsAlive);
+                    s_handles.Add(new WeakReference(h, true));
+                }
+            }
+
+            private static void OnExit(object sender, EventArgs e)
+            {
+                WeakReference[] all;
+                lock (s_handles) { all = s_handles.ToArray(); s_handles.Clear(); }
+                foreach (var w in all)
+                {
+                    try
+                    {
+                        var h = w.Target as MllpServerHandle;
+                        if (h != null && !h.IsClosed) h.Dispose();
+                    }
+                    catch (Exception ex) { TraceFailure("ProcessExit", ex); }
+                }
+            }
+        }
+    }
+}

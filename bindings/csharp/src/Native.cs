@@ -1,0 +1,395 @@
+// P/Invoke declarations for include/mllp.h. Every struct matches the C layout exactly
+// (LayoutKind.Sequential, natural alignment, uint8_t booleans as byte, size_t as UIntPtr,
+// pointers as IntPtr), so the same code is correct on 32-bit and 64-bit targets.
+using System;
+using System.Runtime.InteropServices;
+using System.Text;
+
+namespace Mllp
+{
+    /// <summary>The native server handle. ReleaseHandle calls mllp_server_free exactly once.</summary>
+    /// <remarks>The callbacks registered on the handle are static delegates (see
+    /// MLLPServer.Thunks), never collected; they find their MLLPServer through the user
+    /// pointer, a weak GCHandle released by the library after the last callback. Instance
+    /// delegates would not do: Mono frees a marshalled delegate's thunk in the delegate's own
+    /// finalizer, which can run before this (critical) finalizer frees the server.</remarks>
+    internal sealed class MllpServerHandle : SafeHandle
+    {
+        /// <summary>Set by MLLPServer.Dispose: events (Disconnected) still fire during the free.
+        /// When the handle is finalized instead, callbacks are removed first.</summary>
+        internal volatile bool FireEventsOnFree;
+
+        public MllpServerHandle() : base(IntPtr.Zero, true) { }
+
+        public override bool IsInvalid { get { return handle == IntPtr.Zero; } }
+
+        protected override bool ReleaseHandle()
+        {
+            IntPtr h = handle;
+            if (!FireEventsOnFree)
+                Native.ClearCallbacks(h);
+            int rc = Native.mllp_server_free(h);
+            if (rc == Native.MLLP_ERR_REENTRANT)
+            {
+                // The last reference was dropped on the thread that delivers this server's
+                // events (e.g. Dispose raced with a callback). Free it from another thread.
+                var t = new System.Threading.Thread(() =>
+                {
+                    for (int i = 0; i < 6000; i++)
+                    {
+                        if (Native.mllp_server_free(h) != Native.MLLP_ERR_REENTRANT) break;
+                        System.Threading.Thread.Sleep(10);
+                    }
+                });
+                t.IsBackground = true;
+                t.Start();
+                return true;
+            }
+            return rc == Native.MLLP_OK;
+        }
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct ConnectionRequestEvent
+    {
+        public IntPtr Address;
+        public ushort Port;
+        public byte Accept;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct StatusEvent
+    {
+        public ulong ConnectionId;
+        public int StatusCode;
+        public IntPtr Description;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct TransferBoundaryEvent
+    {
+        public ulong ConnectionId;
+        public ulong MessageSeq;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct TransferEvent
+    {
+        public ulong ConnectionId;
+        public ulong BytesTransferred;
+        public IntPtr Data;
+        public UIntPtr Len;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct AckOutEvent
+    {
+        public ulong ConnectionId;
+        public ulong MessageSeq;
+        public byte Accept;
+        public int RejectCode;
+        public IntPtr Message;
+        public UIntPtr MessageLen;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct AckInEvent
+    {
+        public ulong ConnectionId;
+        public byte Accepted;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct ErrorEvent
+    {
+        public ulong ConnectionId;
+        public int ErrorCode;
+        public IntPtr Description;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct LogEvent
+    {
+        public ulong ConnectionId;
+        public int LogLevel;
+        public IntPtr Message;
+        public IntPtr LogType;
+    }
+
+    internal static unsafe class Native
+    {
+        private const string Lib = "mllp";
+
+        internal const int MLLP_OK = 0;
+        internal const int MLLP_ERR_NO_SUCH_CONNECTION = 2002;
+        internal const int MLLP_ERR_REENTRANT = 2006;
+        internal const int MLLP_ERR_PANIC = 2007;
+        internal const int MLLP_ERR_BUFFER_TOO_SMALL = 2008;
+
+        // ---- callback types ----
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate void ConnectionRequestCb(IntPtr user, ConnectionRequestEvent* e);
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate void StatusCb(IntPtr user, StatusEvent* e);
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate void TransferBoundaryCb(IntPtr user, TransferBoundaryEvent* e);
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate void TransferCb(IntPtr user, TransferEvent* e);
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate void AckOutCb(IntPtr user, AckOutEvent* e);
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate void AckInCb(IntPtr user, AckInEvent* e);
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate void ErrorCb(IntPtr user, ErrorEvent* e);
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate void LogCb(IntPtr user, LogEvent* e);
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate void ThreadCb(IntPtr user);
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate void ReleaseCb(IntPtr user);
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate IntPtr ReadCb(IntPtr user, IntPtr buf, UIntPtr cap);
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate int WriteCb(IntPtr user, IntPtr data, UIntPtr len);
+
+        // ---- library ----
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern IntPtr mllp_version();
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern IntPtr mllp_error_description(int code);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_last_error_code();
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern IntPtr mllp_last_error_message();
+
+        // ---- callbacks registration ----
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_server_on_connection_request(MllpServerHandle s, ConnectionRequestCb cb);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_server_on_connected(MllpServerHandle s, StatusCb cb);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_server_on_disconnected(MllpServerHandle s, StatusCb cb);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_server_on_start_transfer(MllpServerHandle s, TransferBoundaryCb cb);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_server_on_transfer(MllpServerHandle s, TransferCb cb);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_server_on_end_transfer(MllpServerHandle s, TransferBoundaryCb cb);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_server_on_ack_out(MllpServerHandle s, AckOutCb cb);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_server_on_ack_in(MllpServerHandle s, AckInCb cb);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_server_on_error(MllpServerHandle s, ErrorCb cb);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_server_on_log(MllpServerHandle s, LogCb cb);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_server_on_thread_start(MllpServerHandle s, ThreadCb cb);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_server_on_thread_stop(MllpServerHandle s, ThreadCb cb);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_server_set_user_data(MllpServerHandle s, IntPtr user, ReleaseCb release);
+
+        // Raw-pointer forms, used only from ReleaseHandle (the SafeHandle is closed by then) to
+        // remove every callback before freeing: all callback setters accept NULL.
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, EntryPoint = "mllp_server_on_connection_request")]
+        private static extern int ClearConnectionRequest(IntPtr s, IntPtr cb);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, EntryPoint = "mllp_server_on_connected")]
+        private static extern int ClearConnected(IntPtr s, IntPtr cb);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, EntryPoint = "mllp_server_on_disconnected")]
+        private static extern int ClearDisconnected(IntPtr s, IntPtr cb);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, EntryPoint = "mllp_server_on_start_transfer")]
+        private static extern int ClearStartTransfer(IntPtr s, IntPtr cb);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, EntryPoint = "mllp_server_on_transfer")]
+        private static extern int ClearTransfer(IntPtr s, IntPtr cb);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, EntryPoint = "mllp_server_on_end_transfer")]
+        private static extern int ClearEndTransfer(IntPtr s, IntPtr cb);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, EntryPoint = "mllp_server_on_ack_out")]
+        private static extern int ClearAckOut(IntPtr s, IntPtr cb);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, EntryPoint = "mllp_server_on_ack_in")]
+        private static extern int ClearAckIn(IntPtr s, IntPtr cb);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, EntryPoint = "mllp_server_on_error")]
+        private static extern int ClearError(IntPtr s, IntPtr cb);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, EntryPoint = "mllp_server_on_log")]
+        private static extern int ClearLog(IntPtr s, IntPtr cb);
+
+        internal static void ClearCallbacks(IntPtr s)
+        {
+            ClearConnectionRequest(s, IntPtr.Zero);
+            ClearConnected(s, IntPtr.Zero);
+            ClearDisconnected(s, IntPtr.Zero);
+            ClearStartTransfer(s, IntPtr.Zero);
+            ClearTransfer(s, IntPtr.Zero);
+            ClearEndTransfer(s, IntPtr.Zero);
+            ClearAckOut(s, IntPtr.Zero);
+            ClearAckIn(s, IntPtr.Zero);
+            ClearError(s, IntPtr.Zero);
+            ClearLog(s, IntPtr.Zero);
+            // The thread start/stop hooks stay: they touch no user code.
+        }
+
+        // ---- connections ----
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_connection_get_connected(MllpServerHandle s, ulong id, out byte v);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_connection_get_remote_host(MllpServerHandle s, ulong id, byte[] buf, ref UIntPtr len);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_connection_get_remote_port(MllpServerHandle s, ulong id, out ushort v);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_connection_get_local_address(MllpServerHandle s, ulong id, byte[] buf, ref UIntPtr len);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_connection_get_timeout(MllpServerHandle s, ulong id, out uint v);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_connection_set_timeout(MllpServerHandle s, ulong id, uint seconds);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_connection_get_input_data(MllpServerHandle s, ulong id, byte[] buf, ref UIntPtr len);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_connection_set_input_data(MllpServerHandle s, ulong id, byte[] data, UIntPtr len);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_connection_get_input_file_name(MllpServerHandle s, ulong id, byte[] buf, ref UIntPtr len);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_connection_set_input_file_name(MllpServerHandle s, ulong id, byte[] path);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_connection_get_output_data(MllpServerHandle s, ulong id, byte[] buf, ref UIntPtr len);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_connection_get_output_file_name(MllpServerHandle s, ulong id, byte[] buf, ref UIntPtr len);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_connection_set_output_file_name(MllpServerHandle s, ulong id, byte[] path);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_connection_set_input_stream(MllpServerHandle s, ulong id, ReadCb read, ReleaseCb close, IntPtr user);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_connection_set_output_stream(MllpServerHandle s, ulong id, WriteCb write, ReleaseCb close, IntPtr user);
+
+        // ---- server ----
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern MllpServerHandle mllp_server_new();
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_server_free(IntPtr s);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_server_get_default_timeout(MllpServerHandle s, out uint v);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_server_get_keep_alive(MllpServerHandle s, out byte v);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_server_get_listening(MllpServerHandle s, out byte v);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_server_get_local_port(MllpServerHandle s, out ushort v);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_server_get_version(MllpServerHandle s, out int v);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_server_get_connection_count(MllpServerHandle s, out UIntPtr v);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_server_set_default_timeout(MllpServerHandle s, uint seconds);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_server_set_keep_alive(MllpServerHandle s, byte v);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_server_set_local_port(MllpServerHandle s, ushort port);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_server_set_version(MllpServerHandle s, int version);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_server_get_local_host(MllpServerHandle s, byte[] buf, ref UIntPtr len);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_server_set_local_host(MllpServerHandle s, byte[] host);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_server_config(MllpServerHandle s, byte[] setting, byte[] buf, ref UIntPtr len);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_server_start_listening(MllpServerHandle s);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_server_stop_listening(MllpServerHandle s);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_server_shutdown(MllpServerHandle s);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_server_reset(MllpServerHandle s);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_server_disconnect(MllpServerHandle s, ulong id);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_server_interrupt(MllpServerHandle s, ulong id);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_server_send(MllpServerHandle s, ulong id);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_server_send_bytes(MllpServerHandle s, ulong id, byte[] data, UIntPtr len);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_server_do_events(MllpServerHandle s, uint timeoutMs, out UIntPtr delivered);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_server_get_connections(MllpServerHandle s, ulong[] ids, ref UIntPtr len);
+
+        // ---- helpers ----
+
+        /// <summary>NUL-terminated UTF-8 bytes for a C string argument (null stays null).</summary>
+        internal static byte[] Utf8z(string s)
+        {
+            if (s == null) return null;
+            int n = Encoding.UTF8.GetByteCount(s);
+            var b = new byte[n + 1];
+            Encoding.UTF8.GetBytes(s, 0, s.Length, b, 0);
+            return b;
+        }
+
+        /// <summary>Decodes a NUL-terminated UTF-8 string owned by the library.</summary>
+        internal static string PtrToUtf8(IntPtr p)
+        {
+            if (p == IntPtr.Zero) return null;
+            byte* s = (byte*)p;
+            int n = 0;
+            while (s[n] != 0) n++;
+            return n == 0 ? string.Empty : Encoding.UTF8.GetString(s, n);
+        }
+
+        /// <summary>Copies native bytes into a new managed array.</summary>
+        internal static byte[] CopyBytes(IntPtr p, UIntPtr len)
+        {
+            ulong n = len.ToUInt64();
+            if (n == 0 || p == IntPtr.Zero) return new byte[0];
+            if (n > int.MaxValue) throw new OverflowException("native buffer larger than 2 GB");
+            var b = new byte[(int)n];
+            Marshal.Copy(p, b, 0, (int)n);
+            return b;
+        }
+
+        internal static string LastErrorMessage()
+        {
+            return PtrToUtf8(mllp_last_error_message()) ?? string.Empty;
+        }
+
+        internal delegate int BufferCall(byte[] buf, ref UIntPtr len);
+
+        /// <summary>Runs a call under the buffer rule: asks for the size, then copies. Returns
+        /// the bytes written (for strings, including the NUL).</summary>
+        internal static byte[] GetBuffer(BufferCall call)
+        {
+            byte[] buf = null;
+            for (int attempt = 0; attempt < 8; attempt++)
+            {
+                UIntPtr len = new UIntPtr(buf == null ? 0u : (ulong)buf.Length);
+                int rc = call(buf, ref len);
+                if (rc == MLLP_OK)
+                {
+                    ulong used = len.ToUInt64();
+                    if (buf == null) return new byte[0];
+                    if (used == (ulong)buf.Length) return buf;
+                    var r = new byte[used];
+                    Array.Copy(buf, r, (long)used);
+                    return r;
+                }
+                if (rc != MLLP_ERR_BUFFER_TOO_SMALL) throw MLLPException.FromCode(rc);
+                ulong need = len.ToUInt64();
+                if (need == 0) return new byte[0];
+                if (need > int.MaxValue) throw new OverflowException("value larger than 2 GB");
+                buf = new byte[need];   // the value may grow between calls: retry
+            }
+            throw new MLLPException(Native.MLLP_ERR_BUFFER_TOO_SMALL, "value kept growing while being read");
+        }
+
+        internal static string GetString(BufferCall call)
+        {
+            byte[] b = GetBuffer(call);
+            int n = b.Length;
+            while (n > 0 && b[n - 1] == 0) n--;
+            return Encoding.UTF8.GetString(b, 0, n);
+        }
+
+        internal static void Check(int rc)
+        {
+            if (rc != MLLP_OK) throw MLLPException.FromCode(rc);
+        }
+    }
+}

@@ -1,0 +1,897 @@
+// Self-contained tests for the Mllp C# binding: a real server through the binding, real
+// TCP clients (System.Net.Sockets.TcpClient). No test framework needed:
+//   mono Tests.exe [--sample path/to/adt_a01.hl7] [filter]
+// prints every check and a summary; exit code 0 only when everything passed.
+using System;
+using System.Collections.Concurrent;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.IO;
+using System.Linq;
+using System.Net;
+using System.Net.Sockets;
+using System.Reflection;
+using System.Text;
+using System.Threading;
+using Mllp;
+
+internal static class Tests
+{
+    private static int s_passed, s_failed;
+    private static readonly List<string> s_failures = new List<string>();
+    private static byte[] s_sample;
+    private static readonly byte[] Ack = { 0x0B, 0x06, 0x1C, 0x0D };
+    private static readonly byte[] Nak = { 0x0B, 0x15, 0x1C, 0x0D };
+    private const int IoTimeoutMs = 5000;
+
+    // ------------------------------------------------------------------ runner
+
+    private static void Check(bool ok, string what, string detail = null)
+    {
+        lock (s_failures)
+        {
+            if (ok) { s_passed++; Console.WriteLine("  ok   " + what); }
+            else
+            {
+                s_failed++;
+                string line = what + (detail != null ? " (" + detail + ")" : "");
+                s_failures.Add(line);
+                Console.WriteLine("  FAIL " + line);
+            }
+        }
+    }
+
+    private static void Equal<T>(T expected, T actual, string what)
+    {
+        bool ok = EqualityComparer<T>.Default.Equals(expected, actual);
+        Check(ok, what, ok ? null : "expected <" + expected + ">, got <" + actual + ">");
+    }
+
+    private static void Bytes(byte[] expected, byte[] actual, string what)
+    {
+        bool ok = actual != null && expected.SequenceEqual(actual);
+        Check(ok, what, ok ? null : "expected " + Hex(expected) + ", got " + Hex(actual));
+    }
+
+    private static string Hex(byte[] b)
+    {
+        if (b == null) return "null";
+        var s = BitConverter.ToString(b.Take(24).ToArray());
+        return b.Length + " bytes [" + s + (b.Length > 24 ? "..." : "") + "]";
+    }
+
+    private static void Throws<TEx>(Action a, string what, Func<TEx, bool> pred = null) where TEx : Exception
+    {
+        try { a(); Check(false, what, "no exception"); }
+        catch (TEx ex)
+        {
+            bool ok = pred == null || pred(ex);
+            Check(ok, what, ok ? null : ex.GetType().Name + ": " + ex.Message);
+        }
+        catch (Exception ex) { Check(false, what, "wrong exception " + ex.GetType().Name + ": " + ex.Message); }
+    }
+
+    private static void ThrowsCode(int code, Action a, string what)
+    {
+        try { a(); Check(false, what, "no exception"); }
+        catch (MLLPException ex)
+        {
+            Check(ex.Code == code && !string.IsNullOrEmpty(ex.Message), what,
+                  ex.Code == code ? "empty message" : "code " + ex.Code + ": " + ex.Message);
+        }
+        catch (Exception ex) { Check(false, what, "wrong exception " + ex.GetType().Name + ": " + ex.Message); }
+    }
+
+    /// <summary>Runs one test on its own thread, bounded in time.</summary>
+    private static void Run(string name, Action body, int timeoutMs = 30000)
+    {
+        Console.WriteLine("[" + name + "]");
+        Exception error = null;
+        var t = new Thread(() =>
+        {
+            try { body(); }
+            catch (Exception ex) { error = ex; }
+        });
+        t.IsBackground = true;
+        t.Start();
+        if (!t.Join(timeoutMs))
+            Check(false, name + " finished in time", "timed out after " + timeoutMs + " ms");
+        else if (error != null)
+            Check(false, name + " ran without exception", error.ToString());
+    }
+
+    private static bool Wait(Func<bool> cond, int ms = IoTimeoutMs)
+    {
+        var sw = Stopwatch.StartNew();
+        while (sw.ElapsedMilliseconds < ms)
+        {
+            if (cond()) return true;
+            Thread.Sleep(5);
+        }
+        return cond();
+    }
+
+    // ------------------------------------------------------------------ helpers
+
+    private static MLLPServer NewServer()
+    {
+        var s = new MLLPServer();
+        s.LocalHost = "127.0.0.1";
+        s.LocalPort = 0;
+        return s;
+    }
+
+    private static TcpClient Connect(MLLPServer s)
+    {
+        var c = new TcpClient();
+        c.NoDelay = true;
+        c.ReceiveTimeout = IoTimeoutMs;
+        c.SendTimeout = IoTimeoutMs;
+        c.Connect(IPAddress.Loopback, s.LocalPort);
+        return c;
+    }
+
+    private static byte[] Frame(byte[] msg)
+    {
+        var f = new byte[msg.Length + 3];
+        f[0] = 0x0B;
+        Buffer.BlockCopy(msg, 0, f, 1, msg.Length);
+        f[msg.Length + 1] = 0x1C;
+        f[msg.Length + 2] = 0x0D;
+        return f;
+    }
+
+    /// <summary>Reads one MLLP block (0x0B ... 0x1C 0x0D) and returns it whole, framing included.
+    /// Null when the peer closed first.</summary>
+    private static byte[] ReadBlock(NetworkStream ns)
+    {
+        var ms = new MemoryStream();
+        var one = new byte[1];
+        while (true)
+        {
+            int n = ns.Read(one, 0, 1);
+            if (n == 0) return ms.Length == 0 ? null : ms.ToArray();
+            ms.WriteByte(one[0]);
+            var b = ms.GetBuffer();
+            long l = ms.Length;
+            if (l >= 2 && b[l - 2] == 0x1C && b[l - 1] == 0x0D) return ms.ToArray();
+        }
+    }
+
+    /// <summary>True when the peer closes the connection (read returns 0 or reset) in time.</summary>
+    private static bool PeerCloses(TcpClient c)
+    {
+        try
+        {
+            c.ReceiveTimeout = IoTimeoutMs;
+            var buf = new byte[256];
+            var sw = Stopwatch.StartNew();
+            while (sw.ElapsedMilliseconds < IoTimeoutMs)
+            {
+                int n = c.GetStream().Read(buf, 0, buf.Length);
+                if (n == 0) return true;
+            }
+            return false;
+        }
+        catch (IOException ex)
+        {
+            var se = ex.InnerException as SocketException;
+            return se == null || se.SocketErrorCode != SocketError.TimedOut;
+        }
+        catch (SocketException) { return true; }
+    }
+
+    // ------------------------------------------------------------------ tests
+
+    private static void TestBasics()
+    {
+        var v = MLLPServer.LibraryVersion;
+        Check(!string.IsNullOrEmpty(v) && v.Contains("."), "LibraryVersion is set", v);
+        using (var s = new MLLPServer())
+        {
+            Equal(false, s.Listening, "Listening false before StartListening");
+            Equal(2, s.Version, "Version defaults to 2");
+            Equal(0, s.DefaultTimeout, "DefaultTimeout defaults to 0");
+            s.DefaultTimeout = 7; Equal(7, s.DefaultTimeout, "DefaultTimeout round trip");
+            s.KeepAlive = true; Equal(true, s.KeepAlive, "KeepAlive round trip");
+            s.Version = 1; Equal(1, s.Version, "Version round trip");
+            ThrowsCode(2005, () => s.Version = 3, "Version=3 -> MLLPException 2005");
+            s.LocalHost = "127.0.0.1"; Equal("127.0.0.1", s.LocalHost, "LocalHost round trip");
+            s.LocalPort = 0;
+            s.StartListening();
+            Equal(true, s.Listening, "Listening after StartListening");
+            Check(s.LocalPort > 0, "LocalPort is the real port while listening", s.LocalPort.ToString());
+            ThrowsCode(106, () => s.LocalPort = 1234, "LocalPort change while listening -> 106");
+            ThrowsCode(107, () => s.LocalHost = "0.0.0.0", "LocalHost change while listening -> 107");
+            Equal(0, s.Connections.Count, "no connections yet");
+            s.StopListening();
+            Equal(false, s.Listening, "Listening false after StopListening");
+            s.Reset();
+            Equal(0, s.DefaultTimeout, "Reset restores DefaultTimeout");
+            Equal(2, s.Version, "Reset restores Version");
+            Equal(false, s.KeepAlive, "Reset restores KeepAlive");
+        }
+    }
+
+    private static void TestConfig()
+    {
+        using (var s = new MLLPServer())
+        {
+            Equal("", s.Config("ReceiveTimeout=42"), "Config set returns empty string");
+            Equal("42", s.Config("ReceiveTimeout"), "Config round trip (ReceiveTimeout)");
+            Equal("42", s.Config("receivetimeout"), "Config names are case-insensitive");
+            s.Config("LogLevel=2");
+            Equal("2", s.Config("LogLevel"), "Config round trip (LogLevel)");
+            s.Config("CloseStreamAfterTransfer=False");
+            Equal("False", s.Config("CloseStreamAfterTransfer"), "Config round trip (boolean)");
+            ThrowsCode(2004, () => s.Config("NoSuchSetting"), "Config(\"NoSuchSetting\") -> MLLPException 2004");
+            ThrowsCode(2004, () => s.Config("NoSuchSetting=1"), "Config(\"NoSuchSetting=1\") -> 2004");
+            ThrowsCode(2005, () => s.Config("ReceiveTimeout=abc"), "Config with a bad value -> 2005");
+            try { s.Config("NoSuchSetting"); }
+            catch (MLLPException ex)
+            {
+                Check(ex.Message.IndexOf("NoSuchSetting", StringComparison.OrdinalIgnoreCase) >= 0,
+                      "exception carries the library's message", ex.Message);
+            }
+            Check(!string.IsNullOrEmpty(MLLPException.Describe(670)), "Describe(670) is set", MLLPException.Describe(670));
+            Throws<ArgumentNullException>(() => s.Config(null), "Config(null) -> ArgumentNullException");
+        }
+    }
+
+    private static void TestConnectionRequest()
+    {
+        using (var s = NewServer())
+        {
+            var requests = new ConcurrentQueue<MLLPServerConnectionRequestEventArgs>();
+            var connected = new ConcurrentQueue<MLLPServerConnectedEventArgs>();
+            bool refuse = false;
+            s.ConnectionRequest += (o, e) => { requests.Enqueue(e); if (refuse) e.Accept = false; };
+            s.Connected += (o, e) => connected.Enqueue(e);
+            s.StartListening();
+
+            using (var c = Connect(s))
+            {
+                Check(Wait(() => connected.Count == 1), "Connected fires for an accepted client");
+                MLLPServerConnectionRequestEventArgs rq;
+                requests.TryPeek(out rq);
+                Check(rq != null && rq.Address == "127.0.0.1", "ConnectionRequest carries the address", rq == null ? null : rq.Address);
+                int clientPort = ((IPEndPoint)c.Client.LocalEndPoint).Port;
+                Check(rq != null && rq.Port == clientPort, "ConnectionRequest carries the client port");
+                MLLPServerConnectedEventArgs ce;
+                connected.TryPeek(out ce);
+                Check(ce != null && ce.StatusCode == 0 && ce.Description == "OK" && ce.Id != 0,
+                      "Connected StatusCode 0 / \"OK\"", ce == null ? null : ce.StatusCode + " " + ce.Description);
+                var conn = s.Connections[ce.ConnectionId];
+                Check(conn.Connected, "Connections[id].Connected");
+                Equal(ce.ConnectionId, conn.ConnectionId, "ConnectionId string matches");
+                Equal("127.0.0.1", conn.RemoteHost, "RemoteHost");
+                Equal(clientPort, conn.RemotePort, "RemotePort");
+                Equal("127.0.0.1", conn.LocalAddress, "LocalAddress");
+                Equal(1, s.Connections.Count, "one connection in the map");
+                Check(s.Connections.ContainsKey(ce.Id) && s.Connections.ContainsKey(ce.ConnectionId), "ContainsKey by ulong and string");
+                Check(s.Connections.Keys.SequenceEqual(new[] { ce.ConnectionId }), "Keys lists the id");
+                Check(ReferenceEquals(s.Connections[ce.Id], conn), "Connections map returns the same object per id");
+                conn.Timeout = 3; Equal(3, conn.Timeout, "connection Timeout round trip");
+                conn.InputData = "MSH|x"; Equal("MSH|x", conn.InputData, "InputData round trip");
+                conn.InputDataB = new byte[] { 1, 2, 0, 255 };
+                Bytes(new byte[] { 1, 2, 0, 255 }, conn.InputDataB, "InputDataB round trip (binary)");
+                conn.InputFileName = "/tmp/in.hl7"; Equal("/tmp/in.hl7", conn.InputFileName, "InputFileName round trip");
+                conn.InputFileName = "";
+                conn.OutputFileName = ""; Equal("", conn.OutputFileName, "OutputFileName empty");
+                Bytes(new byte[0], conn.OutputDataB, "OutputDataB empty before any message");
+            }
+
+            refuse = true;
+            int before = connected.Count;
+            using (var c = Connect(s))
+            {
+                Check(PeerCloses(c), "refused client is closed by the server");
+                Thread.Sleep(100);
+                Equal(before, connected.Count, "Connected does not fire for a refused client");
+                Check(requests.Count >= 2, "ConnectionRequest fired for the refused client");
+            }
+            Throws<KeyNotFoundException>(() => { var x = s.Connections["123456789"]; }, "Connections[unknown] -> KeyNotFoundException");
+            MLLPConnection none;
+            Check(!s.Connections.TryGetValue("abc", out none), "TryGetValue(non-numeric) is false");
+        }
+    }
+
+    private static void TestReceive(int splits)
+    {
+        using (var s = NewServer())
+        {
+            var order = new ConcurrentQueue<string>();
+            var data = new MemoryStream();
+            long lastBytes = 0;
+            byte[] ackOutMessage = null;
+            string startId = null, endId = null;
+            ulong connId = 0;
+            s.Connected += (o, e) => connId = e.Id;
+            s.StartTransfer += (o, e) => { order.Enqueue("start"); startId = e.ConnectionId; };
+            s.Transfer += (o, e) =>
+            {
+                order.Enqueue("transfer");
+                lock (data) data.Write(e.Data, 0, e.Data.Length);
+                lastBytes = e.BytesTransferred;
+            };
+            s.EndTransfer += (o, e) => { order.Enqueue("end"); endId = e.ConnectionId; };
+            s.AckOut += (o, e) => { order.Enqueue("ackout"); ackOutMessage = e.Message; };
+            s.StartListening();
+            using (var c = Connect(s))
+            {
+                var ns = c.GetStream();
+                var f = Frame(s_sample);
+                int step = (f.Length + splits - 1) / splits;
+                for (int i = 0; i < f.Length; i += step)
+                {
+                    ns.Write(f, i, Math.Min(step, f.Length - i));
+                    ns.Flush();
+                    if (splits > 1) Thread.Sleep(20);
+                }
+                var reply = ReadBlock(ns);
+                Bytes(Ack, reply, "ACK (0x0B 0x06 0x1C 0x0D) on the wire (" + splits + " writes)");
+                Check(Wait(() => order.Contains("ackout")), "AckOut fired");
+                var seq = order.ToArray();
+                Check(seq.Length >= 4 && seq[0] == "start" && seq[seq.Length - 2] == "end" && seq[seq.Length - 1] == "ackout"
+                      && seq.Skip(1).Take(seq.Length - 3).All(x => x == "transfer"),
+                      "events in order StartTransfer, Transfer+, EndTransfer, AckOut", string.Join(",", seq));
+                Bytes(s_sample, data.ToArray(), "Transfer pieces are the exact message bytes");
+                Equal((long)s_sample.Length, lastBytes, "BytesTransferred reaches the message length");
+                Bytes(s_sample, ackOutMessage, "AckOut Message is the exact message");
+                Check(startId != null && startId == endId && startId == connId.ToString(), "Start/EndTransfer carry the connection id");
+                Bytes(s_sample, s.Connections[connId].OutputDataB, "OutputDataB holds the message");
+                Equal(Encoding.UTF8.GetString(s_sample), s.Connections[connId].OutputData, "OutputData holds the message text");
+            }
+        }
+    }
+
+    private static void TestNak()
+    {
+        using (var s = NewServer())
+        {
+            s.AckOut += (o, e) => e.Accept = false;
+            s.StartListening();
+            using (var c = Connect(s))
+            {
+                var ns = c.GetStream();
+                var f = Frame(s_sample);
+                ns.Write(f, 0, f.Length);
+                Bytes(Nak, ReadBlock(ns), "AckOut Accept=false -> NAK (0x0B 0x15 0x1C 0x0D) on the wire");
+                ns.Write(f, 0, f.Length);
+                Bytes(Nak, ReadBlock(ns), "second message NAKed too, connection still usable");
+            }
+        }
+        // HL7 ack mode: RejectCode chooses MSA-1.
+        using (var s = NewServer())
+        {
+            s.Config("AckMode=HL7");
+            s.AckOut += (o, e) => { e.Accept = false; e.RejectCode = RejectCode.AR; };
+            s.StartListening();
+            using (var c = Connect(s))
+            {
+                var ns = c.GetStream();
+                var f = Frame(s_sample);
+                ns.Write(f, 0, f.Length);
+                var reply = ReadBlock(ns);
+                string text = reply == null ? "" : Encoding.ASCII.GetString(reply);
+                Check(text.Contains("MSA|AR"), "RejectCode=AR -> HL7 ACK with MSA|AR", text.Replace("\r", "\\r"));
+            }
+        }
+    }
+
+    private static void TestSendAndAckIn()
+    {
+        using (var s = NewServer())
+        {
+            var ackIns = new ConcurrentQueue<MLLPServerAckInEventArgs>();
+            var errors = new ConcurrentQueue<MLLPServerErrorEventArgs>();
+            ulong id = 0;
+            s.Connected += (o, e) => id = e.Id;
+            s.AckIn += (o, e) => ackIns.Enqueue(e);
+            s.Error += (o, e) => errors.Enqueue(e);
+            s.StartListening();
+            using (var c = Connect(s))
+            {
+                var ns = c.GetStream();
+                Check(Wait(() => id != 0), "connected");
+                var conn = s.Connections[id];
+                conn.InputData = "MSH|^~\\&|SERVER\rPID|1\r";
+                s.Send(id.ToString());
+                var block = ReadBlock(ns);
+                Bytes(Frame(Encoding.ASCII.GetBytes("MSH|^~\\&|SERVER\rPID|1\r")), block, "client receives the framed InputData (Send(string))");
+                ns.Write(Ack, 0, Ack.Length);
+                Check(Wait(() => ackIns.Count == 1), "AckIn fires when the client ACKs");
+                MLLPServerAckInEventArgs a; ackIns.TryPeek(out a);
+                Check(a != null && a.Accepted && a.Id == id, "AckIn Accepted=true with the connection id");
+
+                s.Send(id, s_sample);
+                Bytes(Frame(s_sample), ReadBlock(ns), "Send(ulong, byte[]) sends the exact bytes");
+                ns.Write(Nak, 0, Nak.Length);
+                Check(Wait(() => ackIns.Count == 2), "AckIn fires for a NAK");
+                ackIns.TryDequeue(out a); ackIns.TryDequeue(out a);
+                Check(a != null && !a.Accepted, "AckIn Accepted=false for a NAK");
+                Check(Wait(() => errors.Any(e => e.ErrorCode == 670)), "Error 670 after a NAK");
+
+                // InputStream: read by Send, disposed afterwards (CloseStreamAfterTransfer default).
+                var ms = new TrackingStream(s_sample);
+                conn.InputStream = ms;
+                Check(ReferenceEquals(ms, conn.InputStream), "InputStream getter returns the stream");
+                s.Send(id);
+                Bytes(Frame(s_sample), ReadBlock(ns), "Send reads InputStream");
+                ns.Write(Ack, 0, Ack.Length);
+                Check(Wait(() => ms.Disposed), "InputStream disposed after the transfer");
+                Check(conn.InputStream == null, "InputStream getter null once released");
+
+                // Synchronous send (Timeout > 0) from a normal thread waits for the ACK.
+                conn.Timeout = 5;
+                var answer = new Thread(() =>
+                {
+                    try { ReadBlock(ns); ns.Write(Ack, 0, Ack.Length); } catch { }
+                });
+                answer.IsBackground = true;
+                answer.Start();
+                var sw = Stopwatch.StartNew();
+                s.Send(id, Encoding.ASCII.GetBytes("MSH|sync\r"));
+                Check(sw.ElapsedMilliseconds < 5000, "synchronous Send returns after the ACK");
+                answer.Join(IoTimeoutMs);
+
+                // Synchronous send that gets a NAK -> 670.
+                answer = new Thread(() =>
+                {
+                    try { ReadBlock(ns); ns.Write(Nak, 0, Nak.Length); } catch { }
+                });
+                answer.IsBackground = true;
+                answer.Start();
+                ThrowsCode(670, () => s.Send(id, Encoding.ASCII.GetBytes("MSH|sync2\r")), "synchronous Send answered by a NAK -> 670");
+                answer.Join(IoTimeoutMs);
+
+                // Synchronous send with no answer, interrupted from another thread -> 2011.
+                var interrupter = new Thread(() => { Thread.Sleep(300); try { s.Interrupt(id.ToString()); } catch { } });
+                interrupter.IsBackground = true;
+                interrupter.Start();
+                ThrowsCode(2011, () => s.Send(id, Encoding.ASCII.GetBytes("MSH|never\r")), "Interrupt ends a synchronous Send -> 2011");
+                interrupter.Join(IoTimeoutMs);
+                ReadBlock(ns);
+                conn.Timeout = 0;
+            }
+        }
+    }
+
+    private static void TestOutputStreamAndReentrancy()
+    {
+        using (var s = NewServer())
+        {
+            var sink = new TrackingStream(null);
+            int reentrantCode = 0, disposeCode = 0;
+            bool queuedSendOk = false;
+            s.Connected += (o, e) =>
+            {
+                s.Connections[e.Id].OutputStream = sink;
+            };
+            s.EndTransfer += (o, e) =>
+            {
+                var conn = s.Connections[e.Id];
+                conn.Timeout = 2;
+                try { s.Send(e.Id, Encoding.ASCII.GetBytes("MSH|x\r")); }
+                catch (MLLPException ex) { reentrantCode = ex.Code; }
+                try { s.Dispose(); }
+                catch (MLLPException ex) { disposeCode = ex.Code; }
+                conn.Timeout = 0;
+                s.Send(e.Id, Encoding.ASCII.GetBytes("MSH|from-callback\r"));   // queued: fine here
+                queuedSendOk = true;
+            };
+            s.StartListening();
+            using (var c = Connect(s))
+            {
+                var ns = c.GetStream();
+                var f = Frame(s_sample);
+                ns.Write(f, 0, f.Length);
+                var first = ReadBlock(ns);
+                var second = ReadBlock(ns);
+                var blocks = new[] { first, second };
+                Check(blocks.Any(b => b != null && b.SequenceEqual(Ack)), "message through OutputStream is ACKed");
+                Check(blocks.Any(b => b != null && b.SequenceEqual(Frame(Encoding.ASCII.GetBytes("MSH|from-callback\r")))),
+                      "queued Send from inside a handler works");
+                Bytes(s_sample, sink.Written, "OutputStream received the exact message");
+                Check(Wait(() => sink.Disposed), "OutputStream disposed after the transfer (CloseStreamAfterTransfer)");
+                Equal(2006, reentrantCode, "synchronous Send inside a handler -> 2006");
+                Equal(2006, disposeCode, "Dispose inside a handler -> 2006");
+                Check(queuedSendOk, "handler ran to the end");
+            }
+        }
+    }
+
+    private static void TestDisconnectShutdown()
+    {
+        using (var s = NewServer())
+        {
+            var ids = new ConcurrentQueue<ulong>();
+            var disc = new ConcurrentQueue<MLLPServerDisconnectedEventArgs>();
+            s.Connected += (o, e) => ids.Enqueue(e.Id);
+            s.Disconnected += (o, e) => disc.Enqueue(e);
+            s.StartListening();
+            ThrowsCode(2002, () => s.Disconnect("999999"), "Disconnect(unknown id) -> 2002");
+            ThrowsCode(2002, () => s.Disconnect("not-a-number"), "Disconnect(\"not-a-number\") -> 2002");
+            ThrowsCode(2002, () => s.Send(424242UL), "Send(unknown id) -> 2002");
+            using (var c1 = Connect(s))
+            using (var c2 = Connect(s))
+            using (var c3 = Connect(s))
+            {
+                Check(Wait(() => ids.Count == 3), "three clients connected");
+                var arr = ids.ToArray();
+                s.Disconnect(arr[0].ToString());
+                Check(PeerCloses(c1), "Disconnect(id) closes the client");
+                Check(Wait(() => disc.Any(d => d.Id == arr[0])), "Disconnected fires for it");
+                Check(Wait(() => !s.Connections[arr[1]].Connected || s.Connections.Count == 2), "two connections remain");
+                var conn1 = s.Connections[arr[1]];
+                s.Shutdown();
+                Check(Wait(() => disc.Count == 3), "Shutdown disconnects every client (Disconnected x3)");
+                Check(PeerCloses(c2) && PeerCloses(c3), "clients see the close");
+                Equal(false, s.Listening, "Listening false after Shutdown");
+                Equal(false, conn1.Connected, "Connected false on a closed connection");
+                ThrowsCode(2002, () => { var x = conn1.RemotePort; }, "closed connection field -> 2002");
+                Check(Wait(() => s.Connections.Count == 0), "Connections empty after Shutdown");
+            }
+            bool refused = false;
+            try { using (var c = Connect(s)) { refused = PeerCloses(c); } }
+            catch (SocketException) { refused = true; }
+            Check(refused, "no new connections after Shutdown");
+            s.StartListening();
+            using (var c = Connect(s))
+            {
+                Check(Wait(() => ids.Count == 4), "StartListening again after Shutdown works");
+            }
+        }
+    }
+
+    private static void TestThrowingHandlers()
+    {
+        using (var s = NewServer())
+        {
+            var errors = new ConcurrentQueue<MLLPServerErrorEventArgs>();
+            int secondSubscriber = 0;
+            s.ConnectionRequest += (o, e) => { throw new InvalidOperationException("boom in ConnectionRequest"); };
+            s.ConnectionRequest += (o, e) => Interlocked.Increment(ref secondSubscriber);
+            s.Transfer += (o, e) => { throw new Exception("boom in Transfer"); };
+            s.AckOut += (o, e) => { throw new NullReferenceException("boom in AckOut"); };
+            s.Log += (o, e) => { throw new Exception("boom in Log"); };
+            s.Error += (o, e) => errors.Enqueue(e);
+            s.Error += (o, e) => { throw new Exception("boom in Error"); };
+            s.Config("LogLevel=3");
+            s.StartListening();
+            using (var c = Connect(s))
+            {
+                var ns = c.GetStream();
+                var f = Frame(s_sample);
+                ns.Write(f, 0, f.Length);
+                Bytes(Ack, ReadBlock(ns), "server still ACKs when handlers throw");
+                Check(Wait(() => errors.Any(e => e.Exception is InvalidOperationException)), "handler exception reported via Error (ConnectionRequest)");
+                Check(errors.Any(e => e.Exception != null && e.ErrorCode == 2007), "Error code 2007 for handler exceptions");
+                Check(Wait(() => errors.Any(e => e.Exception != null && e.Exception.Message == "boom in AckOut")), "AckOut exception reported");
+                Check(secondSubscriber >= 1, "other subscribers still run after one throws");
+            }
+        }
+    }
+
+    private static void TestLog()
+    {
+        using (var s = NewServer())
+        {
+            var logs = new ConcurrentQueue<MLLPServerLogEventArgs>();
+            s.Log += (o, e) => logs.Enqueue(e);
+            s.Config("LogLevel=3");
+            s.StartListening();
+            using (var c = Connect(s))
+            {
+                var ns = c.GetStream();
+                var f = Frame(s_sample);
+                ns.Write(f, 0, f.Length);
+                ReadBlock(ns);
+            }
+            Check(Wait(() => logs.Count > 0), "Log fires with LogLevel=3");
+            var names = new[] { null, "INFO", "VERBOSE", "DEBUG" };
+            Check(logs.All(l => l.LogLevel >= 1 && l.LogLevel <= 3 && l.LogType == names[l.LogLevel] && !string.IsNullOrEmpty(l.Message)),
+                  "Log LogLevel / LogType / Message consistent",
+                  string.Join(" | ", logs.Take(3).Select(l => l.LogLevel + " " + l.LogType + " " + l.Message)));
+        }
+    }
+
+    private static void TestDoEvents()
+    {
+        using (var s = NewServer())
+        {
+            s.Config("EventMode=DoEvents");
+            int me = Thread.CurrentThread.ManagedThreadId;
+            var threads = new ConcurrentQueue<int>();
+            bool ended = false;
+            s.Connected += (o, e) => threads.Enqueue(Thread.CurrentThread.ManagedThreadId);
+            s.EndTransfer += (o, e) => { threads.Enqueue(Thread.CurrentThread.ManagedThreadId); ended = true; };
+            s.StartListening();
+            using (var c = Connect(s))
+            {
+                var ns = c.GetStream();
+                var f = Frame(s_sample);
+                ns.Write(f, 0, f.Length);
+                Thread.Sleep(200);
+                Equal(0, threads.Count, "no events before DoEvents");
+                var sw = Stopwatch.StartNew();
+                int delivered = 0;
+                while (!ended && sw.ElapsedMilliseconds < IoTimeoutMs) delivered += s.DoEvents(50);
+                Check(ended && delivered >= 2, "DoEvents delivers the queued events", "delivered " + delivered);
+                Check(threads.All(t => t == me), "events run on the DoEvents thread");
+                while (sw.ElapsedMilliseconds < IoTimeoutMs && ns.DataAvailable == false) s.DoEvents(20);
+                Bytes(Ack, ReadBlock(ns), "ACK sent once AckOut was delivered");
+                s.DoEvents();
+            }
+        }
+    }
+
+    /// <summary>GC and finalizers forced continuously while traffic flows, servers abandoned
+    /// unreferenced (listening and not) so their handles are finalized mid-run.</summary>
+    private static void TestGcStress()
+    {
+        var stop = false;
+        int collections = 0;
+        var gc = new Thread(() =>
+        {
+            while (!Volatile.Read(ref stop))
+            {
+                GC.Collect();
+                GC.WaitForPendingFinalizers();
+                GC.Collect();
+                Interlocked.Increment(ref collections);
+                Thread.Sleep(1);
+            }
+        });
+        gc.IsBackground = true;
+        gc.Start();
+        var weakIdle = new List<WeakReference>();
+        var weakServed = new List<WeakReference>();
+        try
+        {
+            using (var s = NewServer())
+            {
+                long bytes = 0, ends = 0, acks = 0;
+                s.Transfer += (o, e) => Interlocked.Add(ref bytes, e.Data.Length);
+                s.EndTransfer += (o, e) => Interlocked.Increment(ref ends);
+                s.AckOut += (o, e) => { var m = e.Message; Interlocked.Increment(ref acks); };
+                s.Log += (o, e) => { };
+                s.Config("LogLevel=3");
+                s.StartListening();
+                const int clients = 4, perClient = 40;
+                var threads = new List<Thread>();
+                int good = 0;
+                for (int k = 0; k < clients; k++)
+                {
+                    var t = new Thread(() =>
+                    {
+                        try
+                        {
+                            using (var c = Connect(s))
+                            {
+                                var ns = c.GetStream();
+                                var f = Frame(s_sample);
+                                for (int i = 0; i < perClient; i++)
+                                {
+                                    ns.Write(f, 0, f.Length);
+                                    var r = ReadBlock(ns);
+                                    if (r != null && r.SequenceEqual(Ack)) Interlocked.Increment(ref good);
+                                }
+                            }
+                        }
+                        catch (Exception ex) { Console.WriteLine("    client error: " + ex.Message); }
+                    });
+                    t.IsBackground = true;
+                    t.Start();
+                    threads.Add(t);
+                }
+                // Abandon servers while traffic flows (never disposed): never started,
+                // listened-then-stopped, and served-a-client-then-stopped.
+                // (on a thread that then ends, so no stale stack slot of ours pins them: Mono
+                // scans stacks conservatively)
+                var abandon = new Thread(() =>
+                {
+                    for (int i = 0; i < 24; i++)
+                        (i % 3 == 2 ? weakServed : weakIdle).Add(AbandonServer(i % 3));
+                });
+                abandon.Start();
+                abandon.Join();
+                foreach (var t in threads) t.Join(20000);
+                Equal(clients * perClient, good, "every message ACKed under GC pressure");
+                Check(Wait(() => Interlocked.Read(ref ends) == clients * perClient), "EndTransfer for every message");
+                Equal((long)clients * perClient * s_sample.Length, Interlocked.Read(ref bytes), "every byte delivered through Transfer");
+                Check(Interlocked.Read(ref acks) == clients * perClient, "AckOut for every message");
+            }
+        }
+        finally
+        {
+            Volatile.Write(ref stop, true);
+            gc.Join(5000);
+        }
+        for (int i = 0; i < 5; i++) { GC.Collect(); GC.WaitForPendingFinalizers(); }
+        // Mono's conservative stack scanning may pin the odd one; most must be finalized
+        // (their handles freed on the finalizer thread while traffic flowed, without a crash).
+        int idleCollected = weakIdle.Count(w => !w.IsAlive);
+        Check(idleCollected * 4 >= weakIdle.Count * 3, "abandoned, stopped servers are collected and freed by their finalizer",
+              idleCollected + "/" + weakIdle.Count + " collected");
+        Console.WriteLine("  info abandoned idle servers collected: " + idleCollected + "/" + weakIdle.Count);
+        // Mono scans the stacks of native threads conservatively: a reactor thread that ran
+        // handlers may keep a stale pointer to its server, pinning it until process exit
+        // (where the binding frees it). Reported, not asserted.
+        Console.WriteLine("  info abandoned servers that had served a client, collected: " +
+                          weakServed.Count(w => !w.IsAlive) + "/" + weakServed.Count);
+        Check(collections > 10, "GC ran repeatedly during the traffic", collections + " rounds");
+    }
+
+    private static WeakReference AbandonServer(int kind)
+    {
+        var s = NewServer();
+        s.Connected += (o, e) => { };
+        s.Disconnected += (o, e) => { };
+        if (kind >= 1)
+        {
+            s.StartListening();
+            if (kind == 2) using (var c = Connect(s)) { Thread.Sleep(5); }
+            s.StopListening();
+        }
+        return new WeakReference(s);
+    }
+
+    private static void TestDisposeSemantics()
+    {
+        var s = NewServer();
+        int disconnected = 0;
+        s.Disconnected += (o, e) => Interlocked.Increment(ref disconnected);
+        s.StartListening();
+        var c = Connect(s);
+        Check(Wait(() => s.ConnectionCount == 1), "client connected before Dispose");
+        s.Dispose();
+        Equal(1, disconnected, "Dispose fires Disconnected for the open client");
+        Check(PeerCloses(c), "client closed by Dispose");
+        c.Close();
+        s.Dispose();
+        Check(true, "second Dispose is a no-op");
+        Throws<ObjectDisposedException>(() => { var x = s.Listening; }, "property after Dispose -> ObjectDisposedException");
+        Throws<ObjectDisposedException>(() => s.StartListening(), "method after Dispose -> ObjectDisposedException");
+    }
+
+    /// <summary>Runs this program again in a child process that exits with the server still
+    /// listening and a client connected (and mid-traffic); expects a clean exit.</summary>
+    private static void TestExitScenario(string scenario)
+    {
+        var exe = Assembly.GetExecutingAssembly().Location;
+        var psi = new ProcessStartInfo("mono", "\"" + exe + "\" --scenario " + scenario + " --sample \"" + s_samplePath + "\"")
+        {
+            UseShellExecute = false,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        using (var p = Process.Start(psi))
+        {
+            var stdout = p.StandardOutput.ReadToEndAsync();
+            var stderr = p.StandardError.ReadToEndAsync();
+            bool exited = p.WaitForExit(20000);
+            if (!exited) { try { p.Kill(); } catch { } }
+            Check(exited, "child '" + scenario + "' exits in time");
+            if (!exited) return;
+            p.WaitForExit();
+            string err = stderr.Result, output = stdout.Result;
+            Check(p.ExitCode == 0, "child '" + scenario + "' exit code 0", "exit " + p.ExitCode + "; stderr: " + Trunc(err));
+            Check(output.Contains("scenario-ready"), "child '" + scenario + "' reached its exit point", Trunc(output));
+            Check(!err.Contains("SIGSEGV") && !err.Contains("Native stacktrace") && !err.Contains("Unhandled"),
+                  "child '" + scenario + "' no crash at exit", Trunc(err));
+        }
+    }
+
+    private static string Trunc(string s) { return s.Length > 600 ? s.Substring(0, 600) + "..." : s; }
+
+    internal static MLLPServer s_keep;   // used by child scenarios
+
+    private static int RunScenario(string name)
+    {
+        var s = NewServer();
+        s.Connected += (o, e) => { };
+        s.Transfer += (o, e) => { };
+        s.Disconnected += (o, e) => { Console.Out.Flush(); };
+        s.Log += (o, e) => { };
+        s.Config("LogLevel=3");
+        s.StartListening();
+        var c = Connect(s);
+        var ns = c.GetStream();
+        var f = Frame(s_sample);
+        ns.Write(f, 0, f.Length);
+        ReadBlock(ns);
+        if (name == "listening")
+        {
+            s_keep = s;   // referenced: exits with the server listening and a client connected
+        }
+        else if (name == "abandoned")
+        {
+            s = null;     // unreferenced but listening: the binding keeps it alive until exit
+            GC.Collect(); GC.WaitForPendingFinalizers();
+        }
+        else if (name == "traffic")
+        {
+            // a client keeps sending while Main returns
+            var t = new Thread(() =>
+            {
+                try { while (true) { ns.Write(f, 0, f.Length); ReadBlock(ns); } } catch { }
+            });
+            t.IsBackground = true;
+            t.Start();
+            Thread.Sleep(100);
+        }
+        else if (name == "exit-call")
+        {
+            Console.WriteLine("scenario-ready");
+            Console.Out.Flush();
+            Environment.Exit(0);
+        }
+        Console.WriteLine("scenario-ready");
+        Console.Out.Flush();
+        GC.KeepAlive(c);
+        return 0;
+    }
+
+    /// <summary>A stream that records writes and whether it was disposed.</summary>
+    private sealed class TrackingStream : MemoryStream
+    {
+        public volatile bool Disposed;
+        private readonly MemoryStream _written = new MemoryStream();
+        public TrackingStream(byte[] content) : base(content ?? new byte[0], false) { }
+        public override bool CanWrite { get { return true; } }
+        public override void Write(byte[] buffer, int offset, int count) { lock (_written) _written.Write(buffer, offset, count); }
+        public byte[] Written { get { lock (_written) return _written.ToArray(); } }
+        protected override void Dispose(bool disposing) { Disposed = true; base.Dispose(disposing); }
+    }
+
+    private static string s_samplePath;
+
+    public static int Main(string[] args)
+    {
+        string scenario = null, filter = null;
+        s_samplePath = "/work/shared/samples/adt_a01.hl7";
+        for (int i = 0; i < args.Length; i++)
+        {
+            if (args[i] == "--sample" && i + 1 < args.Length) s_samplePath = args[++i];
+            else if (args[i] == "--scenario" && i + 1 < args.Length) scenario = args[++i];
+            else filter = args[i];
+        }
+        s_sample = File.ReadAllBytes(s_samplePath);
+        if (scenario != null) return RunScenario(scenario);
+
+        var all = new List<KeyValuePair<string, Action>>
+        {
+            new KeyValuePair<string, Action>("basics", TestBasics),
+            new KeyValuePair<string, Action>("config", TestConfig),
+            new KeyValuePair<string, Action>("connection-request", TestConnectionRequest),
+            new KeyValuePair<string, Action>("receive", () => TestReceive(1)),
+            new KeyValuePair<string, Action>("receive-split", () => TestReceive(7)),
+            new KeyValuePair<string, Action>("nak", TestNak),
+            new KeyValuePair<string, Action>("send-ackin", TestSendAndAckIn),
+            new KeyValuePair<string, Action>("output-stream-reentrancy", TestOutputStreamAndReentrancy),
+            new KeyValuePair<string, Action>("disconnect-shutdown", TestDisconnectShutdown),
+            new KeyValuePair<string, Action>("throwing-handlers", TestThrowingHandlers),
+            new KeyValuePair<string, Action>("log", TestLog),
+            new KeyValuePair<string, Action>("doevents", TestDoEvents),
+            new KeyValuePair<string, Action>("dispose", TestDisposeSemantics),
+            new KeyValuePair<string, Action>("gc-stress", TestGcStress),
+            new KeyValuePair<string, Action>("exit-listening", () => TestExitScenario("listening")),
+            new KeyValuePair<string, Action>("exit-abandoned", () => TestExitScenario("abandoned")),
+            new KeyValuePair<string, Action>("exit-traffic", () => TestExitScenario("traffic")),
+            new KeyValuePair<string, Action>("exit-call", () => TestExitScenario("exit-call")),
+        };
+        var total = Stopwatch.StartNew();
+        foreach (var t in all)
+        {
+            if (filter != null && !t.Key.Contains(filter)) continue;
+            Run(t.Key, t.Value, t.Key == "gc-stress" ? 60000 : 30000);
+        }
+        // Finalizers of everything above run now, with servers freed and threads gone.
+        for (int i = 0; i < 3; i++) { GC.Collect(); GC.WaitForPendingFinalizers(); }
+        Console.WriteLine();
+        Console.WriteLine(string.Format("{0} passed, {1} failed ({2:F1} s)", s_passed, s_failed, total.Elapsed.TotalSeconds));
+        foreach (var f in s_failures) Console.WriteLine("  FAILED: " + f);
+        return s_failed == 0 && s_passed > 0 ? 0 : 1;
+    }
+}
