@@ -84,6 +84,10 @@ pub struct Connection {
     /// Frames started (so a timer can tell whether it still concerns the current frame).
     frames_started: u64,
     ack_serial: u64,
+    /// Reused for HL7 acknowledgements: timestamp and control id, the ACK body, MSH copies.
+    scratch: Vec<u8>,
+    body: Vec<u8>,
+    msh_pool: Vec<Vec<u8>>,
 }
 
 /// A buffer larger than this is not kept for reuse: one huge message should not pin its memory.
@@ -107,6 +111,9 @@ impl Connection {
             out_pos: 0,
             frames_started: 0,
             ack_serial: 0,
+            scratch: Vec::new(),
+            body: Vec::new(),
+            msh_pool: Vec::new(),
         }
     }
 
@@ -209,7 +216,11 @@ impl Connection {
 
     /// Queues a reply slot for message `seq`. In HL7 mode `msg` supplies the MSH to answer.
     pub fn push_pending(&mut self, seq: u64, mode: AckMode, msg: &[u8]) {
-        let msh = if mode == AckMode::Hl7 { msh_segment(msg).to_vec() } else { Vec::new() };
+        let mut msh = Vec::new();
+        if mode == AckMode::Hl7 {
+            msh = self.msh_pool.pop().unwrap_or_default();
+            msh.extend_from_slice(msh_segment(msg));
+        }
         self.pending.push_back(Pending { seq, decision: None, msh });
     }
 
@@ -226,9 +237,13 @@ impl Connection {
         };
         p.decision = Some((accept, code));
         while let Some(Pending { decision: Some(_), .. }) = self.pending.front() {
-            let p = self.pending.pop_front().expect("front exists");
+            let mut p = self.pending.pop_front().expect("front exists");
             let (accept, code) = p.decision.expect("decided");
             self.write_reply(mode, accept, code, &p.msh, now_unix);
+            if p.msh.capacity() > 0 && p.msh.capacity() <= 4096 && self.msh_pool.len() < 4 {
+                p.msh.clear();
+                self.msh_pool.push(p.msh);
+            }
         }
         true
     }
@@ -253,14 +268,20 @@ impl Connection {
                 codec::encode_commit(chars, b, &mut self.out);
             }
             AckMode::Hl7 => {
+                use std::io::Write as _;
                 let code = if accept { AckCode::AA } else { code };
-                let mut ts = Vec::with_capacity(14);
-                hl7::format_timestamp(now_unix, &mut ts);
+                // Scratch buffers are reused: no allocation per acknowledgement.
+                let s = &mut self.scratch;
+                s.clear();
+                hl7::format_timestamp(now_unix, s);
+                let ts_end = s.len();
                 self.ack_serial += 1;
-                let control = format!("{}{:06}", now_unix, self.ack_serial % 1_000_000);
-                let mut body = Vec::with_capacity(128 + msh.len());
-                hl7::build_ack(msh, code, &ts, control.as_bytes(), None, &mut body);
-                codec::encode_frame(chars, &body, &mut self.out);
+                let _ = write!(s, "{}{:06}", now_unix, self.ack_serial % 1_000_000);
+                let ctl_end = s.len();
+                let (ts, control) = (&s[..ts_end], &s[ts_end..ctl_end]);
+                self.body.clear();
+                hl7::build_ack(msh, code, ts, control, None, &mut self.body);
+                codec::encode_frame(chars, &self.body, &mut self.out);
             }
         }
     }
