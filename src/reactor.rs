@@ -36,6 +36,8 @@ const READ_CHUNK: usize = 256 * 1024;
 const OUT_HIGH_WATER: usize = 1 << 20;
 /// Undecided replies past this stop reading from the peer (pipelining senders).
 const PENDING_HIGH_WATER: usize = 64;
+/// Connections accepted in DoEvents mode and waiting for their ConnectionRequest decision.
+const MAX_HELD: usize = 1024;
 /// Reads per readiness event before other connections get their turn (fairness).
 const READ_BUDGET: usize = 16;
 
@@ -280,6 +282,11 @@ impl Reactor {
             return;
         }
         loop {
+            // DoEvents: connections waiting for ConnectionRequest are bounded; the rest wait
+            // in the kernel's backlog until the host catches up (see Command::Admit).
+            if self.held.len() >= MAX_HELD {
+                return;
+            }
             let Some(l) = self.listener.as_ref() else {
                 return;
             };
@@ -986,6 +993,9 @@ impl Reactor {
                         self.admit(stream, addr);
                     } else {
                         self.log(0, 1, || format!("connection from {addr} refused by ConnectionRequest"));
+                    }
+                    if self.held.len() + 1 == MAX_HELD {
+                        self.accept_all();
                     }
                 }
             }
