@@ -548,8 +548,10 @@ typedef struct {
    */
   const char *supported_signature_algs;
   /**
-   * Read-write: NULL presents SSLCert; a certificate handle (borrowed for the duration of
-   * the callback; the library keeps its own reference) presents that one.
+   * Read-write: NULL presents SSLCert; a certificate handle presents that one. The handle
+   * must stay valid until the callback has returned (the library takes its own reference
+   * then; a garbage-collected binding must keep its certificate object alive past the end
+   * of the host's handler). The host may free its handle afterwards.
    */
   const mllp_certificate *certificate;
 } mllp_ssl_connection_request_event;

@@ -21,7 +21,8 @@ int main(void) {
     printf("AckOut %zu", sizeof(mllp_ack_out_event));
     F(mllp_ack_out_event, connection_id); F(mllp_ack_out_event, message_seq);
     F(mllp_ack_out_event, accept); F(mllp_ack_out_event, reject_code);
-    F(mllp_ack_out_event, message); F(mllp_ack_out_event, message_len); printf("\n");
+    F(mllp_ack_out_event, message); F(mllp_ack_out_event, message_len);
+    F(mllp_ack_out_event, defer); printf("\n");
     printf("AckIn %zu", sizeof(mllp_ack_in_event));
     F(mllp_ack_in_event, connection_id); F(mllp_ack_in_event, accepted); printf("\n");
     printf("Error %zu", sizeof(mllp_error_event));
@@ -30,5 +31,20 @@ int main(void) {
     printf("Log %zu", sizeof(mllp_log_event));
     F(mllp_log_event, connection_id); F(mllp_log_event, log_level);
     F(mllp_log_event, message); F(mllp_log_event, log_type); printf("\n");
+    printf("SslClientAuth %zu", sizeof(mllp_ssl_client_authentication_event));
+    F(mllp_ssl_client_authentication_event, connection_id);
+    F(mllp_ssl_client_authentication_event, cert_encoded);
+    F(mllp_ssl_client_authentication_event, cert_encoded_len);
+    F(mllp_ssl_client_authentication_event, cert_subject);
+    F(mllp_ssl_client_authentication_event, cert_issuer);
+    F(mllp_ssl_client_authentication_event, status);
+    F(mllp_ssl_client_authentication_event, accept); printf("\n");
+    printf("SslConnectionRequest %zu", sizeof(mllp_ssl_connection_request_event));
+    F(mllp_ssl_connection_request_event, connection_id);
+    F(mllp_ssl_connection_request_event, supported_cipher_suites);
+    F(mllp_ssl_connection_request_event, supported_signature_algs);
+    F(mllp_ssl_connection_request_event, certificate); printf("\n");
+    printf("SslStatus %zu", sizeof(mllp_ssl_status_event));
+    F(mllp_ssl_status_event, connection_id); F(mllp_ssl_status_event, message); printf("\n");
     return 0;
 }

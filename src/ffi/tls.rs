@@ -77,8 +77,10 @@ pub struct mllp_ssl_connection_request_event {
     pub supported_cipher_suites: *const c_char,
     /// Comma-separated signature schemes the client supports (NUL-terminated).
     pub supported_signature_algs: *const c_char,
-    /// Read-write: NULL presents SSLCert; a certificate handle (borrowed for the duration of
-    /// the callback; the library keeps its own reference) presents that one.
+    /// Read-write: NULL presents SSLCert; a certificate handle presents that one. The handle
+    /// must stay valid until the callback has returned (the library takes its own reference
+    /// then; a garbage-collected binding must keep its certificate object alive past the end
+    /// of the host's handler). The host may free its handle afterwards.
     pub certificate: *const mllp_certificate,
 }
 

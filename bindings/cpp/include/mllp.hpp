@@ -4,6 +4,7 @@
 //   mllp::Server       properties (localHost(), setLocalPort(), listening(), ...), methods
 //                      (startListening(), send(), config(), ...) and events (onTransfer(), ...)
 //   mllp::Connection   a view of one entry of the Connections map (server.connection(id))
+//   mllp::Certificate  a certificate (with its private key) for TLS: SSLCert, SSLConnectionRequest
 //   mllp::Error        thrown by every failing call; code() is the library's result code
 //
 // Threads: by default event handlers run on the server's reactor thread, one at a time, with no
@@ -31,7 +32,9 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <optional>
 #include <type_traits>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -64,6 +67,9 @@ constexpr int BufferTooSmall = MLLP_ERR_BUFFER_TOO_SMALL;           // 2008
 constexpr int Io = MLLP_ERR_IO;                                     // 2009
 constexpr int SendInterrupted = MLLP_ERR_SEND_INTERRUPTED;          // 2011
 constexpr int TooManyConnections = MLLP_ERR_TOO_MANY_CONNECTIONS;   // 2012
+constexpr int Certificate = MLLP_ERR_CERTIFICATE;                   // 2020
+constexpr int TlsHandshake = MLLP_ERR_TLS_HANDSHAKE;                // 2021
+constexpr int TlsClientRejected = MLLP_ERR_TLS_CLIENT_REJECTED;     // 2022
 }  // namespace errc
 
 /// The library's version string, e.g. "0.1.0".
@@ -191,12 +197,16 @@ struct TransferEvent {
 enum class RejectCode : int { AE = MLLP_REJECT_AE, AR = MLLP_REJECT_AR };
 
 /// AckOut: an acknowledgement is about to be sent. Set accept = false to send a NAK.
+/// Set defer = true to decide later: nothing is sent for this message until
+/// Server::acknowledge(connectionId, messageSeq, ...) is called, from any thread. Replies still
+/// leave in message order.
 struct AckOutEvent {
   ConnectionId connectionId = 0;
   std::uint64_t messageSeq = 0;
   bool accept = true;                    // read-write
   RejectCode rejectCode = RejectCode::AE;  // read-write (AckMode=HL7)
   ByteView message;                      // the complete message being acknowledged
+  bool defer = false;                    // read-write
 };
 
 /// AckIn: the client acknowledged data the server sent (accepted: ACK true, NAK false).
@@ -218,6 +228,37 @@ struct LogEvent {
   int logLevel = 0;
   std::string_view message;
   std::string_view logType;
+};
+
+class Certificate;
+
+/// SSLClientAuthentication: a TLS client presented its certificate (certEncoded empty: none).
+/// accept starts as the library's verification against the SSLClientCACerts setting (status is
+/// "OK" or why it failed); it is a recommendation: set it either way (false closes the
+/// connection). A throwing handler refuses the client.
+struct SslClientAuthenticationEvent {
+  ConnectionId connectionId = 0;
+  ByteView certEncoded;  // DER
+  std::string_view certSubject;
+  std::string_view certIssuer;
+  std::string_view status;
+  bool accept = false;  // read-write
+};
+
+/// SSLConnectionRequest: a ClientHello arrived. Set certificate to present another certificate
+/// than SSLCert on this connection; the binding keeps it alive until the connection closes.
+/// The lists are comma-separated.
+struct SslConnectionRequestEvent {
+  ConnectionId connectionId = 0;
+  std::string_view supportedCipherSuites;
+  std::string_view supportedSignatureAlgs;
+  std::shared_ptr<const Certificate> certificate;  // read-write
+};
+
+/// SSLStatus: progress of a secure connection (informational).
+struct SslStatusEvent {
+  ConnectionId connectionId = 0;
+  std::string_view message;
 };
 
 /// Input stream: fill up to cap bytes at buf; return the count, 0 at the end, negative on error.
@@ -262,6 +303,100 @@ template <class F>
 std::vector<std::uint8_t> getBytes(F&& call) {
   return getBuffer<std::uint8_t>(std::forward<F>(call));
 }
+}  // namespace detail
+
+// ---------------------------------------------------------------------------------------------
+/// Certificate store types (the reference's CertStoreTypes that this library supports).
+enum class CertStoreType : int {
+  PfxFile = MLLP_CERT_PFX_FILE,              // 2: PFX (PKCS#12) file; the store is its path
+  PfxBlob = MLLP_CERT_PFX_BLOB,              // 3: PFX data (binary or base64)
+  PemKeyFile = MLLP_CERT_PEM_KEY_FILE,       // 6: PEM file with a private key (+ certificates)
+  PemKeyBlob = MLLP_CERT_PEM_KEY_BLOB,       // 7: PEM data with a private key (+ certificates)
+  PublicKeyFile = MLLP_CERT_PUBLIC_KEY_FILE, // 8: PEM or DER certificate file
+  PublicKeyBlob = MLLP_CERT_PUBLIC_KEY_BLOB, // 9: PEM or DER certificate data
+  Auto = MLLP_CERT_AUTO,                     // 99: detect (a path if such a file exists)
+};
+
+/// A certificate, possibly with its private key (the reference's Certificate type). Owns its
+/// mllp_certificate handle (RAII, move-only). Immutable: share one between threads and servers
+/// freely (e.g. as std::shared_ptr<const Certificate>). A server given it keeps its own reference.
+class Certificate {
+ public:
+  /// Certificate(storeType, store, storePassword, subject) of the reference: store is a path
+  /// for the *File types or the data for the *Blob types. subject selects the certificate:
+  /// "*" the first, an exact or substring match of the subject DN, or
+  /// "Thumbprint=<hex SHA-1 or SHA-256>". Throws Error 2020 (errc::Certificate) for a wrong
+  /// password, bad data or no match, 303 when the file cannot be opened.
+  Certificate(CertStoreType storeType, ByteView store, std::string_view storePassword = {},
+              std::string_view subject = "*") {
+    const std::string pw(storePassword);
+    const std::string subj(subject);
+    mllp_certificate* out = nullptr;
+    detail::check(mllp_certificate_load(static_cast<int>(storeType), store.data(), store.size(), pw.c_str(),
+                                        subj.c_str(), &out));
+    h_ = out;
+  }
+  /// Takes ownership of a handle (freed by the destructor).
+  static Certificate adopt(mllp_certificate* handle) noexcept { return Certificate(handle); }
+
+  ~Certificate() { mllp_certificate_free(h_); }
+  Certificate(const Certificate&) = delete;
+  Certificate& operator=(const Certificate&) = delete;
+  Certificate(Certificate&& other) noexcept : h_(std::exchange(other.h_, nullptr)) {}
+  Certificate& operator=(Certificate&& other) noexcept {
+    if (this != &other) {
+      mllp_certificate_free(h_);
+      h_ = std::exchange(other.h_, nullptr);
+    }
+    return *this;
+  }
+
+  /// False for a moved-from Certificate.
+  explicit operator bool() const noexcept { return h_ != nullptr; }
+  /// The C handle (still owned by this Certificate).
+  const mllp_certificate* handle() const noexcept { return h_; }
+
+  /// Subject: the subject DN, e.g. "CN=localhost, O=Example".
+  std::string subject() const { return field(MLLP_CERT_FIELD_SUBJECT); }
+  /// Issuer: the issuer DN.
+  std::string issuer() const { return field(MLLP_CERT_FIELD_ISSUER); }
+  /// SerialNumber, hexadecimal.
+  std::string serialNumber() const { return field(MLLP_CERT_FIELD_SERIAL_NUMBER); }
+  /// EffectiveDate (not valid before), e.g. "23-Jan-2000 15:00:00" (UTC).
+  std::string effectiveDate() const { return field(MLLP_CERT_FIELD_EFFECTIVE_DATE); }
+  /// ExpirationDate (not valid after), same format.
+  std::string expirationDate() const { return field(MLLP_CERT_FIELD_EXPIRATION_DATE); }
+  /// ThumbprintSHA1, lowercase hex.
+  std::string thumbprintSHA1() const { return field(MLLP_CERT_FIELD_THUMBPRINT_SHA1); }
+  /// ThumbprintSHA256, lowercase hex.
+  std::string thumbprintSHA256() const { return field(MLLP_CERT_FIELD_THUMBPRINT_SHA256); }
+  /// Encoded (EncodedB): the DER encoding.
+  std::vector<std::uint8_t> encoded() const {
+    const mllp_certificate* c = h();
+    return detail::getBytes([&](std::uint8_t* b, std::size_t* n) { return mllp_certificate_get_encoded(c, b, n); });
+  }
+  /// PrivateKeyAvailable: the store held the certificate's private key.
+  bool privateKeyAvailable() const {
+    std::uint8_t v = 0;
+    detail::check(mllp_certificate_get_private_key_available(h(), &v));
+    return v != 0;
+  }
+
+ private:
+  explicit Certificate(mllp_certificate* handle) noexcept : h_(handle) {}
+  const mllp_certificate* h() const {
+    if (!h_) throw Error(MLLP_ERR_BAD_STATE, "mllp::Certificate: the certificate was moved from");
+    return h_;
+  }
+  std::string field(int f) const {
+    const mllp_certificate* c = h();
+    return detail::getString([&](char* b, std::size_t* n) { return mllp_certificate_get_field(c, f, b, n); });
+  }
+
+  mllp_certificate* h_ = nullptr;
+};
+
+namespace detail {
 
 // Where handler exceptions go: shared by the server state and the stream holders, so it lives
 // as long as any of them.
@@ -320,9 +455,16 @@ struct State {
   Fn<const AckInEvent> ackIn;
   Fn<const ErrorEvent> error;
   Fn<const LogEvent> log;
+  Fn<SslClientAuthenticationEvent> sslClientAuthentication;
+  Fn<SslConnectionRequestEvent> sslConnectionRequest;
+  Fn<const SslStatusEvent> sslStatus;
   std::shared_ptr<const std::function<void()>> threadStart;
   std::shared_ptr<const std::function<void()>> threadStop;
   std::shared_ptr<ExceptionSink> sink = std::make_shared<ExceptionSink>();
+  // Certificates chosen in SSLConnectionRequest, by connection: the library takes its own
+  // reference only after the handler's trampoline returned, so they are kept until Disconnected.
+  std::mutex presentedMutex;
+  std::unordered_map<ConnectionId, std::shared_ptr<const Certificate>> presented;
 
   template <class P>
   P load(const P& slot) const {
@@ -373,8 +515,19 @@ struct State {
   }
   static void onDisconnected(void* user, const mllp_status_event* e) noexcept {
     if (!user || !e) return;
+    auto* st = static_cast<State*>(user);
     const DisconnectedEvent ev{e->connection_id, e->status_code, e->description ? e->description : ""};
-    static_cast<State*>(user)->dispatch(static_cast<State*>(user)->disconnected, ev, "Disconnected");
+    st->dispatch(st->disconnected, ev, "Disconnected");
+    std::shared_ptr<const Certificate> drop;  // released outside the lock
+    try {
+      std::lock_guard<std::mutex> lock(st->presentedMutex);
+      auto it = st->presented.find(e->connection_id);
+      if (it != st->presented.end()) {
+        drop = std::move(it->second);
+        st->presented.erase(it);
+      }
+    } catch (...) {
+    }
   }
   static void onStartTransfer(void* user, const mllp_transfer_boundary_event* e) noexcept {
     if (!user || !e) return;
@@ -399,9 +552,11 @@ struct State {
     ev.accept = e->accept != 0;
     ev.rejectCode = static_cast<RejectCode>(e->reject_code);
     ev.message = ByteView(e->message, e->message_len);
+    ev.defer = e->defer != 0;
     const bool ok = static_cast<State*>(user)->dispatch(static_cast<State*>(user)->ackOut, ev, "AckOut");
     e->accept = (ok && ev.accept) ? 1 : 0;  // a throwing handler refuses the message
     e->reject_code = static_cast<int>(ev.rejectCode);
+    e->defer = (ok && ev.defer) ? 1 : 0;
   }
   static void onAckIn(void* user, const mllp_ack_in_event* e) noexcept {
     if (!user || !e) return;
@@ -418,6 +573,42 @@ struct State {
     const LogEvent ev{e->connection_id, e->log_level, e->message ? e->message : "",
                       e->log_type ? e->log_type : ""};
     static_cast<State*>(user)->dispatch(static_cast<State*>(user)->log, ev, "Log");
+  }
+  static void onSslClientAuthentication(void* user, mllp_ssl_client_authentication_event* e) noexcept {
+    if (!user || !e) return;
+    SslClientAuthenticationEvent ev;
+    ev.connectionId = e->connection_id;
+    ev.certEncoded = ByteView(e->cert_encoded, e->cert_encoded_len);
+    ev.certSubject = e->cert_subject ? e->cert_subject : "";
+    ev.certIssuer = e->cert_issuer ? e->cert_issuer : "";
+    ev.status = e->status ? e->status : "";
+    ev.accept = e->accept != 0;
+    const bool ok = static_cast<State*>(user)->dispatch(static_cast<State*>(user)->sslClientAuthentication, ev,
+                                                         "SSLClientAuthentication");
+    e->accept = (ok && ev.accept) ? 1 : 0;  // a throwing handler refuses the client
+  }
+  static void onSslConnectionRequest(void* user, mllp_ssl_connection_request_event* e) noexcept {
+    if (!user || !e) return;
+    auto* st = static_cast<State*>(user);
+    SslConnectionRequestEvent ev;
+    ev.connectionId = e->connection_id;
+    ev.supportedCipherSuites = e->supported_cipher_suites ? e->supported_cipher_suites : "";
+    ev.supportedSignatureAlgs = e->supported_signature_algs ? e->supported_signature_algs : "";
+    if (!st->dispatch(st->sslConnectionRequest, ev, "SSLConnectionRequest")) return;  // SSLCert
+    if (!ev.certificate || !ev.certificate->handle()) return;
+    try {
+      std::lock_guard<std::mutex> lock(st->presentedMutex);
+      std::shared_ptr<const Certificate>& slot = st->presented[e->connection_id];
+      slot.swap(ev.certificate);  // the old one (if any) is released with ev, outside the lock
+      e->certificate = slot->handle();
+    } catch (...) {
+      st->report("SSLConnectionRequest", std::current_exception());
+    }
+  }
+  static void onSslStatus(void* user, const mllp_ssl_status_event* e) noexcept {
+    if (!user || !e) return;
+    const SslStatusEvent ev{e->connection_id, e->message ? e->message : ""};
+    static_cast<State*>(user)->dispatch(static_cast<State*>(user)->sslStatus, ev, "SSLStatus");
   }
   static void runHook(void* user, bool start) noexcept {
     if (!user) return;
@@ -539,6 +730,22 @@ class Connection {
     detail::check(mllp_connection_set_output_file_name(h_, id_, p.c_str()));
   }
 
+  /// A negotiated TLS value: name is SSLNegotiatedCipher, SSLNegotiatedCipherStrength,
+  /// SSLNegotiatedCipherSuite, SSLNegotiatedKeyExchange, SSLNegotiatedKeyExchangeStrength or
+  /// SSLNegotiatedVersion; "" before the handshake completes or on a plain connection.
+  std::string sslNegotiated(std::string_view name) const {
+    const std::string n(name);
+    return detail::getString(
+        [&](char* b, std::size_t* len) { return mllp_connection_get_ssl_negotiated(h_, id_, n.c_str(), b, len); });
+  }
+  /// SSLNegotiatedVersion: "TLS1.3" or "TLS1.2" ("" on a plain connection).
+  std::string sslNegotiatedVersion() const { return sslNegotiated("SSLNegotiatedVersion"); }
+  std::string sslNegotiatedCipher() const { return sslNegotiated("SSLNegotiatedCipher"); }
+  std::string sslNegotiatedCipherStrength() const { return sslNegotiated("SSLNegotiatedCipherStrength"); }
+  std::string sslNegotiatedCipherSuite() const { return sslNegotiated("SSLNegotiatedCipherSuite"); }
+  std::string sslNegotiatedKeyExchange() const { return sslNegotiated("SSLNegotiatedKeyExchange"); }
+  std::string sslNegotiatedKeyExchangeStrength() const { return sslNegotiated("SSLNegotiatedKeyExchangeStrength"); }
+
   /// InputStream: send() calls read until it returns 0 and sends what it read. The function is
   /// kept alive until the library closes the stream (after a send when CloseStreamAfterTransfer
   /// is True, when replaced, when the connection closes). An empty function clears the stream.
@@ -573,6 +780,8 @@ class Server {
       mllp_server_free(h_);
       detail::check(rc);
     }
+    // Always registered: it also releases certificates chosen in SSLConnectionRequest.
+    detail::check(mllp_server_on_disconnected(h_, &detail::State::onDisconnected));
   }
   ~Server() { destroy(); }
 
@@ -644,6 +853,41 @@ class Server {
   }
   void setVersion(int version) { detail::check(mllp_server_set_version(h(), version)); }
 
+  /// SSLEnabled: accept TLS connections (takes effect at the next startListening()).
+  bool sslEnabled() const {
+    std::uint8_t v = 0;
+    detail::check(mllp_server_get_ssl_enabled(h(), &v));
+    return v != 0;
+  }
+  void setSslEnabled(bool enabled) { detail::check(mllp_server_set_ssl_enabled(h(), enabled ? 1 : 0)); }
+
+  /// SSLAuthenticateClients: ask clients for a certificate (see onSslClientAuthentication and
+  /// the SSLClientCACerts setting); takes effect at the next startListening().
+  bool sslAuthenticateClients() const {
+    std::uint8_t v = 0;
+    detail::check(mllp_server_get_ssl_authenticate_clients(h(), &v));
+    return v != 0;
+  }
+  void setSslAuthenticateClients(bool on) {
+    detail::check(mllp_server_set_ssl_authenticate_clients(h(), on ? 1 : 0));
+  }
+
+  /// SSLCert: a new Certificate object for the server's certificate, or std::nullopt.
+  std::optional<Certificate> sslCert() const {
+    mllp_certificate* out = nullptr;
+    detail::check(mllp_server_get_ssl_cert(h(), &out));
+    if (!out) return std::nullopt;
+    return Certificate::adopt(out);
+  }
+  /// Sets SSLCert. The server keeps its own reference: cert may be destroyed afterwards. Checked
+  /// at the next startListening() (no key, key mismatch, expired: Error 2020 there).
+  void setSslCert(const Certificate& cert) {
+    if (!cert) throw Error(MLLP_ERR_INVALID_ARGUMENT, "mllp::Server::setSslCert: moved-from certificate");
+    detail::check(mllp_server_set_ssl_cert(h(), cert.handle()));
+  }
+  /// Clears SSLCert.
+  void setSslCert(std::nullptr_t) { detail::check(mllp_server_set_ssl_cert(h(), nullptr)); }
+
   /// Connections: the ids of the open connections.
   std::vector<ConnectionId> connections() const {
     return detail::getBuffer<std::uint64_t>(
@@ -679,6 +923,14 @@ class Server {
   void sendBytes(ConnectionId id, ByteView data) {
     detail::check(mllp_server_send_bytes(h(), id, data.data(), data.size()));
   }
+  /// Acknowledges a message whose AckOut handler set defer: accept sends ACK (HL7 mode: MSA-1
+  /// AA), !accept a NAK (HL7 mode: rejectCode). Any thread, also inside handlers. Replies leave
+  /// in message order; a messageSeq not awaiting a decision is ignored. Throws
+  /// Error(MLLP_ERR_NO_SUCH_CONNECTION) when the connection has closed.
+  void acknowledge(ConnectionId id, std::uint64_t messageSeq, bool accept = true,
+                   RejectCode rejectCode = RejectCode::AE) {
+    detail::check(mllp_server_acknowledge(h(), id, messageSeq, accept ? 1 : 0, static_cast<int>(rejectCode)));
+  }
   /// DoEvents: with EventMode=DoEvents delivers queued events on this thread, waiting up to
   /// timeoutMs for the first; returns how many were delivered.
   std::size_t doEvents(std::uint32_t timeoutMs = 0) {
@@ -695,7 +947,9 @@ class Server {
     set(&detail::State::connected, std::move(fn), mllp_server_on_connected, &detail::State::onConnected);
   }
   void onDisconnected(std::function<void(const DisconnectedEvent&)> fn) {
-    set(&detail::State::disconnected, std::move(fn), mllp_server_on_disconnected, &detail::State::onDisconnected);
+    // The trampoline stays registered (see the constructor); an empty function only clears the slot.
+    set(&detail::State::disconnected, std::move(fn),
+        [](mllp_server*, mllp_status_cb) noexcept { return MLLP_OK; }, &detail::State::onDisconnected);
   }
   void onStartTransfer(std::function<void(const StartTransferEvent&)> fn) {
     set(&detail::State::startTransfer, std::move(fn), mllp_server_on_start_transfer, &detail::State::onStartTransfer);
@@ -717,6 +971,21 @@ class Server {
   }
   void onLog(std::function<void(const LogEvent&)> fn) {
     set(&detail::State::log, std::move(fn), mllp_server_on_log, &detail::State::onLog);
+  }
+  /// SSLClientAuthentication (with sslAuthenticateClients): set e.accept to override the
+  /// library's verification result either way.
+  void onSslClientAuthentication(std::function<void(SslClientAuthenticationEvent&)> fn) {
+    set(&detail::State::sslClientAuthentication, std::move(fn), mllp_server_on_ssl_client_authentication,
+        &detail::State::onSslClientAuthentication);
+  }
+  /// SSLConnectionRequest: set e.certificate to present another certificate on this connection.
+  void onSslConnectionRequest(std::function<void(SslConnectionRequestEvent&)> fn) {
+    set(&detail::State::sslConnectionRequest, std::move(fn), mllp_server_on_ssl_connection_request,
+        &detail::State::onSslConnectionRequest);
+  }
+  /// SSLStatus: progress of secure connections.
+  void onSslStatus(std::function<void(const SslStatusEvent&)> fn) {
+    set(&detail::State::sslStatus, std::move(fn), mllp_server_on_ssl_status, &detail::State::onSslStatus);
   }
   /// Runs once on the reactor thread when it starts (set before startListening()).
   void onThreadStart(std::function<void()> fn) {

@@ -37,11 +37,24 @@ from ._errors import (
     ERR_IO,
     ERR_SEND_INTERRUPTED,
     ERR_TOO_MANY_CONNECTIONS,
+    ERR_CERTIFICATE,
+    ERR_TLS_HANDSHAKE,
+    ERR_TLS_CLIENT_REJECTED,
     REJECT_AE,
     REJECT_AR,
     CODES,
     MLLPError,
     error_description,
+)
+from .certificate import (
+    CERT_AUTO,
+    CERT_PEM_KEY_BLOB,
+    CERT_PEM_KEY_FILE,
+    CERT_PFX_BLOB,
+    CERT_PFX_FILE,
+    CERT_PUBLIC_KEY_BLOB,
+    CERT_PUBLIC_KEY_FILE,
+    Certificate,
 )
 from ._lib import library_path, lib as _cdll
 from .events import (
@@ -53,6 +66,9 @@ from .events import (
     EndTransferEvent,
     ErrorEvent,
     LogEvent,
+    SSLClientAuthenticationEvent,
+    SSLConnectionRequestEvent,
+    SSLStatusEvent,
     StartTransferEvent,
     TransferEvent,
 )
@@ -69,6 +85,7 @@ def library_version() -> str:
 
 __all__ = [
     "Server",
+    "Certificate",
     "Connection",
     "Connections",
     "HandlerSlot",
@@ -86,6 +103,9 @@ __all__ = [
     "EndTransferEvent",
     "ErrorEvent",
     "LogEvent",
+    "SSLClientAuthenticationEvent",
+    "SSLConnectionRequestEvent",
+    "SSLStatusEvent",
     "StartTransferEvent",
     "TransferEvent",
     "OK",
@@ -109,6 +129,16 @@ __all__ = [
     "ERR_IO",
     "ERR_SEND_INTERRUPTED",
     "ERR_TOO_MANY_CONNECTIONS",
+    "ERR_CERTIFICATE",
+    "ERR_TLS_HANDSHAKE",
+    "ERR_TLS_CLIENT_REJECTED",
     "REJECT_AE",
+    "CERT_PFX_FILE",
+    "CERT_PFX_BLOB",
+    "CERT_PEM_KEY_FILE",
+    "CERT_PEM_KEY_BLOB",
+    "CERT_PUBLIC_KEY_FILE",
+    "CERT_PUBLIC_KEY_BLOB",
+    "CERT_AUTO",
     "REJECT_AR",
 ]

@@ -47,6 +47,13 @@ ERR_IO = 2009
 ERR_SEND_INTERRUPTED = 2011
 #: MaxConnections reached; reported through the Error event (2012).
 ERR_TOO_MANY_CONNECTIONS = 2012
+#: A certificate or key could not be loaded or used: wrong password, key mismatch, expired,
+#: no private key, bad format (2020).
+ERR_CERTIFICATE = 2020
+#: The TLS handshake failed or did not finish in time (2021).
+ERR_TLS_HANDSHAKE = 2021
+#: The client's certificate was refused in SSLClientAuthentication (2022).
+ERR_TLS_CLIENT_REJECTED = 2022
 
 #: HL7 MSA-1 reject codes for AckOutEvent.reject_code.
 REJECT_AE = 1
@@ -81,6 +88,9 @@ __all__ = [
     "ERR_IO",
     "ERR_SEND_INTERRUPTED",
     "ERR_TOO_MANY_CONNECTIONS",
+    "ERR_CERTIFICATE",
+    "ERR_TLS_HANDSHAKE",
+    "ERR_TLS_CLIENT_REJECTED",
     "REJECT_AE",
     "REJECT_AR",
 ]

@@ -64,6 +64,7 @@ class AckOutStruct(Structure):
         ("reject_code", c_int),
         ("message", c_void_p),
         ("message_len", c_size_t),
+        ("defer", c_uint8),
     ]
 
 
@@ -84,6 +85,31 @@ class LogStruct(Structure):
     ]
 
 
+class SslClientAuthStruct(Structure):
+    _fields_ = [
+        ("connection_id", c_uint64),
+        ("cert_encoded", c_void_p),
+        ("cert_encoded_len", c_size_t),
+        ("cert_subject", c_char_p),
+        ("cert_issuer", c_char_p),
+        ("status", c_char_p),
+        ("accept", c_uint8),
+    ]
+
+
+class SslConnectionRequestStruct(Structure):
+    _fields_ = [
+        ("connection_id", c_uint64),
+        ("supported_cipher_suites", c_char_p),
+        ("supported_signature_algs", c_char_p),
+        ("certificate", c_void_p),  # const mllp_certificate *
+    ]
+
+
+class SslStatusStruct(Structure):
+    _fields_ = [("connection_id", c_uint64), ("message", c_char_p)]
+
+
 # ---------------------------------------------------------------------------------------------
 # Callback types
 # ---------------------------------------------------------------------------------------------
@@ -96,6 +122,9 @@ ACK_OUT_CB = CFUNCTYPE(None, c_void_p, POINTER(AckOutStruct))
 ACK_IN_CB = CFUNCTYPE(None, c_void_p, POINTER(AckInStruct))
 ERROR_CB = CFUNCTYPE(None, c_void_p, POINTER(ErrorStruct))
 LOG_CB = CFUNCTYPE(None, c_void_p, POINTER(LogStruct))
+SSL_CLIENT_AUTH_CB = CFUNCTYPE(None, c_void_p, POINTER(SslClientAuthStruct))
+SSL_CONNECTION_REQUEST_CB = CFUNCTYPE(None, c_void_p, POINTER(SslConnectionRequestStruct))
+SSL_STATUS_CB = CFUNCTYPE(None, c_void_p, POINTER(SslStatusStruct))
 RELEASE_CB = CFUNCTYPE(None, c_void_p)
 READ_CB = CFUNCTYPE(c_ssize_t, c_void_p, c_void_p, c_size_t)
 WRITE_CB = CFUNCTYPE(c_int, c_void_p, c_void_p, c_size_t)
@@ -140,6 +169,7 @@ def _load() -> "tuple[ctypes.CDLL, str]":
 lib, library_path = _load()
 
 _SERVER = c_void_p  # mllp_server *
+_CERT = c_void_p  # mllp_certificate *
 _P_SIZE = POINTER(c_size_t)
 
 
@@ -207,3 +237,21 @@ _decl("mllp_server_send", c_int, _SERVER, c_uint64)
 _decl("mllp_server_send_bytes", c_int, _SERVER, c_uint64, c_char_p, c_size_t)
 _decl("mllp_server_do_events", c_int, _SERVER, c_uint32, _P_SIZE)
 _decl("mllp_server_get_connections", c_int, _SERVER, POINTER(c_uint64), _P_SIZE)
+_decl("mllp_server_acknowledge", c_int, _SERVER, c_uint64, c_uint64, c_uint8, c_int)
+
+# TLS
+_decl("mllp_certificate_load", c_int, c_int, c_char_p, c_size_t, c_char_p, c_char_p, POINTER(_CERT))
+_decl("mllp_certificate_free", None, _CERT)
+_decl("mllp_certificate_get_field", c_int, _CERT, c_int, c_void_p, _P_SIZE)
+_decl("mllp_certificate_get_encoded", c_int, _CERT, c_void_p, _P_SIZE)
+_decl("mllp_certificate_get_private_key_available", c_int, _CERT, POINTER(c_uint8))
+_decl("mllp_server_set_ssl_cert", c_int, _SERVER, _CERT)
+_decl("mllp_server_get_ssl_cert", c_int, _SERVER, POINTER(_CERT))
+_decl("mllp_server_get_ssl_enabled", c_int, _SERVER, POINTER(c_uint8))
+_decl("mllp_server_set_ssl_enabled", c_int, _SERVER, c_uint8)
+_decl("mllp_server_get_ssl_authenticate_clients", c_int, _SERVER, POINTER(c_uint8))
+_decl("mllp_server_set_ssl_authenticate_clients", c_int, _SERVER, c_uint8)
+_decl("mllp_connection_get_ssl_negotiated", c_int, _SERVER, c_uint64, c_char_p, c_void_p, _P_SIZE)
+_decl("mllp_server_on_ssl_client_authentication", c_int, _SERVER, SSL_CLIENT_AUTH_CB)
+_decl("mllp_server_on_ssl_connection_request", c_int, _SERVER, SSL_CONNECTION_REQUEST_CB)
+_decl("mllp_server_on_ssl_status", c_int, _SERVER, SSL_STATUS_CB)

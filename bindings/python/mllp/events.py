@@ -1,13 +1,18 @@
 """Event objects passed to handlers. Fields follow the reference's event parameters.
 
-Events whose parameters are read-write in the reference (``accept`` of ConnectionRequest and
-AckOut, plus AckOut's ``reject_code``) are written back to the library when the handler
+Events whose parameters are read-write in the reference (``accept`` of ConnectionRequest,
+AckOut and SSLClientAuthentication, AckOut's ``reject_code`` and ``defer``, and
+SSLConnectionRequest's ``certificate``) are written back to the library when the handler
 returns.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Optional
+
+if TYPE_CHECKING:
+    from .certificate import Certificate
 
 __all__ = [
     "ConnectionRequestEvent",
@@ -20,6 +25,9 @@ __all__ = [
     "AckInEvent",
     "ErrorEvent",
     "LogEvent",
+    "SSLClientAuthenticationEvent",
+    "SSLConnectionRequestEvent",
+    "SSLStatusEvent",
 ]
 
 
@@ -82,6 +90,10 @@ class AckOutEvent:
     Set ``accept = False`` to send a negative acknowledgement; in HL7 ack mode
     ``reject_code`` (:data:`mllp.REJECT_AE`, the default, or :data:`mllp.REJECT_AR`) chooses
     MSA-1 of the rejection.
+
+    Set ``defer = True`` to decide later: nothing is sent for this message until
+    :meth:`mllp.Server.acknowledge` is called with ``connection_id`` and ``message_seq``, from
+    any thread (e.g. after a group commit). Replies still leave in message order.
     """
 
     connection_id: int
@@ -89,6 +101,7 @@ class AckOutEvent:
     message: bytes
     accept: bool = True
     reject_code: int = 1
+    defer: bool = False
 
 
 @dataclass
@@ -116,3 +129,40 @@ class LogEvent:
     log_level: int
     message: str
     log_type: str
+
+
+@dataclass
+class SSLClientAuthenticationEvent:
+    """A TLS client presented its certificate (or none: ``cert_encoded`` is empty).
+
+    ``accept`` starts as the library's verification result against the SSLClientCACerts
+    setting (``status`` is "OK" or why it failed); it is a recommendation: set it either way.
+    False closes the connection.
+    """
+
+    connection_id: int
+    cert_encoded: bytes
+    cert_subject: str
+    cert_issuer: str
+    status: str
+    accept: bool = False
+
+
+@dataclass
+class SSLConnectionRequestEvent:
+    """A TLS ClientHello arrived. Set ``certificate`` to a :class:`mllp.Certificate` to present
+    it on this connection instead of the server's ``ssl_cert`` (the library takes its own
+    reference when the handler returns). The lists are comma-separated."""
+
+    connection_id: int
+    supported_cipher_suites: str
+    supported_signature_algs: str
+    certificate: Optional["Certificate"] = None
+
+
+@dataclass
+class SSLStatusEvent:
+    """Progress of a secure connection (informational)."""
+
+    connection_id: int
+    message: str

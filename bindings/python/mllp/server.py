@@ -49,6 +49,7 @@ from typing import (
 from . import _lib
 from ._errors import (
     ERR_BAD_STATE,
+    REJECT_AE,
     ERR_BUFFER_TOO_SMALL,
     ERR_INVALID_ARGUMENT,
     ERR_NO_SUCH_CONNECTION,
@@ -67,9 +68,13 @@ from .events import (
     EndTransferEvent,
     ErrorEvent,
     LogEvent,
+    SSLClientAuthenticationEvent,
+    SSLConnectionRequestEvent,
+    SSLStatusEvent,
     StartTransferEvent,
     TransferEvent,
 )
+from .certificate import Certificate
 
 __all__ = ["Server", "Connection", "Connections", "BytesLike"]
 
@@ -232,6 +237,7 @@ def _status_trampoline(name: str, cls: type) -> Any:
             raw = p.contents
             if name == "disconnected":
                 server._failed.discard(int(raw.connection_id))
+                server._presented.pop(int(raw.connection_id), None)
             handler = server._handlers.get(name)
             if handler is None:
                 return
@@ -305,10 +311,12 @@ def _t_ack_out(user: Optional[int], p: Any) -> None:
                 _bytes_at(raw.message, raw.message_len),
                 bool(raw.accept),
                 int(raw.reject_code),
+                bool(raw.defer),
             )
             if server._invoke("ack_out", handler, event, None):
                 raw.accept = 1 if event.accept else 0
                 raw.reject_code = int(event.reject_code)
+                raw.defer = 1 if event.defer else 0
             else:
                 failed = True
         if failed and server.nak_on_handler_error:
@@ -369,6 +377,81 @@ def _t_log(user: Optional[int], p: Any) -> None:
 
 
 _t_log_c = _lib.LOG_CB(_t_log)
+
+
+def _t_ssl_client_authentication(user: Optional[int], p: Any) -> None:
+    try:
+        server = _lookup(user)
+        handler = server._handlers.get("ssl_client_authentication") if server is not None else None
+        if server is None or handler is None:
+            return
+        raw = p.contents
+        event = SSLClientAuthenticationEvent(
+            int(raw.connection_id),
+            _bytes_at(raw.cert_encoded, raw.cert_encoded_len),
+            _text(raw.cert_subject),
+            _text(raw.cert_issuer),
+            _text(raw.status),
+            bool(raw.accept),
+        )
+        if server._invoke("ssl_client_authentication", handler, event, None):
+            raw.accept = 1 if event.accept else 0
+        else:
+            raw.accept = 0  # fail closed: a handler that raised did not accept
+    except BaseException as exc:
+        _report("on_ssl_client_authentication trampoline", exc)
+
+
+_t_ssl_client_authentication_c = _lib.SSL_CLIENT_AUTH_CB(_t_ssl_client_authentication)
+
+
+def _t_ssl_connection_request(user: Optional[int], p: Any) -> None:
+    try:
+        server = _lookup(user)
+        handler = server._handlers.get("ssl_connection_request") if server is not None else None
+        if server is None or handler is None:
+            return
+        raw = p.contents
+        event = SSLConnectionRequestEvent(
+            int(raw.connection_id),
+            _text(raw.supported_cipher_suites),
+            _text(raw.supported_signature_algs),
+        )
+        if not server._invoke("ssl_connection_request", handler, event, None):
+            return  # the server's SSLCert is presented
+        cert = event.certificate
+        if cert is None:
+            return
+        if not isinstance(cert, Certificate):
+            raise TypeError(
+                f"SSLConnectionRequestEvent.certificate must be an mllp.Certificate, not "
+                f"{type(cert).__name__}"
+            )
+        # The library takes its own reference only after this trampoline has returned (and its
+        # locals are gone): keep the certificate alive until the connection closes.
+        server._presented[int(raw.connection_id)] = cert
+        raw.certificate = cert._h()
+    except BaseException as exc:
+        _report("on_ssl_connection_request trampoline", exc, _lookup(user))
+
+
+_t_ssl_connection_request_c = _lib.SSL_CONNECTION_REQUEST_CB(_t_ssl_connection_request)
+
+
+def _t_ssl_status(user: Optional[int], p: Any) -> None:
+    try:
+        server = _lookup(user)
+        handler = server._handlers.get("ssl_status") if server is not None else None
+        if server is None or handler is None:
+            return
+        raw = p.contents
+        event = SSLStatusEvent(int(raw.connection_id), _text(raw.message))
+        server._invoke("ssl_status", handler, event, None)
+    except BaseException as exc:
+        _report("on_ssl_status trampoline", exc)
+
+
+_t_ssl_status_c = _lib.SSL_STATUS_CB(_t_ssl_status)
 #: (event name, registration function, trampoline)
 _TRAMPOLINES: Tuple[Tuple[str, str, Any], ...] = (
     ("connection_request", "mllp_server_on_connection_request", _t_connection_request_c),
@@ -381,6 +464,13 @@ _TRAMPOLINES: Tuple[Tuple[str, str, Any], ...] = (
     ("ack_in", "mllp_server_on_ack_in", _t_ack_in_c),
     ("error", "mllp_server_on_error", _t_error_c),
     ("log", "mllp_server_on_log", _t_log_c),
+    (
+        "ssl_client_authentication",
+        "mllp_server_on_ssl_client_authentication",
+        _t_ssl_client_authentication_c,
+    ),
+    ("ssl_connection_request", "mllp_server_on_ssl_connection_request", _t_ssl_connection_request_c),
+    ("ssl_status", "mllp_server_on_ssl_status", _t_ssl_status_c),
 )
 EVENT_NAMES: Tuple[str, ...] = tuple(t[0] for t in _TRAMPOLINES)
 
@@ -694,7 +784,54 @@ class Connection:
         ``close=False`` to read e.g. an ``io.BytesIO`` after the library is done with it."""
         self._server._set_stream(self.connection_id, "out", stream, close)
 
+    # -- TLS -----------------------------------------------------------------------------
+
+    def ssl_negotiated(self, name: str) -> str:
+        """A negotiated TLS value: ``name`` is SSLNegotiatedCipher, SSLNegotiatedCipherStrength,
+        SSLNegotiatedCipherSuite, SSLNegotiatedKeyExchange, SSLNegotiatedKeyExchangeStrength or
+        SSLNegotiatedVersion (e.g. "TLS1.3"); "" before the handshake completes or on a plain
+        connection."""
+        h = self._server._h()
+        raw = name.encode("utf-8")
+        return _text(
+            _read_buffer(lib.mllp_connection_get_ssl_negotiated, h, self.connection_id, raw, text=True)
+        )
+
+    @property
+    def ssl_negotiated_version(self) -> str:
+        """SSLNegotiatedVersion, e.g. "TLS1.3" ("" on a plain connection)."""
+        return self.ssl_negotiated("SSLNegotiatedVersion")
+
+    @property
+    def ssl_negotiated_cipher(self) -> str:
+        """SSLNegotiatedCipher."""
+        return self.ssl_negotiated("SSLNegotiatedCipher")
+
+    @property
+    def ssl_negotiated_cipher_strength(self) -> str:
+        """SSLNegotiatedCipherStrength."""
+        return self.ssl_negotiated("SSLNegotiatedCipherStrength")
+
+    @property
+    def ssl_negotiated_cipher_suite(self) -> str:
+        """SSLNegotiatedCipherSuite."""
+        return self.ssl_negotiated("SSLNegotiatedCipherSuite")
+
+    @property
+    def ssl_negotiated_key_exchange(self) -> str:
+        """SSLNegotiatedKeyExchange."""
+        return self.ssl_negotiated("SSLNegotiatedKeyExchange")
+
+    @property
+    def ssl_negotiated_key_exchange_strength(self) -> str:
+        """SSLNegotiatedKeyExchangeStrength."""
+        return self.ssl_negotiated("SSLNegotiatedKeyExchangeStrength")
+
     # -- methods -------------------------------------------------------------------------
+
+    def acknowledge(self, message_seq: int, accept: bool = True, reject_code: int = REJECT_AE) -> None:
+        """Server.acknowledge(connection_id, message_seq, accept, reject_code)."""
+        self._server.acknowledge(self.connection_id, message_seq, accept, reject_code)
 
     def send(self) -> None:
         """Server.send(connection_id)."""
@@ -805,6 +942,11 @@ class Server:
     on_ack_in: _Slot[AckInEvent] = _Slot("ack_in")
     on_error: _Slot[ErrorEvent] = _Slot("error")
     on_log: _Slot[LogEvent] = _Slot("log")
+    on_ssl_client_authentication: _Slot[SSLClientAuthenticationEvent] = _Slot(
+        "ssl_client_authentication"
+    )
+    on_ssl_connection_request: _Slot[SSLConnectionRequestEvent] = _Slot("ssl_connection_request")
+    on_ssl_status: _Slot[SSLStatusEvent] = _Slot("ssl_status")
 
     #: Called as ``hook(event_name, exception)`` when a handler raises; None uses
     #: ``sys.unraisablehook``.
@@ -820,11 +962,16 @@ class Server:
         version: Optional[int] = None,
         default_timeout: Optional[int] = None,
         keep_alive: Optional[bool] = None,
+        ssl_enabled: Optional[bool] = None,
+        ssl_cert: Optional[Certificate] = None,
+        ssl_authenticate_clients: Optional[bool] = None,
         config: Iterable[str] = (),
     ) -> None:
         self._handle: Optional[int] = None
         self._handlers: Dict[str, Optional[Callable[[Any], Any]]] = {}
         self._failed: Set[int] = set()
+        #: connection id -> the Certificate an SSLConnectionRequest handler chose (kept alive).
+        self._presented: Dict[int, Certificate] = {}
         self._streams: Dict[Tuple[int, str], int] = {}
         self._lock = threading.Lock()
         self.handler_error_hook = None
@@ -862,6 +1009,12 @@ class Server:
             self.default_timeout = default_timeout
         if keep_alive is not None:
             self.keep_alive = keep_alive
+        if ssl_cert is not None:
+            self.ssl_cert = ssl_cert
+        if ssl_enabled is not None:
+            self.ssl_enabled = ssl_enabled
+        if ssl_authenticate_clients is not None:
+            self.ssl_authenticate_clients = ssl_authenticate_clients
         for setting in config:
             self.config(setting)
 
@@ -995,6 +1148,49 @@ class Server:
         check(lib.mllp_server_set_version(self._h(), v))
 
     @property
+    def ssl_enabled(self) -> bool:
+        """SSLEnabled: accept TLS connections (takes effect at the next start_listening)."""
+        out = c_uint8(0)
+        check(lib.mllp_server_get_ssl_enabled(self._h(), byref(out)))
+        return bool(out.value)
+
+    @ssl_enabled.setter
+    def ssl_enabled(self, on: bool) -> None:
+        check(lib.mllp_server_set_ssl_enabled(self._h(), 1 if on else 0))
+
+    @property
+    def ssl_authenticate_clients(self) -> bool:
+        """SSLAuthenticateClients: ask clients for a certificate (see the
+        SSLClientAuthentication event and the SSLClientCACerts setting)."""
+        out = c_uint8(0)
+        check(lib.mllp_server_get_ssl_authenticate_clients(self._h(), byref(out)))
+        return bool(out.value)
+
+    @ssl_authenticate_clients.setter
+    def ssl_authenticate_clients(self, on: bool) -> None:
+        check(lib.mllp_server_set_ssl_authenticate_clients(self._h(), 1 if on else 0))
+
+    @property
+    def ssl_cert(self) -> Optional[Certificate]:
+        """SSLCert: the server's certificate (with its private key), or None. Reading returns
+        a new :class:`Certificate` each time. The server keeps its own reference to a
+        certificate it is given, so the caller may close its object afterwards. Checked at
+        the next start_listening (no key, key mismatch, expired: MLLPError 2020 there)."""
+        out = ctypes.c_void_p(None)
+        check(lib.mllp_server_get_ssl_cert(self._h(), byref(out)))
+        return Certificate._from_handle(int(out.value)) if out.value else None
+
+    @ssl_cert.setter
+    def ssl_cert(self, cert: Optional[Certificate]) -> None:
+        if cert is None:
+            check(lib.mllp_server_set_ssl_cert(self._h(), None))
+            return
+        if not isinstance(cert, Certificate):
+            raise TypeError(f"ssl_cert must be an mllp.Certificate or None, not {type(cert).__name__}")
+        with cert._lock:  # not freed by a concurrent close() while the library copies it
+            check(lib.mllp_server_set_ssl_cert(self._h(), cert._h()))
+
+    @property
     def connection_count(self) -> int:
         """Number of open connections."""
         out = c_size_t(0)
@@ -1056,6 +1252,24 @@ class Server:
         """Sends ``data`` (str is UTF-8 encoded) without touching InputData."""
         b = _to_bytes(data)
         check(lib.mllp_server_send_bytes(self._h(), int(connection_id), b, len(b)))
+
+    def acknowledge(
+        self,
+        connection_id: int,
+        message_seq: int,
+        accept: bool = True,
+        reject_code: int = REJECT_AE,
+    ) -> None:
+        """Decides a message whose AckOut handler set ``defer``: ``accept`` True sends ACK
+        (HL7 mode: MSA-1 AA), False a NAK (HL7 mode: ``reject_code``, REJECT_AE or
+        REJECT_AR). Any thread, also inside handlers. Replies leave in message order, so an
+        earlier undecided message holds this one back; a ``message_seq`` that is not awaiting
+        a decision is ignored. MLLPError 2002 when the connection has closed."""
+        check(
+            lib.mllp_server_acknowledge(
+                self._h(), int(connection_id), int(message_seq), 1 if accept else 0, int(reject_code)
+            )
+        )
 
     def do_events(self, timeout_ms: int = 0) -> int:
         """With EventMode=DoEvents, delivers queued events on this thread, waiting up to

@@ -19,6 +19,13 @@ final class Lib {
     static final int ERR_INVALID_ARGUMENT = 2001;
     static final int ERR_NO_SUCH_CONNECTION = 2002;
     static final int ERR_BAD_STATE = 211;
+    static final int CERT_FIELD_SUBJECT = 1;
+    static final int CERT_FIELD_ISSUER = 2;
+    static final int CERT_FIELD_SERIAL_NUMBER = 3;
+    static final int CERT_FIELD_EFFECTIVE_DATE = 4;
+    static final int CERT_FIELD_EXPIRATION_DATE = 5;
+    static final int CERT_FIELD_THUMBPRINT_SHA1 = 6;
+    static final int CERT_FIELD_THUMBPRINT_SHA256 = 7;
 
     static {
         Native.register(Lib.class, NativeLibrary.getInstance("mllp"));
@@ -56,6 +63,18 @@ final class Lib {
     }
 
     interface LogCb extends Callback {
+        void invoke(Pointer user, Pointer event);
+    }
+
+    interface SslClientAuthCb extends Callback {
+        void invoke(Pointer user, Pointer event);
+    }
+
+    interface SslConnectionRequestCb extends Callback {
+        void invoke(Pointer user, Pointer event);
+    }
+
+    interface SslStatusCb extends Callback {
         void invoke(Pointer user, Pointer event);
     }
 
@@ -139,6 +158,25 @@ final class Lib {
     static native int mllp_server_send_bytes(Pointer s, long id, byte[] data, SizeT len);
     static native int mllp_server_do_events(Pointer s, int timeoutMs, Pointer delivered);
     static native int mllp_server_get_connections(Pointer s, long[] ids, Pointer len);
+    static native int mllp_server_acknowledge(Pointer s, long id, long seq, byte accept, int rejectCode);
+
+    // ---- TLS ----
+    static native int mllp_certificate_load(int storeType, byte[] store, SizeT storeLen, byte[] password,
+            byte[] subject, com.sun.jna.ptr.PointerByReference out);
+    static native void mllp_certificate_free(Pointer cert);
+    static native int mllp_certificate_get_field(Pointer cert, int field, byte[] buf, Pointer len);
+    static native int mllp_certificate_get_encoded(Pointer cert, byte[] buf, Pointer len);
+    static native int mllp_certificate_get_private_key_available(Pointer cert, byte[] out);
+    static native int mllp_server_set_ssl_cert(Pointer s, Pointer cert);
+    static native int mllp_server_get_ssl_cert(Pointer s, com.sun.jna.ptr.PointerByReference out);
+    static native int mllp_server_get_ssl_enabled(Pointer s, byte[] out);
+    static native int mllp_server_set_ssl_enabled(Pointer s, byte enabled);
+    static native int mllp_server_get_ssl_authenticate_clients(Pointer s, byte[] out);
+    static native int mllp_server_set_ssl_authenticate_clients(Pointer s, byte on);
+    static native int mllp_connection_get_ssl_negotiated(Pointer s, long id, byte[] name, byte[] buf, Pointer len);
+    static native int mllp_server_on_ssl_client_authentication(Pointer s, SslClientAuthCb cb);
+    static native int mllp_server_on_ssl_connection_request(Pointer s, SslConnectionRequestCb cb);
+    static native int mllp_server_on_ssl_status(Pointer s, SslStatusCb cb);
 
     // ---- helpers ----
 

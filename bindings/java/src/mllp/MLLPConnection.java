@@ -158,6 +158,46 @@ public class MLLPConnection {
         server.setOutputStream(this, out);
     }
 
+    /**
+     * A negotiated TLS value: {@code name} is SSLNegotiatedCipher, SSLNegotiatedCipherStrength,
+     * SSLNegotiatedCipherSuite, SSLNegotiatedKeyExchange, SSLNegotiatedKeyExchangeStrength or
+     * SSLNegotiatedVersion; "" before the handshake completes or on a plain connection.
+     */
+    public String getSSLNegotiated(String name) throws MLLPException {
+        byte[] n = Lib.cstr(name);
+        return server.withHandle(h -> MLLPServer.string((b, l) -> Lib.mllp_connection_get_ssl_negotiated(h, id, n, b, l)));
+    }
+
+    /** SSLNegotiatedVersion: "TLS1.3" or "TLS1.2" ("" on a plain connection). */
+    public String getSSLNegotiatedVersion() throws MLLPException {
+        return getSSLNegotiated("SSLNegotiatedVersion");
+    }
+
+    public String getSSLNegotiatedCipher() throws MLLPException {
+        return getSSLNegotiated("SSLNegotiatedCipher");
+    }
+
+    public String getSSLNegotiatedCipherStrength() throws MLLPException {
+        return getSSLNegotiated("SSLNegotiatedCipherStrength");
+    }
+
+    public String getSSLNegotiatedCipherSuite() throws MLLPException {
+        return getSSLNegotiated("SSLNegotiatedCipherSuite");
+    }
+
+    public String getSSLNegotiatedKeyExchange() throws MLLPException {
+        return getSSLNegotiated("SSLNegotiatedKeyExchange");
+    }
+
+    public String getSSLNegotiatedKeyExchangeStrength() throws MLLPException {
+        return getSSLNegotiated("SSLNegotiatedKeyExchangeStrength");
+    }
+
+    /** Extension: {@link MLLPServer#acknowledge(String, long, boolean, int)} for this connection. */
+    public void acknowledge(long messageSeq, boolean accept, int rejectCode) throws MLLPException {
+        server.acknowledge(getConnectionId(), messageSeq, accept, rejectCode);
+    }
+
     @Override
     public String toString() {
         return "MLLPConnection[" + getConnectionId() + "]";

@@ -88,6 +88,11 @@ public class MLLPServer implements AutoCloseable {
     private final Lib.AckInCb cbAckIn = this::onAckIn;
     private final Lib.ErrorCb cbError = this::onError;
     private final Lib.LogCb cbLog = this::onLog;
+    private final Lib.SslClientAuthCb cbSslClientAuth = this::onSslClientAuthentication;
+    private final Lib.SslConnectionRequestCb cbSslConnectionRequest = this::onSslConnectionRequest;
+    private final Lib.SslStatusCb cbSslStatus = this::onSslStatus;
+    /** Certificates chosen in SSLConnectionRequest, kept alive until their connection closes. */
+    private final ConcurrentHashMap<Long, Certificate> presented = new ConcurrentHashMap<>();
     private final Lib.ThreadCb cbThreadStart = this::onThreadStart;
     private final Lib.ThreadCb cbThreadStop = this::onThreadStop;
 
@@ -99,7 +104,7 @@ public class MLLPServer implements AutoCloseable {
         CallbackThreadInitializer init = new CallbackThreadInitializer(true, false, name);
         for (com.sun.jna.Callback cb : new com.sun.jna.Callback[] {cbConnectionRequest, cbConnected,
                 cbDisconnected, cbStartTransfer, cbTransfer, cbEndTransfer, cbAckOut, cbAckIn, cbError,
-                cbLog, cbThreadStart, cbThreadStop}) {
+                cbLog, cbThreadStart, cbThreadStop, cbSslClientAuth, cbSslConnectionRequest, cbSslStatus}) {
             Native.setCallbackThreadInitializer(cb, init);
         }
         Pointer h = Lib.mllp_server_new();
@@ -118,6 +123,9 @@ public class MLLPServer implements AutoCloseable {
         rc |= Lib.mllp_server_on_ack_in(h, cbAckIn);
         rc |= Lib.mllp_server_on_error(h, cbError);
         rc |= Lib.mllp_server_on_log(h, cbLog);
+        rc |= Lib.mllp_server_on_ssl_client_authentication(h, cbSslClientAuth);
+        rc |= Lib.mllp_server_on_ssl_connection_request(h, cbSslConnectionRequest);
+        rc |= Lib.mllp_server_on_ssl_status(h, cbSslStatus);
         if (rc != 0) {
             Lib.mllp_server_free(h);
             throw new IllegalStateException("registering callbacks failed");
@@ -240,9 +248,82 @@ public class MLLPServer implements AutoCloseable {
         run(h -> Lib.mllp_server_set_version(h, version));
     }
 
+    /** SSLEnabled: accept TLS connections (takes effect at the next StartListening). */
+    public boolean isSSLEnabled() {
+        byte[] out = new byte[1];
+        getter(h -> Lib.mllp_server_get_ssl_enabled(h, out));
+        return out[0] != 0;
+    }
+
+    public void setSSLEnabled(boolean enabled) throws MLLPException {
+        run(h -> Lib.mllp_server_set_ssl_enabled(h, (byte) (enabled ? 1 : 0)));
+    }
+
+    /**
+     * SSLAuthenticateClients: ask clients for a certificate (see the SSLClientAuthentication
+     * event and the SSLClientCACerts setting); takes effect at the next StartListening.
+     */
+    public boolean isSSLAuthenticateClients() {
+        byte[] out = new byte[1];
+        getter(h -> Lib.mllp_server_get_ssl_authenticate_clients(h, out));
+        return out[0] != 0;
+    }
+
+    public void setSSLAuthenticateClients(boolean on) throws MLLPException {
+        run(h -> Lib.mllp_server_set_ssl_authenticate_clients(h, (byte) (on ? 1 : 0)));
+    }
+
+    /** SSLCert: a new {@link Certificate} for the server's certificate, or null when none is set. */
+    public Certificate getSSLCert() {
+        try {
+            return withHandle(h -> {
+                com.sun.jna.ptr.PointerByReference out = new com.sun.jna.ptr.PointerByReference();
+                check(Lib.mllp_server_get_ssl_cert(h, out));
+                Pointer p = out.getValue();
+                return p == null ? null : Certificate.adopt(p);
+            });
+        } catch (MLLPException e) {
+            throw unchecked(e);
+        }
+    }
+
+    /**
+     * Sets SSLCert (null clears it). The server keeps its own reference, so the certificate may
+     * be closed afterwards. Checked at the next StartListening (no private key, key mismatch,
+     * expired: MLLPException 2020 there). A closed certificate: 211.
+     */
+    public void setSSLCert(Certificate cert) throws MLLPException {
+        if (cert == null) {
+            run(h -> Lib.mllp_server_set_ssl_cert(h, null));
+            return;
+        }
+        withHandle(h -> cert.withHandle(c -> {
+            check(Lib.mllp_server_set_ssl_cert(h, c));
+            return null;
+        }));
+    }
+
     // =====================================================================================
     // methods
     // =====================================================================================
+
+    /**
+     * Extension: decides a message whose AckOut listener set {@code defer}: {@code accept} sends
+     * ACK (HL7 mode: MSA-1 AA), otherwise a NAK (HL7 mode: {@code rejectCode},
+     * {@link #REJECT_AE} or {@link #REJECT_AR}). Any thread, also inside listeners. Replies leave
+     * in message order; a messageSeq not awaiting a decision is ignored. Code 2002 when the
+     * connection has closed.
+     */
+    public void acknowledge(String connectionId, long messageSeq, boolean accept, int rejectCode)
+            throws MLLPException {
+        long id = parseId(connectionId);
+        run(h -> Lib.mllp_server_acknowledge(h, id, messageSeq, (byte) (accept ? 1 : 0), rejectCode));
+    }
+
+    /** {@link #acknowledge(String, long, boolean, int)} with {@link #REJECT_AE}. */
+    public void acknowledge(String connectionId, long messageSeq, boolean accept) throws MLLPException {
+        acknowledge(connectionId, messageSeq, accept, REJECT_AE);
+    }
 
     /**
      * Config: {@code "Name=Value"} sets a setting (returns ""), {@code "Name"} reads one.
@@ -675,6 +756,7 @@ public class MLLPServer implements AutoCloseable {
             try {
                 fire("disconnected", l -> l.disconnected(e));
             } finally {
+                presented.remove(s.connection_id);
                 MLLPConnection c = connections.remove(s.connection_id);
                 if (c != null) {
                     c.markClosed();
@@ -725,7 +807,13 @@ public class MLLPServer implements AutoCloseable {
             e.rejectCode = s.reject_code;
             long n = s.message_len.longValue();
             e.message = n == 0 || s.message == null ? new byte[0] : s.message.getByteArray(0, (int) n);
+            e.defer = s.defer != 0;
             fire("ackOut", l -> l.ackOut(e));
+            byte d = (byte) (e.defer ? 1 : 0);
+            if (d != s.defer) {
+                s.defer = d;
+                s.writeField("defer");
+            }
             byte a = (byte) (e.accept ? 1 : 0);
             if (a != s.accept) {
                 s.accept = a;
@@ -769,6 +857,64 @@ public class MLLPServer implements AutoCloseable {
             e.logType = Lib.str(s.log_type);
             fire("log", l -> l.log(e));
         });
+    }
+
+    private void onSslClientAuthentication(Pointer user, Pointer p) {
+        event(() -> {
+            Structs.SslClientAuth s = new Structs.SslClientAuth(p);
+            MLLPServerSSLClientAuthenticationEvent e = new MLLPServerSSLClientAuthenticationEvent(this);
+            e.connectionId = idString(s.connection_id);
+            long n = s.cert_encoded_len.longValue();
+            e.certEncoded = n == 0 || s.cert_encoded == null ? new byte[0] : s.cert_encoded.getByteArray(0, (int) n);
+            e.certSubject = nz(Lib.str(s.cert_subject));
+            e.certIssuer = nz(Lib.str(s.cert_issuer));
+            e.status = nz(Lib.str(s.status));
+            e.accept = s.accept != 0;
+            fire("SSLClientAuthentication", l -> l.SSLClientAuthentication(e));
+            byte a = (byte) (e.accept ? 1 : 0);
+            if (a != s.accept) {
+                s.accept = a;
+                s.writeField("accept");
+            }
+        });
+    }
+
+    private void onSslConnectionRequest(Pointer user, Pointer p) {
+        event(() -> {
+            Structs.SslConnectionRequest s = new Structs.SslConnectionRequest(p);
+            MLLPServerSSLConnectionRequestEvent e = new MLLPServerSSLConnectionRequestEvent(this);
+            e.connectionId = idString(s.connection_id);
+            e.supportedCipherSuites = nz(Lib.str(s.supported_cipher_suites));
+            e.supportedSignatureAlgs = nz(Lib.str(s.supported_signature_algs));
+            fire("SSLConnectionRequest", l -> l.SSLConnectionRequest(e));
+            Certificate c = e.certificate;
+            if (c == null && e.certStore != null && !e.certStore.isEmpty()) {
+                // The reference's way: the binding loads the certificate from the event's fields.
+                c = new Certificate(e.certStoreType, e.certStore, e.certPassword, e.certSubject);
+            }
+            if (c == null) {
+                return; // SSLCert is presented
+            }
+            // The library takes its own reference after this callback returns: until then (and
+            // until the connection closes) the certificate must stay reachable.
+            presented.put(s.connection_id, c);
+            s.certificate = c.withHandle(h -> h);
+            s.writeField("certificate");
+        });
+    }
+
+    private void onSslStatus(Pointer user, Pointer p) {
+        event(() -> {
+            Structs.SslStatus s = new Structs.SslStatus(p);
+            MLLPServerSSLStatusEvent e = new MLLPServerSSLStatusEvent(this);
+            e.connectionId = idString(s.connection_id);
+            e.message = nz(Lib.str(s.message));
+            fire("SSLStatus", l -> l.SSLStatus(e));
+        });
+    }
+
+    private static String nz(String s) {
+        return s == null ? "" : s;
     }
 
     // =====================================================================================

@@ -17,6 +17,13 @@ public class MLLPServerAckOutEvent extends java.util.EventObject {
     public long messageSeq;
     /** Extension: the complete message being acknowledged (a copy). */
     public byte[] message;
+    /**
+     * Read-write extension: true leaves the decision open: nothing is sent for this message
+     * until {@link MLLPServer#acknowledge(String, long, boolean, int)} is called with
+     * {@link #connectionId} and {@link #messageSeq}, from any thread (e.g. after a database
+     * commit). Replies still leave in message order.
+     */
+    public boolean defer;
 
     public MLLPServerAckOutEvent(Object source) {
         super(source);

@@ -13,7 +13,7 @@ package mllp;
  *
  * <p>An exception (any Throwable) thrown by a listener never reaches native code: it is
  * reported on {@code System.err}, the remaining listeners still get the event, changes already
- * made to read-write fields ({@code accept}, {@code rejectCode}) are kept, and the server
+ * made to read-write fields ({@code accept}, {@code rejectCode}, {@code defer}, {@code certificate}) are kept, and the server
  * keeps running.
  */
 public interface MLLPServerEventListener extends java.util.EventListener {
@@ -33,13 +33,13 @@ public interface MLLPServerEventListener extends java.util.EventListener {
 
     void log(MLLPServerLogEvent e);
 
-    /** Never fired (the library exposes no TLS events). */
+    /** A TLS client presented its certificate (with SSLAuthenticateClients); {@code accept} is read-write. */
     void SSLClientAuthentication(MLLPServerSSLClientAuthenticationEvent e);
 
-    /** Never fired (the library exposes no TLS events). */
+    /** A TLS ClientHello arrived; the certificate presented on the connection may be chosen. */
     void SSLConnectionRequest(MLLPServerSSLConnectionRequestEvent e);
 
-    /** Never fired (the library exposes no TLS events). */
+    /** Progress of a secure connection. */
     void SSLStatus(MLLPServerSSLStatusEvent e);
 
     void startTransfer(MLLPServerStartTransferEvent e);

@@ -69,7 +69,7 @@ final class Structs {
     }
 
     /** mllp_ack_out_event. */
-    @FieldOrder({"connection_id", "message_seq", "accept", "reject_code", "message", "message_len"})
+    @FieldOrder({"connection_id", "message_seq", "accept", "reject_code", "message", "message_len", "defer"})
     public static class AckOut extends Structure {
         public long connection_id;
         public long message_seq;
@@ -77,6 +77,7 @@ final class Structs {
         public int reject_code;
         public Pointer message;
         public SizeT message_len;
+        public byte defer;
 
         public AckOut() {}
 
@@ -126,6 +127,56 @@ final class Structs {
         public Log() {}
 
         public Log(Pointer p) {
+            super(p);
+            read();
+        }
+    }
+
+    /** mllp_ssl_client_authentication_event. */
+    @FieldOrder({"connection_id", "cert_encoded", "cert_encoded_len", "cert_subject", "cert_issuer", "status",
+            "accept"})
+    public static class SslClientAuth extends Structure {
+        public long connection_id;
+        public Pointer cert_encoded;
+        public SizeT cert_encoded_len;
+        public Pointer cert_subject;
+        public Pointer cert_issuer;
+        public Pointer status;
+        public byte accept;
+
+        public SslClientAuth() {}
+
+        public SslClientAuth(Pointer p) {
+            super(p);
+            read();
+        }
+    }
+
+    /** mllp_ssl_connection_request_event. */
+    @FieldOrder({"connection_id", "supported_cipher_suites", "supported_signature_algs", "certificate"})
+    public static class SslConnectionRequest extends Structure {
+        public long connection_id;
+        public Pointer supported_cipher_suites;
+        public Pointer supported_signature_algs;
+        public Pointer certificate;
+
+        public SslConnectionRequest() {}
+
+        public SslConnectionRequest(Pointer p) {
+            super(p);
+            read();
+        }
+    }
+
+    /** mllp_ssl_status_event. */
+    @FieldOrder({"connection_id", "message"})
+    public static class SslStatus extends Structure {
+        public long connection_id;
+        public Pointer message;
+
+        public SslStatus() {}
+
+        public SslStatus(Pointer p) {
             super(p);
             read();
         }

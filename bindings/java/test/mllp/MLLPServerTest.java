@@ -60,7 +60,10 @@ public class MLLPServerTest {
                 Structs.layout(new Structs.AckOut()),
                 Structs.layout(new Structs.AckIn()),
                 Structs.layout(new Structs.Error()),
-                Structs.layout(new Structs.Log()));
+                Structs.layout(new Structs.Log()),
+                Structs.layout(new Structs.SslClientAuth()),
+                Structs.layout(new Structs.SslConnectionRequest()),
+                Structs.layout(new Structs.SslStatus()));
         assertEquals(expected, actual);
     }
 

@@ -12,7 +12,7 @@ import org.junit.runner.notification.RunListener;
 public final class RunTests {
     public static void main(String[] args) {
         String only = System.getProperty("mllp.filter", "");
-        Request req = Request.aClass(MLLPServerTest.class);
+        Request req = Request.classes(MLLPServerTest.class, TlsTest.class);
         if (!only.isEmpty()) {
             req = req.filterWith(new Filter() {
                 public boolean shouldRun(Description d) {
