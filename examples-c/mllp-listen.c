@@ -19,8 +19,26 @@
  * --config EventMode=DoEvents the main thread delivers the events itself and checks for a
  * pending signal between rounds.
  *
- * C11 + POSIX.1-2008.
+ * Group commit (--out-dir with acknowledgements): AckOut does not touch the disk. It copies
+ * the message into a bounded queue and defers the decision (ev->defer). A writer thread takes
+ * everything queued as one batch, writes each message to its own hidden temporary file, makes
+ * the data of the whole batch durable (fdatasync per file, after starting the write-back of
+ * all of them, so one journal commit serves the batch), links every file to its final name,
+ * fsyncs the directory once, and only then acknowledges each message
+ * (mllp_server_acknowledge) and prints its line. While a batch is being synced, new messages
+ * gather for the next one, so many connections share each sync. When the queue is full
+ * (bytes or count) AckOut waits, and the library stops reading. With --ack none nothing is
+ * acknowledged, so messages are stored synchronously in EndTransfer as before.
+ * Shutdown: stop listening, stop queueing, let the writer finish and acknowledge what is
+ * queued (bounded in time), then close every connection. A message that was acknowledged is
+ * on disk; one that was not may be lost, never half-stored (final names appear only for
+ * complete, synced files).
+ *
+ * C11 + POSIX.1-2008 (sync_file_range on Linux, as a hint only).
  */
+#if defined(__linux__)
+#define _GNU_SOURCE /* sync_file_range */
+#endif
 #define _POSIX_C_SOURCE 200809L
 
 #include <ctype.h>
@@ -95,7 +113,8 @@ typedef struct {
     int ack_none;          /* no acknowledgement: handle messages in EndTransfer, not AckOut */
     int dir_fd;            /* --out-dir, opened; -1 without */
     const char *dir;       /* for messages */
-    uint64_t file_counter; /* last number used for a stored file */
+    uint64_t file_counter; /* last number used for a stored file (under num_lock) */
+    pthread_mutex_t num_lock;
     long pid;
     pthread_mutex_t lock;
     accumulator *acc; /* ack_none only: the message being received, per connection */
@@ -105,6 +124,7 @@ typedef struct {
 static app_state app = {
     .dir_fd = -1,
     .lock = PTHREAD_MUTEX_INITIALIZER,
+    .num_lock = PTHREAD_MUTEX_INITIALIZER,
 };
 
 static void die_usage(const char *fmt, ...) {
@@ -244,12 +264,57 @@ static void open_out_dir(const char *dir) {
     app.dir = dir;
 }
 
-/* Stores one message: temporary hidden file, write, fsync, link to a new final name (link
- * never replaces an existing file), remove the temporary name, fsync the directory.
- * Returns 0, or -1 with a reason on stderr (nothing is left under a final name then). */
-static int store_message(uint64_t conn, uint64_t seq, const uint8_t *m, size_t n) {
-    char tmp[96], final[96];
+static uint64_t next_file_number(void) {
+    pthread_mutex_lock(&app.num_lock);
     uint64_t num = ++app.file_counter;
+    pthread_mutex_unlock(&app.num_lock);
+    return num;
+}
+
+/* Gives the complete (synced, closed) temporary file `tmp` a new final name, numbered from
+ * `num`, written to `final`: link (never replaces an existing file), then remove the
+ * temporary name; on a file system without hard links, rename after checking the name is
+ * free (we are the only writer of our names, and only one thread names files: the writer
+ * thread, or with --ack none the thread delivering events). The directory is not fsynced
+ * here. Returns 0, or -1 with errno (the temporary file is then left to the caller). */
+static int link_final(const char *tmp, uint64_t num, uint64_t conn, uint64_t seq, char *final,
+                      size_t cap) {
+    for (int tries = 0;; tries++) {
+        snprintf(final, cap, "%010" PRIu64 "-%" PRIu64 "-%" PRIu64 ".hl7", num, conn, seq);
+        if (linkat(app.dir_fd, tmp, app.dir_fd, final, 0) == 0) {
+            unlinkat(app.dir_fd, tmp, 0);
+            return 0;
+        }
+        if (errno == EEXIST) {
+            if (tries >= 1000) return -1;
+            num = next_file_number();
+            continue;
+        }
+        if (faccessat(app.dir_fd, final, F_OK, 0) == 0) {
+            if (tries >= 1000) {
+                errno = EEXIST;
+                return -1;
+            }
+            num = next_file_number();
+            continue;
+        }
+        return renameat(app.dir_fd, tmp, app.dir_fd, final) == 0 ? 0 : -1;
+    }
+}
+
+static void report_store_failure(uint64_t conn, uint64_t seq, const char *step, int err) {
+    fprintf(stderr, "error: cannot store message %" PRIu64 " of connection %" PRIu64
+                    " in %s (%s: %s); refusing it\n",
+            seq, conn, app.dir, step, strerror(err));
+}
+
+/* Stores one message on its own (--ack none: nothing waits for an acknowledgement, so there
+ * is nothing to batch): temporary hidden file, write, fsync, link to a new final name, fsync
+ * the directory. Returns 0, or -1 with a reason on stderr (nothing is left under a final
+ * name then). */
+static int store_message(uint64_t conn, uint64_t seq, const uint8_t *m, size_t n) {
+    char tmp[64], final[96];
+    uint64_t num = next_file_number();
     snprintf(tmp, sizeof tmp, ".tmp-%ld-%" PRIu64, app.pid, num);
     const char *step = "create";
     int fd = openat(app.dir_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
@@ -264,29 +329,8 @@ static int store_message(uint64_t conn, uint64_t seq, const uint8_t *m, size_t n
         goto fail_tmp;
     }
     fd = -1;
-
     step = "link";
-    for (int tries = 0;; tries++) {
-        snprintf(final, sizeof final, "%010" PRIu64 "-%" PRIu64 "-%" PRIu64 ".hl7", num, conn,
-                 seq);
-        if (linkat(app.dir_fd, tmp, app.dir_fd, final, 0) == 0) {
-            unlinkat(app.dir_fd, tmp, 0);
-            break;
-        }
-        if (errno == EEXIST && tries < 1000) {
-            num = ++app.file_counter;
-            continue;
-        }
-        if (errno == EEXIST) goto fail_tmp;
-        /* No hard links on this file system: rename, after checking the name is free (we
-         * are the only writer of our names; callbacks run one at a time under the lock). */
-        if (faccessat(app.dir_fd, final, F_OK, 0) == 0) {
-            num = ++app.file_counter;
-            continue;
-        }
-        if (renameat(app.dir_fd, tmp, app.dir_fd, final) != 0) goto fail_tmp;
-        break;
-    }
+    if (link_final(tmp, num, conn, seq, final, sizeof final) != 0) goto fail_tmp;
     step = "fsync directory";
     if (fsync(app.dir_fd) != 0) {
         int e = errno;
@@ -308,10 +352,314 @@ fail_tmp: {
     errno = e;
 }
 fail:
-    fprintf(stderr, "error: cannot store message %" PRIu64 " of connection %" PRIu64
-                    " in %s (%s: %s); refusing it\n",
-            seq, conn, app.dir, step, strerror(errno));
+    report_store_failure(conn, seq, step, errno);
     return -1;
+}
+
+/* Prints the line of an accepted message; the caller holds app.lock. */
+static void put_message_line(uint64_t conn, const uint8_t *m, size_t n) {
+    span f9, f10;
+    msh_fields(m, n, &f9, &f10);
+    printf("%" PRIu64 " %zu ", conn, n);
+    put_field(f9);
+    fputc(' ', stdout);
+    put_field(f10);
+    fputc('\n', stdout);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Group commit: AckOut queues, the writer thread stores batches and acknowledges             */
+
+typedef struct job {
+    struct job *next;
+    uint64_t conn, seq;
+    uint64_t num;     /* file number of the temporary name */
+    int fd;           /* the temporary file while it is open */
+    const char *step; /* NULL while all is well, else the step that failed */
+    int err;          /* errno of that step */
+    char tmp[64], final[96];
+    size_t len;
+    uint8_t data[]; /* the message */
+} job;
+
+/* Memory held by queued and in-progress messages; AckOut waits past either bound (and then
+ * the library stops reading). A single message larger than the byte bound still goes alone. */
+#define QUEUE_MAX_BYTES ((size_t)64 << 20)
+#define QUEUE_MAX_COUNT 4096
+/* Messages per batch: each keeps a file open until the batch is synced. */
+#define BATCH_MAX 512
+/* Shutdown: how long the writer may take to finish and acknowledge what is queued, and how
+ * long to wait for it to exit, counted from the signal (the contract is exit within 5 s). */
+#define DRAIN_MS 3000
+#define EXIT_WAIT_MS 4000
+
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t work;  /* writer: something queued, or stop */
+    pthread_cond_t space; /* AckOut: room in the queue, or closing */
+    pthread_cond_t idle;  /* main: nothing queued nor in hand, or the writer exited */
+    job *head, *tail;
+    size_t bytes, count; /* queued plus in the writer's hands */
+    int busy;            /* the writer holds a batch */
+    int closing;         /* shutting down: queue nothing more */
+    int stop;            /* the writer exits once nothing is queued */
+    int exited;
+    int started;
+    pthread_t thread;
+    pthread_mutex_t server_lock; /* held while the writer calls into the server */
+    mllp_server *server;         /* NULL once the main thread is about to free it */
+} wq = {
+    .lock = PTHREAD_MUTEX_INITIALIZER,
+    .server_lock = PTHREAD_MUTEX_INITIALIZER,
+};
+
+static size_t job_cost(const job *j) {
+    return sizeof *j + j->len;
+}
+
+/* Records the first failure of a job (errno is read here). */
+static void job_fail(job *j, const char *step) {
+    if (!j->step) {
+        j->step = step;
+        j->err = errno;
+    }
+}
+
+/* Closes and removes the temporary file of a failed job. */
+static void job_discard(job *j) {
+    if (j->fd >= 0) close(j->fd);
+    j->fd = -1;
+    unlinkat(app.dir_fd, j->tmp, 0);
+}
+
+/* Stores a batch durably, then prints and acknowledges (or refuses) each message in queue
+ * order and frees the jobs. Durability of file data and of names, with as few syncs as the
+ * order allows:
+ *  1. write every message to its own new temporary file (and start its write-back);
+ *  2. fdatasync each file: the data and what is needed to read it back (size, blocks). The
+ *     write-back of all files was already started, so on a journaling file system the first
+ *     fdatasync commits the allocations of the whole batch and the rest find it done;
+ *  3. only then link each file to its final name: a final name never points to data that
+ *     is not on disk yet;
+ *  4. one fsync of the directory makes every new name (and removed temporary name) durable;
+ *  5. acknowledge. */
+static void commit_batch(job *batch) {
+    int pending = 0;
+    for (job *j = batch; j; j = j->next) {
+        j->num = next_file_number();
+        snprintf(j->tmp, sizeof j->tmp, ".tmp-%ld-%" PRIu64, app.pid, j->num);
+        j->fd = openat(app.dir_fd, j->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (j->fd < 0) {
+            job_fail(j, "create");
+            continue;
+        }
+        if (write_all(j->fd, j->data, j->len) != 0) {
+            job_fail(j, "write");
+            job_discard(j);
+            continue;
+        }
+        pending++;
+    }
+#if defined(__linux__) && defined(SYNC_FILE_RANGE_WRITE)
+    /* A hint: start the write-back of every file now, so the fdatasyncs below overlap instead
+     * of each allocating and committing on its own. Errors show in fdatasync. */
+    for (job *j = batch; j && pending > 1; j = j->next)
+        if (!j->step && j->len > 0) (void)sync_file_range(j->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+#endif
+    for (job *j = batch; j && pending; j = j->next) {
+        if (j->step) continue;
+        if (fdatasync(j->fd) != 0) {
+            job_fail(j, "fsync");
+            job_discard(j);
+            continue;
+        }
+        int fd = j->fd;
+        j->fd = -1;
+        if (close(fd) != 0) {
+            job_fail(j, "close");
+            job_discard(j);
+        }
+    }
+    int named = 0;
+    for (job *j = batch; j; j = j->next) {
+        if (j->step) continue;
+        if (link_final(j->tmp, j->num, j->conn, j->seq, j->final, sizeof j->final) != 0) {
+            job_fail(j, "link");
+            job_discard(j);
+            continue;
+        }
+        named++;
+    }
+    if (named > 0 && fsync(app.dir_fd) != 0) {
+        /* The names may not survive a crash: refuse every message of the batch. */
+        int e = errno;
+        for (job *j = batch; j; j = j->next) {
+            if (j->step) continue;
+            unlinkat(app.dir_fd, j->final, 0);
+            j->step = "fsync directory";
+            j->err = e;
+        }
+        fsync(app.dir_fd);
+    }
+
+    /* Lines first (so a client holding its ACK finds the line printed), then the replies. */
+    pthread_mutex_lock(&app.lock);
+    for (job *j = batch; j; j = j->next) {
+        if (j->step)
+            report_store_failure(j->conn, j->seq, j->step, j->err);
+        else if (!app.quiet)
+            put_message_line(j->conn, j->data, j->len);
+    }
+    if (!app.quiet) fflush(stdout);
+    pthread_mutex_unlock(&app.lock);
+    pthread_mutex_lock(&wq.server_lock);
+    for (job *j = batch; j; j = j->next) {
+        /* MLLP_ERR_NO_SUCH_CONNECTION: the client left; the message is stored, not acknowledged. */
+        if (wq.server)
+            mllp_server_acknowledge(wq.server, j->conn, j->seq, j->step ? 0 : 1, MLLP_REJECT_AE);
+    }
+    pthread_mutex_unlock(&wq.server_lock);
+}
+
+static void *writer_main(void *arg) {
+    (void)arg;
+    pthread_mutex_lock(&wq.lock);
+    for (;;) {
+        while (!wq.head && !wq.stop) {
+            wq.busy = 0;
+            pthread_cond_broadcast(&wq.idle);
+            pthread_cond_wait(&wq.work, &wq.lock);
+        }
+        if (!wq.head) break;
+        /* Take what is queued (up to BATCH_MAX): everything that arrived while the previous
+         * batch was being synced is committed together. */
+        job *batch = wq.head, *last = wq.head;
+        size_t n = 1;
+        while (last->next && n < BATCH_MAX) {
+            last = last->next;
+            n++;
+        }
+        wq.head = last->next;
+        if (!wq.head) wq.tail = NULL;
+        last->next = NULL;
+        wq.busy = 1;
+        pthread_mutex_unlock(&wq.lock);
+
+        commit_batch(batch);
+        size_t bytes = 0;
+        while (batch) {
+            job *next = batch->next;
+            bytes += job_cost(batch);
+            free(batch);
+            batch = next;
+        }
+
+        pthread_mutex_lock(&wq.lock);
+        wq.bytes -= bytes;
+        wq.count -= n;
+        pthread_cond_broadcast(&wq.space);
+    }
+    wq.busy = 0;
+    wq.exited = 1;
+    pthread_cond_broadcast(&wq.idle);
+    pthread_mutex_unlock(&wq.lock);
+    return NULL;
+}
+
+static void writer_start(mllp_server *server) {
+    pthread_condattr_t attr;
+    if (pthread_condattr_init(&attr) != 0 || pthread_condattr_setclock(&attr, CLOCK_MONOTONIC) != 0)
+        die_usage("cannot set up the writer thread");
+    if (pthread_cond_init(&wq.work, &attr) != 0 || pthread_cond_init(&wq.space, &attr) != 0 ||
+        pthread_cond_init(&wq.idle, &attr) != 0)
+        die_usage("cannot set up the writer thread");
+    pthread_condattr_destroy(&attr);
+    wq.server = server;
+    int rc = pthread_create(&wq.thread, NULL, writer_main, NULL);
+    if (rc != 0) die_usage("cannot start the writer thread: %s", strerror(rc));
+    wq.started = 1;
+}
+
+static struct timespec after_ms(const struct timespec *t0, long ms) {
+    struct timespec t = *t0;
+    t.tv_sec += ms / 1000;
+    t.tv_nsec += (ms % 1000) * 1000000L;
+    if (t.tv_nsec >= 1000000000L) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000L;
+    }
+    return t;
+}
+
+/* AckOut with --out-dir: queue a copy for the writer and leave the decision open. */
+static void queue_message(mllp_ack_out_event *ev) {
+    size_t n = ev->message_len;
+    job *j = malloc(sizeof *j + n);
+    if (!j) {
+        fprintf(stderr, "error: out of memory storing message %" PRIu64 " of connection %" PRIu64
+                        "; refusing it\n", ev->message_seq, ev->connection_id);
+        ev->accept = 0;
+        ev->reject_code = MLLP_REJECT_AE;
+        return;
+    }
+    *j = (job){.conn = ev->connection_id, .seq = ev->message_seq, .fd = -1, .len = n};
+    if (n > 0) memcpy(j->data, ev->message, n);
+    size_t cost = job_cost(j);
+    pthread_mutex_lock(&wq.lock);
+    while (!wq.closing && wq.count > 0 &&
+           (wq.count >= QUEUE_MAX_COUNT || wq.bytes + cost > QUEUE_MAX_BYTES))
+        pthread_cond_wait(&wq.space, &wq.lock);
+    if (wq.closing) {
+        /* Shutting down: not stored, never acknowledged; the connection closes unanswered. */
+        pthread_mutex_unlock(&wq.lock);
+        free(j);
+        ev->defer = 1;
+        return;
+    }
+    if (wq.tail)
+        wq.tail->next = j;
+    else
+        wq.head = j;
+    wq.tail = j;
+    wq.bytes += cost;
+    wq.count++;
+    pthread_cond_signal(&wq.work);
+    pthread_mutex_unlock(&wq.lock);
+    ev->defer = 1;
+}
+
+/* Shutdown, step 1 (before the connections close): queue nothing more and give the writer
+ * until `t0` + DRAIN_MS to store and acknowledge what is queued. */
+static void writer_drain(const struct timespec *t0) {
+    if (!wq.started) return;
+    struct timespec deadline = after_ms(t0, DRAIN_MS);
+    pthread_mutex_lock(&wq.lock);
+    wq.closing = 1;
+    pthread_cond_broadcast(&wq.space);
+    while ((wq.head || wq.busy) && !wq.exited)
+        if (pthread_cond_timedwait(&wq.idle, &wq.lock, &deadline) == ETIMEDOUT) break;
+    pthread_mutex_unlock(&wq.lock);
+}
+
+/* Shutdown, step 2 (before the server is freed): the writer no longer calls into the server,
+ * exits when done, and is joined if that happens by `t0` + EXIT_WAIT_MS. Returns 1 when
+ * joined (else it is still syncing a slow disk; exit ends it, its file under a hidden
+ * temporary name at worst). */
+static int writer_stop(const struct timespec *t0) {
+    if (!wq.started) return 1;
+    pthread_mutex_lock(&wq.server_lock);
+    wq.server = NULL;
+    pthread_mutex_unlock(&wq.server_lock);
+    struct timespec deadline = after_ms(t0, EXIT_WAIT_MS);
+    pthread_mutex_lock(&wq.lock);
+    wq.stop = 1;
+    pthread_cond_signal(&wq.work);
+    while (!wq.exited)
+        if (pthread_cond_timedwait(&wq.idle, &wq.lock, &deadline) == ETIMEDOUT) break;
+    int exited = wq.exited;
+    pthread_mutex_unlock(&wq.lock);
+    if (exited) pthread_join(wq.thread, NULL);
+    return exited;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -319,27 +667,28 @@ fail:
 
 enum { ACCEPTED, REJECTED_INVALID, REJECTED_STORAGE };
 
-/* Validates, stores and prints one complete message, exactly once. Called from AckOut (before
- * the acknowledgement goes out) or, when nothing is sent back, from EndTransfer. */
+static int rejected_as_invalid(uint64_t conn, uint64_t seq, const uint8_t *m, size_t n) {
+    if (!app.reject_invalid || looks_like_hl7(m, n)) return 0;
+    if (!app.quiet) {
+        pthread_mutex_lock(&app.lock);
+        fprintf(stderr, "rejected: message %" PRIu64 " of connection %" PRIu64
+                        " (%zu bytes) does not begin with MSH, FHS or BHS\n",
+                seq, conn, n);
+        pthread_mutex_unlock(&app.lock);
+    }
+    return 1;
+}
+
+/* Validates, stores and prints one complete message, exactly once, synchronously: called from
+ * AckOut without --out-dir, or from EndTransfer when nothing is sent back. */
 static int handle_message(uint64_t conn, uint64_t seq, const uint8_t *m, size_t n) {
+    if (rejected_as_invalid(conn, seq, m, n)) return REJECTED_INVALID;
     int result = ACCEPTED;
     pthread_mutex_lock(&app.lock);
-    if (app.reject_invalid && !looks_like_hl7(m, n)) {
-        if (!app.quiet)
-            fprintf(stderr, "rejected: message %" PRIu64 " of connection %" PRIu64
-                            " (%zu bytes) does not begin with MSH, FHS or BHS\n",
-                    seq, conn, n);
-        result = REJECTED_INVALID;
-    } else if (app.dir_fd >= 0 && store_message(conn, seq, m, n) != 0) {
+    if (app.dir_fd >= 0 && store_message(conn, seq, m, n) != 0) {
         result = REJECTED_STORAGE;
     } else if (!app.quiet) {
-        span f9, f10;
-        msh_fields(m, n, &f9, &f10);
-        printf("%" PRIu64 " %zu ", conn, n);
-        put_field(f9);
-        fputc(' ', stdout);
-        put_field(f10);
-        fputc('\n', stdout);
+        put_message_line(conn, m, n);
         fflush(stdout);
     }
     pthread_mutex_unlock(&app.lock);
@@ -348,6 +697,16 @@ static int handle_message(uint64_t conn, uint64_t seq, const uint8_t *m, size_t 
 
 static void on_ack_out(void *user, mllp_ack_out_event *ev) {
     (void)user;
+    if (wq.started) {
+        /* --out-dir: the writer thread stores and acknowledges (group commit). */
+        if (rejected_as_invalid(ev->connection_id, ev->message_seq, ev->message, ev->message_len)) {
+            ev->accept = 0;
+            ev->reject_code = MLLP_REJECT_AR;
+        } else {
+            queue_message(ev);
+        }
+        return;
+    }
     switch (handle_message(ev->connection_id, ev->message_seq, ev->message, ev->message_len)) {
     case ACCEPTED:
         break;
@@ -726,6 +1085,7 @@ int main(int argc, char **argv) {
         mllp_server_on_end_transfer(server, on_end_transfer);
     } else {
         mllp_server_on_ack_out(server, on_ack_out);
+        if (app.dir_fd >= 0) writer_start(server); /* group commit */
     }
     mllp_server_on_disconnected(server, on_disconnected);
     mllp_server_on_error(server, on_error);
@@ -773,19 +1133,29 @@ int main(int argc, char **argv) {
         while (sigwait(&stop_signals, &sig) != 0) {
         }
     }
-    if (!app.quiet)
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (!app.quiet) {
+        pthread_mutex_lock(&app.lock);
         fprintf(stderr, PROG ": %s received, shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        pthread_mutex_unlock(&app.lock);
+    }
 
-    /* Stop listening and close every connection; free waits for the reactor thread, so a
-     * message being stored in a callback is finished (and acknowledged or not) first. */
+    /* Stop listening; let the writer store and acknowledge what is already queued (its
+     * replies are queued before the shutdown below, so they are flushed before the
+     * connections close); then close every connection. free waits for the reactor thread, so
+     * a message being stored in a callback is finished (and acknowledged or not) first. */
+    mllp_server_stop_listening(server);
+    writer_drain(&t0);
     mllp_server_shutdown(server);
     if (do_events) mllp_server_do_events(server, 0, NULL);
+    int joined = writer_stop(&t0);
     rc = mllp_server_free(server);
     if (rc != MLLP_OK) fprintf(stderr, PROG ": mllp_server_free: %d\n", rc);
 
     for (size_t i = 0; i < app.acc_count; i++) free(app.acc[i].buf);
     free(app.acc);
     free(o.configs);
-    if (app.dir_fd >= 0) close(app.dir_fd);
+    if (app.dir_fd >= 0 && joined) close(app.dir_fd);
     return 0;
 }

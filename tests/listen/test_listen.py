@@ -797,3 +797,281 @@ def test_acknowledged_messages_on_disk_after_sigterm(listen, tmp_path):
     assert len(sent_ids) == len(files)  # each message at most once
     for f in files:  # complete messages only
         assert f.startswith(b"MSH|") and (len(f) < 200 or f.endswith(big))
+
+
+# ---------------------------------------------------------------------------------------------
+# Group commit (--out-dir): AckOut queues, a writer thread stores batches, then acknowledges
+
+
+def _msg(tag, pad=b""):
+    return b"MSH|^~\\&|A|B|C|D|T||ADT^A01|%s|P|2.5\r" % tag + (b"NTE|1|" + pad + b"\r" if pad else b"")
+
+
+def _check_stored(out_dir, acked, lines=None):
+    """Every acknowledged message is stored byte-identical, nothing is stored twice, every
+    stored file is a message that was sent (by control id), and with `lines` the stdout lines
+    are exactly one per stored file."""
+    files = stored(out_dir)
+    by_id = {}
+    for name, data in files.items():
+        mid = msh(data, 10)
+        assert mid not in by_id, f"{mid} stored twice ({by_id[mid]}, {name})"
+        by_id[mid] = name
+    contents = set(files.values())
+    missing = [msh(m, 10) for m in acked if m not in contents]
+    assert not missing, f"acknowledged but not on disk: {missing[:10]}"
+    if lines is not None:
+        assert sorted(l.split()[3] for l in lines) == sorted(by_id), "lines differ from files"
+    return files
+
+
+@pytest.mark.parametrize("event_mode", [None, "DoEvents"])
+def test_group_commit_many_concurrent_clients(listen, tmp_path, event_mode):
+    out_dir = tmp_path / "out"
+    extra = ["--config", "EventMode=DoEvents"] if event_mode else []
+    lst = listen("--out-dir", out_dir, *extra)
+    n_clients, per_client = 40, 12
+    acked, errors = [], []
+    start = threading.Barrier(n_clients)
+
+    def run(i):
+        try:
+            c = Client(lst.port, timeout=20)
+            start.wait(10)
+            for k in range(per_client):
+                m = _msg(b"G%dK%d" % (i, k), b"x" * (37 * k + i))
+                assert c.roundtrip(m, timeout=20) == ACK
+                acked.append(m)
+            c.close()
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n_clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors[:3]
+    assert len(acked) == n_clients * per_client
+    lines = lst.message_lines(len(acked), timeout=20)
+    lst.no_more_lines()
+    by_id = {msh(m, 10): m for m in acked}
+    for line in lines:  # each line describes its message
+        conn, n, f9, f10 = line.split()
+        assert int(n) == len(by_id[f10]) and f9 == "ADT^A01", line
+    # one connection id per client, its messages in order
+    per_conn = {}
+    for line in lines:
+        per_conn.setdefault(line.split()[0], []).append(line.split()[3])
+    assert len(per_conn) == n_clients
+    for ids in per_conn.values():
+        i = ids[0][1:].split("K")[0]
+        assert ids == [f"G{i}K{k}" for k in range(per_client)], ids
+    files = _check_stored(out_dir, acked, lines)
+    assert len(files) == len(acked)
+    # within a connection, name order is arrival order
+    names = sorted(files)
+    for i in range(n_clients):
+        mine = [n for n in names if msh(files[n], 10).startswith(f"G{i}K")]
+        assert [msh(files[n], 10) for n in mine] == [f"G{i}K{k}" for k in range(per_client)]
+    assert lst.stop()[0] == 0
+    assert stored(out_dir) == files
+
+
+@pytest.mark.parametrize("ack", ["mllp", "hl7"])
+def test_group_commit_pipelined_replies_in_order(listen, tmp_path, ack):
+    """A client that sends many messages before reading any reply (more than the library's
+    64 undecided replies per connection) gets every reply, in message order."""
+    out_dir = tmp_path / "out"
+    lst = listen("--out-dir", out_dir, "--ack", ack, "--quiet")
+    clients = [Client(lst.port, timeout=20) for _ in range(3)]
+    n = 150
+    sent = {i: [_msg(b"P%dN%d" % (i, k)) for k in range(n)] for i in range(len(clients))}
+
+    def send_all(i):
+        clients[i].send_raw(b"".join(SB + m + EB + CR for m in sent[i]))
+
+    senders = [threading.Thread(target=send_all, args=(i,)) for i in range(len(clients))]
+    for t in senders:
+        t.start()
+    for i, c in enumerate(clients):
+        for k in range(n):
+            r = c.recv_frame(timeout=20)
+            if ack == "mllp":
+                assert r == ACK, (i, k, r)
+            else:
+                assert hl7_ack_fields(r) == ("AA", f"P{i}N{k}"), (i, k, r)
+    for t in senders:
+        t.join(20)
+    files = _check_stored(out_dir, [m for ms in sent.values() for m in ms])
+    assert len(files) == len(clients) * n
+    for i in range(len(clients)):
+        assert [msh(m, 10) for m in files.values() if msh(m, 10).startswith(f"P{i}N")] == \
+            [f"P{i}N{k}" for k in range(n)]
+    assert lst.stop()[0] == 0
+
+
+def test_group_commit_large_messages_past_the_queue_bound(listen, tmp_path):
+    """More message bytes in flight than the writer's queue holds (64 MiB): the program
+    waits for room instead of growing, and every message is still stored and acknowledged."""
+    out_dir = tmp_path / "out"
+    lst = listen("--out-dir", out_dir, "--quiet")
+    big = sample("oru_r01_1mib_ed.hl7")
+    n_clients, per_client = 8, 10  # 80 MiB
+    errors = []
+
+    def run(i):
+        try:
+            c = Client(lst.port, timeout=30)
+            c.send_raw(b"".join(SB + _msg(b"B%dN%d" % (i, k)) + big + EB + CR
+                                for k in range(per_client)))
+            for _ in range(per_client):
+                assert c.recv_frame(timeout=30) == ACK
+            c.close()
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n_clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(90)
+    assert not errors, errors[:3]
+    files = stored(out_dir)
+    assert len(files) == n_clients * per_client
+    assert sorted(files.values()) == sorted(_msg(b"B%dN%d" % (i, k)) + big
+                                            for i in range(n_clients) for k in range(per_client))
+    assert lst.stop()[0] == 0
+
+
+@pytest.mark.parametrize("event_mode", [None, "DoEvents"])
+def test_group_commit_sigterm_under_load(listen, tmp_path, event_mode):
+    """Many clients, some pipelining, while SIGTERM arrives: exit 0 within 5 s; every message
+    that got its ACK is on disk byte-identical; each stored at most once and complete; no
+    temporary file left; replies that did come were in order."""
+    out_dir = tmp_path / "out"
+    extra = ["--config", "EventMode=DoEvents"] if event_mode else []
+    lst = listen("--out-dir", out_dir, *extra)
+    big = sample("oru_r01_1mib_ed.hl7")
+    acked, errors = [], []
+    stop = threading.Event()
+    running = threading.Barrier(31)
+
+    def closed_loop(i):
+        try:
+            c = Client(lst.port, timeout=10)
+        except OSError as e:
+            errors.append(e)
+            running.abort()
+            return
+        running.wait(10)
+        k = 0
+        while not stop.is_set():
+            m = _msg(b"L%dN%d" % (i, k)) + (big if i == 0 and k % 5 == 4 else b"")
+            try:
+                r = c.roundtrip(m, timeout=10)
+            except (OSError, EOFError):
+                break
+            if r == ACK:
+                acked.append(m)
+            else:
+                errors.append(("NAK", i, k))
+            k += 1
+        c.close()
+
+    def pipelined(i):
+        try:
+            c = Client(lst.port, timeout=10)
+        except OSError as e:
+            errors.append(e)
+            running.abort()
+            return
+        running.wait(10)
+        k = 0
+        while not stop.is_set():
+            window = [_msg(b"W%dN%d" % (i, k + j)) for j in range(20)]
+            try:
+                c.send_raw(b"".join(SB + m + EB + CR for m in window))
+                for m in window:
+                    r = c.recv_frame(timeout=10)
+                    if r != ACK:
+                        errors.append(("NAK", i, msh(m, 10)))
+                    acked.append(m)
+            except (OSError, EOFError):
+                break
+            k += len(window)
+        c.close()
+
+    threads = [threading.Thread(target=closed_loop, args=(i,)) for i in range(25)]
+    threads += [threading.Thread(target=pipelined, args=(i,)) for i in range(25, 30)]
+    for t in threads:
+        t.start()
+    running.wait(10)
+    time.sleep(1.5)
+    before = len(acked)
+    rc, took = lst.stop(signal.SIGTERM, timeout=5.0)
+    stop.set()
+    for t in threads:
+        t.join(15)
+    assert rc == 0 and took < 5.0, (rc, took)
+    assert not errors, errors[:5]
+    assert before > 30, f"only {before} messages acknowledged before SIGTERM"
+    files = _check_stored(out_dir, acked)
+    # what was queued when the signal came was stored and acknowledged before the
+    # connections closed (not stored silently behind the clients' backs)
+    unacked = {msh(f, 10) for f in files.values()} - {msh(m, 10) for m in acked}
+    assert not unacked, f"stored but never acknowledged: {sorted(unacked)[:10]}"
+    for f in files.values():  # complete messages only
+        mid = msh(f, 10)
+        assert re.fullmatch(r"[LW]\d+N\d+", mid), mid
+        i, k = map(int, mid[1:].split("N"))
+        assert f == _msg(mid.encode()) + (big if mid[0] == "L" and i == 0 and k % 5 == 4 else b"")
+
+
+def test_group_commit_sigkill_under_load(listen, tmp_path):
+    """Killed outright (no shutdown) while clients send: no acknowledgement may have left
+    before its message was stored under its final name, complete. (Temporary files may
+    remain; a power cut is not simulated, only the order of acknowledgement and storage.)"""
+    out_dir = tmp_path / "out"
+    lst = listen("--out-dir", out_dir, "--quiet")
+    acked, errors = [], []
+    stop = threading.Event()
+
+    def run(i):
+        c = Client(lst.port, timeout=10)
+        k = 0
+        while not stop.is_set():
+            m = _msg(b"K%dN%d" % (i, k), b"y" * (k % 300))
+            try:
+                r = c.roundtrip(m, timeout=10)
+            except (OSError, EOFError):
+                break
+            if r == ACK:
+                acked.append(m)
+            else:
+                errors.append(("NAK", i, k))
+            k += 1
+        c.close()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    time.sleep(1.5)
+    lst.proc.kill()
+    lst.proc.wait(5)
+    stop.set()
+    for t in threads:
+        t.join(15)
+    assert not errors, errors[:5]
+    assert acked
+    final = {n: (out_dir / n).read_bytes() for n in os.listdir(out_dir) if not n.startswith(".")}
+    for n in final:
+        assert re.fullmatch(r"\d+-\d+-\d+\.hl7", n), n
+    contents = set(final.values())
+    missing = [msh(m, 10) for m in acked if m not in contents]
+    assert not missing, f"acknowledged but not stored: {missing[:10]}"
+    ids = [msh(f, 10) for f in final.values()]
+    assert len(ids) == len(set(ids))
+    for f in final.values():
+        i, k = map(int, msh(f, 10)[1:].split("N"))
+        assert f == _msg(b"K%dN%d" % (i, k), b"y" * (k % 300))
