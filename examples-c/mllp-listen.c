@@ -127,8 +127,15 @@ static app_state app = {
     .num_lock = PTHREAD_MUTEX_INITIALIZER,
 };
 
+/* The server, once created: freed on an error exit during start-up, so nothing leaks. */
+static mllp_server *startup_server;
+
 static void die_usage(const char *fmt, ...) {
     va_list ap;
+    if (startup_server) {
+        mllp_server_free(startup_server);
+        startup_server = NULL;
+    }
     fputs(PROG ": ", stderr);
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
@@ -1055,6 +1062,7 @@ int main(int argc, char **argv) {
 
     mllp_server *server = mllp_server_new();
     if (!server) die_usage("out of memory");
+    startup_server = server;
     check(mllp_server_set_local_host(server, o.host), "--host");
     check(mllp_server_set_local_port(server, (uint16_t)o.port), "--port");
     check(mllp_server_set_version(server, (int)o.version), "--version");
