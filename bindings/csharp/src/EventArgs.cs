@@ -102,16 +102,24 @@ namespace Mllp
         private byte[] _message;
         internal bool Live = true;
 
-        internal MLLPServerAckOutEventArgs(ulong id, long seq, bool accept, RejectCode reject, IntPtr msg, UIntPtr len)
+        internal MLLPServerAckOutEventArgs(ulong id, long seq, bool accept, RejectCode reject, IntPtr msg, UIntPtr len,
+                                           bool defer)
             : base(id)
         {
-            MessageSeq = seq; Accept = accept; RejectCode = reject; _msg = msg; _msgLen = len;
+            MessageSeq = seq; Accept = accept; RejectCode = reject; _msg = msg; _msgLen = len; Defer = defer;
         }
         public long MessageSeq { get; private set; }
         /// <summary>Read-write: true (the default) sends a positive acknowledgement (ACK), false a NAK.</summary>
         public bool Accept { get; set; }
         /// <summary>Read-write: in HL7 ack mode, the MSA-1 code used when Accept is false.</summary>
         public RejectCode RejectCode { get; set; }
+        /// <summary>Read-write extension: true leaves the decision open (Accept and RejectCode
+        /// are then ignored): nothing is sent for this message until
+        /// <see cref="MLLPServer.Acknowledge(ulong, long, bool, RejectCode)"/> is called with
+        /// this <see cref="MLLPConnectionEventArgs.Id"/> and <see cref="MessageSeq"/>, from any
+        /// thread (e.g. after a database commit). Replies still leave in message order, so an
+        /// undecided message holds back the acknowledgements of later ones.</summary>
+        public bool Defer { get; set; }
         /// <summary>A copy of the complete message being acknowledged (copied on first use,
         /// which must be inside the handler).</summary>
         public byte[] Message
@@ -162,5 +170,75 @@ namespace Mllp
         public string Message { get; private set; }
         /// <summary>"INFO", "VERBOSE" or "DEBUG".</summary>
         public string LogType { get; private set; }
+    }
+
+    /// <summary>SSLClientAuthentication: a TLS client presented its certificate (or none:
+    /// <see cref="CertEncoded"/> is empty). Fires when
+    /// <see cref="MLLPServer.SSLAuthenticateClients"/> is on.</summary>
+    public class MLLPServerSSLClientAuthenticationEventArgs : MLLPConnectionEventArgs
+    {
+        private readonly byte[] _cert;
+
+        internal MLLPServerSSLClientAuthenticationEventArgs(ulong id, byte[] cert, string subject, string issuer,
+                                                            string status, bool accept) : base(id)
+        {
+            _cert = cert; CertSubject = subject; CertIssuer = issuer; Status = status; Accept = accept;
+        }
+        /// <summary>The client's certificate, DER (a copy; empty when it sent none).</summary>
+        public byte[] CertEncoded { get { return (byte[])_cert.Clone(); } }
+        /// <summary>The certificate's subject DN.</summary>
+        public string CertSubject { get; private set; }
+        /// <summary>The certificate's issuer DN.</summary>
+        public string CertIssuer { get; private set; }
+        /// <summary>"OK", or why verification against the SSLClientCACerts setting failed.</summary>
+        public string Status { get; private set; }
+        /// <summary>Read-write: true keeps the connection, false closes it. Starts as the
+        /// library's verification result: a recommendation the handler may override either way.</summary>
+        public bool Accept { get; set; }
+    }
+
+    /// <summary>SSLConnectionRequest: a TLS ClientHello arrived. A handler may choose the
+    /// certificate presented on this connection instead of <see cref="MLLPServer.SSLCert"/>:
+    /// either set <see cref="Certificate"/>, or (as in the reference) <see cref="CertStoreType"/>,
+    /// <see cref="CertStore"/> (or <see cref="CertStoreB"/>), <see cref="CertPassword"/> and
+    /// <see cref="CertSubject"/>, from which the binding loads one after the handlers have run
+    /// (a failure is reported through the Error event, code 2020, and SSLCert is presented).
+    /// The binding keeps the chosen certificate's handle alive until the connection's
+    /// Disconnected event, so the handler's own Certificate may be disposed at any time.</summary>
+    public class MLLPServerSSLConnectionRequestEventArgs : MLLPConnectionEventArgs
+    {
+        internal MLLPServerSSLConnectionRequestEventArgs(ulong id, string suites, string sigs) : base(id)
+        {
+            SupportedCipherSuites = suites; SupportedSignatureAlgs = sigs;
+            CertStoreType = CertStoreTypes.cstAuto; CertStore = string.Empty; CertPassword = string.Empty;
+            CertSubject = "*";
+        }
+        /// <summary>Comma-separated cipher suites the client supports.</summary>
+        public string SupportedCipherSuites { get; private set; }
+        /// <summary>Comma-separated signature schemes the client supports.</summary>
+        public string SupportedSignatureAlgs { get; private set; }
+        /// <summary>Read-write: the store type of an alternative certificate (default cstAuto).</summary>
+        public CertStoreTypes CertStoreType { get; set; }
+        /// <summary>Read-write: the store of an alternative certificate (a path, or PEM / base64
+        /// data); "" for none.</summary>
+        public string CertStore { get; set; }
+        /// <summary>Read-write: a binary store (e.g. the bytes of a PFX file); takes precedence
+        /// over <see cref="CertStore"/> when not null.</summary>
+        public byte[] CertStoreB { get; set; }
+        /// <summary>Read-write: the password of the store.</summary>
+        public string CertPassword { get; set; }
+        /// <summary>Read-write: selects the certificate in the store ("*" the first).</summary>
+        public string CertSubject { get; set; }
+        /// <summary>Read-write extension: the certificate to present; takes precedence over the
+        /// Cert* fields. Must not be disposed before the handler returns.</summary>
+        public Certificate Certificate { get; set; }
+    }
+
+    /// <summary>SSLStatus: progress of a secure connection (informational).</summary>
+    public class MLLPServerSSLStatusEventArgs : MLLPConnectionEventArgs
+    {
+        internal MLLPServerSSLStatusEventArgs(ulong id, string message) : base(id) { Message = message; }
+        /// <summary>The text.</summary>
+        public string Message { get; private set; }
     }
 }

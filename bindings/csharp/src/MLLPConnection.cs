@@ -171,6 +171,39 @@ namespace Mllp
             }
         }
 
+        /// <summary>A negotiated TLS value: name is SSLNegotiatedCipher,
+        /// SSLNegotiatedCipherStrength, SSLNegotiatedCipherSuite, SSLNegotiatedKeyExchange,
+        /// SSLNegotiatedKeyExchangeStrength or SSLNegotiatedVersion; "" before the handshake
+        /// completes or on a plain connection.</summary>
+        public string GetSSLNegotiated(string name)
+        {
+            if (name == null) throw new ArgumentNullException("name");
+            byte[] n = Native.Utf8z(name);
+            return Native.GetString((byte[] b, ref UIntPtr l) => Native.mllp_connection_get_ssl_negotiated(H, Id, n, b, ref l));
+        }
+
+        /// <summary>SSLNegotiatedVersion: e.g. "TLS1.3" or "TLS1.2" ("" on a plain connection).</summary>
+        public string SSLNegotiatedVersion { get { return GetSSLNegotiated("SSLNegotiatedVersion"); } }
+        /// <summary>SSLNegotiatedCipher: the bulk cipher, e.g. "AES".</summary>
+        public string SSLNegotiatedCipher { get { return GetSSLNegotiated("SSLNegotiatedCipher"); } }
+        /// <summary>SSLNegotiatedCipherStrength: the bulk cipher's key length in bits.</summary>
+        public string SSLNegotiatedCipherStrength { get { return GetSSLNegotiated("SSLNegotiatedCipherStrength"); } }
+        /// <summary>SSLNegotiatedCipherSuite: the cipher suite's name.</summary>
+        public string SSLNegotiatedCipherSuite { get { return GetSSLNegotiated("SSLNegotiatedCipherSuite"); } }
+        /// <summary>SSLNegotiatedKeyExchange: the key exchange algorithm.</summary>
+        public string SSLNegotiatedKeyExchange { get { return GetSSLNegotiated("SSLNegotiatedKeyExchange"); } }
+        /// <summary>SSLNegotiatedKeyExchangeStrength: the key exchange's strength in bits.</summary>
+        public string SSLNegotiatedKeyExchangeStrength { get { return GetSSLNegotiated("SSLNegotiatedKeyExchangeStrength"); } }
+
+        /// <summary>Extension: <see cref="MLLPServer.Acknowledge(ulong, long, bool, RejectCode)"/>
+        /// for this connection (decides a message whose AckOut set Defer).</summary>
+        public void Acknowledge(long messageSeq, bool accept, RejectCode rejectCode)
+        {
+            _server.Acknowledge(Id, messageSeq, accept, rejectCode);
+        }
+        /// <summary>Acknowledge with RejectCode.AE.</summary>
+        public void Acknowledge(long messageSeq, bool accept) { _server.Acknowledge(Id, messageSeq, accept, RejectCode.AE); }
+
         public override string ToString() { return "MLLPConnection " + ConnectionId; }
     }
 

@@ -7,7 +7,8 @@ namespace Mllp
     /// numbers where it has one (670 NAK received, 671 invalid data or timeout, 672 interrupted,
     /// 106/107 cannot change LocalPort/LocalHost while listening, 201 timeout, socket errors
     /// 100xx ...), and 2001-2099 for the library's own conditions (2002 no such connection,
-    /// 2004 unknown setting, 2005 invalid value, 2006 re-entrant call ...).
+    /// 2004 unknown setting, 2005 invalid value, 2006 re-entrant call, 2020 certificate,
+    /// 2021 TLS handshake, 2022 client certificate refused ...).
     /// The message is the library's (mllp_last_error_message) for the failed call.
     /// </summary>
     [Serializable]
@@ -33,6 +34,13 @@ namespace Mllp
         public const int Io = 2009;
         public const int SendInterrupted = 2011;
         public const int TooManyConnections = 2012;
+        /// <summary>A certificate or key could not be loaded or used (wrong password, key
+        /// mismatch, expired, no private key, bad format).</summary>
+        public const int CertificateError = 2020;
+        /// <summary>The TLS handshake failed or did not finish in time.</summary>
+        public const int TlsHandshake = 2021;
+        /// <summary>The client's certificate was refused in SSLClientAuthentication.</summary>
+        public const int TlsClientRejected = 2022;
 
         /// <summary>The result code (the reference's error number where it has one).</summary>
         public int Code { get; private set; }

@@ -37,6 +37,10 @@ namespace Mllp
         private readonly object _rootLock = new object();
         private GCHandle _root;
         private volatile Encoding _encoding = new UTF8Encoding(false);
+        /// <summary>Certificates chosen in SSLConnectionRequest, by connection: their handles
+        /// (DangerousAddRef'd) stay valid until the connection's Disconnected event.</summary>
+        private readonly ConcurrentDictionary<ulong, Presented> _presented =
+            new ConcurrentDictionary<ulong, Presented>();
 
         [ThreadStatic] private static List<MLLPServer> t_dispatching;
         [ThreadStatic] private static bool t_reportingHandlerError;
@@ -66,13 +70,15 @@ namespace Mllp
             Native.Check(Native.mllp_server_on_connection_request(_h, Thunks.ConnectionRequest));
             Native.Check(Native.mllp_server_on_connected(_h, Thunks.Connected));
             Native.Check(Native.mllp_server_on_disconnected(_h, Thunks.Disconnected));
-            Native.Check(Native.mllp_server_on_start_transfer(_h, Thunks.StartTransfer));
-            Native.Check(Native.mllp_server_on_transfer(_h, Thunks.Transfer));
-            Native.Check(Native.mllp_server_on_end_transfer(_h, Thunks.EndTransfer));
+            // StartTransfer, Transfer and EndTransfer are registered while they have a
+            // subscriber (see SyncMessageCallbacks): they fire for every message.
             Native.Check(Native.mllp_server_on_ack_out(_h, Thunks.AckOut));
             Native.Check(Native.mllp_server_on_ack_in(_h, Thunks.AckIn));
             Native.Check(Native.mllp_server_on_error(_h, Thunks.Error));
             Native.Check(Native.mllp_server_on_log(_h, Thunks.Log));
+            Native.Check(Native.mllp_server_on_ssl_client_authentication(_h, Thunks.SslClientAuthentication));
+            Native.Check(Native.mllp_server_on_ssl_connection_request(_h, Thunks.SslConnectionRequest));
+            Native.Check(Native.mllp_server_on_ssl_status(_h, Thunks.SslStatus));
             Native.Check(Native.mllp_server_on_thread_start(_h, Thunks.ThreadStart));
             Native.Check(Native.mllp_server_on_thread_stop(_h, Thunks.ThreadStop));
             LiveServers.Add(_h);
@@ -89,11 +95,59 @@ namespace Mllp
         /// <summary>A connection closed.</summary>
         public event EventHandler<MLLPServerDisconnectedEventArgs> Disconnected;
         /// <summary>Incoming HL7 data begins.</summary>
-        public event EventHandler<MLLPServerStartTransferEventArgs> StartTransfer;
+        public event EventHandler<MLLPServerStartTransferEventArgs> StartTransfer
+        {
+            add { lock (_subLock) { _startTransfer += value; SyncMessageCallbacks(); } }
+            remove { lock (_subLock) { _startTransfer -= value; SyncMessageCallbacks(); } }
+        }
         /// <summary>A piece of incoming HL7 data.</summary>
-        public event EventHandler<MLLPServerTransferEventArgs> Transfer;
+        public event EventHandler<MLLPServerTransferEventArgs> Transfer
+        {
+            add { lock (_subLock) { _transfer += value; SyncMessageCallbacks(); } }
+            remove { lock (_subLock) { _transfer -= value; SyncMessageCallbacks(); } }
+        }
         /// <summary>Incoming HL7 data is complete (AckOut follows).</summary>
-        public event EventHandler<MLLPServerEndTransferEventArgs> EndTransfer;
+        public event EventHandler<MLLPServerEndTransferEventArgs> EndTransfer
+        {
+            add { lock (_subLock) { _endTransfer += value; SyncMessageCallbacks(); } }
+            remove { lock (_subLock) { _endTransfer -= value; SyncMessageCallbacks(); } }
+        }
+
+        // The per-message events' native callbacks are registered with the library only while
+        // the event has a subscriber (a native-to-managed transition per event and message
+        // costs even when nobody listens). Under _subLock; takes effect for the next event.
+        private readonly object _subLock = new object();
+        private volatile EventHandler<MLLPServerStartTransferEventArgs> _startTransfer;
+        private volatile EventHandler<MLLPServerTransferEventArgs> _transfer;
+        private volatile EventHandler<MLLPServerEndTransferEventArgs> _endTransfer;
+        private bool _regStart, _regTransfer, _regEnd;
+
+        private void SyncMessageCallbacks()
+        {
+            if (_h.IsClosed) return;   // no more events anyway
+            try
+            {
+                bool on = _startTransfer != null;
+                if (on != _regStart)
+                {
+                    Native.Check(Native.mllp_server_on_start_transfer(_h, on ? Thunks.StartTransfer : null));
+                    _regStart = on;
+                }
+                on = _transfer != null;
+                if (on != _regTransfer)
+                {
+                    Native.Check(Native.mllp_server_on_transfer(_h, on ? Thunks.Transfer : null));
+                    _regTransfer = on;
+                }
+                on = _endTransfer != null;
+                if (on != _regEnd)
+                {
+                    Native.Check(Native.mllp_server_on_end_transfer(_h, on ? Thunks.EndTransfer : null));
+                    _regEnd = on;
+                }
+            }
+            catch (ObjectDisposedException) { /* disposed meanwhile: no more events */ }
+        }
         /// <summary>A client acknowledged data the server sent.</summary>
         public event EventHandler<MLLPServerAckInEventArgs> AckIn;
         /// <summary>An acknowledgement is about to be sent; set Accept to false for a NAK.</summary>
@@ -102,6 +156,13 @@ namespace Mllp
         public event EventHandler<MLLPServerErrorEventArgs> Error;
         /// <summary>Log lines (see the LogLevel setting).</summary>
         public event EventHandler<MLLPServerLogEventArgs> Log;
+        /// <summary>A TLS client presented its certificate (SSLAuthenticateClients on); set
+        /// Accept to override the library's verdict.</summary>
+        public event EventHandler<MLLPServerSSLClientAuthenticationEventArgs> SSLClientAuthentication;
+        /// <summary>A TLS ClientHello arrived; a handler may choose the certificate presented.</summary>
+        public event EventHandler<MLLPServerSSLConnectionRequestEventArgs> SSLConnectionRequest;
+        /// <summary>Progress of a secure connection.</summary>
+        public event EventHandler<MLLPServerSSLStatusEventArgs> SSLStatus;
 
         // ------------------------------------------------------------------ properties
 
@@ -162,6 +223,61 @@ namespace Mllp
         {
             get { int v; Native.Check(Native.mllp_server_get_version(_h, out v)); return v; }
             set { Native.Check(Native.mllp_server_set_version(_h, value)); }
+        }
+
+        /// <summary>SSLEnabled: accept TLS connections (default false; takes effect at the next
+        /// StartListening).</summary>
+        public bool SSLEnabled
+        {
+            get { byte v; Native.Check(Native.mllp_server_get_ssl_enabled(_h, out v)); return v != 0; }
+            set { Native.Check(Native.mllp_server_set_ssl_enabled(_h, value ? (byte)1 : (byte)0)); }
+        }
+
+        /// <summary>SSLAuthenticateClients: ask TLS clients for a certificate (see the
+        /// SSLClientAuthentication event and the SSLClientCACerts setting); takes effect at the
+        /// next StartListening.</summary>
+        public bool SSLAuthenticateClients
+        {
+            get { byte v; Native.Check(Native.mllp_server_get_ssl_authenticate_clients(_h, out v)); return v != 0; }
+            set { Native.Check(Native.mllp_server_set_ssl_authenticate_clients(_h, value ? (byte)1 : (byte)0)); }
+        }
+
+        /// <summary>SSLCert: the certificate (with its private key) presented to TLS clients.
+        /// The getter returns a new <see cref="Certificate"/> each time (dispose it), or null when
+        /// none is set. The setter (null clears) makes the server keep its own reference, so the
+        /// certificate may be disposed afterwards; it is checked at the next StartListening (no
+        /// private key, key mismatch or expired: MLLPException 2020 there). A disposed
+        /// certificate throws ObjectDisposedException.</summary>
+        public Certificate SSLCert
+        {
+            get
+            {
+                CertificateHandle ch;
+                int rc = Native.mllp_server_get_ssl_cert(_h, out ch);
+                if (rc != Native.MLLP_OK)
+                {
+                    var ex = MLLPException.FromCode(rc);
+                    if (ch != null) ch.Dispose();
+                    throw ex;
+                }
+                if (ch == null || ch.IsInvalid)
+                {
+                    if (ch != null) ch.Dispose();
+                    return null;
+                }
+                return Certificate.Adopt(ch);
+            }
+            set
+            {
+                if (value == null) { Native.Check(Native.mllp_server_set_ssl_cert(_h, IntPtr.Zero)); return; }
+                bool added = false;
+                try
+                {
+                    value.Handle.DangerousAddRef(ref added);   // ObjectDisposedException once disposed
+                    Native.Check(Native.mllp_server_set_ssl_cert(_h, value.Handle.DangerousGetHandle()));
+                }
+                finally { if (added) value.Handle.DangerousRelease(); }
+            }
         }
 
         /// <summary>The connected clients, by connection id.</summary>
@@ -251,6 +367,31 @@ namespace Mllp
             Native.Check(Native.mllp_server_send_bytes(_h, connectionId, data, new UIntPtr((uint)data.Length)));
         }
 
+        /// <summary>Extension: decides a message whose AckOut handler set
+        /// <see cref="MLLPServerAckOutEventArgs.Defer"/>: accept sends an ACK (HL7 ack mode: MSA-1
+        /// AA), otherwise a NAK (HL7 ack mode: rejectCode). Any thread, also inside handlers;
+        /// queued. A messageSeq that is not awaiting a decision is ignored. MLLPException 2002
+        /// when the connection has closed (the message was never acknowledged).</summary>
+        public void Acknowledge(string connectionId, long messageSeq, bool accept, RejectCode rejectCode)
+        {
+            Acknowledge(ParseId(connectionId), messageSeq, accept, rejectCode);
+        }
+        public void Acknowledge(ulong connectionId, long messageSeq, bool accept, RejectCode rejectCode)
+        {
+            if (messageSeq < 0) throw new ArgumentOutOfRangeException("messageSeq");
+            Native.Check(Native.mllp_server_acknowledge(_h, connectionId, (ulong)messageSeq, accept ? (byte)1 : (byte)0,
+                                                        (int)rejectCode));
+        }
+        /// <summary>Acknowledge with RejectCode.AE for a negative acknowledgement.</summary>
+        public void Acknowledge(string connectionId, long messageSeq, bool accept)
+        {
+            Acknowledge(ParseId(connectionId), messageSeq, accept, RejectCode.AE);
+        }
+        public void Acknowledge(ulong connectionId, long messageSeq, bool accept)
+        {
+            Acknowledge(connectionId, messageSeq, accept, RejectCode.AE);
+        }
+
         /// <summary>Processes queued events (EventMode=DoEvents), waiting up to 100 ms for the first.</summary>
         public void DoEvents() { DoEvents(100); }
 
@@ -277,6 +418,7 @@ namespace Mllp
             _h.FireEventsOnFree = true;
             _h.Dispose();
             Root(false);
+            ReleasePresented();
         }
 
         // ------------------------------------------------------------------ internals
@@ -444,6 +586,8 @@ namespace Mllp
             {
                 MLLPConnection c;
                 _conns.TryRemove(id, out c);
+                Presented p;
+                if (_presented.TryRemove(id, out p)) p.Release();
                 Leave();
             }
         }
@@ -453,7 +597,7 @@ namespace Mllp
             Enter();
             try
             {
-                var h = StartTransfer;
+                var h = _startTransfer;
                 if (h == null) return;
                 Raise(h, new MLLPServerStartTransferEventArgs(e->ConnectionId, (long)e->MessageSeq), e->ConnectionId, "StartTransfer");
             }
@@ -466,7 +610,7 @@ namespace Mllp
             Enter();
             try
             {
-                var h = Transfer;
+                var h = _transfer;
                 if (h == null) return;
                 var a = new MLLPServerTransferEventArgs(e->ConnectionId, (long)e->BytesTransferred, Native.CopyBytes(e->Data, e->Len));
                 Raise(h, a, e->ConnectionId, "Transfer");
@@ -480,7 +624,7 @@ namespace Mllp
             Enter();
             try
             {
-                var h = EndTransfer;
+                var h = _endTransfer;
                 if (h == null) return;
                 Raise(h, new MLLPServerEndTransferEventArgs(e->ConnectionId, (long)e->MessageSeq), e->ConnectionId, "EndTransfer");
             }
@@ -496,11 +640,12 @@ namespace Mllp
                 var h = AckOut;
                 if (h == null) return;
                 var a = new MLLPServerAckOutEventArgs(e->ConnectionId, (long)e->MessageSeq, e->Accept != 0,
-                                            (RejectCode)e->RejectCode, e->Message, e->MessageLen);
+                                            (RejectCode)e->RejectCode, e->Message, e->MessageLen, e->Defer != 0);
                 try { Raise(h, a, e->ConnectionId, "AckOut"); }
                 finally { a.Live = false; }
                 e->Accept = a.Accept ? (byte)1 : (byte)0;
                 e->RejectCode = (int)a.RejectCode;
+                e->Defer = a.Defer ? (byte)1 : (byte)0;
             }
             catch (Exception ex) { TraceFailure("AckOut", ex); }
             finally { Leave(); }
@@ -531,6 +676,132 @@ namespace Mllp
             }
             catch (Exception ex) { TraceFailure("Error", ex); }
             finally { Leave(); }
+        }
+
+        private unsafe void NSslClientAuthentication(SslClientAuthenticationEvent* e)
+        {
+            Enter();
+            try
+            {
+                var h = SSLClientAuthentication;
+                if (h == null) return;
+                var a = new MLLPServerSSLClientAuthenticationEventArgs(e->ConnectionId,
+                    Native.CopyBytes(e->CertEncoded, e->CertEncodedLen), Native.PtrToUtf8(e->CertSubject) ?? string.Empty,
+                    Native.PtrToUtf8(e->CertIssuer) ?? string.Empty, Native.PtrToUtf8(e->Status) ?? string.Empty,
+                    e->Accept != 0);
+                Raise(h, a, e->ConnectionId, "SSLClientAuthentication");
+                e->Accept = a.Accept ? (byte)1 : (byte)0;
+            }
+            catch (Exception ex) { TraceFailure("SSLClientAuthentication", ex); }
+            finally { Leave(); }
+        }
+
+        private unsafe void NSslConnectionRequest(SslConnectionRequestEvent* e)
+        {
+            Enter();
+            ulong id = 0;
+            try
+            {
+                id = e->ConnectionId;
+                var h = SSLConnectionRequest;
+                if (h == null) return;
+                var a = new MLLPServerSSLConnectionRequestEventArgs(id,
+                    Native.PtrToUtf8(e->SupportedCipherSuites) ?? string.Empty,
+                    Native.PtrToUtf8(e->SupportedSignatureAlgs) ?? string.Empty);
+                Raise(h, a, id, "SSLConnectionRequest");
+
+                Certificate cert = a.Certificate;
+                bool owned = false;
+                if (cert == null && (a.CertStoreB != null || !string.IsNullOrEmpty(a.CertStore)))
+                {
+                    // The reference's way: the binding loads the certificate from the fields.
+                    try
+                    {
+                        cert = a.CertStoreB != null
+                            ? new Certificate(a.CertStoreType, a.CertStoreB, a.CertPassword, a.CertSubject)
+                            : new Certificate(a.CertStoreType, a.CertStore, a.CertPassword, a.CertSubject);
+                        owned = true;
+                    }
+                    catch (MLLPException ex)
+                    {
+                        ReportError(id, ex.Code, "SSLConnectionRequest: cannot load the certificate: " + ex.Message, ex);
+                        return; // SSLCert is presented
+                    }
+                }
+                if (cert == null) return; // SSLCert is presented
+
+                // The library takes its own reference after this callback returns; until then
+                // (and, to be safe, until the connection closes) the handle must stay valid even
+                // if the host disposes its Certificate.
+                bool added = false;
+                try { cert.Handle.DangerousAddRef(ref added); }
+                catch (ObjectDisposedException ex)
+                {
+                    ReportError(id, MLLPException.InvalidArgument,
+                                "SSLConnectionRequest: the Certificate was disposed; SSLCert is presented", ex);
+                    return;
+                }
+                var p = new Presented(cert, owned);
+                Presented old = null;
+                _presented.AddOrUpdate(id, p, (k, prev) => { old = prev; return p; });
+                if (old != null) old.Release();
+                e->Certificate = cert.Handle.DangerousGetHandle();
+            }
+            catch (Exception ex) { TraceFailure("SSLConnectionRequest", ex); }
+            finally { Leave(); }
+        }
+
+        private unsafe void NSslStatus(SslStatusEvent* e)
+        {
+            Enter();
+            try
+            {
+                var h = SSLStatus;
+                if (h == null) return;
+                Raise(h, new MLLPServerSSLStatusEventArgs(e->ConnectionId, Native.PtrToUtf8(e->Message) ?? string.Empty),
+                      e->ConnectionId, "SSLStatus");
+            }
+            catch (Exception ex) { TraceFailure("SSLStatus", ex); }
+            finally { Leave(); }
+        }
+
+        /// <summary>A certificate presented on one connection: a reference on its handle, and
+        /// the certificate itself when the binding loaded it (then disposed with it).</summary>
+        private sealed class Presented
+        {
+            private Certificate _cert;
+            private readonly bool _owned;
+
+            internal Presented(Certificate cert, bool owned) { _cert = cert; _owned = owned; }
+
+            internal void Release()
+            {
+                var c = Interlocked.Exchange(ref _cert, null);
+                if (c == null) return;
+                try
+                {
+                    c.Handle.DangerousRelease();
+                    if (_owned) c.Dispose();
+                }
+                catch (Exception ex) { TraceFailure("certificate release", ex); }
+            }
+        }
+
+        private void ReleasePresented()
+        {
+            foreach (var id in _presented.Keys)
+            {
+                Presented p;
+                if (_presented.TryRemove(id, out p)) p.Release();
+            }
+        }
+
+        /// <summary>Raises Error for a failure of the binding's own (not a handler's).</summary>
+        private void ReportError(ulong id, int code, string description, Exception ex)
+        {
+            var h = Error;
+            if (h == null) { TraceFailure(description, ex); return; }
+            Raise(h, new MLLPServerErrorEventArgs(id, code, description, ex), id, "Error");
         }
 
         private unsafe void NLog(LogEvent* e)
@@ -573,6 +844,12 @@ namespace Mllp
                 (u, e) => { OnError(u, e); };
             internal static readonly Native.LogCb Log =
                 (u, e) => { OnLog(u, e); };
+            internal static readonly Native.SslClientAuthenticationCb SslClientAuthentication =
+                (u, e) => { OnSslClientAuthentication(u, e); };
+            internal static readonly Native.SslConnectionRequestCb SslConnectionRequest =
+                (u, e) => { OnSslConnectionRequest(u, e); };
+            internal static readonly Native.SslStatusCb SslStatus =
+                (u, e) => { OnSslStatus(u, e); };
             // The reactor thread is attached to the runtime by its first call into managed
             // code; the start hook makes that happen once, up front, before any event. The
             // hooks deliberately do not touch the server object.
@@ -604,6 +881,12 @@ namespace Mllp
             private static void OnError(IntPtr u, ErrorEvent* e) { var s = From(u); if (s != null) s.NError(e); }
             [MethodImpl(MethodImplOptions.NoInlining)]
             private static void OnLog(IntPtr u, LogEvent* e) { var s = From(u); if (s != null) s.NLog(e); }
+            [MethodImpl(MethodImplOptions.NoInlining)]
+            private static void OnSslClientAuthentication(IntPtr u, SslClientAuthenticationEvent* e) { var s = From(u); if (s != null) s.NSslClientAuthentication(e); }
+            [MethodImpl(MethodImplOptions.NoInlining)]
+            private static void OnSslConnectionRequest(IntPtr u, SslConnectionRequestEvent* e) { var s = From(u); if (s != null) s.NSslConnectionRequest(e); }
+            [MethodImpl(MethodImplOptions.NoInlining)]
+            private static void OnSslStatus(IntPtr u, SslStatusEvent* e) { var s = From(u); if (s != null) s.NSslStatus(e); }
 
             private static MLLPServer From(IntPtr user)
             {

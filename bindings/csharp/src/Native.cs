@@ -90,6 +90,9 @@ namespace Mllp
         public int RejectCode;
         public IntPtr Message;
         public UIntPtr MessageLen;
+        /// <summary>Read-write (added last in the C struct): 1 defers the decision to
+        /// mllp_server_acknowledge.</summary>
+        public byte Defer;
     }
 
     [StructLayout(LayoutKind.Sequential)]
@@ -116,6 +119,34 @@ namespace Mllp
         public IntPtr LogType;
     }
 
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct SslClientAuthenticationEvent
+    {
+        public ulong ConnectionId;
+        public IntPtr CertEncoded;
+        public UIntPtr CertEncodedLen;
+        public IntPtr CertSubject;
+        public IntPtr CertIssuer;
+        public IntPtr Status;
+        public byte Accept;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct SslConnectionRequestEvent
+    {
+        public ulong ConnectionId;
+        public IntPtr SupportedCipherSuites;
+        public IntPtr SupportedSignatureAlgs;
+        public IntPtr Certificate;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct SslStatusEvent
+    {
+        public ulong ConnectionId;
+        public IntPtr Message;
+    }
+
     internal static unsafe class Native
     {
         private const string Lib = "mllp";
@@ -125,6 +156,14 @@ namespace Mllp
         internal const int MLLP_ERR_REENTRANT = 2006;
         internal const int MLLP_ERR_PANIC = 2007;
         internal const int MLLP_ERR_BUFFER_TOO_SMALL = 2008;
+
+        internal const int MLLP_CERT_FIELD_SUBJECT = 1;
+        internal const int MLLP_CERT_FIELD_ISSUER = 2;
+        internal const int MLLP_CERT_FIELD_SERIAL_NUMBER = 3;
+        internal const int MLLP_CERT_FIELD_EFFECTIVE_DATE = 4;
+        internal const int MLLP_CERT_FIELD_EXPIRATION_DATE = 5;
+        internal const int MLLP_CERT_FIELD_THUMBPRINT_SHA1 = 6;
+        internal const int MLLP_CERT_FIELD_THUMBPRINT_SHA256 = 7;
 
         // ---- callback types ----
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
@@ -145,6 +184,12 @@ namespace Mllp
         internal delegate void LogCb(IntPtr user, LogEvent* e);
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
         internal delegate void ThreadCb(IntPtr user);
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate void SslClientAuthenticationCb(IntPtr user, SslClientAuthenticationEvent* e);
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate void SslConnectionRequestCb(IntPtr user, SslConnectionRequestEvent* e);
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate void SslStatusCb(IntPtr user, SslStatusEvent* e);
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
         internal delegate void ReleaseCb(IntPtr user);
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
@@ -188,6 +233,12 @@ namespace Mllp
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int mllp_server_on_thread_stop(MllpServerHandle s, ThreadCb cb);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_server_on_ssl_client_authentication(MllpServerHandle s, SslClientAuthenticationCb cb);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_server_on_ssl_connection_request(MllpServerHandle s, SslConnectionRequestCb cb);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_server_on_ssl_status(MllpServerHandle s, SslStatusCb cb);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int mllp_server_set_user_data(MllpServerHandle s, IntPtr user, ReleaseCb release);
 
         // Raw-pointer forms, used only from ReleaseHandle (the SafeHandle is closed by then) to
@@ -212,6 +263,12 @@ namespace Mllp
         private static extern int ClearError(IntPtr s, IntPtr cb);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, EntryPoint = "mllp_server_on_log")]
         private static extern int ClearLog(IntPtr s, IntPtr cb);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, EntryPoint = "mllp_server_on_ssl_client_authentication")]
+        private static extern int ClearSslClientAuthentication(IntPtr s, IntPtr cb);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, EntryPoint = "mllp_server_on_ssl_connection_request")]
+        private static extern int ClearSslConnectionRequest(IntPtr s, IntPtr cb);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, EntryPoint = "mllp_server_on_ssl_status")]
+        private static extern int ClearSslStatus(IntPtr s, IntPtr cb);
 
         internal static void ClearCallbacks(IntPtr s)
         {
@@ -225,6 +282,9 @@ namespace Mllp
             ClearAckIn(s, IntPtr.Zero);
             ClearError(s, IntPtr.Zero);
             ClearLog(s, IntPtr.Zero);
+            ClearSslClientAuthentication(s, IntPtr.Zero);
+            ClearSslConnectionRequest(s, IntPtr.Zero);
+            ClearSslStatus(s, IntPtr.Zero);
             // The thread start/stop hooks stay: they touch no user code.
         }
 
@@ -260,7 +320,41 @@ namespace Mllp
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int mllp_connection_set_output_stream(MllpServerHandle s, ulong id, WriteCb write, ReleaseCb close, IntPtr user);
 
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_connection_get_ssl_negotiated(MllpServerHandle s, ulong id, byte[] name, byte[] buf, ref UIntPtr len);
+
+        // ---- certificates and TLS ----
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_certificate_load(int storeType, byte[] store, UIntPtr storeLen, byte[] password,
+                                                         byte[] subject, out CertificateHandle cert);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern void mllp_certificate_free(IntPtr cert);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_certificate_get_field(CertificateHandle cert, int field, byte[] buf, ref UIntPtr len);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_certificate_get_encoded(CertificateHandle cert, byte[] buf, ref UIntPtr len);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_certificate_get_private_key_available(CertificateHandle cert, out byte v);
+        // The certificate is passed as a raw pointer, referenced by the caller
+        // (DangerousAddRef): with two SafeHandle parameters, Mono leaks the reference it took on
+        // the first when marshalling the second throws ObjectDisposedException, and the server
+        // could then never be freed.
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_server_set_ssl_cert(MllpServerHandle s, IntPtr cert);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_server_get_ssl_cert(MllpServerHandle s, out CertificateHandle cert);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_server_get_ssl_enabled(MllpServerHandle s, out byte v);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_server_set_ssl_enabled(MllpServerHandle s, byte v);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_server_get_ssl_authenticate_clients(MllpServerHandle s, out byte v);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_server_set_ssl_authenticate_clients(MllpServerHandle s, byte v);
+
         // ---- server ----
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_server_acknowledge(MllpServerHandle s, ulong id, ulong seq, byte accept, int rejectCode);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern MllpServerHandle mllp_server_new();
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]

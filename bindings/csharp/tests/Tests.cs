@@ -9,8 +9,13 @@ using System.Diagnostics;
 using System.IO;
 using System.Linq;
 using System.Net;
+using System.Net.Security;
 using System.Net.Sockets;
 using System.Reflection;
+using System.Security.Authentication;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using System.Text.RegularExpressions;
 using System.Text;
 using System.Threading;
 using Mllp;
@@ -143,7 +148,7 @@ internal static class Tests
 
     /// <summary>Reads one MLLP block (0x0B ... 0x1C 0x0D) and returns it whole, framing included.
     /// Null when the peer closed first.</summary>
-    private static byte[] ReadBlock(NetworkStream ns)
+    private static byte[] ReadBlock(Stream ns)
     {
         var ms = new MemoryStream();
         var one = new byte[1];
@@ -833,6 +838,631 @@ internal static class Tests
         return 0;
     }
 
+    // ------------------------------------------------------------------ TLS
+
+    /// <summary>Keys and certificates made by the openssl CLI in a temporary directory at test
+    /// time (never committed): a CA, a server certificate (CN=localhost) signed by it as PFX
+    /// (OpenSSL 3 defaults: AES-256 / PBKDF2), as a PEM key file and as a public certificate,
+    /// an alternative server certificate (CN=alt.mllp.test) and a client certificate.</summary>
+    private sealed class Pki
+    {
+        public string Dir;
+        public string CaCrt, ServerCrt, ServerPfx, ServerPem, AltPem, ClientPfx;
+        public const string Password = "s3cret-Pw";
+        public byte[] CaDer, ServerDer, AltDer, ClientDer;
+        public string ServerSerial;
+        public X509Certificate2 Ca, Client;
+    }
+
+    private static Pki s_pki;
+    private static readonly object s_pkiLock = new object();
+
+    private static string Openssl(string dir, string args)
+    {
+        var psi = new ProcessStartInfo("openssl", args)
+        {
+            WorkingDirectory = dir,
+            UseShellExecute = false,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        using (var p = Process.Start(psi))
+        {
+            var err = p.StandardError.ReadToEndAsync();
+            string o = p.StandardOutput.ReadToEnd();
+            p.WaitForExit();
+            if (p.ExitCode != 0) throw new Exception("openssl " + args + " failed: " + err.Result);
+            return o;
+        }
+    }
+
+    private static Pki GetPki()
+    {
+        lock (s_pkiLock)
+        {
+            if (s_pki != null) return s_pki;
+            var k = new Pki();
+            k.Dir = Path.Combine(Path.GetTempPath(), "mllp-cs-tls-" + Guid.NewGuid().ToString("N"));
+            Directory.CreateDirectory(k.Dir);
+            string d = k.Dir;
+            File.WriteAllText(Path.Combine(d, "server.ext"),
+                "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n" +
+                "extendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n");
+            File.WriteAllText(Path.Combine(d, "alt.ext"),
+                "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n" +
+                "extendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,DNS:alt.mllp.test,IP:127.0.0.1\n");
+            File.WriteAllText(Path.Combine(d, "client.ext"),
+                "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n");
+            Openssl(d, "req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 3 -sha256 " +
+                       "-subj \"/CN=Mllp Test CA/O=Mllp Tests\" -addext basicConstraints=critical,CA:true " +
+                       "-addext keyUsage=critical,keyCertSign,cRLSign");
+            foreach (var leaf in new[] { new[] { "server", "/CN=localhost/O=Mllp Tests", "0x5A17C0DE01" },
+                                         new[] { "alt", "/CN=alt.mllp.test/O=Mllp Tests", "0x5A17C0DE02" },
+                                         new[] { "client", "/CN=mllp-test-client/O=Mllp Tests", "0x5A17C0DE03" } })
+            {
+                Openssl(d, "req -newkey rsa:2048 -nodes -keyout " + leaf[0] + ".key -out " + leaf[0] + ".csr -subj \"" + leaf[1] + "\"");
+                Openssl(d, "x509 -req -in " + leaf[0] + ".csr -CA ca.crt -CAkey ca.key -set_serial " + leaf[2] +
+                           " -days 2 -sha256 -extfile " + leaf[0] + ".ext -out " + leaf[0] + ".crt");
+                Openssl(d, "x509 -in " + leaf[0] + ".crt -outform DER -out " + leaf[0] + ".der");
+                File.WriteAllText(Path.Combine(d, leaf[0] + ".pem"),
+                    File.ReadAllText(Path.Combine(d, leaf[0] + ".key")) + File.ReadAllText(Path.Combine(d, leaf[0] + ".crt")) +
+                    File.ReadAllText(Path.Combine(d, "ca.crt")));
+            }
+            Openssl(d, "x509 -in ca.crt -outform DER -out ca.der");
+            // The server PFX with OpenSSL 3's defaults (AES-256-CBC, PBKDF2, SHA-256 MAC).
+            Openssl(d, "pkcs12 -export -inkey server.key -in server.crt -certfile ca.crt -name server " +
+                       "-passout pass:" + Pki.Password + " -out server.pfx");
+            // The client PFX is read by Mono, which wants the older 3DES / SHA-1 encryption.
+            Openssl(d, "pkcs12 -export -inkey client.key -in client.crt -certfile ca.crt -name client " +
+                       "-keypbe PBE-SHA1-3DES -certpbe PBE-SHA1-3DES -macalg sha1 " +
+                       "-passout pass:" + Pki.Password + " -out client.pfx");
+            k.ServerSerial = Openssl(d, "x509 -in server.crt -noout -serial").Trim();
+            k.CaCrt = Path.Combine(d, "ca.crt");
+            k.ServerCrt = Path.Combine(d, "server.crt");
+            k.ServerPfx = Path.Combine(d, "server.pfx");
+            k.ServerPem = Path.Combine(d, "server.pem");
+            k.AltPem = Path.Combine(d, "alt.pem");
+            k.ClientPfx = Path.Combine(d, "client.pfx");
+            k.CaDer = File.ReadAllBytes(Path.Combine(d, "ca.der"));
+            k.ServerDer = File.ReadAllBytes(Path.Combine(d, "server.der"));
+            k.AltDer = File.ReadAllBytes(Path.Combine(d, "alt.der"));
+            k.ClientDer = File.ReadAllBytes(Path.Combine(d, "client.der"));
+            k.Ca = new X509Certificate2(k.CaDer);
+            k.Client = new X509Certificate2(k.ClientPfx, Pki.Password);
+            s_pki = k;
+            return k;
+        }
+    }
+
+    private static void DeletePki()
+    {
+        lock (s_pkiLock)
+        {
+            if (s_pki == null) return;
+            try { Directory.Delete(s_pki.Dir, true); } catch (Exception ex) { Console.WriteLine("  (cannot delete " + s_pki.Dir + ": " + ex.Message + ")"); }
+            s_pki = null;
+        }
+    }
+
+    /// <summary>Accepts a server certificate that chains to the test CA (and nothing else).</summary>
+    private static bool ValidateTestCa(X509Certificate cert, SslPolicyErrors errors)
+    {
+        if (cert == null) return false;
+        if ((errors & ~SslPolicyErrors.RemoteCertificateChainErrors) != 0) return false;   // name mismatch, none sent
+        var ca = GetPki().Ca;
+        using (var chain = new X509Chain())
+        {
+            chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
+            chain.ChainPolicy.VerificationFlags = X509VerificationFlags.AllowUnknownCertificateAuthority;
+            chain.ChainPolicy.ExtraStore.Add(ca);
+            if (!chain.Build(new X509Certificate2(cert))) return false;
+            var root = chain.ChainElements[chain.ChainElements.Count - 1].Certificate;
+            return chain.ChainElements.Count >= 2 && root.Thumbprint == ca.Thumbprint;
+        }
+    }
+
+    private sealed class TlsClient : IDisposable
+    {
+        public TcpClient Tcp;
+        public SslStream Ssl;
+        public X509Certificate ServerCert;
+        public void Dispose()
+        {
+            try { if (Ssl != null) Ssl.Dispose(); } catch { }
+            Tcp.Close();
+        }
+    }
+
+    private static TlsClient TlsConnect(MLLPServer s, SslProtocols protocols, X509Certificate2 clientCert = null)
+    {
+        var t = new TlsClient { Tcp = Connect(s) };
+        try
+        {
+            t.Ssl = new SslStream(t.Tcp.GetStream(), false,
+                (o, cert, chain, errors) =>
+                {
+                    if (cert != null) t.ServerCert = new X509Certificate2(cert);
+                    return ValidateTestCa(cert, errors);
+                },
+                clientCert == null ? null : new LocalCertificateSelectionCallback((o, host, local, remote, issuers) => clientCert));
+            var certs = clientCert == null ? null : new X509CertificateCollection { clientCert };
+            t.Ssl.AuthenticateAsClient("localhost", certs, protocols, false);
+            return t;
+        }
+        catch { t.Dispose(); throw; }
+    }
+
+    private const SslProtocols Tls13 = (SslProtocols)12288;   // SslProtocols.Tls13 (not in every profile)
+
+    private static MLLPServer NewTlsServer(Certificate cert)
+    {
+        var s = NewServer();
+        s.SSLEnabled = true;
+        s.SSLCert = cert;
+        return s;
+    }
+
+    private static void TestCertificate()
+    {
+        var k = GetPki();
+        using (var c = new Certificate(CertStoreTypes.cstPFXFile, k.ServerPfx, Pki.Password, "*"))
+        {
+            var x = new X509Certificate2(k.ServerDer);
+            Check(c.Subject.Contains("CN=localhost") && c.Subject.Contains("O=Mllp Tests"), "Subject", c.Subject);
+            Check(c.Issuer.Contains("CN=Mllp Test CA"), "Issuer", c.Issuer);
+            string serial = k.ServerSerial.Substring(k.ServerSerial.IndexOf('=') + 1).TrimStart('0');
+            Check(string.Equals(c.SerialNumber.Replace(":", "").TrimStart('0'), serial, StringComparison.OrdinalIgnoreCase),
+                  "SerialNumber matches openssl's", c.SerialNumber + " vs " + serial);
+            Equal(LowerHex(SHA1.Create().ComputeHash(k.ServerDer)), c.ThumbprintSHA1, "ThumbprintSHA1 (lowercase hex SHA-1 of the DER)");
+            Equal(LowerHex(SHA256.Create().ComputeHash(k.ServerDer)), c.ThumbprintSHA256, "ThumbprintSHA256");
+            var fmt = "dd-MMM-yyyy HH:mm:ss";
+            var inv = System.Globalization.CultureInfo.InvariantCulture;
+            Equal(x.NotBefore.ToUniversalTime().ToString(fmt, inv), c.EffectiveDate, "EffectiveDate (23-Jan-2000 15:00:00 format, UTC)");
+            Equal(x.NotAfter.ToUniversalTime().ToString(fmt, inv), c.ExpirationDate, "ExpirationDate");
+            Bytes(k.ServerDer, c.EncodedB, "EncodedB is the DER encoding");
+            Equal(Convert.ToBase64String(k.ServerDer), c.Encoded, "Encoded is base64 of the DER");
+            Equal(true, c.PrivateKeyAvailable, "PrivateKeyAvailable from a PFX");
+            Equal(CertStoreTypes.cstPFXFile, c.StoreType, "StoreType");
+            Equal(k.ServerPfx, c.Store, "Store");
+            Equal(Pki.Password, c.StorePassword, "StorePassword");
+
+            using (var blob = new Certificate(CertStoreTypes.cstPFXBlob, File.ReadAllBytes(k.ServerPfx), Pki.Password, "*"))
+                Check(blob.Equals(c) && blob.GetHashCode() == c.GetHashCode(), "PFX blob (bytes) loads the same certificate");
+            using (var b64 = new Certificate(CertStoreTypes.cstPFXBlob, Convert.ToBase64String(File.ReadAllBytes(k.ServerPfx)), Pki.Password, "*"))
+                Check(b64.Equals(c), "PFX blob (base64 text) loads the same certificate");
+            using (var pem = new Certificate(CertStoreTypes.cstPEMKeyFile, k.ServerPem, "", "CN=localhost"))
+                Check(pem.Equals(c) && pem.PrivateKeyAvailable, "PEM key file, subject CN=localhost");
+            using (var auto = new Certificate(CertStoreTypes.cstAuto, k.ServerPem, "", "Thumbprint=" + c.ThumbprintSHA256))
+                Check(auto.Equals(c), "cstAuto + Thumbprint=<sha256> selects it");
+            using (var pub = new Certificate(CertStoreTypes.cstPublicKeyFile, k.ServerCrt, null, null))
+            {
+                Check(pub.Equals(c), "public key file: same certificate");
+                Equal(false, pub.PrivateKeyAvailable, "public key file: PrivateKeyAvailable false");
+            }
+        }
+    }
+
+    private static void TestCertificateErrors()
+    {
+        var k = GetPki();
+        ThrowsCode(MLLPException.CertificateError,
+                   () => new Certificate(CertStoreTypes.cstPFXFile, k.ServerPfx, "wrong-password", "*"),
+                   "wrong PFX password -> MLLPException 2020");
+        ThrowsCode(MLLPException.CertificateError,
+                   () => new Certificate(CertStoreTypes.cstPFXBlob, File.ReadAllBytes(k.ServerPfx), "", "*"),
+                   "PFX blob without its password -> 2020");
+        ThrowsCode(MLLPException.CertificateError,
+                   () => new Certificate(CertStoreTypes.cstPFXFile, k.ServerPfx, Pki.Password, "CN=nobody-here"),
+                   "no certificate matches the subject -> 2020");
+        ThrowsCode(MLLPException.CertificateError,
+                   () => new Certificate(CertStoreTypes.cstPEMKeyBlob, "not a certificate", "", "*"),
+                   "garbage PEM blob -> 2020");
+        ThrowsCode(MLLPException.CannotOpenFile,
+                   () => new Certificate(CertStoreTypes.cstPFXFile, Path.Combine(k.Dir, "missing.pfx"), "", "*"),
+                   "missing file -> 303");
+        ThrowsCode(MLLPException.NotSupported,
+                   () => new Certificate(CertStoreTypes.cstUser, "MY", "", "*"),
+                   "Windows store type -> 2003");
+
+        using (var s = NewServer())
+        {
+            Equal(false, s.SSLEnabled, "SSLEnabled defaults to false");
+            Equal(false, s.SSLAuthenticateClients, "SSLAuthenticateClients defaults to false");
+            Check(s.SSLCert == null, "SSLCert defaults to null");
+            s.SSLEnabled = true; Equal(true, s.SSLEnabled, "SSLEnabled round trip");
+            s.SSLAuthenticateClients = true; Equal(true, s.SSLAuthenticateClients, "SSLAuthenticateClients round trip");
+            s.SSLAuthenticateClients = false;
+            var c = new Certificate(CertStoreTypes.cstPFXFile, k.ServerPfx, Pki.Password, "*");
+            s.SSLCert = c;
+            c.Dispose();
+            Check(c.IsDisposed && c.Subject.Contains("localhost"), "a disposed Certificate keeps its fields");
+            using (var back = s.SSLCert)
+            {
+                Check(back != null && back.Equals(c) && back.PrivateKeyAvailable, "SSLCert read back (the server kept its reference)");
+                Check(back != null && !ReferenceEquals(back, s.SSLCert), "SSLCert returns a new object each time");
+            }
+            Throws<ObjectDisposedException>(() => s.SSLCert = c, "setting a disposed Certificate -> ObjectDisposedException");
+            // ... without leaking a reference on the server (Mono's marshaller does with two
+            // SafeHandle parameters): Dispose must still free it and close its port.
+            int port;
+            using (var s2 = NewServer())
+            {
+                Throws<ObjectDisposedException>(() => s2.SSLCert = c, "disposed Certificate on a second server");
+                s2.StartListening();
+                port = s2.LocalPort;
+            }
+            bool stillListening;
+            try { using (new TcpClient("127.0.0.1", port)) stillListening = true; }
+            catch (SocketException) { stillListening = false; }
+            Check(!stillListening, "the server is freed by Dispose after that failure");
+            s.StartListening();
+            Check(s.Listening, "TLS server listens with a PFX certificate");
+            s.Shutdown();
+            s.SSLCert = null;
+            Check(s.SSLCert == null, "SSLCert = null clears it");
+            using (var pub = new Certificate(CertStoreTypes.cstPublicKeyFile, k.ServerCrt, "", "*"))
+                s.SSLCert = pub;
+            ThrowsCode(MLLPException.CertificateError, () => s.StartListening(),
+                       "StartListening with a certificate without private key -> 2020");
+        }
+    }
+
+    private static void TestTlsRoundTrip(SslProtocols protocol, string expected)
+    {
+        var k = GetPki();
+        using (var cert = new Certificate(CertStoreTypes.cstPFXFile, k.ServerPfx, Pki.Password, "*"))
+        using (var s = NewTlsServer(cert))
+        {
+            var status = new ConcurrentQueue<string>();
+            var versions = new ConcurrentQueue<string>();
+            byte[] received = null;
+            s.SSLStatus += (o, e) => status.Enqueue(e.ConnectionId + ": " + e.Message);
+            s.AckOut += (o, e) =>
+            {
+                received = e.Message;
+                versions.Enqueue(s.Connections[e.Id].SSLNegotiatedVersion);   // read inside a handler
+            };
+            // Only the protocol under test on the server too (0x3000 TLS 1.3, 0x0C00 TLS 1.2).
+            s.Config("SSLEnabledProtocols=" + (protocol == Tls13 ? "12288" : "3072"));
+            s.StartListening();
+
+            TlsClient t;
+            try { t = TlsConnect(s, protocol); }
+            catch (Exception ex) when (protocol == Tls13)
+            {
+                // Mono's SslStream (BoringSSL "btls" provider) cannot negotiate TLS 1.3 (asked for
+                // it, it offers TLS 1.2 only): use the openssl CLI as the TLS 1.3 client instead.
+                Console.WriteLine("  note: Mono's SslStream cannot do TLS 1.3 against a TLS 1.3-only server (" +
+                                  ex.GetBaseException().GetType().Name + ": " + ex.GetBaseException().Message +
+                                  "); using openssl s_client for the TLS 1.3 round trip");
+                OpensslTls13RoundTrip(s, status, versions, () => received);
+                return;
+            }
+            using (t)
+            {
+                Equal(protocol, t.Ssl.SslProtocol, "client negotiated " + expected);
+                Check(t.ServerCert != null && new X509Certificate2(t.ServerCert).Thumbprint.ToLowerInvariant() == cert.ThumbprintSHA1,
+                      "server presented SSLCert");
+                var f = Frame(s_sample);
+                t.Ssl.Write(f, 0, f.Length);
+                t.Ssl.Flush();
+                Bytes(Ack, ReadBlock(t.Ssl), "ACK received over " + expected);
+                Bytes(s_sample, received, "message received intact over " + expected);
+                string v;
+                Check(versions.TryPeek(out v) && v == expected, "SSLNegotiatedVersion read in AckOut", v);
+                var conn = s.Connections.Values.Single();
+                Equal(expected, conn.SSLNegotiatedVersion, "Connections[id].SSLNegotiatedVersion");
+                Equal(expected, s.Config("SSLNegotiatedVersion[" + conn.ConnectionId + "]"), "Config(SSLNegotiatedVersion[id])");
+                Check(conn.SSLNegotiatedCipherSuite.Length > 0 && conn.SSLNegotiatedCipher.Length > 0 &&
+                      conn.SSLNegotiatedCipherStrength.Length > 0 && conn.SSLNegotiatedKeyExchange.Length > 0,
+                      "other negotiated values are set",
+                      conn.SSLNegotiatedCipherSuite + " / " + conn.SSLNegotiatedCipher + " / " + conn.SSLNegotiatedCipherStrength +
+                      " / " + conn.SSLNegotiatedKeyExchange + " / " + conn.SSLNegotiatedKeyExchangeStrength);
+                Check(status.Count > 0 && status.All(m => m.Length > 4), "SSLStatus fired with messages", string.Join(" | ", status));
+                Check(status.Any(m => m.Contains("handshake")), "SSLStatus reports the handshake", string.Join(" | ", status));
+                t.Ssl.Write(f, 0, f.Length);
+                Bytes(Ack, ReadBlock(t.Ssl), "second message on the same TLS connection");
+            }
+            using (var plain = Connect(s))
+            {
+                var ns = plain.GetStream();
+                var f = Frame(s_sample);
+                ns.Write(f, 0, f.Length);
+                Check(PeerCloses(plain), "a plain-text client is dropped by a TLS server");
+            }
+        }
+    }
+
+    private static void OpensslTls13RoundTrip(MLLPServer s, ConcurrentQueue<string> status, ConcurrentQueue<string> versions,
+                                              Func<byte[]> received)
+    {
+        var k = GetPki();
+        var psi = new ProcessStartInfo("openssl",
+            "s_client -connect 127.0.0.1:" + s.LocalPort + " -tls1_3 -servername localhost -CAfile \"" + k.CaCrt +
+            "\" -verify_return_error -quiet")
+        {
+            UseShellExecute = false, RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true,
+        };
+        using (var p = Process.Start(psi))
+        {
+            try
+            {
+                var f = Frame(s_sample);
+                p.StandardInput.BaseStream.Write(f, 0, f.Length);
+                p.StandardInput.BaseStream.Flush();
+                var got = new byte[4];
+                var read = System.Threading.Tasks.Task.Run(() =>
+                {
+                    int n = 0;
+                    while (n < 4) { int r = p.StandardOutput.BaseStream.Read(got, n, 4 - n); if (r <= 0) break; n += r; }
+                    return n;
+                });
+                Check(read.Wait(IoTimeoutMs) && read.Result == 4, "openssl s_client got a reply over TLS 1.3");
+                Bytes(Ack, got, "ACK received over TLS1.3 (openssl client)");
+                Bytes(s_sample, received(), "message received intact over TLS1.3");
+                string v;
+                Check(versions.TryPeek(out v) && v == "TLS1.3", "SSLNegotiatedVersion is TLS1.3", v);
+                var conn = s.Connections.Values.Single();
+                Equal("TLS1.3", conn.SSLNegotiatedVersion, "Connections[id].SSLNegotiatedVersion");
+                Check(status.Any(m => m.Contains("handshake")), "SSLStatus reports the handshake", string.Join(" | ", status));
+            }
+            finally
+            {
+                try { p.Kill(); } catch { }
+                p.WaitForExit(2000);
+            }
+        }
+    }
+
+    private static void TestTlsClientAuthentication()
+    {
+        var k = GetPki();
+        using (var cert = new Certificate(CertStoreTypes.cstPFXFile, k.ServerPfx, Pki.Password, "*"))
+        using (var s = NewTlsServer(cert))
+        {
+            s.SSLAuthenticateClients = true;
+            s.Config("SSLClientCACerts=" + File.ReadAllText(k.CaCrt));
+            s.Config("SSLEnabledProtocols=3072");  // TLS 1.2, as Mono speaks it
+            var auths = new ConcurrentQueue<MLLPServerSSLClientAuthenticationEventArgs>();
+            var initialAccept = new ConcurrentQueue<bool>();
+            var errors = new ConcurrentQueue<int>();
+            var messages = 0;
+            bool? decision = false;
+            s.SSLClientAuthentication += (o, e) =>
+            {
+                initialAccept.Enqueue(e.Accept);
+                auths.Enqueue(e);
+                if (decision.HasValue) e.Accept = decision.Value;
+            };
+            s.Error += (o, e) => errors.Enqueue(e.ErrorCode);
+            s.AckOut += (o, e) => Interlocked.Increment(ref messages);
+            s.StartListening();
+
+            // 1. A valid client (the library would accept it) refused by the handler.
+            bool closed = false;
+            try
+            {
+                using (var t = TlsConnect(s, SslProtocols.Tls12, k.Client))
+                {
+                    var f = Frame(s_sample);
+                    try
+                    {
+                        t.Ssl.Write(f, 0, f.Length);
+                        closed = ReadBlock(t.Ssl) == null;
+                    }
+                    catch (IOException) { closed = true; }
+                }
+            }
+            catch (AuthenticationException) { closed = true; }
+            catch (IOException) { closed = true; }
+            Check(Wait(() => auths.Count == 1), "SSLClientAuthentication fired");
+            MLLPServerSSLClientAuthenticationEventArgs a;
+            auths.TryPeek(out a);
+            bool init;
+            initialAccept.TryPeek(out init);
+            Check(a != null && init && a.Status == "OK", "the library accepted the client (Accept true, Status OK)",
+                  a == null ? null : init + " " + a.Status);
+            Check(a != null && a.CertSubject.Contains("CN=mllp-test-client"), "CertSubject", a == null ? null : a.CertSubject);
+            Check(a != null && a.CertIssuer.Contains("CN=Mllp Test CA"), "CertIssuer", a == null ? null : a.CertIssuer);
+            Bytes(k.ClientDer, a == null ? null : a.CertEncoded, "CertEncoded is the client's DER");
+            Check(closed, "refused client is disconnected");
+            Equal(0, Volatile.Read(ref messages), "no message delivered from the refused client");
+            Check(Wait(() => errors.Contains(MLLPException.TlsClientRejected)), "Error 2022 reported",
+                  string.Join(",", errors));
+
+            // 2. The same client, the library's verdict left alone.
+            decision = null;
+            using (var t = TlsConnect(s, SslProtocols.Tls12, k.Client))
+            {
+                var f = Frame(s_sample);
+                t.Ssl.Write(f, 0, f.Length);
+                Bytes(Ack, ReadBlock(t.Ssl), "accepted client gets its ACK");
+            }
+
+            // 3. A client without a certificate: the library recommends refusing it; the
+            //    handler may override that.
+            int before = auths.Count;
+            decision = true;
+            bool lastInit = true;
+            s.SSLClientAuthentication += (o, e) => lastInit = initialAccept.Last();
+            using (var t = TlsConnect(s, SslProtocols.Tls12))
+            {
+                var f = Frame(s_sample);
+                t.Ssl.Write(f, 0, f.Length);
+                Bytes(Ack, ReadBlock(t.Ssl), "client without certificate accepted by the handler (override)");
+            }
+            Check(auths.Count == before + 1 && !lastInit, "no certificate: library recommended refusing");
+            var last = auths.Last();
+            Check(last.CertEncoded.Length == 0 && last.Status != "OK", "no certificate: empty CertEncoded, Status explains",
+                  last.Status);
+        }
+    }
+
+    private static void TestTlsConnectionRequest()
+    {
+        var k = GetPki();
+        using (var cert = new Certificate(CertStoreTypes.cstPFXFile, k.ServerPfx, Pki.Password, "*"))
+        using (var s = NewTlsServer(cert))
+        {
+            string mode = "fields";
+            var suites = new ConcurrentQueue<string>();
+            var errors = new ConcurrentQueue<MLLPServerErrorEventArgs>();
+            var disconnected = new ConcurrentQueue<ulong>();
+            s.Config("SSLEnabledProtocols=3072");
+            s.Error += (o, e) => errors.Enqueue(e);
+            s.Disconnected += (o, e) => disconnected.Enqueue(e.Id);
+            s.SSLConnectionRequest += (o, e) =>
+            {
+                suites.Enqueue(e.SupportedCipherSuites + " | " + e.SupportedSignatureAlgs);
+                Check(e.CertStoreType == CertStoreTypes.cstAuto && e.CertStore == "" && e.CertSubject == "*" && e.Certificate == null,
+                      "SSLConnectionRequest fields start empty");
+                if (mode == "fields")
+                {
+                    e.CertStoreType = CertStoreTypes.cstPEMKeyFile;
+                    e.CertStore = k.AltPem;
+                    e.CertSubject = "CN=alt.mllp.test";
+                }
+                else if (mode == "object")
+                {
+                    // A certificate nobody else references: the binding keeps it alive.
+                    e.Certificate = new Certificate(CertStoreTypes.cstPEMKeyFile, k.AltPem, "", "alt.mllp.test");
+                }
+                else if (mode == "bad")
+                {
+                    e.CertStoreType = CertStoreTypes.cstPFXFile;
+                    e.CertStore = k.ServerPfx;
+                    e.CertPassword = "wrong";
+                }
+            };
+            s.StartListening();
+            var altSha1 = LowerHex(SHA1.Create().ComputeHash(k.AltDer));
+            foreach (var m in new[] { "fields", "object", "bad", "none" })
+            {
+                mode = m;
+                using (var t = TlsConnect(s, SslProtocols.Tls12))
+                {
+                    for (int i = 0; i < 3; i++) { GC.Collect(); GC.WaitForPendingFinalizers(); }
+                    string presented = t.ServerCert == null ? "" : new X509Certificate2(t.ServerCert).Thumbprint.ToLowerInvariant();
+                    bool alt = m == "fields" || m == "object";
+                    Equal(alt ? altSha1 : cert.ThumbprintSHA1, presented,
+                          m + ": presented " + (alt ? "the alternative certificate" : "SSLCert"));
+                    var f = Frame(s_sample);
+                    t.Ssl.Write(f, 0, f.Length);
+                    Bytes(Ack, ReadBlock(t.Ssl), m + ": round trip");
+                }
+                if (m == "bad")
+                {
+                    MLLPServerErrorEventArgs err = null;
+                    Check(Wait(() => (err = errors.FirstOrDefault(x => x.ErrorCode == MLLPException.CertificateError)) != null),
+                          "bad: Error 2020 for a certificate the binding cannot load");
+                    Check(err != null && err.Exception is MLLPException, "bad: Error carries the MLLPException");
+                }
+            }
+            string sv;
+            Check(suites.TryPeek(out sv) && sv.Contains("TLS_") && sv.Split('|')[1].Trim().Length > 0,
+                  "SupportedCipherSuites / SupportedSignatureAlgs set", sv);
+            Check(Wait(() => disconnected.Count == 4), "Disconnected for every connection (presented certificates released)");
+        }
+    }
+
+    private static void TestDeferredAck()
+    {
+        using (var s = NewServer())
+        {
+            var pending = new BlockingCollection<Tuple<ulong, long, bool>>();
+            s.AckOut += (o, e) =>
+            {
+                Check(!e.Defer, "Defer starts false");
+                e.Defer = true;
+                pending.Add(Tuple.Create(e.Id, e.MessageSeq, e.Accept));
+            };
+            s.StartListening();
+            using (var c = Connect(s))
+            {
+                var ns = c.GetStream();
+                var f = Frame(s_sample);
+                ns.Write(f, 0, f.Length);
+                Tuple<ulong, long, bool> first;
+                Check(pending.TryTake(out first, IoTimeoutMs), "AckOut fired");
+                Check(!c.Client.Poll(400 * 1000, SelectMode.SelectRead), "no ACK while the decision is deferred");
+
+                // Decide from another thread.
+                var th = new Thread(() => s.Acknowledge(first.Item1, first.Item2, true));
+                th.Start();
+                th.Join();
+                Bytes(Ack, ReadBlock(ns), "ACK sent after Acknowledge from another thread");
+
+                // Two messages; the later one decided first is held back until the earlier one is.
+                ns.Write(f, 0, f.Length);
+                ns.Write(f, 0, f.Length);
+                Tuple<ulong, long, bool> m2 = null, m3 = null;
+                Check(pending.TryTake(out m2, IoTimeoutMs) && pending.TryTake(out m3, IoTimeoutMs), "two more AckOut");
+                Equal(m2.Item2 + 1, m3.Item2, "consecutive MessageSeq");
+                s.Acknowledge(m3.Item1.ToString(), m3.Item2, false, RejectCode.AE);
+                Check(!c.Client.Poll(300 * 1000, SelectMode.SelectRead), "a later decision waits for the earlier message");
+                s.Connections[m2.Item1].Acknowledge(m2.Item2, true);
+                Bytes(Ack, ReadBlock(ns), "earlier message: ACK first");
+                Bytes(Nak, ReadBlock(ns), "then the later message's NAK");
+                s.Acknowledge(m2.Item1, m2.Item2, false);   // not awaiting a decision: ignored
+                Check(!c.Client.Poll(200 * 1000, SelectMode.SelectRead), "acknowledging twice sends nothing");
+            }
+            // The client half-closes (FIN) with a message undecided: the connection stays open
+            // for the reply, which Acknowledge then sends before closing.
+            Tuple<ulong, long, bool> orphan = null;
+            using (var c = Connect(s))
+            {
+                var f = Frame(s_sample);
+                c.GetStream().Write(f, 0, f.Length);
+                Check(pending.TryTake(out orphan, IoTimeoutMs), "AckOut for the message left undecided");
+                c.Client.Shutdown(SocketShutdown.Send);
+                Thread.Sleep(300);
+                Equal(1, s.ConnectionCount, "half-closed connection kept open while a reply is owed");
+                s.Acknowledge(orphan.Item1, orphan.Item2, true);
+                Bytes(Ack, ReadBlock(c.GetStream()), "the owed ACK reaches the half-closed client");
+                Check(Wait(() => s.ConnectionCount == 0), "then the server closes the connection");
+            }
+            // An aborted connection (RST): the message is never acknowledged.
+            using (var c = Connect(s))
+            {
+                var f = Frame(s_sample);
+                c.GetStream().Write(f, 0, f.Length);
+                Check(pending.TryTake(out orphan, IoTimeoutMs), "AckOut for the message left undecided");
+                // SO_LINGER 0 and close the socket itself: RST only (closing the NetworkStream
+                // would shut the socket down first, sending a FIN: a half-close, as above).
+                c.Client.LingerState = new LingerOption(true, 0);
+                c.Client.Close();
+            }
+            Check(Wait(() => s.ConnectionCount == 0), "aborted client gone", "ConnectionCount " + s.ConnectionCount);
+            ThrowsCode(MLLPException.NoSuchConnection, () => s.Acknowledge(orphan.Item1, orphan.Item2, true),
+                       "Acknowledge after the connection closed -> 2002");
+            ThrowsCode(MLLPException.NoSuchConnection, () => s.Acknowledge(999999UL, 1, true), "Acknowledge on an unknown connection -> 2002");
+        }
+        // HL7 ack mode: the deferred NAK carries the reject code.
+        using (var s = NewServer())
+        {
+            s.Config("AckMode=HL7");
+            s.AckOut += (o, e) => { e.Defer = true; var id = e.Id; var seq = e.MessageSeq;
+                                    ThreadPool.QueueUserWorkItem(_ => { Thread.Sleep(50); s.Acknowledge(id, seq, false, RejectCode.AR); }); };
+            s.StartListening();
+            using (var c = Connect(s))
+            {
+                var ns = c.GetStream();
+                var f = Frame(s_sample);
+                ns.Write(f, 0, f.Length);
+                var reply = ReadBlock(ns);
+                string text = reply == null ? "" : Encoding.ASCII.GetString(reply);
+                Check(text.Contains("MSA|AR"), "deferred HL7 NAK with MSA|AR", text.Replace("\r", "\\r"));
+            }
+        }
+    }
+
+    private static string LowerHex(byte[] b)
+    {
+        var sb = new StringBuilder(b.Length * 2);
+        foreach (var x in b) sb.Append(x.ToString("x2"));
+        return sb.ToString();
+    }
+
     /// <summary>A stream that records writes and whether it was disposed.</summary>
     private sealed class TrackingStream : MemoryStream
     {
@@ -876,6 +1506,13 @@ internal static class Tests
             new KeyValuePair<string, Action>("doevents", TestDoEvents),
             new KeyValuePair<string, Action>("dispose", TestDisposeSemantics),
             new KeyValuePair<string, Action>("gc-stress", TestGcStress),
+            new KeyValuePair<string, Action>("tls-certificate", TestCertificate),
+            new KeyValuePair<string, Action>("tls-certificate-errors", TestCertificateErrors),
+            new KeyValuePair<string, Action>("tls-1.3-roundtrip", () => TestTlsRoundTrip(Tls13, "TLS1.3")),
+            new KeyValuePair<string, Action>("tls-1.2-roundtrip", () => TestTlsRoundTrip(SslProtocols.Tls12, "TLS1.2")),
+            new KeyValuePair<string, Action>("tls-client-authentication", TestTlsClientAuthentication),
+            new KeyValuePair<string, Action>("tls-connection-request", TestTlsConnectionRequest),
+            new KeyValuePair<string, Action>("deferred-ack", TestDeferredAck),
             new KeyValuePair<string, Action>("exit-listening", () => TestExitScenario("listening")),
             new KeyValuePair<string, Action>("exit-abandoned", () => TestExitScenario("abandoned")),
             new KeyValuePair<string, Action>("exit-traffic", () => TestExitScenario("traffic")),
@@ -887,6 +1524,7 @@ internal static class Tests
             if (filter != null && !t.Key.Contains(filter)) continue;
             Run(t.Key, t.Value, t.Key == "gc-stress" ? 60000 : 30000);
         }
+        DeletePki();
         // Finalizers of everything above run now, with servers freed and threads gone.
         for (int i = 0; i < 3; i++) { GC.Collect(); GC.WaitForPendingFinalizers(); }
         Console.WriteLine();

@@ -4,7 +4,8 @@ Lifetimes (the reason this module looks the way it does):
 
 * The C callbacks are module-level CFUNCTYPE objects (one trampoline per event), alive for
   the whole process and also referenced by every Server, so ctypes can never collect one the
-  library still holds. Each server registers all of them once, at construction.
+  library still holds. Each server registers them at construction, except the per-message
+  StartTransfer/Transfer/EndTransfer ones, registered only while a handler is set.
 * The library's user pointer is a small integer id. Trampolines map it to the Server through
   a weak reference, so the library never keeps a Server alive and a forgotten Server is
   collected (and freed) normally. The id stays in ``_SERVERS`` until the library calls the
@@ -300,23 +301,32 @@ def _t_ack_out(user: Optional[int], p: Any) -> None:
         if server is None:
             return
         raw = p.contents
-        cid = int(raw.connection_id)
-        failed = cid in server._failed
-        server._failed.discard(cid)
+        cid = raw.connection_id
+        failed = False
+        if server._failed:  # rare: a handler raised earlier in this message
+            failed = cid in server._failed
+            server._failed.discard(cid)
         handler = server._handlers.get("ack_out")
         if handler is not None:
+            accept = bool(raw.accept)
+            reject_code = raw.reject_code
+            defer = bool(raw.defer)
             event = AckOutEvent(
                 cid,
-                int(raw.message_seq),
+                raw.message_seq,
                 _bytes_at(raw.message, raw.message_len),
-                bool(raw.accept),
-                int(raw.reject_code),
-                bool(raw.defer),
+                accept,
+                reject_code,
+                defer,
             )
             if server._invoke("ack_out", handler, event, None):
-                raw.accept = 1 if event.accept else 0
-                raw.reject_code = int(event.reject_code)
-                raw.defer = 1 if event.defer else 0
+                # Written back only when changed (each ctypes field write has a cost).
+                if bool(event.accept) != accept:
+                    raw.accept = 1 if event.accept else 0
+                if event.reject_code != reject_code:
+                    raw.reject_code = int(event.reject_code)
+                if bool(event.defer) != defer:
+                    raw.defer = 1 if event.defer else 0
             else:
                 failed = True
         if failed and server.nak_on_handler_error:
@@ -452,6 +462,46 @@ def _t_ssl_status(user: Optional[int], p: Any) -> None:
 
 
 _t_ssl_status_c = _lib.SSL_STATUS_CB(_t_ssl_status)
+# The reactor thread's Python thread state. ctypes runs every callback inside
+# PyGILState_Ensure/Release; on a thread Python did not create, with no thread state of its own,
+# that creates and destroys a thread state on every single callback (several microseconds, the
+# largest part of an event's cost). The thread-start hook takes one extra PyGILState_Ensure
+# that is kept until the thread-stop hook, so the state lives as long as the thread: each
+# callback then only takes and drops the GIL. (Both hooks run on the reactor thread, once.)
+_pyapi = getattr(ctypes, "pythonapi", None)
+if _pyapi is not None and hasattr(_pyapi, "PyGILState_Ensure"):
+    _gil_ensure = _pyapi.PyGILState_Ensure
+    _gil_ensure.restype = c_int
+    _gil_ensure.argtypes = []
+    _gil_release = _pyapi.PyGILState_Release
+    _gil_release.restype = None
+    _gil_release.argtypes = [c_int]
+else:  # not CPython: nothing to keep
+    _gil_ensure = _gil_release = None
+_held = threading.local()
+
+
+def _thread_start(user: Optional[int]) -> None:
+    try:
+        if _gil_ensure is not None and not getattr(_held, "state", None):
+            _held.state = (_gil_ensure(),)  # PyGILState_LOCKED: we are inside a callback
+    except BaseException as exc:
+        _report("thread-start hook", exc)
+
+
+def _thread_stop(user: Optional[int]) -> None:
+    try:
+        state = getattr(_held, "state", None)
+        if state:
+            _held.state = None
+            _gil_release(state[0])  # the thread state goes when this callback returns
+    except BaseException as exc:
+        _report("thread-stop hook", exc)
+
+
+_thread_start_c = _lib.THREAD_CB(_thread_start)
+_thread_stop_c = _lib.THREAD_CB(_thread_stop)
+
 #: (event name, registration function, trampoline)
 _TRAMPOLINES: Tuple[Tuple[str, str, Any], ...] = (
     ("connection_request", "mllp_server_on_connection_request", _t_connection_request_c),
@@ -473,6 +523,12 @@ _TRAMPOLINES: Tuple[Tuple[str, str, Any], ...] = (
     ("ssl_status", "mllp_server_on_ssl_status", _t_ssl_status_c),
 )
 EVENT_NAMES: Tuple[str, ...] = tuple(t[0] for t in _TRAMPOLINES)
+#: Events whose trampoline is registered with the library only while a handler is set: they
+#: fire for every message (Transfer for every piece), and a ctypes callback costs several
+#: microseconds even when it finds no handler. The others stay registered (Disconnected and
+#: AckOut also do bookkeeping; the rest are rare).
+_LAZY_EVENTS = frozenset(("start_transfer", "transfer", "end_transfer"))
+_REGISTER = {t[0]: (t[1], t[2]) for t in _TRAMPOLINES}
 
 # ---------------------------------------------------------------------------------------------
 # Streams (InputStream / OutputStream)
@@ -974,10 +1030,13 @@ class Server:
         self._presented: Dict[int, Certificate] = {}
         self._streams: Dict[Tuple[int, str], int] = {}
         self._lock = threading.Lock()
+        self._handler_lock = threading.Lock()  # registration of the _LAZY_EVENTS trampolines
         self.handler_error_hook = None
         self.nak_on_handler_error = True
         # The C callbacks this server registers (module-level objects, referenced here too).
         self._cfuncs: Tuple[Any, ...] = tuple(t[2] for t in _TRAMPOLINES) + (
+            _thread_start_c,
+            _thread_stop_c,
             _release_c,
             _stream_read_c,
             _stream_write_c,
@@ -994,8 +1053,11 @@ class Server:
             _SERVERS.pop(self._sid, None)
             lib.mllp_server_free(handle)
             check(rc)
+        check(lib.mllp_server_on_thread_start(handle, _thread_start_c))
+        check(lib.mllp_server_on_thread_stop(handle, _thread_stop_c))
         for _name, register, tramp in _TRAMPOLINES:
-            check(getattr(lib, register)(handle, tramp))
+            if _name not in _LAZY_EVENTS:  # those are registered when a handler is set
+                check(getattr(lib, register)(handle, tramp))
         self._handle = handle
         self._finalizer = weakref.finalize(self, _free_handle, handle, self._sid)
 
@@ -1064,6 +1126,17 @@ class Server:
     def _set_handler(self, name: str, fn: Optional[Callable[[Any], Any]]) -> None:
         if fn is not None and not callable(fn):
             raise TypeError(f"on_{name} handler must be callable or None, not {type(fn).__name__}")
+        if name in _LAZY_EVENTS:
+            with self._handler_lock:
+                had = self._handlers.get(name) is not None
+                self._handlers[name] = fn
+                h = self._handle
+                if h is not None and had != (fn is not None):
+                    register, tramp = _REGISTER[name]
+                    # Takes effect for the next event; a trampoline that still runs finds the
+                    # handler (or None) in _handlers.
+                    check(getattr(lib, register)(h, tramp if fn is not None else type(tramp)()))
+            return
         self._handlers[name] = fn
 
     def _invoke(

@@ -188,6 +188,36 @@ def test_message_arrives_through_transfer_events(server: mllp.Server) -> None:
     assert acks[0].message == ADT_A01 and acks[0].accept and acks[0].message_seq == 1
 
 
+def test_transfer_handlers_set_removed_and_set_again_while_listening(server: mllp.Server) -> None:
+    # The per-message trampolines are registered with the library only while a handler is set.
+    seen: List[Any] = []
+    server.start_listening()
+    with connect(server) as c:
+        c.sendall(frame(b"MSH|^~\\&|1\r"))
+        assert recv_exact(c, 4) == ACK
+        server.on_start_transfer = seen.append
+        server.on_transfer = seen.append
+        server.on_end_transfer = seen.append
+        c.sendall(frame(b"MSH|^~\\&|2\r"))
+        assert recv_exact(c, 4) == ACK
+        assert [type(e).__name__ for e in seen] == [
+            "StartTransferEvent", "TransferEvent", "EndTransferEvent"]
+        assert seen[0].message_seq == 2 and seen[1].data == b"MSH|^~\\&|2\r"
+        del server.on_transfer
+        server.on_start_transfer = None
+        server.on_end_transfer.clear()
+        c.sendall(frame(b"MSH|^~\\&|3\r"))
+        assert recv_exact(c, 4) == ACK
+        assert len(seen) == 3
+        server.on_transfer = lambda e: 1 / 0  # a raising Transfer handler still NAKs
+        c.sendall(frame(b"MSH|^~\\&|4\r"))
+        assert recv_exact(c, 4) == NAK
+        server.on_transfer = seen.append
+        c.sendall(frame(b"MSH|^~\\&|5\r"))
+        assert recv_exact(c, 4) == ACK  # the failure of message 4 does not leak into 5
+        assert seen[-1].data == b"MSH|^~\\&|5\r"
+
+
 def test_ack_out_reject_sends_nak(server: mllp.Server) -> None:
     @server.on_ack_out
     def judge(e: mllp.AckOutEvent) -> None:

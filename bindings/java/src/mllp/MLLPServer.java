@@ -116,9 +116,8 @@ public class MLLPServer implements AutoCloseable {
         rc |= Lib.mllp_server_on_connection_request(h, cbConnectionRequest);
         rc |= Lib.mllp_server_on_connected(h, cbConnected);
         rc |= Lib.mllp_server_on_disconnected(h, cbDisconnected);
-        rc |= Lib.mllp_server_on_start_transfer(h, cbStartTransfer);
-        rc |= Lib.mllp_server_on_transfer(h, cbTransfer);
-        rc |= Lib.mllp_server_on_end_transfer(h, cbEndTransfer);
+        // startTransfer, transfer and endTransfer are registered only while a listener
+        // overrides them (syncMessageCallbacks): they fire for every message.
         rc |= Lib.mllp_server_on_ack_out(h, cbAckOut);
         rc |= Lib.mllp_server_on_ack_in(h, cbAckIn);
         rc |= Lib.mllp_server_on_error(h, cbError);
@@ -151,11 +150,60 @@ public class MLLPServer implements AutoCloseable {
     public void addMLLPServerEventListener(MLLPServerEventListener l) {
         if (l != null) {
             listeners.add(l);
+            syncMessageCallbacks();
         }
     }
 
     public void removeMLLPServerEventListener(MLLPServerEventListener l) {
-        listeners.remove(l);
+        if (listeners.remove(l)) {
+            syncMessageCallbacks();
+        }
+    }
+
+    // The startTransfer/transfer/endTransfer callbacks registered with the library (under
+    // regLock). A JNA callback costs microseconds even when no listener wants the event, so
+    // they are registered only while some listener overrides the method (a listener that
+    // inherits DefaultMLLPServerEventListener's no-op does not count).
+    private final Object regLock = new Object();
+    private boolean regStart, regTransfer, regEnd;
+
+    private void syncMessageCallbacks() {
+        synchronized (regLock) {
+            boolean st = false, tr = false, en = false;
+            for (MLLPServerEventListener l : listeners) {
+                st |= overrides(l, "startTransfer", MLLPServerStartTransferEvent.class);
+                tr |= overrides(l, "transfer", MLLPServerTransferEvent.class);
+                en |= overrides(l, "endTransfer", MLLPServerEndTransferEvent.class);
+            }
+            final boolean s = st, t = tr, e = en;
+            try {
+                withHandle(h -> {   // takes effect for the next event
+                    if (s != regStart) {
+                        check(Lib.mllp_server_on_start_transfer(h, s ? cbStartTransfer : null));
+                        regStart = s;
+                    }
+                    if (t != regTransfer) {
+                        check(Lib.mllp_server_on_transfer(h, t ? cbTransfer : null));
+                        regTransfer = t;
+                    }
+                    if (e != regEnd) {
+                        check(Lib.mllp_server_on_end_transfer(h, e ? cbEndTransfer : null));
+                        regEnd = e;
+                    }
+                    return null;
+                });
+            } catch (MLLPException ignored) {
+                // closed: no more events anyway
+            }
+        }
+    }
+
+    private static boolean overrides(MLLPServerEventListener l, String method, Class<?> arg) {
+        try {
+            return l.getClass().getMethod(method, arg).getDeclaringClass() != DefaultMLLPServerEventListener.class;
+        } catch (ReflectiveOperationException | RuntimeException e) {
+            return true;   // cannot tell: deliver the event
+        }
     }
 
     // =====================================================================================
@@ -767,61 +815,59 @@ public class MLLPServer implements AutoCloseable {
 
     private void onStartTransfer(Pointer user, Pointer p) {
         event(() -> {
-            Structs.TransferBoundary s = new Structs.TransferBoundary(p);
             MLLPServerStartTransferEvent e = new MLLPServerStartTransferEvent(this);
-            e.connectionId = idString(s.connection_id);
-            e.messageSeq = s.message_seq;
+            e.connectionId = idString(p.getLong(Structs.Off.TB_CONNECTION_ID));
+            e.messageSeq = p.getLong(Structs.Off.TB_MESSAGE_SEQ);
             fire("startTransfer", l -> l.startTransfer(e));
         });
     }
 
     private void onTransfer(Pointer user, Pointer p) {
         event(() -> {
-            Structs.Transfer s = new Structs.Transfer(p);
             MLLPServerTransferEvent e = new MLLPServerTransferEvent(this);
-            e.connectionId = idString(s.connection_id);
-            e.bytesTransferred = s.bytes_transferred;
-            long n = s.len.longValue();
-            e.data = n == 0 || s.data == null ? new byte[0] : s.data.getByteArray(0, (int) n);
+            e.connectionId = idString(p.getLong(Structs.Off.TR_CONNECTION_ID));
+            e.bytesTransferred = p.getLong(Structs.Off.TR_BYTES_TRANSFERRED);
+            long n = Structs.Off.size(p, Structs.Off.TR_LEN);
+            Pointer data = n == 0 ? null : p.getPointer(Structs.Off.TR_DATA);
+            e.data = data == null ? new byte[0] : data.getByteArray(0, (int) n);
             fire("transfer", l -> l.transfer(e));
         });
     }
 
     private void onEndTransfer(Pointer user, Pointer p) {
         event(() -> {
-            Structs.TransferBoundary s = new Structs.TransferBoundary(p);
             MLLPServerEndTransferEvent e = new MLLPServerEndTransferEvent(this);
-            e.connectionId = idString(s.connection_id);
-            e.messageSeq = s.message_seq;
+            e.connectionId = idString(p.getLong(Structs.Off.TB_CONNECTION_ID));
+            e.messageSeq = p.getLong(Structs.Off.TB_MESSAGE_SEQ);
             fire("endTransfer", l -> l.endTransfer(e));
         });
     }
 
     private void onAckOut(Pointer user, Pointer p) {
         event(() -> {
-            Structs.AckOut s = new Structs.AckOut(p);
             MLLPServerAckOutEvent e = new MLLPServerAckOutEvent(this);
-            e.connectionId = idString(s.connection_id);
-            e.messageSeq = s.message_seq;
-            e.accept = s.accept != 0;
-            e.rejectCode = s.reject_code;
-            long n = s.message_len.longValue();
-            e.message = n == 0 || s.message == null ? new byte[0] : s.message.getByteArray(0, (int) n);
-            e.defer = s.defer != 0;
+            e.connectionId = idString(p.getLong(Structs.Off.AO_CONNECTION_ID));
+            e.messageSeq = p.getLong(Structs.Off.AO_MESSAGE_SEQ);
+            byte accept = p.getByte(Structs.Off.AO_ACCEPT);
+            int rejectCode = p.getInt(Structs.Off.AO_REJECT_CODE);
+            byte defer = p.getByte(Structs.Off.AO_DEFER);
+            e.accept = accept != 0;
+            e.rejectCode = rejectCode;
+            long n = Structs.Off.size(p, Structs.Off.AO_MESSAGE_LEN);
+            Pointer m = n == 0 ? null : p.getPointer(Structs.Off.AO_MESSAGE);
+            e.message = m == null ? new byte[0] : m.getByteArray(0, (int) n);
+            e.defer = defer != 0;
             fire("ackOut", l -> l.ackOut(e));
             byte d = (byte) (e.defer ? 1 : 0);
-            if (d != s.defer) {
-                s.defer = d;
-                s.writeField("defer");
+            if (d != defer) {
+                p.setByte(Structs.Off.AO_DEFER, d);
             }
             byte a = (byte) (e.accept ? 1 : 0);
-            if (a != s.accept) {
-                s.accept = a;
-                s.writeField("accept");
+            if (a != accept) {
+                p.setByte(Structs.Off.AO_ACCEPT, a);
             }
-            if (e.rejectCode != s.reject_code) {
-                s.reject_code = e.rejectCode;
-                s.writeField("reject_code");
+            if (e.rejectCode != rejectCode) {
+                p.setInt(Structs.Off.AO_REJECT_CODE, e.rejectCode);
             }
         });
     }

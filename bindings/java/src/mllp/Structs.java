@@ -182,6 +182,45 @@ final class Structs {
         }
     }
 
+    /**
+     * Field offsets of the per-message event structs, for reading them straight from the
+     * native pointer: a {@link Structure} read per event (reflection over every field) costs
+     * more than the rest of the event. Taken from the Structure definitions above, which the
+     * layout test compares with the C compiler's view.
+     */
+    static final class Off {
+        private Off() {}
+
+        static final int TB_CONNECTION_ID, TB_MESSAGE_SEQ;
+        static final int TR_CONNECTION_ID, TR_BYTES_TRANSFERRED, TR_DATA, TR_LEN;
+        static final int AO_CONNECTION_ID, AO_MESSAGE_SEQ, AO_ACCEPT, AO_REJECT_CODE, AO_MESSAGE,
+                AO_MESSAGE_LEN, AO_DEFER;
+
+        static {
+            Structure tb = new TransferBoundary();
+            TB_CONNECTION_ID = offsetOf(tb, "connection_id");
+            TB_MESSAGE_SEQ = offsetOf(tb, "message_seq");
+            Structure tr = new Transfer();
+            TR_CONNECTION_ID = offsetOf(tr, "connection_id");
+            TR_BYTES_TRANSFERRED = offsetOf(tr, "bytes_transferred");
+            TR_DATA = offsetOf(tr, "data");
+            TR_LEN = offsetOf(tr, "len");
+            Structure ao = new AckOut();
+            AO_CONNECTION_ID = offsetOf(ao, "connection_id");
+            AO_MESSAGE_SEQ = offsetOf(ao, "message_seq");
+            AO_ACCEPT = offsetOf(ao, "accept");
+            AO_REJECT_CODE = offsetOf(ao, "reject_code");
+            AO_MESSAGE = offsetOf(ao, "message");
+            AO_MESSAGE_LEN = offsetOf(ao, "message_len");
+            AO_DEFER = offsetOf(ao, "defer");
+        }
+
+        /** A size_t at p + off. */
+        static long size(Pointer p, int off) {
+            return com.sun.jna.Native.SIZE_T_SIZE == 8 ? p.getLong(off) : (p.getInt(off) & 0xFFFFFFFFL);
+        }
+    }
+
     /** "name size off1 off2 ..." for the layout test (compared with the C compiler's view). */
     static String layout(Structure s) {
         StringBuilder b = new StringBuilder();

@@ -303,6 +303,70 @@ public class MLLPServerTest {
     }
 
     @Test(timeout = 20000)
+    public void transferListenersAddedAndRemovedWhileListening() throws Exception {
+        // transfer/startTransfer/endTransfer are registered with the library only while a
+        // listener overrides them.
+        byte[] msg = sample("adt_a01.hl7");
+        List<Object> seen = java.util.Collections.synchronizedList(new ArrayList<>());
+        MLLPServer s = start(new DefaultMLLPServerEventListener());
+        MLLPServerEventListener counting = new DefaultMLLPServerEventListener() {
+            @Override
+            public void startTransfer(MLLPServerStartTransferEvent e) {
+                seen.add(e);
+            }
+
+            @Override
+            public void transfer(MLLPServerTransferEvent e) {
+                seen.add(e);
+            }
+
+            @Override
+            public void endTransfer(MLLPServerEndTransferEvent e) {
+                seen.add(e);
+            }
+        };
+        try (Client c = new Client(s.getLocalPort())) {
+            c.sendFrame(msg);
+            assertArrayEquals(new byte[] {SB, ACK, EB, CR}, c.readFrameRaw());
+            assertTrue(seen.isEmpty());
+            s.addMLLPServerEventListener(counting);
+            c.sendFrame(msg);
+            assertArrayEquals(new byte[] {SB, ACK, EB, CR}, c.readFrameRaw());
+            ByteArrayOutputStream got = new ByteArrayOutputStream();
+            synchronized (seen) {
+                assertTrue(seen.get(0) instanceof MLLPServerStartTransferEvent);
+                assertEquals(2, ((MLLPServerStartTransferEvent) seen.get(0)).messageSeq);
+                assertTrue(seen.get(seen.size() - 1) instanceof MLLPServerEndTransferEvent);
+                for (Object o : seen.subList(1, seen.size() - 1)) {
+                    MLLPServerTransferEvent t = (MLLPServerTransferEvent) o;
+                    got.write(t.data, 0, t.data.length);
+                }
+            }
+            assertArrayEquals(msg, got.toByteArray());
+            int n = seen.size();
+            s.removeMLLPServerEventListener(counting);
+            c.sendFrame(msg);
+            assertArrayEquals(new byte[] {SB, ACK, EB, CR}, c.readFrameRaw());
+            assertEquals(n, seen.size());
+            // A listener implementing the interface directly always gets the events.
+            s.addMLLPServerEventListener((MLLPServerEventListener) java.lang.reflect.Proxy.newProxyInstance(
+                    getClass().getClassLoader(), new Class<?>[] {MLLPServerEventListener.class},
+                    (proxy, m, args) -> {
+                        switch (m.getName()) {
+                            case "transfer": seen.add(args[0]); return null;
+                            case "equals": return proxy == args[0];
+                            case "hashCode": return System.identityHashCode(proxy);
+                            case "toString": return "proxy listener";
+                            default: return null;
+                        }
+                    }));
+            c.sendFrame(msg);
+            assertArrayEquals(new byte[] {SB, ACK, EB, CR}, c.readFrameRaw());
+            assertTrue(seen.size() > n);
+        }
+    }
+
+    @Test(timeout = 20000)
     public void ackOutRejectSendsNak() throws Exception {
         AtomicInteger n = new AtomicInteger();
         MLLPServer s = start(new DefaultMLLPServerEventListener() {
