@@ -496,11 +496,12 @@ impl Reactor {
                 }
                 Ok(n) => {
                     self.consume(c, n);
-                    // A short read means the socket was empty at that moment: data arriving
-                    // later raises a new edge, so the read that would only say WouldBlock is
-                    // skipped (a third of the syscalls per message). Not when the peer already
-                    // closed: that edge was this one, and EOF must still be seen.
-                    if n < self.buf.len() && how == ReadHow::Edge {
+                    // A short read that completed the message at hand is the request/response
+                    // case: the client now waits for our reply, so the read that would only say
+                    // WouldBlock is skipped (a third of the syscalls per message). Mid-message
+                    // (large messages arriving in many segments), or once the peer closed (that
+                    // edge was this one, and EOF must be seen), read on until WouldBlock.
+                    if n < self.buf.len() && how == ReadHow::Edge && !c.proto.in_frame() {
                         break;
                     }
                 }
@@ -1041,6 +1042,13 @@ impl Reactor {
             match kind {
                 TimerKind::Receive => {
                     c.receive_timer = false;
+                    // Whatever the socket holds counts before the deadline is declared missed.
+                    if c.proto.in_frame() && c.tls.is_none() {
+                        if let Err(e) = self.read(&mut c, ReadHow::Drain) {
+                            self.settle(c, Err(e));
+                            continue;
+                        }
+                    }
                     if c.proto.in_frame() && c.proto.frames_started() != frame {
                         // A later frame is in progress: its own deadline applies.
                         self.arm_receive_timer(&mut c);
