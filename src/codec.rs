@@ -245,53 +245,19 @@ pub fn encode_commit(chars: FrameChars, ack_byte: u8, out: &mut Vec<u8>) {
     out.extend_from_slice(&[chars.start, ack_byte, chars.end, chars.eol]);
 }
 
-// Word-at-a-time byte search (SWAR): the decoder's hot path is scanning content for the end
-// block, and the crate has no memchr dependency. Safe code only: words are built with
-// `from_ne_bytes`, and a hit is located exactly by a byte scan of its block.
-
-const LO: u64 = 0x0101_0101_0101_0101;
-const HI: u64 = 0x8080_8080_8080_8080;
-
-/// True when some byte of `v` is zero (no false positives when the answer is "none").
-#[inline(always)]
-fn has_zero(v: u64) -> bool {
-    v.wrapping_sub(LO) & !v & HI != 0
-}
-
-#[inline(always)]
-fn word(b: &[u8]) -> u64 {
-    u64::from_ne_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
-}
+// The decoder's hot path is scanning content for the end (and start) block: memchr's SIMD
+// search does it at memory bandwidth, several times faster than a byte or word loop.
 
 /// Position of the first `a` in `hay`.
 #[inline]
 fn find1(a: u8, hay: &[u8]) -> Option<usize> {
-    let va = LO * u64::from(a);
-    let mut blocks = hay.chunks_exact(16);
-    let mut base = 0;
-    for blk in &mut blocks {
-        if has_zero(word(&blk[..8]) ^ va) || has_zero(word(&blk[8..]) ^ va) {
-            break;
-        }
-        base += 16;
-    }
-    hay[base..].iter().position(|&b| b == a).map(|p| base + p)
+    memchr::memchr(a, hay)
 }
 
 /// Position of the first `a` or `b` in `hay`.
 #[inline]
 fn find2(a: u8, b: u8, hay: &[u8]) -> Option<usize> {
-    let (va, vb) = (LO * u64::from(a), LO * u64::from(b));
-    let mut blocks = hay.chunks_exact(16);
-    let mut base = 0;
-    for blk in &mut blocks {
-        let (w0, w1) = (word(&blk[..8]), word(&blk[8..]));
-        if has_zero(w0 ^ va) || has_zero(w0 ^ vb) || has_zero(w1 ^ va) || has_zero(w1 ^ vb) {
-            break;
-        }
-        base += 16;
-    }
-    hay[base..].iter().position(|&x| x == a || x == b).map(|p| base + p)
+    memchr::memchr2(a, b, hay)
 }
 
 #[cfg(test)]
