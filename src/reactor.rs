@@ -68,7 +68,6 @@ struct Conn {
     ack_waiters: VecDeque<Option<Arc<Waiter>>>,
     /// Version 1 synchronous sends: complete when `written` reaches the offset.
     write_waiters: VecDeque<(u64, Arc<Waiter>)>,
-    queued: u64,
     written: u64,
     peer_closed: bool,
     /// The frame whose ReceiveTimeout runs, and when it started.
@@ -346,7 +345,6 @@ impl Reactor {
             registered: None,
             ack_waiters: VecDeque::new(),
             write_waiters: VecDeque::new(),
-            queued: 0,
             written: 0,
             peer_closed: false,
             timed_frame: 0,
@@ -963,10 +961,8 @@ impl Reactor {
                     }
                     return;
                 };
-                let before = c.proto.output().len();
                 let expect_ack = self.settings.version == 2;
                 c.proto.send_frame(&payload, expect_ack);
-                c.queued += (c.proto.output().len() - before) as u64;
                 if expect_ack {
                     c.ack_waiters.push_back(waiter);
                 } else if let Some(w) = waiter {
