@@ -1,178 +1,359 @@
-//! The per-connection protocol state machine, without sockets or clocks.
+//! The MLLP protocol of one connection, without sockets, threads or clocks (quinn-proto's
+//! `Connection` is the model).
 //!
-//! Bytes read from the peer go in through [`Connection::receive`]; what the server must do about
-//! them comes out as [`Inbound`] items (a complete message to hand to the host, a frame that was
-//! refused, an acknowledgement of something the server sent). Replies are queued in message order
-//! with [`Connection::push_pending`] and decided with [`Connection::decide`], possibly later and
-//! from another thread's decision (DoEvents, deferred acknowledgement); only the decided prefix
-//! is written, so acknowledgements always leave in the order the messages arrived. Outgoing
-//! bytes accumulate in [`Connection::output`] for the reactor to write.
+//! Bytes from the peer and the current time go in ([`Connection::handle_input`]); out come
+//! [`Event`]s ([`Connection::poll_event`]: a message for the host, an acknowledgement of
+//! something the server sent, a finished synchronous send, an error, a log line), bytes to write
+//! ([`Connection::transmit`], paced by MaxTransferRate) and the next deadline
+//! ([`Connection::poll_timeout`], then [`Connection::handle_timeout`]: ReceiveTimeout and the
+//! end of a rate-limit window).
+//!
+//! Every protocol rule lives here: framing and resynchronisation, refusals and their error
+//! codes, which replies Version and AckMode call for, the order of replies (only the decided
+//! prefix is written, so acknowledgements leave in message order however late the host
+//! decides), the classification of acknowledgements the peer sends back, waiters for
+//! synchronous sends, ReceiveTimeout, the rate limit and the bounds past which the connection
+//! stops asking for input. The reactor only moves bytes and time in and out.
 
 use std::collections::VecDeque;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::codec::{self, AbortReason, DecodeEvent, Decoder, FrameChars};
-use crate::config::AckMode;
-use crate::hl7::{self, AckCode};
+use crate::config::{AckMode, Settings};
+use crate::error::{code, Error, Result};
+use crate::events::{LogLevel, RejectCode, Verdict};
+use crate::hl7;
 
-/// Why the server refused a frame on its own (no host decision is asked for).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Refusal {
-    /// Content exceeded MaxMessageSize.
-    Oversize,
-    /// The frame had no content.
-    Empty,
-    /// An end block was not followed by the EOL byte.
-    BadTrailer,
-}
-
-impl Refusal {
-    /// A sentence for the Error event.
-    pub fn describe(self, max: usize) -> String {
-        match self {
-            Refusal::Oversize => {
-                format!("message larger than MaxMessageSize ({max} bytes) refused")
-            }
-            Refusal::Empty => "empty message refused".to_string(),
-            Refusal::BadTrailer => "end block not followed by the EOL byte; frame refused".to_string(),
-        }
-    }
-}
-
-/// Something the reactor must act on after [`Connection::receive`].
-#[derive(Debug, PartialEq, Eq)]
-pub enum Inbound {
-    /// A complete message (the content between start and end block).
-    Message(Vec<u8>),
-    /// A frame refused by the server: answer negatively (error 671), deliver nothing.
-    Refused(Refusal),
-    /// A partial frame was abandoned because a new start block arrived (error 671, no reply).
-    Restarted,
-    /// The peer acknowledged data the server sent: ACK (true) or NAK (false).
-    AckIn(bool),
-    /// Bytes outside any frame were skipped (reported in the Log, not an error).
-    Skipped(usize),
-}
-
-/// A reply waiting for its decision.
-#[derive(Debug)]
-struct Pending {
-    seq: u64,
-    /// `Some((accept, code when refused))` once decided.
-    decision: Option<(bool, AckCode)>,
-    /// In HL7 mode, the message's MSH segment (what the ACK is built from).
-    msh: Vec<u8>,
-}
-
-/// Protocol state of one connection.
-pub struct Connection {
-    decoder: Decoder,
-    /// The frame being assembled.
-    msg: Vec<u8>,
-    /// Buffers of delivered messages, kept to avoid an allocation per message.
-    spare: Vec<Vec<u8>>,
-    ack_char: u8,
-    nak_char: u8,
-    /// Replies not yet written, in message order.
-    pending: VecDeque<Pending>,
-    /// Messages delivered so far (the last sequence number given out).
-    seq: u64,
-    /// Data frames sent by the server and not yet acknowledged.
-    awaiting_acks: u64,
-    /// Bytes to write to the peer, from `out_pos` on.
-    out: Vec<u8>,
-    out_pos: usize,
-    /// Frames started (so a timer can tell whether it still concerns the current frame).
-    frames_started: u64,
-    ack_serial: u64,
-    /// Reused for HL7 acknowledgements: timestamp and control id, the ACK body, MSH copies.
-    scratch: Vec<u8>,
-    body: Vec<u8>,
-    msh_pool: Vec<Vec<u8>>,
-}
-
+/// Output queued past this stops reading from the peer until it drains.
+pub const OUT_HIGH_WATER: usize = 1 << 20;
+/// Undecided replies past this stop reading from the peer (pipelining senders).
+pub const PENDING_HIGH_WATER: usize = 64;
 /// A buffer larger than this is not kept for reuse: one huge message should not pin its memory.
 const SPARE_KEEP_LIMIT: usize = 1 << 20;
 /// Largest message buffer kept for reuse.
 const RECYCLE_LIMIT: usize = 16 << 20;
 
-impl Connection {
-    /// A connection with the given framing bytes, acknowledgement bytes and size limit.
-    pub fn new(chars: FrameChars, ack_char: u8, nak_char: u8, max_message_size: usize) -> Self {
+/// The current time: monotonic for deadlines, wall-clock seconds for HL7 timestamps.
+#[derive(Clone, Copy, Debug)]
+pub struct Time {
+    /// For deadlines (ReceiveTimeout, rate windows).
+    pub mono: Instant,
+    /// Seconds since the Unix epoch, for MSH-7 of HL7 acknowledgements.
+    pub unix_secs: u64,
+}
+
+impl Time {
+    /// The machine's clocks now.
+    pub fn now() -> Self {
+        let unix_secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        Time { mono: Instant::now(), unix_secs }
+    }
+
+    /// A given monotonic instant and wall-clock second (for tests).
+    pub fn at(mono: Instant, unix_secs: u64) -> Self {
+        Time { mono, unix_secs }
+    }
+}
+
+/// The settings that govern the protocol of a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Framing bytes.
+    pub chars: FrameChars,
+    /// The commit acknowledgement bytes (ACKChar, NAKChar).
+    pub ack_char: u8,
+    /// See `ack_char`.
+    pub nak_char: u8,
+    /// Largest message content accepted.
+    pub max_message_size: usize,
+    /// MLLP version: 2 expects an acknowledgement for every frame the server sends.
+    pub version: u8,
+    /// How received messages are answered (already derived from Version when not set).
+    pub ack_mode: AckMode,
+    /// Time from a start block to its end block (None: no limit).
+    pub receive_timeout: Option<Duration>,
+    /// Outbound bytes per second (0: no limit).
+    pub max_transfer_rate: u64,
+    /// Log lines above this level are not produced (0: none).
+    pub log_level: u8,
+}
+
+impl Config {
+    /// The protocol part of a server's settings.
+    pub fn from_settings(s: &Settings) -> Self {
+        Config {
+            chars: s.chars,
+            ack_char: s.ack_char,
+            nak_char: s.nak_char,
+            max_message_size: s.max_message_size,
+            version: s.version,
+            ack_mode: s.effective_ack_mode(),
+            receive_timeout: (s.receive_timeout > 0).then(|| Duration::from_secs(s.receive_timeout as u64)),
+            max_transfer_rate: s.max_transfer_rate,
+            log_level: s.log_level,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::from_settings(&Settings::default())
+    }
+}
+
+/// What the connection asks its driver to act on. `W` is the driver's handle for a waiting
+/// synchronous send (the reactor's thread waiter; a number in tests).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event<W> {
+    /// A complete message for the host. When `ack` is true a reply slot waits for its
+    /// [`Verdict`] ([`Connection::decide`]).
+    Message {
+        /// Sequence number on this connection (1 for the first).
+        seq: u64,
+        /// The content between start and end block.
+        data: Vec<u8>,
+        /// A reply is due (AckMode is not None).
+        ack: bool,
+    },
+    /// The peer acknowledged a frame the server sent (version 2): ACK or NAK.
+    AckIn {
+        /// ACK (true) or NAK (false).
+        accepted: bool,
+    },
+    /// A synchronous send finished: acknowledged (version 2), written (version 1), refused by
+    /// a NAK (670) or lost with the connection (672).
+    SendDone {
+        /// The driver's handle.
+        waiter: W,
+        /// Its result.
+        result: Result<()>,
+    },
+    /// Something went wrong; the connection stays open (671 for refused or abandoned frames).
+    Error(Error),
+    /// A log line at `level`.
+    Log {
+        /// Info, Verbose or Debug.
+        level: LogLevel,
+        /// The text.
+        message: String,
+    },
+}
+
+/// A reply slot in message order.
+#[derive(Debug)]
+struct Pending {
+    seq: u64,
+    /// Some once decided.
+    verdict: Option<Verdict>,
+    /// In HL7 mode, the message's MSH segment (what the ACK is built from).
+    msh: Vec<u8>,
+}
+
+/// Protocol state of one connection.
+pub struct Connection<W> {
+    cfg: Config,
+    decoder: Decoder,
+    /// The frame being assembled.
+    msg: Vec<u8>,
+    /// A buffer of a delivered message, kept to avoid an allocation per message.
+    spare: Vec<Vec<u8>>,
+    /// Replies not yet written, in message order.
+    pending: VecDeque<Pending>,
+    /// Messages delivered so far (the last sequence number given out).
+    seq: u64,
+    /// One entry per data frame sent and awaiting the peer's acknowledgement, oldest first.
+    ack_waiters: VecDeque<Option<W>>,
+    /// Version 1 synchronous sends: done once `written` reaches the offset.
+    write_waiters: VecDeque<(u64, W)>,
+    /// Bytes handed to the transport so far.
+    written: u64,
+    /// Bytes to write to the peer, from `out_pos` on.
+    out: Vec<u8>,
+    out_pos: usize,
+    /// Frames started so far, and the one whose ReceiveTimeout runs.
+    frames_started: u64,
+    timed_frame: u64,
+    frame_deadline: Option<Instant>,
+    /// MaxTransferRate: the current one-second window and what it has sent.
+    rate_window: Option<Instant>,
+    rate_bytes: u64,
+    rate_blocked_until: Option<Instant>,
+    ack_serial: u64,
+    /// Reused for HL7 acknowledgements: timestamp and control id, the ACK body, MSH copies.
+    scratch: Vec<u8>,
+    body: Vec<u8>,
+    msh_pool: Vec<Vec<u8>>,
+    events: VecDeque<Event<W>>,
+    /// Frames found in one chunk of input (kept to avoid an allocation per read).
+    found: Vec<Found>,
+}
+
+impl<W> Connection<W> {
+    /// A connection governed by `cfg`.
+    pub fn new(cfg: Config) -> Self {
         Connection {
-            decoder: Decoder::new(chars, max_message_size),
+            decoder: Decoder::new(cfg.chars, cfg.max_message_size),
+            cfg,
             msg: Vec::new(),
             spare: Vec::new(),
-            ack_char,
-            nak_char,
             pending: VecDeque::new(),
             seq: 0,
-            awaiting_acks: 0,
+            ack_waiters: VecDeque::new(),
+            write_waiters: VecDeque::new(),
+            written: 0,
             out: Vec::new(),
             out_pos: 0,
             frames_started: 0,
+            timed_frame: 0,
+            frame_deadline: None,
+            rate_window: None,
+            rate_bytes: 0,
+            rate_blocked_until: None,
             ack_serial: 0,
             scratch: Vec::new(),
             body: Vec::new(),
             msh_pool: Vec::new(),
+            events: VecDeque::new(),
+            found: Vec::new(),
         }
     }
 
-    /// Applies changed settings; a frame in progress keeps its framing.
-    pub fn reconfigure(&mut self, chars: FrameChars, ack_char: u8, nak_char: u8, max_message_size: usize) {
-        if self.decoder.chars() != chars && !self.decoder.in_frame() {
-            self.decoder.set_chars(chars);
+    /// Applies changed settings; a frame in progress keeps its framing and its deadline.
+    pub fn reconfigure(&mut self, cfg: Config) {
+        if self.decoder.chars() != cfg.chars && !self.decoder.in_frame() {
+            self.decoder.set_chars(cfg.chars);
         }
-        self.decoder.set_max_message_size(max_message_size);
-        self.ack_char = ack_char;
-        self.nak_char = nak_char;
+        self.decoder.set_max_message_size(cfg.max_message_size);
+        self.cfg = cfg;
     }
 
-    /// Feeds bytes from the peer; appends what the server must act on to `found`.
-    pub fn receive(&mut self, data: &[u8], found: &mut Vec<Inbound>) {
-        let msg = &mut self.msg;
-        let spare = &mut self.spare;
-        let started = &mut self.frames_started;
-        let (ack, nak) = (self.ack_char, self.nak_char);
-        let awaiting = &mut self.awaiting_acks;
-        let skipped = self.decoder.feed(data, |ev| match ev {
+    /// The settings in force.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    fn log(&mut self, level: LogLevel, message: impl FnOnce() -> String) {
+        if self.cfg.log_level >= level.as_u8() {
+            self.events.push_back(Event::Log { level, message: message() });
+        }
+    }
+
+    fn error(&mut self, code: i32, message: impl Into<String>) {
+        self.events.push_back(Event::Error(Error::new(code, message)));
+    }
+
+    /// The next thing for the driver to act on.
+    pub fn poll_event(&mut self) -> Option<Event<W>> {
+        self.events.pop_front()
+    }
+
+    /// Feeds bytes read from the peer (decrypted, for TLS) at time `now`.
+    pub fn handle_input(&mut self, data: &[u8], now: Time) {
+        let n = data.len();
+        self.log(LogLevel::Debug, || format!("read {n} bytes"));
+        let mut found = std::mem::take(&mut self.found);
+        let Connection { decoder, msg, spare, frames_started, cfg, ack_waiters, .. } = &mut *self;
+        let (ack, nak) = (cfg.ack_char, cfg.nak_char);
+        let skipped = decoder.feed(data, |ev| match ev {
             DecodeEvent::Start => {
                 msg.clear();
-                *started += 1;
+                *frames_started += 1;
             }
             DecodeEvent::Data(d) => msg.extend_from_slice(d),
             DecodeEvent::End => {
                 if msg.is_empty() {
-                    found.push(Inbound::Refused(Refusal::Empty));
+                    found.push(Found::Refused(Refusal::Empty));
                 } else if msg.len() == 1 && (msg[0] == ack || msg[0] == nak) {
                     // A commit acknowledgement of something we sent, not a message.
-                    *awaiting = awaiting.saturating_sub(1);
-                    found.push(Inbound::AckIn(msg[0] == ack));
+                    found.push(Found::AckIn(msg[0] == ack));
                     msg.clear();
-                } else if *awaiting > 0 && hl7::is_ack_message(msg) {
+                } else if !ack_waiters.is_empty() && hl7::is_ack_message(msg) {
                     // An HL7 application ACK answering our Send.
-                    *awaiting -= 1;
-                    found.push(Inbound::AckIn(hl7::ack_accepted(msg).unwrap_or(false)));
+                    found.push(Found::AckIn(hl7::ack_accepted(msg).unwrap_or(false)));
                     msg.clear();
                 } else {
                     let next = spare.pop().unwrap_or_default();
-                    found.push(Inbound::Message(std::mem::replace(msg, next)));
+                    found.push(Found::Message(std::mem::replace(msg, next)));
                 }
             }
             DecodeEvent::Oversize => {
                 msg.clear();
-                found.push(Inbound::Refused(Refusal::Oversize));
+                found.push(Found::Refused(Refusal::Oversize));
             }
             DecodeEvent::Aborted(AbortReason::Restarted) => {
                 msg.clear();
-                found.push(Inbound::Restarted);
+                found.push(Found::Restarted);
             }
             DecodeEvent::Aborted(AbortReason::BadTrailer) => {
                 msg.clear();
-                found.push(Inbound::Refused(Refusal::BadTrailer));
+                found.push(Found::Refused(Refusal::BadTrailer));
             }
         });
+        // Events follow the order of frames in the stream.
+        for f in found.drain(..) {
+            match f {
+                Found::Message(data) => self.on_message(data),
+                Found::Refused(r) => {
+                    let max = self.cfg.max_message_size;
+                    self.error(code::INVALID_DATA, r.describe(max));
+                    self.refuse(now.unix_secs);
+                }
+                Found::AckIn(accepted) => self.on_ack_in(accepted),
+                Found::Restarted => {
+                    self.error(code::INVALID_DATA, "start block inside a frame: partial message discarded")
+                }
+            }
+        }
+        self.found = found;
         if skipped > 0 {
-            found.push(Inbound::Skipped(skipped));
+            self.log(LogLevel::Verbose, || format!("{skipped} bytes outside a frame skipped"));
+        }
+        self.update_frame_deadline(now.mono);
+    }
+
+    fn on_message(&mut self, data: Vec<u8>) {
+        self.seq += 1;
+        let seq = self.seq;
+        let len = data.len();
+        self.log(LogLevel::Verbose, || format!("message {seq} received ({len} bytes)"));
+        let ack = self.cfg.ack_mode != AckMode::None;
+        if ack {
+            let mut msh = Vec::new();
+            if self.cfg.ack_mode == AckMode::Hl7 {
+                msh = self.msh_pool.pop().unwrap_or_default();
+                msh.extend_from_slice(hl7::msh_segment(&data).unwrap_or_default());
+            }
+            self.pending.push_back(Pending { seq, verdict: None, msh });
+        }
+        self.events.push_back(Event::Message { seq, data, ack });
+    }
+
+    fn on_ack_in(&mut self, accepted: bool) {
+        let result = if accepted {
+            Ok(())
+        } else {
+            Err(Error::new(code::NAK_RECEIVED, "the client answered with a negative acknowledgement"))
+        };
+        if let Some(Some(w)) = self.ack_waiters.pop_front() {
+            self.events.push_back(Event::SendDone { waiter: w, result: result.clone() });
+        }
+        // Version 1 has no acknowledgements: a stray ACK byte there is not reported.
+        if self.cfg.version != 1 {
+            self.events.push_back(Event::AckIn { accepted });
+            if let Err(e) = result {
+                self.events.push_back(Event::Error(e));
+            }
+        }
+    }
+
+    fn update_frame_deadline(&mut self, now: Instant) {
+        if !self.decoder.in_frame() {
+            self.frame_deadline = None;
+            return;
+        }
+        if self.frames_started != self.timed_frame {
+            self.timed_frame = self.frames_started;
+            self.frame_deadline = self.cfg.receive_timeout.map(|t| now + t);
         }
     }
 
@@ -191,55 +372,51 @@ impl Connection {
         self.decoder.in_frame()
     }
 
-    /// How many frames have started; a ReceiveTimeout timer remembers it to know whether it
-    /// still concerns the frame in progress.
-    pub fn frames_started(&self) -> u64 {
-        self.frames_started
-    }
-
     /// Content bytes of the partial frame.
     pub fn partial_len(&self) -> usize {
         self.decoder.frame_len()
     }
 
-    /// Drops the partial frame (ReceiveTimeout); data is skipped until the next start block.
-    pub fn discard_partial(&mut self) {
-        self.decoder.reset();
-        self.msg.clear();
-    }
-
-    /// Gives the next message sequence number (1 for the first message).
-    pub fn next_seq(&mut self) -> u64 {
-        self.seq += 1;
-        self.seq
-    }
-
-    /// Queues a reply slot for message `seq`. In HL7 mode `msg` supplies the MSH to answer.
-    pub fn push_pending(&mut self, seq: u64, mode: AckMode, msg: &[u8]) {
-        let mut msh = Vec::new();
-        if mode == AckMode::Hl7 {
-            msh = self.msh_pool.pop().unwrap_or_default();
-            msh.extend_from_slice(msh_segment(msg));
+    /// The earliest deadline the driver must wake up for: the end of the frame in progress
+    /// (ReceiveTimeout) or of a rate-limit pause.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match (self.frame_deadline, self.rate_blocked_until) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
-        self.pending.push_back(Pending { seq, decision: None, msh });
     }
 
-    /// Number of replies queued but not yet written.
-    pub fn pending_len(&self) -> usize {
-        self.pending.len()
+    /// Acts on deadlines that have passed at `now`: a frame past its ReceiveTimeout is
+    /// dropped (error 671; data is skipped until the next start block), a rate-limit pause ends.
+    pub fn handle_timeout(&mut self, now: Time) {
+        if self.rate_blocked_until.is_some_and(|t| t <= now.mono) {
+            self.rate_blocked_until = None;
+        }
+        if self.frame_deadline.is_some_and(|t| t <= now.mono) && self.decoder.in_frame() {
+            let n = self.decoder.frame_len();
+            self.decoder.reset();
+            self.msg.clear();
+            self.frame_deadline = None;
+            let secs = self.cfg.receive_timeout.map_or(0, |d| d.as_secs());
+            self.error(
+                code::INVALID_DATA,
+                format!("ReceiveTimeout: no end block within {secs} s; {n} bytes discarded"),
+            );
+        }
     }
 
-    /// Records the decision for message `seq` and writes every decided reply at the head of the
-    /// queue. Returns false when no reply for `seq` is pending. `now_unix` stamps HL7 ACKs.
-    pub fn decide(&mut self, seq: u64, accept: bool, code: AckCode, mode: AckMode, now_unix: u64) -> bool {
-        let Some(p) = self.pending.iter_mut().find(|p| p.seq == seq && p.decision.is_none()) else {
+    /// Records the verdict for message `seq` and writes every decided reply at the head of
+    /// the queue. Returns false when no reply for `seq` awaits a decision.
+    pub fn decide(&mut self, seq: u64, verdict: Verdict, now: Time) -> bool {
+        let Some(p) = self.pending.iter_mut().find(|p| p.seq == seq && p.verdict.is_none()) else {
             return false;
         };
-        p.decision = Some((accept, code));
-        while let Some(Pending { decision: Some(_), .. }) = self.pending.front() {
+        p.verdict = Some(verdict);
+        let word = if verdict.is_accept() { "ACK" } else { "NAK" };
+        self.log(LogLevel::Verbose, || format!("message {seq} answered with {word}"));
+        while let Some(Pending { verdict: Some(_), .. }) = self.pending.front() {
             let mut p = self.pending.pop_front().expect("front exists");
-            let (accept, code) = p.decision.expect("decided");
-            self.write_reply(mode, accept, code, &p.msh, now_unix);
+            self.write_reply(p.verdict.expect("decided"), &p.msh, now.unix_secs);
             if p.msh.capacity() > 0 && p.msh.capacity() <= 4096 && self.msh_pool.len() < 4 {
                 p.msh.clear();
                 self.msh_pool.push(p.msh);
@@ -248,35 +425,40 @@ impl Connection {
         true
     }
 
-    /// Appends a refusal for a frame the server refused on its own; it is queued behind
-    /// undecided replies so the order of answers still follows the order of frames.
-    pub fn refuse(&mut self, mode: AckMode, now_unix: u64) {
+    /// Answers a frame the server refused on its own; queued behind undecided replies so the
+    /// order of answers follows the order of frames.
+    fn refuse(&mut self, unix_secs: u64) {
+        let verdict = Verdict::Reject(RejectCode::AR);
         if self.pending.is_empty() {
-            self.write_reply(mode, false, AckCode::AR, &[], now_unix);
+            self.write_reply(verdict, &[], unix_secs);
         } else {
+            // Refusal slots never match a host's seq: numbers from the top of the range.
             let seq = u64::MAX - self.pending.len() as u64;
-            self.pending.push_back(Pending { seq, decision: Some((false, AckCode::AR)), msh: Vec::new() });
+            self.pending.push_back(Pending { seq, verdict: Some(verdict), msh: Vec::new() });
         }
     }
 
-    fn write_reply(&mut self, mode: AckMode, accept: bool, code: AckCode, msh: &[u8], now_unix: u64) {
+    fn write_reply(&mut self, verdict: Verdict, msh: &[u8], unix_secs: u64) {
         let chars = self.decoder.chars();
-        match mode {
+        match self.cfg.ack_mode {
             AckMode::None => {}
             AckMode::Mllp => {
-                let b = if accept { self.ack_char } else { self.nak_char };
+                let b = if verdict.is_accept() { self.cfg.ack_char } else { self.cfg.nak_char };
                 codec::encode_commit(chars, b, &mut self.out);
             }
             AckMode::Hl7 => {
                 use std::io::Write as _;
-                let code = if accept { AckCode::AA } else { code };
+                let code = match verdict {
+                    Verdict::Accept => hl7::AckCode::AA,
+                    Verdict::Reject(r) => r.ack_code(),
+                };
                 // Scratch buffers are reused: no allocation per acknowledgement.
                 let s = &mut self.scratch;
                 s.clear();
-                hl7::format_timestamp(now_unix, s);
+                hl7::format_timestamp(unix_secs, s);
                 let ts_end = s.len();
                 self.ack_serial += 1;
-                let _ = write!(s, "{}{:06}", now_unix, self.ack_serial % 1_000_000);
+                let _ = write!(s, "{}{:06}", unix_secs, self.ack_serial % 1_000_000);
                 let ctl_end = s.len();
                 let (ts, control) = (&s[..ts_end], &s[ts_end..ctl_end]);
                 self.body.clear();
@@ -286,28 +468,83 @@ impl Connection {
         }
     }
 
-    /// Queues a data frame from the server to the peer; `expect_ack` when an acknowledgement
-    /// will come back (version 2).
-    pub fn send_frame(&mut self, payload: &[u8], expect_ack: bool) {
-        codec::encode_frame(self.decoder.chars(), payload, &mut self.out);
-        if expect_ack {
-            self.awaiting_acks += 1;
+    /// Queues a data frame from the server to the peer. `waiter` (a synchronous send) is done
+    /// when the peer acknowledges the frame (version 2) or once it is written (version 1).
+    /// Fails when the payload cannot be framed.
+    pub fn send(&mut self, payload: &[u8], waiter: Option<W>) -> std::result::Result<(), (Error, Option<W>)> {
+        let chars = self.decoder.chars();
+        if payload.iter().any(|&b| b == chars.start || b == chars.end) {
+            let e =
+                Error::new(code::INVALID_DATA, "data contains the StartBlockChar or EndBlockChar and cannot be framed");
+            return Err((e, waiter));
         }
+        codec::encode_frame(chars, payload, &mut self.out);
+        if self.cfg.version == 2 {
+            self.ack_waiters.push_back(waiter);
+        } else if let Some(w) = waiter {
+            let end = self.written + (self.out.len() - self.out_pos) as u64;
+            self.write_waiters.push_back((end, w));
+        }
+        let len = payload.len();
+        self.log(LogLevel::Verbose, || format!("sending {len} bytes"));
+        Ok(())
     }
 
-    /// Data frames sent and not yet acknowledged.
-    pub fn awaiting_acks(&self) -> u64 {
-        self.awaiting_acks
+    /// Data frames sent and not yet acknowledged by the peer.
+    pub fn awaiting_acks(&self) -> usize {
+        self.ack_waiters.len()
     }
 
-    /// Bytes waiting to be written.
-    pub fn output(&self) -> &[u8] {
-        &self.out[self.out_pos..]
+    /// All bytes waiting to be written, whatever the rate limit says.
+    pub fn queued_output(&self) -> usize {
+        self.out.len() - self.out_pos
     }
 
-    /// Marks `n` bytes of [`output`](Self::output) as written.
+    /// The bytes that may be written now (MaxTransferRate may allow only part, or nothing
+    /// until [`poll_timeout`](Self::poll_timeout)). Mark what was written with
+    /// [`consume_output`](Self::consume_output).
+    pub fn transmit(&mut self, now: Instant) -> &[u8] {
+        let queued = self.out.len() - self.out_pos;
+        let rate = self.cfg.max_transfer_rate;
+        let mut allow = queued;
+        if rate > 0 && queued > 0 {
+            if self.rate_blocked_until.is_some_and(|t| now < t) {
+                return &[];
+            }
+            self.rate_blocked_until = None;
+            let window = match self.rate_window {
+                Some(w) if now < w + Duration::from_secs(1) => w,
+                _ => {
+                    self.rate_window = Some(now);
+                    self.rate_bytes = 0;
+                    now
+                }
+            };
+            let left = rate.saturating_sub(self.rate_bytes) as usize;
+            if left == 0 {
+                self.rate_blocked_until = Some(window + Duration::from_secs(1));
+                return &[];
+            }
+            allow = queued.min(left);
+        }
+        &self.out[self.out_pos..self.out_pos + allow]
+    }
+
+    /// True when there is output and the rate limit lets some of it go.
+    pub fn wants_write(&self) -> bool {
+        self.out.len() > self.out_pos && self.rate_blocked_until.is_none()
+    }
+
+    /// Marks `n` bytes of [`transmit`](Self::transmit) as written; finishes version 1
+    /// synchronous sends whose last byte went.
     pub fn consume_output(&mut self, n: usize) {
         self.out_pos += n;
+        self.rate_bytes += n as u64;
+        self.written += n as u64;
+        while self.write_waiters.front().is_some_and(|(end, _)| *end <= self.written) {
+            let (_, w) = self.write_waiters.pop_front().expect("front exists");
+            self.events.push_back(Event::SendDone { waiter: w, result: Ok(()) });
+        }
         if self.out_pos >= self.out.len() {
             self.out.clear();
             self.out_pos = 0;
@@ -320,23 +557,72 @@ impl Connection {
             self.out_pos = 0;
         }
     }
+
+    /// True when the connection can take more input: its output is not backed up and not too
+    /// many replies await the host's decision.
+    pub fn wants_read(&self) -> bool {
+        self.queued_output() <= OUT_HIGH_WATER && self.pending.len() < PENDING_HIGH_WATER
+    }
+
+    /// Number of replies not yet written (decided or not).
+    pub fn pending_replies(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// True when nothing remains to be said: no output, no reply awaiting a decision.
+    pub fn is_idle(&self) -> bool {
+        self.queued_output() == 0 && self.pending.is_empty()
+    }
+
+    /// The connection closed: a partial message is reported (672) and discarded, and every
+    /// waiting synchronous send fails (672).
+    pub fn close(&mut self) {
+        if self.decoder.in_frame() && self.decoder.frame_len() > 0 {
+            let n = self.decoder.frame_len();
+            self.error(
+                code::INTERRUPTED,
+                format!("connection closed while receiving a message: {n} bytes discarded, nothing delivered"),
+            );
+        }
+        self.decoder.reset();
+        self.msg.clear();
+        self.frame_deadline = None;
+        let lost = Error::new(code::INTERRUPTED, "connection closed before the send completed");
+        let waiters: Vec<W> =
+            self.ack_waiters.drain(..).flatten().chain(self.write_waiters.drain(..).map(|(_, w)| w)).collect();
+        for w in waiters {
+            self.events.push_back(Event::SendDone { waiter: w, result: Err(lost.clone()) });
+        }
+    }
 }
 
-/// The MSH segment of a message (through its segment terminator), or the whole message when
-/// it has none; an HL7 ACK needs nothing else.
-fn msh_segment(msg: &[u8]) -> &[u8] {
-    let start = if msg.starts_with(b"MSH") {
-        Some(0)
-    } else {
-        msg.windows(4).position(|w| (w[0] == b'\r' || w[0] == b'\n') && &w[1..] == b"MSH").map(|p| p + 1)
-    };
-    match start {
-        Some(s) => {
-            let rest = &msg[s..];
-            let end = rest.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(rest.len());
-            &rest[..end]
+/// A frame found while decoding, acted on once decoding of the chunk is done.
+enum Found {
+    Message(Vec<u8>),
+    Refused(Refusal),
+    AckIn(bool),
+    /// A partial frame was abandoned because a new start block arrived (no reply).
+    Restarted,
+}
+
+/// Why the server refused a frame on its own (no host decision is asked for).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Refusal {
+    /// Content exceeded MaxMessageSize.
+    Oversize,
+    /// The frame had no content.
+    Empty,
+    /// An end block was not followed by the EOL byte.
+    BadTrailer,
+}
+
+impl Refusal {
+    fn describe(self, max: usize) -> String {
+        match self {
+            Refusal::Oversize => format!("message larger than MaxMessageSize ({max} bytes) refused"),
+            Refusal::Empty => "empty message refused".to_string(),
+            Refusal::BadTrailer => "end block not followed by the EOL byte; frame refused".to_string(),
         }
-        None => &msg[..msg.len().min(1024)],
     }
 }
 
@@ -344,8 +630,8 @@ fn msh_segment(msg: &[u8]) -> &[u8] {
 mod tests {
     use super::*;
 
-    fn conn() -> Connection {
-        Connection::new(FrameChars::default(), 0x06, 0x15, 100)
+    fn cfg() -> Config {
+        Config { max_message_size: 100, log_level: 0, ..Config::default() }
     }
 
     fn frame(p: &[u8]) -> Vec<u8> {
@@ -354,83 +640,262 @@ mod tests {
         v
     }
 
+    fn t0() -> Time {
+        Time::at(Instant::now(), 0)
+    }
+
+    fn after(t: Time, secs: u64) -> Time {
+        Time::at(t.mono + Duration::from_secs(secs), t.unix_secs + secs)
+    }
+
+    fn events(c: &mut Connection<u32>) -> Vec<Event<u32>> {
+        std::iter::from_fn(|| c.poll_event()).collect()
+    }
+
+    fn drain(c: &mut Connection<u32>) -> Vec<u8> {
+        let out = c.transmit(Instant::now()).to_vec();
+        c.consume_output(out.len());
+        out
+    }
+
+    const NAK: Verdict = Verdict::Reject(RejectCode::AE);
+
     #[test]
-    fn message_then_ack_in_order() {
-        let mut c = conn();
-        let mut found = Vec::new();
+    fn replies_leave_in_message_order() {
+        let mut c = Connection::<u32>::new(cfg());
         let mut bytes = frame(b"MSH|^~\\&|A");
         bytes.extend(frame(b"MSH|^~\\&|B"));
-        c.receive(&bytes, &mut found);
-        assert_eq!(found.len(), 2);
-        let s1 = c.next_seq();
-        let s2 = c.next_seq();
-        c.push_pending(s1, AckMode::Mllp, b"");
-        c.push_pending(s2, AckMode::Mllp, b"");
-        // The second decision alone writes nothing: replies keep message order.
-        assert!(c.decide(s2, false, AckCode::AE, AckMode::Mllp, 0));
-        assert!(c.output().is_empty());
-        assert!(c.decide(s1, true, AckCode::AE, AckMode::Mllp, 0));
-        assert_eq!(c.output(), b"\x0b\x06\x1c\r\x0b\x15\x1c\r");
-        assert!(!c.decide(s1, true, AckCode::AE, AckMode::Mllp, 0));
-    }
-
-    #[test]
-    fn refusals_and_acks_are_classified() {
-        let mut c = conn();
-        let mut found = Vec::new();
-        c.receive(b"\x0b\x1c\r", &mut found);
-        c.receive(&frame(&[b'x'; 101]), &mut found);
-        c.send_frame(b"MSH|out", true);
-        c.receive(b"\x0b\x06\x1c\r\x0b\x15\x1c\r", &mut found);
-        c.receive(b"\x0babc\x1cX", &mut found);
-        c.receive(b"\x0bpartial\x0bnew", &mut found);
+        c.handle_input(&bytes, t0());
+        let ev = events(&mut c);
         assert_eq!(
-            found,
+            ev,
             vec![
-                Inbound::Refused(Refusal::Empty),
-                Inbound::Refused(Refusal::Oversize),
-                Inbound::AckIn(true),
-                Inbound::AckIn(false),
-                Inbound::Refused(Refusal::BadTrailer),
-                Inbound::Skipped(1),
-                Inbound::Restarted,
+                Event::Message { seq: 1, data: b"MSH|^~\\&|A".to_vec(), ack: true },
+                Event::Message { seq: 2, data: b"MSH|^~\\&|B".to_vec(), ack: true },
             ]
         );
-        assert!(c.in_frame());
-        c.discard_partial();
-        assert!(!c.in_frame());
+        // The second decision alone writes nothing.
+        assert!(c.decide(2, NAK, t0()));
+        assert!(c.transmit(Instant::now()).is_empty());
+        assert!(!c.is_idle());
+        assert!(c.decide(1, Verdict::Accept, t0()));
+        assert_eq!(drain(&mut c), b"\x0b\x06\x1c\r\x0b\x15\x1c\r");
+        assert!(!c.decide(1, Verdict::Accept, t0()), "a seq is decided once");
+        assert!(c.is_idle());
     }
 
     #[test]
-    fn hl7_ack_answers_with_msa() {
-        let mut c = conn();
-        let msg = b"MSH|^~\\&|SND|SF|RCV|RF|20240101||ADT^A01|MSG1|P|2.5\rPID|1";
-        c.push_pending(1, AckMode::Hl7, msg);
-        c.decide(1, true, AckCode::AE, AckMode::Hl7, 0);
-        let out = String::from_utf8_lossy(c.output()).to_string();
-        assert!(out.starts_with("\x0bMSH|^~\\&|RCV|RF|SND|SF|19700101000000||ACK^A01^ACK|"), "{out}");
-        assert!(out.contains("\rMSA|AA|MSG1"), "{out}");
-        assert!(out.ends_with("\x1c\r"));
+    fn refusals_have_code_671_and_a_nak() {
+        let mut c = Connection::<u32>::new(cfg());
+        c.handle_input(b"\x0b\x1c\r", t0());
+        c.handle_input(&frame(&[b'x'; 101]), t0());
+        c.handle_input(b"\x0babc\x1cX", t0());
+        c.handle_input(b"\x0bpartial\x0bnew", t0());
+        let codes: Vec<(i32, String)> = events(&mut c)
+            .into_iter()
+            .map(|e| match e {
+                Event::Error(e) => (e.code, e.message),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(codes.len(), 4);
+        assert!(codes.iter().all(|(c, _)| *c == code::INVALID_DATA));
+        assert!(codes[0].1.contains("empty"));
+        assert!(codes[1].1.contains("MaxMessageSize (100 bytes)"));
+        assert!(codes[2].1.contains("EOL"));
+        assert!(codes[3].1.contains("start block inside a frame"));
+        // Three refused frames, three NAKs; a restarted frame gets no reply.
+        assert_eq!(drain(&mut c), b"\x0b\x15\x1c\r\x0b\x15\x1c\r\x0b\x15\x1c\r");
+        assert!(c.in_frame());
     }
 
     #[test]
     fn server_refusal_queues_behind_pending() {
-        let mut c = conn();
-        c.push_pending(1, AckMode::Mllp, b"");
-        c.refuse(AckMode::Mllp, 0);
-        assert!(c.output().is_empty());
-        c.decide(1, true, AckCode::AE, AckMode::Mllp, 0);
-        assert_eq!(c.output(), b"\x0b\x06\x1c\r\x0b\x15\x1c\r");
-        c.consume_output(4);
-        assert_eq!(c.output(), b"\x0b\x15\x1c\r");
-        c.consume_output(4);
-        assert!(c.output().is_empty());
+        let mut c = Connection::<u32>::new(cfg());
+        c.handle_input(&frame(b"MSH|a"), t0());
+        c.handle_input(b"\x0b\x1c\r", t0());
+        assert!(c.transmit(Instant::now()).is_empty());
+        c.decide(1, Verdict::Accept, t0());
+        assert_eq!(drain(&mut c), b"\x0b\x06\x1c\r\x0b\x15\x1c\r");
     }
 
     #[test]
-    fn msh_segment_is_found_in_batches() {
-        assert_eq!(msh_segment(b"FHS|x\rBHS|y\rMSH|z|w\rPID"), b"MSH|z|w");
-        assert_eq!(msh_segment(b"MSH|a\rPID"), b"MSH|a");
-        assert_eq!(msh_segment(b"junk"), b"junk");
+    fn ack_mode_none_sends_nothing_and_asks_no_verdict() {
+        let mut c = Connection::<u32>::new(Config { ack_mode: AckMode::None, ..cfg() });
+        c.handle_input(&frame(b"MSH|a"), t0());
+        c.handle_input(b"\x0b\x1c\r", t0());
+        let ev = events(&mut c);
+        assert!(matches!(ev[0], Event::Message { ack: false, .. }));
+        assert!(!c.decide(1, Verdict::Accept, t0()));
+        assert!(c.is_idle());
+    }
+
+    #[test]
+    fn hl7_ack_answers_with_msa_and_the_reject_code() {
+        let mut c = Connection::<u32>::new(Config { ack_mode: AckMode::Hl7, ..Config::default() });
+        let msg = b"FHS|^~\\&\rMSH|^~\\&|SND|SF|RCV|RF|20240101||ADT^A01|MSG1|P|2.5\rPID|1";
+        c.handle_input(&frame(msg), t0());
+        c.handle_input(&frame(msg), t0());
+        c.decide(1, Verdict::Accept, t0());
+        c.decide(2, Verdict::Reject(RejectCode::AR), t0());
+        let out = String::from_utf8_lossy(&drain(&mut c)).to_string();
+        assert!(out.starts_with("\x0bMSH|^~\\&|RCV|RF|SND|SF|19700101000000||ACK^A01^ACK|"), "{out}");
+        assert!(out.contains("\rMSA|AA|MSG1\r\x1c\r"), "{out:?}");
+        assert!(out.contains("\rMSA|AR|MSG1\r\x1c\r"), "{out:?}");
+    }
+
+    #[test]
+    fn receive_timeout_drops_the_partial_frame_without_sleeping() {
+        let mut c = Connection::<u32>::new(Config { receive_timeout: Some(Duration::from_secs(5)), ..cfg() });
+        let t = t0();
+        assert_eq!(c.poll_timeout(), None);
+        c.handle_input(b"\x0bMSH|par", t);
+        assert_eq!(c.poll_timeout(), Some(t.mono + Duration::from_secs(5)));
+        // More bytes of the same frame do not move its deadline.
+        c.handle_input(b"tial", after(t, 3));
+        assert_eq!(c.poll_timeout(), Some(t.mono + Duration::from_secs(5)));
+        c.handle_timeout(after(t, 4));
+        assert!(c.in_frame());
+        c.handle_timeout(after(t, 5));
+        assert!(!c.in_frame());
+        assert_eq!(c.poll_timeout(), None);
+        let ev = events(&mut c);
+        assert!(matches!(&ev[..], [Event::Error(e)] if e.code == code::INVALID_DATA && e.message.contains("11 bytes")));
+        // The rest of the old frame is skipped; the next frame is delivered.
+        c.handle_input(b"more\x1c\r", after(t, 6));
+        c.handle_input(&frame(b"MSH|next"), after(t, 6));
+        let ev = events(&mut c);
+        assert!(matches!(&ev[..], [Event::Message { seq: 1, .. }]), "{ev:?}");
+    }
+
+    #[test]
+    fn a_new_frame_gets_its_own_deadline() {
+        let mut c = Connection::<u32>::new(Config { receive_timeout: Some(Duration::from_secs(5)), ..cfg() });
+        let t = t0();
+        c.handle_input(b"\x0bMSH|a\x1c\r\x0bMSH|b", t);
+        c.handle_input(b"\x1c\r", after(t, 2));
+        assert_eq!(c.poll_timeout(), None);
+        c.handle_input(b"\x0bMSH|c", after(t, 4));
+        assert_eq!(c.poll_timeout(), Some(t.mono + Duration::from_secs(9)));
+        c.handle_timeout(after(t, 5));
+        assert!(c.in_frame());
+    }
+
+    #[test]
+    fn version_2_send_waits_for_the_peers_ack() {
+        let mut c = Connection::<u32>::new(cfg());
+        c.send(b"MSH|out1", Some(7)).unwrap();
+        c.send(b"MSH|out2", Some(8)).unwrap();
+        assert_eq!(drain(&mut c), [frame(b"MSH|out1"), frame(b"MSH|out2")].concat());
+        assert_eq!(c.awaiting_acks(), 2);
+        assert!(events(&mut c).is_empty(), "written is not acknowledged");
+        c.handle_input(b"\x0b\x06\x1c\r", t0());
+        // An HL7 ACK counts as the answer while a send awaits one.
+        c.handle_input(&frame(b"MSH|^~\\&|R|F|S|F|1||ACK|9|P|2.5\rMSA|AE|2"), t0());
+        let ev = events(&mut c);
+        assert_eq!(ev.len(), 5, "{ev:?}");
+        assert_eq!(ev[0], Event::SendDone { waiter: 7, result: Ok(()) });
+        assert_eq!(ev[1], Event::AckIn { accepted: true });
+        assert!(matches!(&ev[2], Event::SendDone { waiter: 8, result: Err(e) } if e.code == code::NAK_RECEIVED));
+        assert_eq!(ev[3], Event::AckIn { accepted: false });
+        assert!(matches!(&ev[4], Event::Error(e) if e.code == code::NAK_RECEIVED));
+        // With nothing awaited, an HL7 ACK is a message like any other.
+        c.handle_input(&frame(b"MSH|^~\\&|R|F|S|F|1||ACK|9|P|2.5\rMSA|AA|3"), t0());
+        assert!(matches!(&events(&mut c)[..], [Event::Message { .. }]));
+    }
+
+    #[test]
+    fn version_1_send_is_done_when_written_and_acks_are_not_reported() {
+        let mut c = Connection::<u32>::new(Config { version: 1, ..cfg() });
+        c.send(b"MSH|out", Some(3)).unwrap();
+        assert!(events(&mut c).is_empty());
+        let out = c.transmit(Instant::now()).to_vec();
+        c.consume_output(out.len() - 1);
+        assert!(events(&mut c).is_empty(), "not all written yet");
+        c.consume_output(1);
+        assert_eq!(events(&mut c), vec![Event::SendDone { waiter: 3, result: Ok(()) }]);
+        c.handle_input(b"\x0b\x06\x1c\r", t0());
+        assert!(events(&mut c).is_empty());
+    }
+
+    #[test]
+    fn unframeable_payload_is_refused_and_the_waiter_returned() {
+        let mut c = Connection::<u32>::new(cfg());
+        let (e, w) = c.send(b"a\x1cb", Some(1)).unwrap_err();
+        assert_eq!((e.code, w), (code::INVALID_DATA, Some(1)));
+        assert_eq!(c.queued_output(), 0);
+    }
+
+    #[test]
+    fn close_reports_the_partial_message_and_fails_waiters() {
+        let mut c = Connection::<u32>::new(cfg());
+        c.send(b"MSH|x", Some(1)).unwrap();
+        c.handle_input(b"\x0bMSH|part", t0());
+        c.close();
+        let ev = events(&mut c);
+        assert!(matches!(&ev[0], Event::Error(e) if e.code == code::INTERRUPTED && e.message.contains("8 bytes")));
+        assert!(matches!(&ev[1], Event::SendDone { waiter: 1, result: Err(e) } if e.code == code::INTERRUPTED));
+    }
+
+    #[test]
+    fn rate_limit_paces_output_by_the_second() {
+        let mut c = Connection::<u32>::new(Config { max_transfer_rate: 10, ..cfg() });
+        c.send(b"0123456789abcdefghij", None).unwrap(); // 23 bytes framed
+        let t = Instant::now();
+        assert_eq!(c.transmit(t).len(), 10);
+        c.consume_output(10);
+        assert!(c.transmit(t + Duration::from_millis(500)).is_empty());
+        assert!(!c.wants_write());
+        assert_eq!(c.poll_timeout(), Some(t + Duration::from_secs(1)));
+        c.handle_timeout(Time::at(t + Duration::from_secs(1), 1));
+        assert!(c.wants_write());
+        assert_eq!(c.transmit(t + Duration::from_secs(1)).len(), 10);
+        c.consume_output(10);
+        assert!(c.transmit(t + Duration::from_millis(1500)).is_empty());
+        assert_eq!(c.transmit(t + Duration::from_secs(2)).len(), 3);
+    }
+
+    #[test]
+    fn reading_pauses_while_replies_await_decisions() {
+        let mut c = Connection::<u32>::new(cfg());
+        for _ in 0..PENDING_HIGH_WATER {
+            assert!(c.wants_read());
+            c.handle_input(&frame(b"MSH|m"), t0());
+        }
+        assert!(!c.wants_read());
+        c.decide(1, Verdict::Accept, t0());
+        assert!(c.wants_read());
+    }
+
+    #[test]
+    fn log_lines_follow_the_level() {
+        let mut c = Connection::<u32>::new(Config { log_level: 2, ..cfg() });
+        c.handle_input(&frame(b"MSH|m"), t0());
+        c.handle_input(b"junk", t0());
+        let ev = events(&mut c);
+        let logs: Vec<&str> = ev
+            .iter()
+            .filter_map(|e| match e {
+                Event::Log { message, .. } => Some(message.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(logs, vec!["message 1 received (5 bytes)", "4 bytes outside a frame skipped"]);
+    }
+
+    #[test]
+    fn settings_change_between_frames_only() {
+        let mut c = Connection::<u32>::new(cfg());
+        c.handle_input(b"\x0bMSH|a", t0());
+        let chars = FrameChars { start: b'<', end: b'>', eol: b'\n' };
+        c.reconfigure(Config { chars, ..cfg() });
+        c.handle_input(b"\x1c\r", t0());
+        assert!(matches!(&events(&mut c)[..], [Event::Message { .. }]));
+        c.reconfigure(Config { chars, ..cfg() });
+        c.handle_input(b"<MSH|b>\n", t0());
+        assert!(matches!(&events(&mut c)[..], [Event::Message { seq: 2, .. }]));
+        assert!(drain(&mut c).is_empty(), "nothing decided yet");
+        c.decide(1, Verdict::Accept, t0());
+        assert_eq!(drain(&mut c), b"<\x06>\n");
     }
 }

@@ -4,9 +4,161 @@
 //! the reactor thread, one at a time, with no library lock held, so a handler may call back into
 //! the server (send, disconnect, config reads) freely.
 
+use std::fmt;
+
 /// A connection id: slot in the low 32 bits, generation in the high 32 bits. Never reused
-/// while the server lives, so a stale id answers "no such connection".
-pub type ConnectionId = u64;
+/// while the server lives, so a stale id answers "no such connection". 0 means "no connection"
+/// (server-wide events).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(transparent)]
+pub struct ConnectionId(u64);
+
+impl ConnectionId {
+    /// The id of server-wide events (no connection).
+    pub const NONE: ConnectionId = ConnectionId(0);
+
+    /// An id from its slot and generation (generation 0 is never given out).
+    pub fn new(slot: u32, generation: u32) -> Self {
+        ConnectionId(((generation as u64) << 32) | slot as u64)
+    }
+
+    /// An id from its 64-bit form, as the C ABI and the bindings carry it.
+    pub const fn from_raw(raw: u64) -> Self {
+        ConnectionId(raw)
+    }
+
+    /// The 64-bit form.
+    pub const fn raw(self) -> u64 {
+        self.0
+    }
+
+    /// Index in the connection table.
+    pub fn slot(self) -> usize {
+        (self.0 & 0xFFFF_FFFF) as usize
+    }
+
+    /// Generation of the slot when the id was given out.
+    pub fn generation(self) -> u32 {
+        (self.0 >> 32) as u32
+    }
+}
+
+impl From<u64> for ConnectionId {
+    fn from(raw: u64) -> Self {
+        ConnectionId(raw)
+    }
+}
+
+impl From<ConnectionId> for u64 {
+    fn from(id: ConnectionId) -> Self {
+        id.0
+    }
+}
+
+impl fmt::Display for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::str::FromStr for ConnectionId {
+    type Err = std::num::ParseIntError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse::<u64>().map(ConnectionId)
+    }
+}
+
+/// The level of a Log line (the LogLevel setting: 0 logs nothing, 3 everything).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LogLevel {
+    /// 1: connections and refusals.
+    Info = 1,
+    /// 2: every message and reply.
+    Verbose = 2,
+    /// 3: every read.
+    Debug = 3,
+}
+
+impl LogLevel {
+    /// The number (1, 2 or 3).
+    pub fn as_u8(self) -> u8 {
+        self as u8
+    }
+
+    /// "INFO", "VERBOSE" or "DEBUG".
+    pub fn name(self) -> &'static str {
+        match self {
+            LogLevel::Info => "INFO",
+            LogLevel::Verbose => "VERBOSE",
+            LogLevel::Debug => "DEBUG",
+        }
+    }
+}
+
+/// The MSA-1 code of a negative HL7 acknowledgement. Only these two exist, so an accept
+/// code can never be sent as a rejection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum RejectCode {
+    /// Application Error (the default): something in the message was wrong.
+    #[default]
+    AE,
+    /// Application Reject: refused for another reason (unsupported type, receiver failure).
+    AR,
+}
+
+impl RejectCode {
+    /// The MSA-1 code.
+    pub fn ack_code(self) -> crate::hl7::AckCode {
+        match self {
+            RejectCode::AE => crate::hl7::AckCode::AE,
+            RejectCode::AR => crate::hl7::AckCode::AR,
+        }
+    }
+
+    /// The one normalisation of reject codes from the C ABI and the bindings:
+    /// `MLLP_REJECT_AR` (2) is AR, anything else AE.
+    pub fn from_c(code: i32) -> Self {
+        if code == 2 {
+            RejectCode::AR
+        } else {
+            RejectCode::AE
+        }
+    }
+
+    /// The C ABI's number: `MLLP_REJECT_AE` (1) or `MLLP_REJECT_AR` (2).
+    pub fn to_c(self) -> i32 {
+        match self {
+            RejectCode::AE => 1,
+            RejectCode::AR => 2,
+        }
+    }
+}
+
+/// The host's decision on a received message.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    /// Positive acknowledgement (ACK, MSA-1 AA).
+    #[default]
+    Accept,
+    /// Negative acknowledgement (NAK; in HL7 mode MSA-1 with this code).
+    Reject(RejectCode),
+}
+
+impl Verdict {
+    /// True for [`Verdict::Accept`].
+    pub fn is_accept(self) -> bool {
+        self == Verdict::Accept
+    }
+
+    /// A verdict from the C ABI's pair (`accept` non-zero, else `reject_code`).
+    pub fn from_c(accept: bool, reject_code: i32) -> Self {
+        if accept {
+            Verdict::Accept
+        } else {
+            Verdict::Reject(RejectCode::from_c(reject_code))
+        }
+    }
+}
 
 /// ConnectionRequest: a client asks to connect. Set `accept` to false to refuse it.
 #[derive(Debug)]
@@ -57,11 +209,9 @@ pub struct AckOutEvent<'a> {
     pub connection_id: ConnectionId,
     /// Sequence number of the message being acknowledged.
     pub message_seq: u64,
-    /// Read-write: ACK (true, the default) or NAK (false).
-    pub accept: bool,
-    /// Read-write: in HL7 mode, the MSA-1 code sent when `accept` is false: AE (the default)
-    /// or AR.
-    pub reject_code: crate::hl7::AckCode,
+    /// Read-write: ACK ([`Verdict::Accept`], the default) or NAK ([`Verdict::Reject`] with
+    /// the MSA-1 code used in HL7 mode).
+    pub verdict: Verdict,
     /// The complete message being acknowledged (empty when it was not delivered).
     pub message: &'a [u8],
     /// Read-write: true leaves the decision open: nothing is sent until the host calls
@@ -95,11 +245,11 @@ pub struct ErrorEvent<'a> {
 pub struct LogEvent<'a> {
     /// The connection, or 0.
     pub connection_id: ConnectionId,
-    /// 1, 2 or 3.
-    pub log_level: u8,
+    /// Info, Verbose or Debug.
+    pub log_level: LogLevel,
     /// The text.
     pub message: &'a str,
-    /// "INFO", "VERBOSE" or "DEBUG".
+    /// "INFO", "VERBOSE" or "DEBUG" (the level's name).
     pub log_type: &'a str,
 }
 

@@ -74,15 +74,7 @@ pub struct Msh<'a> {
 /// Missing trailing fields read as empty; anything after MSH-12 is ignored. Blank lines before
 /// the first segment are tolerated here (unlike [`is_hl7_v2`], which looks at the first byte).
 pub fn parse_msh(msg: &[u8]) -> Option<Msh<'_>> {
-    let mut segs = segments(msg);
-    let first = segs.next()?;
-    let seg = if segment_sep(first, b"MSH").is_some() {
-        first
-    } else if segment_sep(first, b"FHS").is_some() || segment_sep(first, b"BHS").is_some() {
-        segs.find(|s| segment_sep(s, b"MSH").is_some())?
-    } else {
-        return None;
-    };
+    let seg = msh_segment(msg)?;
     let field_sep = seg[3];
     // f[0] is MSH-2, f[n - 2] is MSH-n.
     let mut f: [&[u8]; 11] = [&[]; 11];
@@ -107,6 +99,20 @@ pub fn parse_msh(msg: &[u8]) -> Option<Msh<'_>> {
         processing_id: f[9],
         version_id: f[10],
     })
+}
+
+/// The MSH segment of `msg` (without its terminator), found by the same rules as
+/// [`parse_msh`]: the first segment, or the first MSH after an FHS/BHS batch header.
+pub fn msh_segment(msg: &[u8]) -> Option<&[u8]> {
+    let mut segs = segments(msg);
+    let first = segs.next()?;
+    if segment_sep(first, b"MSH").is_some() {
+        Some(first)
+    } else if segment_sep(first, b"FHS").is_some() || segment_sep(first, b"BHS").is_some() {
+        segs.find(|s| segment_sep(s, b"MSH").is_some())
+    } else {
+        None
+    }
 }
 
 /// MSA-1 acknowledgement codes.

@@ -8,7 +8,7 @@
 pub mod codec;
 pub mod config;
 pub mod connection;
-mod delivery;
+mod dispatch;
 pub mod error;
 pub mod events;
 pub mod hl7;
@@ -16,6 +16,7 @@ mod reactor;
 pub mod server;
 mod shared;
 pub mod tls;
+mod transport;
 
 pub use config::{AckMode, EventMode, Settings};
 pub use error::{code, Error, Result};

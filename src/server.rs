@@ -15,14 +15,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::{split_config, EventMode, Settings};
-use crate::delivery::{deliver, guarded, Decision};
+use crate::dispatch::{self, Event};
 use crate::error::{code, Error, Result};
-use crate::events::{
-    AckInEvent, ConnectionId, ConnectionRequestEvent, ErrorEvent, EventHandler, LogEvent, SslClientAuthenticationEvent,
-    SslConnectionRequestEvent, SslStatusEvent, StatusEvent,
-};
+use crate::events::{ConnectionId, EventHandler, Verdict};
 use crate::reactor;
-use crate::shared::{lock, Command, ConnShared, Queued, Shared, Waiter};
+use crate::shared::{lock, Command, ConnShared, Shared, Waiter};
 
 /// Output queued on a connection past which an asynchronous Send answers "would block".
 const SEND_QUEUE_LIMIT: usize = 16 << 20;
@@ -397,7 +394,7 @@ impl Server {
                 }
                 q = self.shared.queue_cv.wait_timeout(q, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
             }
-            let items: Vec<Queued> = q.items.drain(..).collect();
+            let items: Vec<Event> = q.items.drain(..).collect();
             q.bytes = 0;
             let resume = q.reads_paused;
             q.reads_paused = false;
@@ -406,97 +403,38 @@ impl Server {
         if resume {
             let _ = self.shared.command(Command::ResumeReads);
         }
+        let n = items.len();
+        self.dispatching(|| {
+            let handler = lock(&self.shared.handler).clone();
+            for item in items {
+                if let Some(r) = dispatch::deliver(&*handler, &self.shared, item).reply {
+                    let _ = self.shared.command(Command::Apply(r));
+                }
+            }
+        });
+        Ok(n)
+    }
+
+    /// Runs `f` marked as delivering this server's events on the calling thread.
+    fn dispatching(&self, f: impl FnOnce()) {
         let me = Arc::as_ptr(&self.shared) as usize;
         DISPATCHING.with(|d| d.borrow_mut().push(me));
-        let n = items.len();
-        let handler = lock(&self.shared.handler).clone();
-        for item in items {
-            self.dispatch(&*handler, item);
-        }
+        f();
         DISPATCHING.with(|d| {
             let mut d = d.borrow_mut();
             if let Some(p) = d.iter().rposition(|&x| x == me) {
                 d.remove(p);
             }
         });
-        Ok(n)
     }
 
-    fn dispatch(&self, h: &dyn EventHandler, item: Queued) {
-        match item {
-            Queued::ConnectionRequest { token, address, port } => {
-                let mut ev = ConnectionRequestEvent { address: &address, port, accept: true };
-                guarded(|| h.connection_request(&mut ev));
-                let _ = self.shared.command(Command::Admit { token, accept: ev.accept });
-            }
-            Queued::Connected { id, code, description } => guarded(|| {
-                h.connected(&StatusEvent { connection_id: id, status_code: code, description: &description })
-            }),
-            Queued::Disconnected { id, code, description } => guarded(|| {
-                h.disconnected(&StatusEvent { connection_id: id, status_code: code, description: &description })
-            }),
-            Queued::Message { id, seq, data, ack } => {
-                let Ok(c) = self.shared.conn(id) else { return };
-                let close = self.settings().close_stream_after_transfer;
-                let d = deliver(h, &c, seq, data, ack, close);
-                if let Some(Decision::Now(accept, code)) = d.decision {
-                    let _ = self.shared.command(Command::Decide { id, seq, accept, code });
-                }
-            }
-            Queued::AckIn { id, accepted } => guarded(|| h.ack_in(&AckInEvent { connection_id: id, accepted })),
-            Queued::Error { id, code, description } => {
-                guarded(|| h.error(&ErrorEvent { connection_id: id, error_code: code, description: &description }))
-            }
-            Queued::Log { id, level, message } => {
-                let log_type = match level {
-                    1 => "INFO",
-                    2 => "VERBOSE",
-                    _ => "DEBUG",
-                };
-                guarded(|| h.log(&LogEvent { connection_id: id, log_level: level, message: &message, log_type }))
-            }
-            Queued::SslConnectionRequest { id, suites, signature_schemes } => {
-                let mut ev = SslConnectionRequestEvent {
-                    connection_id: id,
-                    supported_cipher_suites: &suites,
-                    supported_signature_algs: &signature_schemes,
-                    certificate: None,
-                };
-                guarded(|| h.ssl_connection_request(&mut ev));
-                let _ = self.shared.command(Command::SslCert { id, cert: ev.certificate });
-            }
-            Queued::SslClientAuth { id, der, subject, issuer, status, accept } => {
-                let mut ev = SslClientAuthenticationEvent {
-                    connection_id: id,
-                    cert_encoded: &der,
-                    cert_subject: &subject,
-                    cert_issuer: &issuer,
-                    status: &status,
-                    accept,
-                };
-                guarded(|| h.ssl_client_authentication(&mut ev));
-                let _ = self.shared.command(Command::SslAuth { id, accept: ev.accept });
-            }
-            Queued::SslStatus { id, message } => {
-                guarded(|| h.ssl_status(&SslStatusEvent { connection_id: id, message: &message }))
-            }
-        }
-    }
-
-    /// Acknowledges message `seq` of a connection whose AckOut set `defer`: ACK when
-    /// `accept`, else NAK (in HL7 mode MSA-1 `reject_code`, AE or AR). Replies leave in message
-    /// order: an earlier message still undecided holds this one back. Queued; any thread,
-    /// also inside callbacks. A `seq` that is not awaiting a decision is ignored.
-    pub fn acknowledge(
-        &self,
-        id: ConnectionId,
-        seq: u64,
-        accept: bool,
-        reject_code: crate::hl7::AckCode,
-    ) -> Result<()> {
+    /// Acknowledges message `seq` of a connection whose AckOut set `defer`, with `verdict`
+    /// (ACK, or NAK with its MSA-1 code in HL7 mode). Replies leave in message order: an
+    /// earlier message still undecided holds this one back. Queued; any thread, also inside
+    /// callbacks. A `seq` that is not awaiting a decision is ignored.
+    pub fn acknowledge(&self, id: ConnectionId, seq: u64, verdict: Verdict) -> Result<()> {
         self.shared.conn(id)?;
-        let code = if reject_code == crate::hl7::AckCode::AR { reject_code } else { crate::hl7::AckCode::AE };
-        self.shared.command(Command::Decide { id, seq, accept, code })
+        self.shared.command(Command::Apply(dispatch::Reply::Ack { id, seq, verdict }))
     }
 
     // ----- TLS -----
@@ -656,7 +594,11 @@ impl Server {
         Ok(())
     }
 
-    /// Stops the reactor thread and waits for it. Refused on the reactor thread.
+    /// Stops the reactor thread and waits for it, closing every connection: Disconnected
+    /// fires for each. In DoEvents mode those events (and every other notification still
+    /// queued) are delivered by this call, on the calling thread; decisions still queued
+    /// (messages, connection requests) are dropped, their connections being closed.
+    /// Refused on the reactor thread and inside `do_events`.
     pub fn close(&self) -> Result<()> {
         if self.in_callback() {
             return Err(Error::new(code::REENTRANT, "the server cannot be freed from inside its own callback"));
@@ -669,6 +611,19 @@ impl Server {
             if let Some(t) = h.thread.take() {
                 let _ = t.join();
             }
+        }
+        let items: Vec<Event> = {
+            let mut q = lock(&self.shared.queue);
+            q.bytes = 0;
+            q.items.drain(..).collect()
+        };
+        if !items.is_empty() {
+            self.dispatching(|| {
+                let handler = lock(&self.shared.handler).clone();
+                for item in items.into_iter().filter(Event::is_notification) {
+                    dispatch::deliver(&*handler, &self.shared, item);
+                }
+            });
         }
         Ok(())
     }

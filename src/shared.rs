@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use mio::Waker;
 
 use crate::config::Settings;
+use crate::dispatch::{Event, Reply};
 use crate::error::{code, Error, Result};
 use crate::events::{ConnectionId, EventHandler, NoHandler};
-use crate::hl7::AckCode;
 
 /// Locks a mutex, recovering the data if a thread panicked while holding it: every critical
 /// section here leaves the data consistent, and a poisoned lock must not take the server down.
@@ -143,34 +143,32 @@ impl ConnTable {
         };
         let e = &mut self.slots[slot as usize];
         e.0 = e.0.wrapping_add(1).max(1);
-        ((e.0 as u64) << 32) | slot as u64
+        ConnectionId::new(slot, e.0)
     }
 
     /// Puts a connection in its reserved slot.
     pub fn insert(&mut self, c: Arc<ConnShared>) {
-        let slot = (c.id & 0xFFFF_FFFF) as usize;
+        let slot = c.id.slot();
         self.slots[slot].1 = Some(c);
         self.count += 1;
     }
 
     /// Frees a reserved slot that never got a connection.
     pub fn release(&mut self, id: ConnectionId) {
-        let slot = (id & 0xFFFF_FFFF) as u32;
-        if let Some(e) = self.slots.get_mut(slot as usize) {
-            if e.0 == (id >> 32) as u32 {
+        if let Some(e) = self.slots.get_mut(id.slot()) {
+            if e.0 == id.generation() {
                 if e.1.take().is_some() {
                     self.count -= 1;
                 }
-                self.free.push(slot);
+                self.free.push(id.slot() as u32);
             }
         }
     }
 
     /// The connection with this id, if it is still open.
     pub fn get(&self, id: ConnectionId) -> Option<&Arc<ConnShared>> {
-        let (slot, gen) = ((id & 0xFFFF_FFFF) as usize, (id >> 32) as u32);
-        match self.slots.get(slot) {
-            Some((g, Some(c))) if *g == gen => Some(c),
+        match self.slots.get(id.slot()) {
+            Some((g, Some(c))) if *g == id.generation() => Some(c),
             _ => None,
         }
     }
@@ -184,16 +182,6 @@ impl ConnTable {
 /// An instruction from a host thread to the reactor.
 pub(crate) enum Command {
     Listen(mio::net::TcpListener, Option<Arc<crate::tls::TlsContext>>),
-    /// SSLConnectionRequest decided (DoEvents): the certificate to present.
-    SslCert {
-        id: ConnectionId,
-        cert: Option<Arc<crate::tls::Certificate>>,
-    },
-    /// SSLClientAuthentication decided (DoEvents).
-    SslAuth {
-        id: ConnectionId,
-        accept: bool,
-    },
     /// Drop the listener; the waiter (if any) completes once it is closed.
     StopListening(Option<Arc<Waiter>>),
     Send {
@@ -202,48 +190,17 @@ pub(crate) enum Command {
         waiter: Option<Arc<Waiter>>,
     },
     Disconnect(ConnectionId),
-    Decide {
-        id: ConnectionId,
-        seq: u64,
-        accept: bool,
-        code: AckCode,
-    },
-    Admit {
-        token: u64,
-        accept: bool,
-    },
     DisconnectAll,
+    /// A host decision made outside the reactor thread (DoEvents, deferred acknowledgement).
+    Apply(Reply),
     ResumeReads,
     Exit,
-}
-
-/// An event waiting for `do_events` (EventMode=DoEvents).
-pub(crate) enum Queued {
-    ConnectionRequest { token: u64, address: String, port: u16 },
-    Connected { id: ConnectionId, code: i32, description: String },
-    Disconnected { id: ConnectionId, code: i32, description: String },
-    Message { id: ConnectionId, seq: u64, data: Arc<Vec<u8>>, ack: bool },
-    AckIn { id: ConnectionId, accepted: bool },
-    Error { id: ConnectionId, code: i32, description: String },
-    Log { id: ConnectionId, level: u8, message: String },
-    SslConnectionRequest { id: ConnectionId, suites: String, signature_schemes: String },
-    SslClientAuth { id: ConnectionId, der: Vec<u8>, subject: String, issuer: String, status: String, accept: bool },
-    SslStatus { id: ConnectionId, message: String },
-}
-
-impl Queued {
-    pub fn size(&self) -> usize {
-        match self {
-            Queued::Message { data, .. } => data.len() + 64,
-            _ => 64,
-        }
-    }
 }
 
 /// Events queued for DoEvents, bounded in bytes: past the bound the reactor stops reading.
 #[derive(Default)]
 pub(crate) struct EventQueue {
-    pub items: VecDeque<Queued>,
+    pub items: VecDeque<Event>,
     pub bytes: usize,
     pub reads_paused: bool,
 }

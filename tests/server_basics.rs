@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use mllp::{code, Server};
+use mllp::{code, ConnectionId, Server};
 
 #[test]
 fn property_defaults_and_round_trips() {
@@ -124,7 +124,7 @@ fn connection_request_connected_and_connection_fields() {
     assert_eq!(server.connections(), vec![id]);
     assert_eq!(server.connection_count(), 1);
     assert!(server.connected(id));
-    assert!(!server.connected(id ^ (1 << 40)), "unknown id is not connected");
+    assert!(!server.connected(mllp::ConnectionId::from_raw(id.raw() ^ (1 << 40))), "unknown id is not connected");
     assert_eq!(server.remote_host(id).unwrap(), "127.0.0.1");
     assert_eq!(server.remote_port(id).unwrap(), client.local_port());
     assert_eq!(server.local_address(id).unwrap(), "127.0.0.1");
@@ -147,7 +147,7 @@ fn connection_request_connected_and_connection_fields() {
     assert_eq!(&**server.output_data(id).unwrap(), &hl7("F1")[..]);
 
     // Unknown ids.
-    let bad = id.wrapping_add(1 << 32);
+    let bad = mllp::ConnectionId::from_raw(id.raw().wrapping_add(1 << 32));
     assert_eq!(server.remote_host(bad).unwrap_err().code, code::NO_SUCH_CONNECTION);
     assert_eq!(server.timeout(bad).unwrap_err().code, code::NO_SUCH_CONNECTION);
 }
@@ -292,7 +292,7 @@ fn ack_out_accept_false_sends_nak() {
     let ctx = setup_with(&[], |_| Hooks {
         ack_out: Some(Box::new(|e| {
             if e.message_seq == 1 {
-                e.accept = false
+                e.verdict = mllp::Verdict::Reject(mllp::RejectCode::AE)
             }
         })),
         ..Default::default()
@@ -638,6 +638,48 @@ fn do_events_delivers_on_the_calling_thread_and_acks_only_after_ack_out() {
     let t = Instant::now();
     assert_eq!(server.do_events(100).unwrap(), 0);
     assert!(t.elapsed() >= Duration::from_millis(90));
+}
+
+/// Closing a server with clients connected fires Disconnected for each, in both modes; in
+/// DoEvents mode the closing call itself delivers them on the calling thread.
+#[test]
+fn close_fires_disconnected_for_every_connection_in_both_modes() {
+    for mode in ["Thread", "DoEvents"] {
+        let server = Server::new();
+        server.set_local_host("127.0.0.1").unwrap();
+        server.config(&format!("EventMode={mode}")).unwrap();
+        let rec = Recorder::new();
+        server.set_handler(rec.clone());
+        server.start_listening().unwrap();
+        let clients: Vec<Client> = (0..3).map(|_| Client::connect(server.local_port())).collect();
+        let deadline = Instant::now() + WAIT;
+        while rec.count(|e| matches!(e, Ev::Connected { .. })) < 3 {
+            assert!(Instant::now() < deadline, "{mode}: not all connected");
+            server.do_events(20).unwrap();
+        }
+        let ids: Vec<ConnectionId> = (0..3).map(|n| rec.connected_id(n)).collect();
+        let me = std::thread::current().id();
+        server.close().unwrap();
+        let gone: Vec<ConnectionId> = rec
+            .records()
+            .iter()
+            .filter_map(|r| match &r.ev {
+                Ev::Disconnected { id, code: 0, .. } => {
+                    if mode == "DoEvents" {
+                        assert_eq!(r.thread, me, "delivered by close itself");
+                    }
+                    Some(*id)
+                }
+                _ => None,
+            })
+            .collect();
+        let mut sorted = gone.clone();
+        sorted.sort();
+        assert_eq!(sorted, ids, "{mode}: Disconnected for every connection, once");
+        for mut c in clients {
+            assert!(c.closed_within(WAIT), "{mode}: socket closed");
+        }
+    }
 }
 
 #[test]

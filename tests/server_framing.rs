@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use mllp::{code, AckCode};
+use mllp::{code, RejectCode, Verdict};
 
 /// Messages delivered so far (AckOut or EndTransfer order), as output by Transfer events.
 fn delivered(rec: &Recorder) -> Vec<Vec<u8>> {
@@ -286,7 +286,14 @@ fn receive_timeout_discards_partial_frame_and_keeps_connection() {
 fn custom_framing_and_ack_chars() {
     let ctx = setup_with(
         &["StartBlockChar=0x02", "EndBlockChar=0x03", "EOLChar=0x0A", "ACKChar=0x41", "NAKChar=0x4E"],
-        |_| Hooks { ack_out: Some(Box::new(|e| e.accept = e.message_seq != 2)), ..Default::default() },
+        |_| Hooks {
+            ack_out: Some(Box::new(|e| {
+                if e.message_seq == 2 {
+                    e.verdict = Verdict::Reject(RejectCode::AE)
+                }
+            })),
+            ..Default::default()
+        },
     );
     for (k, v) in [
         ("StartBlockChar", "0x02"),
@@ -397,10 +404,9 @@ fn hl7_ack_mode_with_every_sample() {
 fn hl7_ack_mode_reject_codes() {
     let ctx = setup_with(&["AckMode=HL7"], |_| Hooks {
         ack_out: Some(Box::new(|e| match e.message_seq {
-            1 => e.accept = false,
+            1 => e.verdict = Verdict::Reject(RejectCode::AE),
             2 => {
-                e.accept = false;
-                e.reject_code = AckCode::AR;
+                e.verdict = Verdict::Reject(RejectCode::AR);
             }
             _ => {}
         })),

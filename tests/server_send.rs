@@ -172,7 +172,10 @@ fn interrupt_ends_a_synchronous_send_with_2011() {
     assert!(ctx.server.connected(id));
     c.send_msg(&hl7("still"));
     c.expect_ack();
-    assert_eq!(ctx.server.interrupt(id + (1 << 32)).unwrap_err().code, code::NO_SUCH_CONNECTION);
+    assert_eq!(
+        ctx.server.interrupt(mllp::ConnectionId::from_raw(id.raw() + (1 << 32))).unwrap_err().code,
+        code::NO_SUCH_CONNECTION
+    );
 }
 
 #[test]
@@ -256,7 +259,10 @@ fn send_refuses_empty_and_unframeable_data_and_unknown_ids() {
     assert_eq!(ctx.server.send(id).unwrap_err().code, code::INVALID_DATA);
     ctx.server.set_input_data(id, b"abc\x0bdef").unwrap();
     assert_eq!(ctx.server.send(id).unwrap_err().code, code::INVALID_DATA);
-    assert_eq!(ctx.server.send(id + (1 << 32)).unwrap_err().code, code::NO_SUCH_CONNECTION);
+    assert_eq!(
+        ctx.server.send(mllp::ConnectionId::from_raw(id.raw() + (1 << 32))).unwrap_err().code,
+        code::NO_SUCH_CONNECTION
+    );
 }
 
 #[test]

@@ -53,7 +53,10 @@ fn every_negotiated_value_tls13() {
     assert_eq!(s.config("SSLNegotiatedVersion").unwrap_err().code, code::INVALID_VALUE);
     assert_eq!(s.config("SSLNegotiatedVersion=TLS1.3").unwrap_err().code, code::INVALID_VALUE);
     assert_eq!(s.ssl_negotiated(id, "SSLNegotiatedNothing").unwrap_err().code, code::UNKNOWN_SETTING);
-    assert_eq!(s.ssl_negotiated(id + (7 << 32), "SSLNegotiatedVersion").unwrap_err().code, code::NO_SUCH_CONNECTION);
+    assert_eq!(
+        s.ssl_negotiated(mllp::ConnectionId::from_raw(id.raw() + (7 << 32)), "SSLNegotiatedVersion").unwrap_err().code,
+        code::NO_SUCH_CONNECTION
+    );
     assert!(rec.statuses(id).iter().any(|m| m.contains("handshake complete: TLS1.3 TLS_AES_128_GCM_SHA256")));
 }
 

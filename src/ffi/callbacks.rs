@@ -12,10 +12,11 @@ use crate::events::{
     AckInEvent, AckOutEvent, ConnectionRequestEvent, ErrorEvent, EventHandler, LogEvent, StatusEvent,
     TransferBoundaryEvent, TransferEvent,
 };
-use crate::hl7::AckCode;
+use crate::events::{RejectCode, Verdict};
 
 /// HL7 reject code for `mllp_ack_out_event.reject_code`: MSA-1 `AE` (application error).
 pub const MLLP_REJECT_AE: c_int = 1;
+const _: () = assert!(MLLP_REJECT_AE == 1 && MLLP_REJECT_AR == 2);
 /// HL7 reject code for `mllp_ack_out_event.reject_code`: MSA-1 `AR` (application reject).
 pub const MLLP_REJECT_AR: c_int = 2;
 
@@ -221,7 +222,7 @@ impl EventHandler for Callbacks {
     fn transfer(&self, e: &TransferEvent<'_>) {
         let Some(f) = self.transfer else { return };
         let ev = mllp_transfer_event {
-            connection_id: e.connection_id,
+            connection_id: e.connection_id.raw(),
             bytes_transferred: e.bytes_transferred,
             data: e.data.as_ptr(),
             len: e.data.len(),
@@ -237,24 +238,26 @@ impl EventHandler for Callbacks {
     fn ack_out(&self, e: &mut AckOutEvent<'_>) {
         let Some(f) = self.ack_out else { return };
         let mut ev = mllp_ack_out_event {
-            connection_id: e.connection_id,
+            connection_id: e.connection_id.raw(),
             message_seq: e.message_seq,
-            accept: e.accept as u8,
-            reject_code: if e.reject_code == AckCode::AR { MLLP_REJECT_AR } else { MLLP_REJECT_AE },
+            accept: e.verdict.is_accept() as u8,
+            reject_code: match e.verdict {
+                Verdict::Reject(r) => r.to_c(),
+                Verdict::Accept => RejectCode::default().to_c(),
+            },
             message: e.message.as_ptr(),
             message_len: e.message.len(),
             defer: e.defer as u8,
         };
         // SAFETY: a host callback; the event and the message are valid for the call.
         unsafe { f(self.user(), &mut ev) };
-        e.accept = ev.accept != 0;
-        e.reject_code = if ev.reject_code == MLLP_REJECT_AR { AckCode::AR } else { AckCode::AE };
+        e.verdict = Verdict::from_c(ev.accept != 0, ev.reject_code);
         e.defer = ev.defer != 0;
     }
 
     fn ack_in(&self, e: &AckInEvent) {
         let Some(f) = self.ack_in else { return };
-        let ev = mllp_ack_in_event { connection_id: e.connection_id, accepted: e.accepted as u8 };
+        let ev = mllp_ack_in_event { connection_id: e.connection_id.raw(), accepted: e.accepted as u8 };
         // SAFETY: a host callback; the event is valid for the call.
         unsafe { f(self.user(), &ev) };
     }
@@ -262,7 +265,11 @@ impl EventHandler for Callbacks {
     fn error(&self, e: &ErrorEvent<'_>) {
         let Some(f) = self.error else { return };
         let d = c_text(e.description);
-        let ev = mllp_error_event { connection_id: e.connection_id, error_code: e.error_code, description: d.as_ptr() };
+        let ev = mllp_error_event {
+            connection_id: e.connection_id.raw(),
+            error_code: e.error_code,
+            description: d.as_ptr(),
+        };
         // SAFETY: a host callback; the event and its string are valid for the call.
         unsafe { f(self.user(), &ev) };
     }
@@ -272,7 +279,7 @@ impl EventHandler for Callbacks {
         let m = c_text(e.message);
         let t = c_text(e.log_type);
         let ev = mllp_log_event {
-            connection_id: e.connection_id,
+            connection_id: e.connection_id.raw(),
             log_level: e.log_level as c_int,
             message: m.as_ptr(),
             log_type: t.as_ptr(),
@@ -311,14 +318,15 @@ impl EventHandler for Callbacks {
 fn status(f: mllp_status_cb, user: *mut c_void, e: &StatusEvent<'_>) {
     let Some(f) = f else { return };
     let d = c_text(e.description);
-    let ev = mllp_status_event { connection_id: e.connection_id, status_code: e.status_code, description: d.as_ptr() };
+    let ev =
+        mllp_status_event { connection_id: e.connection_id.raw(), status_code: e.status_code, description: d.as_ptr() };
     // SAFETY: a host callback; the event and its string are valid for the call.
     unsafe { f(user, &ev) };
 }
 
 fn boundary(f: mllp_transfer_boundary_cb, user: *mut c_void, e: &TransferBoundaryEvent) {
     let Some(f) = f else { return };
-    let ev = mllp_transfer_boundary_event { connection_id: e.connection_id, message_seq: e.message_seq };
+    let ev = mllp_transfer_boundary_event { connection_id: e.connection_id.raw(), message_seq: e.message_seq };
     // SAFETY: a host callback; the event is valid for the call.
     unsafe { f(user, &ev) };
 }

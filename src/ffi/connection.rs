@@ -15,8 +15,8 @@ use super::{bytes, cstr, put, put_bytes, put_str, rc};
 /// Connected: writes 1 while the connection is open.
 #[no_mangle]
 pub extern "C" fn mllp_connection_get_connected(server: *const mllp_server, connection_id: u64, out: *mut u8) -> c_int {
-    with(server, |s| match s.remote_port(connection_id) {
-        Ok(_) => put(out, s.connected(connection_id) as u8),
+    with(server, |s| match s.remote_port(connection_id.into()) {
+        Ok(_) => put(out, s.connected(connection_id.into()) as u8),
         Err(e) => super::fail(e),
     })
 }
@@ -30,7 +30,7 @@ pub extern "C" fn mllp_connection_get_remote_host(
     buf: *mut c_char,
     len: *mut usize,
 ) -> c_int {
-    with(server, |s| match s.remote_host(connection_id) {
+    with(server, |s| match s.remote_host(connection_id.into()) {
         Ok(h) => put_str(&h, buf, len),
         Err(e) => super::fail(e),
     })
@@ -43,7 +43,7 @@ pub extern "C" fn mllp_connection_get_remote_port(
     connection_id: u64,
     out: *mut u16,
 ) -> c_int {
-    with(server, |s| match s.remote_port(connection_id) {
+    with(server, |s| match s.remote_port(connection_id.into()) {
         Ok(p) => put(out, p),
         Err(e) => super::fail(e),
     })
@@ -57,7 +57,7 @@ pub extern "C" fn mllp_connection_get_local_address(
     buf: *mut c_char,
     len: *mut usize,
 ) -> c_int {
-    with(server, |s| match s.local_address(connection_id) {
+    with(server, |s| match s.local_address(connection_id.into()) {
         Ok(h) => put_str(&h, buf, len),
         Err(e) => super::fail(e),
     })
@@ -66,7 +66,7 @@ pub extern "C" fn mllp_connection_get_local_address(
 /// Timeout: seconds a synchronous Send waits (0 = asynchronous).
 #[no_mangle]
 pub extern "C" fn mllp_connection_get_timeout(server: *const mllp_server, connection_id: u64, out: *mut u32) -> c_int {
-    with(server, |s| match s.timeout(connection_id) {
+    with(server, |s| match s.timeout(connection_id.into()) {
         Ok(t) => put(out, t),
         Err(e) => super::fail(e),
     })
@@ -75,7 +75,7 @@ pub extern "C" fn mllp_connection_get_timeout(server: *const mllp_server, connec
 /// Sets Timeout (seconds).
 #[no_mangle]
 pub extern "C" fn mllp_connection_set_timeout(server: *mut mllp_server, connection_id: u64, seconds: u32) -> c_int {
-    with(server, |s| rc(s.set_timeout(connection_id, seconds)))
+    with(server, |s| rc(s.set_timeout(connection_id.into(), seconds)))
 }
 
 /// InputData: the bytes Send sends (when no input stream or file is set), under the buffer rule.
@@ -86,7 +86,7 @@ pub extern "C" fn mllp_connection_get_input_data(
     buf: *mut u8,
     len: *mut usize,
 ) -> c_int {
-    with(server, |s| match s.input_data(connection_id) {
+    with(server, |s| match s.input_data(connection_id.into()) {
         Ok(d) => put_bytes(&d, buf, len),
         Err(e) => super::fail(e),
     })
@@ -101,7 +101,7 @@ pub extern "C" fn mllp_connection_set_input_data(
     len: usize,
 ) -> c_int {
     with(server, |s| match bytes(data, len, "data") {
-        Ok(d) => rc(s.set_input_data(connection_id, d)),
+        Ok(d) => rc(s.set_input_data(connection_id.into(), d)),
         Err(rc) => rc,
     })
 }
@@ -114,7 +114,7 @@ pub extern "C" fn mllp_connection_get_input_file_name(
     buf: *mut c_char,
     len: *mut usize,
 ) -> c_int {
-    with(server, |s| match s.input_file_name(connection_id) {
+    with(server, |s| match s.input_file_name(connection_id.into()) {
         Ok(p) => put_str(&p, buf, len),
         Err(e) => super::fail(e),
     })
@@ -128,7 +128,7 @@ pub extern "C" fn mllp_connection_set_input_file_name(
     path: *const c_char,
 ) -> c_int {
     with(server, |s| match cstr(path, "path") {
-        Ok(p) => rc(s.set_input_file_name(connection_id, p)),
+        Ok(p) => rc(s.set_input_file_name(connection_id.into(), p)),
         Err(rc) => rc,
     })
 }
@@ -142,7 +142,7 @@ pub extern "C" fn mllp_connection_get_output_data(
     buf: *mut u8,
     len: *mut usize,
 ) -> c_int {
-    with(server, |s| match s.output_data(connection_id) {
+    with(server, |s| match s.output_data(connection_id.into()) {
         Ok(d) => put_bytes(&d, buf, len),
         Err(e) => super::fail(e),
     })
@@ -156,7 +156,7 @@ pub extern "C" fn mllp_connection_get_output_file_name(
     buf: *mut c_char,
     len: *mut usize,
 ) -> c_int {
-    with(server, |s| match s.output_file_name(connection_id) {
+    with(server, |s| match s.output_file_name(connection_id.into()) {
         Ok(p) => put_str(&p, buf, len),
         Err(e) => super::fail(e),
     })
@@ -171,7 +171,7 @@ pub extern "C" fn mllp_connection_set_output_file_name(
     path: *const c_char,
 ) -> c_int {
     with(server, |s| match cstr(path, "path") {
-        Ok(p) => rc(s.set_output_file_name(connection_id, p)),
+        Ok(p) => rc(s.set_output_file_name(connection_id.into(), p)),
         Err(rc) => rc,
     })
 }
@@ -206,7 +206,7 @@ pub extern "C" fn mllp_connection_set_input_stream(
     with(server, |s| {
         let stream =
             read.map(|io| Box::new(CStream { io, close: take_close(&owned), user }) as Box<dyn std::io::Read + Send>);
-        rc(s.set_input_stream(connection_id, stream))
+        rc(s.set_input_stream(connection_id.into(), stream))
     })
 }
 
@@ -229,7 +229,7 @@ pub extern "C" fn mllp_connection_set_output_stream(
     with(server, |s| {
         let stream =
             write.map(|io| Box::new(CStream { io, close: take_close(&owned), user }) as Box<dyn std::io::Write + Send>);
-        rc(s.set_output_stream(connection_id, stream))
+        rc(s.set_output_stream(connection_id.into(), stream))
     })
 }
 

@@ -234,14 +234,14 @@ pub extern "C" fn mllp_server_reset(server: *mut mllp_server) -> c_int {
 /// allows). `MLLP_ERR_NO_SUCH_CONNECTION` for a closed or unknown id. Queued; any thread.
 #[no_mangle]
 pub extern "C" fn mllp_server_disconnect(server: *mut mllp_server, connection_id: u64) -> c_int {
-    with(server, |s| rc(s.disconnect(connection_id)))
+    with(server, |s| rc(s.disconnect(connection_id.into())))
 }
 
 /// Interrupt: a synchronous `mllp_server_send` waiting on this connection returns
 /// `MLLP_ERR_SEND_INTERRUPTED` at once; the connection stays open. Any thread.
 #[no_mangle]
 pub extern "C" fn mllp_server_interrupt(server: *mut mllp_server, connection_id: u64) -> c_int {
-    with(server, |s| rc(s.interrupt(connection_id)))
+    with(server, |s| rc(s.interrupt(connection_id.into())))
 }
 
 /// Send: frames and sends the connection's input: its input stream if set, else
@@ -252,7 +252,7 @@ pub extern "C" fn mllp_server_interrupt(server: *mut mllp_server, connection_id:
 /// `mllp_server_interrupt`; such a wait returns `MLLP_ERR_REENTRANT` on the reactor thread.
 #[no_mangle]
 pub extern "C" fn mllp_server_send(server: *mut mllp_server, connection_id: u64) -> c_int {
-    with(server, |s| rc(s.send(connection_id)))
+    with(server, |s| rc(s.send(connection_id.into())))
 }
 
 /// Sends `len` bytes at `data` (copied) to a connection, as Send does but without touching
@@ -265,7 +265,7 @@ pub extern "C" fn mllp_server_send_bytes(
     len: usize,
 ) -> c_int {
     with(server, |s| match super::bytes(data, len, "data") {
-        Ok(d) => rc(s.send_bytes(connection_id, d)),
+        Ok(d) => rc(s.send_bytes(connection_id.into(), d)),
         Err(rc) => rc,
     })
 }
@@ -292,7 +292,7 @@ pub extern "C" fn mllp_server_get_connections(server: *const mllp_server, ids: *
         if len.is_null() {
             return fail_with(code::INVALID_ARGUMENT, "len is NULL");
         }
-        let v = s.connections();
+        let v: Vec<u64> = s.connections().into_iter().map(|id| id.raw()).collect();
         // SAFETY: len is non-NULL and points to the caller's size_t.
         let cap = unsafe { *len };
         // SAFETY: as above.
@@ -321,11 +321,7 @@ pub extern "C" fn mllp_server_acknowledge(
     reject_code: c_int,
 ) -> c_int {
     with(server, |s| {
-        let code = if reject_code == super::callbacks::MLLP_REJECT_AR {
-            crate::hl7::AckCode::AR
-        } else {
-            crate::hl7::AckCode::AE
-        };
-        rc(s.acknowledge(connection_id, message_seq, accept != 0, code))
+        let verdict = crate::events::Verdict::from_c(accept != 0, reject_code);
+        rc(s.acknowledge(connection_id.into(), message_seq, verdict))
     })
 }

@@ -111,7 +111,7 @@ impl Callbacks {
         let Some(f) = self.ssl_client_authentication else { return };
         let (s, i, st) = (text(e.cert_subject), text(e.cert_issuer), text(e.status));
         let mut ev = mllp_ssl_client_authentication_event {
-            connection_id: e.connection_id,
+            connection_id: e.connection_id.raw(),
             cert_encoded: if e.cert_encoded.is_empty() { std::ptr::null() } else { e.cert_encoded.as_ptr() },
             cert_encoded_len: e.cert_encoded.len(),
             cert_subject: s.as_ptr(),
@@ -128,7 +128,7 @@ impl Callbacks {
         let Some(f) = self.ssl_connection_request else { return };
         let (suites, sigs) = (text(e.supported_cipher_suites), text(e.supported_signature_algs));
         let mut ev = mllp_ssl_connection_request_event {
-            connection_id: e.connection_id,
+            connection_id: e.connection_id.raw(),
             supported_cipher_suites: suites.as_ptr(),
             supported_signature_algs: sigs.as_ptr(),
             certificate: std::ptr::null(),
@@ -144,7 +144,7 @@ impl Callbacks {
     pub(crate) fn ssl_status_impl(&self, e: &SslStatusEvent<'_>) {
         let Some(f) = self.ssl_status else { return };
         let m = text(e.message);
-        let ev = mllp_ssl_status_event { connection_id: e.connection_id, message: m.as_ptr() };
+        let ev = mllp_ssl_status_event { connection_id: e.connection_id.raw(), message: m.as_ptr() };
         // SAFETY: a host callback; the event and its string are valid for the call.
         unsafe { f(self.user(), &ev) };
     }
@@ -340,7 +340,7 @@ pub extern "C" fn mllp_connection_get_ssl_negotiated(
             Ok(n) => n,
             Err(rc) => return rc,
         };
-        match s.ssl_negotiated(connection_id, n) {
+        match s.ssl_negotiated(connection_id.into(), n) {
             Ok(v) => put_str(&v, buf, len),
             Err(e) => fail(e),
         }

@@ -225,7 +225,7 @@ impl EventHandler for Recorder {
         self.push(Ev::AckOut {
             id: e.connection_id,
             seq: e.message_seq,
-            accept: e.accept,
+            accept: e.verdict.is_accept(),
             message: e.message.to_vec(),
         });
     }
@@ -244,7 +244,7 @@ impl EventHandler for Recorder {
     fn log(&self, e: &LogEvent<'_>) {
         self.push(Ev::Log {
             id: e.connection_id,
-            level: e.log_level,
+            level: e.log_level.as_u8(),
             message: e.message.to_string(),
             log_type: e.log_type.to_string(),
         });

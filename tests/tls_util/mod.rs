@@ -195,7 +195,7 @@ impl Rec {
         let found = |evs: &[Ev]| -> Option<(ConnectionId, String, i32)> {
             for e in evs {
                 if let Ev::Error { id, code: c, description } = e {
-                    if *c == code && *id != 0 {
+                    if *c == code && *id != ConnectionId::NONE {
                         for d in evs {
                             if let Ev::Disconnected { id: did, code: dc, .. } = d {
                                 if did == id {
