@@ -10,6 +10,7 @@
 use std::fs;
 use std::io::Write;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::error::{code, Error};
@@ -47,7 +48,7 @@ pub(crate) enum Event {
     },
     /// A complete message: StartTransfer, Transfer, storage, EndTransfer and (when `ack`) AckOut.
     Message {
-        id: ConnectionId,
+        conn: Arc<ConnShared>,
         seq: u64,
         data: Arc<Vec<u8>>,
         ack: bool,
@@ -129,10 +130,13 @@ pub(crate) struct Delivered {
 
 /// Delivers `ev` to `h`.
 pub(crate) fn deliver(h: &dyn EventHandler, shared: &Shared, ev: Event) -> Delivered {
-    if let Event::Message { id, seq, data, ack } = ev {
+    if let Event::Message { conn, seq, data, ack } = ev {
         // A connection closed before its message was delivered (DoEvents) gets no events.
-        let Ok(conn) = shared.conn(id) else { return Delivered::default() };
-        let close_streams = lock(&shared.settings).close_stream_after_transfer;
+        if !conn.connected.load(Ordering::Acquire) {
+            return Delivered::default();
+        }
+        let id = conn.id;
+        let close_streams = shared.close_streams.load(Ordering::Relaxed);
         let (verdict, reusable) = deliver_message(h, &conn, seq, data, ack, close_streams);
         return Delivered { reply: verdict.map(|verdict| Reply::Ack { id, seq, verdict }), reusable };
     }

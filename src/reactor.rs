@@ -307,7 +307,8 @@ impl Reactor {
         while let Some(ev) = c.proto.poll_event() {
             match ev {
                 connection::Event::Message { seq, data, ack } => {
-                    self.emit(Some(c), Event::Message { id, seq, data: Arc::new(data), ack })
+                    let conn = c.shared.clone();
+                    self.emit(Some(c), Event::Message { conn, seq, data: Arc::new(data), ack })
                 }
                 connection::Event::AckIn { accepted } => self.notify(Event::AckIn { id, accepted }),
                 connection::Event::SendDone { waiter, result } => {

@@ -219,6 +219,8 @@ pub(crate) struct ReactorHandle {
 pub(crate) struct Shared {
     pub settings: Mutex<Settings>,
     pub settings_gen: AtomicU64,
+    /// CloseStreamAfterTransfer, readable without the settings lock on every message.
+    pub close_streams: AtomicBool,
     pub handler: Mutex<Arc<dyn EventHandler>>,
     pub handler_gen: AtomicU64,
     pub conns: Mutex<ConnTable>,
@@ -237,6 +239,7 @@ impl Shared {
         Shared {
             settings: Mutex::new(Settings::default()),
             settings_gen: AtomicU64::new(1),
+            close_streams: AtomicBool::new(Settings::default().close_stream_after_transfer),
             handler: Mutex::new(Arc::new(NoHandler)),
             handler_gen: AtomicU64::new(1),
             conns: Mutex::new(ConnTable::default()),
@@ -278,6 +281,8 @@ impl Shared {
     }
 
     pub fn bump_settings(&self) {
+        let close = lock(&self.settings).close_stream_after_transfer;
+        self.close_streams.store(close, Ordering::Relaxed);
         self.settings_gen.fetch_add(1, Ordering::Release);
     }
 }
