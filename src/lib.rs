@@ -1,9 +1,11 @@
 //! mllp: an MLLP (Minimal Lower Layer Protocol, HL7 v2 over TCP) server library.
 //!
 //! Layout: [`codec`] frames bytes (sans-IO), [`hl7`] reads MSH and builds HL7 acknowledgements,
-//! [`config`] holds properties and Config settings, [`connection`] is the per-connection state
-//! machine (sans-IO), `reactor` owns the sockets on its own thread, [`server`] is the safe Rust
-//! API, and `ffi` is the C ABI over it.
+//! [`config`] holds properties and Config settings, [`connection`] is the protocol of one
+//! connection (sans-IO: bytes and time in, events, replies and deadlines out), `transport` is
+//! plain TCP or TLS behind one read/write path, `dispatch` is the one event path to the host,
+//! `reactor` drives sockets and timers on its own thread, [`server`] is the safe Rust API, and
+//! `ffi` is the C ABI over it.
 
 pub mod codec;
 pub mod config;
