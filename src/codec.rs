@@ -229,6 +229,12 @@ impl Decoder {
     }
 }
 
+/// True when `payload` can be framed with `chars`: it holds no start or end block byte (MLLP
+/// has no escaping, so such a payload would split or corrupt the frame).
+pub fn can_frame(chars: FrameChars, payload: &[u8]) -> bool {
+    memchr::memchr2(chars.start, chars.end, payload).is_none()
+}
+
 /// Appends `<SB> payload <EB><EOL>` to `out`.
 pub fn encode_frame(chars: FrameChars, payload: &[u8], out: &mut Vec<u8>) {
     out.reserve(payload.len() + 3);

@@ -473,7 +473,7 @@ impl<W> Connection<W> {
     /// Fails when the payload cannot be framed.
     pub fn send(&mut self, payload: &[u8], waiter: Option<W>) -> std::result::Result<(), (Error, Option<W>)> {
         let chars = self.decoder.chars();
-        if payload.iter().any(|&b| b == chars.start || b == chars.end) {
+        if !codec::can_frame(chars, payload) {
             let e =
                 Error::new(code::INVALID_DATA, "data contains the StartBlockChar or EndBlockChar and cannot be framed");
             return Err((e, waiter));

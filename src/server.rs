@@ -345,7 +345,7 @@ impl Server {
                 "nothing to send: InputData, InputFileName and the input stream are empty",
             ));
         }
-        if payload.iter().any(|&b| b == chars.start || b == chars.end) {
+        if !crate::codec::can_frame(chars, &payload) {
             return Err(Error::new(
                 code::INVALID_DATA,
                 "data contains the StartBlockChar or EndBlockChar and cannot be framed",
