@@ -6,7 +6,7 @@
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use mllp::hl7::{ack_accepted, build_ack, format_timestamp, parse_msh, AckCode};
 
-const ADT_A01: &[u8] = include_bytes!("../../shared/samples/adt_a01.hl7");
+const ADT_A01: &[u8] = include_bytes!("../tests/data/adt_a01.hl7");
 
 /// A 1 KiB ADT^A01 like the one mllp-bench sends.
 fn adt_1k() -> Vec<u8> {

@@ -323,12 +323,12 @@ pub fn is_ack_message(msg: &[u8]) -> bool {
 mod tests {
     use super::*;
 
-    const ADT_A01: &[u8] = include_bytes!("../../shared/samples/adt_a01.hl7");
-    const ORU_R01: &[u8] = include_bytes!("../../shared/samples/oru_r01.hl7");
-    const ADT_A08_UTF8: &[u8] = include_bytes!("../../shared/samples/adt_a08_utf8.hl7");
-    const BATCH_ADT: &[u8] = include_bytes!("../../shared/samples/batch_adt.hl7");
-    const ACK_AA: &[u8] = include_bytes!("../../shared/samples/ack_aa.hl7");
-    const NOT_HL7: &[u8] = include_bytes!("../../shared/samples/not_hl7.txt");
+    const ADT_A01: &[u8] = include_bytes!("../tests/data/adt_a01.hl7");
+    const ORU_R01: &[u8] = include_bytes!("../tests/data/oru_r01.hl7");
+    const ADT_A08_UTF8: &[u8] = include_bytes!("../tests/data/adt_a08_utf8.hl7");
+    const BATCH_ADT: &[u8] = include_bytes!("../tests/data/batch_adt.hl7");
+    const ACK_AA: &[u8] = include_bytes!("../tests/data/ack_aa.hl7");
+    const NOT_HL7: &[u8] = include_bytes!("../tests/data/not_hl7.txt");
 
     const TS: &[u8] = b"20261125083100";
 

@@ -8,6 +8,16 @@ step() { printf '\n==== %s\n' "$*"; }
 step "setup"
 bash tests/setup.sh
 
+step "the repository stands alone"
+# Nothing may read from a folder beside the checkout or from an absolute path outside it.
+if git rev-parse --git-dir >/dev/null 2>&1; then
+  outside='\.\./'"shared|/"'work/'
+  if git grep -nE "$outside" -- .; then
+    echo "files above refer to paths outside the repository; copy what they need into it (tests/data)" >&2
+    exit 1
+  fi
+fi
+
 step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings

@@ -24,4 +24,4 @@ echo "== running tests"
 cd "$OUT"
 # DllImport("mllp") resolves to libmllp.so through LD_LIBRARY_PATH; no <dllmap> needed.
 LD_LIBRARY_PATH="$LIBDIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
-    timeout 600 mono --debug "$OUT/Tests.exe" --sample "${MLLP_SAMPLE:-/work/shared/samples/adt_a01.hl7}" "$@"
+    timeout 600 mono --debug "$OUT/Tests.exe" --sample "${MLLP_SAMPLE:-$REPO/tests/data/adt_a01.hl7}" "$@"

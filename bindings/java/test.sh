@@ -43,5 +43,5 @@ fi
 echo "== running tests"
 # Package-private test access: the tests live in package mllp, on the classpath next to the jar.
 timeout 600 java -Djna.library.path="$LIBDIR" -Djava.awt.headless=true "${LAYOUT_ARG[@]}" \
-  -Dmllp.filter="$FILTER" \
+  -Dmllp.filter="$FILTER" -Dmllp.samples="${MLLP_SAMPLES:-$REPO/tests/data}" \
   -cp "$OUT/test-classes:$CP" mllp.RunTests

@@ -11,7 +11,7 @@ if [[ -z "${MLLP_LIBRARY:-}" && ! -e "$lib" ]]; then
     (cd "$repo" && cargo build --release --lib)
 fi
 export MLLP_LIBRARY="${MLLP_LIBRARY:-$lib}"
-export MLLP_SAMPLES="${MLLP_SAMPLES:-$repo/../shared/samples}"
+export MLLP_SAMPLES="${MLLP_SAMPLES:-$repo/tests/data}"
 PY="${PYTHON:-python3}"
 if ! "$PY" -c 'import pytest' 2>/dev/null; then
     echo "test.sh: pytest is not installed for $PY (pip install pytest)" >&2

@@ -291,9 +291,9 @@ pub fn setup(configs: &[&str]) -> Ctx {
     setup_with(configs, |_| Hooks::default())
 }
 
-/// Reads a sample message from /work/shared/samples.
+/// Reads a sample message from the repository's tests/data.
 pub fn sample(name: &str) -> Vec<u8> {
-    let p = format!("{}/../shared/samples/{name}", env!("CARGO_MANIFEST_DIR"));
+    let p = format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read(&p).unwrap_or_else(|e| panic!("{p}: {e}"))
 }
 

@@ -2,7 +2,7 @@
 
 Run:  python3 -m pytest -q tests/listen
       (MLLP_LISTEN=path/to/mllp-listen, default build/examples-c/mllp-listen;
-       MLLP_SAMPLES=dir of the HL7 samples, default ../shared/samples)
+       MLLP_SAMPLES=dir of the HL7 samples, default tests/data)
 
 Clients: python-hl7's `mllp_send` command (written by nobody here) where it fits, a raw-socket
 client for what it cannot do (no ACK expected, other block characters, partial frames, ...).
@@ -26,15 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 LISTEN = Path(os.environ.get("MLLP_LISTEN", REPO / "build" / "examples-c" / "mllp-listen"))
 
 
-def _samples_dir():
-    for d in (os.environ.get("MLLP_SAMPLES"), REPO.parent / "shared" / "samples",
-              "/work/shared/samples"):
-        if d and Path(d, "adt_a01.hl7").is_file():
-            return Path(d)
-    return Path("/work/shared/samples")
-
-
-SAMPLES = _samples_dir()
+SAMPLES = Path(os.environ.get("MLLP_SAMPLES") or REPO / "tests" / "data")
 SB, EB, CR = b"\x0b", b"\x1c", b"\r"
 ACK, NAK = b"\x06", b"\x15"
 START_TIMEOUT = 10

@@ -1480,7 +1480,8 @@ internal static class Tests
     public static int Main(string[] args)
     {
         string scenario = null, filter = null;
-        s_samplePath = "/work/shared/samples/adt_a01.hl7";
+        // test.sh passes --sample; run from bindings/csharp/build, the repository's copy is here.
+        s_samplePath = System.IO.Path.Combine("..", "..", "..", "tests", "data", "adt_a01.hl7");
         for (int i = 0; i < args.Length; i++)
         {
             if (args[i] == "--sample" && i + 1 < args.Length) s_samplePath = args[++i];

@@ -27,7 +27,7 @@ SB, EB, CR = b"\x0b", b"\x1c", b"\r"
 ACK = b"\x0b\x06\x1c\r"
 NAK = b"\x0b\x15\x1c\r"
 SAMPLES = Path(
-    os.environ.get("MLLP_SAMPLES", Path(__file__).resolve().parents[4] / "shared" / "samples")
+    os.environ.get("MLLP_SAMPLES") or Path(__file__).resolve().parents[3] / "tests" / "data"
 )
 ADT_A01 = (SAMPLES / "adt_a01.hl7").read_bytes()
 SOCK_TIMEOUT = 5.0

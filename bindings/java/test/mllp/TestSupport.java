@@ -21,7 +21,7 @@ final class TestSupport {
     private TestSupport() {}
 
     static Path samples() {
-        return Paths.get(System.getProperty("mllp.samples", "/work/shared/samples"));
+        return Paths.get(System.getProperty("mllp.samples", "../../tests/data"));
     }
 
     static byte[] sample(String name) throws IOException {
