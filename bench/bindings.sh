@@ -79,7 +79,7 @@ trap 'exit 130' INT TERM
 
 if [ "$SKIP_BUILD" = 0 ]; then
     say "building (cargo build --release, cmake, mcs, javac, c++)"
-    cargo build --release >&2 || { say "cargo build failed"; exit 1; }
+    cargo build --release --workspace >&2 || { say "cargo build failed"; exit 1; }
     { cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null && cmake --build build -j2 >/dev/null; } \
         || { say "cmake build failed"; exit 1; }
     has() { case ",$HOSTS," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }

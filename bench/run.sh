@@ -65,7 +65,7 @@ LISTEN="$ROOT/build/examples-c/mllp-listen"
 REF="$ROOT/target/bench/ref-responder"
 if [ "$SKIP_BUILD" = 0 ]; then
     say "building (cargo build --release, cmake, gcc)"
-    cargo build --release --bin mllp-bench >&2 || { say "cargo build failed"; exit 1; }
+    cargo build --release -p mllp-bench >&2 || { say "cargo build failed"; exit 1; }
     { cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null && cmake --build build -j2 >/dev/null; } \
         || say "cmake build failed: mllp-listen results will be missing"
 fi

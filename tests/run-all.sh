@@ -20,22 +20,14 @@ fi
 
 step "format and lints"
 cargo fmt --all -- --check
-cargo clippy --all-targets -- -D warnings
+cargo clippy --workspace --all-targets -- -D warnings
 
 step "generated header matches the code"
-saved=$(mktemp)
-cp include/mllp.h "$saved"
-cargo build --quiet
-if ! cmp -s "$saved" include/mllp.h; then
-  diff -u "$saved" include/mllp.h | head -40 || true
-  cp "$saved" include/mllp.h
-  echo "include/mllp.h differs from a fresh cbindgen generation: run 'cargo build' and commit it" >&2
-  exit 1
-fi
-rm -f "$saved"
+# Ordinary builds never write the header; this test regenerates it in memory and compares.
+cargo test --quiet --test header
 
 step "Rust unit, property and integration tests"
-cargo test --all-targets
+cargo test --workspace --all-targets
 
 step "C build, C harness (plain, AddressSanitizer, valgrind) and mllp-listen end to end (ctest)"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null

@@ -52,10 +52,14 @@ macro_rules! out {
 // ---------------------------------------------------------------------------------------------
 // Options
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+/// How the load generator waits for replies.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
 enum AckMode {
+    /// Wait for each acknowledgement (MLLP commit block or HL7 ACK, whichever arrives).
     Mllp,
+    /// Same as mllp (kept so runs can be labelled by the server's mode).
     Hl7,
+    /// Stream without waiting.
     None,
 }
 
@@ -75,57 +79,74 @@ enum Warmup {
     Seconds(f64),
 }
 
-#[derive(Clone, Debug)]
-struct Opts {
-    host: String,
-    port: u16,
-    connections: usize,
-    messages: u64,
-    size: usize,
-    ack: AckMode,
-    warmup: Warmup,
-    duration: Option<f64>,
-    deadline: f64,
-    threads: usize,
-    tls: bool,
-    tls_ca: Option<String>,
-    tls_server_name: Option<String>,
-    idle: usize,
-    hold: f64,
-    server_pid: Option<u32>,
-    scenario: Option<String>,
-    json: bool,
+/// '2s' = seconds, '200' = messages per connection.
+fn parse_warmup(v: &str) -> Result<Warmup, String> {
+    match v.strip_suffix('s') {
+        Some(s) => s.parse().map(Warmup::Seconds).map_err(|_| format!("invalid seconds '{v}'")),
+        None => v.parse().map(Warmup::Messages).map_err(|_| format!("invalid count '{v}'")),
+    }
 }
 
-const USAGE: &str = "\
-usage: mllp-bench [--host ADDR] [--port N] [--connections N] [--messages M] [--size BYTES]
-                  [--ack mllp|hl7|none] [--warmup SECSs|MSGS] [--duration SECS]
-                  [--deadline SECS] [--threads T] [--tls] [--tls-ca FILE]
-                  [--tls-server-name NAME] [--idle N --hold SECS] [--server-pid PID]
-                  [--scenario NAME] [--json]
-
-  --host ADDR          server address (default 127.0.0.1)
-  --port N             server port (default 2575)
-  --connections N      concurrent connections, each a closed loop (default 1)
-  --messages M         measured messages per connection (default 10000)
-  --size BYTES         size of each HL7 message (ADT^A01 padded with an NTE segment; default 1024)
-  --ack MODE           mllp | hl7: wait for each acknowledgement (MLLP commit block or HL7
-                       ACK, whichever arrives); none: stream without waiting (default mllp)
-  --warmup W           '2s' = seconds, '200' = messages per connection, not measured (default 0)
-  --duration SECS      stop measuring after SECS even if M messages are not done
-  --deadline SECS      hard limit for the whole run (default 120); the result says deadline_hit
-  --threads T          worker threads, each an event loop over its share of the connections
-                       (default: half the CPUs, at least 1)
-  --tls                connect with TLS (rustls, ring); without --tls-ca any server certificate
-                       is accepted (signatures are still verified)
-  --tls-ca FILE        PEM CA certificates to verify the server with
-  --tls-server-name N  name to verify / send as SNI (default: --host)
-  --idle N             open N idle connections instead, hold them, report server memory
-  --hold SECS          how long to hold idle connections (default 5)
-  --server-pid PID     measure this process's CPU time and resident memory
-  --scenario NAME      label for the result line
-  --json               print one JSON line
-";
+/// A closed-loop MLLP load generator (see the crate documentation for the modes and output).
+#[derive(Clone, Debug, clap::Parser)]
+#[command(name = "mllp-bench", version)]
+struct Opts {
+    /// Server address.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Server port.
+    #[arg(long, default_value_t = 2575)]
+    port: u16,
+    /// Concurrent connections, each a closed loop.
+    #[arg(long, short = 'c', default_value_t = 1)]
+    connections: usize,
+    /// Measured messages per connection.
+    #[arg(long, short = 'n', default_value_t = 10_000)]
+    messages: u64,
+    /// Size of each HL7 message (ADT^A01 padded with an NTE segment): 1024, 4k, 4KiB, 16M.
+    #[arg(long, default_value = "1024", value_parser = parse_size)]
+    size: usize,
+    /// mllp | hl7: wait for each acknowledgement; none: stream without waiting.
+    #[arg(long, value_enum, default_value_t = AckMode::Mllp)]
+    ack: AckMode,
+    /// '2s' = seconds, '200' = messages per connection, not measured.
+    #[arg(long, default_value = "0", value_parser = parse_warmup)]
+    warmup: Warmup,
+    /// Stop measuring after SECS even if M messages are not done.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Hard limit for the whole run; the result says deadline_hit.
+    #[arg(long, default_value_t = 120.0)]
+    deadline: f64,
+    /// Worker threads, each an event loop over its share of the connections (0: half the CPUs).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Connect with TLS (rustls, ring); without --tls-ca any server certificate is accepted
+    /// (signatures are still verified).
+    #[arg(long)]
+    tls: bool,
+    /// PEM CA certificates to verify the server with.
+    #[arg(long)]
+    tls_ca: Option<String>,
+    /// Name to verify / send as SNI (default: --host).
+    #[arg(long)]
+    tls_server_name: Option<String>,
+    /// Open N idle connections instead, hold them, report server memory.
+    #[arg(long, default_value_t = 0)]
+    idle: usize,
+    /// How long to hold idle connections, seconds.
+    #[arg(long, default_value_t = 5.0)]
+    hold: f64,
+    /// Measure this process's CPU time and resident memory.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Label for the result line.
+    #[arg(long)]
+    scenario: Option<String>,
+    /// Print one JSON line.
+    #[arg(long)]
+    json: bool,
+}
 
 fn die(msg: &str) -> ! {
     eprintln!("mllp-bench: {msg}");
@@ -133,79 +154,7 @@ fn die(msg: &str) -> ! {
 }
 
 fn parse_opts() -> Opts {
-    let mut o = Opts {
-        host: "127.0.0.1".into(),
-        port: 2575,
-        connections: 1,
-        messages: 10_000,
-        size: 1024,
-        ack: AckMode::Mllp,
-        warmup: Warmup::Messages(0),
-        duration: None,
-        deadline: 120.0,
-        threads: 0,
-        tls: false,
-        tls_ca: None,
-        tls_server_name: None,
-        idle: 0,
-        hold: 5.0,
-        server_pid: None,
-        scenario: None,
-        json: false,
-    };
-    let mut args = std::env::args().skip(1);
-    fn num<T: std::str::FromStr>(name: &str, v: Option<String>) -> T {
-        let v = v.unwrap_or_else(|| die(&format!("{name} needs a value")));
-        v.parse().unwrap_or_else(|_| die(&format!("{name}: invalid value '{v}'")))
-    }
-    while let Some(a) = args.next() {
-        let (name, inline) = match a.split_once('=') {
-            Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
-            _ => (a.clone(), None),
-        };
-        let mut val = || inline.clone().or_else(|| args.next());
-        match name.as_str() {
-            "--host" => o.host = val().unwrap_or_else(|| die("--host needs a value")),
-            "--port" => o.port = num("--port", val()),
-            "--connections" | "-c" => o.connections = num("--connections", val()),
-            "--messages" | "-n" => o.messages = num("--messages", val()),
-            "--size" => o.size = parse_size(&val().unwrap_or_else(|| die("--size needs a value"))),
-            "--ack" => {
-                o.ack = match val().as_deref() {
-                    Some("mllp") => AckMode::Mllp,
-                    Some("hl7") => AckMode::Hl7,
-                    Some("none") => AckMode::None,
-                    _ => die("--ack: expected mllp, hl7 or none"),
-                }
-            }
-            "--warmup" => {
-                let v = val().unwrap_or_else(|| die("--warmup needs a value"));
-                o.warmup = match v.strip_suffix('s') {
-                    Some(s) => Warmup::Seconds(s.parse().unwrap_or_else(|_| die("--warmup: invalid seconds"))),
-                    None => Warmup::Messages(v.parse().unwrap_or_else(|_| die("--warmup: invalid count"))),
-                }
-            }
-            "--duration" => o.duration = Some(num("--duration", val())),
-            "--deadline" => o.deadline = num("--deadline", val()),
-            "--threads" => o.threads = num("--threads", val()),
-            "--tls" => o.tls = true,
-            "--tls-ca" => {
-                o.tls = true;
-                o.tls_ca = val();
-            }
-            "--tls-server-name" => o.tls_server_name = val(),
-            "--idle" => o.idle = num("--idle", val()),
-            "--hold" => o.hold = num("--hold", val()),
-            "--server-pid" => o.server_pid = Some(num("--server-pid", val())),
-            "--scenario" => o.scenario = val(),
-            "--json" => o.json = true,
-            "--help" | "-h" => {
-                print!("{USAGE}");
-                std::process::exit(0);
-            }
-            _ => die(&format!("unknown argument '{a}' (see --help)")),
-        }
-    }
+    let mut o = <Opts as clap::Parser>::parse();
     if o.connections == 0 && o.idle == 0 {
         die("--connections must be at least 1");
     }
@@ -220,7 +169,7 @@ fn parse_opts() -> Opts {
 }
 
 /// "1024", "4k", "4KiB", "16M", "16MiB" (k/M are binary here, as message sizes usually are).
-fn parse_size(s: &str) -> usize {
+fn parse_size(s: &str) -> Result<usize, String> {
     let t = s.trim().to_ascii_lowercase();
     let t = t.trim_end_matches("ib").trim_end_matches('b');
     let (num, mul) = match t.chars().last() {
@@ -229,7 +178,7 @@ fn parse_size(s: &str) -> usize {
         Some('g') => (&t[..t.len() - 1], 1024 * 1024 * 1024),
         _ => (t, 1),
     };
-    num.parse::<usize>().map(|n| n * mul).unwrap_or_else(|_| die(&format!("--size: invalid value '{s}'")))
+    num.parse::<usize>().map(|n| n * mul).map_err(|_| format!("invalid size '{s}'"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1143,25 +1092,24 @@ fn run_idle(o: &Opts, addr: SocketAddr, tls: Option<&TlsSetup>) {
     };
     drop(held);
     let scenario = o.scenario.clone().unwrap_or_else(|| format!("idle-{}", o.idle));
-    let mut j = Json::new();
-    j.str("scenario", &scenario);
-    j.num("connections", o.idle as f64);
-    j.num("opened", opened as f64);
-    j.bool("tls", o.tls);
-    j.num("connect_seconds", connect_secs);
-    j.num("hold_seconds", o.hold);
-    j.opt("server_rss_before_kb", rss_before.map(|v| v as f64));
-    j.opt("server_rss_after_kb", rss_after.map(|v| v as f64));
-    j.opt("server_rss_peak_kb", (rss_peak > 0).then_some(rss_peak as f64));
-    j.opt("server_bytes_per_conn", per_conn);
-    j.opt("server_cpu_seconds", cpu_before.zip(cpu_after).map(|(b, a)| a - b));
-    j.num("nofile_limit", limit as f64);
-    j.num("errors", errors as f64);
-    if let Some(e) = &first_error {
-        j.str("first_error", e);
-    }
+    let j = json_line(&IdleResult {
+        scenario: &scenario,
+        connections: o.idle,
+        opened,
+        tls: o.tls,
+        connect_seconds: connect_secs,
+        hold_seconds: o.hold,
+        server_rss_before_kb: rss_before,
+        server_rss_after_kb: rss_after,
+        server_rss_peak_kb: (rss_peak > 0).then_some(rss_peak),
+        server_bytes_per_conn: per_conn,
+        server_cpu_seconds: cpu_before.zip(cpu_after).map(|(b, a)| a - b),
+        nofile_limit: limit,
+        errors,
+        first_error: first_error.as_deref(),
+    });
     if o.json {
-        out!("{}", j.finish());
+        out!("{j}");
     } else {
         out!(
             "{scenario}: {opened}/{} idle connections held {:.1}s; server RSS {} -> {} KiB ({} bytes/connection); errors {errors}",
@@ -1181,60 +1129,57 @@ fn run_idle(o: &Opts, addr: SocketAddr, tls: Option<&TlsSetup>) {
 // ---------------------------------------------------------------------------------------------
 // Output
 
-struct Json(String);
+/// The result line of a load run (`--json`).
+#[derive(serde::Serialize)]
+struct LoadResult<'a> {
+    scenario: &'a str,
+    connections: usize,
+    messages: u64,
+    size: usize,
+    ack: &'a str,
+    tls: bool,
+    seconds: f64,
+    msgs_per_sec: f64,
+    mb_per_sec: f64,
+    p50_us: Option<f64>,
+    p99_us: Option<f64>,
+    p999_us: Option<f64>,
+    max_us: Option<f64>,
+    errors: u64,
+    naks: u64,
+    warmup_messages: u64,
+    threads: usize,
+    client_cpu_us_per_msg: Option<f64>,
+    server_cpu_us_per_msg: Option<f64>,
+    server_cpu_seconds: Option<f64>,
+    server_rss_kb: Option<u64>,
+    deadline_hit: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_error: Option<&'a str>,
+}
 
-impl Json {
-    fn new() -> Self {
-        Json(String::from("{"))
-    }
-    fn key(&mut self, k: &str) {
-        if self.0.len() > 1 {
-            self.0.push(',');
-        }
-        self.0.push('"');
-        self.0.push_str(k);
-        self.0.push_str("\":");
-    }
-    fn str(&mut self, k: &str, v: &str) {
-        self.key(k);
-        self.0.push('"');
-        for ch in v.chars() {
-            match ch {
-                '"' => self.0.push_str("\\\""),
-                '\\' => self.0.push_str("\\\\"),
-                c if (c as u32) < 0x20 => self.0.push_str(&format!("\\u{:04x}", c as u32)),
-                c => self.0.push(c),
-            }
-        }
-        self.0.push('"');
-    }
-    fn num(&mut self, k: &str, v: f64) {
-        self.key(k);
-        if !v.is_finite() {
-            self.0.push_str("null");
-        } else if v.fract() == 0.0 && v.abs() < 1e15 {
-            self.0.push_str(&format!("{}", v as i64));
-        } else {
-            self.0.push_str(&format!("{:.3}", v));
-        }
-    }
-    fn opt(&mut self, k: &str, v: Option<f64>) {
-        match v {
-            Some(v) => self.num(k, v),
-            None => {
-                self.key(k);
-                self.0.push_str("null");
-            }
-        }
-    }
-    fn bool(&mut self, k: &str, v: bool) {
-        self.key(k);
-        self.0.push_str(if v { "true" } else { "false" });
-    }
-    fn finish(mut self) -> String {
-        self.0.push('}');
-        self.0
-    }
+/// The result line of an idle run (`--idle N --json`).
+#[derive(serde::Serialize)]
+struct IdleResult<'a> {
+    scenario: &'a str,
+    connections: usize,
+    opened: usize,
+    tls: bool,
+    connect_seconds: f64,
+    hold_seconds: f64,
+    server_rss_before_kb: Option<u64>,
+    server_rss_after_kb: Option<u64>,
+    server_rss_peak_kb: Option<u64>,
+    server_bytes_per_conn: Option<f64>,
+    server_cpu_seconds: Option<f64>,
+    nofile_limit: u64,
+    errors: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_error: Option<&'a str>,
+}
+
+fn json_line(v: &impl serde::Serialize) -> String {
+    serde_json::to_string(v).expect("a result serialises")
 }
 
 fn percentile(sorted: &[u64], p: f64) -> Option<f64> {
@@ -1339,34 +1284,33 @@ fn main() {
     let per_msg_us = |cpu: Option<f64>| cpu.filter(|_| all.measured > 0).map(|c| c * 1e6 / all.measured as f64);
     let scenario = o.scenario.clone().unwrap_or_else(|| format!("c{}-s{}-{}", o.connections, msg_len, o.ack.name()));
 
-    let mut j = Json::new();
-    j.str("scenario", &scenario);
-    j.num("connections", o.connections as f64);
-    j.num("messages", all.measured as f64);
-    j.num("size", msg_len as f64);
-    j.str("ack", o.ack.name());
-    j.bool("tls", o.tls);
-    j.num("seconds", secs);
-    j.num("msgs_per_sec", mps);
-    j.num("mb_per_sec", mbps);
-    j.opt("p50_us", percentile(lat, 50.0));
-    j.opt("p99_us", percentile(lat, 99.0));
-    j.opt("p999_us", percentile(lat, 99.9));
-    j.opt("max_us", lat.last().map(|&v| v as f64 / 1000.0));
-    j.num("errors", all.errors as f64);
-    j.num("naks", all.naks as f64);
-    j.num("warmup_messages", all.warm as f64);
-    j.num("threads", threads as f64);
-    j.opt("client_cpu_us_per_msg", per_msg_us(client_cpu));
-    j.opt("server_cpu_us_per_msg", per_msg_us(server_cpu));
-    j.opt("server_cpu_seconds", server_cpu);
-    j.opt("server_rss_kb", server_rss.map(|v| v as f64));
-    j.bool("deadline_hit", deadline_hit);
-    if let Some(e) = &all.first_error {
-        j.str("first_error", e);
-    }
+    let j = json_line(&LoadResult {
+        scenario: &scenario,
+        connections: o.connections,
+        messages: all.measured,
+        size: msg_len,
+        ack: o.ack.name(),
+        tls: o.tls,
+        seconds: secs,
+        msgs_per_sec: mps,
+        mb_per_sec: mbps,
+        p50_us: percentile(lat, 50.0),
+        p99_us: percentile(lat, 99.0),
+        p999_us: percentile(lat, 99.9),
+        max_us: lat.last().map(|&v| v as f64 / 1000.0),
+        errors: all.errors,
+        naks: all.naks,
+        warmup_messages: all.warm,
+        threads,
+        client_cpu_us_per_msg: per_msg_us(client_cpu),
+        server_cpu_us_per_msg: per_msg_us(server_cpu),
+        server_cpu_seconds: server_cpu,
+        server_rss_kb: server_rss,
+        deadline_hit,
+        first_error: all.first_error.as_deref(),
+    });
     if o.json {
-        out!("{}", j.finish());
+        out!("{j}");
     } else {
         let f = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1}"));
         out!(
