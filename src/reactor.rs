@@ -98,6 +98,33 @@ struct Reactor {
     /// TLS configuration of the current listener (None: plain).
     tls_ctx: Option<Arc<TlsContext>>,
     exit: bool,
+    /// The time of the current turn (one clock read per connection turn, not per call).
+    now: Time,
+    clock: Clock,
+}
+
+/// Reads the clocks cheaply: the monotonic clock each time, the wall clock (only needed in
+/// whole seconds, for HL7 timestamps) derived from it and re-read once a second.
+struct Clock {
+    mono: Instant,
+    wall: std::time::SystemTime,
+}
+
+impl Clock {
+    fn new() -> Self {
+        Clock { mono: Instant::now(), wall: std::time::SystemTime::now() }
+    }
+
+    fn now(&mut self) -> Time {
+        let mono = Instant::now();
+        let mut since = mono.saturating_duration_since(self.mono);
+        if since >= Duration::from_secs(1) {
+            *self = Clock { mono, wall: std::time::SystemTime::now() };
+            since = Duration::ZERO;
+        }
+        let unix_secs = (self.wall + since).duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        Time::at(mono, unix_secs)
+    }
 }
 
 impl Reactor {
@@ -121,6 +148,8 @@ impl Reactor {
             backlog: Vec::new(),
             tls_ctx: None,
             exit: false,
+            now: Time::now(),
+            clock: Clock::new(),
         }
     }
 
@@ -258,8 +287,8 @@ impl Reactor {
                     }
                 }
             }
-            Reply::Ack { id, seq, verdict } => self.with_conn(c, id, |_, c| {
-                c.proto.decide(seq, verdict, Time::now());
+            Reply::Ack { id, seq, verdict } => self.with_conn(c, id, |this, c| {
+                c.proto.decide(seq, verdict, this.now);
                 Ok(())
             }),
             Reply::SslCert { id, cert } => self.with_conn(c, id, |this, c| this.choose_certificate(c, cert)),
@@ -331,6 +360,7 @@ impl Reactor {
         if !self.shared.listening.load(Ordering::Acquire) {
             return;
         }
+        self.now = self.clock.now();
         loop {
             // Connections waiting for ConnectionRequest are bounded; the rest wait in the
             // kernel's backlog until the host catches up (see Reply::Admit).
@@ -379,7 +409,7 @@ impl Reactor {
             shared: shared.clone(),
             stream,
             proto: Connection::new(self.proto_cfg),
-            transport: Transport::new(self.tls_ctx.clone(), Instant::now()),
+            transport: Transport::new(self.tls_ctx.clone(), self.now.mono),
             registered: None,
             peer_closed: false,
             armed: None,
@@ -420,6 +450,7 @@ impl Reactor {
 
     fn on_ready(&mut self, id: ConnectionId, read: ReadHow, writable: bool) {
         let Some(mut c) = self.take(id) else { return };
+        self.now = self.clock.now();
         let mut result = Ok(());
         if writable {
             result = self.flush(&mut c);
@@ -512,8 +543,8 @@ impl Reactor {
             let paused = self.reads_paused(c);
             match c.transport.read(&mut c.stream, &mut self.buf, paused)? {
                 ReadOutcome::Data { n, short } => {
-                    c.shared.activity_ms.store(self.shared.now_ms(), Ordering::Relaxed);
-                    c.proto.handle_input(&self.buf[..n], Time::now());
+                    c.shared.activity_ms.store(self.shared.ms_at(self.now.mono), Ordering::Relaxed);
+                    c.proto.handle_input(&self.buf[..n], self.now);
                     self.drain_proto(c);
                     // A short read that completed the message at hand is the request/response
                     // case: the client now waits for our reply, so the read that would only
@@ -577,7 +608,7 @@ impl Reactor {
     }
 
     fn flush(&mut self, c: &mut Conn) -> io::Result<()> {
-        let now = Instant::now();
+        let now = self.now.mono;
         let mut result = Ok(());
         while c.transport.ready() {
             let out = c.proto.transmit(now);
@@ -588,7 +619,7 @@ impl Reactor {
                 Ok(0) => break,
                 Ok(n) => {
                     c.proto.consume_output(n);
-                    c.shared.activity_ms.store(self.shared.now_ms(), Ordering::Relaxed);
+                    c.shared.activity_ms.store(self.shared.ms_at(now), Ordering::Relaxed);
                 }
                 Err(e) => {
                     result = Err(e);
@@ -644,6 +675,9 @@ impl Reactor {
 
     fn run_commands(&mut self) {
         let cmds = std::mem::take(&mut *lock(&self.shared.cmds));
+        if !cmds.is_empty() {
+            self.now = self.clock.now();
+        }
         for cmd in cmds {
             self.run_command(cmd);
         }
@@ -703,7 +737,8 @@ impl Reactor {
     }
 
     fn run_timers(&mut self) {
-        let now = Instant::now();
+        self.now = self.clock.now();
+        let now = self.now.mono;
         while let Some(Reverse((at, id))) = self.timers.peek().copied() {
             if at > now {
                 break;
@@ -728,7 +763,7 @@ impl Reactor {
                 self.close(c, e.code, &e.message);
                 continue;
             }
-            c.proto.handle_timeout(Time::now());
+            c.proto.handle_timeout(self.now);
             self.drain_proto(&mut c);
             self.settle(c, Ok(()));
         }
@@ -763,4 +798,23 @@ fn apply_socket_options(stream: &TcpStream, s: &Settings) {
     // InBufferSize/OutBufferSize are set on the listening socket (see `server::bind`): accepted
     // sockets inherit them, and SO_RCVBUF set after the handshake would not match the window
     // scale already agreed, throttling large messages.
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_gives_the_wall_clock_second() {
+        let mut c = Clock::new();
+        let t = c.now();
+        let sys = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        assert!(sys.abs_diff(t.unix_secs) <= 1, "{sys} vs {}", t.unix_secs);
+        // A base older than a second is re-read, so the derived second never drifts far.
+        c.mono -= Duration::from_secs(5);
+        c.wall -= Duration::from_secs(3600);
+        let t2 = c.now();
+        assert!(sys.abs_diff(t2.unix_secs) <= 1);
+        assert!(t2.mono >= t.mono);
+    }
 }

@@ -269,8 +269,9 @@ impl Shared {
         lock(&self.reactor).as_ref().is_some_and(|h| h.thread_id == std::thread::current().id())
     }
 
-    pub fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
+    /// Milliseconds from the server's epoch to `t`.
+    pub fn ms_at(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.epoch).as_millis() as u64
     }
 
     pub fn conn(&self, id: ConnectionId) -> Result<Arc<ConnShared>> {
