@@ -799,6 +799,64 @@ static void hook_free_other(ctx_t *c, uint64_t id) {
   g_other = NULL;
 }
 
+/* Frees a server (started with `config`) that has three clients connected and checks that
+ * Disconnected fired exactly once for every connection id, with status 0, before free
+ * returned; in DoEvents mode on the thread calling mllp_server_free. */
+static void check_free_fires_disconnected(const char *config, int doevents) {
+  enum { NCLIENTS = 3 };
+  ctx_t c;
+  uint16_t port;
+  mllp_server *s;
+  tu_client cl[NCLIENTS];
+  uint64_t ids[NCLIENTS];
+  int i, j, nconn = 0;
+  pthread_t me = pthread_self();
+  tu_note("free with three clients connected (%s): Disconnected for each", config);
+  ctx_init(&c);
+  s = start_server(&c, config, &port);
+  if (!s) {
+    ctx_destroy(&c);
+    return;
+  }
+  for (i = 0; i < NCLIENTS; i++) CHECK(tu_connect(&cl[i], port) == 0, "client %d connects", i + 1);
+  {
+    long long dl = tu_now_ms() + 5000;
+    while (count(&c, EV_CONNECTED) < NCLIENTS && tu_now_ms() < dl) {
+      size_t d = 0;
+      if (!doevents) tu_sleep_ms(2);
+      else if (mllp_server_do_events(s, 50, &d) != MLLP_OK) break;
+    }
+  }
+  pthread_mutex_lock(&c.mu);
+  for (i = 0; i < c.nev && nconn < NCLIENTS; i++)
+    if (c.ev[i].type == EV_CONNECTED && c.ev[i].code == 0) ids[nconn++] = c.ev[i].conn;
+  pthread_mutex_unlock(&c.mu);
+  ctx_clear_events(&c); /* from here on: what free delivers */
+  CHECK(nconn == NCLIENTS, "Connected seen for every client (%d of %d)", nconn, NCLIENTS);
+  free_server(s, &c);
+  /* free has returned: the reactor thread is gone, nothing records any more. */
+  CHECK(c.counts[EV_DISCONNECTED] == nconn, "free fired %d Disconnected (want %d)",
+        c.counts[EV_DISCONNECTED], nconn);
+  for (i = 0; i < nconn; i++) {
+    int seen = 0, ok_status = 1, ok_thread = 1;
+    for (j = 0; j < c.nev; j++) {
+      if (c.ev[j].type != EV_DISCONNECTED || c.ev[j].conn != ids[i]) continue;
+      seen++;
+      if (c.ev[j].code != 0) ok_status = 0;
+      if (!!pthread_equal(c.ev[j].thread, me) != doevents) ok_thread = 0;
+    }
+    CHECK(seen == 1 && ok_status, "connection %llu: Disconnected exactly once, status 0 (seen %d)",
+          (unsigned long long)ids[i], seen);
+    CHECK(ok_thread, "connection %llu: Disconnected ran on %s", (unsigned long long)ids[i],
+          doevents ? "the thread calling mllp_server_free" : "the reactor thread");
+  }
+  for (i = 0; i < NCLIENTS; i++) {
+    CHECK(tu_wait_closed(&cl[i], 3000), "client %d sees its socket closed", i + 1);
+    tu_close(&cl[i]);
+  }
+  ctx_destroy(&c);
+}
+
 static void test_free(void) {
   tu_section("4. mllp_server_free in every state; user data released exactly once");
   { /* never started */
@@ -889,6 +947,7 @@ static void test_free(void) {
     }
     ctx_destroy(&c);
   }
+  check_free_fires_disconnected("EventMode=Thread", 0);
   { /* after shutdown */
     ctx_t c;
     uint16_t port;
@@ -1795,6 +1854,7 @@ static void test_doevents(void) {
   CHECK(tu_wait_closed(&a, 3000), "the client sees its socket closed");
   tu_close(&a);
   ctx_destroy(&c);
+  check_free_fires_disconnected("EventMode=DoEvents", 1);
 }
 
 /* ======================================================================================== */

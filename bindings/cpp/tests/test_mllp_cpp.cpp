@@ -1016,6 +1016,68 @@ void testCleanExit() {
   }
 }
 
+// Closing a server with clients connected (its destructor): Disconnected fires exactly once
+// for every connection, status 0, before the destructor returns; in DoEvents mode on the
+// destroying thread.
+void closeFiresDisconnected(bool doEventsMode) {
+  const auto me = std::this_thread::get_id();
+  struct Seen {
+    mllp::ConnectionId id;
+    int status;
+    std::thread::id thread;
+  };
+  std::mutex m;
+  std::vector<mllp::ConnectionId> connected;
+  std::vector<Seen> disconnected;
+  std::vector<std::unique_ptr<Client>> clients;
+  {
+    mllp::Server s;
+    if (doEventsMode) s.config("EventMode=DoEvents");
+    s.onConnected([&](const mllp::ConnectedEvent& e) {
+      std::lock_guard<std::mutex> l(m);
+      if (e.statusCode == 0) connected.push_back(e.connectionId);
+    });
+    s.onDisconnected([&](const mllp::DisconnectedEvent& e) {
+      std::lock_guard<std::mutex> l(m);
+      disconnected.push_back({e.connectionId, e.statusCode, std::this_thread::get_id()});
+    });
+    listenLocal(s);
+    for (int i = 0; i < 3; ++i) {
+      clients.push_back(std::make_unique<Client>(s.localPort()));
+      REQUIRE(clients.back()->ok());
+    }
+    auto nConnected = [&] {
+      std::lock_guard<std::mutex> l(m);
+      return connected.size();
+    };
+    const auto deadline = Clock::now() + kWait;
+    while (nConnected() < 3 && Clock::now() < deadline) {
+      if (doEventsMode) s.doEvents(50);
+      else std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    REQUIRE(nConnected() == 3);
+    std::lock_guard<std::mutex> l(m);
+    CHECK(disconnected.empty());
+  }  // ~Server: closes the connections
+  std::lock_guard<std::mutex> l(m);  // the reactor thread has ended: nothing records any more
+  CHECK(disconnected.size() == connected.size());
+  for (mllp::ConnectionId id : connected) {
+    const auto n = std::count_if(disconnected.begin(), disconnected.end(), [&](const Seen& d) { return d.id == id; });
+    CHECK(n == 1);
+  }
+  for (const Seen& d : disconnected) {
+    CHECK(d.status == 0);
+    if (doEventsMode) CHECK(d.thread == me);
+    else CHECK(d.thread != me);
+  }
+  for (auto& c : clients) CHECK(c->waitClosed());
+}
+
+void testCloseDisconnected() {
+  closeFiresDisconnected(false);
+  closeFiresDisconnected(true);
+}
+
 // ---- TLS: a throw-away PKI made with the openssl CLI, and `openssl s_client` as the client ----
 
 bool g_skipped = false;  // a case that could not run (the process exits 77: ctest's SKIP code)
@@ -1494,6 +1556,7 @@ int main(int argc, char** argv) {
       {"do_events", testDoEventsMode},
       {"log_thread_hooks", testLogAndThreadHooks},
       {"clean_exit", testCleanExit},
+      {"close_disconnected", testCloseDisconnected},
       {"certificate", testCertificate},
       {"tls_round_trip", testTlsRoundTrip},
       {"tls_connection_request", testTlsConnectionRequestCertificate},

@@ -760,6 +760,66 @@ internal static class Tests
         Throws<ObjectDisposedException>(() => s.StartListening(), "method after Dispose -> ObjectDisposedException");
     }
 
+    /// <summary>Dispose (here: leaving a using block) with clients connected fires
+    /// Disconnected exactly once for every connection, status 0, before it returns; in
+    /// DoEvents mode on the disposing thread.</summary>
+    private static void TestDisposeFiresDisconnected(bool doEvents)
+    {
+        string mode = doEvents ? "DoEvents" : "Thread";
+        int me = Thread.CurrentThread.ManagedThreadId;
+        var connected = new ConcurrentQueue<ulong>();
+        var disconnected = new ConcurrentQueue<Tuple<ulong, int, int, object>>();
+        var clients = new List<TcpClient>();
+        var callResults = new ConcurrentQueue<string>();
+        MLLPServer server;
+        try
+        {
+            using (var s = NewServer())
+            {
+                server = s;
+                s.Config("EventMode=" + mode);
+                s.Connected += (o, e) => { if (e.StatusCode == 0) connected.Enqueue(ulong.Parse(e.ConnectionId)); };
+                s.Disconnected += (o, e) =>
+                {
+                    disconnected.Enqueue(Tuple.Create(ulong.Parse(e.ConnectionId), e.StatusCode,
+                        Thread.CurrentThread.ManagedThreadId, o));
+                    // The handle is already closed while Dispose frees it: calls on the server fail.
+                    try { var n = ((MLLPServer)o).ConnectionCount; callResults.Enqueue("no exception: " + n); }
+                    catch (ObjectDisposedException) { callResults.Enqueue("ObjectDisposedException"); }
+                    catch (Exception ex) { callResults.Enqueue(ex.GetType().Name); }
+                };
+                s.StartListening();
+                for (int i = 0; i < 3; i++) clients.Add(Connect(s));
+                var sw = Stopwatch.StartNew();
+                while (connected.Count < 3 && sw.ElapsedMilliseconds < IoTimeoutMs)
+                {
+                    if (doEvents) s.DoEvents(50); else Thread.Sleep(5);
+                }
+                Equal(3, connected.Count, mode + ": Connected seen for each client before Dispose");
+                Equal(0, disconnected.Count, mode + ": no Disconnected before Dispose");
+            }
+            var all = disconnected.ToArray();
+            Equal(3, all.Length, mode + ": Dispose fired Disconnected for every connection");
+            foreach (var id in connected)
+                Equal(1, all.Count(d => d.Item1 == id), mode + ": Disconnected exactly once for connection " + id);
+            Check(all.All(d => d.Item2 == 0), mode + ": Disconnected status 0",
+                  string.Join(",", all.Select(d => d.Item2.ToString())));
+            Check(all.All(d => ReferenceEquals(d.Item4, server)), mode + ": sender is the disposed server");
+            Check(callResults.All(r => r == "ObjectDisposedException"),
+                  mode + ": server calls from those handlers throw ObjectDisposedException", string.Join(", ", callResults));
+            if (doEvents)
+                Check(all.All(d => d.Item3 == me), mode + ": Disconnected raised on the disposing thread");
+            else
+                Check(all.All(d => d.Item3 != me), mode + ": Disconnected raised on the reactor thread");
+            for (int i = 0; i < clients.Count; i++)
+                Check(PeerCloses(clients[i]), mode + ": client " + (i + 1) + " closed by Dispose");
+        }
+        finally
+        {
+            foreach (var c in clients) c.Close();
+        }
+    }
+
     /// <summary>Runs this program again in a child process that exits with the server still
     /// listening and a client connected (and mid-traffic); expects a clean exit.</summary>
     private static void TestExitScenario(string scenario)
@@ -1506,6 +1566,8 @@ internal static class Tests
             new KeyValuePair<string, Action>("log", TestLog),
             new KeyValuePair<string, Action>("doevents", TestDoEvents),
             new KeyValuePair<string, Action>("dispose", TestDisposeSemantics),
+            new KeyValuePair<string, Action>("dispose-disconnected-thread", () => TestDisposeFiresDisconnected(false)),
+            new KeyValuePair<string, Action>("dispose-disconnected-doevents", () => TestDisposeFiresDisconnected(true)),
             new KeyValuePair<string, Action>("gc-stress", TestGcStress),
             new KeyValuePair<string, Action>("tls-certificate", TestCertificate),
             new KeyValuePair<string, Action>("tls-certificate-errors", TestCertificateErrors),

@@ -485,6 +485,9 @@ def _thread_start(user: Optional[int]) -> None:
     try:
         if _gil_ensure is not None and not getattr(_held, "state", None):
             _held.state = (_gil_ensure(),)  # PyGILState_LOCKED: we are inside a callback
+        server = _lookup(user)
+        if server is not None:
+            server._reactor_thread = threading.get_ident()  # see Server.close
     except BaseException as exc:
         _report("thread-start hook", exc)
 
@@ -1030,6 +1033,10 @@ class Server:
         self._presented: Dict[int, Certificate] = {}
         self._streams: Dict[Tuple[int, str], int] = {}
         self._lock = threading.Lock()
+        #: While close() runs: the thread running it. The reactor thread's id once it started.
+        #: A close() from either of them meanwhile comes from a handler fired by that close.
+        self._closing_thread: Optional[int] = None
+        self._reactor_thread: Optional[int] = None
         self._handler_lock = threading.Lock()  # registration of the _LAZY_EVENTS trampolines
         self.handler_error_hook = None
         self.nak_on_handler_error = True
@@ -1096,14 +1103,35 @@ class Server:
     def close(self) -> None:
         """Shuts the server down (Disconnected fires for each client), stops its thread and
         frees it. Idempotent. Raises MLLPError 2006 when called from one of this server's
-        handlers. No other call on this server may run concurrently on another thread."""
-        with self._lock:
+        handlers. No other call on this server may run concurrently on another thread.
+
+        The handlers stay installed and the server usable until the library is done: the
+        Disconnected events it fires for the open connections reach ``on_disconnected`` (in
+        DoEvents mode on this thread, before close() returns)."""
+        me = threading.get_ident()
+        # Not a plain `with self._lock`: a handler fired by a running close() (on the reactor
+        # thread, or in DoEvents mode on the closing thread itself) that calls close() must
+        # fail with 2006 like any close() from a handler, not wait for the close that is
+        # delivering it: that would never return.
+        while not self._lock.acquire(timeout=0.05):
+            closer = self._closing_thread
+            if closer is not None and me in (closer, self._reactor_thread):
+                raise MLLPError(
+                    ERR_REENTRANT, "the server cannot be closed from inside its own callback"
+                )
+        try:
             h = self._handle
             if h is None:
                 return
-            check(lib.mllp_server_free(h))
+            self._closing_thread = me
+            try:
+                check(lib.mllp_server_free(h))
+            finally:
+                self._closing_thread = None
             self._handle = None
             self._finalizer.detach()
+        finally:
+            self._lock.release()
 
     free = close
 

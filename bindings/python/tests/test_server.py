@@ -501,6 +501,92 @@ def test_close_inside_handler_is_reentrant(server: mllp.Server) -> None:
     assert not server.closed
 
 
+@pytest.mark.parametrize("how", ["with", "close"])
+@pytest.mark.parametrize("mode", ["Thread", "DoEvents"])
+def test_close_fires_disconnected_for_every_connection(mode: str, how: str) -> None:
+    """Closing a server with clients connected fires Disconnected exactly once per connection,
+    status 0, before close() returns (or the with block ends); in DoEvents mode on the closing
+    thread."""
+    me = threading.get_ident()
+    connected: List[int] = []
+    disconnected: List[Any] = []
+    clients: List[socket.socket] = []
+    s = mllp.Server(local_host="127.0.0.1", local_port=0, config=[f"EventMode={mode}"])
+    errors: List[BaseException] = []
+    s.handler_error_hook = lambda where, exc: errors.append(exc)
+    s.on_connected = lambda e: connected.append(e.connection_id) if e.status_code == 0 else None
+    s.on_disconnected = lambda e: disconnected.append(
+        (e.connection_id, e.status_code, threading.get_ident(), s.closed)
+    )
+    try:
+        with s:
+            s.start_listening()
+            clients.extend(connect(s) for _ in range(3))
+            deadline = time.monotonic() + SOCK_TIMEOUT
+            while len(connected) < 3 and time.monotonic() < deadline:
+                if mode == "DoEvents":
+                    s.do_events(50)
+                else:
+                    time.sleep(0.005)
+            assert len(connected) == 3
+            assert disconnected == []
+            if how == "close":
+                s.close()
+                assert s.closed
+        assert s.closed
+        got = list(disconnected)
+        assert sorted(d[0] for d in got) == sorted(connected)  # exactly once each
+        assert all(d[1] == 0 for d in got)
+        assert all(d[3] is False for d in got)  # the server was still usable in the handler
+        if mode == "DoEvents":
+            assert all(d[2] == me for d in got)
+        else:
+            assert all(d[2] != me for d in got)
+        assert errors == []
+        for c in clients:
+            assert is_closed_by_peer(c)
+    finally:
+        for c in clients:
+            c.close()
+        s.close()
+
+
+@pytest.mark.parametrize("mode", ["Thread", "DoEvents"])
+def test_close_from_a_disconnected_handler_during_close(mode: str) -> None:
+    """A Disconnected handler fired by close() that calls close() itself gets MLLPError 2006
+    (it must not wait for the close that is delivering it: that would never return)."""
+    codes: List[int] = []
+    s = mllp.Server(local_host="127.0.0.1", local_port=0, config=[f"EventMode={mode}"])
+    seen: List[int] = []
+    s.on_connected = lambda e: seen.append(e.connection_id)
+
+    @s.on_disconnected
+    def close_again(e: mllp.DisconnectedEvent) -> None:
+        try:
+            s.close()
+            codes.append(0)
+        except mllp.MLLPError as exc:
+            codes.append(exc.code)
+
+    s.start_listening()
+    with connect(s) as c:
+        deadline = time.monotonic() + SOCK_TIMEOUT
+        while not seen and time.monotonic() < deadline:
+            if mode == "DoEvents":
+                s.do_events(50)
+            else:
+                time.sleep(0.005)
+        assert seen
+        # Closed on a helper thread so that a close() that hangs fails the test instead of
+        # hanging it (in DoEvents mode the handler runs on that thread).
+        done = threading.Event()
+        threading.Thread(target=lambda: (s.close(), done.set()), daemon=True).start()
+        assert done.wait(SOCK_TIMEOUT), "close() hung"
+        assert s.closed
+        assert codes == [mllp.ERR_REENTRANT]
+        assert is_closed_by_peer(c)
+
+
 # ---------------------------------------------------------------------------------------------
 # Handlers that raise
 # ---------------------------------------------------------------------------------------------

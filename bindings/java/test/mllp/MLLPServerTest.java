@@ -727,6 +727,103 @@ public class MLLPServerTest {
         }
     }
 
+    @Test(timeout = 30000)
+    public void closeFiresDisconnectedForEveryConnectionThreadMode() throws Exception {
+        closeFiresDisconnectedForEveryConnection(false);
+    }
+
+    @Test(timeout = 30000)
+    public void closeFiresDisconnectedForEveryConnectionDoEventsMode() throws Exception {
+        closeFiresDisconnectedForEveryConnection(true);
+    }
+
+    /**
+     * close() (here: try-with-resources) with three clients connected fires Disconnected exactly
+     * once for every connection, status 0, before it returns; in DoEvents mode on the closing
+     * thread.
+     */
+    private void closeFiresDisconnectedForEveryConnection(boolean doEvents) throws Exception {
+        final class Seen {
+            final String id;
+            final int status;
+            final Thread thread;
+            final Object source;
+
+            Seen(MLLPServerDisconnectedEvent e) {
+                id = e.connectionId;
+                status = e.statusCode;
+                thread = Thread.currentThread();
+                source = e.getSource();
+            }
+        }
+        List<String> connected = java.util.Collections.synchronizedList(new ArrayList<>());
+        List<Seen> disconnected = java.util.Collections.synchronizedList(new ArrayList<>());
+        DefaultMLLPServerEventListener l = new DefaultMLLPServerEventListener() {
+            @Override
+            public void connected(MLLPServerConnectedEvent e) {
+                if (e.statusCode == 0) {
+                    connected.add(e.connectionId);
+                }
+            }
+
+            @Override
+            public void disconnected(MLLPServerDisconnectedEvent e) {
+                disconnected.add(new Seen(e));
+            }
+        };
+        List<Client> clients = new ArrayList<>();
+        MLLPServer server;
+        try {
+            try (MLLPServer s = new MLLPServer()) {
+                server = s;
+                s.addMLLPServerEventListener(l);
+                s.config("EventMode=" + (doEvents ? "DoEvents" : "Thread"));
+                s.setLocalHost("127.0.0.1");
+                s.setLocalPort(0);
+                s.startListening();
+                for (int i = 0; i < 3; i++) {
+                    clients.add(new Client(s.getLocalPort()));
+                }
+                long deadline = System.currentTimeMillis() + 5000;
+                while (connected.size() < 3 && System.currentTimeMillis() < deadline) {
+                    if (doEvents) {
+                        s.doEvents(50);
+                    } else {
+                        Thread.sleep(5);
+                    }
+                }
+                assertEquals("Connected for each client", 3, connected.size());
+                assertEquals("no Disconnected before close", 0, disconnected.size());
+            }
+            assertTrue(server.isClosed());
+            List<Seen> all;
+            synchronized (disconnected) {
+                all = new ArrayList<>(disconnected);
+            }
+            assertEquals("one Disconnected per connection", 3, all.size());
+            for (String id : connected) {
+                assertEquals("Disconnected exactly once for " + id, 1,
+                        all.stream().filter(d -> d.id.equals(id)).count());
+            }
+            for (Seen d : all) {
+                assertEquals(0, d.status);
+                assertSame(server, d.source);
+                if (doEvents) {
+                    assertSame("DoEvents mode: delivered on the closing thread", Thread.currentThread(), d.thread);
+                } else {
+                    assertNotSame("thread mode: delivered on the reactor thread", Thread.currentThread(), d.thread);
+                }
+            }
+            for (Client c : clients) {
+                assertTrue(c.closedByPeer());
+            }
+        } finally {
+            for (Client c : clients) {
+                c.close();
+            }
+        }
+    }
+
     // ------------------------------------------------------------------ threads and reentrancy
 
     @Test(timeout = 20000)
