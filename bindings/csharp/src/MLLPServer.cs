@@ -79,7 +79,9 @@ namespace Mllp
             Native.Check(Native.mllp_server_on_ssl_client_authentication(_h, Thunks.SslClientAuthentication));
             Native.Check(Native.mllp_server_on_ssl_connection_request(_h, Thunks.SslConnectionRequest));
             Native.Check(Native.mllp_server_on_ssl_status(_h, Thunks.SslStatus));
-            Native.Check(Native.mllp_server_on_thread_start(_h, Thunks.ThreadStart));
+            // No thread-start hook: Mono attaches the reactor thread at its first callback. An
+            // attached thread's native stack is scanned conservatively, and a reactor that only
+            // listened (no callback ever ran) attached up front kept its abandoned server alive.
             Native.Check(Native.mllp_server_on_thread_stop(_h, Thunks.ThreadStop));
             LiveServers.Add(_h);
         }
@@ -850,10 +852,8 @@ namespace Mllp
                 (u, e) => { OnSslConnectionRequest(u, e); };
             internal static readonly Native.SslStatusCb SslStatus =
                 (u, e) => { OnSslStatus(u, e); };
-            // The reactor thread is attached to the runtime by its first call into managed
-            // code; the start hook makes that happen once, up front, before any event. The
-            // hooks deliberately do not touch the server object.
-            internal static readonly Native.ThreadCb ThreadStart = u => { };
+            // The reactor thread is attached to the runtime by its first call into managed code
+            // (see the constructor: no start hook). The stop hook does not touch the server.
             internal static readonly Native.ThreadCb ThreadStop = u => { };
             internal static readonly Native.ReleaseCb ReleaseUser = u =>
             {
