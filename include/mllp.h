@@ -84,9 +84,24 @@
 #define MLLP_ERR_BAD_STATE 211
 
 /**
+ * Action impossible while not connected (reference code 212).
+ */
+#define MLLP_ERR_NOT_CONNECTED 212
+
+/**
+ * Action impossible while listening (reference code 213).
+ */
+#define MLLP_ERR_LISTENING 213
+
+/**
  * Could not open file (303).
  */
 #define MLLP_ERR_CANNOT_OPEN_FILE 303
+
+/**
+ * Connection dropped by the remote host (reference code 1120).
+ */
+#define MLLP_ERR_DROPPED 1120
 
 /**
  * A required pointer was NULL or an argument out of range (2001).
@@ -132,6 +147,11 @@
  * A file or stream operation failed (2009).
  */
 #define MLLP_ERR_IO 2009
+
+/**
+ * The server has been shut down and has freed its reactor (2010).
+ */
+#define MLLP_ERR_SHUT_DOWN 2010
 
 /**
  * A synchronous send was interrupted by `mllp_server_interrupt` (2011).

@@ -4,70 +4,165 @@
 //! Winsock-style socket numbers 10004–11003) that number is used, so hosts ported from it keep
 //! their error handling. Conditions the reference does not name get codes 2000–2099.
 
+use std::ffi::CStr;
 use std::fmt;
 use std::io;
 
-/// Every result code the library returns or reports through the Error event.
-#[allow(missing_docs)]
-pub mod code {
+/// Defines the result codes once: each entry gives the Rust name (`code::NAME`, and the C
+/// constant `MLLP_ERR_NAME`, `MLLP_OK` for `OK`), the number, and the description returned by
+/// [`describe`] and `mllp_error_description`. `others` lists numbers that are described but
+/// have no name of their own (socket errors, reference aliases).
+///
+/// From the one table the macro generates the `code` constants, the lookup behind
+/// [`describe`] and [`describe_c`] (the same text as `&str` and NUL-terminated, both in static
+/// storage), and `NAMED_CODES`, which an ffi test compares with `include/mllp.h`. A number
+/// listed twice is an unreachable match arm, which `-D warnings` rejects.
+macro_rules! codes {
+    (
+        $( $(#[doc = $doc:literal])+ $name:ident = $value:literal, $text:literal; )+
+        others:
+        $( $ovalue:literal, $otext:literal; )+
+    ) => {
+        /// Every result code the library returns or reports through the Error event.
+        pub mod code {
+            $( $(#[doc = $doc])+ pub const $name: i32 = $value; )+
+        }
+
+        /// The named codes: (name, number), in table order.
+        #[cfg_attr(not(test), allow(dead_code))]
+        pub(crate) const NAMED_CODES: &[(&str, i32)] = &[ $( (stringify!($name), $value) ),+ ];
+
+        /// The description of a code, as Rust and as C text.
+        fn description(code: i32) -> &'static Description {
+            match code {
+                $( $value => description!($text), )+
+                $( $ovalue => description!($otext), )+
+                _ => description!("Unknown error"),
+            }
+        }
+    };
+}
+
+/// A description in static storage, as `&str` and as a NUL-terminated `&CStr`, both built at
+/// compile time from one literal.
+struct Description {
+    text: &'static str,
+    c_text: &'static CStr,
+}
+
+macro_rules! description {
+    ($text:literal) => {{
+        static D: Description = Description {
+            text: $text,
+            c_text: match CStr::from_bytes_with_nul(concat!($text, "\0").as_bytes()) {
+                Ok(c) => c,
+                Err(_) => panic!("a description contains a NUL byte"),
+            },
+        };
+        &D
+    }};
+}
+
+codes! {
     /// Success.
-    pub const OK: i32 = 0;
+    OK = 0, "OK";
     /// Received a negative acknowledgement.
-    pub const NAK_RECEIVED: i32 = 670;
+    NAK_RECEIVED = 670, "Received a negative acknowledgement";
     /// Data was invalid: a timeout occurred or the message block was improperly formatted.
-    pub const INVALID_DATA: i32 = 671;
+    INVALID_DATA = 671, "Data was invalid: a timeout occurred or the message block was improperly formatted";
     /// Connection interrupted: a party disconnected while transferring data.
-    pub const INTERRUPTED: i32 = 672;
+    INTERRUPTED = 672, "Connection interrupted: a party disconnected while transferring data";
     /// You cannot change the LocalPort at this time.
-    pub const CANNOT_CHANGE_LOCAL_PORT: i32 = 106;
+    CANNOT_CHANGE_LOCAL_PORT = 106, "You cannot change the LocalPort at this time";
     /// You cannot change the LocalHost at this time.
-    pub const CANNOT_CHANGE_LOCAL_HOST: i32 = 107;
+    CANNOT_CHANGE_LOCAL_HOST = 107, "You cannot change the LocalHost at this time";
     /// Operation would block.
-    pub const WOULD_BLOCK: i32 = 135;
+    WOULD_BLOCK = 135, "Operation would block";
     /// Timeout.
-    pub const TIMEOUT: i32 = 201;
+    TIMEOUT = 201, "Timeout";
     /// Action impossible in the component's present state.
-    pub const BAD_STATE: i32 = 211;
+    BAD_STATE = 211, "Action impossible in the component's present state";
     /// Action impossible while not connected.
-    pub const NOT_CONNECTED: i32 = 212;
+    NOT_CONNECTED = 212, "Action impossible while not connected";
     /// Action impossible while listening.
-    pub const LISTENING: i32 = 213;
+    LISTENING = 213, "Action impossible while listening";
     /// Could not open file.
-    pub const CANNOT_OPEN_FILE: i32 = 303;
+    CANNOT_OPEN_FILE = 303, "Could not open file";
     /// Connection dropped by remote host.
-    pub const DROPPED: i32 = 1120;
+    DROPPED = 1120, "Connection dropped by remote host";
 
     /// A required pointer or argument was NULL or out of range.
-    pub const INVALID_ARGUMENT: i32 = 2001;
+    INVALID_ARGUMENT = 2001, "Invalid argument (NULL pointer or value out of range)";
     /// No connection has that id (it never existed or has closed).
-    pub const NO_SUCH_CONNECTION: i32 = 2002;
+    NO_SUCH_CONNECTION = 2002, "No such connection";
     /// The setting exists in the reference but has no meaning for this server.
-    pub const NOT_SUPPORTED: i32 = 2003;
+    NOT_SUPPORTED = 2003, "Setting not supported by this server";
     /// The setting name is unknown.
-    pub const UNKNOWN_SETTING: i32 = 2004;
+    UNKNOWN_SETTING = 2004, "Unknown setting";
     /// The value given for a setting or property is not valid.
-    pub const INVALID_VALUE: i32 = 2005;
+    INVALID_VALUE = 2005, "Invalid value";
     /// The call would wait for the reactor thread but was made from that thread (inside a callback).
-    pub const REENTRANT: i32 = 2006;
+    REENTRANT = 2006, "Call not allowed from inside a callback on the reactor thread";
     /// A panic was caught at the C boundary.
-    pub const PANIC: i32 = 2007;
+    PANIC = 2007, "Internal error (panic caught at the C boundary)";
     /// The caller's buffer is too small; the needed size was written to the length argument.
-    pub const BUFFER_TOO_SMALL: i32 = 2008;
+    BUFFER_TOO_SMALL = 2008, "Buffer too small";
     /// A file or stream operation failed.
-    pub const IO: i32 = 2009;
+    IO = 2009, "I/O error";
     /// The server has been shut down and freed its reactor.
-    pub const SHUT_DOWN: i32 = 2010;
+    SHUT_DOWN = 2010, "The server is shut down";
     /// A synchronous send was interrupted by Interrupt.
-    pub const SEND_INTERRUPTED: i32 = 2011;
+    SEND_INTERRUPTED = 2011, "Synchronous send interrupted";
     /// The maximum number of connections is reached.
-    pub const TOO_MANY_CONNECTIONS: i32 = 2012;
+    TOO_MANY_CONNECTIONS = 2012, "Too many connections";
     /// A certificate or key could not be loaded or used (wrong password, key mismatch,
     /// expired, no private key, bad format).
-    pub const CERTIFICATE: i32 = 2020;
+    CERTIFICATE = 2020, "Certificate error";
     /// The TLS handshake failed or did not finish in time.
-    pub const TLS_HANDSHAKE: i32 = 2021;
+    TLS_HANDSHAKE = 2021, "TLS handshake failed";
     /// The client's certificate was refused (SSLClientAuthentication).
-    pub const TLS_CLIENT_REJECTED: i32 = 2022;
+    TLS_CLIENT_REJECTED = 2022, "Client certificate refused";
+
+    others:
+    // The reference's other timeout number.
+    301, "Timeout";
+    10004, "Interrupted system call";
+    10009, "Bad file number";
+    10013, "Access denied";
+    10014, "Bad address";
+    10022, "Invalid argument";
+    10024, "Too many open files";
+    10035, "Operation would block";
+    10036, "Operation now in progress";
+    10037, "Operation already in progress";
+    10038, "Socket operation on nonsocket";
+    10039, "Destination address required";
+    10040, "Message is too long";
+    10041, "Protocol wrong type for socket";
+    10042, "Bad protocol option";
+    10043, "Protocol is not supported";
+    10044, "Socket type is not supported";
+    10045, "Operation is not supported on socket";
+    10046, "Protocol family is not supported";
+    10047, "Address family is not supported by protocol family";
+    10048, "Address already in use";
+    10049, "Cannot assign requested address";
+    10050, "Network is down";
+    10051, "Network is unreachable";
+    10052, "Net dropped connection or reset";
+    10053, "Software caused connection abort";
+    10054, "Connection reset by peer";
+    10055, "No buffer space available";
+    10056, "Socket is already connected";
+    10057, "Socket is not connected";
+    10058, "Cannot send after socket shutdown";
+    10060, "Connection timed out";
+    10061, "Connection refused";
+    10062, "Too many levels of symbolic links";
+    10063, "File name is too long";
+    10064, "Host is down";
+    10065, "No route to host";
+    11001, "Host not found";
 }
 
 /// An error: a result code and a human-readable message.
@@ -147,76 +242,15 @@ pub fn socket_code(errno: i32) -> i32 {
     }
 }
 
-/// A description of a result code, as the reference words it where it has one.
+/// A description of a result code, as the reference words it where it has one ("Unknown
+/// error" for a number not in the table). Static storage; no allocation.
 pub fn describe(code: i32) -> &'static str {
-    match code {
-        code::OK => "OK",
-        code::NAK_RECEIVED => "Received a negative acknowledgement",
-        code::INVALID_DATA => "Data was invalid: a timeout occurred or the message block was improperly formatted",
-        code::INTERRUPTED => "Connection interrupted: a party disconnected while transferring data",
-        code::CANNOT_CHANGE_LOCAL_PORT => "You cannot change the LocalPort at this time",
-        code::CANNOT_CHANGE_LOCAL_HOST => "You cannot change the LocalHost at this time",
-        code::WOULD_BLOCK => "Operation would block",
-        code::TIMEOUT | 301 => "Timeout",
-        code::BAD_STATE => "Action impossible in the component's present state",
-        code::NOT_CONNECTED => "Action impossible while not connected",
-        code::LISTENING => "Action impossible while listening",
-        code::CANNOT_OPEN_FILE => "Could not open file",
-        code::DROPPED => "Connection dropped by remote host",
-        code::INVALID_ARGUMENT => "Invalid argument (NULL pointer or value out of range)",
-        code::NO_SUCH_CONNECTION => "No such connection",
-        code::NOT_SUPPORTED => "Setting not supported by this server",
-        code::UNKNOWN_SETTING => "Unknown setting",
-        code::INVALID_VALUE => "Invalid value",
-        code::REENTRANT => "Call not allowed from inside a callback on the reactor thread",
-        code::PANIC => "Internal error (panic caught at the C boundary)",
-        code::BUFFER_TOO_SMALL => "Buffer too small",
-        code::IO => "I/O error",
-        code::SHUT_DOWN => "The server is shut down",
-        code::SEND_INTERRUPTED => "Synchronous send interrupted",
-        code::TOO_MANY_CONNECTIONS => "Too many connections",
-        code::CERTIFICATE => "Certificate error",
-        code::TLS_HANDSHAKE => "TLS handshake failed",
-        code::TLS_CLIENT_REJECTED => "Client certificate refused",
-        10004 => "Interrupted system call",
-        10009 => "Bad file number",
-        10013 => "Access denied",
-        10014 => "Bad address",
-        10022 => "Invalid argument",
-        10024 => "Too many open files",
-        10035 => "Operation would block",
-        10036 => "Operation now in progress",
-        10037 => "Operation already in progress",
-        10038 => "Socket operation on nonsocket",
-        10039 => "Destination address required",
-        10040 => "Message is too long",
-        10041 => "Protocol wrong type for socket",
-        10042 => "Bad protocol option",
-        10043 => "Protocol is not supported",
-        10044 => "Socket type is not supported",
-        10045 => "Operation is not supported on socket",
-        10046 => "Protocol family is not supported",
-        10047 => "Address family is not supported by protocol family",
-        10048 => "Address already in use",
-        10049 => "Cannot assign requested address",
-        10050 => "Network is down",
-        10051 => "Network is unreachable",
-        10052 => "Net dropped connection or reset",
-        10053 => "Software caused connection abort",
-        10054 => "Connection reset by peer",
-        10055 => "No buffer space available",
-        10056 => "Socket is already connected",
-        10057 => "Socket is not connected",
-        10058 => "Cannot send after socket shutdown",
-        10060 => "Connection timed out",
-        10061 => "Connection refused",
-        10062 => "Too many levels of symbolic links",
-        10063 => "File name is too long",
-        10064 => "Host is down",
-        10065 => "No route to host",
-        11001 => "Host not found",
-        _ => "Unknown error",
-    }
+    description(code).text
+}
+
+/// [`describe`] as a NUL-terminated C string in static storage (for `mllp_error_description`).
+pub fn describe_c(code: i32) -> &'static CStr {
+    description(code).c_text
 }
 
 #[cfg(test)]
@@ -229,6 +263,19 @@ mod tests {
         assert_eq!(socket_code(libc::ECONNRESET), 10054);
         assert_eq!(describe(10048), "Address already in use");
         assert!(describe(671).contains("invalid"));
+    }
+
+    #[test]
+    fn descriptions_as_c_text_match() {
+        for &(_, c) in NAMED_CODES {
+            assert_ne!(describe(c), "Unknown error", "code {c} has a description");
+        }
+        for c in [0, 301, 670, 2010, 10048, 11001, -1, 99_999] {
+            assert_eq!(describe_c(c).to_str().unwrap(), describe(c));
+            assert_eq!(describe_c(c).as_ptr(), describe_c(c).as_ptr(), "static storage");
+        }
+        assert_eq!(describe(301), "Timeout");
+        assert_eq!(describe(-1), "Unknown error");
     }
 
     #[test]

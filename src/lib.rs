@@ -7,6 +7,8 @@
 //! `reactor` drives sockets and timers on its own thread, [`server`] is the safe Rust API, and
 //! `ffi` is the C ABI over it.
 
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+
 pub mod codec;
 pub mod config;
 pub mod connection;

@@ -4,10 +4,11 @@
 //! that is valid only during the call. Fields marked read-write (`accept`, `reject_code`) are
 //! read back when the callback returns.
 
-use std::ffi::{c_char, c_int, c_void, CString};
+use std::ffi::{c_char, c_int, c_void};
 use std::sync::{Arc, Mutex};
 
-use super::{guard, MLLP_OK};
+use super::server::mllp_server;
+use super::{c_text, MLLP_OK};
 use crate::events::{
     AckInEvent, AckOutEvent, ConnectionRequestEvent, ErrorEvent, EventHandler, LogEvent, StatusEvent,
     TransferBoundaryEvent, TransferEvent,
@@ -191,10 +192,6 @@ impl Callbacks {
     }
 }
 
-fn c_text(s: &str) -> CString {
-    CString::new(s.replace('\0', " ")).unwrap_or_default()
-}
-
 impl EventHandler for Callbacks {
     fn connection_request(&self, e: &mut ConnectionRequestEvent<'_>) {
         let Some(f) = self.connection_request else {
@@ -332,23 +329,17 @@ fn boundary(f: mllp_transfer_boundary_cb, user: *mut c_void, e: &TransferBoundar
 }
 
 /// Updates the registered callbacks and installs them as the server's handler.
-pub(crate) fn update(server: *const super::server::mllp_server, f: impl FnOnce(&mut Callbacks)) -> c_int {
-    guard(|| {
-        let s = match super::server::handle(server) {
-            Ok(s) => s,
-            Err(rc) => return rc,
-        };
-        let mut cbs = crate::shared::lock(&s.callbacks);
-        let old = cbs.clone();
-        f(&mut cbs);
-        // Installed under the lock so concurrent updates land in order; `old` keeps a replaced
-        // user pointer alive until the lock is released, so its release callback (host code)
-        // never runs under it.
-        s.server.set_handler(Arc::new(cbs.clone()));
-        drop(cbs);
-        drop(old);
-        MLLP_OK
-    })
+pub(crate) fn update(s: &mllp_server, f: impl FnOnce(&mut Callbacks)) -> c_int {
+    let mut cbs = crate::shared::lock(&s.callbacks);
+    let old = cbs.clone();
+    f(&mut cbs);
+    // Installed under the lock so concurrent updates land in order; `old` keeps a replaced
+    // user pointer alive until the lock is released, so its release callback (host code)
+    // never runs under it.
+    s.server.set_handler(Arc::new(cbs.clone()));
+    drop(cbs);
+    drop(old);
+    MLLP_OK
 }
 
 /// Storage for a server's callbacks.
@@ -359,11 +350,10 @@ pub(crate) type CallbackCell = Mutex<Callbacks>;
 /// Pass NULL to remove the callback. Returns `MLLP_OK`, or `MLLP_ERR_INVALID_ARGUMENT` when
 /// `server` is NULL. Any thread; takes effect for the next event.
 #[no_mangle]
-pub extern "C" fn mllp_server_on_connection_request(
-    server: *mut super::server::mllp_server,
-    cb: mllp_connection_request_cb,
-) -> c_int {
-    update(server, |c| c.connection_request = cb)
+pub extern "C" fn mllp_server_on_connection_request(server: *mut mllp_server, cb: mllp_connection_request_cb) -> c_int {
+    ffi_panic_boundary! {
+        update(try_ref_from_ptr!(server), |c| c.connection_request = cb)
+    }
 }
 
 /// Registers the Connected callback.
@@ -371,8 +361,10 @@ pub extern "C" fn mllp_server_on_connection_request(
 /// Pass NULL to remove the callback. Returns `MLLP_OK`, or `MLLP_ERR_INVALID_ARGUMENT` when
 /// `server` is NULL. Any thread; takes effect for the next event.
 #[no_mangle]
-pub extern "C" fn mllp_server_on_connected(server: *mut super::server::mllp_server, cb: mllp_status_cb) -> c_int {
-    update(server, |c| c.connected = cb)
+pub extern "C" fn mllp_server_on_connected(server: *mut mllp_server, cb: mllp_status_cb) -> c_int {
+    ffi_panic_boundary! {
+        update(try_ref_from_ptr!(server), |c| c.connected = cb)
+    }
 }
 
 /// Registers the Disconnected callback.
@@ -380,8 +372,10 @@ pub extern "C" fn mllp_server_on_connected(server: *mut super::server::mllp_serv
 /// Pass NULL to remove the callback. Returns `MLLP_OK`, or `MLLP_ERR_INVALID_ARGUMENT` when
 /// `server` is NULL. Any thread; takes effect for the next event.
 #[no_mangle]
-pub extern "C" fn mllp_server_on_disconnected(server: *mut super::server::mllp_server, cb: mllp_status_cb) -> c_int {
-    update(server, |c| c.disconnected = cb)
+pub extern "C" fn mllp_server_on_disconnected(server: *mut mllp_server, cb: mllp_status_cb) -> c_int {
+    ffi_panic_boundary! {
+        update(try_ref_from_ptr!(server), |c| c.disconnected = cb)
+    }
 }
 
 /// Registers the StartTransfer callback.
@@ -389,11 +383,10 @@ pub extern "C" fn mllp_server_on_disconnected(server: *mut super::server::mllp_s
 /// Pass NULL to remove the callback. Returns `MLLP_OK`, or `MLLP_ERR_INVALID_ARGUMENT` when
 /// `server` is NULL. Any thread; takes effect for the next event.
 #[no_mangle]
-pub extern "C" fn mllp_server_on_start_transfer(
-    server: *mut super::server::mllp_server,
-    cb: mllp_transfer_boundary_cb,
-) -> c_int {
-    update(server, |c| c.start_transfer = cb)
+pub extern "C" fn mllp_server_on_start_transfer(server: *mut mllp_server, cb: mllp_transfer_boundary_cb) -> c_int {
+    ffi_panic_boundary! {
+        update(try_ref_from_ptr!(server), |c| c.start_transfer = cb)
+    }
 }
 
 /// Registers the Transfer callback (the message's bytes, in one or more pieces).
@@ -401,8 +394,10 @@ pub extern "C" fn mllp_server_on_start_transfer(
 /// Pass NULL to remove the callback. Returns `MLLP_OK`, or `MLLP_ERR_INVALID_ARGUMENT` when
 /// `server` is NULL. Any thread; takes effect for the next event.
 #[no_mangle]
-pub extern "C" fn mllp_server_on_transfer(server: *mut super::server::mllp_server, cb: mllp_transfer_cb) -> c_int {
-    update(server, |c| c.transfer = cb)
+pub extern "C" fn mllp_server_on_transfer(server: *mut mllp_server, cb: mllp_transfer_cb) -> c_int {
+    ffi_panic_boundary! {
+        update(try_ref_from_ptr!(server), |c| c.transfer = cb)
+    }
 }
 
 /// Registers the EndTransfer callback.
@@ -410,11 +405,10 @@ pub extern "C" fn mllp_server_on_transfer(server: *mut super::server::mllp_serve
 /// Pass NULL to remove the callback. Returns `MLLP_OK`, or `MLLP_ERR_INVALID_ARGUMENT` when
 /// `server` is NULL. Any thread; takes effect for the next event.
 #[no_mangle]
-pub extern "C" fn mllp_server_on_end_transfer(
-    server: *mut super::server::mllp_server,
-    cb: mllp_transfer_boundary_cb,
-) -> c_int {
-    update(server, |c| c.end_transfer = cb)
+pub extern "C" fn mllp_server_on_end_transfer(server: *mut mllp_server, cb: mllp_transfer_boundary_cb) -> c_int {
+    ffi_panic_boundary! {
+        update(try_ref_from_ptr!(server), |c| c.end_transfer = cb)
+    }
 }
 
 /// Registers the AckOut callback (set `event->accept` to 0 to send a negative acknowledgement).
@@ -422,8 +416,10 @@ pub extern "C" fn mllp_server_on_end_transfer(
 /// Pass NULL to remove the callback. Returns `MLLP_OK`, or `MLLP_ERR_INVALID_ARGUMENT` when
 /// `server` is NULL. Any thread; takes effect for the next event.
 #[no_mangle]
-pub extern "C" fn mllp_server_on_ack_out(server: *mut super::server::mllp_server, cb: mllp_ack_out_cb) -> c_int {
-    update(server, |c| c.ack_out = cb)
+pub extern "C" fn mllp_server_on_ack_out(server: *mut mllp_server, cb: mllp_ack_out_cb) -> c_int {
+    ffi_panic_boundary! {
+        update(try_ref_from_ptr!(server), |c| c.ack_out = cb)
+    }
 }
 
 /// Registers the AckIn callback.
@@ -431,8 +427,10 @@ pub extern "C" fn mllp_server_on_ack_out(server: *mut super::server::mllp_server
 /// Pass NULL to remove the callback. Returns `MLLP_OK`, or `MLLP_ERR_INVALID_ARGUMENT` when
 /// `server` is NULL. Any thread; takes effect for the next event.
 #[no_mangle]
-pub extern "C" fn mllp_server_on_ack_in(server: *mut super::server::mllp_server, cb: mllp_ack_in_cb) -> c_int {
-    update(server, |c| c.ack_in = cb)
+pub extern "C" fn mllp_server_on_ack_in(server: *mut mllp_server, cb: mllp_ack_in_cb) -> c_int {
+    ffi_panic_boundary! {
+        update(try_ref_from_ptr!(server), |c| c.ack_in = cb)
+    }
 }
 
 /// Registers the Error callback.
@@ -440,8 +438,10 @@ pub extern "C" fn mllp_server_on_ack_in(server: *mut super::server::mllp_server,
 /// Pass NULL to remove the callback. Returns `MLLP_OK`, or `MLLP_ERR_INVALID_ARGUMENT` when
 /// `server` is NULL. Any thread; takes effect for the next event.
 #[no_mangle]
-pub extern "C" fn mllp_server_on_error(server: *mut super::server::mllp_server, cb: mllp_error_cb) -> c_int {
-    update(server, |c| c.error = cb)
+pub extern "C" fn mllp_server_on_error(server: *mut mllp_server, cb: mllp_error_cb) -> c_int {
+    ffi_panic_boundary! {
+        update(try_ref_from_ptr!(server), |c| c.error = cb)
+    }
 }
 
 /// Registers the Log callback (see the LogLevel setting).
@@ -449,8 +449,10 @@ pub extern "C" fn mllp_server_on_error(server: *mut super::server::mllp_server, 
 /// Pass NULL to remove the callback. Returns `MLLP_OK`, or `MLLP_ERR_INVALID_ARGUMENT` when
 /// `server` is NULL. Any thread; takes effect for the next event.
 #[no_mangle]
-pub extern "C" fn mllp_server_on_log(server: *mut super::server::mllp_server, cb: mllp_log_cb) -> c_int {
-    update(server, |c| c.log = cb)
+pub extern "C" fn mllp_server_on_log(server: *mut mllp_server, cb: mllp_log_cb) -> c_int {
+    ffi_panic_boundary! {
+        update(try_ref_from_ptr!(server), |c| c.log = cb)
+    }
 }
 
 /// Registers a hook run on the reactor thread once when it starts, before any event
@@ -459,8 +461,10 @@ pub extern "C" fn mllp_server_on_log(server: *mut super::server::mllp_server, cb
 /// Pass NULL to remove the callback. Returns `MLLP_OK`, or `MLLP_ERR_INVALID_ARGUMENT` when
 /// `server` is NULL. Any thread; takes effect for the next event.
 #[no_mangle]
-pub extern "C" fn mllp_server_on_thread_start(server: *mut super::server::mllp_server, cb: mllp_thread_cb) -> c_int {
-    update(server, |c| c.thread_start = cb)
+pub extern "C" fn mllp_server_on_thread_start(server: *mut mllp_server, cb: mllp_thread_cb) -> c_int {
+    ffi_panic_boundary! {
+        update(try_ref_from_ptr!(server), |c| c.thread_start = cb)
+    }
 }
 
 /// Registers a hook run on the reactor thread once just before it ends.
@@ -468,8 +472,10 @@ pub extern "C" fn mllp_server_on_thread_start(server: *mut super::server::mllp_s
 /// Pass NULL to remove the callback. Returns `MLLP_OK`, or `MLLP_ERR_INVALID_ARGUMENT` when
 /// `server` is NULL. Any thread; takes effect for the next event.
 #[no_mangle]
-pub extern "C" fn mllp_server_on_thread_stop(server: *mut super::server::mllp_server, cb: mllp_thread_cb) -> c_int {
-    update(server, |c| c.thread_stop = cb)
+pub extern "C" fn mllp_server_on_thread_stop(server: *mut mllp_server, cb: mllp_thread_cb) -> c_int {
+    ffi_panic_boundary! {
+        update(try_ref_from_ptr!(server), |c| c.thread_stop = cb)
+    }
 }
 
 /// Sets the user pointer passed to every callback of this server. `release`, if not NULL, is
@@ -479,9 +485,11 @@ pub extern "C" fn mllp_server_on_thread_stop(server: *mut super::server::mllp_se
 /// (then `release` is not called). Any thread.
 #[no_mangle]
 pub extern "C" fn mllp_server_set_user_data(
-    server: *mut super::server::mllp_server,
+    server: *mut mllp_server,
     user: *mut c_void,
     release: mllp_release_cb,
 ) -> c_int {
-    update(server, |c| c.user = Some(Arc::new(UserData { ptr: user, release })))
+    ffi_panic_boundary! {
+        update(try_ref_from_ptr!(server), |c| c.user = Some(Arc::new(UserData { ptr: user, release })))
+    }
 }

@@ -8,17 +8,20 @@ use std::cell::Cell;
 use std::ffi::{c_char, c_int, c_void};
 
 use super::callbacks::mllp_release_cb;
-use super::server::{mllp_server, with};
+use super::rc;
+use super::server::mllp_server;
 use super::stream::{mllp_read_cb, mllp_write_cb, CStream};
-use super::{bytes, cstr, put, put_bytes, put_str, rc};
 
 /// Connected: writes 1 while the connection is open.
 #[no_mangle]
 pub extern "C" fn mllp_connection_get_connected(server: *const mllp_server, connection_id: u64, out: *mut u8) -> c_int {
-    with(server, |s| match s.remote_port(connection_id.into()) {
-        Ok(_) => put(out, s.connected(connection_id.into()) as u8),
-        Err(e) => super::fail(e),
-    })
+    ffi_panic_boundary! {
+        let s = &try_ref_from_ptr!(server).server;
+        let out = try_out!(out);
+        // An unknown or closed id fails (as for every connection field) rather than reading 0.
+        try_mllp!(s.remote_port(connection_id.into()));
+        out.set(s.connected(connection_id.into()) as u8)
+    }
 }
 
 /// RemoteHost: the client's IP address, under the buffer rule (`*len` = capacity in, size
@@ -30,10 +33,11 @@ pub extern "C" fn mllp_connection_get_remote_host(
     buf: *mut c_char,
     len: *mut usize,
 ) -> c_int {
-    with(server, |s| match s.remote_host(connection_id.into()) {
-        Ok(h) => put_str(&h, buf, len),
-        Err(e) => super::fail(e),
-    })
+    ffi_panic_boundary! {
+        let s = &try_ref_from_ptr!(server).server;
+        let out = try_buf!(buf, len);
+        out.put_str(&try_mllp!(s.remote_host(connection_id.into())))
+    }
 }
 
 /// RemotePort: the client's port.
@@ -43,10 +47,11 @@ pub extern "C" fn mllp_connection_get_remote_port(
     connection_id: u64,
     out: *mut u16,
 ) -> c_int {
-    with(server, |s| match s.remote_port(connection_id.into()) {
-        Ok(p) => put(out, p),
-        Err(e) => super::fail(e),
-    })
+    ffi_panic_boundary! {
+        let s = &try_ref_from_ptr!(server).server;
+        let out = try_out!(out);
+        out.set(try_mllp!(s.remote_port(connection_id.into())))
+    }
 }
 
 /// LocalAddress: the local interface the connection arrived on, under the buffer rule.
@@ -57,25 +62,30 @@ pub extern "C" fn mllp_connection_get_local_address(
     buf: *mut c_char,
     len: *mut usize,
 ) -> c_int {
-    with(server, |s| match s.local_address(connection_id.into()) {
-        Ok(h) => put_str(&h, buf, len),
-        Err(e) => super::fail(e),
-    })
+    ffi_panic_boundary! {
+        let s = &try_ref_from_ptr!(server).server;
+        let out = try_buf!(buf, len);
+        out.put_str(&try_mllp!(s.local_address(connection_id.into())))
+    }
 }
 
 /// Timeout: seconds a synchronous Send waits (0 = asynchronous).
 #[no_mangle]
 pub extern "C" fn mllp_connection_get_timeout(server: *const mllp_server, connection_id: u64, out: *mut u32) -> c_int {
-    with(server, |s| match s.timeout(connection_id.into()) {
-        Ok(t) => put(out, t),
-        Err(e) => super::fail(e),
-    })
+    ffi_panic_boundary! {
+        let s = &try_ref_from_ptr!(server).server;
+        let out = try_out!(out);
+        out.set(try_mllp!(s.timeout(connection_id.into())))
+    }
 }
 
 /// Sets Timeout (seconds).
 #[no_mangle]
 pub extern "C" fn mllp_connection_set_timeout(server: *mut mllp_server, connection_id: u64, seconds: u32) -> c_int {
-    with(server, |s| rc(s.set_timeout(connection_id.into(), seconds)))
+    ffi_panic_boundary! {
+        let s = &try_ref_from_ptr!(server).server;
+        rc(s.set_timeout(connection_id.into(), seconds))
+    }
 }
 
 /// InputData: the bytes Send sends (when no input stream or file is set), under the buffer rule.
@@ -86,10 +96,11 @@ pub extern "C" fn mllp_connection_get_input_data(
     buf: *mut u8,
     len: *mut usize,
 ) -> c_int {
-    with(server, |s| match s.input_data(connection_id.into()) {
-        Ok(d) => put_bytes(&d, buf, len),
-        Err(e) => super::fail(e),
-    })
+    ffi_panic_boundary! {
+        let s = &try_ref_from_ptr!(server).server;
+        let out = try_buf!(buf, len);
+        out.put_slice(&try_mllp!(s.input_data(connection_id.into())))
+    }
 }
 
 /// Sets InputData (InputDataB): `len` bytes at `data`, copied. `data` may be NULL when `len` is 0.
@@ -100,10 +111,11 @@ pub extern "C" fn mllp_connection_set_input_data(
     data: *const u8,
     len: usize,
 ) -> c_int {
-    with(server, |s| match bytes(data, len, "data") {
-        Ok(d) => rc(s.set_input_data(connection_id.into(), d)),
-        Err(rc) => rc,
-    })
+    ffi_panic_boundary! {
+        let s = &try_ref_from_ptr!(server).server;
+        let data = try_slice!(data, len);
+        rc(s.set_input_data(connection_id.into(), data))
+    }
 }
 
 /// InputFileName, under the buffer rule.
@@ -114,10 +126,11 @@ pub extern "C" fn mllp_connection_get_input_file_name(
     buf: *mut c_char,
     len: *mut usize,
 ) -> c_int {
-    with(server, |s| match s.input_file_name(connection_id.into()) {
-        Ok(p) => put_str(&p, buf, len),
-        Err(e) => super::fail(e),
-    })
+    ffi_panic_boundary! {
+        let s = &try_ref_from_ptr!(server).server;
+        let out = try_buf!(buf, len);
+        out.put_str(&try_mllp!(s.input_file_name(connection_id.into())))
+    }
 }
 
 /// Sets InputFileName: Send reads this file ("" clears it). Copied.
@@ -127,10 +140,11 @@ pub extern "C" fn mllp_connection_set_input_file_name(
     connection_id: u64,
     path: *const c_char,
 ) -> c_int {
-    with(server, |s| match cstr(path, "path") {
-        Ok(p) => rc(s.set_input_file_name(connection_id.into(), p)),
-        Err(rc) => rc,
-    })
+    ffi_panic_boundary! {
+        let s = &try_ref_from_ptr!(server).server;
+        let path = try_str!(path);
+        rc(s.set_input_file_name(connection_id.into(), path))
+    }
 }
 
 /// OutputData (OutputDataB): the last message received on the connection when no output
@@ -142,10 +156,11 @@ pub extern "C" fn mllp_connection_get_output_data(
     buf: *mut u8,
     len: *mut usize,
 ) -> c_int {
-    with(server, |s| match s.output_data(connection_id.into()) {
-        Ok(d) => put_bytes(&d, buf, len),
-        Err(e) => super::fail(e),
-    })
+    ffi_panic_boundary! {
+        let s = &try_ref_from_ptr!(server).server;
+        let out = try_buf!(buf, len);
+        out.put_slice(&try_mllp!(s.output_data(connection_id.into())))
+    }
 }
 
 /// OutputFileName, under the buffer rule.
@@ -156,10 +171,11 @@ pub extern "C" fn mllp_connection_get_output_file_name(
     buf: *mut c_char,
     len: *mut usize,
 ) -> c_int {
-    with(server, |s| match s.output_file_name(connection_id.into()) {
-        Ok(p) => put_str(&p, buf, len),
-        Err(e) => super::fail(e),
-    })
+    ffi_panic_boundary! {
+        let s = &try_ref_from_ptr!(server).server;
+        let out = try_buf!(buf, len);
+        out.put_str(&try_mllp!(s.output_file_name(connection_id.into())))
+    }
 }
 
 /// Sets OutputFileName: each message received on the connection is written to this file
@@ -170,10 +186,11 @@ pub extern "C" fn mllp_connection_set_output_file_name(
     connection_id: u64,
     path: *const c_char,
 ) -> c_int {
-    with(server, |s| match cstr(path, "path") {
-        Ok(p) => rc(s.set_output_file_name(connection_id.into(), p)),
-        Err(rc) => rc,
-    })
+    ffi_panic_boundary! {
+        let s = &try_ref_from_ptr!(server).server;
+        let path = try_str!(path);
+        rc(s.set_output_file_name(connection_id.into(), path))
+    }
 }
 
 /// Calls `close(user)` on drop unless disarmed: ownership of a stream passes to the library
@@ -202,12 +219,14 @@ pub extern "C" fn mllp_connection_set_input_stream(
     close: mllp_release_cb,
     user: *mut c_void,
 ) -> c_int {
+    // Outside the boundary, so that `close` runs on every path, a caught panic included.
     let owned = Owned(Cell::new(close), user);
-    with(server, |s| {
+    ffi_panic_boundary! {
+        let s = &try_ref_from_ptr!(server).server;
         let stream =
             read.map(|io| Box::new(CStream { io, close: take_close(&owned), user }) as Box<dyn std::io::Read + Send>);
         rc(s.set_input_stream(connection_id.into(), stream))
-    })
+    }
 }
 
 /// Sets the output stream (OutputStream): each message received is passed to `write` (0 =
@@ -225,12 +244,14 @@ pub extern "C" fn mllp_connection_set_output_stream(
     close: mllp_release_cb,
     user: *mut c_void,
 ) -> c_int {
+    // Outside the boundary, so that `close` runs on every path, a caught panic included.
     let owned = Owned(Cell::new(close), user);
-    with(server, |s| {
+    ffi_panic_boundary! {
+        let s = &try_ref_from_ptr!(server).server;
         let stream =
             write.map(|io| Box::new(CStream { io, close: take_close(&owned), user }) as Box<dyn std::io::Write + Send>);
         rc(s.set_output_stream(connection_id.into(), stream))
-    })
+    }
 }
 
 /// Moves the close callback from the guard into a stream (the stream now calls it).

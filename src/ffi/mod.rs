@@ -9,7 +9,9 @@
 //!   caller passes a buffer and its capacity in `*len`; `*len` is set to the size the full value
 //!   needs (for strings, including the terminating NUL). When `buf` is NULL or too small the
 //!   function returns `MLLP_ERR_BUFFER_TOO_SMALL` and copies nothing.
-//! - Every function runs inside a panic guard and checks every pointer before use.
+//! - Every function runs inside a panic guard and checks every pointer before use. The
+//!   mechanics (the guard, NULL checks, handle access, the buffer rule) live in [`macros`] and
+//!   are used the same way by every `extern "C"` function.
 
 #![allow(non_camel_case_types)]
 // The C functions check their pointers themselves; marking them `unsafe` would only move the
@@ -17,11 +19,12 @@
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
 use std::cell::RefCell;
-use std::ffi::{c_char, c_int, CStr, CString};
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ffi::{c_char, c_int, CString};
 
-use crate::error::{code, describe, Error};
+use crate::error::{describe_c, Error};
 
+#[macro_use]
+mod macros;
 pub mod callbacks;
 pub mod connection;
 pub mod server;
@@ -46,8 +49,14 @@ pub const MLLP_ERR_WOULD_BLOCK: c_int = 135;
 pub const MLLP_ERR_TIMEOUT: c_int = 201;
 /// Action impossible in the present state (211).
 pub const MLLP_ERR_BAD_STATE: c_int = 211;
+/// Action impossible while not connected (reference code 212).
+pub const MLLP_ERR_NOT_CONNECTED: c_int = 212;
+/// Action impossible while listening (reference code 213).
+pub const MLLP_ERR_LISTENING: c_int = 213;
 /// Could not open file (303).
 pub const MLLP_ERR_CANNOT_OPEN_FILE: c_int = 303;
+/// Connection dropped by the remote host (reference code 1120).
+pub const MLLP_ERR_DROPPED: c_int = 1120;
 /// A required pointer was NULL or an argument out of range (2001).
 pub const MLLP_ERR_INVALID_ARGUMENT: c_int = 2001;
 /// No connection has that id: it never existed or has closed (2002).
@@ -66,6 +75,8 @@ pub const MLLP_ERR_PANIC: c_int = 2007;
 pub const MLLP_ERR_BUFFER_TOO_SMALL: c_int = 2008;
 /// A file or stream operation failed (2009).
 pub const MLLP_ERR_IO: c_int = 2009;
+/// The server has been shut down and has freed its reactor (2010).
+pub const MLLP_ERR_SHUT_DOWN: c_int = 2010;
 /// A synchronous send was interrupted by `mllp_server_interrupt` (2011).
 pub const MLLP_ERR_SEND_INTERRUPTED: c_int = 2011;
 /// MaxConnections reached; reported through the Error event (2012).
@@ -90,24 +101,22 @@ thread_local! {
     static LAST_ERROR: RefCell<(c_int, CString)> = RefCell::new((0, CString::default()));
 }
 
-/// Records `e` as this thread's last failure and returns its code.
+/// Records `e` as this thread's last failure and returns its code. Never panics (it runs in
+/// the panic boundary's error path): while the thread is exiting, or re-entered, the record is
+/// skipped.
 pub(crate) fn fail(e: Error) -> c_int {
     let msg = CString::new(e.message.replace('\0', " ")).unwrap_or_default();
-    LAST_ERROR.with(|l| *l.borrow_mut() = (e.code, msg));
+    let _ = LAST_ERROR.try_with(|l| {
+        if let Ok(mut l) = l.try_borrow_mut() {
+            *l = (e.code, msg);
+        }
+    });
     e.code
 }
 
 /// Records an error by code and message and returns the code.
 pub(crate) fn fail_with(code: c_int, msg: &str) -> c_int {
     fail(Error::new(code, msg))
-}
-
-/// Runs `f` inside the panic guard; a panic becomes `MLLP_ERR_PANIC`.
-pub(crate) fn guard(f: impl FnOnce() -> c_int) -> c_int {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(rc) => rc,
-        Err(_) => fail_with(code::PANIC, "internal error: a panic was caught at the C boundary"),
-    }
 }
 
 /// Turns a Rust result into a result code, recording the failure.
@@ -118,106 +127,54 @@ pub(crate) fn rc<T>(r: crate::Result<T>) -> c_int {
     }
 }
 
-/// Reads a NUL-terminated UTF-8 string argument.
-pub(crate) fn cstr<'a>(p: *const c_char, what: &str) -> Result<&'a str, c_int> {
-    if p.is_null() {
-        return Err(fail_with(code::INVALID_ARGUMENT, &format!("{what} is NULL")));
-    }
-    // SAFETY: p is non-NULL and the caller promises a NUL-terminated string that outlives the call.
-    unsafe { CStr::from_ptr(p) }
-        .to_str()
-        .map_err(|_| fail_with(code::INVALID_ARGUMENT, &format!("{what} is not valid UTF-8")))
+/// A NUL-terminated copy of `s` for an event struct (a NUL inside becomes a space).
+pub(crate) fn c_text(s: &str) -> CString {
+    CString::new(s.replace('\0', " ")).unwrap_or_default()
 }
 
-/// Borrows `len` bytes at `p` (NULL is allowed only when `len` is 0).
-pub(crate) fn bytes<'a>(p: *const u8, len: usize, what: &str) -> Result<&'a [u8], c_int> {
-    if len == 0 {
-        return Ok(&[]);
-    }
-    if p.is_null() {
-        return Err(fail_with(code::INVALID_ARGUMENT, &format!("{what} is NULL")));
-    }
-    // SAFETY: p is non-NULL and the caller promises `len` readable bytes for the call's duration.
-    Ok(unsafe { std::slice::from_raw_parts(p, len) })
-}
-
-/// Writes a plain value through an output pointer.
-pub(crate) fn put<T>(out: *mut T, v: T) -> c_int {
-    if out.is_null() {
-        return fail_with(code::INVALID_ARGUMENT, "output pointer is NULL");
-    }
-    // SAFETY: out is non-NULL and the caller promises it points to writable storage for a T.
-    unsafe { out.write(v) };
-    MLLP_OK
-}
-
-/// Copies `src` to the caller's buffer under the buffer rule (see the module comment).
-pub(crate) fn put_bytes(src: &[u8], buf: *mut u8, len: *mut usize) -> c_int {
-    if len.is_null() {
-        return fail_with(code::INVALID_ARGUMENT, "len is NULL");
-    }
-    // SAFETY: len is non-NULL and points to a size_t the caller owns.
-    let cap = unsafe { *len };
-    // SAFETY: as above.
-    unsafe { *len = src.len() };
-    if buf.is_null() || cap < src.len() {
-        return fail_with(code::BUFFER_TOO_SMALL, &format!("buffer too small: {} bytes needed", src.len()));
-    }
-    // SAFETY: buf is non-NULL with room for `cap >= src.len()` bytes, and cannot overlap our data.
-    unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), buf, src.len()) };
-    MLLP_OK
-}
-
-/// Copies a string and its NUL terminator under the buffer rule.
-pub(crate) fn put_str(s: &str, buf: *mut c_char, len: *mut usize) -> c_int {
-    let mut v = Vec::with_capacity(s.len() + 1);
-    v.extend_from_slice(s.as_bytes());
-    v.push(0);
-    put_bytes(&v, buf.cast(), len)
-}
+/// `mllp_version()`'s string, NUL-terminated.
+static VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
+/// The empty C string.
+static EMPTY: &[u8] = b"\0";
 
 /// The library's version string, e.g. "0.1.0". Static storage; never NULL. Any thread.
 #[no_mangle]
 pub extern "C" fn mllp_version() -> *const c_char {
-    static V: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
-    V.as_ptr().cast()
+    ffi_panic_boundary! { default = VERSION.as_ptr().cast();
+        VERSION.as_ptr().cast()
+    }
 }
 
 /// A description of a result code (the reference's wording where it has one). Static storage;
 /// never NULL. Any thread.
 #[no_mangle]
 pub extern "C" fn mllp_error_description(code: c_int) -> *const c_char {
-    static TABLE: once_cell::sync::Lazy<std::sync::Mutex<std::collections::HashMap<c_int, &'static CStr>>> =
-        once_cell::sync::Lazy::new(Default::default);
-    let r = catch_unwind(|| {
-        let mut t = crate::shared::lock(&TABLE);
-        *t.entry(code).or_insert_with(|| {
-            let s = CString::new(describe(code)).unwrap_or_default();
-            Box::leak(s.into_boxed_c_str())
-        })
-    });
-    match r {
-        Ok(s) => s.as_ptr(),
-        Err(_) => c"Unknown error".as_ptr(),
+    ffi_panic_boundary! { default = describe_c(c_int::MIN).as_ptr();
+        describe_c(code).as_ptr()
     }
 }
 
 /// The code of the last failure on the calling thread (0 if none yet).
 #[no_mangle]
 pub extern "C" fn mllp_last_error_code() -> c_int {
-    catch_unwind(|| LAST_ERROR.with(|l| l.borrow().0)).unwrap_or(code::PANIC)
+    ffi_panic_boundary! {
+        LAST_ERROR.with(|l| l.borrow().0)
+    }
 }
 
 /// The message of the last failure on the calling thread ("" if none yet). Never NULL. The
 /// string stays valid until the next failing call on the same thread.
 #[no_mangle]
 pub extern "C" fn mllp_last_error_message() -> *const c_char {
-    catch_unwind(|| LAST_ERROR.with(|l| l.borrow().1.as_ptr())).unwrap_or(c"".as_ptr())
+    ffi_panic_boundary! { default = EMPTY.as_ptr().cast();
+        LAST_ERROR.with(|l| l.borrow().1.as_ptr())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ffi::CStr;
 
     #[test]
     fn version_constants_match_cargo() {
@@ -229,44 +186,59 @@ mod tests {
         assert_eq!(v, env!("CARGO_PKG_VERSION"));
     }
 
+    /// `#define MLLP_OK 0` / `#define MLLP_ERR_<NAME> <n>` lines of the generated header.
+    fn header_codes() -> Vec<(String, i32)> {
+        let header = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/include/mllp.h"));
+        header
+            .lines()
+            .filter_map(|l| {
+                let mut w = l.split_whitespace();
+                let (Some("#define"), Some(name), Some(value), None) = (w.next(), w.next(), w.next(), w.next()) else {
+                    return None;
+                };
+                if name != "MLLP_OK" && !name.starts_with("MLLP_ERR_") {
+                    return None;
+                }
+                Some((name.to_string(), value.parse().unwrap_or_else(|_| panic!("{name} = {value} is a number"))))
+            })
+            .collect()
+    }
+
+    fn c_name(name: &str) -> String {
+        if name == "OK" {
+            "MLLP_OK".to_string()
+        } else {
+            format!("MLLP_ERR_{name}")
+        }
+    }
+
+    /// The header's result codes and the table in src/error.rs (`codes!`) are the same set.
     #[test]
-    fn codes_match_the_core() {
-        assert_eq!(MLLP_ERR_NAK_RECEIVED, code::NAK_RECEIVED);
-        assert_eq!(MLLP_ERR_INVALID_DATA, code::INVALID_DATA);
-        assert_eq!(MLLP_ERR_INTERRUPTED, code::INTERRUPTED);
-        assert_eq!(MLLP_ERR_CANNOT_CHANGE_LOCAL_PORT, code::CANNOT_CHANGE_LOCAL_PORT);
-        assert_eq!(MLLP_ERR_CANNOT_CHANGE_LOCAL_HOST, code::CANNOT_CHANGE_LOCAL_HOST);
-        assert_eq!(MLLP_ERR_WOULD_BLOCK, code::WOULD_BLOCK);
-        assert_eq!(MLLP_ERR_TIMEOUT, code::TIMEOUT);
-        assert_eq!(MLLP_ERR_BAD_STATE, code::BAD_STATE);
-        assert_eq!(MLLP_ERR_CANNOT_OPEN_FILE, code::CANNOT_OPEN_FILE);
-        assert_eq!(MLLP_ERR_INVALID_ARGUMENT, code::INVALID_ARGUMENT);
-        assert_eq!(MLLP_ERR_NO_SUCH_CONNECTION, code::NO_SUCH_CONNECTION);
-        assert_eq!(MLLP_ERR_NOT_SUPPORTED, code::NOT_SUPPORTED);
-        assert_eq!(MLLP_ERR_UNKNOWN_SETTING, code::UNKNOWN_SETTING);
-        assert_eq!(MLLP_ERR_INVALID_VALUE, code::INVALID_VALUE);
-        assert_eq!(MLLP_ERR_REENTRANT, code::REENTRANT);
-        assert_eq!(MLLP_ERR_PANIC, code::PANIC);
-        assert_eq!(MLLP_ERR_BUFFER_TOO_SMALL, code::BUFFER_TOO_SMALL);
-        assert_eq!(MLLP_ERR_IO, code::IO);
-        assert_eq!(MLLP_ERR_SEND_INTERRUPTED, code::SEND_INTERRUPTED);
-        assert_eq!(MLLP_ERR_TOO_MANY_CONNECTIONS, code::TOO_MANY_CONNECTIONS);
-        assert_eq!(MLLP_ERR_CERTIFICATE, code::CERTIFICATE);
-        assert_eq!(MLLP_ERR_TLS_HANDSHAKE, code::TLS_HANDSHAKE);
-        assert_eq!(MLLP_ERR_TLS_CLIENT_REJECTED, code::TLS_CLIENT_REJECTED);
+    fn header_codes_match_the_table() {
+        let header = header_codes();
+        for &(name, value) in crate::error::NAMED_CODES {
+            let c = c_name(name);
+            let found = header.iter().find(|(n, _)| *n == c);
+            assert_eq!(found.map(|(_, v)| *v), Some(value), "include/mllp.h defines {c} as {value}");
+        }
+        for (n, v) in &header {
+            assert!(
+                crate::error::NAMED_CODES.iter().any(|&(name, value)| c_name(name) == *n && value == *v),
+                "{n} = {v} in include/mllp.h is in the codes! table of src/error.rs"
+            );
+        }
+        assert_eq!(header.len(), crate::error::NAMED_CODES.len(), "no code defined twice");
     }
 
     #[test]
-    fn buffer_rule() {
-        let mut len = 2usize;
-        let mut buf = [0u8; 8];
-        assert_eq!(put_bytes(b"abc", buf.as_mut_ptr(), &mut len), MLLP_ERR_BUFFER_TOO_SMALL);
-        assert_eq!(len, 3);
-        assert_eq!(put_bytes(b"abc", buf.as_mut_ptr(), &mut len), MLLP_OK);
-        assert_eq!(&buf[..3], b"abc");
-        let mut len = 8usize;
-        assert_eq!(put_str("ab", buf.as_mut_ptr().cast(), &mut len), MLLP_OK);
-        assert_eq!(len, 3);
-        assert_eq!(&buf[..3], b"ab\0");
+    fn error_description_is_static() {
+        for &(_, c) in crate::error::NAMED_CODES.iter().chain(&[("", 10048), ("", 301), ("", -7)]) {
+            let p = mllp_error_description(c);
+            assert_eq!(p, mllp_error_description(c), "same pointer twice for {c}");
+            // SAFETY: mllp_error_description returns a static NUL-terminated string.
+            let d = unsafe { CStr::from_ptr(p) }.to_str().unwrap();
+            assert_eq!(d, crate::error::describe(c));
+        }
+        assert_eq!(crate::error::describe(-7), "Unknown error");
     }
 }

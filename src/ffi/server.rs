@@ -3,7 +3,8 @@
 use std::ffi::{c_char, c_int};
 
 use super::callbacks::{CallbackCell, Callbacks};
-use super::{cstr, fail_with, guard, put, put_str, rc, MLLP_OK};
+use super::macros::{free_handle, ref_from_ptr, to_handle, Handle, Out};
+use super::{fail_with, rc, MLLP_OK};
 use crate::error::code;
 use crate::server::Server;
 
@@ -13,35 +14,15 @@ pub struct mllp_server {
     pub(crate) callbacks: CallbackCell,
 }
 
-/// Borrows the server behind a handle, or records an error for NULL.
-pub(crate) fn handle<'a>(p: *const mllp_server) -> Result<&'a mllp_server, c_int> {
-    if p.is_null() {
-        return Err(fail_with(code::INVALID_ARGUMENT, "server is NULL"));
-    }
-    // SAFETY: non-NULL handles come from mllp_server_new and stay valid until mllp_server_free,
-    // which the caller promises not to race with other calls on the same handle.
-    Ok(unsafe { &*p })
-}
-
-/// Runs `f` with the server, inside the panic guard.
-pub(crate) fn with(p: *const mllp_server, f: impl FnOnce(&Server) -> c_int) -> c_int {
-    guard(|| match handle(p) {
-        Ok(s) => f(&s.server),
-        Err(rc) => rc,
-    })
-}
+impl Handle for mllp_server {}
 
 /// Creates a server with the reference's defaults, not listening. Returns NULL only if memory
 /// runs out. Free it with `mllp_server_free`. Any thread.
 #[no_mangle]
 pub extern "C" fn mllp_server_new() -> *mut mllp_server {
-    std::panic::catch_unwind(|| {
-        Box::into_raw(Box::new(mllp_server {
-            server: Server::new(),
-            callbacks: CallbackCell::new(Callbacks::default()),
-        }))
-    })
-    .unwrap_or(std::ptr::null_mut())
+    ffi_panic_boundary! {
+        to_handle(mllp_server { server: Server::new(), callbacks: CallbackCell::new(Callbacks::default()) })
+    }
 }
 
 /// Shuts the server down (closing every connection, firing Disconnected), stops its reactor
@@ -52,19 +33,16 @@ pub extern "C" fn mllp_server_new() -> *mut mllp_server {
 /// is invalid; no other call on it may be in progress or follow.
 #[no_mangle]
 pub extern "C" fn mllp_server_free(server: *mut mllp_server) -> c_int {
-    if server.is_null() {
-        return MLLP_OK;
-    }
-    guard(|| {
-        // SAFETY: non-NULL handle from mllp_server_new (see `handle`).
-        let s = unsafe { &*server };
-        if let Err(e) = s.server.close() {
-            return super::fail(e);
-        }
-        // SAFETY: the reactor has stopped; the caller gives up the handle, created by Box::into_raw.
-        drop(unsafe { Box::from_raw(server) });
+    ffi_panic_boundary! {
+        let Some(s) = ref_from_ptr(server) else {
+            return MLLP_OK;
+        };
+        try_mllp!(s.server.close());
+        // SAFETY: the reactor has stopped; the handle came from mllp_server_new and the caller
+        // gives it up (the header: no other call on it may be in progress or follow).
+        unsafe { free_handle(server) };
         MLLP_OK
-    })
+    }
 }
 
 /// DefaultTimeout: the Timeout (seconds) given to new connections; 0 = asynchronous sends.
@@ -73,7 +51,11 @@ pub extern "C" fn mllp_server_free(server: *mut mllp_server) -> c_int {
 /// Any thread.
 #[no_mangle]
 pub extern "C" fn mllp_server_get_default_timeout(server: *const mllp_server, out: *mut u32) -> c_int {
-    with(server, |s| put(out, s.default_timeout()))
+    ffi_panic_boundary! {
+        let s = &try_ref_from_ptr!(server).server;
+        let out = try_out!(out);
+        out.set(s.default_timeout())
+    }
 }
 
 /// KeepAlive: 1 when SO_KEEPALIVE is set on accepted connections.
@@ -82,7 +64,11 @@ pub extern "C" fn mllp_server_get_default_timeout(server: *const mllp_server, ou
 /// Any thread.
 #[no_mangle]
 pub extern "C" fn mllp_server_get_keep_alive(server: *const mllp_server, out: *mut u8) -> c_int {
-    with(server, |s| put(out, s.keep_alive() as u8))
+    ffi_panic_boundary! {
+        let s = &try_ref_from_ptr!(server).server;
+        let out = try_out!(out);
+        out.set(s.keep_alive() as u8)
+    }
 }
 
 /// Listening: 1 while the server accepts connections.
@@ -91,7 +77,11 @@ pub extern "C" fn mllp_server_get_keep_alive(server: *const mllp_server, out: *m
 /// Any thread.
 #[no_mangle]
 pub extern "C" fn mllp_server_get_listening(server: *const mllp_server, out: *mut u8) -> c_int {
-    with(server, |s| put(out, s.listening() as u8))
+    ffi_panic_boundary! {
+        let s = &try_ref_from_ptr!(server).server;
+        let out = try_out!(out);
+        out.set(s.listening() as u8)
+    }
 }
 
 /// LocalPort: while listening, the real port (also after setting 0); else the configured one.
@@ -100,7 +90,11 @@ pub extern "C" fn mllp_server_get_listening(server: *const mllp_server, out: *mu
 /// Any thread.
 #[no_mangle]
 pub extern "C" fn mllp_server_get_local_port(server: *const mllp_server, out: *mut u16) -> c_int {
-    with(server, |s| put(out, s.local_port()))
+    ffi_panic_boundary! {
+        let s = &try_ref_from_ptr!(server).server;
+        let out = try_out!(out);
+        out.set(s.local_port())
+    }
 }
 
 /// Version: the MLLP version, 1 or 2 (default 2).
@@ -109,7 +103,11 @@ pub extern "C" fn mllp_server_get_local_port(server: *const mllp_server, out: *m
 /// Any thread.
 #[no_mangle]
 pub extern "C" fn mllp_server_get_version(server: *const mllp_server, out: *mut c_int) -> c_int {
-    with(server, |s| put(out, s.version() as c_int))
+    ffi_panic_boundary! {
+        let s = &try_ref_from_ptr!(server).server;
+        let out = try_out!(out);
+        out.set(s.version() as c_int)
+    }
 }
 
 /// Number of open connections.
@@ -118,44 +116,54 @@ pub extern "C" fn mllp_server_get_version(server: *const mllp_server, out: *mut 
 /// Any thread.
 #[no_mangle]
 pub extern "C" fn mllp_server_get_connection_count(server: *const mllp_server, out: *mut usize) -> c_int {
-    with(server, |s| put(out, s.connection_count()))
+    ffi_panic_boundary! {
+        let s = &try_ref_from_ptr!(server).server;
+        let out = try_out!(out);
+        out.set(s.connection_count())
+    }
 }
 
 /// Sets DefaultTimeout (seconds). Returns `MLLP_OK` or `MLLP_ERR_INVALID_ARGUMENT`. Any thread.
 #[no_mangle]
 pub extern "C" fn mllp_server_set_default_timeout(server: *mut mllp_server, seconds: u32) -> c_int {
-    with(server, |s| {
+    ffi_panic_boundary! {
+        let s = &try_ref_from_ptr!(server).server;
         s.set_default_timeout(seconds);
         MLLP_OK
-    })
+    }
 }
 
 /// Sets KeepAlive (0 or 1) for connections accepted from now on. Any thread.
 #[no_mangle]
 pub extern "C" fn mllp_server_set_keep_alive(server: *mut mllp_server, keep_alive: u8) -> c_int {
-    with(server, |s| {
+    ffi_panic_boundary! {
+        let s = &try_ref_from_ptr!(server).server;
         s.set_keep_alive(keep_alive != 0);
         MLLP_OK
-    })
+    }
 }
 
 /// Sets LocalPort (0 = any free port). Returns `MLLP_ERR_CANNOT_CHANGE_LOCAL_PORT` (106) while
 /// listening. Any thread.
 #[no_mangle]
 pub extern "C" fn mllp_server_set_local_port(server: *mut mllp_server, port: u16) -> c_int {
-    with(server, |s| rc(s.set_local_port(port)))
+    ffi_panic_boundary! {
+        let s = &try_ref_from_ptr!(server).server;
+        rc(s.set_local_port(port))
+    }
 }
 
 /// Sets Version: 1 or 2 (`MLLP_ERR_INVALID_VALUE` otherwise). Version 1 sends no
 /// acknowledgements unless the AckMode setting asks for HL7 ones. Any thread.
 #[no_mangle]
 pub extern "C" fn mllp_server_set_version(server: *mut mllp_server, version: c_int) -> c_int {
-    with(server, |s| {
+    ffi_panic_boundary! {
+        let s = &try_ref_from_ptr!(server).server;
         if !(1..=2).contains(&version) {
             return fail_with(code::INVALID_VALUE, "Version must be 1 or 2");
         }
         rc(s.set_version(version as u8))
-    })
+    }
 }
 
 /// LocalHost: the interface listened on (while listening, the bound address). Copies a
@@ -163,7 +171,11 @@ pub extern "C" fn mllp_server_set_version(server: *mut mllp_server, version: c_i
 /// (with the NUL) out; `MLLP_ERR_BUFFER_TOO_SMALL` when `buf` is NULL or too small. Any thread.
 #[no_mangle]
 pub extern "C" fn mllp_server_get_local_host(server: *const mllp_server, buf: *mut c_char, len: *mut usize) -> c_int {
-    with(server, |s| put_str(&s.local_host(), buf, len))
+    ffi_panic_boundary! {
+        let s = &try_ref_from_ptr!(server).server;
+        let out = try_buf!(buf, len);
+        out.put_str(&s.local_host())
+    }
 }
 
 /// Sets LocalHost: an IP address, a host name, or "" for every interface (see UseIPv6).
@@ -171,10 +183,11 @@ pub extern "C" fn mllp_server_get_local_host(server: *const mllp_server, buf: *m
 /// thread.
 #[no_mangle]
 pub extern "C" fn mllp_server_set_local_host(server: *mut mllp_server, host: *const c_char) -> c_int {
-    with(server, |s| match cstr(host, "host") {
-        Ok(h) => rc(s.set_local_host(h)),
-        Err(rc) => rc,
-    })
+    ffi_panic_boundary! {
+        let s = &try_ref_from_ptr!(server).server;
+        let host = try_str!(host);
+        rc(s.set_local_host(host))
+    }
 }
 
 /// Config: `"Name=Value"` sets a setting; `"Name"` reads one into `buf` under the buffer rule.
@@ -189,17 +202,16 @@ pub extern "C" fn mllp_server_config(
     buf: *mut c_char,
     len: *mut usize,
 ) -> c_int {
-    with(server, |s| {
-        let cmd = match cstr(setting, "setting") {
-            Ok(c) => c,
-            Err(rc) => return rc,
-        };
-        match s.config(cmd) {
-            Ok(_) if cmd.contains('=') => MLLP_OK,
-            Ok(v) => put_str(&v, buf, len),
-            Err(e) => super::fail(e),
+    ffi_panic_boundary! {
+        let s = &try_ref_from_ptr!(server).server;
+        let setting = try_str!(setting);
+        if setting.contains('=') {
+            // A set: buf and len are ignored.
+            return rc(s.config(setting));
         }
-    })
+        let out = try_buf!(buf, len);
+        out.put_str(&try_mllp!(s.config(setting)))
+    }
 }
 
 /// StartListening: binds LocalHost:LocalPort (on the calling thread, so "address in use",
@@ -207,41 +219,59 @@ pub extern "C" fn mllp_server_config(
 /// listening. Any thread.
 #[no_mangle]
 pub extern "C" fn mllp_server_start_listening(server: *mut mllp_server) -> c_int {
-    with(server, |s| rc(s.start_listening()))
+    ffi_panic_boundary! {
+        let s = &try_ref_from_ptr!(server).server;
+        rc(s.start_listening())
+    }
 }
 
 /// StopListening: stops accepting new connections; existing ones stay open. Any thread.
 #[no_mangle]
 pub extern "C" fn mllp_server_stop_listening(server: *mut mllp_server) -> c_int {
-    with(server, |s| rc(s.stop_listening()))
+    ffi_panic_boundary! {
+        let s = &try_ref_from_ptr!(server).server;
+        rc(s.stop_listening())
+    }
 }
 
 /// Shutdown: StopListening, then disconnect every client (Disconnected fires for each). The
 /// handle stays usable (StartListening again). Queued; returns at once. Any thread.
 #[no_mangle]
 pub extern "C" fn mllp_server_shutdown(server: *mut mllp_server) -> c_int {
-    with(server, |s| rc(s.shutdown()))
+    ffi_panic_boundary! {
+        let s = &try_ref_from_ptr!(server).server;
+        rc(s.shutdown())
+    }
 }
 
 /// Reset: Shutdown, then every property and setting back to its default. Callbacks and the
 /// user pointer stay. Any thread.
 #[no_mangle]
 pub extern "C" fn mllp_server_reset(server: *mut mllp_server) -> c_int {
-    with(server, |s| rc(s.reset()))
+    ffi_panic_boundary! {
+        let s = &try_ref_from_ptr!(server).server;
+        rc(s.reset())
+    }
 }
 
 /// Disconnect: closes a connection (replies already queued are flushed first when the socket
 /// allows). `MLLP_ERR_NO_SUCH_CONNECTION` for a closed or unknown id. Queued; any thread.
 #[no_mangle]
 pub extern "C" fn mllp_server_disconnect(server: *mut mllp_server, connection_id: u64) -> c_int {
-    with(server, |s| rc(s.disconnect(connection_id.into())))
+    ffi_panic_boundary! {
+        let s = &try_ref_from_ptr!(server).server;
+        rc(s.disconnect(connection_id.into()))
+    }
 }
 
 /// Interrupt: a synchronous `mllp_server_send` waiting on this connection returns
 /// `MLLP_ERR_SEND_INTERRUPTED` at once; the connection stays open. Any thread.
 #[no_mangle]
 pub extern "C" fn mllp_server_interrupt(server: *mut mllp_server, connection_id: u64) -> c_int {
-    with(server, |s| rc(s.interrupt(connection_id.into())))
+    ffi_panic_boundary! {
+        let s = &try_ref_from_ptr!(server).server;
+        rc(s.interrupt(connection_id.into()))
+    }
 }
 
 /// Send: frames and sends the connection's input: its input stream if set, else
@@ -252,7 +282,10 @@ pub extern "C" fn mllp_server_interrupt(server: *mut mllp_server, connection_id:
 /// `mllp_server_interrupt`; such a wait returns `MLLP_ERR_REENTRANT` on the reactor thread.
 #[no_mangle]
 pub extern "C" fn mllp_server_send(server: *mut mllp_server, connection_id: u64) -> c_int {
-    with(server, |s| rc(s.send(connection_id.into())))
+    ffi_panic_boundary! {
+        let s = &try_ref_from_ptr!(server).server;
+        rc(s.send(connection_id.into()))
+    }
 }
 
 /// Sends `len` bytes at `data` (copied) to a connection, as Send does but without touching
@@ -264,10 +297,11 @@ pub extern "C" fn mllp_server_send_bytes(
     data: *const u8,
     len: usize,
 ) -> c_int {
-    with(server, |s| match super::bytes(data, len, "data") {
-        Ok(d) => rc(s.send_bytes(connection_id.into(), d)),
-        Err(rc) => rc,
-    })
+    ffi_panic_boundary! {
+        let s = &try_ref_from_ptr!(server).server;
+        let data = try_slice!(data, len);
+        rc(s.send_bytes(connection_id.into(), data))
+    }
 }
 
 /// DoEvents: with the EventMode setting "DoEvents", delivers queued events on the calling
@@ -276,11 +310,13 @@ pub extern "C" fn mllp_server_send_bytes(
 /// and this call only waits. Any thread.
 #[no_mangle]
 pub extern "C" fn mllp_server_do_events(server: *mut mllp_server, timeout_ms: u32, delivered: *mut usize) -> c_int {
-    with(server, |s| match s.do_events(timeout_ms) {
-        Ok(n) if !delivered.is_null() => put(delivered, n),
-        Ok(_) => MLLP_OK,
-        Err(e) => super::fail(e),
-    })
+    ffi_panic_boundary! {
+        let s = &try_ref_from_ptr!(server).server;
+        // Optional: may be NULL.
+        let delivered = Out::new(delivered);
+        let n = try_mllp!(s.do_events(timeout_ms));
+        delivered.map_or(MLLP_OK, |out| out.set(n))
+    }
 }
 
 /// Connections: copies the ids of the open connections into `ids` (capacity `*len`
@@ -288,22 +324,12 @@ pub extern "C" fn mllp_server_do_events(server: *mut mllp_server, timeout_ms: u3
 /// `ids` is NULL or too small. Any thread.
 #[no_mangle]
 pub extern "C" fn mllp_server_get_connections(server: *const mllp_server, ids: *mut u64, len: *mut usize) -> c_int {
-    with(server, |s| {
-        if len.is_null() {
-            return fail_with(code::INVALID_ARGUMENT, "len is NULL");
-        }
-        let v: Vec<u64> = s.connections().into_iter().map(|id| id.raw()).collect();
-        // SAFETY: len is non-NULL and points to the caller's size_t.
-        let cap = unsafe { *len };
-        // SAFETY: as above.
-        unsafe { *len = v.len() };
-        if ids.is_null() || cap < v.len() {
-            return fail_with(code::BUFFER_TOO_SMALL, &format!("room for {} ids needed", v.len()));
-        }
-        // SAFETY: ids has room for cap >= v.len() u64 values.
-        unsafe { std::ptr::copy_nonoverlapping(v.as_ptr(), ids, v.len()) };
-        MLLP_OK
-    })
+    ffi_panic_boundary! {
+        let s = &try_ref_from_ptr!(server).server;
+        let out = try_buf!(ids, len);
+        let ids: Vec<u64> = s.connections().into_iter().map(|id| id.raw()).collect();
+        out.put_slice(&ids)
+    }
 }
 
 /// Acknowledges a message whose AckOut callback set `defer`: `accept` 1 sends ACK (HL7 mode:
@@ -320,8 +346,9 @@ pub extern "C" fn mllp_server_acknowledge(
     accept: u8,
     reject_code: c_int,
 ) -> c_int {
-    with(server, |s| {
+    ffi_panic_boundary! {
+        let s = &try_ref_from_ptr!(server).server;
         let verdict = crate::events::Verdict::from_c(accept != 0, reject_code);
         rc(s.acknowledge(connection_id.into(), message_seq, verdict))
-    })
+    }
 }

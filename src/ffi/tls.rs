@@ -5,8 +5,9 @@ use std::ffi::{c_char, c_int, c_void};
 use std::sync::Arc;
 
 use super::callbacks::{update, Callbacks};
-use super::server::{mllp_server, with};
-use super::{bytes, cstr, fail, fail_with, guard, put, put_bytes, put_str, MLLP_OK};
+use super::macros::{free_handle, ref_from_ptr, to_handle, Handle};
+use super::server::mllp_server;
+use super::{c_text as text, fail_with, MLLP_OK};
 use crate::error::code;
 use crate::events::{SslClientAuthenticationEvent, SslConnectionRequestEvent, SslStatusEvent};
 use crate::tls::Certificate;
@@ -46,6 +47,8 @@ pub const MLLP_CERT_FIELD_THUMBPRINT_SHA256: c_int = 7;
 pub struct mllp_certificate {
     cert: Arc<Certificate>,
 }
+
+impl Handle for mllp_certificate {}
 
 /// SSLClientAuthentication: a TLS client presented its certificate (or none).
 #[repr(C)]
@@ -102,10 +105,6 @@ pub type mllp_ssl_connection_request_cb =
 /// Callback for SSLStatus.
 pub type mllp_ssl_status_cb = Option<unsafe extern "C" fn(user: *mut c_void, event: *const mllp_ssl_status_event)>;
 
-fn text(s: &str) -> std::ffi::CString {
-    std::ffi::CString::new(s.replace('\0', " ")).unwrap_or_default()
-}
-
 impl Callbacks {
     pub(crate) fn ssl_client_authentication_impl(&self, e: &mut SslClientAuthenticationEvent<'_>) {
         let Some(f) = self.ssl_client_authentication else { return };
@@ -135,9 +134,9 @@ impl Callbacks {
         };
         // SAFETY: a host callback; the event and its strings are valid for the call.
         unsafe { f(self.user(), &mut ev) };
-        if !ev.certificate.is_null() {
-            // SAFETY: the host set a handle from mllp_certificate_load, alive during the callback.
-            e.certificate = Some(unsafe { &*ev.certificate }.cert.clone());
+        // The host set NULL or a handle from mllp_certificate_load, alive during the callback.
+        if let Some(c) = ref_from_ptr(ev.certificate) {
+            e.certificate = Some(c.cert.clone());
         }
     }
 
@@ -167,56 +166,25 @@ pub extern "C" fn mllp_certificate_load(
     subject: *const c_char,
     out: *mut *mut mllp_certificate,
 ) -> c_int {
-    guard(|| {
-        if out.is_null() {
-            return fail_with(code::INVALID_ARGUMENT, "out is NULL");
-        }
-        let store = match bytes(store, store_len, "store") {
-            Ok(s) => s,
-            Err(rc) => return rc,
-        };
-        let password = if password.is_null() {
-            ""
-        } else {
-            match cstr(password, "password") {
-                Ok(p) => p,
-                Err(rc) => return rc,
-            }
-        };
-        let subject = if subject.is_null() {
-            "*"
-        } else {
-            match cstr(subject, "subject") {
-                Ok(p) => p,
-                Err(rc) => return rc,
-            }
-        };
-        match Certificate::load(store_type, store, password, subject) {
-            Ok(c) => put(out, Box::into_raw(Box::new(mllp_certificate { cert: Arc::new(c) }))),
-            Err(e) => fail(e),
-        }
-    })
+    ffi_panic_boundary! {
+        let out = try_out!(out);
+        let store = try_slice!(store, store_len);
+        let password = try_opt_str!(password).unwrap_or("");
+        let subject = try_opt_str!(subject).unwrap_or("*");
+        let cert = try_mllp!(Certificate::load(store_type, store, password, subject));
+        out.set(to_handle(mllp_certificate { cert: Arc::new(cert) }))
+    }
 }
 
 /// Frees a certificate handle. NULL is accepted. A server that was given the certificate
 /// keeps its own reference.
 #[no_mangle]
 pub extern "C" fn mllp_certificate_free(cert: *mut mllp_certificate) {
-    if cert.is_null() {
-        return;
+    ffi_panic_boundary! {
+        // SAFETY: NULL or a handle from mllp_certificate_load / mllp_server_get_ssl_cert that
+        // the caller gives up here.
+        unsafe { free_handle(cert) }
     }
-    let _ = std::panic::catch_unwind(|| {
-        // SAFETY: the handle came from Box::into_raw in this module and is not used again.
-        drop(unsafe { Box::from_raw(cert) });
-    });
-}
-
-fn cert_ref<'a>(p: *const mllp_certificate) -> Result<&'a Certificate, c_int> {
-    if p.is_null() {
-        return Err(fail_with(code::INVALID_ARGUMENT, "certificate is NULL"));
-    }
-    // SAFETY: non-NULL handles come from mllp_certificate_load and live until freed.
-    Ok(&unsafe { &*p }.cert)
 }
 
 /// Reads a text field of a certificate (`MLLP_CERT_FIELD_*`) under the buffer rule.
@@ -228,11 +196,9 @@ pub extern "C" fn mllp_certificate_get_field(
     buf: *mut c_char,
     len: *mut usize,
 ) -> c_int {
-    guard(|| {
-        let c = match cert_ref(cert) {
-            Ok(c) => c,
-            Err(rc) => return rc,
-        };
+    ffi_panic_boundary! {
+        let c = &try_ref_from_ptr!(cert).cert;
+        let out = try_buf!(buf, len);
         let v = match field {
             MLLP_CERT_FIELD_SUBJECT => c.subject().to_string(),
             MLLP_CERT_FIELD_ISSUER => c.issuer().to_string(),
@@ -243,26 +209,28 @@ pub extern "C" fn mllp_certificate_get_field(
             MLLP_CERT_FIELD_THUMBPRINT_SHA256 => c.thumbprint_sha256().to_string(),
             f => return fail_with(code::INVALID_VALUE, &format!("unknown certificate field {f}")),
         };
-        put_str(&v, buf, len)
-    })
+        out.put_str(&v)
+    }
 }
 
 /// The certificate's DER encoding (Encoded / EncodedB) under the buffer rule.
 #[no_mangle]
 pub extern "C" fn mllp_certificate_get_encoded(cert: *const mllp_certificate, buf: *mut u8, len: *mut usize) -> c_int {
-    guard(|| match cert_ref(cert) {
-        Ok(c) => put_bytes(c.encoded(), buf, len),
-        Err(rc) => rc,
-    })
+    ffi_panic_boundary! {
+        let c = &try_ref_from_ptr!(cert).cert;
+        let out = try_buf!(buf, len);
+        out.put_slice(c.encoded())
+    }
 }
 
 /// PrivateKeyAvailable: writes 1 when the store held the certificate's private key.
 #[no_mangle]
 pub extern "C" fn mllp_certificate_get_private_key_available(cert: *const mllp_certificate, out: *mut u8) -> c_int {
-    guard(|| match cert_ref(cert) {
-        Ok(c) => put(out, c.private_key_available() as u8),
-        Err(rc) => rc,
-    })
+    ffi_panic_boundary! {
+        let c = &try_ref_from_ptr!(cert).cert;
+        let out = try_out!(out);
+        out.set(c.private_key_available() as u8)
+    }
 }
 
 /// Sets SSLCert (NULL clears it). The server keeps its own reference; the caller still frees
@@ -270,56 +238,63 @@ pub extern "C" fn mllp_certificate_get_private_key_available(cert: *const mllp_c
 /// there).
 #[no_mangle]
 pub extern "C" fn mllp_server_set_ssl_cert(server: *mut mllp_server, cert: *const mllp_certificate) -> c_int {
-    with(server, |s| {
-        // SAFETY: a non-NULL handle from mllp_certificate_load.
-        let c = if cert.is_null() { None } else { Some(unsafe { &*cert }.cert.clone()) };
-        s.set_ssl_cert(c);
+    ffi_panic_boundary! {
+        let s = &try_ref_from_ptr!(server).server;
+        // Optional: NULL clears SSLCert.
+        s.set_ssl_cert(ref_from_ptr(cert).map(|c| c.cert.clone()));
         MLLP_OK
-    })
+    }
 }
 
 /// SSLCert: writes a new handle to `*out` (free it with `mllp_certificate_free`), or NULL when
 /// none is set.
 #[no_mangle]
 pub extern "C" fn mllp_server_get_ssl_cert(server: *const mllp_server, out: *mut *mut mllp_certificate) -> c_int {
-    with(server, |s| {
-        let v = s.ssl_cert().map_or(std::ptr::null_mut(), |cert| Box::into_raw(Box::new(mllp_certificate { cert })));
-        if out.is_null() && !v.is_null() {
-            // SAFETY: just created above, never shared.
-            drop(unsafe { Box::from_raw(v) });
-        }
-        put(out, v)
-    })
+    ffi_panic_boundary! {
+        let s = &try_ref_from_ptr!(server).server;
+        let out = try_out!(out);
+        out.set(s.ssl_cert().map_or(std::ptr::null_mut(), |cert| to_handle(mllp_certificate { cert })))
+    }
 }
 
 /// SSLEnabled: writes 1 when TLS is enabled.
 #[no_mangle]
 pub extern "C" fn mllp_server_get_ssl_enabled(server: *const mllp_server, out: *mut u8) -> c_int {
-    with(server, |s| put(out, s.ssl_enabled() as u8))
+    ffi_panic_boundary! {
+        let s = &try_ref_from_ptr!(server).server;
+        let out = try_out!(out);
+        out.set(s.ssl_enabled() as u8)
+    }
 }
 
 /// Sets SSLEnabled (0 or 1); takes effect at the next StartListening.
 #[no_mangle]
 pub extern "C" fn mllp_server_set_ssl_enabled(server: *mut mllp_server, enabled: u8) -> c_int {
-    with(server, |s| {
+    ffi_panic_boundary! {
+        let s = &try_ref_from_ptr!(server).server;
         s.set_ssl_enabled(enabled != 0);
         MLLP_OK
-    })
+    }
 }
 
 /// SSLAuthenticateClients: writes 1 when clients are asked for a certificate.
 #[no_mangle]
 pub extern "C" fn mllp_server_get_ssl_authenticate_clients(server: *const mllp_server, out: *mut u8) -> c_int {
-    with(server, |s| put(out, s.ssl_authenticate_clients() as u8))
+    ffi_panic_boundary! {
+        let s = &try_ref_from_ptr!(server).server;
+        let out = try_out!(out);
+        out.set(s.ssl_authenticate_clients() as u8)
+    }
 }
 
 /// Sets SSLAuthenticateClients (0 or 1); takes effect at the next StartListening.
 #[no_mangle]
 pub extern "C" fn mllp_server_set_ssl_authenticate_clients(server: *mut mllp_server, on: u8) -> c_int {
-    with(server, |s| {
+    ffi_panic_boundary! {
+        let s = &try_ref_from_ptr!(server).server;
         s.set_ssl_authenticate_clients(on != 0);
         MLLP_OK
-    })
+    }
 }
 
 /// A negotiated TLS value of a connection: `name` is SSLNegotiatedCipher,
@@ -335,16 +310,12 @@ pub extern "C" fn mllp_connection_get_ssl_negotiated(
     buf: *mut c_char,
     len: *mut usize,
 ) -> c_int {
-    with(server, |s| {
-        let n = match cstr(name, "name") {
-            Ok(n) => n,
-            Err(rc) => return rc,
-        };
-        match s.ssl_negotiated(connection_id.into(), n) {
-            Ok(v) => put_str(&v, buf, len),
-            Err(e) => fail(e),
-        }
-    })
+    ffi_panic_boundary! {
+        let s = &try_ref_from_ptr!(server).server;
+        let name = try_str!(name);
+        let out = try_buf!(buf, len);
+        out.put_str(&try_mllp!(s.ssl_negotiated(connection_id.into(), name)))
+    }
 }
 
 /// Registers the SSLClientAuthentication callback (set `event->accept` to override the
@@ -354,7 +325,9 @@ pub extern "C" fn mllp_server_on_ssl_client_authentication(
     server: *mut mllp_server,
     cb: mllp_ssl_client_authentication_cb,
 ) -> c_int {
-    update(server, |c| c.ssl_client_authentication = cb)
+    ffi_panic_boundary! {
+        update(try_ref_from_ptr!(server), |c| c.ssl_client_authentication = cb)
+    }
 }
 
 /// Registers the SSLConnectionRequest callback (set `event->certificate` to present another
@@ -364,11 +337,15 @@ pub extern "C" fn mllp_server_on_ssl_connection_request(
     server: *mut mllp_server,
     cb: mllp_ssl_connection_request_cb,
 ) -> c_int {
-    update(server, |c| c.ssl_connection_request = cb)
+    ffi_panic_boundary! {
+        update(try_ref_from_ptr!(server), |c| c.ssl_connection_request = cb)
+    }
 }
 
 /// Registers the SSLStatus callback. Pass NULL to remove it. Any thread.
 #[no_mangle]
 pub extern "C" fn mllp_server_on_ssl_status(server: *mut mllp_server, cb: mllp_ssl_status_cb) -> c_int {
-    update(server, |c| c.ssl_status = cb)
+    ffi_panic_boundary! {
+        update(try_ref_from_ptr!(server), |c| c.ssl_status = cb)
+    }
 }
