@@ -32,6 +32,8 @@
 //! p999_us, max_us, errors, naks, and extras (client CPU per message; with `--server-pid` the
 //! server's CPU time per message and its resident memory).
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream as StdTcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -410,8 +412,9 @@ fn proc_rss_kb(pid: u32) -> Option<u64> {
 
 /// This process's CPU time (user + system), seconds.
 fn self_cpu() -> f64 {
-    // SAFETY: getrusage writes into the zeroed struct we pass.
+    // SAFETY: rusage is plain integers, for which all-zero bytes are a valid value.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes into the struct we own and pass by pointer.
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
     let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     tv(ru.ru_utime) + tv(ru.ru_stime)
