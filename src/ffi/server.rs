@@ -25,7 +25,9 @@ pub extern "C" fn mllp_server_new() -> *mut mllp_server {
     }
 }
 
-/// Shuts the server down (closing every connection, firing Disconnected), stops its reactor
+/// Shuts the server down (closing every connection, firing Disconnected for each: on the
+/// reactor thread in thread mode; in DoEvents mode this call delivers them, and any other
+/// queued notification, on the calling thread before it returns), stops its reactor
 /// thread, releases the user pointer and frees the handle. NULL is accepted (returns
 /// `MLLP_OK`). Safe in every state: never started, listening, with clients, after shutdown or
 /// a failed start. Returns `MLLP_ERR_REENTRANT` and frees nothing when called from one of this
