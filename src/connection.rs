@@ -33,25 +33,38 @@ const SPARE_KEEP_LIMIT: usize = 1 << 20;
 /// Largest message buffer kept for reuse.
 const RECYCLE_LIMIT: usize = 16 << 20;
 
-/// The current time: monotonic for deadlines, wall-clock seconds for HL7 timestamps.
+/// The current time: monotonic for deadlines; the wall clock (for HL7 timestamps) as a
+/// reference pair, so that it is computed only when an HL7 acknowledgement needs it.
 #[derive(Clone, Copy, Debug)]
 pub struct Time {
     /// For deadlines (ReceiveTimeout, rate windows).
     pub mono: Instant,
-    /// Seconds since the Unix epoch, for MSH-7 of HL7 acknowledgements.
-    pub unix_secs: u64,
+    /// A monotonic instant and the wall-clock time at that instant.
+    wall_ref: (Instant, SystemTime),
 }
 
 impl Time {
     /// The machine's clocks now.
     pub fn now() -> Self {
-        let unix_secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        Time { mono: Instant::now(), unix_secs }
+        let mono = Instant::now();
+        Time { mono, wall_ref: (mono, SystemTime::now()) }
+    }
+
+    /// `mono`, with the wall clock read at `wall_ref.0` as `wall_ref.1` (a driver reads the
+    /// wall clock once in a while and derives it in between).
+    pub fn with_wall_ref(mono: Instant, wall_ref: (Instant, SystemTime)) -> Self {
+        Time { mono, wall_ref }
     }
 
     /// A given monotonic instant and wall-clock second (for tests).
     pub fn at(mono: Instant, unix_secs: u64) -> Self {
-        Time { mono, unix_secs }
+        Time { mono, wall_ref: (mono, UNIX_EPOCH + Duration::from_secs(unix_secs)) }
+    }
+
+    /// Seconds since the Unix epoch, for MSH-7 of HL7 acknowledgements.
+    pub fn unix_secs(&self) -> u64 {
+        let wall = self.wall_ref.1 + self.mono.saturating_duration_since(self.wall_ref.0);
+        wall.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
     }
 }
 
@@ -296,7 +309,7 @@ impl<W> Connection<W> {
                 Found::Refused(r) => {
                     let max = self.cfg.max_message_size;
                     self.error(code::INVALID_DATA, r.describe(max));
-                    self.refuse(now.unix_secs);
+                    self.refuse(now);
                 }
                 Found::AckIn(accepted) => self.on_ack_in(accepted),
                 Found::Restarted => {
@@ -416,7 +429,7 @@ impl<W> Connection<W> {
         self.log(LogLevel::Verbose, || format!("message {seq} answered with {word}"));
         while let Some(Pending { verdict: Some(_), .. }) = self.pending.front() {
             let mut p = self.pending.pop_front().expect("front exists");
-            self.write_reply(p.verdict.expect("decided"), &p.msh, now.unix_secs);
+            self.write_reply(p.verdict.expect("decided"), &p.msh, now);
             if p.msh.capacity() > 0 && p.msh.capacity() <= 4096 && self.msh_pool.len() < 4 {
                 p.msh.clear();
                 self.msh_pool.push(p.msh);
@@ -427,10 +440,10 @@ impl<W> Connection<W> {
 
     /// Answers a frame the server refused on its own; queued behind undecided replies so the
     /// order of answers follows the order of frames.
-    fn refuse(&mut self, unix_secs: u64) {
+    fn refuse(&mut self, now: Time) {
         let verdict = Verdict::Reject(RejectCode::AR);
         if self.pending.is_empty() {
-            self.write_reply(verdict, &[], unix_secs);
+            self.write_reply(verdict, &[], now);
         } else {
             // Refusal slots never match a host's seq: numbers from the top of the range.
             let seq = u64::MAX - self.pending.len() as u64;
@@ -438,7 +451,7 @@ impl<W> Connection<W> {
         }
     }
 
-    fn write_reply(&mut self, verdict: Verdict, msh: &[u8], unix_secs: u64) {
+    fn write_reply(&mut self, verdict: Verdict, msh: &[u8], now: Time) {
         let chars = self.decoder.chars();
         match self.cfg.ack_mode {
             AckMode::None => {}
@@ -453,6 +466,7 @@ impl<W> Connection<W> {
                     Verdict::Reject(r) => r.ack_code(),
                 };
                 // Scratch buffers are reused: no allocation per acknowledgement.
+                let unix_secs = now.unix_secs();
                 let s = &mut self.scratch;
                 s.clear();
                 hl7::format_timestamp(unix_secs, s);
@@ -645,7 +659,7 @@ mod tests {
     }
 
     fn after(t: Time, secs: u64) -> Time {
-        Time::at(t.mono + Duration::from_secs(secs), t.unix_secs + secs)
+        Time::at(t.mono + Duration::from_secs(secs), t.unix_secs() + secs)
     }
 
     fn events(c: &mut Connection<u32>) -> Vec<Event<u32>> {
