@@ -267,6 +267,8 @@ impl<W> Connection<W> {
         let mut found = std::mem::take(&mut self.found);
         let Connection { decoder, msg, spare, frames_started, cfg, ack_waiters, .. } = &mut *self;
         let (ack, nak) = (cfg.ack_char, cfg.nak_char);
+        // Sends still awaiting an answer, counted down as answers are found in this chunk.
+        let mut awaiting = ack_waiters.len();
         let skipped = decoder.feed(data, |ev| match ev {
             DecodeEvent::Start => {
                 msg.clear();
@@ -278,9 +280,11 @@ impl<W> Connection<W> {
                     found.push(Found::Refused(Refusal::Empty));
                 } else if msg.len() == 1 && (msg[0] == ack || msg[0] == nak) {
                     // A commit acknowledgement of something we sent, not a message.
+                    awaiting = awaiting.saturating_sub(1);
                     found.push(Found::AckIn(msg[0] == ack));
                     msg.clear();
-                } else if !ack_waiters.is_empty() && hl7::is_ack_message(msg) {
+                } else if awaiting > 0 && hl7::is_ack_message(msg) {
+                    awaiting -= 1;
                     // An HL7 application ACK answering our Send.
                     found.push(Found::AckIn(hl7::ack_accepted(msg).unwrap_or(false)));
                     msg.clear();
@@ -816,6 +820,19 @@ mod tests {
         // With nothing awaited, an HL7 ACK is a message like any other.
         c.handle_input(&frame(b"MSH|^~\\&|R|F|S|F|1||ACK|9|P|2.5\rMSA|AA|3"), t0());
         assert!(matches!(&events(&mut c)[..], [Event::Message { .. }]));
+    }
+
+    #[test]
+    fn hl7_acks_beyond_the_sends_awaiting_are_messages() {
+        let mut c = Connection::<u32>::new(cfg());
+        c.send(b"MSH|out", Some(1)).unwrap();
+        drain(&mut c);
+        let ack = frame(b"MSH|^~\\&|R|F|S|F|1||ACK|9|P|2.5\rMSA|AA|1");
+        c.handle_input(&[ack.clone(), ack].concat(), t0());
+        let ev = events(&mut c);
+        assert_eq!(ev[0], Event::SendDone { waiter: 1, result: Ok(()) });
+        assert_eq!(ev[1], Event::AckIn { accepted: true });
+        assert!(matches!(ev[2], Event::Message { seq: 1, .. }), "{ev:?}");
     }
 
     #[test]
