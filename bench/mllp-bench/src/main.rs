@@ -91,7 +91,7 @@ fn parse_warmup(v: &str) -> Result<Warmup, String> {
 
 /// A closed-loop MLLP load generator (see the crate documentation for the modes and output).
 #[derive(Clone, Debug, clap::Parser)]
-#[command(name = "mllp-bench", version)]
+#[command(name = "mllp-bench", version, args_override_self = true)]
 struct Opts {
     /// Server address.
     #[arg(long, default_value = "127.0.0.1")]
@@ -127,7 +127,7 @@ struct Opts {
     /// (signatures are still verified).
     #[arg(long)]
     tls: bool,
-    /// PEM CA certificates to verify the server with.
+    /// PEM CA certificates to verify the server with (implies --tls).
     #[arg(long)]
     tls_ca: Option<String>,
     /// Name to verify / send as SNI (default: --host).
@@ -157,6 +157,8 @@ fn die(msg: &str) -> ! {
 
 fn parse_opts() -> Opts {
     let mut o = <Opts as clap::Parser>::parse();
+    // A CA to verify the server with only makes sense over TLS.
+    o.tls |= o.tls_ca.is_some();
     if o.connections == 0 && o.idle == 0 {
         die("--connections must be at least 1");
     }
