@@ -467,7 +467,7 @@ impl Shared {
 
     fn note_end(&self, t: Instant) {
         let mut e = self.end.lock().unwrap();
-        if e.map_or(true, |x| t > x) {
+        if e.is_none_or(|x| t > x) {
             *e = Some(t);
         }
     }
