@@ -127,7 +127,8 @@ max_idle() { # largest idle count both ends can hold: each side needs one descri
 # ------------------------------------------------------------------------------------------
 # Servers
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# free_port, wait_listening, stop_server
+source "$ROOT/bench/servers.sh"
 
 # start_server NAME [MODE-ARGS...] -> SERVER_PID, SERVER_PORT; returns 1 if it did not come up.
 start_server() {
@@ -141,32 +142,7 @@ start_server() {
         node)   node "$ROOT/bench/peers/node/server.js" "$SERVER_PORT" >"$log" 2>&1 & ;;
     esac
     SERVER_PID=$!
-    local i
-    for i in $(seq 1 100); do
-        if grep -q "listening on" "$log" 2>/dev/null &&
-            (exec 3<>"/dev/tcp/127.0.0.1/$SERVER_PORT") 2>/dev/null; then
-            sleep 0.1
-            return 0
-        fi
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    say "$name did not start: $(tail -3 "$log" | tr '\n' ' ')"
-    stop_server
-    return 1
-}
-
-stop_server() {
-    [ -z "$SERVER_PID" ] && return
-    kill "$SERVER_PID" 2>/dev/null
-    local i
-    for i in $(seq 1 30); do
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -9 "$SERVER_PID" 2>/dev/null
-    wait "$SERVER_PID" 2>/dev/null
-    SERVER_PID=""
+    wait_listening "$name" "$log"
 }
 
 # record GROUP SERVER VARIANT REPEAT JSON

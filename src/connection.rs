@@ -397,10 +397,7 @@ impl<W> Connection<W> {
     /// The earliest deadline the driver must wake up for: the end of the frame in progress
     /// (ReceiveTimeout) or of a rate-limit pause.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match (self.frame_deadline, self.rate_blocked_until) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.frame_deadline, self.rate_blocked_until].into_iter().flatten().min()
     }
 
     /// Acts on deadlines that have passed at `now`: a frame past its ReceiveTimeout is

@@ -326,7 +326,6 @@ impl Reactor {
             _ => {
                 let Some(mut c) = self.take(id) else { return };
                 let r = f(self, &mut c);
-                self.drain_proto(&mut c);
                 self.settle(c, r);
             }
         }
@@ -464,6 +463,7 @@ impl Reactor {
     }
 
     /// After I/O: flush replies, then close the connection or update its interest and timer.
+    /// Either path turns what the connection reported into events (flush and close drain it).
     fn settle(&mut self, mut c: Conn, mut result: io::Result<()>) {
         if let Some(e) = c.failed.take() {
             result = Err(e);
@@ -522,10 +522,7 @@ impl Reactor {
     /// Puts the connection's next deadline (protocol or TLS handshake) in the timer heap
     /// unless an entry at or before it is there already.
     fn arm_timer(&mut self, c: &mut Conn) {
-        let next = match (c.proto.poll_timeout(), c.transport.poll_timeout()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let next = [c.proto.poll_timeout(), c.transport.poll_timeout()].into_iter().flatten().min();
         if let Some(t) = next {
             if c.armed.map_or(true, |a| t < a) {
                 c.armed = Some(t);
@@ -573,7 +570,7 @@ impl Reactor {
                 ReadOutcome::HandshakeDone => self.on_handshake_done(c),
             }
         }
-        self.drain_proto(c);
+        // What else this turn produced (TLS status lines) is drained by the caller's settle.
         Ok(())
     }
 
@@ -719,7 +716,6 @@ impl Reactor {
                         None => self.error(id, e),
                     }
                 }
-                self.drain_proto(&mut c);
                 self.settle(c, Ok(()));
             }
             Command::Disconnect(id) => {
@@ -766,7 +762,6 @@ impl Reactor {
                 continue;
             }
             c.proto.handle_timeout(self.now);
-            self.drain_proto(&mut c);
             self.settle(c, Ok(()));
         }
     }
