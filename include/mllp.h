@@ -180,6 +180,23 @@
 #define MLLP_ERR_TLS_CLIENT_REJECTED 2022
 
 /**
+ * A batch (ProcessBatch) could not be split: no BTS or FTS, counts wrong, stray segments;
+ * refused whole, nothing delivered (2030).
+ */
+#define MLLP_ERR_BAD_BATCH 2030
+
+/**
+ * A message could not be converted from its character set (DecodeToUTF8); refused (2031).
+ */
+#define MLLP_ERR_CHARSET 2031
+
+/**
+ * A resent message arrived while its original was still awaiting its answer on another
+ * connection (DuplicateWindow); refused, to be resent later (2032).
+ */
+#define MLLP_ERR_DUPLICATE_IN_PROGRESS 2032
+
+/**
  * Major version of this library (matches Cargo.toml).
  */
 #define MLLP_VERSION_MAJOR 0
@@ -203,6 +220,36 @@
  * HL7 reject code for `mllp_ack_out_event.reject_code`: MSA-1 `AR` (application reject).
  */
 #define MLLP_REJECT_AR 2
+
+/**
+ * HL7 acknowledgement code for `mllp_hl7_build_ack` and `mllp_server_send_app_ack`: MSA-1 `AA`.
+ */
+#define MLLP_ACK_AA 0
+
+/**
+ * MSA-1 `AE` (the same number as `MLLP_REJECT_AE`).
+ */
+#define MLLP_ACK_AE 1
+
+/**
+ * MSA-1 `AR` (the same number as `MLLP_REJECT_AR`).
+ */
+#define MLLP_ACK_AR 2
+
+/**
+ * MSA-1 `CA` (enhanced mode: commit accept).
+ */
+#define MLLP_ACK_CA 3
+
+/**
+ * MSA-1 `CE` (enhanced mode: commit error).
+ */
+#define MLLP_ACK_CE 4
+
+/**
+ * MSA-1 `CR` (enhanced mode: commit reject).
+ */
+#define MLLP_ACK_CR 5
 
 /**
  * Certificate store type: PFX (PKCS#12) file; the store is its path.
@@ -343,6 +390,15 @@ typedef struct {
    * Sequence number of the message on its connection (1 for the first).
    */
   uint64_t message_seq;
+  /**
+   * MSH-18 as sent, NUL-terminated ("" when empty).
+   */
+  const char *charset;
+  /**
+   * The normalised character set name ("ASCII", "8859/1", "UNICODE UTF-8" …) of MSH-18,
+   * else of the DefaultCharset setting; "" when neither names a known set. NUL-terminated.
+   */
+  const char *encoding;
 } mllp_transfer_boundary_event;
 
 /**
@@ -376,6 +432,81 @@ typedef struct {
  * Callback for Transfer.
  */
 typedef void (*mllp_transfer_cb)(void *user, const mllp_transfer_event *event);
+
+/**
+ * Message: a received message, whole (after EndTransfer, before AckOut).
+ */
+typedef struct {
+  /**
+   * The connection.
+   */
+  uint64_t connection_id;
+  /**
+   * Sequence number of the message on its connection.
+   */
+  uint64_t message_seq;
+  /**
+   * The whole message (not NUL-terminated; UTF-8 when `decoded`).
+   */
+  const uint8_t *data;
+  /**
+   * Length of `data`.
+   */
+  size_t len;
+  /**
+   * MSH-18 as sent, NUL-terminated ("" when empty).
+   */
+  const char *charset;
+  /**
+   * The normalised character set name, NUL-terminated ("" when unknown).
+   */
+  const char *encoding;
+  /**
+   * 1 when `data` was converted to UTF-8 (the DecodeToUTF8 setting), else 0.
+   */
+  uint8_t decoded;
+} mllp_message_event;
+
+/**
+ * Callback for Message.
+ */
+typedef void (*mllp_message_cb)(void *user, const mllp_message_event *event);
+
+/**
+ * Duplicate: a resent message (the DuplicateWindow setting) was answered with its original's
+ * acknowledgement and not delivered again.
+ */
+typedef struct {
+  /**
+   * The connection it arrived on.
+   */
+  uint64_t connection_id;
+  /**
+   * The message as received (not NUL-terminated).
+   */
+  const uint8_t *message;
+  /**
+   * Length of `message`.
+   */
+  size_t message_len;
+  /**
+   * Its MSH-10, NUL-terminated.
+   */
+  const char *control_id;
+  /**
+   * The acknowledgement sent again (unframed; empty when the original got none).
+   */
+  const uint8_t *reply;
+  /**
+   * Length of `reply`.
+   */
+  size_t reply_len;
+} mllp_duplicate_event;
+
+/**
+ * Callback for Duplicate.
+ */
+typedef void (*mllp_duplicate_cb)(void *user, const mllp_duplicate_event *event);
 
 /**
  * AckOut: an acknowledgement is about to be sent for a received message.
@@ -412,6 +543,26 @@ typedef struct {
    * thread (for instance after a group commit). Replies still leave in message order.
    */
   uint8_t defer;
+  /**
+   * MSH-18 as sent, NUL-terminated ("" when empty).
+   */
+  const char *charset;
+  /**
+   * The normalised character set name, NUL-terminated ("" when unknown).
+   */
+  const char *encoding;
+  /**
+   * Read-write: NULL (the default) lets the library build the reply from `accept` and
+   * `reject_code`. Set it to send exactly `reply_len` bytes at `reply` as the
+   * acknowledgement instead (HL7 mode: an unframed HL7 ACK; MLLP mode: the ACK or NAK
+   * byte), e.g. the original acknowledgement of a message the host's store has seen
+   * before. Copied when the callback returns.
+   */
+  const uint8_t *reply;
+  /**
+   * Read-write: length of `reply`.
+   */
+  size_t reply_len;
 } mllp_ack_out_event;
 
 /**
@@ -673,6 +824,24 @@ int mllp_server_on_transfer(mllp_server *server, mllp_transfer_cb cb);
  * `server` is NULL. Any thread; takes effect for the next event.
  */
 int mllp_server_on_end_transfer(mllp_server *server, mllp_transfer_boundary_cb cb);
+
+/**
+ * Registers the Message callback: each received message whole, after EndTransfer and before
+ * AckOut (for hosts that do not want Transfer pieces).
+ *
+ * Pass NULL to remove the callback. Returns `MLLP_OK`, or `MLLP_ERR_INVALID_ARGUMENT` when
+ * `server` is NULL. Any thread; takes effect for the next event.
+ */
+int mllp_server_on_message(mllp_server *server, mllp_message_cb cb);
+
+/**
+ * Registers the Duplicate callback (the DuplicateWindow setting): a resent message was
+ * answered with its original's acknowledgement and not delivered again.
+ *
+ * Pass NULL to remove the callback. Returns `MLLP_OK`, or `MLLP_ERR_INVALID_ARGUMENT` when
+ * `server` is NULL. Any thread; takes effect for the next event.
+ */
+int mllp_server_on_duplicate(mllp_server *server, mllp_duplicate_cb cb);
 
 /**
  * Registers the AckOut callback (set `event->accept` to 0 to send a negative acknowledgement).
@@ -1050,6 +1219,58 @@ int mllp_server_acknowledge(mllp_server *server,
                             uint64_t message_seq,
                             uint8_t accept,
                             int reject_code);
+
+/**
+ * Acknowledges a message whose AckOut callback set `defer` with exactly `reply_len` bytes at
+ * `reply` (copied; unframed: an HL7 ACK in HL7 mode, the ACK or NAK byte in MLLP mode), e.g.
+ * the original acknowledgement of a message the host's own store has seen before. Same
+ * ordering rules and codes as `mllp_server_acknowledge`. A positive reply (the ACK byte, MSA-1
+ * AA or CA) is remembered by the DuplicateWindow setting. Queued; any thread.
+ */
+int mllp_server_acknowledge_with(mllp_server *server,
+                                 uint64_t connection_id,
+                                 uint64_t message_seq,
+                                 const uint8_t *reply,
+                                 size_t reply_len);
+
+/**
+ * Sends an HL7 application acknowledgement for `message` (`message_len` bytes, a message
+ * received on that connection) as a message of its own, built from its MSH: `code`
+ * `MLLP_ACK_AA`, `MLLP_ACK_AE` or `MLLP_ACK_AR`; `text` an optional MSA-3 (NULL: none). It is
+ * sent only when the message's MSH-16 asks for it: AL always, ER only for AE/AR, SU only for
+ * AA, NE or empty never. Writes 1 to `*sent` (may be NULL) when it was sent, 0 when MSH-16
+ * said no. Queued (asynchronous); `MLLP_ERR_INVALID_VALUE` for another code or a message
+ * without MSH, `MLLP_ERR_NO_SUCH_CONNECTION`. Any thread.
+ */
+int mllp_server_send_app_ack(mllp_server *server,
+                             uint64_t connection_id,
+                             const uint8_t *message,
+                             size_t message_len,
+                             int code,
+                             const char *text,
+                             uint8_t *sent);
+
+/**
+ * Writes the number of duplicates answered from the DuplicateWindow so far to `*count`.
+ * Returns `MLLP_OK`, or `MLLP_ERR_INVALID_ARGUMENT` when a pointer is NULL. Any thread.
+ */
+int mllp_server_get_duplicate_count(const mllp_server *server, uint64_t *count);
+
+/**
+ * Builds an HL7 acknowledgement for `message` (`message_len` bytes): MSA-1 `code`
+ * (`MLLP_ACK_AA` … `MLLP_ACK_CR`), MSA-2 its MSH-10, MSA-3 `text` (NULL: none), MSH-7 now
+ * and an MSH-10 unique across connections, servers and restarts; the same rules as the
+ * acknowledgements the server builds (see AckMode=HL7). Buffer rule: when `out` is NULL or
+ * `*out_len` is too small, returns `MLLP_ERR_BUFFER_TOO_SMALL` with the size needed in
+ * `*out_len` (every call makes a new control id). `MLLP_ERR_INVALID_VALUE` for an unknown
+ * code. Any thread.
+ */
+int mllp_hl7_build_ack(const uint8_t *message,
+                       size_t message_len,
+                       int code,
+                       const char *text,
+                       uint8_t *out,
+                       size_t *out_len);
 
 /**
  * Loads a certificate as the reference's `Certificate(storeType, store, storePassword,

@@ -90,6 +90,15 @@ pub struct Settings {
     pub ack_mode: Option<AckMode>,
     /// EventMode setting.
     pub event_mode: EventMode,
+    /// DuplicateWindow setting: accepted messages remembered for duplicate detection (0 = off).
+    pub duplicate_window: u32,
+    /// ProcessBatch setting: FHS/BHS frames are split into their messages.
+    pub process_batch: bool,
+    /// DefaultCharset setting: the character set of messages whose MSH-18 is empty ("" =
+    /// ASCII-compatible pass-through), normalised.
+    pub default_charset: String,
+    /// DecodeToUTF8 setting: messages are handed to the host converted to UTF-8.
+    pub decode_to_utf8: bool,
     /// The SSL properties and settings.
     pub tls: crate::tls::TlsSettings,
 }
@@ -126,6 +135,10 @@ impl Default for Settings {
             max_connections: 0,
             ack_mode: None,
             event_mode: EventMode::Thread,
+            duplicate_window: 0,
+            process_batch: false,
+            default_charset: String::new(),
+            decode_to_utf8: false,
             tls: crate::tls::TlsSettings::default(),
         }
     }
@@ -249,6 +262,10 @@ impl Settings {
             "maxmessagesize" => self.max_message_size.to_string(),
             "maxconnections" => self.max_connections.to_string(),
             "ackmode" => self.effective_ack_mode().name().to_string(),
+            "duplicatewindow" => self.duplicate_window.to_string(),
+            "processbatch" => tf(self.process_batch),
+            "defaultcharset" => self.default_charset.clone(),
+            "decodetoutf8" => tf(self.decode_to_utf8),
             "eventmode" => match self.event_mode {
                 EventMode::Thread => "Thread".into(),
                 EventMode::DoEvents => "DoEvents".into(),
@@ -316,6 +333,35 @@ impl Settings {
                 self.max_message_size = v;
             }
             "maxconnections" => self.max_connections = parse_num(value, "connection count")?,
+            "duplicatewindow" => {
+                let v: u32 = parse_num(value, "number of messages")?;
+                if v > crate::dedupe::MAX_WINDOW {
+                    return Err(Error::new(
+                        code::INVALID_VALUE,
+                        format!("DuplicateWindow must be at most {}", crate::dedupe::MAX_WINDOW),
+                    ));
+                }
+                self.duplicate_window = v;
+            }
+            "processbatch" => self.process_batch = parse_bool(value)?,
+            "defaultcharset" => {
+                let v = value.trim();
+                self.default_charset = if v.is_empty() {
+                    String::new()
+                } else {
+                    match crate::charset::Charset::lookup(v) {
+                        Some(c) => c.name.to_string(),
+                        None => {
+                            return Err(Error::new(
+                                code::INVALID_VALUE,
+                                format!("DefaultCharset '{v}' is not a character set this library knows (HL7 table 0211 names such as ASCII, 8859/1, UNICODE UTF-8)"),
+                            ))
+                        }
+                    }
+                };
+            }
+            "decodetoutf8" => self.decode_to_utf8 = parse_bool(value)?,
+            "duplicatecount" => return Err(Error::new(code::INVALID_VALUE, "DuplicateCount is read-only")),
             "ackmode" => {
                 self.ack_mode = Some(match value.trim().to_ascii_lowercase().as_str() {
                     "mllp" => AckMode::Mllp,

@@ -16,13 +16,20 @@
 //! stops asking for input. The reactor only moves bytes and time in and out.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::charset::Charset;
 use crate::codec::{self, AbortReason, DecodeEvent, Decoder, FrameChars};
 use crate::config::{AckMode, Settings};
+use crate::dedupe::{Duplicates, Key, Lookup};
 use crate::error::{code, Error, Result};
 use crate::events::{LogLevel, RejectCode, Verdict};
 use crate::hl7;
+
+/// Owner tokens for the duplicate window: one per connection of the process.
+static NEXT_TOKEN: AtomicU64 = AtomicU64::new(1);
 
 /// Output queued past this stops reading from the peer until it drains.
 pub const OUT_HIGH_WATER: usize = 1 << 20;
@@ -89,6 +96,14 @@ pub struct Config {
     pub max_transfer_rate: u64,
     /// Log lines above this level are not produced (0: none).
     pub log_level: u8,
+    /// DuplicateWindow: messages remembered for duplicate detection (0: off).
+    pub duplicate_window: usize,
+    /// ProcessBatch: FHS/BHS frames are split into their messages.
+    pub process_batch: bool,
+    /// DefaultCharset: the character set of messages whose MSH-18 is empty.
+    pub default_charset: Option<Charset>,
+    /// DecodeToUTF8: messages are handed over converted to UTF-8.
+    pub decode_to_utf8: bool,
 }
 
 impl Config {
@@ -104,6 +119,10 @@ impl Config {
             receive_timeout: (s.receive_timeout > 0).then(|| Duration::from_secs(s.receive_timeout as u64)),
             max_transfer_rate: s.max_transfer_rate,
             log_level: s.log_level,
+            duplicate_window: s.duplicate_window as usize,
+            process_batch: s.process_batch,
+            default_charset: Charset::lookup(&s.default_charset),
+            decode_to_utf8: s.decode_to_utf8,
         }
     }
 }
@@ -123,10 +142,22 @@ pub enum Event<W> {
     Message {
         /// Sequence number on this connection (1 for the first).
         seq: u64,
-        /// The content between start and end block.
+        /// The content between start and end block (one message of a batch; converted to
+        /// UTF-8 when DecodeToUTF8 did).
         data: Vec<u8>,
         /// A reply is due (AckMode is not None).
         ack: bool,
+        /// Its character set.
+        charset: CharsetInfo,
+    },
+    /// A resent message was answered with its original's acknowledgement and not delivered.
+    Duplicate {
+        /// The message as received.
+        data: Vec<u8>,
+        /// Its MSH-10.
+        control_id: String,
+        /// The acknowledgement sent again (unframed; empty when the original got none).
+        reply: Vec<u8>,
     },
     /// The peer acknowledged a frame the server sent (version 2): ACK or NAK.
     AckIn {
@@ -152,14 +183,74 @@ pub enum Event<W> {
     },
 }
 
-/// A reply slot in message order.
+/// The character set of a received message.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CharsetInfo {
+    /// MSH-18 as sent (its first repetition; lossily UTF-8), "" when empty.
+    pub raw: String,
+    /// The normalised name ("8859/1", "UNICODE UTF-8" …): of MSH-18, else of DefaultCharset;
+    /// "" when neither names a known set.
+    pub encoding: &'static str,
+    /// The bytes handed over were converted to UTF-8.
+    pub decoded: bool,
+}
+
+/// How a message is answered once decided.
 #[derive(Debug)]
-struct Pending {
+enum Answer {
+    Verdict(Verdict),
+    /// Exactly these bytes, unframed (the host's, or what a duplicate's original got).
+    Bytes(Vec<u8>),
+    /// A resend of a message queued before it on this connection: answered as that one was.
+    SameAs {
+        key: Key,
+        message: Vec<u8>,
+    },
+}
+
+/// One message's place in the reply queue.
+#[derive(Debug)]
+struct Part {
+    /// Its sequence number (0 for frames answered without asking the host).
     seq: u64,
     /// Some once decided.
-    verdict: Option<Verdict>,
+    answer: Option<Answer>,
     /// In HL7 mode, the message's MSH segment (what the ACK is built from).
     msh: Vec<u8>,
+    /// Claimed in the duplicate window by this connection; settled when answered.
+    key: Option<Key>,
+}
+
+/// A reply slot in frame order: one message, or a batch answered as one.
+#[derive(Debug)]
+enum Pending {
+    One(Part),
+    Batch(Box<(hl7::BatchShape, Vec<Part>)>),
+}
+
+impl Pending {
+    fn parts_mut(&mut self) -> &mut [Part] {
+        match self {
+            Pending::One(p) => std::slice::from_mut(p),
+            Pending::Batch(b) => &mut b.1,
+        }
+    }
+
+    fn decided(&self) -> bool {
+        match self {
+            Pending::One(p) => p.answer.is_some(),
+            Pending::Batch(b) => b.1.iter().all(|p| p.answer.is_some()),
+        }
+    }
+}
+
+/// A received message made ready for admission: its character set read (and converted).
+struct Prepared {
+    raw_key: Option<Key>,
+    data: Vec<u8>,
+    raw: Option<Vec<u8>>,
+    msh: Vec<u8>,
+    charset: CharsetInfo,
 }
 
 /// Protocol state of one connection.
@@ -191,7 +282,9 @@ pub struct Connection<W> {
     rate_window: Option<Instant>,
     rate_bytes: u64,
     rate_blocked_until: Option<Instant>,
-    ack_serial: u64,
+    /// This connection's owner token in the duplicate window.
+    token: u64,
+    dups: Option<Arc<Duplicates>>,
     /// Reused for HL7 acknowledgements: timestamp and control id, the ACK body, MSH copies.
     scratch: Vec<u8>,
     body: Vec<u8>,
@@ -222,13 +315,19 @@ impl<W> Connection<W> {
             rate_window: None,
             rate_bytes: 0,
             rate_blocked_until: None,
-            ack_serial: 0,
+            token: NEXT_TOKEN.fetch_add(1, Ordering::Relaxed),
+            dups: None,
             scratch: Vec::new(),
             body: Vec::new(),
             msh_pool: Vec::new(),
             events: VecDeque::new(),
             found: Vec::new(),
         }
+    }
+
+    /// Shares the server's duplicate window (used while DuplicateWindow is not 0).
+    pub fn set_duplicates(&mut self, dups: Arc<Duplicates>) {
+        self.dups = Some(dups);
     }
 
     /// Applies changed settings; a frame in progress keeps its framing and its deadline.
@@ -309,11 +408,11 @@ impl<W> Connection<W> {
         // Events follow the order of frames in the stream.
         for f in found.drain(..) {
             match f {
-                Found::Message(data) => self.on_message(data),
+                Found::Message(data) => self.on_frame(data, now),
                 Found::Refused(r) => {
                     let max = self.cfg.max_message_size;
                     self.error(code::INVALID_DATA, r.describe(max));
-                    self.refuse(now);
+                    self.refuse(Vec::new(), RejectCode::AR, now);
                 }
                 Found::AckIn(accepted) => self.on_ack_in(accepted),
                 Found::Restarted => {
@@ -328,21 +427,177 @@ impl<W> Connection<W> {
         self.update_frame_deadline(now.mono);
     }
 
-    fn on_message(&mut self, data: Vec<u8>) {
-        self.seq += 1;
-        let seq = self.seq;
-        let len = data.len();
-        self.log(LogLevel::Verbose, || format!("message {seq} received ({len} bytes)"));
-        let ack = self.cfg.ack_mode != AckMode::None;
-        if ack {
-            let mut msh = Vec::new();
-            if self.cfg.ack_mode == AckMode::Hl7 {
-                msh = self.msh_pool.pop().unwrap_or_default();
-                msh.extend_from_slice(hl7::msh_segment(&data).unwrap_or_default());
-            }
-            self.pending.push_back(Pending { seq, verdict: None, msh });
+    /// A complete frame: one message, or with ProcessBatch a batch to split.
+    fn on_frame(&mut self, data: Vec<u8>, now: Time) {
+        if self.cfg.process_batch && hl7::is_batch(&data) {
+            return self.on_batch(data, now);
         }
-        self.events.push_back(Event::Message { seq, data, ack });
+        match self.prepare(data) {
+            Ok(p) => {
+                let part = self.admit(p);
+                if let Some(part) = part {
+                    self.pending.push_back(Pending::One(part));
+                    self.flush(now);
+                }
+            }
+            Err((reason, msh)) => {
+                self.error(code::CHARSET, reason);
+                self.refuse(msh, RejectCode::AE, now);
+            }
+        }
+    }
+
+    /// A batch frame: every message checked first (a batch that cannot be split or whose
+    /// messages cannot be converted is refused whole, nothing delivered), then each delivered
+    /// on its own; the frame gets one reply once all are decided.
+    fn on_batch(&mut self, frame: Vec<u8>, now: Time) {
+        let split = hl7::split_batch(&frame);
+        let batch = match split {
+            Ok(b) => b,
+            Err(reason) => {
+                let msh = self.msh_copy(&frame);
+                let n = frame.len();
+                self.error(code::BAD_BATCH, format!("malformed batch refused ({n} bytes): {reason}"));
+                return self.refuse(msh, RejectCode::AR, now);
+            }
+        };
+        let shape = batch.shape();
+        let mut prepared = Vec::with_capacity(batch.len());
+        for m in batch.messages() {
+            match self.prepare(m.to_vec()) {
+                Ok(p) => prepared.push(p),
+                Err((reason, _)) => {
+                    let msh = self.msh_copy(&frame);
+                    self.error(code::CHARSET, format!("batch refused: {reason}"));
+                    return self.refuse(msh, RejectCode::AE, now);
+                }
+            }
+        }
+        let n = prepared.len();
+        self.log(LogLevel::Verbose, || format!("batch of {n} messages received"));
+        let parts: Vec<Part> = prepared.into_iter().filter_map(|p| self.admit(p)).collect();
+        if self.cfg.ack_mode != AckMode::None {
+            self.pending.push_back(Pending::Batch(Box::new((shape, parts))));
+            self.flush(now);
+        }
+    }
+
+    /// In HL7 mode a copy of the MSH segment of `data` (what its ACK is built from).
+    fn msh_copy(&mut self, data: &[u8]) -> Vec<u8> {
+        let mut msh = Vec::new();
+        if self.cfg.ack_mode == AckMode::Hl7 {
+            msh = self.msh_pool.pop().unwrap_or_default();
+            msh.extend_from_slice(hl7::msh_segment(data).unwrap_or_default());
+        }
+        msh
+    }
+
+    /// Reads the message's character set and converts it when DecodeToUTF8 asks; Err with the
+    /// reason (and the MSH copy for the refusal) when it cannot be converted.
+    fn prepare(&mut self, data: Vec<u8>) -> std::result::Result<Prepared, (String, Vec<u8>)> {
+        let dedupe = self.cfg.duplicate_window > 0 && self.cfg.ack_mode != AckMode::None && self.dups.is_some();
+        let raw_key = if dedupe { Key::of(&data) } else { None };
+        let msh = self.msh_copy(&data);
+        let mut charset = CharsetInfo::default();
+        let mut set = self.cfg.default_charset;
+        if let Some(m) = hl7::parse_msh(&data) {
+            // The first repetition names the message's set (a second one is an ISO 2022 alternate).
+            let rep = m.encoding.get(1).copied().unwrap_or(b'~');
+            let first = m.charset.split(|&b| b == rep).next().unwrap_or_default();
+            if !first.is_empty() {
+                charset.raw = String::from_utf8_lossy(first).into_owned();
+                set = Charset::lookup(&charset.raw);
+                if set.is_none() {
+                    let raw = charset.raw.clone();
+                    self.log(LogLevel::Info, || format!("unknown MSH-18 '{raw}': message passed through unchanged"));
+                }
+            }
+        }
+        charset.encoding = set.map_or("", |c| c.name);
+        let mut raw = None;
+        let mut data = data;
+        if let (true, Some(set)) = (self.cfg.decode_to_utf8, set) {
+            match set.to_utf8(&data) {
+                Ok(None) => {}
+                Ok(Some(utf8)) => {
+                    charset.decoded = true;
+                    raw = Some(std::mem::replace(&mut data, utf8));
+                }
+                Err(reason) => {
+                    let n = data.len();
+                    return Err((
+                        format!("message of {n} bytes refused: cannot convert from {}: {reason}", set.name),
+                        msh,
+                    ));
+                }
+            }
+        }
+        Ok(Prepared { raw_key, data, raw, msh, charset })
+    }
+
+    /// Delivers a prepared message, or answers it from the duplicate window. Returns its reply
+    /// slot (None when no reply is due).
+    fn admit(&mut self, p: Prepared) -> Option<Part> {
+        let Prepared { raw_key, data, raw, msh, charset } = p;
+        let ack = self.cfg.ack_mode != AckMode::None;
+        let lookup = match (&raw_key, &self.dups) {
+            (Some(k), Some(d)) => d.claim(k, self.token),
+            _ => Lookup::Reused { claimed: false },
+        };
+        let raw_bytes = |data: Vec<u8>, raw: Option<Vec<u8>>| raw.unwrap_or(data);
+        let control_id = |m: &[u8]| hl7::parse_msh(m).map(|m| String::from_utf8_lossy(m.control_id).into_owned());
+        let answered = |answer: Answer, msh: Vec<u8>| Part { seq: 0, answer: Some(answer), msh, key: None };
+        match lookup {
+            Lookup::New | Lookup::Reused { .. } => {
+                if let Lookup::Reused { claimed } = lookup {
+                    if raw_key.is_some() && (claimed || self.dups.is_some()) {
+                        let id = control_id(&data).unwrap_or_default();
+                        self.log(LogLevel::Info, || {
+                            format!("control id '{id}' reused by a different message: delivered as a new message")
+                        });
+                    }
+                }
+                let claimed = matches!(lookup, Lookup::New | Lookup::Reused { claimed: true });
+                self.seq += 1;
+                let seq = self.seq;
+                let len = data.len();
+                self.log(LogLevel::Verbose, || format!("message {seq} received ({len} bytes)"));
+                if let Some(r) = raw {
+                    self.recycle(r);
+                }
+                self.events.push_back(Event::Message { seq, data, ack, charset });
+                ack.then(|| Part { seq, answer: None, msh, key: raw_key.filter(|_| claimed) })
+            }
+            Lookup::Duplicate(reply) => {
+                let data = raw_bytes(data, raw);
+                let id = control_id(&data).unwrap_or_default();
+                self.report_duplicate(data, id, reply.clone());
+                Some(answered(Answer::Bytes(reply), msh))
+            }
+            Lookup::InProgress { same_owner: true } => {
+                let key = raw_key.expect("looked up by key");
+                Some(answered(Answer::SameAs { key, message: raw_bytes(data, raw) }, msh))
+            }
+            Lookup::InProgress { same_owner: false } => {
+                let id = control_id(&data).unwrap_or_default();
+                self.error(
+                    code::DUPLICATE_IN_PROGRESS,
+                    format!("message '{id}' resent while its original is still being processed on another connection: refused, resend later"),
+                );
+                Some(answered(Answer::Verdict(Verdict::Reject(RejectCode::AR)), msh))
+            }
+        }
+    }
+
+    fn report_duplicate(&mut self, data: Vec<u8>, control_id: String, reply: Vec<u8>) {
+        if let Some(d) = &self.dups {
+            d.counted();
+        }
+        let id = control_id.clone();
+        self.log(LogLevel::Info, || {
+            format!("duplicate of message '{id}' answered with its original acknowledgement, not delivered")
+        });
+        self.events.push_back(Event::Duplicate { data, control_id, reply });
     }
 
     fn on_ack_in(&mut self, accepted: bool) {
@@ -422,65 +677,157 @@ impl<W> Connection<W> {
     /// Records the verdict for message `seq` and writes every decided reply at the head of
     /// the queue. Returns false when no reply for `seq` awaits a decision.
     pub fn decide(&mut self, seq: u64, verdict: Verdict, now: Time) -> bool {
-        let Some(p) = self.pending.iter_mut().find(|p| p.seq == seq && p.verdict.is_none()) else {
-            return false;
-        };
-        p.verdict = Some(verdict);
         let word = if verdict.is_accept() { "ACK" } else { "NAK" };
         self.log(LogLevel::Verbose, || format!("message {seq} answered with {word}"));
-        while let Some(Pending { verdict: Some(_), .. }) = self.pending.front() {
-            let mut p = self.pending.pop_front().expect("front exists");
-            self.write_reply(p.verdict.expect("decided"), &p.msh, now);
-            if p.msh.capacity() > 0 && p.msh.capacity() <= 4096 && self.msh_pool.len() < 4 {
-                p.msh.clear();
-                self.msh_pool.push(p.msh);
-            }
-        }
+        self.answer(seq, Answer::Verdict(verdict), now)
+    }
+
+    /// Answers message `seq` with exactly `reply` (unframed: an HL7 ACK, or in MLLP mode the
+    /// ACK or NAK byte); as [`decide`](Self::decide) otherwise. A positive reply (the ACK byte,
+    /// MSA-1 AA or CA) is remembered by the duplicate window.
+    pub fn decide_with(&mut self, seq: u64, reply: Vec<u8>, now: Time) -> bool {
+        self.log(LogLevel::Verbose, || format!("message {seq} answered with the host's reply"));
+        self.answer(seq, Answer::Bytes(reply), now)
+    }
+
+    fn answer(&mut self, seq: u64, answer: Answer, now: Time) -> bool {
+        let slot = self
+            .pending
+            .iter_mut()
+            .flat_map(|p| p.parts_mut().iter_mut())
+            .find(|p| p.seq == seq && seq != 0 && p.answer.is_none());
+        let Some(part) = slot else { return false };
+        part.answer = Some(answer);
+        self.flush(now);
         true
     }
 
-    /// Answers a frame the server refused on its own; queued behind undecided replies so the
-    /// order of answers follows the order of frames.
-    fn refuse(&mut self, now: Time) {
-        let verdict = Verdict::Reject(RejectCode::AR);
-        if self.pending.is_empty() {
-            self.write_reply(verdict, &[], now);
-        } else {
-            // Refusal slots never match a host's seq: numbers from the top of the range.
-            let seq = u64::MAX - self.pending.len() as u64;
-            self.pending.push_back(Pending { seq, verdict: Some(verdict), msh: Vec::new() });
+    /// Writes every decided reply at the head of the queue.
+    fn flush(&mut self, now: Time) {
+        while self.pending.front().is_some_and(Pending::decided) {
+            match self.pending.pop_front().expect("front exists") {
+                Pending::One(part) => {
+                    self.resolve(part, now);
+                    if !self.body.is_empty() {
+                        codec::encode_frame(self.decoder.chars(), &self.body, &mut self.out);
+                    }
+                }
+                Pending::Batch(b) => self.write_batch(b.0, b.1, now),
+            }
         }
     }
 
-    fn write_reply(&mut self, verdict: Verdict, msh: &[u8], now: Time) {
-        let chars = self.decoder.chars();
+    /// A batch's one reply: in MLLP mode ACK when every message was accepted, else NAK; in
+    /// HL7 mode a batch acknowledgement holding each message's acknowledgement.
+    fn write_batch(&mut self, shape: hl7::BatchShape, parts: Vec<Part>, now: Time) {
+        let mut acks = Vec::with_capacity(parts.len());
+        let mut all = true;
+        for part in parts {
+            all &= self.resolve(part, now);
+            acks.push(std::mem::take(&mut self.body));
+        }
+        match self.cfg.ack_mode {
+            AckMode::Hl7 => {
+                let mut ts = Vec::with_capacity(14);
+                hl7::format_timestamp(now.unix_secs(), &mut ts);
+                hl7::build_batch_ack(&shape, &acks, &ts, &mut self.body);
+            }
+            _ => self.body.push(if all { self.cfg.ack_char } else { self.cfg.nak_char }),
+        }
+        codec::encode_frame(self.decoder.chars(), &self.body, &mut self.out);
+        self.body.clear();
+    }
+
+    /// Puts the reply content of a decided message in `self.body` (empty: nothing is sent)
+    /// and settles it in the duplicate window. Returns whether it was positive.
+    fn resolve(&mut self, mut part: Part, now: Time) -> bool {
+        self.body.clear();
+        let positive = match part.answer.take().expect("decided") {
+            Answer::Bytes(b) => {
+                self.body.extend_from_slice(&b);
+                self.is_positive(&b)
+            }
+            Answer::SameAs { key, message } => match self.dups.as_ref().and_then(|d| d.reply(&key)) {
+                Some(reply) => {
+                    self.body.extend_from_slice(&reply);
+                    let id = hl7::parse_msh(&message)
+                        .map(|m| String::from_utf8_lossy(m.control_id).into_owned())
+                        .unwrap_or_default();
+                    self.report_duplicate(message, id, reply);
+                    true
+                }
+                None => {
+                    self.error(
+                        code::DUPLICATE_IN_PROGRESS,
+                        "a resent message's original was not accepted: the resend is refused too; resend it",
+                    );
+                    self.build_reply(Verdict::Reject(RejectCode::AR), &part.msh, now)
+                }
+            },
+            Answer::Verdict(v) => self.build_reply(v, &part.msh, now),
+        };
+        if let (Some(key), Some(d)) = (part.key, &self.dups) {
+            d.finish(&key, self.token, positive.then_some(&self.body[..]));
+        }
+        if part.msh.capacity() > 0 && part.msh.capacity() <= 4096 && self.msh_pool.len() < 4 {
+            part.msh.clear();
+            self.msh_pool.push(part.msh);
+        }
+        positive
+    }
+
+    /// True when a reply the host supplied is positive.
+    fn is_positive(&self, reply: &[u8]) -> bool {
+        match self.cfg.ack_mode {
+            AckMode::Hl7 => hl7::ack_accepted(reply) == Some(true),
+            _ => reply == [self.cfg.ack_char],
+        }
+    }
+
+    /// Answers a frame the server refused on its own (`msh`: the MSH its HL7 ACK is built
+    /// from, empty for frames without one); queued behind undecided replies so the order of
+    /// answers follows the order of frames.
+    fn refuse(&mut self, msh: Vec<u8>, code: RejectCode, now: Time) {
+        if self.cfg.ack_mode == AckMode::None {
+            return;
+        }
+        let answer = Some(Answer::Verdict(Verdict::Reject(code)));
+        self.pending.push_back(Pending::One(Part { seq: 0, answer, msh, key: None }));
+        self.flush(now);
+    }
+
+    /// Builds the reply content for `verdict` into `self.body`; returns whether it is positive.
+    /// In HL7 mode a message with MSH-15 or MSH-16 valued (enhanced mode) gets an accept
+    /// acknowledgement (CA, CE, CR), sent or not as MSH-15 asks.
+    fn build_reply(&mut self, verdict: Verdict, msh: &[u8], now: Time) -> bool {
+        let positive = verdict.is_accept();
         match self.cfg.ack_mode {
             AckMode::None => {}
-            AckMode::Mllp => {
-                let b = if verdict.is_accept() { self.cfg.ack_char } else { self.cfg.nak_char };
-                codec::encode_commit(chars, b, &mut self.out);
-            }
+            AckMode::Mllp => self.body.push(if positive { self.cfg.ack_char } else { self.cfg.nak_char }),
             AckMode::Hl7 => {
-                use std::io::Write as _;
-                let code = match verdict {
-                    Verdict::Accept => hl7::AckCode::AA,
-                    Verdict::Reject(r) => r.ack_code(),
+                let m = hl7::parse_msh(msh);
+                let enhanced = m.is_some_and(|m| !m.accept_ack_type.is_empty() || !m.app_ack_type.is_empty());
+                let code = match (verdict, enhanced) {
+                    (Verdict::Accept, false) => hl7::AckCode::AA,
+                    (Verdict::Reject(r), false) => r.ack_code(),
+                    (Verdict::Accept, true) => hl7::AckCode::CA,
+                    (Verdict::Reject(RejectCode::AE), true) => hl7::AckCode::CE,
+                    (Verdict::Reject(RejectCode::AR), true) => hl7::AckCode::CR,
                 };
+                if enhanced && !hl7::ack_wanted(m.map_or(&[][..], |m| m.accept_ack_type), positive) {
+                    return positive;
+                }
                 // Scratch buffers are reused: no allocation per acknowledgement.
-                let unix_secs = now.unix_secs();
                 let s = &mut self.scratch;
                 s.clear();
-                hl7::format_timestamp(unix_secs, s);
+                hl7::format_timestamp(now.unix_secs(), s);
                 let ts_end = s.len();
-                self.ack_serial += 1;
-                let _ = write!(s, "{}{:06}", unix_secs, self.ack_serial % 1_000_000);
-                let ctl_end = s.len();
-                let (ts, control) = (&s[..ts_end], &s[ts_end..ctl_end]);
-                self.body.clear();
+                hl7::push_control_id(s);
+                let (ts, control) = s.split_at(ts_end);
                 hl7::build_ack(msh, code, ts, control, None, &mut self.body);
-                codec::encode_frame(chars, &self.body, &mut self.out);
             }
         }
+        positive
     }
 
     /// Queues a data frame from the server to the peer. `waiter` (a synchronous send) is done
@@ -602,6 +949,14 @@ impl<W> Connection<W> {
         self.decoder.reset();
         self.msg.clear();
         self.frame_deadline = None;
+        // Messages never answered are forgotten by the window, so that a resend is delivered.
+        if let Some(d) = self.dups.clone() {
+            for p in self.pending.iter_mut().flat_map(|p| p.parts_mut().iter_mut()) {
+                if let Some(k) = p.key.take() {
+                    d.finish(&k, self.token, None);
+                }
+            }
+        }
         let lost = Error::new(code::INTERRUPTED, "connection closed before the send completed");
         let waiters: Vec<W> =
             self.ack_waiters.drain(..).flatten().chain(self.write_waiters.drain(..).map(|(_, w)| w)).collect();
@@ -685,8 +1040,8 @@ mod tests {
         assert_eq!(
             ev,
             vec![
-                Event::Message { seq: 1, data: b"MSH|^~\\&|A".to_vec(), ack: true },
-                Event::Message { seq: 2, data: b"MSH|^~\\&|B".to_vec(), ack: true },
+                Event::Message { seq: 1, data: b"MSH|^~\\&|A".to_vec(), ack: true, charset: CharsetInfo::default() },
+                Event::Message { seq: 2, data: b"MSH|^~\\&|B".to_vec(), ack: true, charset: CharsetInfo::default() },
             ]
         );
         // The second decision alone writes nothing.

@@ -13,11 +13,12 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use crate::connection::CharsetInfo;
 use crate::error::{code, Error};
 use crate::events::{
-    AckInEvent, AckOutEvent, ConnectionId, ConnectionRequestEvent, ErrorEvent, EventHandler, LogEvent, LogLevel,
-    RejectCode, SslClientAuthenticationEvent, SslConnectionRequestEvent, SslStatusEvent, StatusEvent,
-    TransferBoundaryEvent, TransferEvent, Verdict,
+    AckInEvent, AckOutEvent, ConnectionId, ConnectionRequestEvent, DuplicateEvent, ErrorEvent, EventHandler, LogEvent,
+    LogLevel, MessageEvent, RejectCode, SslClientAuthenticationEvent, SslConnectionRequestEvent, SslStatusEvent,
+    StatusEvent, TransferBoundaryEvent, TransferEvent, Verdict,
 };
 use crate::shared::{lock, ConnShared, Shared};
 use crate::tls::Certificate;
@@ -46,12 +47,20 @@ pub(crate) enum Event {
         code: i32,
         description: String,
     },
-    /// A complete message: StartTransfer, Transfer, storage, EndTransfer and (when `ack`) AckOut.
+    /// A complete message: StartTransfer, Transfer, storage, EndTransfer, Message and (when
+    /// `ack`) AckOut.
     Message {
         conn: Arc<ConnShared>,
         seq: u64,
         data: Arc<Vec<u8>>,
         ack: bool,
+        charset: CharsetInfo,
+    },
+    Duplicate {
+        id: ConnectionId,
+        data: Vec<u8>,
+        control_id: String,
+        reply: Vec<u8>,
     },
     AckIn {
         id: ConnectionId,
@@ -101,6 +110,7 @@ impl Event {
     pub fn size(&self) -> usize {
         match self {
             Event::Message { data, .. } => data.len() + 64,
+            Event::Duplicate { data, reply, .. } => data.len() + reply.len() + 64,
             _ => 64,
         }
     }
@@ -112,6 +122,8 @@ pub(crate) enum Reply {
     Admit { token: u64, accept: bool },
     /// AckOut decided (or `Server::acknowledge` after a deferred AckOut).
     Ack { id: ConnectionId, seq: u64, verdict: Verdict },
+    /// AckOut answered with the host's own bytes (or `Server::acknowledge_with`).
+    AckWith { id: ConnectionId, seq: u64, reply: Vec<u8> },
     /// SSLConnectionRequest decided: the certificate to present (None: SSLCert).
     SslCert { id: ConnectionId, cert: Option<Arc<Certificate>> },
     /// SSLClientAuthentication decided.
@@ -130,15 +142,14 @@ pub(crate) struct Delivered {
 
 /// Delivers `ev` to `h`.
 pub(crate) fn deliver(h: &dyn EventHandler, shared: &Shared, ev: Event) -> Delivered {
-    if let Event::Message { conn, seq, data, ack } = ev {
+    if let Event::Message { conn, seq, data, ack, charset } = ev {
         // A connection closed before its message was delivered (DoEvents) gets no events.
         if !conn.connected.load(Ordering::Acquire) {
             return Delivered::default();
         }
-        let id = conn.id;
         let close_streams = shared.close_streams.load(Ordering::Relaxed);
-        let (verdict, reusable) = deliver_message(h, &conn, seq, data, ack, close_streams);
-        return Delivered { reply: verdict.map(|verdict| Reply::Ack { id, seq, verdict }), reusable };
+        let (reply, reusable) = deliver_message(h, &conn, seq, data, ack, &charset, close_streams);
+        return Delivered { reply, reusable };
     }
     Delivered { reply: deliver_other(h, ev), reusable: None }
 }
@@ -161,6 +172,17 @@ fn deliver_other(h: &dyn EventHandler, ev: Event) -> Option<Reply> {
             None
         }
         Event::Message { .. } => None,
+        Event::Duplicate { id, data, control_id, reply } => {
+            guarded(|| {
+                h.duplicate(&DuplicateEvent {
+                    connection_id: id,
+                    message: &data,
+                    control_id: &control_id,
+                    reply: &reply,
+                })
+            });
+            None
+        }
         Event::AckIn { id, accepted } => {
             guarded(|| h.ack_in(&AckInEvent { connection_id: id, accepted }));
             None
@@ -206,18 +228,21 @@ fn deliver_other(h: &dyn EventHandler, ev: Event) -> Option<Reply> {
 }
 
 /// Delivers message `seq` of `conn`: StartTransfer, Transfer pieces, storage, EndTransfer,
-/// then AckOut when `ack`. Returns the verdict (None when none is due or it was deferred) and
-/// a buffer free for reuse.
+/// Message, then AckOut when `ack`. Returns the host's answer (None when none is due or it
+/// was deferred) and a buffer free for reuse.
 fn deliver_message(
     h: &dyn EventHandler,
     conn: &ConnShared,
     seq: u64,
     data: Arc<Vec<u8>>,
     ack: bool,
+    cs: &CharsetInfo,
     close_streams: bool,
-) -> (Option<Verdict>, Option<Vec<u8>>) {
+) -> (Option<Reply>, Option<Vec<u8>>) {
     let id = conn.id;
-    guarded(|| h.start_transfer(&TransferBoundaryEvent { connection_id: id, message_seq: seq }));
+    let (charset, encoding) = (cs.raw.as_str(), cs.encoding);
+    let boundary = TransferBoundaryEvent { connection_id: id, message_seq: seq, charset, encoding };
+    guarded(|| h.start_transfer(&boundary));
     let mut sent = 0u64;
     for piece in data.chunks(TRANSFER_CHUNK) {
         sent += piece.len() as u64;
@@ -227,17 +252,39 @@ fn deliver_message(
     if let Err(e) = &stored {
         guarded(|| h.error(&ErrorEvent { connection_id: id, error_code: e.code, description: &e.message }));
     }
-    guarded(|| h.end_transfer(&TransferBoundaryEvent { connection_id: id, message_seq: seq }));
+    guarded(|| h.end_transfer(&boundary));
+    guarded(|| {
+        h.message(&MessageEvent {
+            connection_id: id,
+            message_seq: seq,
+            data: &data,
+            charset,
+            encoding,
+            decoded: cs.decoded,
+        })
+    });
     let verdict = if !ack {
         None
     } else if stored.is_err() {
         // The host asked for durable output and it failed: never acknowledge.
-        Some(Verdict::Reject(RejectCode::AR))
+        Some(Reply::Ack { id, seq, verdict: Verdict::Reject(RejectCode::AR) })
     } else {
-        let mut e =
-            AckOutEvent { connection_id: id, message_seq: seq, verdict: Verdict::Accept, message: &data, defer: false };
+        let mut e = AckOutEvent {
+            connection_id: id,
+            message_seq: seq,
+            verdict: Verdict::Accept,
+            message: &data,
+            defer: false,
+            charset,
+            encoding,
+            reply: None,
+        };
         guarded(|| h.ack_out(&mut e));
-        (!e.defer).then_some(e.verdict)
+        match (e.defer, e.reply) {
+            (true, _) => None,
+            (false, Some(reply)) => Some(Reply::AckWith { id, seq, reply }),
+            (false, None) => Some(Reply::Ack { id, seq, verdict: e.verdict }),
+        }
     };
     let reusable = match displaced {
         Some(old) => Arc::try_unwrap(old).ok(),

@@ -122,6 +122,12 @@ codes! {
     TLS_HANDSHAKE = 2021, "TLS handshake failed";
     /// The client's certificate was refused (SSLClientAuthentication).
     TLS_CLIENT_REJECTED = 2022, "Client certificate refused";
+    /// A batch (FHS/BHS frame) could not be split: no BTS or FTS, counts wrong, stray segments.
+    BAD_BATCH = 2030, "Malformed batch";
+    /// A message could not be converted from its character set (DecodeToUTF8).
+    CHARSET = 2031, "Character set conversion failed";
+    /// A resent message arrived while its original was still awaiting its answer elsewhere.
+    DUPLICATE_IN_PROGRESS = 2032, "A copy of this message is still being processed";
 
     others:
     // The reference's other timeout number.

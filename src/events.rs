@@ -184,11 +184,47 @@ pub struct StatusEvent<'a> {
 
 /// StartTransfer or EndTransfer: a received message begins or ends delivery.
 #[derive(Debug)]
-pub struct TransferBoundaryEvent {
+pub struct TransferBoundaryEvent<'a> {
     /// The connection.
     pub connection_id: ConnectionId,
     /// Sequence number of the message on this connection (1 for the first).
     pub message_seq: u64,
+    /// MSH-18 as sent ("" when empty).
+    pub charset: &'a str,
+    /// The normalised character set name ("ASCII", "8859/1", "UNICODE UTF-8" …) of MSH-18,
+    /// else of DefaultCharset; "" when neither names a known set.
+    pub encoding: &'a str,
+}
+
+/// Message: a received message, whole, after EndTransfer and before AckOut.
+#[derive(Debug)]
+pub struct MessageEvent<'a> {
+    /// The connection.
+    pub connection_id: ConnectionId,
+    /// Sequence number of the message on this connection.
+    pub message_seq: u64,
+    /// The whole message (UTF-8 when DecodeToUTF8 converted it).
+    pub data: &'a [u8],
+    /// MSH-18 as sent ("" when empty).
+    pub charset: &'a str,
+    /// The normalised character set name ("" when unknown).
+    pub encoding: &'a str,
+    /// `data` was converted to UTF-8 (DecodeToUTF8).
+    pub decoded: bool,
+}
+
+/// Duplicate: a resent message (DuplicateWindow) was answered with its original's
+/// acknowledgement and was not delivered again.
+#[derive(Debug)]
+pub struct DuplicateEvent<'a> {
+    /// The connection it arrived on.
+    pub connection_id: ConnectionId,
+    /// The message as received.
+    pub message: &'a [u8],
+    /// Its MSH-10.
+    pub control_id: &'a str,
+    /// The acknowledgement sent again (unframed; empty when the original got none).
+    pub reply: &'a [u8],
 }
 
 /// Transfer: a piece of a received message.
@@ -218,6 +254,14 @@ pub struct AckOutEvent<'a> {
     /// `Server::acknowledge` for this connection and `message_seq` (for instance after a
     /// group commit on another thread). Replies still leave in message order.
     pub defer: bool,
+    /// MSH-18 as sent ("" when empty).
+    pub charset: &'a str,
+    /// The normalised character set name ("" when unknown).
+    pub encoding: &'a str,
+    /// Read-write: Some sends exactly these bytes as the acknowledgement instead of the one
+    /// `verdict` would build (HL7 mode: an unframed HL7 ACK; MLLP mode: the ACK or NAK byte),
+    /// e.g. the original acknowledgement of a message the host's own store has seen before.
+    pub reply: Option<Vec<u8>>,
 }
 
 /// AckIn: a client acknowledged data the server sent.
@@ -304,11 +348,15 @@ pub trait EventHandler: Send + Sync {
     /// Disconnected.
     fn disconnected(&self, _e: &StatusEvent<'_>) {}
     /// StartTransfer.
-    fn start_transfer(&self, _e: &TransferBoundaryEvent) {}
+    fn start_transfer(&self, _e: &TransferBoundaryEvent<'_>) {}
     /// Transfer.
     fn transfer(&self, _e: &TransferEvent<'_>) {}
     /// EndTransfer.
-    fn end_transfer(&self, _e: &TransferBoundaryEvent) {}
+    fn end_transfer(&self, _e: &TransferBoundaryEvent<'_>) {}
+    /// Message: the whole message, after EndTransfer.
+    fn message(&self, _e: &MessageEvent<'_>) {}
+    /// Duplicate: a resend answered from the duplicate window.
+    fn duplicate(&self, _e: &DuplicateEvent<'_>) {}
     /// AckOut.
     fn ack_out(&self, _e: &mut AckOutEvent<'_>) {}
     /// AckIn.

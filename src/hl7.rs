@@ -64,6 +64,12 @@ pub struct Msh<'a> {
     pub processing_id: &'a [u8],
     /// MSH-12 version ID, raw.
     pub version_id: &'a [u8],
+    /// MSH-15 accept acknowledgement type (AL, NE, ER, SU; empty when not valued).
+    pub accept_ack_type: &'a [u8],
+    /// MSH-16 application acknowledgement type (AL, NE, ER, SU; empty when not valued).
+    pub app_ack_type: &'a [u8],
+    /// MSH-18 character set, raw (repetitions included; empty when not valued).
+    pub charset: &'a [u8],
 }
 
 /// Finds the first MSH segment (the message's first segment, or for a batch starting with FHS/BHS the
@@ -71,13 +77,13 @@ pub struct Msh<'a> {
 /// Returns None when there is no parseable MSH. Note MSH-1 is the field separator itself, so MSH-2 is the
 /// first field after "MSH|", MSH-3 the next, and so on.
 ///
-/// Missing trailing fields read as empty; anything after MSH-12 is ignored. Blank lines before
+/// Missing trailing fields read as empty; anything after MSH-18 is ignored. Blank lines before
 /// the first segment are tolerated here (unlike [`is_hl7_v2`], which looks at the first byte).
 pub fn parse_msh(msg: &[u8]) -> Option<Msh<'_>> {
     let seg = msh_segment(msg)?;
     let field_sep = seg[3];
     // f[0] is MSH-2, f[n - 2] is MSH-n.
-    let mut f: [&[u8]; 11] = [&[]; 11];
+    let mut f: [&[u8]; 17] = [&[]; 17];
     for (slot, field) in f.iter_mut().zip(seg[4..].split(|&b| b == field_sep)) {
         *slot = field;
     }
@@ -98,6 +104,9 @@ pub fn parse_msh(msg: &[u8]) -> Option<Msh<'_>> {
         control_id: f[8],
         processing_id: f[9],
         version_id: f[10],
+        accept_ack_type: f[13],
+        app_ack_type: f[14],
+        charset: f[16],
     })
 }
 
@@ -125,6 +134,12 @@ pub enum AckCode {
     /// Application Reject: the message was rejected for another reason (e.g. unsupported type
     /// or version, or a receiver-side failure).
     AR,
+    /// Commit Accept (enhanced mode): the message was committed to safe storage.
+    CA,
+    /// Commit Error (enhanced mode): the message could not be committed because of an error in it.
+    CE,
+    /// Commit Reject (enhanced mode): the message was refused for another reason.
+    CR,
 }
 
 impl AckCode {
@@ -134,7 +149,43 @@ impl AckCode {
             AckCode::AA => b"AA",
             AckCode::AE => b"AE",
             AckCode::AR => b"AR",
+            AckCode::CA => b"CA",
+            AckCode::CE => b"CE",
+            AckCode::CR => b"CR",
         }
+    }
+
+    /// True for AA and CA.
+    pub fn is_accept(self) -> bool {
+        matches!(self, AckCode::AA | AckCode::CA)
+    }
+
+    /// The code from the C ABI's number (`MLLP_ACK_AA` 0 … `MLLP_ACK_CR` 5).
+    pub fn from_c(code: i32) -> Option<AckCode> {
+        Some(match code {
+            0 => AckCode::AA,
+            1 => AckCode::AE,
+            2 => AckCode::AR,
+            3 => AckCode::CA,
+            4 => AckCode::CE,
+            5 => AckCode::CR,
+            _ => return None,
+        })
+    }
+}
+
+/// When an acknowledgement type (MSH-15 or MSH-16) asks for an acknowledgement: AL (and an
+/// empty or unknown value) always, NE never, ER only for a negative one, SU only for a positive one.
+pub fn ack_wanted(ack_type: &[u8], positive: bool) -> bool {
+    let t = trim_spaces(ack_type);
+    if t.eq_ignore_ascii_case(b"NE") {
+        false
+    } else if t.eq_ignore_ascii_case(b"ER") {
+        !positive
+    } else if t.eq_ignore_ascii_case(b"SU") {
+        positive
+    } else {
+        true
     }
 }
 
@@ -181,7 +232,8 @@ fn push_escaped(out: &mut Vec<u8>, value: &[u8], field_sep: u8, encoding: &[u8])
 /// Rules: MSH with the message's own field separator and encoding characters; MSH-3/4 = received MSH-5/6 and
 /// MSH-5/6 = received MSH-3/4 (swapped); MSH-7 = timestamp; MSH-9 = `ACK^<trigger>^ACK` using the message's
 /// component separator (just `ACK` when there is no trigger); MSH-10 = control_id; MSH-11 = received MSH-11
-/// (or `P` if empty); MSH-12 = received MSH-12 as received; then segment `MSA|<code>|<received MSH-10>` (+ `|text`).
+/// (or `P` if empty); MSH-12 = received MSH-12 as received; MSH-18 = received MSH-18 when it is
+/// valued (MSH-13 to MSH-17 empty); then segment `MSA|<code>|<received MSH-10>` (+ `|text`).
 /// Segments end in CR. When `msg` has no parseable MSH, build the ACK with default `|^~\&`, empty
 /// applications/facilities, MSH-9 `ACK`, MSH-11 `P`, MSH-12 `2.5`, and MSA-2 empty.
 ///
@@ -203,6 +255,7 @@ pub fn build_ack(
         None => (b'|', DEFAULT_ENCODING),
     };
     let empty: &[u8] = &[];
+    let charset = msh.as_ref().map_or(&[][..], |m| m.charset);
     let (send_app, send_fac, recv_app, recv_fac, trigger, recv_control, processing, version) = match &msh {
         Some(m) => (
             m.receiving_application,
@@ -243,6 +296,14 @@ pub fn build_ack(
     out.extend_from_slice(processing);
     out.push(sep);
     out.extend_from_slice(version);
+    if !charset.is_empty() {
+        // MSH-13 to MSH-17 empty, then the message's own MSH-18: the ACK declares the
+        // character set it shares with the message (its copied fields are in that set).
+        for _ in 13..=18 {
+            out.push(sep);
+        }
+        out.extend_from_slice(charset);
+    }
     out.push(b'\r');
 
     out.extend_from_slice(b"MSA");
@@ -319,6 +380,313 @@ pub fn is_ack_message(msg: &[u8]) -> bool {
     })
 }
 
+/// Process-wide source of acknowledgement control ids (MSH-10 of every ACK the library builds).
+struct ControlIds {
+    /// The process's start time in microseconds and three random base-36 digits, fixed width:
+    /// no two processes (or restarts) share it unless they start in the same microsecond and
+    /// draw the same 1 in 46,656.
+    prefix: [u8; 13],
+    counter: std::sync::atomic::AtomicU64,
+}
+
+static CONTROL_IDS: std::sync::OnceLock<ControlIds> = std::sync::OnceLock::new();
+
+const BASE36: &[u8; 36] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+
+/// Appends `n` in base 36, at least `width` digits.
+fn push_base36(out: &mut Vec<u8>, mut n: u64, width: usize) {
+    let mut buf = [b'0'; 13];
+    let mut i = buf.len();
+    while n > 0 || buf.len() - i < width {
+        i -= 1;
+        buf[i] = BASE36[(n % 36) as usize];
+        n /= 36;
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+/// Appends a fresh acknowledgement control id: unique across connections and servers of this
+/// process (one counter) and across restarts and processes (the prefix), at most 20 characters
+/// (MSH-10's length in HL7 2.5) for the first 2 billion ids of a process.
+pub fn push_control_id(out: &mut Vec<u8>) {
+    use ring::rand::SecureRandom;
+    use std::sync::atomic::Ordering;
+    let ids = CONTROL_IDS.get_or_init(|| {
+        let micros = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0);
+        let mut r = [0u8; 2];
+        // Without randomness the time alone still separates restarts.
+        let _ = ring::rand::SystemRandom::new().fill(&mut r);
+        let mut p = Vec::with_capacity(13);
+        push_base36(&mut p, micros % 36u64.pow(10), 10);
+        push_base36(&mut p, u64::from(u16::from_le_bytes(r)) % 46_656, 3);
+        let mut prefix = [0u8; 13];
+        prefix.copy_from_slice(&p);
+        ControlIds { prefix, counter: std::sync::atomic::AtomicU64::new(0) }
+    });
+    let n = ids.counter.fetch_add(1, Ordering::Relaxed) + 1;
+    out.extend_from_slice(&ids.prefix);
+    push_base36(out, n, 1);
+}
+
+/// An acknowledgement for `msg` ([`build_ack`]) with a fresh control id ([`push_control_id`])
+/// and the current time, for hosts that build acknowledgements themselves.
+pub fn build_ack_now(msg: &[u8], code: AckCode, text: Option<&[u8]>) -> Vec<u8> {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let mut ts = Vec::with_capacity(14);
+    format_timestamp(secs, &mut ts);
+    let mut id = Vec::with_capacity(20);
+    push_control_id(&mut id);
+    let mut out = Vec::with_capacity(128);
+    build_ack(msg, code, &ts, &id, text, &mut out);
+    out
+}
+
+/// True when `frame` is an HL7 batch: its first segment is FHS or BHS.
+pub fn is_batch(frame: &[u8]) -> bool {
+    frame.len() >= 4 && matches!(&frame[..3], b"FHS" | b"BHS") && is_separator(frame[3])
+}
+
+/// One batch (BHS … BTS) of a batch frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchGroup<'a> {
+    /// The BHS segment (without terminator); None for messages directly inside FHS … FTS.
+    pub bhs: Option<&'a [u8]>,
+    /// Each message, from its MSH to the end of its last segment's terminator.
+    pub messages: Vec<&'a [u8]>,
+}
+
+/// An HL7 batch frame split into its messages ([`split_batch`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch<'a> {
+    /// The FHS segment, when the frame is a file batch.
+    pub fhs: Option<&'a [u8]>,
+    /// The batches, in order.
+    pub groups: Vec<BatchGroup<'a>>,
+}
+
+/// The headers of a batch and how many messages each batch held: what its acknowledgement
+/// is built from ([`build_batch_ack`]), owned so that it can wait for the host's decisions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchShape {
+    /// The FHS segment, when there was one.
+    pub fhs: Option<Vec<u8>>,
+    /// Each batch's BHS segment (when it had one) and its number of messages.
+    pub groups: Vec<(Option<Vec<u8>>, usize)>,
+}
+
+impl Batch<'_> {
+    /// The headers and counts, owned.
+    pub fn shape(&self) -> BatchShape {
+        BatchShape {
+            fhs: self.fhs.map(<[u8]>::to_vec),
+            groups: self.groups.iter().map(|g| (g.bhs.map(<[u8]>::to_vec), g.messages.len())).collect(),
+        }
+    }
+
+    /// Every message of every batch, in order.
+    pub fn messages(&self) -> impl Iterator<Item = &[u8]> {
+        self.groups.iter().flat_map(|g| g.messages.iter().copied())
+    }
+
+    /// Number of messages.
+    pub fn len(&self) -> usize {
+        self.groups.iter().map(|g| g.messages.len()).sum()
+    }
+
+    /// True when the batch holds no message.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Field `n` (1-based: 1 is the first field after the name) of a segment.
+fn seg_field(seg: &[u8], n: usize) -> &[u8] {
+    if seg.len() < 4 {
+        return &[];
+    }
+    seg[4..].split(|&b| b == seg[3]).nth(n - 1).unwrap_or(&[])
+}
+
+/// A count field (BTS-1, FTS-1): None when empty, Err when it is not a number.
+fn count_field(seg: &[u8], name: &str) -> Result<Option<usize>, String> {
+    let v = trim_spaces(seg_field(seg, 1));
+    if v.is_empty() {
+        return Ok(None);
+    }
+    std::str::from_utf8(v)
+        .ok()
+        .and_then(|t| t.parse::<usize>().ok())
+        .map(Some)
+        .ok_or_else(|| format!("{name}-1 '{}' is not a count", String::from_utf8_lossy(v)))
+}
+
+/// Splits a batch frame — `[FHS] {[BHS] {MSH …} [BTS]} [FTS]` — into its messages and checks
+/// it: a BHS needs its BTS, an FHS its FTS, BTS-1 and FTS-1 (when valued) must equal the number
+/// of messages and of batches, and nothing but messages may stand between the headers. Err
+/// with the reason for anything else: a malformed batch is refused whole.
+pub fn split_batch(frame: &[u8]) -> Result<Batch<'_>, String> {
+    // (start of segment, end of segment content, end including terminators)
+    let mut segs = Vec::new();
+    let mut i = 0;
+    while i < frame.len() {
+        let start = i;
+        while i < frame.len() && frame[i] != b'\r' && frame[i] != b'\n' {
+            i += 1;
+        }
+        let end = i;
+        while i < frame.len() && (frame[i] == b'\r' || frame[i] == b'\n') {
+            i += 1;
+        }
+        if end > start {
+            segs.push((start, end, i));
+        }
+    }
+    let name = |s: &(usize, usize, usize)| -> Option<&[u8; 3]> {
+        let seg = &frame[s.0..s.1];
+        (seg.len() >= 4 && is_separator(seg[3])).then(|| seg[..3].try_into().expect("three bytes"))
+    };
+    let mut batch = Batch { fhs: None, groups: Vec::new() };
+    let mut fts_seen = false;
+    // The group being filled (its BHS still open when `open_bhs`), and the message in progress.
+    let mut open_bhs = false;
+    let mut msg_start: Option<usize> = None;
+    fn close_msg<'a>(frame: &'a [u8], batch: &mut Batch<'a>, msg_start: &mut Option<usize>, at: usize) {
+        if let Some(s) = msg_start.take() {
+            batch.groups.last_mut().expect("a message is in a group").messages.push(&frame[s..at]);
+        }
+    }
+    for (k, s) in segs.iter().enumerate() {
+        let seg = &frame[s.0..s.1];
+        if fts_seen {
+            return Err("segments after FTS".into());
+        }
+        match name(s) {
+            Some(b"FHS") if k == 0 => batch.fhs = Some(seg),
+            Some(b"FHS") => return Err("FHS not at the start of the batch".into()),
+            Some(b"BHS") => {
+                close_msg(frame, &mut batch, &mut msg_start, s.0);
+                if open_bhs {
+                    return Err("BHS before the previous batch's BTS".into());
+                }
+                open_bhs = true;
+                batch.groups.push(BatchGroup { bhs: Some(seg), messages: Vec::new() });
+            }
+            Some(b"MSH") => {
+                close_msg(frame, &mut batch, &mut msg_start, s.0);
+                if !open_bhs && batch.groups.last().map_or(true, |g| g.bhs.is_some()) {
+                    if batch.fhs.is_none() {
+                        return Err("MSH after BTS outside a file batch".into());
+                    }
+                    batch.groups.push(BatchGroup { bhs: None, messages: Vec::new() });
+                }
+                msg_start = Some(s.0);
+            }
+            Some(b"BTS") => {
+                close_msg(frame, &mut batch, &mut msg_start, s.0);
+                if !open_bhs {
+                    return Err("BTS without BHS".into());
+                }
+                open_bhs = false;
+                let n = batch.groups.last().map_or(0, |g| g.messages.len());
+                if let Some(c) = count_field(seg, "BTS")? {
+                    if c != n {
+                        return Err(format!("BTS-1 says {c} messages, the batch holds {n}"));
+                    }
+                }
+            }
+            Some(b"FTS") => {
+                close_msg(frame, &mut batch, &mut msg_start, s.0);
+                if batch.fhs.is_none() {
+                    return Err("FTS without FHS".into());
+                }
+                if open_bhs {
+                    return Err("FTS before the batch's BTS".into());
+                }
+                fts_seen = true;
+                if let Some(c) = count_field(seg, "FTS")? {
+                    if c != batch.groups.len() {
+                        return Err(format!("FTS-1 says {c} batches, the file holds {}", batch.groups.len()));
+                    }
+                }
+            }
+            _ if msg_start.is_some() => {}
+            _ => {
+                let what = String::from_utf8_lossy(&seg[..seg.len().min(3)]).into_owned();
+                return Err(format!("segment {what} outside a message"));
+            }
+        }
+    }
+    close_msg(frame, &mut batch, &mut msg_start, frame.len());
+    if open_bhs {
+        return Err("no BTS at the end of the batch".into());
+    }
+    if batch.fhs.is_some() && !fts_seen {
+        return Err("no FTS at the end of the file batch".into());
+    }
+    Ok(batch)
+}
+
+/// Appends the acknowledgement header for a received FHS or BHS: sending and receiving
+/// application/facility swapped, creation time `timestamp`, a fresh control id, and the
+/// received control id (FHS-11/BHS-11) as the reference (FHS-12/BHS-12).
+fn push_header_ack(out: &mut Vec<u8>, seg: &[u8], timestamp: &[u8]) {
+    let sep = seg[3];
+    let enc = seg_field(seg, 1);
+    let enc = if enc.is_empty() { DEFAULT_ENCODING } else { enc };
+    out.extend_from_slice(&seg[..3]);
+    out.push(sep);
+    out.extend_from_slice(enc);
+    for n in [4, 5, 2, 3] {
+        out.push(sep);
+        out.extend_from_slice(seg_field(seg, n));
+    }
+    out.push(sep);
+    out.extend_from_slice(timestamp);
+    out.extend_from_slice(&[sep, sep, sep, sep]); // 8 security, 9 name, 10 comment: empty
+    push_control_id(out);
+    out.push(sep);
+    out.extend_from_slice(seg_field(seg, 10));
+    out.push(b'\r');
+}
+
+/// Appends a batch acknowledgement for a batch of `shape`: FHS (when the batch had one), for
+/// each batch a BHS (when it had one), the acknowledgement messages of its messages from `acks`
+/// (in order, each ending in CR; a message that gets none has an empty entry), BTS with the
+/// number of acknowledgements; then FTS with the number of batches.
+pub fn build_batch_ack(shape: &BatchShape, acks: &[Vec<u8>], timestamp: &[u8], out: &mut Vec<u8>) {
+    if let Some(fhs) = &shape.fhs {
+        push_header_ack(out, fhs, timestamp);
+    }
+    let mut acks = acks.iter();
+    for (bhs, n) in &shape.groups {
+        if let Some(bhs) = bhs {
+            push_header_ack(out, bhs, timestamp);
+        }
+        let mut count = 0u64;
+        for a in acks.by_ref().take(*n) {
+            if !a.is_empty() {
+                out.extend_from_slice(a);
+                count += 1;
+            }
+        }
+        if let Some(bhs) = bhs {
+            out.extend_from_slice(b"BTS");
+            out.push(bhs[3]);
+            push_num(out, count, 1);
+            out.push(b'\r');
+        }
+    }
+    if let Some(fhs) = &shape.fhs {
+        out.extend_from_slice(b"FTS");
+        out.push(fhs[3]);
+        push_num(out, shape.groups.len() as u64, 1);
+        out.push(b'\r');
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -372,6 +740,9 @@ mod tests {
                 control_id: b"MSG00001",
                 processing_id: b"P",
                 version_id: b"2.5.1",
+                accept_ack_type: b"",
+                app_ack_type: b"",
+                charset: b"",
             }
         );
     }

@@ -9,9 +9,11 @@
 
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
+pub mod charset;
 pub mod codec;
 pub mod config;
 pub mod connection;
+pub mod dedupe;
 mod dispatch;
 pub mod error;
 pub mod events;

@@ -293,6 +293,10 @@ impl Reactor {
                 c.proto.decide(seq, verdict, this.now);
                 Ok(())
             }),
+            Reply::AckWith { id, seq, reply } => self.with_conn(c, id, |this, c| {
+                c.proto.decide_with(seq, reply, this.now);
+                Ok(())
+            }),
             Reply::SslCert { id, cert } => self.with_conn(c, id, |this, c| this.choose_certificate(c, cert)),
             Reply::SslAuth { id, accept, status } => self.with_conn(c, id, |this, c| {
                 if c.transport.awaiting_client_decision() {
@@ -336,9 +340,12 @@ impl Reactor {
         let id = c.shared.id;
         while let Some(ev) = c.proto.poll_event() {
             match ev {
-                connection::Event::Message { seq, data, ack } => {
+                connection::Event::Message { seq, data, ack, charset } => {
                     let conn = c.shared.clone();
-                    self.emit(Some(c), Event::Message { conn, seq, data: Arc::new(data), ack })
+                    self.emit(Some(c), Event::Message { conn, seq, data: Arc::new(data), ack, charset })
+                }
+                connection::Event::Duplicate { data, control_id, reply } => {
+                    self.notify(Event::Duplicate { id, data, control_id, reply })
                 }
                 connection::Event::AckIn { accepted } => self.notify(Event::AckIn { id, accepted }),
                 connection::Event::SendDone { waiter, result } => {
@@ -417,6 +424,7 @@ impl Reactor {
             closing: None,
             failed: None,
         };
+        conn.proto.set_duplicates(self.shared.dups.clone());
         if let Err(e) = self.poll.registry().register(&mut conn.stream, token(id), Interest::READABLE) {
             lock(&self.shared.conns).release(id);
             self.error(ConnectionId::NONE, Error::from_io(&e, "register connection"));

@@ -73,6 +73,7 @@ impl Server {
         let mut s = self.settings();
         let mut next = s.clone();
         f(&mut next)?;
+        self.shared.dups.set_capacity(next.duplicate_window as usize);
         *s = next;
         drop(s);
         self.shared.bump_settings();
@@ -186,6 +187,9 @@ impl Server {
             }
             if k == "localhost" {
                 return Ok(self.local_host());
+            }
+            if k == "duplicatecount" {
+                return Ok(self.duplicate_count().to_string());
             }
             return self.settings().get(key);
         };
@@ -435,6 +439,50 @@ impl Server {
     pub fn acknowledge(&self, id: ConnectionId, seq: u64, verdict: Verdict) -> Result<()> {
         self.shared.conn(id)?;
         self.shared.command(Command::Apply(dispatch::Reply::Ack { id, seq, verdict }))
+    }
+
+    /// Acknowledges message `seq` of a connection whose AckOut set `defer` with exactly
+    /// `reply` (unframed: an HL7 ACK, or in MLLP mode the ACK or NAK byte), for instance the
+    /// original acknowledgement of a message the host's own store has seen before. Same
+    /// ordering rules as [`Server::acknowledge`]; a positive reply is remembered by
+    /// DuplicateWindow.
+    pub fn acknowledge_with(&self, id: ConnectionId, seq: u64, reply: &[u8]) -> Result<()> {
+        self.shared.conn(id)?;
+        self.shared.command(Command::Apply(dispatch::Reply::AckWith { id, seq, reply: reply.to_vec() }))
+    }
+
+    /// Sends an HL7 application acknowledgement (`code` AA, AE or AR) for `message`, a message
+    /// received on connection `id`, as a message of its own built from its MSH — when its
+    /// MSH-16 asks for one (AL always, ER only for AE/AR, SU only for AA, NE or empty never).
+    /// Returns whether it was sent. Asynchronous (queued as with Timeout 0).
+    pub fn send_app_ack(
+        &self,
+        id: ConnectionId,
+        message: &[u8],
+        code: crate::hl7::AckCode,
+        text: Option<&str>,
+    ) -> Result<bool> {
+        use crate::hl7::AckCode;
+        if !matches!(code, AckCode::AA | AckCode::AE | AckCode::AR) {
+            return Err(Error::new(code::INVALID_VALUE, "an application acknowledgement is AA, AE or AR"));
+        }
+        let c = self.shared.conn(id)?;
+        let Some(msh) = crate::hl7::parse_msh(message) else {
+            return Err(Error::new(code::INVALID_VALUE, "the message has no MSH segment to acknowledge"));
+        };
+        let t = msh.app_ack_type;
+        if t.is_empty() || !crate::hl7::ack_wanted(t, code.is_accept()) {
+            return Ok(false);
+        }
+        let ack = crate::hl7::build_ack_now(message, code, text.map(str::as_bytes));
+        self.check_send(&c, 0)?;
+        self.send_payload(&c, ack, 0)?;
+        Ok(true)
+    }
+
+    /// Duplicates answered from the DuplicateWindow so far (the DuplicateCount setting).
+    pub fn duplicate_count(&self) -> u64 {
+        self.shared.dups.count()
     }
 
     // ----- TLS -----

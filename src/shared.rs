@@ -232,6 +232,8 @@ pub(crate) struct Shared {
     pub queue: Mutex<EventQueue>,
     pub queue_cv: Condvar,
     pub epoch: Instant,
+    /// The duplicate window every connection shares (DuplicateWindow).
+    pub dups: Arc<crate::dedupe::Duplicates>,
 }
 
 impl Shared {
@@ -251,6 +253,7 @@ impl Shared {
             queue: Mutex::new(EventQueue::default()),
             queue_cv: Condvar::new(),
             epoch: Instant::now(),
+            dups: Arc::new(crate::dedupe::Duplicates::new(0)),
         }
     }
 

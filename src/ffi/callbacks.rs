@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use super::server::mllp_server;
 use super::{c_text, MLLP_OK};
 use crate::events::{
-    AckInEvent, AckOutEvent, ConnectionRequestEvent, ErrorEvent, EventHandler, LogEvent, StatusEvent,
-    TransferBoundaryEvent, TransferEvent,
+    AckInEvent, AckOutEvent, ConnectionRequestEvent, DuplicateEvent, ErrorEvent, EventHandler, LogEvent, MessageEvent,
+    StatusEvent, TransferBoundaryEvent, TransferEvent,
 };
 use crate::events::{RejectCode, Verdict};
 
@@ -43,6 +43,20 @@ pub struct mllp_status_event {
     pub description: *const c_char,
 }
 
+/// HL7 acknowledgement code for `mllp_hl7_build_ack` and `mllp_server_send_app_ack`: MSA-1 `AA`.
+pub const MLLP_ACK_AA: c_int = 0;
+/// MSA-1 `AE` (the same number as `MLLP_REJECT_AE`).
+pub const MLLP_ACK_AE: c_int = 1;
+/// MSA-1 `AR` (the same number as `MLLP_REJECT_AR`).
+pub const MLLP_ACK_AR: c_int = 2;
+/// MSA-1 `CA` (enhanced mode: commit accept).
+pub const MLLP_ACK_CA: c_int = 3;
+/// MSA-1 `CE` (enhanced mode: commit error).
+pub const MLLP_ACK_CE: c_int = 4;
+/// MSA-1 `CR` (enhanced mode: commit reject).
+pub const MLLP_ACK_CR: c_int = 5;
+const _: () = assert!(MLLP_ACK_AE == MLLP_REJECT_AE && MLLP_ACK_AR == MLLP_REJECT_AR);
+
 /// StartTransfer / EndTransfer.
 #[repr(C)]
 pub struct mllp_transfer_boundary_event {
@@ -50,6 +64,48 @@ pub struct mllp_transfer_boundary_event {
     pub connection_id: u64,
     /// Sequence number of the message on its connection (1 for the first).
     pub message_seq: u64,
+    /// MSH-18 as sent, NUL-terminated ("" when empty).
+    pub charset: *const c_char,
+    /// The normalised character set name ("ASCII", "8859/1", "UNICODE UTF-8" …) of MSH-18,
+    /// else of the DefaultCharset setting; "" when neither names a known set. NUL-terminated.
+    pub encoding: *const c_char,
+}
+
+/// Message: a received message, whole (after EndTransfer, before AckOut).
+#[repr(C)]
+pub struct mllp_message_event {
+    /// The connection.
+    pub connection_id: u64,
+    /// Sequence number of the message on its connection.
+    pub message_seq: u64,
+    /// The whole message (not NUL-terminated; UTF-8 when `decoded`).
+    pub data: *const u8,
+    /// Length of `data`.
+    pub len: usize,
+    /// MSH-18 as sent, NUL-terminated ("" when empty).
+    pub charset: *const c_char,
+    /// The normalised character set name, NUL-terminated ("" when unknown).
+    pub encoding: *const c_char,
+    /// 1 when `data` was converted to UTF-8 (the DecodeToUTF8 setting), else 0.
+    pub decoded: u8,
+}
+
+/// Duplicate: a resent message (the DuplicateWindow setting) was answered with its original's
+/// acknowledgement and not delivered again.
+#[repr(C)]
+pub struct mllp_duplicate_event {
+    /// The connection it arrived on.
+    pub connection_id: u64,
+    /// The message as received (not NUL-terminated).
+    pub message: *const u8,
+    /// Length of `message`.
+    pub message_len: usize,
+    /// Its MSH-10, NUL-terminated.
+    pub control_id: *const c_char,
+    /// The acknowledgement sent again (unframed; empty when the original got none).
+    pub reply: *const u8,
+    /// Length of `reply`.
+    pub reply_len: usize,
 }
 
 /// Transfer: a piece of a received message.
@@ -85,6 +141,18 @@ pub struct mllp_ack_out_event {
     /// host calls `mllp_server_acknowledge(server, connection_id, message_seq, …)`, from any
     /// thread (for instance after a group commit). Replies still leave in message order.
     pub defer: u8,
+    /// MSH-18 as sent, NUL-terminated ("" when empty).
+    pub charset: *const c_char,
+    /// The normalised character set name, NUL-terminated ("" when unknown).
+    pub encoding: *const c_char,
+    /// Read-write: NULL (the default) lets the library build the reply from `accept` and
+    /// `reject_code`. Set it to send exactly `reply_len` bytes at `reply` as the
+    /// acknowledgement instead (HL7 mode: an unframed HL7 ACK; MLLP mode: the ACK or NAK
+    /// byte), e.g. the original acknowledgement of a message the host's store has seen
+    /// before. Copied when the callback returns.
+    pub reply: *const u8,
+    /// Read-write: length of `reply`.
+    pub reply_len: usize,
 }
 
 /// AckIn: a client acknowledged data the server sent.
@@ -130,6 +198,10 @@ pub type mllp_transfer_boundary_cb =
     Option<unsafe extern "C" fn(user: *mut c_void, event: *const mllp_transfer_boundary_event)>;
 /// Callback for Transfer.
 pub type mllp_transfer_cb = Option<unsafe extern "C" fn(user: *mut c_void, event: *const mllp_transfer_event)>;
+/// Callback for Message.
+pub type mllp_message_cb = Option<unsafe extern "C" fn(user: *mut c_void, event: *const mllp_message_event)>;
+/// Callback for Duplicate.
+pub type mllp_duplicate_cb = Option<unsafe extern "C" fn(user: *mut c_void, event: *const mllp_duplicate_event)>;
 /// Callback for AckOut.
 pub type mllp_ack_out_cb = Option<unsafe extern "C" fn(user: *mut c_void, event: *mut mllp_ack_out_event)>;
 /// Callback for AckIn.
@@ -175,6 +247,8 @@ pub(crate) struct Callbacks {
     pub start_transfer: mllp_transfer_boundary_cb,
     pub transfer: mllp_transfer_cb,
     pub end_transfer: mllp_transfer_boundary_cb,
+    pub message: mllp_message_cb,
+    pub duplicate: mllp_duplicate_cb,
     pub ack_out: mllp_ack_out_cb,
     pub ack_in: mllp_ack_in_cb,
     pub error: mllp_error_cb,
@@ -234,6 +308,7 @@ impl EventHandler for Callbacks {
 
     fn ack_out(&self, e: &mut AckOutEvent<'_>) {
         let Some(f) = self.ack_out else { return };
+        let (cs, enc) = (c_text(e.charset), c_text(e.encoding));
         let mut ev = mllp_ack_out_event {
             connection_id: e.connection_id.raw(),
             message_seq: e.message_seq,
@@ -245,11 +320,52 @@ impl EventHandler for Callbacks {
             message: e.message.as_ptr(),
             message_len: e.message.len(),
             defer: e.defer as u8,
+            charset: cs.as_ptr(),
+            encoding: enc.as_ptr(),
+            reply: std::ptr::null(),
+            reply_len: 0,
         };
         // SAFETY: a host callback; the event and the message are valid for the call.
         unsafe { f(self.user(), &mut ev) };
         e.verdict = Verdict::from_c(ev.accept != 0, ev.reject_code);
         e.defer = ev.defer != 0;
+        if !ev.reply.is_null() {
+            // SAFETY: the header asks the host to point `reply` at `reply_len` readable bytes
+            // that stay valid until its callback returns, which it has just done on this thread
+            // (the bytes are the host's, not freed before we copy them).
+            e.reply = Some(unsafe { std::slice::from_raw_parts(ev.reply, ev.reply_len) }.to_vec());
+        }
+    }
+
+    fn message(&self, e: &MessageEvent<'_>) {
+        let Some(f) = self.message else { return };
+        let (cs, enc) = (c_text(e.charset), c_text(e.encoding));
+        let ev = mllp_message_event {
+            connection_id: e.connection_id.raw(),
+            message_seq: e.message_seq,
+            data: e.data.as_ptr(),
+            len: e.data.len(),
+            charset: cs.as_ptr(),
+            encoding: enc.as_ptr(),
+            decoded: e.decoded as u8,
+        };
+        // SAFETY: a host callback; the event and its data are valid for the call.
+        unsafe { f(self.user(), &ev) };
+    }
+
+    fn duplicate(&self, e: &DuplicateEvent<'_>) {
+        let Some(f) = self.duplicate else { return };
+        let id = c_text(e.control_id);
+        let ev = mllp_duplicate_event {
+            connection_id: e.connection_id.raw(),
+            message: e.message.as_ptr(),
+            message_len: e.message.len(),
+            control_id: id.as_ptr(),
+            reply: e.reply.as_ptr(),
+            reply_len: e.reply.len(),
+        };
+        // SAFETY: a host callback; the event and its data are valid for the call.
+        unsafe { f(self.user(), &ev) };
     }
 
     fn ack_in(&self, e: &AckInEvent) {
@@ -321,9 +437,15 @@ fn status(f: mllp_status_cb, user: *mut c_void, e: &StatusEvent<'_>) {
     unsafe { f(user, &ev) };
 }
 
-fn boundary(f: mllp_transfer_boundary_cb, user: *mut c_void, e: &TransferBoundaryEvent) {
+fn boundary(f: mllp_transfer_boundary_cb, user: *mut c_void, e: &TransferBoundaryEvent<'_>) {
     let Some(f) = f else { return };
-    let ev = mllp_transfer_boundary_event { connection_id: e.connection_id.raw(), message_seq: e.message_seq };
+    let (cs, enc) = (c_text(e.charset), c_text(e.encoding));
+    let ev = mllp_transfer_boundary_event {
+        connection_id: e.connection_id.raw(),
+        message_seq: e.message_seq,
+        charset: cs.as_ptr(),
+        encoding: enc.as_ptr(),
+    };
     // SAFETY: a host callback; the event is valid for the call.
     unsafe { f(user, &ev) };
 }
@@ -408,6 +530,30 @@ pub extern "C" fn mllp_server_on_transfer(server: *mut mllp_server, cb: mllp_tra
 pub extern "C" fn mllp_server_on_end_transfer(server: *mut mllp_server, cb: mllp_transfer_boundary_cb) -> c_int {
     ffi_panic_boundary! {
         update(try_ref_from_ptr!(server), |c| c.end_transfer = cb)
+    }
+}
+
+/// Registers the Message callback: each received message whole, after EndTransfer and before
+/// AckOut (for hosts that do not want Transfer pieces).
+///
+/// Pass NULL to remove the callback. Returns `MLLP_OK`, or `MLLP_ERR_INVALID_ARGUMENT` when
+/// `server` is NULL. Any thread; takes effect for the next event.
+#[no_mangle]
+pub extern "C" fn mllp_server_on_message(server: *mut mllp_server, cb: mllp_message_cb) -> c_int {
+    ffi_panic_boundary! {
+        update(try_ref_from_ptr!(server), |c| c.message = cb)
+    }
+}
+
+/// Registers the Duplicate callback (the DuplicateWindow setting): a resent message was
+/// answered with its original's acknowledgement and not delivered again.
+///
+/// Pass NULL to remove the callback. Returns `MLLP_OK`, or `MLLP_ERR_INVALID_ARGUMENT` when
+/// `server` is NULL. Any thread; takes effect for the next event.
+#[no_mangle]
+pub extern "C" fn mllp_server_on_duplicate(server: *mut mllp_server, cb: mllp_duplicate_cb) -> c_int {
+    ffi_panic_boundary! {
+        update(try_ref_from_ptr!(server), |c| c.duplicate = cb)
     }
 }
 

@@ -90,6 +90,15 @@ pub const MLLP_ERR_TLS_HANDSHAKE: c_int = 2021;
 /// The client's certificate was refused in SSLClientAuthentication (2022).
 pub const MLLP_ERR_TLS_CLIENT_REJECTED: c_int = 2022;
 
+/// A batch (ProcessBatch) could not be split: no BTS or FTS, counts wrong, stray segments;
+/// refused whole, nothing delivered (2030).
+pub const MLLP_ERR_BAD_BATCH: c_int = 2030;
+/// A message could not be converted from its character set (DecodeToUTF8); refused (2031).
+pub const MLLP_ERR_CHARSET: c_int = 2031;
+/// A resent message arrived while its original was still awaiting its answer on another
+/// connection (DuplicateWindow); refused, to be resent later (2032).
+pub const MLLP_ERR_DUPLICATE_IN_PROGRESS: c_int = 2032;
+
 /// Major version of this library (matches Cargo.toml).
 pub const MLLP_VERSION_MAJOR: u32 = 0;
 /// Minor version of this library.

@@ -354,3 +354,94 @@ pub extern "C" fn mllp_server_acknowledge(
         rc(s.acknowledge(connection_id.into(), message_seq, verdict))
     }
 }
+
+/// Acknowledges a message whose AckOut callback set `defer` with exactly `reply_len` bytes at
+/// `reply` (copied; unframed: an HL7 ACK in HL7 mode, the ACK or NAK byte in MLLP mode), e.g.
+/// the original acknowledgement of a message the host's own store has seen before. Same
+/// ordering rules and codes as `mllp_server_acknowledge`. A positive reply (the ACK byte, MSA-1
+/// AA or CA) is remembered by the DuplicateWindow setting. Queued; any thread.
+#[no_mangle]
+pub extern "C" fn mllp_server_acknowledge_with(
+    server: *mut mllp_server,
+    connection_id: u64,
+    message_seq: u64,
+    reply: *const u8,
+    reply_len: usize,
+) -> c_int {
+    ffi_panic_boundary! {
+        let s = &try_ref_from_ptr!(server).server;
+        let reply = try_slice!(reply, reply_len);
+        rc(s.acknowledge_with(connection_id.into(), message_seq, reply))
+    }
+}
+
+/// Sends an HL7 application acknowledgement for `message` (`message_len` bytes, a message
+/// received on that connection) as a message of its own, built from its MSH: `code`
+/// `MLLP_ACK_AA`, `MLLP_ACK_AE` or `MLLP_ACK_AR`; `text` an optional MSA-3 (NULL: none). It is
+/// sent only when the message's MSH-16 asks for it: AL always, ER only for AE/AR, SU only for
+/// AA, NE or empty never. Writes 1 to `*sent` (may be NULL) when it was sent, 0 when MSH-16
+/// said no. Queued (asynchronous); `MLLP_ERR_INVALID_VALUE` for another code or a message
+/// without MSH, `MLLP_ERR_NO_SUCH_CONNECTION`. Any thread.
+#[no_mangle]
+pub extern "C" fn mllp_server_send_app_ack(
+    server: *mut mllp_server,
+    connection_id: u64,
+    message: *const u8,
+    message_len: usize,
+    code: c_int,
+    text: *const c_char,
+    sent: *mut u8,
+) -> c_int {
+    ffi_panic_boundary! {
+        let s = &try_ref_from_ptr!(server).server;
+        let message = try_slice!(message, message_len);
+        let text = try_opt_str!(text);
+        let Some(code) = crate::hl7::AckCode::from_c(code) else {
+            return rc::<()>(Err(crate::Error::new(crate::code::INVALID_VALUE, "code must be MLLP_ACK_AA, MLLP_ACK_AE or MLLP_ACK_AR")));
+        };
+        let was_sent = try_mllp!(s.send_app_ack(connection_id.into(), message, code, text));
+        if !sent.is_null() {
+            let out = try_out!(sent);
+            out.set(was_sent as u8);
+        }
+        MLLP_OK
+    }
+}
+
+/// Writes the number of duplicates answered from the DuplicateWindow so far to `*count`.
+/// Returns `MLLP_OK`, or `MLLP_ERR_INVALID_ARGUMENT` when a pointer is NULL. Any thread.
+#[no_mangle]
+pub extern "C" fn mllp_server_get_duplicate_count(server: *const mllp_server, count: *mut u64) -> c_int {
+    ffi_panic_boundary! {
+        let s = &try_ref_from_ptr!(server).server;
+        let out = try_out!(count);
+        out.set(s.duplicate_count())
+    }
+}
+
+/// Builds an HL7 acknowledgement for `message` (`message_len` bytes): MSA-1 `code`
+/// (`MLLP_ACK_AA` … `MLLP_ACK_CR`), MSA-2 its MSH-10, MSA-3 `text` (NULL: none), MSH-7 now
+/// and an MSH-10 unique across connections, servers and restarts; the same rules as the
+/// acknowledgements the server builds (see AckMode=HL7). Buffer rule: when `out` is NULL or
+/// `*out_len` is too small, returns `MLLP_ERR_BUFFER_TOO_SMALL` with the size needed in
+/// `*out_len` (every call makes a new control id). `MLLP_ERR_INVALID_VALUE` for an unknown
+/// code. Any thread.
+#[no_mangle]
+pub extern "C" fn mllp_hl7_build_ack(
+    message: *const u8,
+    message_len: usize,
+    code: c_int,
+    text: *const c_char,
+    out: *mut u8,
+    out_len: *mut usize,
+) -> c_int {
+    ffi_panic_boundary! {
+        let message = try_slice!(message, message_len);
+        let text = try_opt_str!(text);
+        let buf = try_buf!(out, out_len);
+        let Some(code) = crate::hl7::AckCode::from_c(code) else {
+            return rc::<()>(Err(crate::Error::new(crate::code::INVALID_VALUE, "code must be one of MLLP_ACK_AA … MLLP_ACK_CR")));
+        };
+        buf.put_slice(&crate::hl7::build_ack_now(message, code, text.map(str::as_bytes)))
+    }
+}
