@@ -1281,4 +1281,302 @@ mod tests {
         c.decide(1, Verdict::Accept, t0());
         assert_eq!(drain(&mut c), b"<\x06>\n");
     }
+
+    // ----- issue 11: delivery semantics -----
+
+    fn hl7cfg() -> Config {
+        Config { ack_mode: AckMode::Hl7, log_level: 1, ..Config::default() }
+    }
+
+    fn with_window(cfg: Config, d: &Arc<Duplicates>) -> Connection<u32> {
+        let mut c = Connection::new(Config { duplicate_window: 100, ..cfg });
+        c.set_duplicates(d.clone());
+        c
+    }
+
+    fn adt(ctl: &str, extra: &str) -> Vec<u8> {
+        format!("MSH|^~\\&|SND|SF|RCV|RF|20240101||ADT^A01|{ctl}|P|2.5{extra}\rPID|1||X\r").into_bytes()
+    }
+
+    /// Frames in `out`, without their framing bytes.
+    fn frames(out: &[u8]) -> Vec<Vec<u8>> {
+        let mut d = Decoder::new(FrameChars::default(), 1 << 20);
+        let mut v = Vec::new();
+        let mut cur = Vec::new();
+        d.feed(out, |ev| match ev {
+            DecodeEvent::Start => cur.clear(),
+            DecodeEvent::Data(b) => cur.extend_from_slice(b),
+            DecodeEvent::End => v.push(std::mem::take(&mut cur)),
+            _ => panic!("bad frame"),
+        });
+        v
+    }
+
+    fn seqs(ev: &[Event<u32>]) -> Vec<u64> {
+        ev.iter().filter_map(|e| if let Event::Message { seq, .. } = e { Some(*seq) } else { None }).collect()
+    }
+
+    #[test]
+    fn duplicate_gets_the_original_ack_byte_for_byte_and_is_not_delivered() {
+        let d = Arc::new(Duplicates::new(100));
+        let mut a = with_window(hl7cfg(), &d);
+        let m = adt("C1", "");
+        a.handle_input(&frame(&m), t0());
+        assert_eq!(seqs(&events(&mut a)), vec![1]);
+        a.decide(1, Verdict::Accept, t0());
+        let first = frames(&drain(&mut a)).remove(0);
+        // A later resend, on another connection, a second later.
+        let mut b = with_window(hl7cfg(), &d);
+        b.handle_input(&frame(&m), after(t0(), 1));
+        let ev = events(&mut b);
+        assert!(seqs(&ev).is_empty(), "not delivered: {ev:?}");
+        assert!(ev.iter().any(|e| matches!(e, Event::Duplicate { control_id, reply, .. }
+            if control_id == "C1" && *reply == first)));
+        assert!(ev.iter().any(|e| matches!(e, Event::Log { message, .. } if message.contains("duplicate"))));
+        assert_eq!(frames(&drain(&mut b)), vec![first]);
+        assert_eq!(d.count(), 1);
+        // Same MSH-3/4/10, other bytes: delivered and logged as a reused control id.
+        b.handle_input(&frame(&adt("C1", "\rNTE|1")), t0());
+        let ev = events(&mut b);
+        assert_eq!(seqs(&ev), vec![1]);
+        assert!(ev.iter().any(|e| matches!(e, Event::Log { message, .. } if message.contains("reused"))));
+    }
+
+    #[test]
+    fn a_refused_message_is_not_remembered() {
+        let d = Arc::new(Duplicates::new(100));
+        let mut a = with_window(cfg(), &d);
+        let m = adt("C2", "");
+        a.handle_input(&frame(&m), t0());
+        a.decide(1, NAK, t0());
+        a.handle_input(&frame(&m), t0());
+        assert_eq!(seqs(&events(&mut a)), vec![1, 2], "the resend of a refused message is delivered");
+        a.decide(2, Verdict::Accept, t0());
+        assert_eq!(drain(&mut a), b"\x0b\x15\x1c\r\x0b\x06\x1c\r");
+    }
+
+    #[test]
+    fn resend_while_the_original_is_undecided() {
+        let d = Arc::new(Duplicates::new(100));
+        let mut a = with_window(cfg(), &d);
+        let mut b = with_window(cfg(), &d);
+        let m = adt("C3", "");
+        a.handle_input(&frame(&m), t0());
+        a.handle_input(&frame(&m), t0()); // same connection: waits for the original's answer
+        assert_eq!(seqs(&events(&mut a)), vec![1]);
+        b.handle_input(&frame(&m), t0()); // another connection: refused now
+        let ev = events(&mut b);
+        assert!(ev.iter().any(|e| matches!(e, Event::Error(e) if e.code == code::DUPLICATE_IN_PROGRESS)));
+        assert_eq!(drain(&mut b), b"\x0b\x15\x1c\r");
+        a.decide(1, Verdict::Accept, t0());
+        assert_eq!(drain(&mut a), b"\x0b\x06\x1c\r\x0b\x06\x1c\r");
+        assert!(events(&mut a).iter().any(|e| matches!(e, Event::Duplicate { .. })));
+        // A connection that closes with an undecided message releases it.
+        let m2 = adt("C4", "");
+        b.handle_input(&frame(&m2), t0());
+        b.close();
+        a.handle_input(&frame(&m2), t0());
+        assert_eq!(seqs(&events(&mut a)), vec![2]);
+    }
+
+    #[test]
+    fn host_reply_bytes_are_sent_and_remembered_when_positive() {
+        let d = Arc::new(Duplicates::new(100));
+        let mut a = with_window(hl7cfg(), &d);
+        let m = adt("C5", "");
+        a.handle_input(&frame(&m), t0());
+        let mine = b"MSH|^~\\&|RCV|RF|SND|SF|20240101||ACK^A01^ACK|MINE|P|2.5\rMSA|AA|C5\r".to_vec();
+        assert!(a.decide_with(1, mine.clone(), t0()));
+        assert_eq!(frames(&drain(&mut a)), vec![mine.clone()]);
+        a.handle_input(&frame(&m), t0());
+        assert_eq!(frames(&drain(&mut a)), vec![mine]);
+    }
+
+    #[test]
+    fn duplicate_detection_off_delivers_everything() {
+        let d = Arc::new(Duplicates::new(0));
+        let mut a = Connection::<u32>::new(cfg());
+        a.set_duplicates(d);
+        let m = adt("C6", "");
+        a.handle_input(&frame(&m), t0());
+        a.handle_input(&frame(&m), t0());
+        assert_eq!(seqs(&events(&mut a)), vec![1, 2]);
+    }
+
+    const BATCH: &[u8] = include_bytes!("../tests/data/batch_adt.hl7");
+
+    #[test]
+    fn batch_is_split_and_answered_once_mllp() {
+        let mut c = Connection::<u32>::new(Config { process_batch: true, log_level: 0, ..Config::default() });
+        c.handle_input(&frame(BATCH), t0());
+        let ev = events(&mut c);
+        assert_eq!(seqs(&ev), vec![1, 2, 3]);
+        let datas: Vec<&Vec<u8>> =
+            ev.iter().filter_map(|e| if let Event::Message { data, .. } = e { Some(data) } else { None }).collect();
+        assert!(datas.iter().all(|d| d.starts_with(b"MSH|") && d.ends_with(b"\r")));
+        assert!(String::from_utf8_lossy(datas[1]).contains("B00001"));
+        c.decide(1, Verdict::Accept, t0());
+        c.decide(3, Verdict::Accept, t0());
+        assert!(drain(&mut c).is_empty());
+        c.decide(2, Verdict::Accept, t0());
+        assert_eq!(drain(&mut c), b"\x0b\x06\x1c\r");
+        c.handle_input(&frame(BATCH), t0());
+        events(&mut c);
+        c.decide(4, Verdict::Accept, t0());
+        c.decide(5, NAK, t0());
+        c.decide(6, Verdict::Accept, t0());
+        assert_eq!(drain(&mut c), b"\x0b\x15\x1c\r", "one refused message: the batch gets a NAK");
+    }
+
+    #[test]
+    fn batch_acknowledgement_in_hl7_mode() {
+        let mut c = Connection::<u32>::new(Config { process_batch: true, ..hl7cfg() });
+        c.handle_input(&frame(BATCH), t0());
+        events(&mut c);
+        c.decide(1, Verdict::Accept, t0());
+        c.decide(2, Verdict::Reject(RejectCode::AR), t0());
+        c.decide(3, Verdict::Accept, t0());
+        let out = frames(&drain(&mut c));
+        assert_eq!(out.len(), 1);
+        let text = String::from_utf8(out[0].clone()).unwrap();
+        let segs: Vec<&str> = text.split('\r').filter(|s| !s.is_empty()).collect();
+        let names: Vec<&str> = segs.iter().map(|s| &s[..3]).collect();
+        assert_eq!(names, ["FHS", "BHS", "MSH", "MSA", "MSH", "MSA", "MSH", "MSA", "BTS", "FTS"], "{text}");
+        assert!(segs[0].starts_with("FHS|^~\\&|LABADT|GOOD HEALTH HOSPITAL|ADT1|GOOD HEALTH HOSPITAL|19700101000000|"));
+        assert!(segs[0].ends_with("|FILE001"), "FHS-12 refers to the file's control id: {}", segs[0]);
+        assert!(segs[1].ends_with("|BATCH001"));
+        assert_eq!(segs[3], "MSA|AA|B00000");
+        assert_eq!(segs[5], "MSA|AR|B00001");
+        assert_eq!(segs[7], "MSA|AA|B00002");
+        assert_eq!(segs[8], "BTS|3");
+        assert_eq!(segs[9], "FTS|1");
+    }
+
+    #[test]
+    fn malformed_batches_are_refused_whole() {
+        for bad in [
+            &b"BHS|^~\\&|A\rMSH|^~\\&|A||||||ADT^A01|X|P|2.5\r"[..], // no BTS
+            b"BHS|^~\\&|A\rMSH|^~\\&|A||||||ADT^A01|X|P|2.5\rBTS|2\r", // count wrong
+            b"FHS|^~\\&|A\rBHS|^~\\&|A\rMSH|^~\\&|A||||||ADT^A01|X|P|2.5\rBTS|1\r", // no FTS
+            b"BHS|^~\\&|A\rPID|1\rMSH|^~\\&|A||||||ADT^A01|X|P|2.5\rBTS|1\r", // stray segment
+            b"FHS|^~\\&|A\rBHS|^~\\&|A\rBTS|0\rFTS|2\r",             // FTS count wrong
+        ] {
+            let mut c = Connection::<u32>::new(Config { process_batch: true, log_level: 0, ..Config::default() });
+            c.handle_input(&frame(bad), t0());
+            let ev = events(&mut c);
+            assert!(seqs(&ev).is_empty(), "nothing delivered");
+            assert!(ev.iter().any(|e| matches!(e, Event::Error(e) if e.code == code::BAD_BATCH)), "{ev:?}");
+            assert_eq!(drain(&mut c), b"\x0b\x15\x1c\r");
+        }
+        // Without ProcessBatch a batch is one message, as before.
+        let mut c = Connection::<u32>::new(Config::default());
+        c.handle_input(&frame(BATCH), t0());
+        assert_eq!(seqs(&events(&mut c)), vec![1]);
+        // An empty batch is answered at once.
+        let mut c = Connection::<u32>::new(Config { process_batch: true, log_level: 0, ..Config::default() });
+        c.handle_input(&frame(b"BHS|^~\\&|A\rBTS|0\r"), t0());
+        assert_eq!(drain(&mut c), b"\x0b\x06\x1c\r");
+    }
+
+    #[test]
+    fn character_sets_are_reported_and_converted_whole() {
+        let latin1 = b"MSH|^~\\&|A|B|C|D|2024||ADT^A01|L1|P|2.5||||||8859/1\rPID|1||Jos\xE9\r".to_vec();
+        let mut c = Connection::<u32>::new(Config { decode_to_utf8: true, ..cfg() });
+        // Split in the middle of the message: decoding waits for the whole frame.
+        let f = frame(&latin1);
+        c.handle_input(&f[..f.len() - 5], t0());
+        c.handle_input(&f[f.len() - 5..], t0());
+        match &events(&mut c)[..] {
+            [Event::Message { data, charset, .. }] => {
+                assert!(data.ends_with("José\r".as_bytes()));
+                assert_eq!(charset, &CharsetInfo { raw: "8859/1".into(), encoding: "8859/1", decoded: true });
+            }
+            other => panic!("{other:?}"),
+        }
+        // A UTF-8 message split inside a two-byte character across reads comes out whole.
+        let utf8 = "MSH|^~\\&|A|B|C|D|2024||ADT^A01|U1|P|2.5||||||UNICODE UTF-8\rPID|1||Müller\r".as_bytes();
+        let f = frame(utf8);
+        let cut = f.iter().position(|&b| b == 0xC3).unwrap() + 1;
+        c.handle_input(&f[..cut], t0());
+        c.handle_input(&f[cut..], t0());
+        match &events(&mut c)[..] {
+            [Event::Message { data, charset, .. }] => {
+                assert_eq!(data, utf8);
+                assert_eq!(charset.encoding, "UNICODE UTF-8");
+                assert!(!charset.decoded);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Bytes that do not map: refused with 2031, never delivered.
+        let bad = b"MSH|^~\\&|A|B|C|D|2024||ADT^A01|U2|P|2.5||||||UNICODE UTF-8\rPID|1||M\xFCller\r";
+        c.handle_input(&frame(bad), t0());
+        let ev = events(&mut c);
+        assert!(seqs(&ev).is_empty());
+        assert!(ev.iter().any(|e| matches!(e, Event::Error(e) if e.code == code::CHARSET)), "{ev:?}");
+        // An unknown MSH-18 is passed through unchanged, with a log line.
+        let mut c = Connection::<u32>::new(Config { decode_to_utf8: true, log_level: 1, ..cfg() });
+        let odd = b"MSH|^~\\&|A|B|C|D|2024||ADT^A01|K1|P|2.5||||||KLINGON\rPID|1||\xFF\r";
+        c.handle_input(&frame(odd), t0());
+        let ev = events(&mut c);
+        assert!(ev.iter().any(|e| matches!(e, Event::Log { message, .. } if message.contains("KLINGON"))));
+        assert!(ev.iter().any(|e| matches!(e, Event::Message { data, charset, .. }
+            if data == odd && charset.raw == "KLINGON" && charset.encoding.is_empty())));
+        // DefaultCharset applies when MSH-18 is empty.
+        let mut c = Connection::<u32>::new(Config {
+            decode_to_utf8: true,
+            default_charset: crate::charset::Charset::lookup("8859/15"),
+            ..cfg()
+        });
+        c.handle_input(&frame(b"MSH|^~\\&|A|B|C|D|2024||ADT^A01|E1|P|2.5\rNTE|1||\xA4\r"), t0());
+        assert!(events(&mut c).iter().any(|e| matches!(e, Event::Message { data, charset, .. }
+            if data.ends_with("€\r".as_bytes()) && charset.encoding == "8859/15" && charset.raw.is_empty())));
+    }
+
+    #[test]
+    fn enhanced_mode_follows_msh_15() {
+        // (MSH-15, verdict, expected MSA-1 or None for no reply)
+        for (t15, verdict, want) in [
+            ("AL", Verdict::Accept, Some("CA")),
+            ("AL", Verdict::Reject(RejectCode::AE), Some("CE")),
+            ("AL", Verdict::Reject(RejectCode::AR), Some("CR")),
+            ("NE", Verdict::Accept, None),
+            ("NE", NAK, None),
+            ("ER", Verdict::Accept, None),
+            ("ER", NAK, Some("CE")),
+            ("SU", Verdict::Accept, Some("CA")),
+            ("SU", NAK, None),
+            // MSH-16 alone makes it enhanced; MSH-15 empty means "always".
+            ("", Verdict::Accept, Some("CA")),
+        ] {
+            let mut c = Connection::<u32>::new(hl7cfg());
+            c.handle_input(&frame(&adt("E1", &format!("|||{t15}|AL"))), t0());
+            let msg = adt("E1", &format!("|||{t15}|AL"));
+            let msh15 = hl7::parse_msh(&msg).unwrap().accept_ack_type.to_vec();
+            assert_eq!(msh15, t15.as_bytes());
+            c.decide(1, verdict, t0());
+            let out = frames(&drain(&mut c));
+            match want {
+                None => assert!(out.is_empty(), "{t15} {verdict:?}: {out:?}"),
+                Some(code) => {
+                    let text = String::from_utf8_lossy(&out[0]).to_string();
+                    assert!(text.contains(&format!("\rMSA|{code}|E1\r")), "{t15} {verdict:?}: {text}");
+                }
+            }
+            assert!(c.is_idle());
+        }
+    }
+
+    #[test]
+    fn ack_control_ids_are_unique_across_connections() {
+        let mut ids = std::collections::HashSet::new();
+        for _ in 0..50 {
+            let mut c = Connection::<u32>::new(hl7cfg());
+            c.handle_input(&frame(&adt("U", "")), t0());
+            c.decide(1, Verdict::Accept, t0());
+            let out = frames(&drain(&mut c)).remove(0);
+            let id = hl7::parse_msh(&out).unwrap().control_id.to_vec();
+            assert!(id.len() <= 20, "{}", String::from_utf8_lossy(&id));
+            assert!(ids.insert(id), "control ids repeat");
+        }
+    }
 }

@@ -967,4 +967,119 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn ack_declares_the_messages_charset_and_enhanced_fields_parse() {
+        let m = parse_msh(ADT_A08_UTF8).unwrap();
+        assert_eq!((m.accept_ack_type, m.app_ack_type, m.charset), (&b"AL"[..], &b"NE"[..], &b"UNICODE UTF-8"[..]));
+        let out = ack(ADT_A08_UTF8, AckCode::CA, None);
+        assert_eq!(
+            out,
+            &b"MSH|^~\\&|HIS|KLINIKUM|REG|KLINIKUM|20261125083100||ACK^A08^ACK|ACK42|P|2.5||||||UNICODE UTF-8\r\
+               MSA|CA|UTF0001\r"[..]
+        );
+        assert_eq!(ack_accepted(&out), Some(true));
+        for (t, pos, want) in
+            [("AL", true, true), ("AL", false, true), ("NE", true, false), ("ER", true, false), ("ER", false, true)]
+        {
+            assert_eq!(ack_wanted(t.as_bytes(), pos), want, "{t} {pos}");
+        }
+        assert!(ack_wanted(b"SU", true) && !ack_wanted(b"SU", false) && ack_wanted(b"", false));
+        assert_eq!(AckCode::from_c(3), Some(AckCode::CA));
+        assert_eq!(AckCode::from_c(6), None);
+    }
+
+    #[test]
+    fn control_ids_are_unique_and_short() {
+        let mut seen = std::collections::HashSet::new();
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                std::thread::spawn(|| {
+                    (0..2000)
+                        .map(|_| {
+                            let mut v = Vec::new();
+                            push_control_id(&mut v);
+                            v
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for t in threads {
+            for id in t.join().unwrap() {
+                assert!(id.len() <= 20 && id.iter().all(u8::is_ascii_alphanumeric));
+                assert!(seen.insert(id));
+            }
+        }
+        let a = build_ack_now(ADT_A01, AckCode::AA, None);
+        let b = build_ack_now(ADT_A01, AckCode::AA, None);
+        assert_ne!(parse_msh(&a).unwrap().control_id, parse_msh(&b).unwrap().control_id);
+        assert_eq!(ack_accepted(&a), Some(true));
+    }
+
+    #[test]
+    fn splits_the_sample_batch() {
+        let b = split_batch(BATCH_ADT).unwrap();
+        assert_eq!(b.len(), 3);
+        assert!(b.fhs.unwrap().ends_with(b"FILE001"));
+        assert_eq!(b.groups.len(), 1);
+        let ids: Vec<&[u8]> = b.messages().map(|m| parse_msh(m).unwrap().control_id).collect();
+        assert_eq!(ids, [&b"B00000"[..], b"B00001", b"B00002"]);
+        // Messages directly inside a file batch, and LF endings.
+        let b = split_batch(b"FHS|^~\\&\nMSH|^~\\&|A||||||ADT^A01|1|P|2.5\nPID|1\nFTS|1\n").unwrap();
+        assert_eq!(b.messages().collect::<Vec<_>>(), [&b"MSH|^~\\&|A||||||ADT^A01|1|P|2.5\nPID|1\n"[..]]);
+        assert!(split_batch(b"BHS|^~\\&\rMSH|^~\\&\rBTS|x\r").unwrap_err().contains("not a count"));
+        assert!(split_batch(b"BHS|^~\\&\rBTS|0\rMSH|^~\\&\r").is_err());
+        assert!(split_batch(b"FHS|^~\\&\rFTS|0\rMSH|^~\\&\r").unwrap_err().contains("after FTS"));
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Oracle: a batch built from known messages splits back into exactly them, in order,
+        /// with counts checked; a wrong BTS count is always refused.
+        #[test]
+        fn split_batch_returns_the_messages_it_was_built_from(
+            groups in proptest::collection::vec(
+                proptest::collection::vec(
+                    (0u32..1000, proptest::collection::vec("[A-Z]{3}\\|[a-z0-9 ^]{0,12}", 0..4)),
+                    0..5),
+                1..4),
+            file in any::<bool>(),
+            crlf in any::<bool>(),
+            wrong in 0usize..3,
+        ) {
+            let eol = if crlf { "\r\n" } else { "\r" };
+            let mut frame = String::new();
+            let mut want = Vec::new();
+            if file { frame += &format!("FHS|^~\\&|S{eol}"); }
+            for g in &groups {
+                frame += &format!("BHS|^~\\&|S{eol}");
+                for (id, segs) in g {
+                    let mut m = format!("MSH|^~\\&|A|B|C|D|2024||ADT^A01|{id}|P|2.5{eol}");
+                    for s in segs {
+                        // Segment names that are batch headers would end the message.
+                        if ["FHS", "BHS", "BTS", "FTS", "MSH"].contains(&&s[..3]) { continue; }
+                        m += &format!("{s}{eol}");
+                    }
+                    want.push(m.clone());
+                    frame += &m;
+                }
+                frame += &format!("BTS|{}{eol}", g.len());
+            }
+            if file { frame += &format!("FTS|{}{eol}", groups.len()); }
+            let b = split_batch(frame.as_bytes()).unwrap();
+            let got: Vec<String> = b.messages().map(|m| String::from_utf8(m.to_vec()).unwrap()).collect();
+            prop_assert_eq!(got, want);
+            prop_assert_eq!(b.fhs.is_some(), file);
+            // Changing one BTS count makes it malformed.
+            let g = wrong % groups.len();
+            let needle = format!("BTS|{}{eol}", groups[g].len());
+            let pos = frame.match_indices(&needle).nth(
+                groups[..g].iter().filter(|x| x.len() == groups[g].len()).count()).unwrap().0;
+            let mut bad = frame.clone();
+            bad.replace_range(pos..pos + needle.len(), &format!("BTS|{}{eol}", groups[g].len() + 1));
+            prop_assert!(split_batch(bad.as_bytes()).is_err());
+        }
+    }
 }
