@@ -3,7 +3,7 @@
 # measured against the reference responder (bench/ref-responder.c) in the same run.
 #
 #   bench/compare.sh --baseline DIR [--rounds R] [--duration SECS] [--warmup W]
-#                    [--skip-build] [--out FILE]
+#                    [--baseline-args ARGS] [--new-args ARGS] [--skip-build] [--out FILE]
 #   bench/compare.sh --report RAW.jsonl [RAW.jsonl...]   # tables of earlier runs, pooled
 #
 # DIR: a directory holding an mllp-listen binary, or a built checkout (DIR/build/examples-c/
@@ -15,6 +15,9 @@
 # target/release/mllp-bench. Prints medians of msg/s and server CPU us/msg, and the ratios
 # new/ref, baseline/ref (per round, against the reference of the same round) and new/baseline.
 # Raw JSON lines go to bench/results/compare-<time>.jsonl (or --out FILE).
+# --baseline-args / --new-args: extra mllp-listen arguments for that server (split on spaces),
+# e.g. --new-args "--config DuplicateWindow=100000" to measure a setting; baseline and new may
+# then be the same binary.
 # Defaults: 5 rounds of 3 s after a 0.5 s warm-up. Without --skip-build this tree is built
 # first (cargo build --release --workspace, cmake Release build without tests), as bench/run.sh does.
 set -u
@@ -26,6 +29,8 @@ ROUNDS=5
 DURATION=3
 WARMUP=0.5s
 BASELINE=""
+BASE_ARGS=""
+NEW_ARGS=""
 SKIP_BUILD=0
 RAW=""
 REPORT=()
@@ -36,9 +41,11 @@ while [ $# -gt 0 ]; do
         --duration) DURATION=$2; shift ;;
         --warmup) WARMUP=$2; shift ;;
         --skip-build) SKIP_BUILD=1 ;;
+        --baseline-args) BASE_ARGS=$2; shift ;;
+        --new-args) NEW_ARGS=$2; shift ;;
         --out) RAW=$2; shift ;;
         --report) shift; REPORT=("$@"); break ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
         *) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     [ $# -gt 0 ] && shift
@@ -160,7 +167,8 @@ gcc -O2 -o "$REF" bench/ref-responder.c || { say "gcc failed"; exit 1; }
 for b in "$BENCH" "$NEW_LISTEN"; do
     [ -x "$b" ] || { say "missing $b (build this tree, or drop --skip-build)"; exit 1; }
 done
-[ "$BASE_LISTEN" -ef "$NEW_LISTEN" ] && { say "baseline and new are the same binary"; exit 2; }
+[ "$BASE_LISTEN" -ef "$NEW_LISTEN" ] && [ "$BASE_ARGS" = "$NEW_ARGS" ] &&
+    { say "baseline and new are the same binary with the same arguments"; exit 2; }
 
 WORK=$(mktemp -d /tmp/mllp-compare.XXXXXX)
 mkdir -p "$ROOT/bench/results"
@@ -188,8 +196,10 @@ start_server() {
     local log="$WORK/server-$name.log"
     case "$name" in
         ref)      "$REF" --host 127.0.0.1 --port "$SERVER_PORT" >"$log" 2>&1 & ;;
-        baseline) "$BASE_LISTEN" --host 127.0.0.1 --port "$SERVER_PORT" --quiet --ack mllp >"$log" 2>&1 & ;;
-        new)      "$NEW_LISTEN" --host 127.0.0.1 --port "$SERVER_PORT" --quiet --ack mllp >"$log" 2>&1 & ;;
+        # shellcheck disable=SC2086 # the extra arguments are split on purpose
+        baseline) "$BASE_LISTEN" --host 127.0.0.1 --port "$SERVER_PORT" --quiet --ack mllp $BASE_ARGS >"$log" 2>&1 & ;;
+        # shellcheck disable=SC2086
+        new)      "$NEW_LISTEN" --host 127.0.0.1 --port "$SERVER_PORT" --quiet --ack mllp $NEW_ARGS >"$log" 2>&1 & ;;
     esac
     SERVER_PID=$!
     wait_listening "$name" "$log"
@@ -248,8 +258,8 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "# mllp-listen: new vs baseline, against the reference responder"
 echo
 echo "Command: \`bench/compare.sh $ARGS_GIVEN\` ($ROUNDS rounds, ${DURATION} s per run after a $WARMUP warm-up, $((END_TIME - START_TIME)) s in all)  "
-echo "new: \`$NEW_LISTEN\`  "
-echo "baseline: \`$BASE_LISTEN\`  "
+echo "new: \`$NEW_LISTEN $NEW_ARGS\`  "
+echo "baseline: \`$BASE_LISTEN $BASE_ARGS\`  "
 echo "Machine: $(nproc) CPUs, Linux $(uname -r); load average before $LOAD_BEFORE, after $LOAD_AFTER  "
 echo "Raw results: \`$RAW\`"
 echo

@@ -6,9 +6,9 @@
 //! different messages look like a reused control id, which delivers them, never drops one) and
 //! a SHA-256 of the whole message (which decides whether a resend is the same message).
 //!
-//! Memory: per remembered message about 120 bytes plus its acknowledgement (1 byte in MLLP
+//! Memory: per remembered message at most about 200 bytes plus its acknowledgement (1 byte in MLLP
 //! mode, usually 100–200 bytes in HL7 mode; acknowledgements longer than [`MAX_REPLY`] are not
-//! remembered), so a window of 100,000 HL7 messages holds about 30 MB.
+//! remembered), so a window of 100,000 HL7 messages holds at most about 40 MB.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, VecDeque};
