@@ -1880,6 +1880,97 @@ internal static class Tests
         Equal(200, ids.Count, "BuildAck: 200 calls, 200 distinct control ids");
     }
 
+
+    private static void TestRefusals()
+    {
+        using (var s = NewServer())
+        {
+            s.Config("ProcessBatch=True");
+            s.Config("DecodeToUTF8=True");
+            s.Config("DuplicateWindow=10");
+            var messages = new ConcurrentQueue<MLLPServerMessageEventArgs>();
+            var dups = new ConcurrentQueue<MLLPServerDuplicateEventArgs>();
+            var errors = new ConcurrentQueue<MLLPServerErrorEventArgs>();
+            var logs = new ConcurrentQueue<string>();
+            int reject = 1;
+            s.Message += (o, e) => messages.Enqueue(e);
+            s.Duplicate += (o, e) => dups.Enqueue(e);
+            s.Error += (o, e) => errors.Enqueue(e);
+            s.Log += (o, e) => logs.Enqueue(e.Message);
+            s.AckOut += (o, e) => { if (Interlocked.Exchange(ref reject, 0) == 1) e.Accept = false; };
+            s.StartListening();
+            var badBatch = Latin1.GetBytes(Latin1.GetString(SampleFile("batch_adt.hl7")).Replace("BTS|3", "BTS|2"));
+            var badUtf8 = Hl7(new[] { "SND", "FAC", "RCV", "FAC", "20260101120000", "", "ADT^A01", "BAD8", "P", "2.5",
+                                      "", "", "", "", "", "UNICODE UTF-8" }, "PID|1||42||X\u00ff\u00fe");
+            var otherBytes = Latin1.GetBytes(Latin1.GetString(s_sample).Replace("PID|", "PID|9"));
+            using (var c = Connect(s))
+            {
+                var ns = c.GetStream();
+                Action<byte[]> send = m => { var f = Frame(m); ns.Write(f, 0, f.Length); };
+                send(badBatch);
+                Bytes(Nak, ReadBlock(ns), "malformed batch (BTS-1 wrong): NAK");
+                send(badUtf8);
+                Bytes(Nak, ReadBlock(ns), "message not convertible to UTF-8: NAK");
+                Check(Wait(() => errors.Count >= 2), "two Error events");
+                var errs = errors.ToArray();
+                Check(errs.Length >= 2 && errs[0].ErrorCode == MLLPException.BadBatch && errs[1].ErrorCode == MLLPException.Charset,
+                      "Error codes 2030 then 2031", string.Join(",", errs.Select(x => x.ErrorCode.ToString()).ToArray()));
+                Equal(0, messages.Count, "refused messages are not delivered");
+
+                send(s_sample);
+                Bytes(Nak, ReadBlock(ns), "original refused by AckOut");
+                send(s_sample);
+                Bytes(Ack, ReadBlock(ns), "a refused original is not remembered: delivered again");
+                send(s_sample);
+                Bytes(Ack, ReadBlock(ns), "then a duplicate (MLLP mode): the ACK byte again");
+                send(otherBytes);
+                Bytes(Ack, ReadBlock(ns), "same MSH-3/4/10, other bytes: delivered");
+            }
+            Check(Wait(() => messages.Count >= 3 && dups.Count >= 1), "Message and Duplicate events");
+            Thread.Sleep(100);
+            Equal(3, messages.Count, "three messages delivered");
+            Equal(1, dups.Count, "one duplicate");
+            MLLPServerDuplicateEventArgs d;
+            if (dups.TryPeek(out d)) Bytes(new byte[] { 0x06 }, d.Reply, "Duplicate Reply is the ACK byte");
+            Equal(1L, s.DuplicateCount, "DuplicateCount 1");
+            Check(logs.Any(l => l.Contains("reused") && l.Contains("MSG00001")), "Log line for the reused control id",
+                  string.Join(" | ", logs.ToArray()));
+        }
+    }
+
+
+    private static void TestDuplicateInProgress()
+    {
+        using (var s = NewServer())
+        {
+            s.Config("DuplicateWindow=10");
+            var pending = new BlockingCollection<Tuple<ulong, long>>();
+            var errors = new ConcurrentQueue<MLLPServerErrorEventArgs>();
+            var dups = new ConcurrentQueue<MLLPServerDuplicateEventArgs>();
+            s.AckOut += (o, e) => { e.Defer = true; pending.Add(Tuple.Create(e.Id, e.MessageSeq)); };
+            s.Error += (o, e) => errors.Enqueue(e);
+            s.Duplicate += (o, e) => dups.Enqueue(e);
+            s.StartListening();
+            using (var a = Connect(s))
+            using (var b = Connect(s))
+            {
+                var f = Frame(s_sample);
+                a.GetStream().Write(f, 0, f.Length);
+                Tuple<ulong, long> d;
+                Check(pending.TryTake(out d, IoTimeoutMs), "original deferred on connection A");
+                b.GetStream().Write(f, 0, f.Length);
+                Bytes(Nak, ReadBlock(b.GetStream()), "resend on B while A's original is undecided: NAK");
+                Check(Wait(() => errors.Any(x => x.ErrorCode == MLLPException.DuplicateInProgress)), "Error 2032");
+                s.Acknowledge(d.Item1, d.Item2, true);
+                Bytes(Ack, ReadBlock(a.GetStream()), "A's original acknowledged");
+                b.GetStream().Write(f, 0, f.Length);
+                Bytes(Ack, ReadBlock(b.GetStream()), "resend on B afterwards: the original's ACK");
+            }
+            Check(Wait(() => dups.Count == 1), "one Duplicate event");
+            Equal(1L, s.DuplicateCount, "DuplicateCount 1");
+        }
+    }
+
     private static string s_samplePath;
 
     public static int Main(string[] args)
@@ -1928,6 +2019,8 @@ internal static class Tests
             new KeyValuePair<string, Action>("acknowledge-with", TestAcknowledgeWith),
             new KeyValuePair<string, Action>("send-app-ack", TestSendAppAck),
             new KeyValuePair<string, Action>("build-ack", TestBuildAck),
+            new KeyValuePair<string, Action>("refusals", TestRefusals),
+            new KeyValuePair<string, Action>("duplicate-in-progress", TestDuplicateInProgress),
             new KeyValuePair<string, Action>("exit-listening", () => TestExitScenario("listening")),
             new KeyValuePair<string, Action>("exit-abandoned", () => TestExitScenario("abandoned")),
             new KeyValuePair<string, Action>("exit-traffic", () => TestExitScenario("traffic")),

@@ -1130,6 +1130,13 @@ public class MLLPServerTest {
         final List<MLLPServerMessageEvent> messages = java.util.Collections.synchronizedList(new ArrayList<>());
         final List<MLLPServerDuplicateEvent> duplicates = java.util.Collections.synchronizedList(new ArrayList<>());
         final List<MLLPServerErrorEvent> errors = java.util.Collections.synchronizedList(new ArrayList<>());
+        final List<MLLPServerAckOutEvent> ackOuts = java.util.Collections.synchronizedList(new ArrayList<>());
+
+        @Override
+        public void ackOut(MLLPServerAckOutEvent e) {
+            ackOuts.add(e);
+            super.ackOut(e);
+        }
 
         @Override
         public void message(MLLPServerMessageEvent e) {
@@ -1246,8 +1253,7 @@ public class MLLPServerTest {
         assertEquals(1, r.duplicates.size());
         assertEquals("the duplicate is not delivered", 1, r.messages.size());
         assertArrayEquals(msg, r.messages.get(0).data);
-        long ackOuts = r.events.stream().filter(o -> o instanceof MLLPServerAckOutEvent).count();
-        assertEquals(1, ackOuts);
+        assertEquals(1, r.ackOuts.size());
         assertEquals(1, s.getDuplicateCount());
         assertEquals("1", s.config("DuplicateCount"));
     }
@@ -1289,8 +1295,7 @@ public class MLLPServerTest {
                 assertFalse(text, text.contains("BHS|") || text.contains("BTS|"));
                 assertEquals(i + 1, m.messageSeq);
             }
-            long ackOuts = r.events.stream().filter(o -> o instanceof MLLPServerAckOutEvent).count();
-            assertEquals(3, ackOuts);
+            assertEquals(3, r.ackOuts.size());
         }
     }
 
@@ -1476,5 +1481,105 @@ public class MLLPServerTest {
         for (int i = 0; i < 200; i++) {
             assertTrue(ids.add(mshField(MLLPServer.buildAck(msg, MLLPServer.ACK_AA), 10)));
         }
+    }
+
+    @Test(timeout = 20000)
+    public void refusalsAreReportedThroughError() throws Exception {
+        Recorder11 r = new Recorder11();
+        List<String> logs = java.util.Collections.synchronizedList(new ArrayList<>());
+        MLLPServer s = track(new MLLPServer());
+        s.addMLLPServerEventListener(r);
+        s.addMLLPServerEventListener(new DefaultMLLPServerEventListener() {
+            @Override
+            public void log(MLLPServerLogEvent e) {
+                logs.add(e.message);
+            }
+        });
+        s.config("ProcessBatch=True");
+        s.config("DecodeToUTF8=True");
+        s.config("DuplicateWindow=10");
+        s.setLocalHost("127.0.0.1");
+        s.startListening();
+        String batch = new String(sample("batch_adt.hl7"), StandardCharsets.ISO_8859_1);
+        assertTrue(batch.contains("BTS|3"));
+        byte[] badBatch = batch.replace("BTS|3", "BTS|2").getBytes(StandardCharsets.ISO_8859_1);
+        byte[] badUtf8 = hl7(new String[] {"SND", "FAC", "RCV", "FAC", "20260101120000", "", "ADT^A01", "BAD8", "P",
+                "2.5", "", "", "", "", "", "UNICODE UTF-8"}, "PID|1||42||X\u00ff\u00fe");
+        byte[] msg = sample("adt_a01.hl7");
+        byte[] sameIdOtherBytes = new String(msg, StandardCharsets.ISO_8859_1).replace("PID|", "PID|9")
+                .getBytes(StandardCharsets.ISO_8859_1);
+        AtomicInteger reject = new AtomicInteger(1);
+        s.addMLLPServerEventListener(new DefaultMLLPServerEventListener() {
+            @Override
+            public void ackOut(MLLPServerAckOutEvent e) {
+                if (reject.getAndSet(0) == 1) {
+                    e.accept = false;   // the first adt_a01 is refused: not remembered
+                }
+            }
+        });
+        try (Client c = new Client(s.getLocalPort())) {
+            c.sendFrame(badBatch);
+            assertArrayEquals("malformed batch: NAK", new byte[] {SB, NAK, EB, CR}, c.readFrameRaw());
+            c.sendFrame(badUtf8);
+            assertArrayEquals("unconvertible message: NAK", new byte[] {SB, NAK, EB, CR}, c.readFrameRaw());
+            waitUntil("Error events", 5000, () -> r.errors.size() >= 2);
+            assertEquals("nothing delivered", 0, r.messages.size());
+            assertEquals(MLLPException.BAD_BATCH, r.errors.get(0).errorCode);
+            assertEquals(MLLPException.CHARSET, r.errors.get(1).errorCode);
+
+            c.sendFrame(msg);
+            assertArrayEquals(new byte[] {SB, NAK, EB, CR}, c.readFrameRaw());
+            c.sendFrame(msg);   // the refused original was not remembered: delivered again
+            assertArrayEquals(new byte[] {SB, ACK, EB, CR}, c.readFrameRaw());
+            c.sendFrame(msg);   // now a duplicate (MLLP mode: the ACK byte again)
+            assertArrayEquals(new byte[] {SB, ACK, EB, CR}, c.readFrameRaw());
+            c.sendFrame(sameIdOtherBytes);   // same MSH-3/4/10, other bytes: delivered
+            assertArrayEquals(new byte[] {SB, ACK, EB, CR}, c.readFrameRaw());
+        }
+        waitUntil("3 Message events", 5000, () -> r.messages.size() >= 3);
+        waitUntil("1 Duplicate event", 5000, () -> r.duplicates.size() >= 1);
+        Thread.sleep(100);
+        assertEquals(3, r.messages.size());
+        assertEquals(1, r.duplicates.size());
+        assertArrayEquals(new byte[] {ACK}, r.duplicates.get(0).reply);
+        assertEquals(1, s.getDuplicateCount());
+        synchronized (logs) {
+            assertTrue(logs.toString(), logs.stream().anyMatch(l -> l.contains("reused") && l.contains("MSG00001")));
+        }
+    }
+
+    @Test(timeout = 20000)
+    public void resendWhileOriginalUndecidedOnAnotherConnection() throws Exception {
+        Recorder11 r = new Recorder11();
+        java.util.concurrent.BlockingQueue<MLLPServerAckOutEvent> deferred = new java.util.concurrent.LinkedBlockingQueue<>();
+        MLLPServer s = track(new MLLPServer());
+        s.addMLLPServerEventListener(r);
+        s.addMLLPServerEventListener(new DefaultMLLPServerEventListener() {
+            @Override
+            public void ackOut(MLLPServerAckOutEvent e) {
+                e.defer = true;
+                deferred.add(e);
+            }
+        });
+        s.config("DuplicateWindow=10");
+        s.setLocalHost("127.0.0.1");
+        s.startListening();
+        byte[] msg = sample("adt_a01.hl7");
+        try (Client a = new Client(s.getLocalPort()); Client b = new Client(s.getLocalPort())) {
+            a.sendFrame(msg);
+            MLLPServerAckOutEvent e = deferred.poll(5, TimeUnit.SECONDS);
+            assertNotNull("AckOut never came", e);
+            b.sendFrame(msg);
+            assertArrayEquals("resend elsewhere while undecided: NAK", new byte[] {SB, NAK, EB, CR}, b.readFrameRaw());
+            waitUntil("Error 2032", 5000, () -> r.errors.stream()
+                    .anyMatch(x -> x.errorCode == MLLPException.DUPLICATE_IN_PROGRESS));
+            s.acknowledge(e.connectionId, e.messageSeq, true);
+            assertArrayEquals(new byte[] {SB, ACK, EB, CR}, a.readFrameRaw());
+            b.sendFrame(msg);   // now a duplicate of the accepted original
+            assertArrayEquals(new byte[] {SB, ACK, EB, CR}, b.readFrameRaw());
+        }
+        waitUntil("Duplicate", 5000, () -> r.duplicates.size() == 1);
+        assertEquals(1, r.messages.size());
+        assertEquals(1, s.getDuplicateCount());
     }
 }
