@@ -14,6 +14,7 @@ int main(void) {
     F(mllp_status_event, description); printf("\n");
     printf("TransferBoundary %zu", sizeof(mllp_transfer_boundary_event));
     F(mllp_transfer_boundary_event, connection_id); F(mllp_transfer_boundary_event, message_seq);
+    F(mllp_transfer_boundary_event, charset); F(mllp_transfer_boundary_event, encoding);
     printf("\n");
     printf("Transfer %zu", sizeof(mllp_transfer_event));
     F(mllp_transfer_event, connection_id); F(mllp_transfer_event, bytes_transferred);
@@ -22,7 +23,18 @@ int main(void) {
     F(mllp_ack_out_event, connection_id); F(mllp_ack_out_event, message_seq);
     F(mllp_ack_out_event, accept); F(mllp_ack_out_event, reject_code);
     F(mllp_ack_out_event, message); F(mllp_ack_out_event, message_len);
-    F(mllp_ack_out_event, defer); printf("\n");
+    F(mllp_ack_out_event, defer); F(mllp_ack_out_event, charset);
+    F(mllp_ack_out_event, encoding); F(mllp_ack_out_event, reply);
+    F(mllp_ack_out_event, reply_len); printf("\n");
+    printf("Message %zu", sizeof(mllp_message_event));
+    F(mllp_message_event, connection_id); F(mllp_message_event, message_seq);
+    F(mllp_message_event, data); F(mllp_message_event, len);
+    F(mllp_message_event, charset); F(mllp_message_event, encoding);
+    F(mllp_message_event, decoded); printf("\n");
+    printf("Duplicate %zu", sizeof(mllp_duplicate_event));
+    F(mllp_duplicate_event, connection_id); F(mllp_duplicate_event, message);
+    F(mllp_duplicate_event, message_len); F(mllp_duplicate_event, control_id);
+    F(mllp_duplicate_event, reply); F(mllp_duplicate_event, reply_len); printf("\n");
     printf("AckIn %zu", sizeof(mllp_ack_in_event));
     F(mllp_ack_in_event, connection_id); F(mllp_ack_in_event, accepted); printf("\n");
     printf("Error %zu", sizeof(mllp_error_event));

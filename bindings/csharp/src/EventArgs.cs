@@ -59,9 +59,18 @@ namespace Mllp
     /// <summary>StartTransfer: a message starts arriving.</summary>
     public class MLLPServerStartTransferEventArgs : MLLPConnectionEventArgs
     {
-        internal MLLPServerStartTransferEventArgs(ulong id, long seq) : base(id) { MessageSeq = seq; }
+        internal MLLPServerStartTransferEventArgs(ulong id, long seq, string charset, string encoding) : base(id)
+        {
+            MessageSeq = seq; Charset = charset; Encoding = encoding;
+        }
         /// <summary>Sequence number of the message on its connection (1 for the first).</summary>
         public long MessageSeq { get; private set; }
+        /// <summary>Extension: MSH-18 of the message as sent ("" when absent or not HL7).</summary>
+        public string Charset { get; private set; }
+        /// <summary>Extension: the normalised name of the message's character set ("8859/1",
+        /// "UNICODE UTF-8", ...; "" when unknown, or when MSH-18 is empty and the DefaultCharset
+        /// setting is "").</summary>
+        public string Encoding { get; private set; }
     }
 
     /// <summary>Transfer: a piece of an incoming message.</summary>
@@ -80,8 +89,55 @@ namespace Mllp
     /// <summary>EndTransfer: a message has arrived completely (AckOut follows).</summary>
     public class MLLPServerEndTransferEventArgs : MLLPConnectionEventArgs
     {
-        internal MLLPServerEndTransferEventArgs(ulong id, long seq) : base(id) { MessageSeq = seq; }
+        internal MLLPServerEndTransferEventArgs(ulong id, long seq, string charset, string encoding) : base(id)
+        {
+            MessageSeq = seq; Charset = charset; Encoding = encoding;
+        }
         public long MessageSeq { get; private set; }
+        /// <summary>Extension: MSH-18 of the message as sent ("" when absent).</summary>
+        public string Charset { get; private set; }
+        /// <summary>Extension: the normalised name of the message's character set ("" when unknown).</summary>
+        public string Encoding { get; private set; }
+    }
+
+    /// <summary>Extension: Message: a whole received message in one event (after EndTransfer,
+    /// before AckOut). With the ProcessBatch setting, raised once per message of a batch.</summary>
+    public class MLLPServerMessageEventArgs : MLLPConnectionEventArgs
+    {
+        internal MLLPServerMessageEventArgs(ulong id, long seq, byte[] data, string charset, string encoding,
+                                            bool decoded) : base(id)
+        {
+            MessageSeq = seq; Data = data; Charset = charset; Encoding = encoding; Decoded = decoded;
+        }
+        /// <summary>Sequence number of the message on its connection (1 for the first).</summary>
+        public long MessageSeq { get; private set; }
+        /// <summary>A copy of the whole message: UTF-8 when <see cref="Decoded"/>, else the
+        /// bytes as received.</summary>
+        public byte[] Data { get; private set; }
+        /// <summary>MSH-18 as sent ("" when absent).</summary>
+        public string Charset { get; private set; }
+        /// <summary>The normalised name of the message's character set ("" when unknown).</summary>
+        public string Encoding { get; private set; }
+        /// <summary>True when Data was converted to UTF-8 (the DecodeToUTF8 setting).</summary>
+        public bool Decoded { get; private set; }
+    }
+
+    /// <summary>Extension: Duplicate: with the DuplicateWindow setting, a message already
+    /// accepted arrived again. It is not delivered (no StartTransfer, Transfer, EndTransfer,
+    /// Message or AckOut); the acknowledgement the original got has been sent again byte for
+    /// byte.</summary>
+    public class MLLPServerDuplicateEventArgs : MLLPConnectionEventArgs
+    {
+        internal MLLPServerDuplicateEventArgs(ulong id, byte[] message, string controlId, byte[] reply) : base(id)
+        {
+            Message = message; ControlId = controlId; Reply = reply;
+        }
+        /// <summary>A copy of the resent message.</summary>
+        public byte[] Message { get; private set; }
+        /// <summary>Its MSH-10 (message control id).</summary>
+        public string ControlId { get; private set; }
+        /// <summary>A copy of the acknowledgement sent again (unframed).</summary>
+        public byte[] Reply { get; private set; }
     }
 
     /// <summary>HL7 MSA-1 reject codes for <see cref="MLLPServerAckOutEventArgs.RejectCode"/>.</summary>
@@ -91,6 +147,24 @@ namespace Mllp
         AE = 1,
         /// <summary>AR: application reject.</summary>
         AR = 2,
+    }
+
+    /// <summary>HL7 acknowledgement codes (MSA-1) for <see cref="MLLPServer.SendAppAck(ulong, byte[], AckCode, string)"/>
+    /// and <see cref="MLLPServer.BuildAck(byte[], AckCode, string)"/> (the MLLP_ACK_* constants).</summary>
+    public enum AckCode
+    {
+        /// <summary>AA: application accept.</summary>
+        AA = 0,
+        /// <summary>AE: application error (same number as <see cref="RejectCode.AE"/>).</summary>
+        AE = 1,
+        /// <summary>AR: application reject (same number as <see cref="RejectCode.AR"/>).</summary>
+        AR = 2,
+        /// <summary>CA: commit accept (accept acknowledgement).</summary>
+        CA = 3,
+        /// <summary>CE: commit error.</summary>
+        CE = 4,
+        /// <summary>CR: commit reject.</summary>
+        CR = 5,
     }
 
     /// <summary>AckOut: an acknowledgement is about to be sent. Set <see cref="Accept"/> to
@@ -103,11 +177,22 @@ namespace Mllp
         internal bool Live = true;
 
         internal MLLPServerAckOutEventArgs(ulong id, long seq, bool accept, RejectCode reject, IntPtr msg, UIntPtr len,
-                                           bool defer)
+                                           bool defer, string charset, string encoding)
             : base(id)
         {
             MessageSeq = seq; Accept = accept; RejectCode = reject; _msg = msg; _msgLen = len; Defer = defer;
+            Charset = charset; Encoding = encoding;
         }
+        /// <summary>Extension: MSH-18 of the message as sent ("" when absent).</summary>
+        public string Charset { get; private set; }
+        /// <summary>Extension: the normalised name of the message's character set ("" when unknown).</summary>
+        public string Encoding { get; private set; }
+        /// <summary>Read-write extension: null (the default) lets the library build the
+        /// acknowledgement from Accept and RejectCode. Set it to send exactly these bytes instead
+        /// (framed by the library): in HL7 ack mode an unframed HL7 ACK message, in MLLP mode the
+        /// one ACK (0x06) or NAK (0x15) byte. With <see cref="Defer"/> set, the reply is given
+        /// later instead, with <see cref="MLLPServer.AcknowledgeWith(ulong, long, byte[])"/>.</summary>
+        public byte[] Reply { get; set; }
         public long MessageSeq { get; private set; }
         /// <summary>Read-write: true (the default) sends a positive acknowledgement (ACK), false a NAK.</summary>
         public bool Accept { get; set; }

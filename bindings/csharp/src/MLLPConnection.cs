@@ -203,6 +203,10 @@ namespace Mllp
         }
         /// <summary>Acknowledge with RejectCode.AE.</summary>
         public void Acknowledge(long messageSeq, bool accept) { _server.Acknowledge(Id, messageSeq, accept, RejectCode.AE); }
+        /// <summary>Extension: <see cref="MLLPServer.AcknowledgeWith(ulong, long, byte[])"/> for this connection.</summary>
+        public void AcknowledgeWith(long messageSeq, byte[] reply) { _server.AcknowledgeWith(Id, messageSeq, reply); }
+        /// <summary>Extension: <see cref="MLLPServer.SendAppAck(ulong, byte[], AckCode, string)"/> for this connection.</summary>
+        public bool SendAppAck(byte[] message, AckCode code, string text = null) { return _server.SendAppAck(Id, message, code, text); }
 
         public override string ToString() { return "MLLPConnection " + ConnectionId; }
     }

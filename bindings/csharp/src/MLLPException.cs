@@ -8,7 +8,8 @@ namespace Mllp
     /// 106/107 cannot change LocalPort/LocalHost while listening, 201 timeout, socket errors
     /// 100xx ...), and 2001-2099 for the library's own conditions (2002 no such connection,
     /// 2004 unknown setting, 2005 invalid value, 2006 re-entrant call, 2020 certificate,
-    /// 2021 TLS handshake, 2022 client certificate refused ...).
+    /// 2021 TLS handshake, 2022 client certificate refused, 2030 bad batch, 2031 charset,
+    /// 2032 duplicate in progress ...).
     /// The message is the library's (mllp_last_error_message) for the failed call.
     /// </summary>
     [Serializable]
@@ -22,7 +23,13 @@ namespace Mllp
         public const int WouldBlock = 135;
         public const int Timeout = 201;
         public const int BadState = 211;
+        /// <summary>Action impossible while not connected.</summary>
+        public const int NotConnected = 212;
+        /// <summary>Action impossible while listening.</summary>
+        public const int Listening = 213;
         public const int CannotOpenFile = 303;
+        /// <summary>Connection dropped by the remote host.</summary>
+        public const int Dropped = 1120;
         public const int InvalidArgument = 2001;
         public const int NoSuchConnection = 2002;
         public const int NotSupported = 2003;
@@ -32,6 +39,8 @@ namespace Mllp
         public const int Panic = 2007;
         public const int BufferTooSmall = 2008;
         public const int Io = 2009;
+        /// <summary>The server has been shut down and has freed its reactor.</summary>
+        public const int ShutDown = 2010;
         public const int SendInterrupted = 2011;
         public const int TooManyConnections = 2012;
         /// <summary>A certificate or key could not be loaded or used (wrong password, key
@@ -41,6 +50,15 @@ namespace Mllp
         public const int TlsHandshake = 2021;
         /// <summary>The client's certificate was refused in SSLClientAuthentication.</summary>
         public const int TlsClientRejected = 2022;
+        /// <summary>A malformed batch (ProcessBatch setting) was refused whole; reported through
+        /// the Error event.</summary>
+        public const int BadBatch = 2030;
+        /// <summary>A message could not be converted to UTF-8 (DecodeToUTF8 setting) and was
+        /// refused; reported through the Error event.</summary>
+        public const int Charset = 2031;
+        /// <summary>A resend arrived while the original was still undecided on another
+        /// connection (DuplicateWindow setting); reported through the Error event.</summary>
+        public const int DuplicateInProgress = 2032;
 
         /// <summary>The result code (the reference's error number where it has one).</summary>
         public int Code { get; private set; }

@@ -70,10 +70,11 @@ namespace Mllp
             Native.Check(Native.mllp_server_on_connection_request(_h, Thunks.ConnectionRequest));
             Native.Check(Native.mllp_server_on_connected(_h, Thunks.Connected));
             Native.Check(Native.mllp_server_on_disconnected(_h, Thunks.Disconnected));
-            // StartTransfer, Transfer and EndTransfer are registered while they have a
+            // StartTransfer, Transfer, EndTransfer and Message are registered while they have a
             // subscriber (see SyncMessageCallbacks): they fire for every message.
             Native.Check(Native.mllp_server_on_ack_out(_h, Thunks.AckOut));
             Native.Check(Native.mllp_server_on_ack_in(_h, Thunks.AckIn));
+            Native.Check(Native.mllp_server_on_duplicate(_h, Thunks.Duplicate));
             Native.Check(Native.mllp_server_on_error(_h, Thunks.Error));
             Native.Check(Native.mllp_server_on_log(_h, Thunks.Log));
             Native.Check(Native.mllp_server_on_ssl_client_authentication(_h, Thunks.SslClientAuthentication));
@@ -114,6 +115,16 @@ namespace Mllp
             add { lock (_subLock) { _endTransfer += value; SyncMessageCallbacks(); } }
             remove { lock (_subLock) { _endTransfer -= value; SyncMessageCallbacks(); } }
         }
+        /// <summary>Extension: a whole incoming message (after EndTransfer, before AckOut);
+        /// once per message of a batch with ProcessBatch.</summary>
+        public event EventHandler<MLLPServerMessageEventArgs> Message
+        {
+            add { lock (_subLock) { _message += value; SyncMessageCallbacks(); } }
+            remove { lock (_subLock) { _message -= value; SyncMessageCallbacks(); } }
+        }
+        /// <summary>Extension: a message already accepted arrived again (DuplicateWindow
+        /// setting) and was answered with the original's acknowledgement, not delivered.</summary>
+        public event EventHandler<MLLPServerDuplicateEventArgs> Duplicate;
 
         // The per-message events' native callbacks are registered with the library only while
         // the event has a subscriber (a native-to-managed transition per event and message
@@ -122,7 +133,8 @@ namespace Mllp
         private volatile EventHandler<MLLPServerStartTransferEventArgs> _startTransfer;
         private volatile EventHandler<MLLPServerTransferEventArgs> _transfer;
         private volatile EventHandler<MLLPServerEndTransferEventArgs> _endTransfer;
-        private bool _regStart, _regTransfer, _regEnd;
+        private volatile EventHandler<MLLPServerMessageEventArgs> _message;
+        private bool _regStart, _regTransfer, _regEnd, _regMessage;
 
         private void SyncMessageCallbacks()
         {
@@ -146,6 +158,12 @@ namespace Mllp
                 {
                     Native.Check(Native.mllp_server_on_end_transfer(_h, on ? Thunks.EndTransfer : null));
                     _regEnd = on;
+                }
+                on = _message != null;
+                if (on != _regMessage)
+                {
+                    Native.Check(Native.mllp_server_on_message(_h, on ? Thunks.Message : null));
+                    _regMessage = on;
                 }
             }
             catch (ObjectDisposedException) { /* disposed meanwhile: no more events */ }
@@ -291,6 +309,13 @@ namespace Mllp
             get { UIntPtr v; Native.Check(Native.mllp_server_get_connection_count(_h, out v)); return (int)v.ToUInt64(); }
         }
 
+        /// <summary>Extension: DuplicateCount: how many duplicates (DuplicateWindow setting) have
+        /// been answered with the original's acknowledgement so far.</summary>
+        public long DuplicateCount
+        {
+            get { ulong v; Native.Check(Native.mllp_server_get_duplicate_count(_h, out v)); return (long)Math.Min(v, (ulong)long.MaxValue); }
+        }
+
         // ------------------------------------------------------------------ methods
 
         /// <summary>Config("Name=Value") sets a setting and returns ""; Config("Name") returns
@@ -393,6 +418,79 @@ namespace Mllp
         {
             Acknowledge(connectionId, messageSeq, accept, RejectCode.AE);
         }
+
+        /// <summary>Extension: decides a message whose AckOut handler set
+        /// <see cref="MLLPServerAckOutEventArgs.Defer"/> by sending exactly <paramref name="reply"/>
+        /// as its acknowledgement (framed by the library): in HL7 ack mode an unframed HL7 ACK
+        /// message, in MLLP mode the one ACK (0x06) or NAK (0x15) byte. Same ordering rules as
+        /// <see cref="Acknowledge(ulong, long, bool, RejectCode)"/>. A positive reply (ACK byte,
+        /// MSA-1 AA or CA) is remembered by the DuplicateWindow setting.</summary>
+        public void AcknowledgeWith(string connectionId, long messageSeq, byte[] reply)
+        {
+            AcknowledgeWith(ParseId(connectionId), messageSeq, reply);
+        }
+        public void AcknowledgeWith(ulong connectionId, long messageSeq, byte[] reply)
+        {
+            if (reply == null) throw new ArgumentNullException("reply");
+            if (messageSeq < 0) throw new ArgumentOutOfRangeException("messageSeq");
+            Native.Check(Native.mllp_server_acknowledge_with(_h, connectionId, (ulong)messageSeq, NonEmpty(reply),
+                                                             new UIntPtr((uint)reply.Length)));
+        }
+
+        /// <summary>Extension: sends an HL7 application acknowledgement (AA, AE or AR) for
+        /// <paramref name="message"/>, a message received on that connection, as a message of its
+        /// own built from its MSH, when its MSH-16 asks for one: AL always, ER only when the code
+        /// is not AA, SU only when it is AA, NE and empty never. <paramref name="text"/> (may be
+        /// null) is MSA-3. Returns true when sent, false when MSH-16 said no.</summary>
+        public bool SendAppAck(string connectionId, byte[] message, AckCode code, string text = null)
+        {
+            return SendAppAck(ParseId(connectionId), message, code, text);
+        }
+        public bool SendAppAck(ulong connectionId, byte[] message, AckCode code, string text = null)
+        {
+            if (message == null) throw new ArgumentNullException("message");
+            byte sent;
+            Native.Check(Native.mllp_server_send_app_ack(_h, connectionId, NonEmpty(message),
+                                                         new UIntPtr((uint)message.Length), (int)code,
+                                                         Native.Utf8z(text), out sent));
+            return sent != 0;
+        }
+
+        /// <summary>Extension: builds an HL7 ACK (unframed) for <paramref name="message"/> with
+        /// MSA-1 <paramref name="code"/> and optional MSA-3 <paramref name="text"/>, MSH-7 now and
+        /// a fresh MSH-10, unique across connections, servers and restarts (every call makes a
+        /// new one).</summary>
+        public static byte[] BuildAck(byte[] message, AckCode code, string text = null)
+        {
+            if (message == null) throw new ArgumentNullException("message");
+            byte[] m = NonEmpty(message);
+            var mlen = new UIntPtr((uint)message.Length);
+            byte[] t = Native.Utf8z(text);
+            // Every call makes a new control id, so the size asked for first is a hint only: a
+            // margin covers a longer id next time, and a buffer still too small is retried.
+            byte[] buf = null;
+            for (int attempt = 0; attempt < 8; attempt++)
+            {
+                UIntPtr len = new UIntPtr(buf == null ? 0u : (uint)buf.Length);
+                int rc = Native.mllp_hl7_build_ack(m, mlen, (int)code, t, buf, ref len);
+                ulong n = len.ToUInt64();
+                if (rc == Native.MLLP_OK && buf != null)
+                {
+                    if (n == (ulong)buf.Length) return buf;
+                    var r = new byte[n];
+                    Array.Copy(buf, r, (long)n);
+                    return r;
+                }
+                if (rc != Native.MLLP_OK && rc != Native.MLLP_ERR_BUFFER_TOO_SMALL) throw MLLPException.FromCode(rc);
+                if (n > int.MaxValue - 64) throw new OverflowException("value larger than 2 GB");
+                buf = new byte[n + 32];
+            }
+            throw new MLLPException(Native.MLLP_ERR_BUFFER_TOO_SMALL, "the ACK kept growing while being built");
+        }
+
+        /// <summary>An array the marshaller passes as a valid pointer even when empty (the
+        /// length is passed apart).</summary>
+        private static byte[] NonEmpty(byte[] b) { return b.Length == 0 ? new byte[1] : b; }
 
         /// <summary>Processes queued events (EventMode=DoEvents), waiting up to 100 ms for the first.</summary>
         public void DoEvents() { DoEvents(100); }
@@ -601,7 +699,10 @@ namespace Mllp
             {
                 var h = _startTransfer;
                 if (h == null) return;
-                Raise(h, new MLLPServerStartTransferEventArgs(e->ConnectionId, (long)e->MessageSeq), e->ConnectionId, "StartTransfer");
+                Raise(h, new MLLPServerStartTransferEventArgs(e->ConnectionId, (long)e->MessageSeq,
+                                                              Native.PtrToUtf8(e->Charset) ?? string.Empty,
+                                                              Native.PtrToUtf8(e->Encoding) ?? string.Empty),
+                      e->ConnectionId, "StartTransfer");
             }
             catch (Exception ex) { TraceFailure("StartTransfer", ex); }
             finally { Leave(); }
@@ -628,9 +729,44 @@ namespace Mllp
             {
                 var h = _endTransfer;
                 if (h == null) return;
-                Raise(h, new MLLPServerEndTransferEventArgs(e->ConnectionId, (long)e->MessageSeq), e->ConnectionId, "EndTransfer");
+                Raise(h, new MLLPServerEndTransferEventArgs(e->ConnectionId, (long)e->MessageSeq,
+                                                            Native.PtrToUtf8(e->Charset) ?? string.Empty,
+                                                            Native.PtrToUtf8(e->Encoding) ?? string.Empty),
+                      e->ConnectionId, "EndTransfer");
             }
             catch (Exception ex) { TraceFailure("EndTransfer", ex); }
+            finally { Leave(); }
+        }
+
+        private unsafe void NMessage(MessageEvent* e)
+        {
+            Enter();
+            try
+            {
+                var h = _message;
+                if (h == null) return;
+                var a = new MLLPServerMessageEventArgs(e->ConnectionId, (long)e->MessageSeq, Native.CopyBytes(e->Data, e->Len),
+                                                       Native.PtrToUtf8(e->Charset) ?? string.Empty,
+                                                       Native.PtrToUtf8(e->Encoding) ?? string.Empty, e->Decoded != 0);
+                Raise(h, a, e->ConnectionId, "Message");
+            }
+            catch (Exception ex) { TraceFailure("Message", ex); }
+            finally { Leave(); }
+        }
+
+        private unsafe void NDuplicate(DuplicateEvent* e)
+        {
+            Enter();
+            try
+            {
+                var h = Duplicate;
+                if (h == null) return;
+                var a = new MLLPServerDuplicateEventArgs(e->ConnectionId, Native.CopyBytes(e->Message, e->MessageLen),
+                                                         Native.PtrToUtf8(e->ControlId) ?? string.Empty,
+                                                         Native.CopyBytes(e->Reply, e->ReplyLen));
+                Raise(h, a, e->ConnectionId, "Duplicate");
+            }
+            catch (Exception ex) { TraceFailure("Duplicate", ex); }
             finally { Leave(); }
         }
 
@@ -642,12 +778,22 @@ namespace Mllp
                 var h = AckOut;
                 if (h == null) return;
                 var a = new MLLPServerAckOutEventArgs(e->ConnectionId, (long)e->MessageSeq, e->Accept != 0,
-                                            (RejectCode)e->RejectCode, e->Message, e->MessageLen, e->Defer != 0);
+                                            (RejectCode)e->RejectCode, e->Message, e->MessageLen, e->Defer != 0,
+                                            Native.PtrToUtf8(e->Charset) ?? string.Empty,
+                                            Native.PtrToUtf8(e->Encoding) ?? string.Empty);
                 try { Raise(h, a, e->ConnectionId, "AckOut"); }
                 finally { a.Live = false; }
                 e->Accept = a.Accept ? (byte)1 : (byte)0;
                 e->RejectCode = (int)a.RejectCode;
                 e->Defer = a.Defer ? (byte)1 : (byte)0;
+                var reply = a.Reply;
+                if (reply != null)
+                {
+                    // The library copies the reply after this callback returns: pinned until
+                    // this thread's next reply or the server's free.
+                    e->Reply = _h.PinReply(reply);
+                    e->ReplyLen = new UIntPtr((uint)reply.Length);
+                }
             }
             catch (Exception ex) { TraceFailure("AckOut", ex); }
             finally { Leave(); }
@@ -842,6 +988,10 @@ namespace Mllp
                 (u, e) => { OnAckOut(u, e); };
             internal static readonly Native.AckInCb AckIn =
                 (u, e) => { OnAckIn(u, e); };
+            internal static readonly Native.MessageCb Message =
+                (u, e) => { OnMessage(u, e); };
+            internal static readonly Native.DuplicateCb Duplicate =
+                (u, e) => { OnDuplicate(u, e); };
             internal static readonly Native.ErrorCb Error =
                 (u, e) => { OnError(u, e); };
             internal static readonly Native.LogCb Log =
@@ -875,6 +1025,10 @@ namespace Mllp
             private static void OnEndTransfer(IntPtr u, TransferBoundaryEvent* e) { var s = From(u); if (s != null) s.NEndTransfer(e); }
             [MethodImpl(MethodImplOptions.NoInlining)]
             private static void OnAckOut(IntPtr u, AckOutEvent* e) { var s = From(u); if (s != null) s.NAckOut(e); }
+            [MethodImpl(MethodImplOptions.NoInlining)]
+            private static void OnMessage(IntPtr u, MessageEvent* e) { var s = From(u); if (s != null) s.NMessage(e); }
+            [MethodImpl(MethodImplOptions.NoInlining)]
+            private static void OnDuplicate(IntPtr u, DuplicateEvent* e) { var s = From(u); if (s != null) s.NDuplicate(e); }
             [MethodImpl(MethodImplOptions.NoInlining)]
             private static void OnAckIn(IntPtr u, AckInEvent* e) { var s = From(u); if (s != null) s.NAckIn(e); }
             [MethodImpl(MethodImplOptions.NoInlining)]

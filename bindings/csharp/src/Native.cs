@@ -19,6 +19,37 @@ namespace Mllp
         /// When the handle is finalized instead, callbacks are removed first.</summary>
         internal volatile bool FireEventsOnFree;
 
+        /// <summary>AckOut replies handed to the library, pinned per delivering thread: the
+        /// library copies a reply when the callback has returned, so it must stay put until
+        /// then. The thread's next reply (or the free) unpins it.</summary>
+        private readonly System.Collections.Generic.Dictionary<int, GCHandle> _replyPins =
+            new System.Collections.Generic.Dictionary<int, GCHandle>();
+
+        /// <summary>Pins a copy of reply for the current thread and returns its address.</summary>
+        internal IntPtr PinReply(byte[] reply)
+        {
+            var copy = new byte[Math.Max(reply.Length, 1)];
+            Buffer.BlockCopy(reply, 0, copy, 0, reply.Length);
+            var pin = GCHandle.Alloc(copy, GCHandleType.Pinned);
+            int tid = System.Threading.Thread.CurrentThread.ManagedThreadId;
+            lock (_replyPins)
+            {
+                GCHandle old;
+                if (_replyPins.TryGetValue(tid, out old)) old.Free();
+                _replyPins[tid] = pin;
+            }
+            return pin.AddrOfPinnedObject();
+        }
+
+        private void FreeReplyPins()
+        {
+            lock (_replyPins)
+            {
+                foreach (var p in _replyPins.Values) p.Free();
+                _replyPins.Clear();
+            }
+        }
+
         public MllpServerHandle() : base(IntPtr.Zero, true) { }
 
         public override bool IsInvalid { get { return handle == IntPtr.Zero; } }
@@ -29,6 +60,7 @@ namespace Mllp
             if (!FireEventsOnFree)
                 Native.ClearCallbacks(h);
             int rc = Native.mllp_server_free(h);
+            if (rc == Native.MLLP_OK) FreeReplyPins();
             if (rc == Native.MLLP_ERR_REENTRANT)
             {
                 // The last reference was dropped on the thread that delivers this server's
@@ -37,7 +69,9 @@ namespace Mllp
                 {
                     for (int i = 0; i < 6000; i++)
                     {
-                        if (Native.mllp_server_free(h) != Native.MLLP_ERR_REENTRANT) break;
+                        int r = Native.mllp_server_free(h);
+                        if (r == Native.MLLP_OK) FreeReplyPins();
+                        if (r != Native.MLLP_ERR_REENTRANT) break;
                         System.Threading.Thread.Sleep(10);
                     }
                 });
@@ -70,6 +104,10 @@ namespace Mllp
     {
         public ulong ConnectionId;
         public ulong MessageSeq;
+        /// <summary>MSH-18 as sent (NUL-terminated; "" when absent).</summary>
+        public IntPtr Charset;
+        /// <summary>The normalised character set name ("" when unknown).</summary>
+        public IntPtr Encoding;
     }
 
     [StructLayout(LayoutKind.Sequential)]
@@ -93,6 +131,35 @@ namespace Mllp
         /// <summary>Read-write (added last in the C struct): 1 defers the decision to
         /// mllp_server_acknowledge.</summary>
         public byte Defer;
+        public IntPtr Charset;
+        public IntPtr Encoding;
+        /// <summary>Read-write: NULL lets the library build the reply; else these bytes are
+        /// sent (copied when the callback returns).</summary>
+        public IntPtr Reply;
+        public UIntPtr ReplyLen;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct MessageEvent
+    {
+        public ulong ConnectionId;
+        public ulong MessageSeq;
+        public IntPtr Data;
+        public UIntPtr Len;
+        public IntPtr Charset;
+        public IntPtr Encoding;
+        public byte Decoded;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct DuplicateEvent
+    {
+        public ulong ConnectionId;
+        public IntPtr Message;
+        public UIntPtr MessageLen;
+        public IntPtr ControlId;
+        public IntPtr Reply;
+        public UIntPtr ReplyLen;
     }
 
     [StructLayout(LayoutKind.Sequential)]
@@ -179,6 +246,10 @@ namespace Mllp
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
         internal delegate void AckInCb(IntPtr user, AckInEvent* e);
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate void MessageCb(IntPtr user, MessageEvent* e);
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate void DuplicateCb(IntPtr user, DuplicateEvent* e);
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
         internal delegate void ErrorCb(IntPtr user, ErrorEvent* e);
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
         internal delegate void LogCb(IntPtr user, LogEvent* e);
@@ -225,6 +296,10 @@ namespace Mllp
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int mllp_server_on_ack_in(MllpServerHandle s, AckInCb cb);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_server_on_message(MllpServerHandle s, MessageCb cb);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_server_on_duplicate(MllpServerHandle s, DuplicateCb cb);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int mllp_server_on_error(MllpServerHandle s, ErrorCb cb);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int mllp_server_on_log(MllpServerHandle s, LogCb cb);
@@ -259,6 +334,10 @@ namespace Mllp
         private static extern int ClearAckOut(IntPtr s, IntPtr cb);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, EntryPoint = "mllp_server_on_ack_in")]
         private static extern int ClearAckIn(IntPtr s, IntPtr cb);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, EntryPoint = "mllp_server_on_message")]
+        private static extern int ClearMessage(IntPtr s, IntPtr cb);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, EntryPoint = "mllp_server_on_duplicate")]
+        private static extern int ClearDuplicate(IntPtr s, IntPtr cb);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, EntryPoint = "mllp_server_on_error")]
         private static extern int ClearError(IntPtr s, IntPtr cb);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, EntryPoint = "mllp_server_on_log")]
@@ -280,6 +359,8 @@ namespace Mllp
             ClearEndTransfer(s, IntPtr.Zero);
             ClearAckOut(s, IntPtr.Zero);
             ClearAckIn(s, IntPtr.Zero);
+            ClearMessage(s, IntPtr.Zero);
+            ClearDuplicate(s, IntPtr.Zero);
             ClearError(s, IntPtr.Zero);
             ClearLog(s, IntPtr.Zero);
             ClearSslClientAuthentication(s, IntPtr.Zero);
@@ -355,6 +436,17 @@ namespace Mllp
         // ---- server ----
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int mllp_server_acknowledge(MllpServerHandle s, ulong id, ulong seq, byte accept, int rejectCode);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_server_acknowledge_with(MllpServerHandle s, ulong id, ulong seq, byte[] reply,
+                                                                UIntPtr replyLen);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_server_send_app_ack(MllpServerHandle s, ulong id, byte[] message, UIntPtr messageLen,
+                                                            int code, byte[] text, out byte sent);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_server_get_duplicate_count(MllpServerHandle s, out ulong count);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_hl7_build_ack(byte[] message, UIntPtr messageLen, int code, byte[] text,
+                                                      byte[] buf, ref UIntPtr len);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern MllpServerHandle mllp_server_new();
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]

@@ -1535,6 +1535,442 @@ internal static class Tests
         protected override void Dispose(bool disposing) { Disposed = true; base.Dispose(disposing); }
     }
 
+
+    // ------------------------------------------------------------------ issue 11
+
+    private static byte[] SampleFile(string name)
+    {
+        return File.ReadAllBytes(System.IO.Path.Combine(System.IO.Path.GetDirectoryName(s_samplePath), name));
+    }
+
+    /// <summary>An HL7 message from MSH fields 3.. (MSH-1 and MSH-2 are added) and further segments.</summary>
+    private static byte[] Hl7(string[] mshFrom3, params string[] segments)
+    {
+        var sb = new StringBuilder("MSH|^~\\&");
+        foreach (var f in mshFrom3) sb.Append('|').Append(f);
+        sb.Append('\r');
+        foreach (var seg in segments) sb.Append(seg).Append('\r');
+        return Latin1.GetBytes(sb.ToString());
+    }
+
+    private static readonly Encoding Latin1 = Encoding.GetEncoding(28591);
+
+    /// <summary>MSH-n (n >= 3) of an HL7 message ("" when absent).</summary>
+    private static string MshField(byte[] msg, int n)
+    {
+        string text = Latin1.GetString(msg);
+        int start = text.IndexOf("MSH|", StringComparison.Ordinal);
+        if (start < 0) return "";
+        int end = text.IndexOf('\r', start);
+        var f = text.Substring(start, (end < 0 ? text.Length : end) - start).Split('|');
+        return n - 1 < f.Length ? f[n - 1] : "";
+    }
+
+    /// <summary>The payload of a frame read by ReadBlock (between 0x0B and 0x1C 0x0D).</summary>
+    private static byte[] Payload(byte[] block)
+    {
+        if (block == null || block.Length < 3) return new byte[0];
+        return block.Skip(1).Take(block.Length - 3).ToArray();
+    }
+
+    private static string Text(byte[] b) { return b == null ? "" : Latin1.GetString(b).Replace("\r", "\\r"); }
+
+    /// <summary>True when nothing arrives from the server within ms.</summary>
+    private static bool NothingArrives(TcpClient c, int ms)
+    {
+        return !c.Client.Poll(ms * 1000, SelectMode.SelectRead);
+    }
+
+    private static int IndexOf(byte[] hay, byte[] needle)
+    {
+        for (int i = 0; i + needle.Length <= hay.Length; i++)
+        {
+            int j = 0;
+            while (j < needle.Length && hay[i + j] == needle[j]) j++;
+            if (j == needle.Length) return i;
+        }
+        return -1;
+    }
+
+    private static void TestIssue11Settings()
+    {
+        using (var s = new MLLPServer())
+        {
+            Equal("0", s.Config("DuplicateWindow"), "DuplicateWindow defaults to 0");
+            s.Config("DuplicateWindow=10");
+            Equal("10", s.Config("DuplicateWindow"), "DuplicateWindow round trip");
+            s.Config("ProcessBatch=True");
+            Check(s.Config("ProcessBatch").Equals("true", StringComparison.OrdinalIgnoreCase), "ProcessBatch round trip");
+            s.Config("DecodeToUTF8=True");
+            Check(s.Config("DecodeToUTF8").Equals("true", StringComparison.OrdinalIgnoreCase), "DecodeToUTF8 round trip");
+            s.Config("DefaultCharset=8859/1");
+            ThrowsCode(MLLPException.InvalidValue, () => s.Config("DefaultCharset=NO-SUCH-CHARSET"),
+                       "DefaultCharset=<unknown> -> 2005");
+            s.Config("DefaultCharset=");
+            Equal(0L, s.DuplicateCount, "DuplicateCount starts at 0");
+        }
+        Equal(0, (int)AckCode.AA, "AckCode.AA = MLLP_ACK_AA");
+        Equal((int)RejectCode.AE, (int)AckCode.AE, "AckCode.AE = RejectCode.AE");
+        Equal((int)RejectCode.AR, (int)AckCode.AR, "AckCode.AR = RejectCode.AR");
+        Equal(5, (int)AckCode.CR, "AckCode.CR = MLLP_ACK_CR");
+        Equal(2030, MLLPException.BadBatch, "BadBatch = 2030");
+        Equal(2031, MLLPException.Charset, "Charset = 2031");
+        Equal(2032, MLLPException.DuplicateInProgress, "DuplicateInProgress = 2032");
+        foreach (var code in new[] { 212, 213, 1120, 2010, 2030, 2031, 2032 })
+            Check(!string.IsNullOrEmpty(MLLPException.Describe(code)), "Describe(" + code + ") is set");
+    }
+
+    private static void TestDuplicate()
+    {
+        using (var s = NewServer())
+        {
+            s.Config("DuplicateWindow=10");
+            s.Config("AckMode=HL7");
+            var messages = new ConcurrentQueue<MLLPServerMessageEventArgs>();
+            var dups = new ConcurrentQueue<MLLPServerDuplicateEventArgs>();
+            int ackOuts = 0;
+            s.Message += (o, e) => messages.Enqueue(e);
+            s.Duplicate += (o, e) => dups.Enqueue(e);
+            s.AckOut += (o, e) => Interlocked.Increment(ref ackOuts);
+            s.StartListening();
+            byte[] first, second;
+            using (var c = Connect(s))
+            {
+                var ns = c.GetStream();
+                var f = Frame(s_sample);
+                ns.Write(f, 0, f.Length);
+                first = ReadBlock(ns);
+                ns.Write(f, 0, f.Length);
+                second = ReadBlock(ns);
+            }
+            Check(Text(first).Contains("\\rMSA|AA|MSG00001"), "first reply: HL7 ACK MSA|AA|MSG00001", Text(first));
+            Bytes(first, second, "the duplicate's reply is the original's, byte for byte");
+            Check(Wait(() => dups.Count >= 1), "Duplicate event fired");
+            Thread.Sleep(200);
+            Equal(1, dups.Count, "Duplicate fired once");
+            Equal(1, messages.Count, "Message fired once (the duplicate is not delivered)");
+            Equal(1, ackOuts, "AckOut fired once");
+            Equal(1L, s.DuplicateCount, "DuplicateCount is 1");
+            Equal("1", s.Config("DuplicateCount"), "Config(\"DuplicateCount\") is 1");
+            MLLPServerDuplicateEventArgs d;
+            if (dups.TryPeek(out d))
+            {
+                Equal("MSG00001", d.ControlId, "Duplicate ControlId is MSH-10");
+                Bytes(s_sample, d.Message, "Duplicate Message is the resent message");
+                Bytes(Payload(first), d.Reply, "Duplicate Reply is the acknowledgement sent again");
+            }
+        }
+    }
+
+    private static void TestBatch()
+    {
+        var batch = SampleFile("batch_adt.hl7");
+        foreach (var mode in new[] { "MLLP", "HL7" })
+        {
+            using (var s = NewServer())
+            {
+                s.Config("ProcessBatch=True");
+                s.Config("AckMode=" + mode);
+                var messages = new ConcurrentQueue<MLLPServerMessageEventArgs>();
+                int ackOuts = 0;
+                s.Message += (o, e) => messages.Enqueue(e);
+                s.AckOut += (o, e) => Interlocked.Increment(ref ackOuts);
+                s.StartListening();
+                using (var c = Connect(s))
+                {
+                    var ns = c.GetStream();
+                    var f = Frame(batch);
+                    ns.Write(f, 0, f.Length);
+                    var reply = ReadBlock(ns);
+                    if (mode == "MLLP") Bytes(Ack, reply, "batch (MLLP mode): one ACK");
+                    else
+                    {
+                        string t = Text(reply);
+                        Check(t.Contains("BHS|") && t.Contains("BTS|3") && t.Contains("\\rMSA|AA|B00000")
+                              && t.Contains("\\rMSA|AA|B00001") && t.Contains("\\rMSA|AA|B00002"),
+                              "batch (HL7 mode): one batch acknowledgement with an ACK per message", t);
+                    }
+                    Check(NothingArrives(c, 400), "batch (" + mode + "): a single reply frame");
+                }
+                Check(Wait(() => messages.Count >= 3), "batch (" + mode + "): three Message events");
+                Thread.Sleep(100);
+                var all = messages.ToArray();
+                Equal(3, all.Length, "batch (" + mode + "): exactly three Message events");
+                for (int i = 0; i < all.Length && i < 3; i++)
+                {
+                    string t = Latin1.GetString(all[i].Data);
+                    Check(t.StartsWith("MSH|") && !t.Contains("BHS|") && !t.Contains("BTS|"),
+                          "batch message " + i + " is a message of its own", Text(all[i].Data));
+                    Equal("B0000" + i, MshField(all[i].Data, 10), "batch message " + i + " MSH-10 in order");
+                    Equal((long)(i + 1), all[i].MessageSeq, "batch message " + i + " MessageSeq");
+                }
+                Equal(3, ackOuts, "batch (" + mode + "): AckOut per message");
+            }
+        }
+    }
+
+    private static void TestCharset()
+    {
+        using (var s = NewServer())
+        {
+            s.Config("DecodeToUTF8=True");
+            var messages = new ConcurrentQueue<MLLPServerMessageEventArgs>();
+            var boundaries = new ConcurrentQueue<string>();
+            string aoCharset = null, aoEncoding = null;
+            byte[] aoMessage = null;
+            s.StartTransfer += (o, e) => boundaries.Enqueue("start " + e.Charset + " " + e.Encoding);
+            s.EndTransfer += (o, e) => boundaries.Enqueue("end " + e.Charset + " " + e.Encoding);
+            s.Message += (o, e) => messages.Enqueue(e);
+            s.AckOut += (o, e) => { aoCharset = e.Charset; aoEncoding = e.Encoding; aoMessage = e.Message; };
+            s.StartListening();
+            var msg = Hl7(new[] { "SND", "FAC", "RCV", "FAC", "20260101120000", "", "ADT^A01", "CS001", "P", "2.5",
+                                  "", "", "", "", "", "8859/1" }, "PID|1||42||Ren\u00e9^Jos\u00e9");
+            using (var c = Connect(s))
+            {
+                var ns = c.GetStream();
+                var f = Frame(msg);
+                ns.Write(f, 0, f.Length);
+                Bytes(Ack, ReadBlock(ns), "8859/1 message accepted");
+            }
+            Check(Wait(() => messages.Count == 1 && aoEncoding != null), "Message and AckOut fired");
+            MLLPServerMessageEventArgs m;
+            if (messages.TryPeek(out m))
+            {
+                var expected = Encoding.UTF8.GetBytes(Latin1.GetString(msg));
+                Bytes(expected, m.Data, "Message Data is the message in UTF-8");
+                Check(IndexOf(m.Data, new byte[] { 0xC3, 0xA9 }) >= 0 && IndexOf(m.Data, new byte[] { 0xE9 }) < 0,
+                      "0xE9 became 0xC3 0xA9");
+                Equal("8859/1", m.Encoding, "Message Encoding");
+                Equal("8859/1", m.Charset, "Message Charset");
+                Equal(true, m.Decoded, "Message Decoded");
+                Bytes(expected, aoMessage, "AckOut Message is the UTF-8 message");
+            }
+            Equal("8859/1", aoCharset, "AckOut Charset");
+            Equal("8859/1", aoEncoding, "AckOut Encoding");
+            Check(boundaries.ToArray().SequenceEqual(new[] { "start 8859/1 8859/1", "end 8859/1 8859/1" }),
+                  "StartTransfer/EndTransfer Charset and Encoding", string.Join(", ", boundaries.ToArray()));
+        }
+        using (var s = NewServer())
+        {
+            var messages = new ConcurrentQueue<MLLPServerMessageEventArgs>();
+            s.Message += (o, e) => messages.Enqueue(e);
+            s.StartListening();
+            using (var c = Connect(s))
+            {
+                var ns = c.GetStream();
+                var f = Frame(s_sample);
+                ns.Write(f, 0, f.Length);
+                Bytes(Ack, ReadBlock(ns), "plain message accepted");
+            }
+            MLLPServerMessageEventArgs m = null;
+            Check(Wait(() => messages.TryPeek(out m)), "Message fired for a plain message");
+            if (m != null)
+            {
+                Bytes(s_sample, m.Data, "plain Message Data is the message as received");
+                Equal("", m.Charset, "plain message: Charset empty");
+                Equal(false, m.Decoded, "plain message: not decoded");
+            }
+        }
+    }
+
+    private static void TestAcknowledgeWith()
+    {
+        var custom = Latin1.GetBytes("MSH|^~\\&|RCV|FAC|SND|FAC|20260101120000||ACK|CUSTOM1|P|2.5\rMSA|AA|MSG00001|custom\r");
+        var inHandler = Latin1.GetBytes("MSH|^~\\&|RCV|FAC|SND|FAC|20260101120000||ACK|CUSTOM2|P|2.5\rMSA|AE|MSG00001|in AckOut\r");
+        using (var s = NewServer())
+        {
+            s.Config("AckMode=HL7");
+            var pending = new BlockingCollection<Tuple<ulong, long>>();
+            int n = 0;
+            s.AckOut += (o, e) =>
+            {
+                Check(e.Reply == null, "AckOut Reply starts null");
+                if (Interlocked.Increment(ref n) == 1) { e.Defer = true; pending.Add(Tuple.Create(e.Id, e.MessageSeq)); }
+                else e.Reply = (byte[])inHandler.Clone();
+            };
+            s.StartListening();
+            using (var c = Connect(s))
+            {
+                var ns = c.GetStream();
+                var f = Frame(s_sample);
+                ns.Write(f, 0, f.Length);
+                Tuple<ulong, long> d;
+                Check(pending.TryTake(out d, IoTimeoutMs), "AckOut deferred");
+                Check(NothingArrives(c, 300), "nothing sent while deferred");
+                var th = new Thread(() => s.AcknowledgeWith(d.Item1, d.Item2, custom));
+                th.Start();
+                th.Join();
+                Bytes(Frame(custom), ReadBlock(ns), "AcknowledgeWith sends exactly those bytes (framed)");
+                ns.Write(f, 0, f.Length);
+                Bytes(Frame(inHandler), ReadBlock(ns), "AckOut Reply sends exactly those bytes (framed)");
+            }
+        }
+        using (var s = NewServer())
+        {
+            s.AckOut += (o, e) => e.Reply = new byte[] { 0x15 };
+            s.StartListening();
+            using (var c = Connect(s))
+            {
+                var ns = c.GetStream();
+                var f = Frame(s_sample);
+                ns.Write(f, 0, f.Length);
+                Bytes(Nak, ReadBlock(ns), "MLLP mode: AckOut Reply = { 0x15 } sends a NAK");
+            }
+        }
+    }
+
+    private static void TestSendAppAck()
+    {
+        using (var s = NewServer())
+        {
+            s.Config("AckMode=HL7");
+            var messages = new BlockingCollection<MLLPServerMessageEventArgs>();
+            s.Message += (o, e) => messages.Add(e);
+            s.StartListening();
+            var al = Hl7(new[] { "SND", "FAC", "RCV", "FAC", "20260101120000", "", "ADT^A01", "APP001", "P", "2.5",
+                                 "", "", "", "AL" }, "PID|1||42");
+            var ne = Hl7(new[] { "SND", "FAC", "RCV", "FAC", "20260101120000", "", "ADT^A01", "APP002", "P", "2.5",
+                                 "", "", "", "NE" }, "PID|1||43");
+            using (var c = Connect(s))
+            {
+                var ns = c.GetStream();
+                var f = Frame(al);
+                ns.Write(f, 0, f.Length);
+                var accept = ReadBlock(ns);
+                Check(Text(accept).Contains("\\rMSA|CA|APP001"), "enhanced mode: accept ACK MSA|CA", Text(accept));
+                MLLPServerMessageEventArgs m;
+                Check(messages.TryTake(out m, IoTimeoutMs), "Message fired");
+                Equal(true, s.SendAppAck(m.Id, m.Data, AckCode.AA), "SendAppAck (MSH-16 AL) returns true");
+                var app = Payload(ReadBlock(ns));
+                Check(Text(app).StartsWith("MSH|") && Text(app).Contains("\\rMSA|AA|APP001"),
+                      "application ACK frame with MSA|AA|<control id>", Text(app));
+                Equal("ACK", MshField(app, 9).Split('^')[0], "application ACK MSH-9 is ACK");
+                ns.Write(Ack, 0, Ack.Length);   // the client acknowledges the server's message
+                Equal(true, s.Connections[m.Id].SendAppAck(m.Data, AckCode.AE, "oops"), "MLLPConnection.SendAppAck with text");
+                var app2 = Payload(ReadBlock(ns));
+                Check(Text(app2).Contains("\\rMSA|AE|APP001|oops"), "application ACK MSA|AE with MSA-3", Text(app2));
+                ns.Write(Ack, 0, Ack.Length);
+
+                f = Frame(ne);
+                ns.Write(f, 0, f.Length);
+                ReadBlock(ns);
+                Check(messages.TryTake(out m, IoTimeoutMs), "Message fired (NE)");
+                Equal(false, s.SendAppAck(m.ConnectionId, m.Data, AckCode.AA), "SendAppAck (MSH-16 NE) returns false");
+                Check(NothingArrives(c, 300), "MSH-16 NE: nothing sent");
+            }
+        }
+    }
+
+    private static void TestBuildAck()
+    {
+        var a = MLLPServer.BuildAck(s_sample, AckCode.AA);
+        var b = MLLPServer.BuildAck(s_sample, AckCode.AA, null);
+        foreach (var x in new[] { a, b })
+        {
+            Check(Text(x).StartsWith("MSH|") && Text(x).Contains("\\rMSA|AA|MSG00001"), "BuildAck: ACK with MSA|AA|MSH-10", Text(x));
+            Check(MshField(x, 10).Length > 0 && MshField(x, 7).Length > 0, "BuildAck: MSH-10 and MSH-7 set", Text(x));
+        }
+        Check(MshField(a, 10) != MshField(b, 10), "BuildAck: two calls, two control ids", MshField(a, 10) + " " + MshField(b, 10));
+        var e = MLLPServer.BuildAck(s_sample, AckCode.AE, "bad PID");
+        Check(Text(e).Contains("\\rMSA|AE|MSG00001|bad PID"), "BuildAck: AE with MSA-3", Text(e));
+        var cr = MLLPServer.BuildAck(s_sample, AckCode.CR);
+        Check(Text(cr).Contains("\\rMSA|CR|MSG00001"), "BuildAck: CR", Text(cr));
+        var ids = new HashSet<string>();
+        for (int i = 0; i < 200; i++) ids.Add(MshField(MLLPServer.BuildAck(s_sample, AckCode.AA), 10));
+        Equal(200, ids.Count, "BuildAck: 200 calls, 200 distinct control ids");
+    }
+
+
+    private static void TestRefusals()
+    {
+        using (var s = NewServer())
+        {
+            s.Config("ProcessBatch=True");
+            s.Config("DecodeToUTF8=True");
+            s.Config("DuplicateWindow=10");
+            var messages = new ConcurrentQueue<MLLPServerMessageEventArgs>();
+            var dups = new ConcurrentQueue<MLLPServerDuplicateEventArgs>();
+            var errors = new ConcurrentQueue<MLLPServerErrorEventArgs>();
+            var logs = new ConcurrentQueue<string>();
+            int reject = 1;
+            s.Message += (o, e) => messages.Enqueue(e);
+            s.Duplicate += (o, e) => dups.Enqueue(e);
+            s.Error += (o, e) => errors.Enqueue(e);
+            s.Log += (o, e) => logs.Enqueue(e.Message);
+            s.AckOut += (o, e) => { if (Interlocked.Exchange(ref reject, 0) == 1) e.Accept = false; };
+            s.StartListening();
+            var badBatch = Latin1.GetBytes(Latin1.GetString(SampleFile("batch_adt.hl7")).Replace("BTS|3", "BTS|2"));
+            var badUtf8 = Hl7(new[] { "SND", "FAC", "RCV", "FAC", "20260101120000", "", "ADT^A01", "BAD8", "P", "2.5",
+                                      "", "", "", "", "", "UNICODE UTF-8" }, "PID|1||42||X\u00ff\u00fe");
+            var otherBytes = Latin1.GetBytes(Latin1.GetString(s_sample).Replace("PID|", "PID|9"));
+            using (var c = Connect(s))
+            {
+                var ns = c.GetStream();
+                Action<byte[]> send = m => { var f = Frame(m); ns.Write(f, 0, f.Length); };
+                send(badBatch);
+                Bytes(Nak, ReadBlock(ns), "malformed batch (BTS-1 wrong): NAK");
+                send(badUtf8);
+                Bytes(Nak, ReadBlock(ns), "message not convertible to UTF-8: NAK");
+                Check(Wait(() => errors.Count >= 2), "two Error events");
+                var errs = errors.ToArray();
+                Check(errs.Length >= 2 && errs[0].ErrorCode == MLLPException.BadBatch && errs[1].ErrorCode == MLLPException.Charset,
+                      "Error codes 2030 then 2031", string.Join(",", errs.Select(x => x.ErrorCode.ToString()).ToArray()));
+                Equal(0, messages.Count, "refused messages are not delivered");
+
+                send(s_sample);
+                Bytes(Nak, ReadBlock(ns), "original refused by AckOut");
+                send(s_sample);
+                Bytes(Ack, ReadBlock(ns), "a refused original is not remembered: delivered again");
+                send(s_sample);
+                Bytes(Ack, ReadBlock(ns), "then a duplicate (MLLP mode): the ACK byte again");
+                send(otherBytes);
+                Bytes(Ack, ReadBlock(ns), "same MSH-3/4/10, other bytes: delivered");
+            }
+            Check(Wait(() => messages.Count >= 3 && dups.Count >= 1), "Message and Duplicate events");
+            Thread.Sleep(100);
+            Equal(3, messages.Count, "three messages delivered");
+            Equal(1, dups.Count, "one duplicate");
+            MLLPServerDuplicateEventArgs d;
+            if (dups.TryPeek(out d)) Bytes(new byte[] { 0x06 }, d.Reply, "Duplicate Reply is the ACK byte");
+            Equal(1L, s.DuplicateCount, "DuplicateCount 1");
+            Check(logs.Any(l => l.Contains("reused") && l.Contains("MSG00001")), "Log line for the reused control id",
+                  string.Join(" | ", logs.ToArray()));
+        }
+    }
+
+
+    private static void TestDuplicateInProgress()
+    {
+        using (var s = NewServer())
+        {
+            s.Config("DuplicateWindow=10");
+            var pending = new BlockingCollection<Tuple<ulong, long>>();
+            var errors = new ConcurrentQueue<MLLPServerErrorEventArgs>();
+            var dups = new ConcurrentQueue<MLLPServerDuplicateEventArgs>();
+            s.AckOut += (o, e) => { e.Defer = true; pending.Add(Tuple.Create(e.Id, e.MessageSeq)); };
+            s.Error += (o, e) => errors.Enqueue(e);
+            s.Duplicate += (o, e) => dups.Enqueue(e);
+            s.StartListening();
+            using (var a = Connect(s))
+            using (var b = Connect(s))
+            {
+                var f = Frame(s_sample);
+                a.GetStream().Write(f, 0, f.Length);
+                Tuple<ulong, long> d;
+                Check(pending.TryTake(out d, IoTimeoutMs), "original deferred on connection A");
+                b.GetStream().Write(f, 0, f.Length);
+                Bytes(Nak, ReadBlock(b.GetStream()), "resend on B while A's original is undecided: NAK");
+                Check(Wait(() => errors.Any(x => x.ErrorCode == MLLPException.DuplicateInProgress)), "Error 2032");
+                s.Acknowledge(d.Item1, d.Item2, true);
+                Bytes(Ack, ReadBlock(a.GetStream()), "A's original acknowledged");
+                b.GetStream().Write(f, 0, f.Length);
+                Bytes(Ack, ReadBlock(b.GetStream()), "resend on B afterwards: the original's ACK");
+            }
+            Check(Wait(() => dups.Count == 1), "one Duplicate event");
+            Equal(1L, s.DuplicateCount, "DuplicateCount 1");
+        }
+    }
+
     private static string s_samplePath;
 
     public static int Main(string[] args)
@@ -1576,6 +2012,15 @@ internal static class Tests
             new KeyValuePair<string, Action>("tls-client-authentication", TestTlsClientAuthentication),
             new KeyValuePair<string, Action>("tls-connection-request", TestTlsConnectionRequest),
             new KeyValuePair<string, Action>("deferred-ack", TestDeferredAck),
+            new KeyValuePair<string, Action>("issue11-settings", TestIssue11Settings),
+            new KeyValuePair<string, Action>("duplicate", TestDuplicate),
+            new KeyValuePair<string, Action>("batch", TestBatch),
+            new KeyValuePair<string, Action>("charset", TestCharset),
+            new KeyValuePair<string, Action>("acknowledge-with", TestAcknowledgeWith),
+            new KeyValuePair<string, Action>("send-app-ack", TestSendAppAck),
+            new KeyValuePair<string, Action>("build-ack", TestBuildAck),
+            new KeyValuePair<string, Action>("refusals", TestRefusals),
+            new KeyValuePair<string, Action>("duplicate-in-progress", TestDuplicateInProgress),
             new KeyValuePair<string, Action>("exit-listening", () => TestExitScenario("listening")),
             new KeyValuePair<string, Action>("exit-abandoned", () => TestExitScenario("abandoned")),
             new KeyValuePair<string, Action>("exit-traffic", () => TestExitScenario("traffic")),

@@ -12,11 +12,15 @@ public class DefaultMLLPServerEventListener implements MLLPServerEventListener {
 
     public void disconnected(MLLPServerDisconnectedEvent e) {}
 
+    public void duplicate(MLLPServerDuplicateEvent e) {}
+
     public void endTransfer(MLLPServerEndTransferEvent e) {}
 
     public void error(MLLPServerErrorEvent e) {}
 
     public void log(MLLPServerLogEvent e) {}
+
+    public void message(MLLPServerMessageEvent e) {}
 
     public void SSLClientAuthentication(MLLPServerSSLClientAuthenticationEvent e) {}
 

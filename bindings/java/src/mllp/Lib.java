@@ -54,6 +54,14 @@ final class Lib {
         void invoke(Pointer user, Pointer event);
     }
 
+    interface MessageCb extends Callback {
+        void invoke(Pointer user, Pointer event);
+    }
+
+    interface DuplicateCb extends Callback {
+        void invoke(Pointer user, Pointer event);
+    }
+
     interface AckInCb extends Callback {
         void invoke(Pointer user, Pointer event);
     }
@@ -108,6 +116,8 @@ final class Lib {
     static native int mllp_server_on_transfer(Pointer s, TransferCb cb);
     static native int mllp_server_on_end_transfer(Pointer s, TransferBoundaryCb cb);
     static native int mllp_server_on_ack_out(Pointer s, AckOutCb cb);
+    static native int mllp_server_on_message(Pointer s, MessageCb cb);
+    static native int mllp_server_on_duplicate(Pointer s, DuplicateCb cb);
     static native int mllp_server_on_ack_in(Pointer s, AckInCb cb);
     static native int mllp_server_on_error(Pointer s, ErrorCb cb);
     static native int mllp_server_on_log(Pointer s, LogCb cb);
@@ -159,6 +169,14 @@ final class Lib {
     static native int mllp_server_do_events(Pointer s, int timeoutMs, Pointer delivered);
     static native int mllp_server_get_connections(Pointer s, long[] ids, Pointer len);
     static native int mllp_server_acknowledge(Pointer s, long id, long seq, byte accept, int rejectCode);
+    static native int mllp_server_acknowledge_with(Pointer s, long id, long seq, byte[] reply, SizeT replyLen);
+    static native int mllp_server_send_app_ack(Pointer s, long id, byte[] message, SizeT messageLen, int code,
+            byte[] text, byte[] sent);
+    static native int mllp_server_get_duplicate_count(Pointer s, long[] count);
+
+    // ---- HL7 ----
+    static native int mllp_hl7_build_ack(byte[] message, SizeT messageLen, int code, byte[] text, byte[] out,
+            Pointer outLen);
 
     // ---- TLS ----
     static native int mllp_certificate_load(int storeType, byte[] store, SizeT storeLen, byte[] password,

@@ -198,6 +198,16 @@ public class MLLPConnection {
         server.acknowledge(getConnectionId(), messageSeq, accept, rejectCode);
     }
 
+    /** Extension: {@link MLLPServer#acknowledgeWith(String, long, byte[])} for this connection. */
+    public void acknowledgeWith(long messageSeq, byte[] reply) throws MLLPException {
+        server.acknowledgeWith(getConnectionId(), messageSeq, reply);
+    }
+
+    /** Extension: {@link MLLPServer#sendAppAck(String, byte[], int, String)} for this connection. */
+    public boolean sendAppAck(byte[] message, int code, String text) throws MLLPException {
+        return server.sendAppAck(getConnectionId(), message, code, text);
+    }
+
     @Override
     public String toString() {
         return "MLLPConnection[" + getConnectionId() + "]";

@@ -8,6 +8,46 @@ package mllp;
  */
 public class MLLPException extends Exception {
     private static final long serialVersionUID = 1L;
+
+    // The result codes of include/mllp.h (MLLP_ERR_*), for comparing with getCode().
+    public static final int NAK_RECEIVED = 670;
+    public static final int INVALID_DATA = 671;
+    public static final int INTERRUPTED = 672;
+    public static final int CANNOT_CHANGE_LOCAL_PORT = 106;
+    public static final int CANNOT_CHANGE_LOCAL_HOST = 107;
+    public static final int WOULD_BLOCK = 135;
+    public static final int TIMEOUT = 201;
+    public static final int BAD_STATE = 211;
+    /** Action impossible while not connected. */
+    public static final int NOT_CONNECTED = 212;
+    /** Action impossible while listening. */
+    public static final int LISTENING = 213;
+    public static final int CANNOT_OPEN_FILE = 303;
+    /** Connection dropped by the remote host. */
+    public static final int DROPPED = 1120;
+    public static final int INVALID_ARGUMENT = 2001;
+    public static final int NO_SUCH_CONNECTION = 2002;
+    public static final int NOT_SUPPORTED = 2003;
+    public static final int UNKNOWN_SETTING = 2004;
+    public static final int INVALID_VALUE = 2005;
+    public static final int REENTRANT = 2006;
+    public static final int PANIC = 2007;
+    public static final int BUFFER_TOO_SMALL = 2008;
+    public static final int IO = 2009;
+    /** The server has been shut down and has freed its reactor. */
+    public static final int SHUT_DOWN = 2010;
+    public static final int SEND_INTERRUPTED = 2011;
+    public static final int TOO_MANY_CONNECTIONS = 2012;
+    public static final int CERTIFICATE = 2020;
+    public static final int TLS_HANDSHAKE = 2021;
+    public static final int TLS_CLIENT_REJECTED = 2022;
+    /** A malformed batch (ProcessBatch) was refused whole; reported through the Error event. */
+    public static final int BAD_BATCH = 2030;
+    /** A message could not be converted to UTF-8 (DecodeToUTF8) and was refused; Error event. */
+    public static final int CHARSET = 2031;
+    /** A resend arrived while the original was still undecided on another connection (DuplicateWindow); Error event. */
+    public static final int DUPLICATE_IN_PROGRESS = 2032;
+
     private final int code;
 
     public MLLPException(int code, String message) {

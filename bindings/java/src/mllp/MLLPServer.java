@@ -53,6 +53,18 @@ public class MLLPServer implements AutoCloseable {
     public static final int REJECT_AE = 1;
     /** AckOut rejectCode: MSA-1 AR (application reject). */
     public static final int REJECT_AR = 2;
+    /** Acknowledgement code for {@link #sendAppAck} and {@link #buildAck}: MSA-1 AA (application accept). */
+    public static final int ACK_AA = 0;
+    /** Acknowledgement code: MSA-1 AE (application error; same number as {@link #REJECT_AE}). */
+    public static final int ACK_AE = 1;
+    /** Acknowledgement code: MSA-1 AR (application reject; same number as {@link #REJECT_AR}). */
+    public static final int ACK_AR = 2;
+    /** Acknowledgement code for {@link #buildAck}: MSA-1 CA (commit accept). */
+    public static final int ACK_CA = 3;
+    /** Acknowledgement code for {@link #buildAck}: MSA-1 CE (commit error). */
+    public static final int ACK_CE = 4;
+    /** Acknowledgement code for {@link #buildAck}: MSA-1 CR (commit reject). */
+    public static final int ACK_CR = 5;
 
     /** How long {@link #doEvents()} waits for the first event, in milliseconds. */
     public static final int DEFAULT_DO_EVENTS_WAIT_MS = 100;
@@ -85,6 +97,8 @@ public class MLLPServer implements AutoCloseable {
     private final Lib.TransferCb cbTransfer = this::onTransfer;
     private final Lib.TransferBoundaryCb cbEndTransfer = this::onEndTransfer;
     private final Lib.AckOutCb cbAckOut = this::onAckOut;
+    private final Lib.MessageCb cbMessage = this::onMessage;
+    private final Lib.DuplicateCb cbDuplicate = this::onDuplicate;
     private final Lib.AckInCb cbAckIn = this::onAckIn;
     private final Lib.ErrorCb cbError = this::onError;
     private final Lib.LogCb cbLog = this::onLog;
@@ -104,7 +118,8 @@ public class MLLPServer implements AutoCloseable {
         CallbackThreadInitializer init = new CallbackThreadInitializer(true, false, name);
         for (com.sun.jna.Callback cb : new com.sun.jna.Callback[] {cbConnectionRequest, cbConnected,
                 cbDisconnected, cbStartTransfer, cbTransfer, cbEndTransfer, cbAckOut, cbAckIn, cbError,
-                cbLog, cbThreadStart, cbThreadStop, cbSslClientAuth, cbSslConnectionRequest, cbSslStatus}) {
+                cbLog, cbThreadStart, cbThreadStop, cbSslClientAuth, cbSslConnectionRequest, cbSslStatus,
+                cbMessage, cbDuplicate}) {
             Native.setCallbackThreadInitializer(cb, init);
         }
         Pointer h = Lib.mllp_server_new();
@@ -116,9 +131,10 @@ public class MLLPServer implements AutoCloseable {
         rc |= Lib.mllp_server_on_connection_request(h, cbConnectionRequest);
         rc |= Lib.mllp_server_on_connected(h, cbConnected);
         rc |= Lib.mllp_server_on_disconnected(h, cbDisconnected);
-        // startTransfer, transfer and endTransfer are registered only while a listener
+        // startTransfer, transfer, endTransfer and message are registered only while a listener
         // overrides them (syncMessageCallbacks): they fire for every message.
         rc |= Lib.mllp_server_on_ack_out(h, cbAckOut);
+        rc |= Lib.mllp_server_on_duplicate(h, cbDuplicate);
         rc |= Lib.mllp_server_on_ack_in(h, cbAckIn);
         rc |= Lib.mllp_server_on_error(h, cbError);
         rc |= Lib.mllp_server_on_log(h, cbLog);
@@ -160,22 +176,23 @@ public class MLLPServer implements AutoCloseable {
         }
     }
 
-    // The startTransfer/transfer/endTransfer callbacks registered with the library (under
+    // The startTransfer/transfer/endTransfer/message callbacks registered with the library (under
     // regLock). A JNA callback costs microseconds even when no listener wants the event, so
     // they are registered only while some listener overrides the method (a listener that
     // inherits DefaultMLLPServerEventListener's no-op does not count).
     private final Object regLock = new Object();
-    private boolean regStart, regTransfer, regEnd;
+    private boolean regStart, regTransfer, regEnd, regMessage;
 
     private void syncMessageCallbacks() {
         synchronized (regLock) {
-            boolean st = false, tr = false, en = false;
+            boolean st = false, tr = false, en = false, ms = false;
             for (MLLPServerEventListener l : listeners) {
                 st |= overrides(l, "startTransfer", MLLPServerStartTransferEvent.class);
                 tr |= overrides(l, "transfer", MLLPServerTransferEvent.class);
                 en |= overrides(l, "endTransfer", MLLPServerEndTransferEvent.class);
+                ms |= overrides(l, "message", MLLPServerMessageEvent.class);
             }
-            final boolean s = st, t = tr, e = en;
+            final boolean s = st, t = tr, e = en, m = ms;
             try {
                 withHandle(h -> {   // takes effect for the next event
                     if (s != regStart) {
@@ -189,6 +206,10 @@ public class MLLPServer implements AutoCloseable {
                     if (e != regEnd) {
                         check(Lib.mllp_server_on_end_transfer(h, e ? cbEndTransfer : null));
                         regEnd = e;
+                    }
+                    if (m != regMessage) {
+                        check(Lib.mllp_server_on_message(h, m ? cbMessage : null));
+                        regMessage = m;
                     }
                     return null;
                 });
@@ -371,6 +392,102 @@ public class MLLPServer implements AutoCloseable {
     /** {@link #acknowledge(String, long, boolean, int)} with {@link #REJECT_AE}. */
     public void acknowledge(String connectionId, long messageSeq, boolean accept) throws MLLPException {
         acknowledge(connectionId, messageSeq, accept, REJECT_AE);
+    }
+
+    /**
+     * Extension: decides a message whose AckOut listener set {@code defer} by sending exactly
+     * {@code reply} as its acknowledgement (framed by the library): in HL7 ack mode an unframed
+     * HL7 ACK message, in MLLP mode the one ACK (0x06) or NAK (0x15) byte. Same ordering rules
+     * as {@link #acknowledge(String, long, boolean, int)}. A positive reply (ACK byte, MSA-1 AA
+     * or CA) is remembered by the DuplicateWindow setting.
+     */
+    public void acknowledgeWith(String connectionId, long messageSeq, byte[] reply) throws MLLPException {
+        long id = parseId(connectionId);
+        if (reply == null) {
+            throw new MLLPException(Lib.ERR_INVALID_ARGUMENT, "reply is null");
+        }
+        byte[] r = nonEmpty(reply);
+        run(h -> Lib.mllp_server_acknowledge_with(h, id, messageSeq, r, new SizeT(reply.length)));
+    }
+
+    /**
+     * Extension: sends an HL7 application acknowledgement ({@link #ACK_AA}, {@link #ACK_AE} or
+     * {@link #ACK_AR}) for {@code message}, a message received on that connection, as a message
+     * of its own built from its MSH, when its MSH-16 asks for one: AL always, ER only when
+     * {@code code} is not AA, SU only when it is AA, NE and empty never. {@code text} (may be
+     * null) is MSA-3. Returns true when it was sent, false when MSH-16 said no.
+     */
+    public boolean sendAppAck(String connectionId, byte[] message, int code, String text) throws MLLPException {
+        long id = parseId(connectionId);
+        if (message == null) {
+            throw new MLLPException(Lib.ERR_INVALID_ARGUMENT, "message is null");
+        }
+        byte[] m = nonEmpty(message);
+        byte[] t = text == null ? null : Lib.cstr(text);
+        byte[] sent = new byte[1];
+        run(h -> Lib.mllp_server_send_app_ack(h, id, m, new SizeT(message.length), code, t, sent));
+        return sent[0] != 0;
+    }
+
+    /** {@link #sendAppAck(String, byte[], int, String)} without MSA-3 text. */
+    public boolean sendAppAck(String connectionId, byte[] message, int code) throws MLLPException {
+        return sendAppAck(connectionId, message, code, null);
+    }
+
+    /**
+     * Extension: DuplicateCount: how many duplicates (DuplicateWindow setting) have been
+     * answered with the original's acknowledgement so far.
+     */
+    public long getDuplicateCount() {
+        long[] out = new long[1];
+        getter(h -> Lib.mllp_server_get_duplicate_count(h, out));
+        return out[0];
+    }
+
+    /**
+     * Extension: builds an HL7 ACK for {@code message} (code {@link #ACK_AA} ... {@link #ACK_CR},
+     * optional MSA-3 {@code text}), with MSH-7 now and a fresh MSH-10, unique across
+     * connections, servers and restarts (every call makes a new one). Unframed.
+     */
+    public static byte[] buildAck(byte[] message, int code, String text) throws MLLPException {
+        if (message == null) {
+            throw new MLLPException(Lib.ERR_INVALID_ARGUMENT, "message is null");
+        }
+        byte[] m = nonEmpty(message);
+        SizeT mlen = new SizeT(message.length);
+        byte[] t = text == null ? null : Lib.cstr(text);
+        Memory len = new Memory(Native.SIZE_T_SIZE);
+        // Each call makes a new control id, so the size asked for first is only a hint: a
+        // margin covers a longer id next time, and a too-small buffer is retried.
+        long want = 0;
+        for (int attempt = 0; attempt < 8; attempt++) {
+            byte[] buf = want == 0 ? null : new byte[(int) want];
+            Lib.setSize(len, want);
+            int rc = Lib.mllp_hl7_build_ack(m, mlen, code, t, buf, len);
+            if (rc == Lib.MLLP_OK && buf != null) {
+                long got = Lib.getSize(len);
+                return got == buf.length ? buf : java.util.Arrays.copyOf(buf, (int) got);
+            }
+            if (rc != Lib.MLLP_OK && rc != Lib.ERR_BUFFER_TOO_SMALL) {
+                throw failure(rc);
+            }
+            long need = Lib.getSize(len);
+            if (need > Integer.MAX_VALUE - 64) {
+                throw new MLLPException(Lib.ERR_BUFFER_TOO_SMALL, "value too large for a Java array");
+            }
+            want = need + 32;
+        }
+        throw new MLLPException(Lib.ERR_BUFFER_TOO_SMALL, "value kept growing");
+    }
+
+    /** {@link #buildAck(byte[], int, String)} without MSA-3 text. */
+    public static byte[] buildAck(byte[] message, int code) throws MLLPException {
+        return buildAck(message, code, null);
+    }
+
+    /** A byte[] JNA passes as a valid pointer even when empty (the length is passed apart). */
+    private static byte[] nonEmpty(byte[] b) {
+        return b.length == 0 ? new byte[1] : b;
     }
 
     /**
@@ -818,6 +935,8 @@ public class MLLPServer implements AutoCloseable {
             MLLPServerStartTransferEvent e = new MLLPServerStartTransferEvent(this);
             e.connectionId = idString(p.getLong(Structs.Off.TB_CONNECTION_ID));
             e.messageSeq = p.getLong(Structs.Off.TB_MESSAGE_SEQ);
+            e.charset = Structs.Off.string(p, Structs.Off.TB_CHARSET);
+            e.encoding = Structs.Off.string(p, Structs.Off.TB_ENCODING);
             fire("startTransfer", l -> l.startTransfer(e));
         });
     }
@@ -839,6 +958,8 @@ public class MLLPServer implements AutoCloseable {
             MLLPServerEndTransferEvent e = new MLLPServerEndTransferEvent(this);
             e.connectionId = idString(p.getLong(Structs.Off.TB_CONNECTION_ID));
             e.messageSeq = p.getLong(Structs.Off.TB_MESSAGE_SEQ);
+            e.charset = Structs.Off.string(p, Structs.Off.TB_CHARSET);
+            e.encoding = Structs.Off.string(p, Structs.Off.TB_ENCODING);
             fire("endTransfer", l -> l.endTransfer(e));
         });
     }
@@ -853,11 +974,25 @@ public class MLLPServer implements AutoCloseable {
             byte defer = p.getByte(Structs.Off.AO_DEFER);
             e.accept = accept != 0;
             e.rejectCode = rejectCode;
-            long n = Structs.Off.size(p, Structs.Off.AO_MESSAGE_LEN);
-            Pointer m = n == 0 ? null : p.getPointer(Structs.Off.AO_MESSAGE);
-            e.message = m == null ? new byte[0] : m.getByteArray(0, (int) n);
+            e.message = Structs.Off.bytes(p, Structs.Off.AO_MESSAGE, Structs.Off.AO_MESSAGE_LEN);
             e.defer = defer != 0;
-            fire("ackOut", l -> l.ackOut(e));
+            e.charset = Structs.Off.string(p, Structs.Off.AO_CHARSET);
+            e.encoding = Structs.Off.string(p, Structs.Off.AO_ENCODING);
+            try {
+                fire("ackOut", l -> l.ackOut(e));
+            } finally {
+                if (e.reply != null) {
+                    // The library copies the reply when this callback returns: the memory must
+                    // outlive it, so it is this thread's buffer, reused by the next reply.
+                    byte[] r = e.reply;
+                    Memory buf = replyBuffer(r.length);
+                    if (r.length > 0) {
+                        buf.write(0, r, 0, r.length);
+                    }
+                    p.setPointer(Structs.Off.AO_REPLY, buf);
+                    Structs.Off.setSize(p, Structs.Off.AO_REPLY_LEN, r.length);
+                }
+            }
             byte d = (byte) (e.defer ? 1 : 0);
             if (d != defer) {
                 p.setByte(Structs.Off.AO_DEFER, d);
@@ -869,6 +1004,45 @@ public class MLLPServer implements AutoCloseable {
             if (e.rejectCode != rejectCode) {
                 p.setInt(Structs.Off.AO_REJECT_CODE, e.rejectCode);
             }
+        });
+    }
+
+    /** Per delivering thread: the memory of the last AckOut reply (see onAckOut). */
+    private final ThreadLocal<Memory> replyBuffers = new ThreadLocal<>();
+
+    private Memory replyBuffer(int n) {
+        Memory m = replyBuffers.get();
+        if (m == null || m.size() < Math.max(n, 1)) {
+            m = new Memory(Math.max(n, 256));
+            replyBuffers.set(m);
+        }
+        return m;
+    }
+
+    private void onMessage(Pointer user, Pointer p) {
+        event(() -> {
+            MLLPServerMessageEvent e = new MLLPServerMessageEvent(this);
+            e.connectionId = idString(p.getLong(Structs.Off.MS_CONNECTION_ID));
+            e.messageSeq = p.getLong(Structs.Off.MS_MESSAGE_SEQ);
+            e.data = Structs.Off.bytes(p, Structs.Off.MS_DATA, Structs.Off.MS_LEN);
+            e.charset = Structs.Off.string(p, Structs.Off.MS_CHARSET);
+            e.encoding = Structs.Off.string(p, Structs.Off.MS_ENCODING);
+            e.decoded = p.getByte(Structs.Off.MS_DECODED) != 0;
+            fire("message", l -> l.message(e));
+        });
+    }
+
+    private void onDuplicate(Pointer user, Pointer p) {
+        event(() -> {
+            Structs.Duplicate s = new Structs.Duplicate(p);
+            MLLPServerDuplicateEvent e = new MLLPServerDuplicateEvent(this);
+            e.connectionId = idString(s.connection_id);
+            long n = s.message_len.longValue();
+            e.message = n == 0 || s.message == null ? new byte[0] : s.message.getByteArray(0, (int) n);
+            e.controlId = nz(Lib.str(s.control_id));
+            n = s.reply_len.longValue();
+            e.reply = n == 0 || s.reply == null ? new byte[0] : s.reply.getByteArray(0, (int) n);
+            fire("duplicate", l -> l.duplicate(e));
         });
     }
 

@@ -24,6 +24,18 @@ public class MLLPServerAckOutEvent extends java.util.EventObject {
      * commit). Replies still leave in message order.
      */
     public boolean defer;
+    /** Extension: MSH-18 of the message as sent ("" when absent). */
+    public String charset;
+    /** Extension: the normalised name of the message's character set ("" when unknown). */
+    public String encoding;
+    /**
+     * Read-write extension: null (the default) lets the library build the acknowledgement from
+     * {@link #accept} and {@link #rejectCode}. Set it to send exactly these bytes as the
+     * acknowledgement instead (framed by the library): in HL7 ack mode an unframed HL7 ACK
+     * message, in MLLP mode the one ACK (0x06) or NAK (0x15) byte. With {@link #defer} set, the
+     * reply is given later instead, with {@link MLLPServer#acknowledgeWith(String, long, byte[])}.
+     */
+    public byte[] reply;
 
     public MLLPServerAckOutEvent(Object source) {
         super(source);

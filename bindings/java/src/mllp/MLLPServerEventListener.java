@@ -13,7 +13,7 @@ package mllp;
  *
  * <p>An exception (any Throwable) thrown by a listener never reaches native code: it is
  * reported on {@code System.err}, the remaining listeners still get the event, changes already
- * made to read-write fields ({@code accept}, {@code rejectCode}, {@code defer}, {@code certificate}) are kept, and the server
+ * made to read-write fields ({@code accept}, {@code rejectCode}, {@code defer}, {@code reply}, {@code certificate}) are kept, and the server
  * keeps running.
  */
 public interface MLLPServerEventListener extends java.util.EventListener {
@@ -27,11 +27,20 @@ public interface MLLPServerEventListener extends java.util.EventListener {
 
     void disconnected(MLLPServerDisconnectedEvent e);
 
+    /**
+     * Extension: a message already accepted was received again (DuplicateWindow setting) and
+     * answered with the original's acknowledgement; it is not delivered.
+     */
+    void duplicate(MLLPServerDuplicateEvent e);
+
     void endTransfer(MLLPServerEndTransferEvent e);
 
     void error(MLLPServerErrorEvent e);
 
     void log(MLLPServerLogEvent e);
+
+    /** Extension: a whole message (after endTransfer, before ackOut); once per message of a batch. */
+    void message(MLLPServerMessageEvent e);
 
     /** A TLS client presented its certificate (with SSLAuthenticateClients); {@code accept} is read-write. */
     void SSLClientAuthentication(MLLPServerSSLClientAuthenticationEvent e);

@@ -39,10 +39,12 @@ final class Structs {
     }
 
     /** mllp_transfer_boundary_event. */
-    @FieldOrder({"connection_id", "message_seq"})
+    @FieldOrder({"connection_id", "message_seq", "charset", "encoding"})
     public static class TransferBoundary extends Structure {
         public long connection_id;
         public long message_seq;
+        public Pointer charset;
+        public Pointer encoding;
 
         public TransferBoundary() {}
 
@@ -69,7 +71,8 @@ final class Structs {
     }
 
     /** mllp_ack_out_event. */
-    @FieldOrder({"connection_id", "message_seq", "accept", "reject_code", "message", "message_len", "defer"})
+    @FieldOrder({"connection_id", "message_seq", "accept", "reject_code", "message", "message_len", "defer",
+            "charset", "encoding", "reply", "reply_len"})
     public static class AckOut extends Structure {
         public long connection_id;
         public long message_seq;
@@ -78,10 +81,51 @@ final class Structs {
         public Pointer message;
         public SizeT message_len;
         public byte defer;
+        public Pointer charset;
+        public Pointer encoding;
+        public Pointer reply;
+        public SizeT reply_len;
 
         public AckOut() {}
 
         public AckOut(Pointer p) {
+            super(p);
+            read();
+        }
+    }
+
+    /** mllp_message_event. */
+    @FieldOrder({"connection_id", "message_seq", "data", "len", "charset", "encoding", "decoded"})
+    public static class Message extends Structure {
+        public long connection_id;
+        public long message_seq;
+        public Pointer data;
+        public SizeT len;
+        public Pointer charset;
+        public Pointer encoding;
+        public byte decoded;
+
+        public Message() {}
+
+        public Message(Pointer p) {
+            super(p);
+            read();
+        }
+    }
+
+    /** mllp_duplicate_event. */
+    @FieldOrder({"connection_id", "message", "message_len", "control_id", "reply", "reply_len"})
+    public static class Duplicate extends Structure {
+        public long connection_id;
+        public Pointer message;
+        public SizeT message_len;
+        public Pointer control_id;
+        public Pointer reply;
+        public SizeT reply_len;
+
+        public Duplicate() {}
+
+        public Duplicate(Pointer p) {
             super(p);
             read();
         }
@@ -191,15 +235,18 @@ final class Structs {
     static final class Off {
         private Off() {}
 
-        static final int TB_CONNECTION_ID, TB_MESSAGE_SEQ;
+        static final int TB_CONNECTION_ID, TB_MESSAGE_SEQ, TB_CHARSET, TB_ENCODING;
         static final int TR_CONNECTION_ID, TR_BYTES_TRANSFERRED, TR_DATA, TR_LEN;
         static final int AO_CONNECTION_ID, AO_MESSAGE_SEQ, AO_ACCEPT, AO_REJECT_CODE, AO_MESSAGE,
-                AO_MESSAGE_LEN, AO_DEFER;
+                AO_MESSAGE_LEN, AO_DEFER, AO_CHARSET, AO_ENCODING, AO_REPLY, AO_REPLY_LEN;
+        static final int MS_CONNECTION_ID, MS_MESSAGE_SEQ, MS_DATA, MS_LEN, MS_CHARSET, MS_ENCODING, MS_DECODED;
 
         static {
             Structure tb = new TransferBoundary();
             TB_CONNECTION_ID = offsetOf(tb, "connection_id");
             TB_MESSAGE_SEQ = offsetOf(tb, "message_seq");
+            TB_CHARSET = offsetOf(tb, "charset");
+            TB_ENCODING = offsetOf(tb, "encoding");
             Structure tr = new Transfer();
             TR_CONNECTION_ID = offsetOf(tr, "connection_id");
             TR_BYTES_TRANSFERRED = offsetOf(tr, "bytes_transferred");
@@ -213,11 +260,45 @@ final class Structs {
             AO_MESSAGE = offsetOf(ao, "message");
             AO_MESSAGE_LEN = offsetOf(ao, "message_len");
             AO_DEFER = offsetOf(ao, "defer");
+            AO_CHARSET = offsetOf(ao, "charset");
+            AO_ENCODING = offsetOf(ao, "encoding");
+            AO_REPLY = offsetOf(ao, "reply");
+            AO_REPLY_LEN = offsetOf(ao, "reply_len");
+            Structure ms = new Message();
+            MS_CONNECTION_ID = offsetOf(ms, "connection_id");
+            MS_MESSAGE_SEQ = offsetOf(ms, "message_seq");
+            MS_DATA = offsetOf(ms, "data");
+            MS_LEN = offsetOf(ms, "len");
+            MS_CHARSET = offsetOf(ms, "charset");
+            MS_ENCODING = offsetOf(ms, "encoding");
+            MS_DECODED = offsetOf(ms, "decoded");
         }
 
         /** A size_t at p + off. */
         static long size(Pointer p, int off) {
             return com.sun.jna.Native.SIZE_T_SIZE == 8 ? p.getLong(off) : (p.getInt(off) & 0xFFFFFFFFL);
+        }
+
+        /** Writes a size_t at p + off. */
+        static void setSize(Pointer p, int off, long v) {
+            if (com.sun.jna.Native.SIZE_T_SIZE == 8) {
+                p.setLong(off, v);
+            } else {
+                p.setInt(off, (int) v);
+            }
+        }
+
+        /** The bytes of a (pointer, size_t length) pair at p + ptrOff / p + lenOff: a copy, never null. */
+        static byte[] bytes(Pointer p, int ptrOff, int lenOff) {
+            long n = size(p, lenOff);
+            Pointer d = n == 0 ? null : p.getPointer(ptrOff);
+            return d == null ? new byte[0] : d.getByteArray(0, (int) n);
+        }
+
+        /** The NUL-terminated UTF-8 string whose pointer is at p + off ("" for NULL). */
+        static String string(Pointer p, int off) {
+            Pointer s = p.getPointer(off);
+            return s == null ? "" : s.getString(0, "UTF-8");
         }
     }
 

@@ -58,6 +58,8 @@ public class MLLPServerTest {
                 Structs.layout(new Structs.TransferBoundary()),
                 Structs.layout(new Structs.Transfer()),
                 Structs.layout(new Structs.AckOut()),
+                Structs.layout(new Structs.Message()),
+                Structs.layout(new Structs.Duplicate()),
                 Structs.layout(new Structs.AckIn()),
                 Structs.layout(new Structs.Error()),
                 Structs.layout(new Structs.Log()),
@@ -909,6 +911,8 @@ public class MLLPServerTest {
             public void endTransfer(MLLPServerEndTransferEvent e) { throw new OutOfMemoryError("fake"); }
             public void error(MLLPServerErrorEvent e) { boom(); }
             public void log(MLLPServerLogEvent e) { boom(); }
+            public void message(MLLPServerMessageEvent e) { boom(); }
+            public void duplicate(MLLPServerDuplicateEvent e) { boom(); }
             public void SSLClientAuthentication(MLLPServerSSLClientAuthenticationEvent e) { boom(); }
             public void SSLConnectionRequest(MLLPServerSSLConnectionRequestEvent e) { boom(); }
             public void SSLStatus(MLLPServerSSLStatusEvent e) { boom(); }
@@ -937,6 +941,7 @@ public class MLLPServerTest {
         String out = errs.toString("UTF-8");
         assertTrue(out, out.contains("boom from listener"));
         assertTrue(out, out.contains("fake"));
+        assertTrue(out, out.contains("listener message"));
     }
 
     @Test(timeout = 20000)
@@ -1116,5 +1121,465 @@ public class MLLPServerTest {
     @Test(timeout = 40000)
     public void exitAfterGcStressWithOpenServers() throws Exception {
         runChild("gc", 0);
+    }
+
+    // ------------------------------------------------------------------ issue 11
+
+    /** A Recorder that also records the Message and Duplicate events. */
+    static class Recorder11 extends Recorder {
+        final List<MLLPServerMessageEvent> messages = java.util.Collections.synchronizedList(new ArrayList<>());
+        final List<MLLPServerDuplicateEvent> duplicates = java.util.Collections.synchronizedList(new ArrayList<>());
+        final List<MLLPServerErrorEvent> errors = java.util.Collections.synchronizedList(new ArrayList<>());
+        final List<MLLPServerAckOutEvent> ackOuts = java.util.Collections.synchronizedList(new ArrayList<>());
+
+        @Override
+        public void ackOut(MLLPServerAckOutEvent e) {
+            ackOuts.add(e);
+            super.ackOut(e);
+        }
+
+        @Override
+        public void message(MLLPServerMessageEvent e) {
+            messages.add(e);
+            events.add(e);
+        }
+
+        @Override
+        public void duplicate(MLLPServerDuplicateEvent e) {
+            duplicates.add(e);
+            events.add(e);
+        }
+
+        @Override
+        public void error(MLLPServerErrorEvent e) {
+            errors.add(e);
+            super.error(e);
+        }
+    }
+
+    /** An HL7 message from MSH fields 3.. (MSH-1 and MSH-2 are added) and further segments. */
+    static byte[] hl7(String[] mshFrom3, String... segments) {
+        StringBuilder b = new StringBuilder("MSH|^~\\&");
+        for (String f : mshFrom3) {
+            b.append('|').append(f);
+        }
+        b.append('\r');
+        for (String seg : segments) {
+            b.append(seg).append('\r');
+        }
+        return b.toString().getBytes(StandardCharsets.ISO_8859_1);
+    }
+
+    /** The value of MSH-n (n >= 3) of an HL7 message, or "" when absent. */
+    static String mshField(byte[] msg, int n) {
+        String text = new String(msg, StandardCharsets.ISO_8859_1);
+        int start = text.indexOf("MSH|");
+        String msh = text.substring(start, text.indexOf('\r', start) < 0 ? text.length() : text.indexOf('\r', start));
+        String[] f = msh.split("\\|", -1);
+        return n - 1 < f.length ? f[n - 1] : "";
+    }
+
+    /** Asserts no byte arrives on the client for {@code millis}. */
+    static void assertNothingArrives(Client c, int millis) throws IOException {
+        int old = c.socket.getSoTimeout();
+        c.socket.setSoTimeout(millis);
+        try {
+            int b = c.in.read();
+            fail("unexpected data from the server: " + (b < 0 ? "EOF" : String.format("byte 0x%02X", b)));
+        } catch (java.net.SocketTimeoutException expected) {
+            // nothing came
+        } finally {
+            c.socket.setSoTimeout(old);
+        }
+    }
+
+    @Test(timeout = 20000)
+    public void newSettingsAndConstants() throws Exception {
+        MLLPServer s = track(new MLLPServer());
+        assertEquals("0", s.config("DuplicateWindow"));
+        s.config("DuplicateWindow=10");
+        assertEquals("10", s.config("DuplicateWindow"));
+        s.config("ProcessBatch=True");
+        assertTrue(s.config("ProcessBatch").equalsIgnoreCase("true"));
+        s.config("DecodeToUTF8=True");
+        assertTrue(s.config("DecodeToUTF8").equalsIgnoreCase("true"));
+        s.config("DefaultCharset=8859/1");
+        try {
+            s.config("DefaultCharset=NO-SUCH-CHARSET");
+            fail("a bad DefaultCharset was accepted");
+        } catch (MLLPException e) {
+            assertEquals(MLLPException.INVALID_VALUE, e.getCode());
+        }
+        s.config("DefaultCharset=");
+        assertEquals(0, s.getDuplicateCount());
+        assertEquals(0, MLLPServer.ACK_AA);
+        assertEquals(MLLPServer.REJECT_AE, MLLPServer.ACK_AE);
+        assertEquals(MLLPServer.REJECT_AR, MLLPServer.ACK_AR);
+        assertEquals(5, MLLPServer.ACK_CR);
+        assertEquals(2030, MLLPException.BAD_BATCH);
+        assertEquals(2031, MLLPException.CHARSET);
+        assertEquals(2032, MLLPException.DUPLICATE_IN_PROGRESS);
+        for (int code : new int[] {212, 213, 1120, 2010, 2030, 2031, 2032}) {
+            String d = MLLPServer.errorDescription(code);
+            assertTrue("description of " + code, d != null && !d.isEmpty());
+        }
+    }
+
+    @Test(timeout = 20000)
+    public void duplicateGetsTheOriginalReplyAgain() throws Exception {
+        Recorder11 r = new Recorder11();
+        MLLPServer s = track(new MLLPServer());
+        s.addMLLPServerEventListener(r);
+        s.config("DuplicateWindow=10");
+        s.config("AckMode=HL7");
+        s.setLocalHost("127.0.0.1");
+        s.startListening();
+        byte[] msg = sample("adt_a01.hl7");
+        byte[] first, second;
+        try (Client c = new Client(s.getLocalPort())) {
+            c.sendFrame(msg);
+            first = c.readFrameRaw();
+            c.sendFrame(msg);
+            second = c.readFrameRaw();
+        }
+        String ack = new String(first, StandardCharsets.ISO_8859_1);
+        assertTrue(ack, ack.contains("\rMSA|AA|MSG00001"));
+        assertArrayEquals("the duplicate's reply is the original's, byte for byte", first, second);
+        MLLPServerDuplicateEvent d = r.next(MLLPServerDuplicateEvent.class, 5000);
+        assertEquals("MSG00001", d.controlId);
+        assertArrayEquals(msg, d.message);
+        assertArrayEquals(java.util.Arrays.copyOfRange(first, 1, first.length - 2), d.reply);
+        Thread.sleep(200);
+        assertEquals(1, r.duplicates.size());
+        assertEquals("the duplicate is not delivered", 1, r.messages.size());
+        assertArrayEquals(msg, r.messages.get(0).data);
+        assertEquals(1, r.ackOuts.size());
+        assertEquals(1, s.getDuplicateCount());
+        assertEquals("1", s.config("DuplicateCount"));
+    }
+
+    @Test(timeout = 20000)
+    public void batchDeliversEachMessageAndGetsOneReply() throws Exception {
+        byte[] batch = sample("batch_adt.hl7");
+        for (String mode : new String[] {"MLLP", "HL7"}) {
+            Recorder11 r = new Recorder11();
+            MLLPServer s = track(new MLLPServer());
+            s.addMLLPServerEventListener(r);
+            s.config("ProcessBatch=True");
+            s.config("AckMode=" + mode);
+            s.setLocalHost("127.0.0.1");
+            s.startListening();
+            try (Client c = new Client(s.getLocalPort())) {
+                c.sendFrame(batch);
+                byte[] reply = c.readFrameRaw();
+                if (mode.equals("MLLP")) {
+                    assertArrayEquals(new byte[] {SB, ACK, EB, CR}, reply);
+                } else {
+                    String t = new String(reply, StandardCharsets.ISO_8859_1);
+                    assertTrue(t, t.contains("BHS|"));
+                    for (int i = 0; i < 3; i++) {
+                        assertTrue(t, t.contains("\rMSA|AA|B0000" + i));
+                    }
+                    assertTrue(t, t.contains("BTS|3"));
+                }
+                assertNothingArrives(c, 400);
+            }
+            waitUntil("3 Message events", 5000, () -> r.messages.size() >= 3);
+            Thread.sleep(100);
+            assertEquals(mode, 3, r.messages.size());
+            for (int i = 0; i < 3; i++) {
+                MLLPServerMessageEvent m = r.messages.get(i);
+                String text = new String(m.data, StandardCharsets.ISO_8859_1);
+                assertTrue(text, text.startsWith("MSH|"));
+                assertEquals("B0000" + i, mshField(m.data, 10));
+                assertFalse(text, text.contains("BHS|") || text.contains("BTS|"));
+                assertEquals(i + 1, m.messageSeq);
+            }
+            assertEquals(3, r.ackOuts.size());
+        }
+    }
+
+    @Test(timeout = 20000)
+    public void latin1MessageIsDecodedToUtf8() throws Exception {
+        Recorder11 r = new Recorder11();
+        MLLPServer s = track(new MLLPServer());
+        s.addMLLPServerEventListener(r);
+        s.config("DecodeToUTF8=True");
+        s.setLocalHost("127.0.0.1");
+        s.startListening();
+        byte[] msg = hl7(new String[] {"SND", "FAC", "RCV", "FAC", "20260101120000", "", "ADT^A01", "CS001", "P",
+                "2.5", "", "", "", "", "", "8859/1"}, "PID|1||42||Ren\u00e9^Jos\u00e9");
+        try (Client c = new Client(s.getLocalPort())) {
+            c.sendFrame(msg);
+            assertArrayEquals(new byte[] {SB, ACK, EB, CR}, c.readFrameRaw());
+        }
+        MLLPServerStartTransferEvent st = r.next(MLLPServerStartTransferEvent.class, 5000);
+        MLLPServerEndTransferEvent en = r.next(MLLPServerEndTransferEvent.class, 5000);
+        MLLPServerMessageEvent m = r.next(MLLPServerMessageEvent.class, 5000);
+        MLLPServerAckOutEvent ao = r.next(MLLPServerAckOutEvent.class, 5000);
+        byte[] expected = new String(msg, StandardCharsets.ISO_8859_1).getBytes(StandardCharsets.UTF_8);
+        assertArrayEquals(expected, m.data);
+        assertTrue(indexOf(m.data, new byte[] {(byte) 0xC3, (byte) 0xA9}) >= 0);
+        assertEquals(-1, indexOf(m.data, new byte[] {(byte) 0xE9}));
+        assertEquals("8859/1", m.encoding);
+        assertEquals("8859/1", m.charset);
+        assertTrue(m.decoded);
+        assertEquals(m.messageSeq, st.messageSeq);
+        for (String[] ce : new String[][] {{st.charset, st.encoding}, {en.charset, en.encoding},
+                {ao.charset, ao.encoding}}) {
+            assertEquals("8859/1", ce[0]);
+            assertEquals("8859/1", ce[1]);
+        }
+        assertArrayEquals(expected, ao.message);
+    }
+
+    @Test(timeout = 20000)
+    public void plainMessageHasNoCharsetAndIsNotDecoded() throws Exception {
+        Recorder11 r = new Recorder11();
+        MLLPServer s = start(r);
+        byte[] msg = sample("adt_a01.hl7");
+        try (Client c = new Client(s.getLocalPort())) {
+            c.sendFrame(msg);
+            assertArrayEquals(new byte[] {SB, ACK, EB, CR}, c.readFrameRaw());
+        }
+        MLLPServerMessageEvent m = r.next(MLLPServerMessageEvent.class, 5000);
+        assertArrayEquals(msg, m.data);
+        assertEquals("", m.charset);
+        assertFalse(m.decoded);
+        assertNotNull(m.encoding);
+    }
+
+    static int indexOf(byte[] hay, byte[] needle) {
+        outer:
+        for (int i = 0; i + needle.length <= hay.length; i++) {
+            for (int j = 0; j < needle.length; j++) {
+                if (hay[i + j] != needle[j]) {
+                    continue outer;
+                }
+            }
+            return i;
+        }
+        return -1;
+    }
+
+    @Test(timeout = 20000)
+    public void acknowledgeWithAndAckOutReplySendExactBytes() throws Exception {
+        byte[] custom = ("MSH|^~\\&|RCV|FAC|SND|FAC|20260101120000||ACK|CUSTOM1|P|2.5\rMSA|AA|MSG00001|custom\r")
+                .getBytes(StandardCharsets.ISO_8859_1);
+        byte[] inHandler = ("MSH|^~\\&|RCV|FAC|SND|FAC|20260101120000||ACK|CUSTOM2|P|2.5\rMSA|AE|MSG00001|set in AckOut\r")
+                .getBytes(StandardCharsets.ISO_8859_1);
+        java.util.concurrent.BlockingQueue<long[]> deferred = new java.util.concurrent.LinkedBlockingQueue<>();
+        AtomicInteger n = new AtomicInteger();
+        MLLPServer s = track(new MLLPServer());
+        s.addMLLPServerEventListener(new DefaultMLLPServerEventListener() {
+            @Override
+            public void ackOut(MLLPServerAckOutEvent e) {
+                assertNull(e.reply);
+                if (n.incrementAndGet() == 1) {
+                    e.defer = true;
+                    deferred.add(new long[] {Long.parseUnsignedLong(e.connectionId), e.messageSeq});
+                } else {
+                    e.reply = inHandler.clone();
+                }
+            }
+        });
+        s.config("AckMode=HL7");
+        s.setLocalHost("127.0.0.1");
+        s.startListening();
+        byte[] msg = sample("adt_a01.hl7");
+        try (Client c = new Client(s.getLocalPort())) {
+            c.sendFrame(msg);
+            long[] d = deferred.poll(5, TimeUnit.SECONDS);
+            assertNotNull("AckOut never came", d);
+            assertNothingArrives(c, 300);
+            AtomicReference<Throwable> failed = new AtomicReference<>();
+            Thread t = new Thread(() -> {
+                try {
+                    s.acknowledgeWith(Long.toUnsignedString(d[0]), d[1], custom);
+                } catch (Throwable ex) {
+                    failed.set(ex);
+                }
+            });
+            t.start();
+            t.join(5000);
+            assertNull(failed.get());
+            assertArrayEquals(frame(custom), c.readFrameRaw());
+            c.sendFrame(msg);
+            assertArrayEquals(frame(inHandler), c.readFrameRaw());
+        }
+        // MLLP mode: the reply is the one ACK/NAK byte.
+        MLLPServer m = start(new DefaultMLLPServerEventListener() {
+            @Override
+            public void ackOut(MLLPServerAckOutEvent e) {
+                e.reply = new byte[] {NAK};
+            }
+        });
+        try (Client c = new Client(m.getLocalPort())) {
+            c.sendFrame(msg);
+            assertArrayEquals(new byte[] {SB, NAK, EB, CR}, c.readFrameRaw());
+        }
+    }
+
+    @Test(timeout = 20000)
+    public void sendAppAckFollowsMsh16() throws Exception {
+        Recorder11 r = new Recorder11();
+        MLLPServer s = track(new MLLPServer());
+        s.addMLLPServerEventListener(r);
+        s.config("AckMode=HL7");
+        s.setLocalHost("127.0.0.1");
+        s.startListening();
+        byte[] al = hl7(new String[] {"SND", "FAC", "RCV", "FAC", "20260101120000", "", "ADT^A01", "APP001", "P",
+                "2.5", "", "", "", "AL"}, "PID|1||42");
+        byte[] ne = hl7(new String[] {"SND", "FAC", "RCV", "FAC", "20260101120000", "", "ADT^A01", "APP002", "P",
+                "2.5", "", "", "", "NE"}, "PID|1||43");
+        try (Client c = new Client(s.getLocalPort())) {
+            c.sendFrame(al);
+            String accept = new String(c.readFrame(), StandardCharsets.ISO_8859_1);
+            assertTrue("enhanced mode: accept ACK " + accept, accept.contains("\rMSA|CA|APP001"));
+            MLLPServerMessageEvent m = r.next(MLLPServerMessageEvent.class, 5000);
+            assertTrue(s.sendAppAck(m.connectionId, m.data, MLLPServer.ACK_AA, null));
+            byte[] app = c.readFrame();
+            String appText = new String(app, StandardCharsets.ISO_8859_1);
+            assertTrue(appText, appText.startsWith("MSH|"));
+            assertTrue(appText, appText.contains("\rMSA|AA|APP001"));
+            assertEquals("ACK", mshField(app, 9).split("\\^")[0]);
+            c.out.write(new byte[] {SB, ACK, EB, CR});   // the client acknowledges the server's message
+            c.out.flush();
+            // through the connection, with text
+            assertTrue(s.getConnection(m.connectionId).sendAppAck(m.data, MLLPServer.ACK_AE, "oops"));
+            appText = new String(c.readFrame(), StandardCharsets.ISO_8859_1);
+            assertTrue(appText, appText.contains("\rMSA|AE|APP001|oops"));
+            c.out.write(new byte[] {SB, ACK, EB, CR});
+            c.out.flush();
+
+            c.sendFrame(ne);
+            c.readFrame();
+            m = r.next(MLLPServerMessageEvent.class, 5000);
+            assertFalse("MSH-16=NE: no application ACK", s.sendAppAck(m.connectionId, m.data, MLLPServer.ACK_AA));
+            assertNothingArrives(c, 300);
+        }
+    }
+
+    @Test(timeout = 20000)
+    public void buildAckMakesFreshControlIds() throws Exception {
+        byte[] msg = sample("adt_a01.hl7");
+        byte[] a = MLLPServer.buildAck(msg, MLLPServer.ACK_AA, null);
+        byte[] b = MLLPServer.buildAck(msg, MLLPServer.ACK_AA);
+        for (byte[] x : new byte[][] {a, b}) {
+            String t = new String(x, StandardCharsets.ISO_8859_1);
+            assertTrue(t, t.startsWith("MSH|"));
+            assertTrue(t, t.contains("\rMSA|AA|MSG00001"));
+            assertFalse("MSH-10 set", mshField(x, 10).isEmpty());
+            assertFalse("MSH-7 set", mshField(x, 7).isEmpty());
+        }
+        assertNotEquals(mshField(a, 10), mshField(b, 10));
+        String e = new String(MLLPServer.buildAck(msg, MLLPServer.ACK_AE, "bad PID"), StandardCharsets.ISO_8859_1);
+        assertTrue(e, e.contains("\rMSA|AE|MSG00001|bad PID"));
+        String cr = new String(MLLPServer.buildAck(msg, MLLPServer.ACK_CR, null), StandardCharsets.ISO_8859_1);
+        assertTrue(cr, cr.contains("\rMSA|CR|MSG00001"));
+        java.util.Set<String> ids = new java.util.HashSet<>();
+        for (int i = 0; i < 200; i++) {
+            assertTrue(ids.add(mshField(MLLPServer.buildAck(msg, MLLPServer.ACK_AA), 10)));
+        }
+    }
+
+    @Test(timeout = 20000)
+    public void refusalsAreReportedThroughError() throws Exception {
+        Recorder11 r = new Recorder11();
+        List<String> logs = java.util.Collections.synchronizedList(new ArrayList<>());
+        MLLPServer s = track(new MLLPServer());
+        s.addMLLPServerEventListener(r);
+        s.addMLLPServerEventListener(new DefaultMLLPServerEventListener() {
+            @Override
+            public void log(MLLPServerLogEvent e) {
+                logs.add(e.message);
+            }
+        });
+        s.config("ProcessBatch=True");
+        s.config("DecodeToUTF8=True");
+        s.config("DuplicateWindow=10");
+        s.setLocalHost("127.0.0.1");
+        s.startListening();
+        String batch = new String(sample("batch_adt.hl7"), StandardCharsets.ISO_8859_1);
+        assertTrue(batch.contains("BTS|3"));
+        byte[] badBatch = batch.replace("BTS|3", "BTS|2").getBytes(StandardCharsets.ISO_8859_1);
+        byte[] badUtf8 = hl7(new String[] {"SND", "FAC", "RCV", "FAC", "20260101120000", "", "ADT^A01", "BAD8", "P",
+                "2.5", "", "", "", "", "", "UNICODE UTF-8"}, "PID|1||42||X\u00ff\u00fe");
+        byte[] msg = sample("adt_a01.hl7");
+        byte[] sameIdOtherBytes = new String(msg, StandardCharsets.ISO_8859_1).replace("PID|", "PID|9")
+                .getBytes(StandardCharsets.ISO_8859_1);
+        AtomicInteger reject = new AtomicInteger(1);
+        s.addMLLPServerEventListener(new DefaultMLLPServerEventListener() {
+            @Override
+            public void ackOut(MLLPServerAckOutEvent e) {
+                if (reject.getAndSet(0) == 1) {
+                    e.accept = false;   // the first adt_a01 is refused: not remembered
+                }
+            }
+        });
+        try (Client c = new Client(s.getLocalPort())) {
+            c.sendFrame(badBatch);
+            assertArrayEquals("malformed batch: NAK", new byte[] {SB, NAK, EB, CR}, c.readFrameRaw());
+            c.sendFrame(badUtf8);
+            assertArrayEquals("unconvertible message: NAK", new byte[] {SB, NAK, EB, CR}, c.readFrameRaw());
+            waitUntil("Error events", 5000, () -> r.errors.size() >= 2);
+            assertEquals("nothing delivered", 0, r.messages.size());
+            assertEquals(MLLPException.BAD_BATCH, r.errors.get(0).errorCode);
+            assertEquals(MLLPException.CHARSET, r.errors.get(1).errorCode);
+
+            c.sendFrame(msg);
+            assertArrayEquals(new byte[] {SB, NAK, EB, CR}, c.readFrameRaw());
+            c.sendFrame(msg);   // the refused original was not remembered: delivered again
+            assertArrayEquals(new byte[] {SB, ACK, EB, CR}, c.readFrameRaw());
+            c.sendFrame(msg);   // now a duplicate (MLLP mode: the ACK byte again)
+            assertArrayEquals(new byte[] {SB, ACK, EB, CR}, c.readFrameRaw());
+            c.sendFrame(sameIdOtherBytes);   // same MSH-3/4/10, other bytes: delivered
+            assertArrayEquals(new byte[] {SB, ACK, EB, CR}, c.readFrameRaw());
+        }
+        waitUntil("3 Message events", 5000, () -> r.messages.size() >= 3);
+        waitUntil("1 Duplicate event", 5000, () -> r.duplicates.size() >= 1);
+        Thread.sleep(100);
+        assertEquals(3, r.messages.size());
+        assertEquals(1, r.duplicates.size());
+        assertArrayEquals(new byte[] {ACK}, r.duplicates.get(0).reply);
+        assertEquals(1, s.getDuplicateCount());
+        synchronized (logs) {
+            assertTrue(logs.toString(), logs.stream().anyMatch(l -> l.contains("reused") && l.contains("MSG00001")));
+        }
+    }
+
+    @Test(timeout = 20000)
+    public void resendWhileOriginalUndecidedOnAnotherConnection() throws Exception {
+        Recorder11 r = new Recorder11();
+        java.util.concurrent.BlockingQueue<MLLPServerAckOutEvent> deferred = new java.util.concurrent.LinkedBlockingQueue<>();
+        MLLPServer s = track(new MLLPServer());
+        s.addMLLPServerEventListener(r);
+        s.addMLLPServerEventListener(new DefaultMLLPServerEventListener() {
+            @Override
+            public void ackOut(MLLPServerAckOutEvent e) {
+                e.defer = true;
+                deferred.add(e);
+            }
+        });
+        s.config("DuplicateWindow=10");
+        s.setLocalHost("127.0.0.1");
+        s.startListening();
+        byte[] msg = sample("adt_a01.hl7");
+        try (Client a = new Client(s.getLocalPort()); Client b = new Client(s.getLocalPort())) {
+            a.sendFrame(msg);
+            MLLPServerAckOutEvent e = deferred.poll(5, TimeUnit.SECONDS);
+            assertNotNull("AckOut never came", e);
+            b.sendFrame(msg);
+            assertArrayEquals("resend elsewhere while undecided: NAK", new byte[] {SB, NAK, EB, CR}, b.readFrameRaw());
+            waitUntil("Error 2032", 5000, () -> r.errors.stream()
+                    .anyMatch(x -> x.errorCode == MLLPException.DUPLICATE_IN_PROGRESS));
+            s.acknowledge(e.connectionId, e.messageSeq, true);
+            assertArrayEquals(new byte[] {SB, ACK, EB, CR}, a.readFrameRaw());
+            b.sendFrame(msg);   // now a duplicate of the accepted original
+            assertArrayEquals(new byte[] {SB, ACK, EB, CR}, b.readFrameRaw());
+        }
+        waitUntil("Duplicate", 5000, () -> r.duplicates.size() == 1);
+        assertEquals(1, r.messages.size());
+        assertEquals(1, s.getDuplicateCount());
     }
 }
