@@ -4,24 +4,27 @@
 # small and a large message count; their difference divided by the extra messages cancels
 # start-up and shut-down.
 #
-#   bench/callgrind.sh [--listen BINARY] [--connections N] [--small M] [--large M] [--ack mllp|hl7]
+#   bench/callgrind.sh [--listen BINARY] [--listen-args ARGS] [--connections N] [--small M] [--large M]
+#                      [--ack mllp|hl7]
 #
 # Defaults: this tree's build/examples-c/mllp-listen, 50 connections, 200 and 2000 messages
 # per connection of 1 KiB, MLLP acknowledgements. Load: this tree's target/release/mllp-bench.
+# --listen-args: extra mllp-listen arguments, split on spaces (e.g. "--config DuplicateWindow=100000").
 # Prints one line: instructions per message (user space; system calls are the kernel's).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 LISTEN="$ROOT/build/examples-c/mllp-listen"
 BENCH="$ROOT/target/release/mllp-bench"
-CONNS=50 SMALL=200 LARGE=2000 ACK=mllp
+CONNS=50 SMALL=200 LARGE=2000 ACK=mllp LISTEN_ARGS=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --listen) LISTEN=$2; shift ;;
+        --listen-args) LISTEN_ARGS=$2; shift ;;
         --connections) CONNS=$2; shift ;;
         --small) SMALL=$2; shift ;;
         --large) LARGE=$2; shift ;;
         --ack) ACK=$2; shift ;;
-        -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
         *) echo "callgrind.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -36,7 +39,7 @@ count() {
     local msgs=$1 log="$WORK/listen-$1.log" out="$WORK/cg-$1.out" port pid
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
     valgrind --tool=callgrind --callgrind-out-file="$out" "$LISTEN" --host 127.0.0.1 --port "$port" \
-        --quiet --ack "$ACK" >"$log" 2>&1 &
+        --quiet --ack "$ACK" $LISTEN_ARGS >"$log" 2>&1 &
     pid=$!
     for _ in $(seq 1 300); do grep -q "listening on" "$log" && break; sleep 0.1; done
     timeout 900 "$BENCH" --port "$port" --connections "$CONNS" --messages "$msgs" --size 1024 --ack "$ACK" \

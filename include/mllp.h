@@ -391,12 +391,13 @@ typedef struct {
    */
   uint64_t message_seq;
   /**
-   * MSH-18 as sent, NUL-terminated ("" when empty).
+   * MSH-18 as sent (every repetition), NUL-terminated ("" when empty).
    */
   const char *charset;
   /**
-   * The normalised character set name ("ASCII", "8859/1", "UNICODE UTF-8" …) of MSH-18,
-   * else of the DefaultCharset setting; "" when neither names a known set. NUL-terminated.
+   * The normalised character set name ("ASCII", "8859/1", "UNICODE UTF-8" …) of MSH-18's
+   * first repetition, else of the DefaultCharset setting; "" when neither names a known
+   * set. NUL-terminated.
    */
   const char *encoding;
 } mllp_transfer_boundary_event;
@@ -556,7 +557,8 @@ typedef struct {
    * `reject_code`. Set it to send exactly `reply_len` bytes at `reply` as the
    * acknowledgement instead (HL7 mode: an unframed HL7 ACK; MLLP mode: the ACK or NAK
    * byte), e.g. the original acknowledgement of a message the host's store has seen
-   * before. Copied when the callback returns.
+   * before; zero bytes send nothing for this message. Copied when the callback returns, so
+   * the bytes must stay valid until then.
    */
   const uint8_t *reply;
   /**
@@ -1133,6 +1135,20 @@ int mllp_server_set_local_host(mllp_server *server, const char *host);
  * case-insensitive. Returns `MLLP_ERR_UNKNOWN_SETTING` for an unknown name,
  * `MLLP_ERR_NOT_SUPPORTED` for a reference setting with no meaning for a server (the message
  * says why), `MLLP_ERR_INVALID_VALUE` for a bad value. Any thread, also inside callbacks.
+ *
+ * HL7 delivery settings (all off by default; README "HL7 delivery semantics"):
+ * - `DuplicateWindow=N` (0–10000000): remember the last N accepted messages (MSH-3, MSH-4,
+ *   MSH-10, SHA-256 of the message) across connections; a resend is answered with the
+ *   original acknowledgement byte for byte and not delivered (Duplicate event, Log line,
+ *   `DuplicateCount`). Acknowledgements over 4096 bytes are not remembered. Memory: at most
+ *   about 200 bytes per message plus its acknowledgement.
+ * - `DuplicateCount` (read-only): duplicates answered so far.
+ * - `ProcessBatch=True`: FHS/BHS frames are split into their messages, each delivered on its
+ *   own; the frame gets one reply (ACK/NAK, or an HL7 batch acknowledgement). A malformed
+ *   batch is refused whole (`MLLP_ERR_BAD_BATCH`).
+ * - `DefaultCharset=NAME`: the character set of messages whose MSH-18 is empty.
+ * - `DecodeToUTF8=True`: messages are handed over converted to UTF-8; one that cannot be
+ *   converted is refused (`MLLP_ERR_CHARSET`).
  */
 int mllp_server_config(mllp_server *server, const char *setting, char *buf, size_t *len);
 
@@ -1225,7 +1241,8 @@ int mllp_server_acknowledge(mllp_server *server,
  * `reply` (copied; unframed: an HL7 ACK in HL7 mode, the ACK or NAK byte in MLLP mode), e.g.
  * the original acknowledgement of a message the host's own store has seen before. Same
  * ordering rules and codes as `mllp_server_acknowledge`. A positive reply (the ACK byte, MSA-1
- * AA or CA) is remembered by the DuplicateWindow setting. Queued; any thread.
+ * AA or CA) is remembered by the DuplicateWindow setting. An empty reply sends nothing for
+ * that message (as MSH-15 NE does). Queued; any thread.
  */
 int mllp_server_acknowledge_with(mllp_server *server,
                                  uint64_t connection_id,

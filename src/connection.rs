@@ -186,7 +186,7 @@ pub enum Event<W> {
 /// The character set of a received message.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CharsetInfo {
-    /// MSH-18 as sent (its first repetition; lossily UTF-8), "" when empty.
+    /// MSH-18 as sent (every repetition; lossily UTF-8), "" when empty.
     pub raw: String,
     /// The normalised name ("8859/1", "UNICODE UTF-8" …): of MSH-18, else of DefaultCharset;
     /// "" when neither names a known set.
@@ -505,8 +505,8 @@ impl<W> Connection<W> {
             let rep = m.encoding.get(1).copied().unwrap_or(b'~');
             let first = m.charset.split(|&b| b == rep).next().unwrap_or_default();
             if !first.is_empty() {
-                charset.raw = String::from_utf8_lossy(first).into_owned();
-                set = Charset::lookup(&charset.raw);
+                charset.raw = String::from_utf8_lossy(m.charset).into_owned();
+                set = Charset::lookup(&String::from_utf8_lossy(first));
                 if set.is_none() {
                     let raw = charset.raw.clone();
                     self.log(LogLevel::Info, || format!("unknown MSH-18 '{raw}': message passed through unchanged"));
@@ -542,22 +542,20 @@ impl<W> Connection<W> {
         let ack = self.cfg.ack_mode != AckMode::None;
         let lookup = match (&raw_key, &self.dups) {
             (Some(k), Some(d)) => d.claim(k, self.token),
-            _ => Lookup::Reused { claimed: false },
+            _ => Lookup::Off,
         };
         let raw_bytes = |data: Vec<u8>, raw: Option<Vec<u8>>| raw.unwrap_or(data);
         let control_id = |m: &[u8]| hl7::parse_msh(m).map(|m| String::from_utf8_lossy(m.control_id).into_owned());
         let answered = |answer: Answer, msh: Vec<u8>| Part { seq: 0, answer: Some(answer), msh, key: None };
         match lookup {
-            Lookup::New | Lookup::Reused { .. } => {
-                if let Lookup::Reused { claimed } = lookup {
-                    if raw_key.is_some() && (claimed || self.dups.is_some()) {
-                        let id = control_id(&data).unwrap_or_default();
-                        self.log(LogLevel::Info, || {
-                            format!("control id '{id}' reused by a different message: delivered as a new message")
-                        });
-                    }
+            Lookup::Off | Lookup::New { .. } => {
+                if lookup == (Lookup::New { reused: true }) {
+                    let id = control_id(&data).unwrap_or_default();
+                    self.log(LogLevel::Info, || {
+                        format!("reused control id '{id}': a different message, delivered as a new message")
+                    });
                 }
-                let claimed = matches!(lookup, Lookup::New | Lookup::Reused { claimed: true });
+                let claimed = matches!(lookup, Lookup::New { .. });
                 self.seq += 1;
                 let seq = self.seq;
                 let len = data.len();

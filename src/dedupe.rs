@@ -55,13 +55,13 @@ impl Key {
 /// What the window knows about a message ([`Duplicates::claim`]).
 #[derive(Debug, PartialEq, Eq)]
 pub enum Lookup {
-    /// Not seen: now marked as in progress for the claiming connection.
-    New,
-    /// Seen with other bytes under the same MSH-3/4/10: deliver it; `claimed` when the window
-    /// now tracks this one.
-    Reused {
-        /// The window tracks this message (the earlier one was finished).
-        claimed: bool,
+    /// The window is off (DuplicateWindow 0): nothing is tracked.
+    Off,
+    /// Not seen: now marked as in progress for the claiming connection. `reused` when another
+    /// message with the same MSH-3/4/10 (other bytes) is remembered: a reused control id.
+    New {
+        /// The control id was used before by a different message.
+        reused: bool,
     },
     /// Accepted before: answer with this acknowledgement (unframed; empty when none was sent).
     Duplicate(Vec<u8>),
@@ -83,34 +83,64 @@ struct Entry {
     state: State,
 }
 
+/// Entries are keyed by the MSH-3/4/10 hash and the first 8 bytes of the digest, so that
+/// messages reusing a control id are remembered side by side; `idents` counts the entries per
+/// MSH-3/4/10 hash to recognise reuse.
+type Slot = (u64, u64);
+
+fn slot(key: &Key) -> Slot {
+    let mut d = [0u8; 8];
+    d.copy_from_slice(&key.digest[..8]);
+    (key.ident, u64::from_le_bytes(d))
+}
+
 struct Window {
     capacity: usize,
-    map: HashMap<u64, Entry>,
-    /// Insertion order for eviction: (ident, generation); stale pairs are skipped.
-    order: VecDeque<(u64, u64)>,
+    map: HashMap<Slot, Entry>,
+    idents: HashMap<u64, u32>,
+    /// Insertion order for eviction: (slot, generation); stale pairs are skipped.
+    order: VecDeque<(Slot, u64)>,
     gen: u64,
 }
 
 impl Window {
-    fn insert(&mut self, ident: u64, digest: [u8; 32], state: State) {
+    fn insert(&mut self, s: Slot, digest: [u8; 32], state: State) {
         self.gen += 1;
         let gen = self.gen;
-        self.map.insert(ident, Entry { digest, gen, state });
-        self.order.push_back((ident, gen));
+        if self.map.insert(s, Entry { digest, gen, state }).is_none() {
+            *self.idents.entry(s.0).or_default() += 1;
+        }
+        self.order.push_back((s, gen));
         self.evict();
+    }
+
+    fn remove(&mut self, s: Slot) {
+        if self.map.remove(&s).is_some() {
+            if let Some(n) = self.idents.get_mut(&s.0) {
+                *n -= 1;
+                if *n == 0 {
+                    self.idents.remove(&s.0);
+                }
+            }
+        }
     }
 
     fn evict(&mut self) {
         while self.map.len() > self.capacity {
-            let Some((ident, gen)) = self.order.pop_front() else { break };
-            if self.map.get(&ident).is_some_and(|e| e.gen == gen) {
-                self.map.remove(&ident);
+            let Some((s, gen)) = self.order.pop_front() else { break };
+            if self.map.get(&s).is_some_and(|e| e.gen == gen) {
+                self.remove(s);
             }
         }
         if self.order.len() > 2 * self.capacity + 64 {
             let map = &self.map;
-            self.order.retain(|(i, g)| map.get(i).is_some_and(|e| e.gen == *g));
+            self.order.retain(|(s, g)| map.get(s).is_some_and(|e| e.gen == *g));
         }
+    }
+
+    /// The entry of `key` (None for a different message sharing the slot by chance).
+    fn get(&self, key: &Key) -> Option<&Entry> {
+        self.map.get(&slot(key)).filter(|e| e.digest == key.digest)
     }
 }
 
@@ -130,7 +160,13 @@ impl Duplicates {
     /// A window remembering up to `capacity` messages (0: off).
     pub fn new(capacity: usize) -> Self {
         Duplicates {
-            window: Mutex::new(Window { capacity, map: HashMap::new(), order: VecDeque::new(), gen: 0 }),
+            window: Mutex::new(Window {
+                capacity,
+                map: HashMap::new(),
+                idents: HashMap::new(),
+                order: VecDeque::new(),
+                gen: 0,
+            }),
             count: AtomicU64::new(0),
         }
     }
@@ -147,6 +183,7 @@ impl Duplicates {
             w.evict();
             if capacity == 0 {
                 w.map = HashMap::new();
+                w.idents = HashMap::new();
                 w.order = VecDeque::new();
             }
         }
@@ -172,64 +209,52 @@ impl Duplicates {
         self.count.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Looks `key` up for connection `owner` and, when the message is new (or reuses a
-    /// finished control id), marks it in progress for `owner`.
+    /// Looks `key` up for connection `owner` and, when the message is new, marks it in
+    /// progress for `owner`.
     pub fn claim(&self, key: &Key, owner: u64) -> Lookup {
         let mut w = self.lock();
         if w.capacity == 0 {
-            return Lookup::Reused { claimed: false };
+            return Lookup::Off;
         }
-        match w.map.get(&key.ident) {
+        match w.get(key).map(|e| &e.state) {
+            Some(State::Done(reply)) => Lookup::Duplicate(reply.to_vec()),
+            Some(State::InProgress { owner: o }) => Lookup::InProgress { same_owner: *o == owner },
             None => {
-                w.insert(key.ident, key.digest, State::InProgress { owner });
-                Lookup::New
+                let reused = w.idents.contains_key(&key.ident);
+                w.insert(slot(key), key.digest, State::InProgress { owner });
+                Lookup::New { reused }
             }
-            Some(e) if e.digest == key.digest => match &e.state {
-                State::Done(reply) => Lookup::Duplicate(reply.to_vec()),
-                State::InProgress { owner: o } => Lookup::InProgress { same_owner: *o == owner },
-            },
-            Some(e) => match e.state {
-                State::Done(_) => {
-                    w.insert(key.ident, key.digest, State::InProgress { owner });
-                    Lookup::Reused { claimed: true }
-                }
-                State::InProgress { .. } => Lookup::Reused { claimed: false },
-            },
         }
     }
 
     /// The acknowledgement remembered for `key`, when it was accepted.
     pub fn reply(&self, key: &Key) -> Option<Vec<u8>> {
-        match self.lock().map.get(&key.ident) {
-            Some(Entry { digest, state: State::Done(r), .. }) if *digest == key.digest => Some(r.to_vec()),
+        match self.lock().get(key) {
+            Some(Entry { state: State::Done(r), .. }) => Some(r.to_vec()),
             _ => None,
         }
     }
 
     /// The message of `key` was answered: accepted with `reply` (remembered), or refused or
     /// abandoned (`None`: forgotten, so a resend is delivered again). Only `owner`'s claim is
-    /// released; an accepted message is remembered whoever claimed it.
+    /// released or completed; an accepted message nobody tracks is remembered too.
     pub fn finish(&self, key: &Key, owner: u64, reply: Option<&[u8]>) {
         let mut w = self.lock();
         if w.capacity == 0 {
             return;
         }
-        let ours = w
-            .map
-            .get(&key.ident)
-            .is_some_and(|e| matches!(e.state, State::InProgress { owner: o } if o == owner) && e.digest == key.digest);
-        match reply {
-            Some(r) if r.len() <= MAX_REPLY => {
-                let in_progress_elsewhere =
-                    w.map.get(&key.ident).is_some_and(|e| matches!(e.state, State::InProgress { .. })) && !ours;
-                if !in_progress_elsewhere {
-                    w.insert(key.ident, key.digest, State::Done(r.into()));
-                }
+        let state = w.get(key).map(|e| match e.state {
+            State::InProgress { owner: o } => Some(o == owner),
+            State::Done(_) => None,
+        });
+        match (state, reply) {
+            // Another connection's claim, or already remembered: left as it is.
+            (Some(Some(false)), _) | (Some(None), _) => {}
+            (Some(Some(true)) | None, Some(r)) if r.len() <= MAX_REPLY => {
+                w.insert(slot(key), key.digest, State::Done(r.into()))
             }
-            _ if ours => {
-                w.map.remove(&key.ident);
-            }
-            _ => {}
+            (Some(Some(true)), _) => w.remove(slot(key)),
+            (None, _) => {}
         }
     }
 }
@@ -256,35 +281,40 @@ mod tests {
     fn new_accepted_duplicate() {
         let d = Duplicates::new(10);
         let k = Key::of(&msg("C1", "x")).unwrap();
-        assert_eq!(d.claim(&k, 1), Lookup::New);
+        assert_eq!(d.claim(&k, 1), Lookup::New { reused: false });
         assert_eq!(d.claim(&k, 1), Lookup::InProgress { same_owner: true });
         assert_eq!(d.claim(&k, 2), Lookup::InProgress { same_owner: false });
         d.finish(&k, 1, Some(b"ACK"));
         assert_eq!(d.claim(&k, 2), Lookup::Duplicate(b"ACK".to_vec()));
         assert_eq!(d.reply(&k), Some(b"ACK".to_vec()));
-        // Reused control id with other bytes: delivered, and tracked once the first is done.
+        // Reused control id with other bytes: delivered and tracked beside the first, which
+        // stays a duplicate.
         let k2 = Key::of(&msg("C1", "other")).unwrap();
-        assert_eq!(d.claim(&k2, 2), Lookup::Reused { claimed: true });
-        assert_eq!(d.claim(&k, 3), Lookup::Reused { claimed: false });
-        d.finish(&k2, 2, None);
-        assert_eq!(d.claim(&k, 3), Lookup::New);
+        assert_eq!(d.claim(&k2, 2), Lookup::New { reused: true });
+        d.finish(&k2, 2, Some(b"ACK2"));
+        assert_eq!(d.claim(&k, 3), Lookup::Duplicate(b"ACK".to_vec()));
+        assert_eq!(d.claim(&k2, 3), Lookup::Duplicate(b"ACK2".to_vec()));
+        let k3 = Key::of(&msg("C1", "third")).unwrap();
+        assert_eq!(d.claim(&k3, 3), Lookup::New { reused: true });
+        d.finish(&k3, 3, None);
+        assert_eq!(d.claim(&k3, 3), Lookup::New { reused: true });
     }
 
     #[test]
     fn refused_is_forgotten_and_others_claims_survive() {
         let d = Duplicates::new(10);
         let k = Key::of(&msg("C1", "x")).unwrap();
-        assert_eq!(d.claim(&k, 1), Lookup::New);
+        assert_eq!(d.claim(&k, 1), Lookup::New { reused: false });
         d.finish(&k, 2, None); // not 2's claim
         assert_eq!(d.claim(&k, 2), Lookup::InProgress { same_owner: false });
         d.finish(&k, 1, None);
-        assert_eq!(d.claim(&k, 2), Lookup::New);
+        assert_eq!(d.claim(&k, 2), Lookup::New { reused: false });
         // An accepted reply from a connection that did not claim it does not steal the claim.
         d.finish(&k, 3, Some(b"X"));
         assert_eq!(d.claim(&k, 1), Lookup::InProgress { same_owner: false });
         // Too long a reply is not remembered.
         d.finish(&k, 2, Some(&vec![b'x'; MAX_REPLY + 1]));
-        assert_eq!(d.claim(&k, 2), Lookup::New);
+        assert_eq!(d.claim(&k, 2), Lookup::New { reused: false });
     }
 
     #[test]
@@ -292,11 +322,12 @@ mod tests {
         let d = Duplicates::new(3);
         let keys: Vec<Key> = (0..10).map(|i| Key::of(&msg(&format!("C{i}"), "x")).unwrap()).collect();
         for k in &keys {
-            assert_eq!(d.claim(k, 1), Lookup::New);
+            assert_eq!(d.claim(k, 1), Lookup::New { reused: false });
             d.finish(k, 1, Some(b"A"));
         }
         assert_eq!(d.len(), 3);
-        assert_eq!(d.claim(&keys[0], 1), Lookup::New); // evicted
+        assert_eq!(d.lock().idents.len(), 3);
+        assert_eq!(d.claim(&keys[0], 1), Lookup::New { reused: false }); // evicted
         assert_eq!(d.claim(&keys[9], 1), Lookup::Duplicate(b"A".to_vec()));
         // Re-inserting the same key many times does not grow the order queue without bound.
         for _ in 0..1000 {
@@ -305,6 +336,6 @@ mod tests {
         assert!(d.lock().order.len() <= 2 * 3 + 64 + 1);
         d.set_capacity(0);
         assert!(d.is_empty());
-        assert_eq!(d.claim(&keys[9], 1), Lookup::Reused { claimed: false });
+        assert_eq!(d.claim(&keys[9], 1), Lookup::Off);
     }
 }

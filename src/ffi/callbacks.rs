@@ -64,10 +64,11 @@ pub struct mllp_transfer_boundary_event {
     pub connection_id: u64,
     /// Sequence number of the message on its connection (1 for the first).
     pub message_seq: u64,
-    /// MSH-18 as sent, NUL-terminated ("" when empty).
+    /// MSH-18 as sent (every repetition), NUL-terminated ("" when empty).
     pub charset: *const c_char,
-    /// The normalised character set name ("ASCII", "8859/1", "UNICODE UTF-8" …) of MSH-18,
-    /// else of the DefaultCharset setting; "" when neither names a known set. NUL-terminated.
+    /// The normalised character set name ("ASCII", "8859/1", "UNICODE UTF-8" …) of MSH-18's
+    /// first repetition, else of the DefaultCharset setting; "" when neither names a known
+    /// set. NUL-terminated.
     pub encoding: *const c_char,
 }
 
@@ -149,7 +150,8 @@ pub struct mllp_ack_out_event {
     /// `reject_code`. Set it to send exactly `reply_len` bytes at `reply` as the
     /// acknowledgement instead (HL7 mode: an unframed HL7 ACK; MLLP mode: the ACK or NAK
     /// byte), e.g. the original acknowledgement of a message the host's store has seen
-    /// before. Copied when the callback returns.
+    /// before; zero bytes send nothing for this message. Copied when the callback returns, so
+    /// the bytes must stay valid until then.
     pub reply: *const u8,
     /// Read-write: length of `reply`.
     pub reply_len: usize,

@@ -197,6 +197,20 @@ pub extern "C" fn mllp_server_set_local_host(server: *mut mllp_server, host: *co
 /// case-insensitive. Returns `MLLP_ERR_UNKNOWN_SETTING` for an unknown name,
 /// `MLLP_ERR_NOT_SUPPORTED` for a reference setting with no meaning for a server (the message
 /// says why), `MLLP_ERR_INVALID_VALUE` for a bad value. Any thread, also inside callbacks.
+///
+/// HL7 delivery settings (all off by default; README "HL7 delivery semantics"):
+/// - `DuplicateWindow=N` (0–10000000): remember the last N accepted messages (MSH-3, MSH-4,
+///   MSH-10, SHA-256 of the message) across connections; a resend is answered with the
+///   original acknowledgement byte for byte and not delivered (Duplicate event, Log line,
+///   `DuplicateCount`). Acknowledgements over 4096 bytes are not remembered. Memory: at most
+///   about 200 bytes per message plus its acknowledgement.
+/// - `DuplicateCount` (read-only): duplicates answered so far.
+/// - `ProcessBatch=True`: FHS/BHS frames are split into their messages, each delivered on its
+///   own; the frame gets one reply (ACK/NAK, or an HL7 batch acknowledgement). A malformed
+///   batch is refused whole (`MLLP_ERR_BAD_BATCH`).
+/// - `DefaultCharset=NAME`: the character set of messages whose MSH-18 is empty.
+/// - `DecodeToUTF8=True`: messages are handed over converted to UTF-8; one that cannot be
+///   converted is refused (`MLLP_ERR_CHARSET`).
 #[no_mangle]
 pub extern "C" fn mllp_server_config(
     server: *mut mllp_server,
@@ -359,7 +373,8 @@ pub extern "C" fn mllp_server_acknowledge(
 /// `reply` (copied; unframed: an HL7 ACK in HL7 mode, the ACK or NAK byte in MLLP mode), e.g.
 /// the original acknowledgement of a message the host's own store has seen before. Same
 /// ordering rules and codes as `mllp_server_acknowledge`. A positive reply (the ACK byte, MSA-1
-/// AA or CA) is remembered by the DuplicateWindow setting. Queued; any thread.
+/// AA or CA) is remembered by the DuplicateWindow setting. An empty reply sends nothing for
+/// that message (as MSH-15 NE does). Queued; any thread.
 #[no_mangle]
 pub extern "C" fn mllp_server_acknowledge_with(
     server: *mut mllp_server,
