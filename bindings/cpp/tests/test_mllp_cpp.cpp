@@ -1969,7 +1969,7 @@ void testBuildAck() {
     CHECK(hl7Field(str(mllp::buildAck(msg, static_cast<mllp::AckCode>(code))), "MSA", 1) == names[code]);
   const std::string big = hl7Message("BLD002") + "NTE|1||" + std::string(100000, 'x') + "\r";
   CHECK(hl7Field(str(mllp::buildAck(big, mllp::AckCode::AR)), "MSA", 2) == "BLD002");
-  CHECK_THROWS_CODE(mllp::buildAck(msg, static_cast<mllp::AckCode>(42)), mllp::errc::InvalidArgument);
+  CHECK_THROWS_CODE(mllp::buildAck(msg, static_cast<mllp::AckCode>(42)), mllp::errc::InvalidValue);
 }
 
 // Runs the receiver example against a client: checks its output and the ACK.

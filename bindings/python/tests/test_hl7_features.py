@@ -315,7 +315,7 @@ def test_batch_hl7_mode_batch_acknowledgement(server: mllp.Server) -> None:
     assert len(rec.of("message")) == 3
     segs = segments(reply)
     names = [s[0] for s in segs]
-    assert "BHS" in names and "BTS" in names
+    assert b"BHS" in names and b"BTS" in names
     if names[0] == b"FHS":
         assert names[-1] == b"FTS"
     msas = [s for s in segs if s[0] == b"MSA"]
@@ -582,8 +582,9 @@ def test_build_ack() -> None:
     # str is UTF-8 encoded; a large message needs no second try from the caller.
     big = hl7_message("BLD002") + b"NTE|1||" + b"x" * 100000 + CR
     assert field(mllp.build_ack(big.decode("ascii"), mllp.ACK_AR), "MSA", 2) == "BLD002"
-    with pytest.raises(mllp.MLLPError):
+    with pytest.raises(mllp.MLLPError) as ei:
         mllp.build_ack(msg, 42)
+    assert ei.value.code == mllp.ERR_INVALID_VALUE
 
 
 # ---------------------------------------------------------------------------------------------
