@@ -626,3 +626,198 @@ def test_message_event_in_do_events_mode() -> None:
             assert c.recv_frame() == NAK
         assert len(got) == 1 and got[0][0] == threading.get_ident()
         assert got[0][1].data == hl7_message("DOEV01")
+
+
+# ---------------------------------------------------------------------------------------------
+# The finer points of the contract
+# ---------------------------------------------------------------------------------------------
+
+
+def test_duplicate_in_progress_on_another_connection_refused(server: mllp.Server) -> None:
+    server.config("AckMode=HL7")
+    server.config("DuplicateWindow=10")
+    pending: List[mllp.AckOutEvent] = []
+
+    def defer(e: mllp.AckOutEvent) -> None:
+        e.defer = True
+        pending.append(e)
+
+    server.on_ack_out = defer
+    rec_err: List[mllp.ErrorEvent] = []
+    server.on_error = rec_err.append
+    server.start_listening()
+    msg = hl7_message("INP001")
+    with Client(server) as a, Client(server) as b:
+        a.send_raw(frame(msg))
+        e = wait_for(lambda: pending, what="AckOut")[0]
+        refused = unframe(b.send(msg))  # the original is undecided on connection a
+        assert field(refused, "MSA", 1) == "AR" and field(refused, "MSA", 2) == "INP001"
+        wait_for(lambda: rec_err, what="Error 2032")
+        assert [x.error_code for x in rec_err] == [mllp.ERR_DUPLICATE_IN_PROGRESS]
+        server.acknowledge(e.connection_id, e.message_seq)
+        original = a.recv_frame()
+        assert field(unframe(original), "MSA", 1) == "AA"
+        # Now decided: a resend on b is a duplicate.
+        assert b.send(msg) == original
+    assert len(pending) == 1 and server.duplicate_count == 1
+
+
+def test_duplicate_in_progress_on_the_same_connection_waits(server: mllp.Server) -> None:
+    server.config("AckMode=HL7")
+    server.config("DuplicateWindow=10")
+    pending: List[mllp.AckOutEvent] = []
+
+    def defer(e: mllp.AckOutEvent) -> None:
+        e.defer = True
+        pending.append(e)
+
+    server.on_ack_out = defer
+    dups: List[mllp.DuplicateEvent] = []
+    server.on_duplicate = dups.append
+    server.start_listening()
+    msg = hl7_message("INP002")
+    with Client(server) as c:
+        c.send_raw(frame(msg) + frame(msg))
+        e = wait_for(lambda: pending, what="AckOut")[0]
+        assert c.nothing_more(0.2)
+        server.acknowledge(e.connection_id, e.message_seq)
+        first = c.recv_frame()
+        assert c.recv_frame() == first  # the resend got the original's answer
+    wait_for(lambda: dups, what="Duplicate")
+    assert len(pending) == 1 and server.duplicate_count == 1
+
+
+def test_duplicate_log_lines(server: mllp.Server) -> None:
+    server.config("DuplicateWindow=10")
+    logs: List[mllp.LogEvent] = []
+    server.on_log = logs.append
+    server.start_listening()
+    msg = hl7_message("LOG001")
+    with Client(server) as c:
+        assert c.send(msg) == ACK
+        assert c.send(msg) == ACK
+        assert c.send(hl7_message("LOG001", pid_name=b"OTHER")) == ACK
+
+    def reused() -> bool:  # the library's wording: "control id 'X' reused by a different message"
+        return any("reused" in x.message and "control id" in x.message for x in logs)
+
+    wait_for(reused, what="the reused-control-id Log line")
+    info = [x.message for x in logs if x.log_level == 1]
+    assert any("LOG001" in m and "duplicate" in m for m in info), info
+    assert any("LOG001" in m and "reused" in m for m in info), info
+
+
+@pytest.mark.xfail(
+    reason="library: the window keeps one entry per MSH-3/4/10, so a message reusing a control "
+    "id makes the window forget the original (the contract keys by MSH-3/4/10 and SHA-256)"
+)
+def test_original_still_a_duplicate_after_control_id_reuse(server: mllp.Server) -> None:
+    server.config("DuplicateWindow=10")
+    got: List[mllp.MessageEvent] = []
+    server.on_message = got.append
+    server.start_listening()
+    a = hl7_message("REUSE1")
+    b = hl7_message("REUSE1", pid_name=b"OTHER")
+    with Client(server) as c:
+        for m in (a, b, a):
+            assert c.send(m) == ACK
+    assert [m.data for m in got] == [a, b] and server.duplicate_count == 1
+
+
+def test_not_remembered_rejected_evicted_or_without_control_id(server: mllp.Server) -> None:
+    server.config("DuplicateWindow=2")
+    accept = {"yes": True}
+    server.on_ack_out = lambda e: setattr(e, "accept", accept["yes"])
+    got: List[mllp.MessageEvent] = []
+    server.on_message = got.append
+    server.start_listening()
+    with Client(server) as c:
+        # Rejected: not remembered, the resend is delivered again.
+        accept["yes"] = False
+        rej = hl7_message("NRM001")
+        assert c.send(rej) == NAK
+        accept["yes"] = True
+        assert c.send(rej) == ACK
+        # Empty MSH-10 and no MSH: never duplicates.
+        empty = hl7_message("")
+        assert c.send(empty) == ACK and c.send(empty) == ACK
+        assert c.send(b"not hl7 at all\r") == ACK and c.send(b"not hl7 at all\r") == ACK
+        # Window of 2: the first is forgotten after two more.
+        for cid in ("NRM002", "NRM003", "NRM004"):
+            assert c.send(hl7_message(cid)) == ACK
+        assert c.send(hl7_message("NRM002")) == ACK
+    assert len(got) == 2 + 4 + 4 and server.duplicate_count == 0
+
+
+def test_batch_one_rejected_naks_the_frame(server: mllp.Server) -> None:
+    server.config("ProcessBatch=True")
+    server.on_ack_out = lambda e: setattr(e, "accept", b"B00001" not in e.message)
+    got: List[mllp.MessageEvent] = []
+    server.on_message = got.append
+    server.start_listening()
+    with Client(server) as c:
+        assert c.send(BATCH) == NAK
+        assert c.nothing_more()
+    assert len(got) == 3
+
+
+def test_batch_without_fhs_hl7_mode(server: mllp.Server) -> None:
+    server.config("ProcessBatch=True")
+    server.config("AckMode=HL7")
+    server.on_ack_out = lambda e: setattr(e, "accept", b"B00001" not in e.message)
+    server.start_listening()
+    start = BATCH.index(b"BHS|")
+    end = BATCH.index(b"FTS|")
+    bhs_only = BATCH[start:end]
+    with Client(server) as c:
+        reply = unframe(c.send(bhs_only))
+    names = [s[0] for s in segments(reply)]
+    assert names[0] == b"BHS" and names[-1] == b"BTS" and b"FHS" not in names
+    msas = [s[1] for s in segments(reply) if s[0] == b"MSA"]
+    assert msas == [b"AA", b"AE", b"AA"]
+
+
+def test_enhanced_mode_accept_ack_rules(server: mllp.Server) -> None:
+    server.config("AckMode=HL7")
+    decision = {"accept": True, "code": mllp.REJECT_AE}
+
+    def decide(e: mllp.AckOutEvent) -> None:
+        e.accept = decision["accept"]
+        e.reject_code = decision["code"]
+
+    server.on_ack_out = decide
+    server.start_listening()
+    with Client(server) as c:
+        for msh15, accept, code, expected in (
+            ("AL", True, mllp.REJECT_AE, "CA"),
+            ("AL", False, mllp.REJECT_AE, "CE"),
+            ("AL", False, mllp.REJECT_AR, "CR"),
+            ("ER", True, mllp.REJECT_AE, None),
+            ("ER", False, mllp.REJECT_AR, "CR"),
+            ("SU", True, mllp.REJECT_AE, "CA"),
+            ("SU", False, mllp.REJECT_AE, None),
+            ("NE", False, mllp.REJECT_AE, None),
+        ):
+            decision.update(accept=accept, code=code)
+            cid = f"ENH{msh15}{int(accept)}{code}"
+            c.send_raw(frame(hl7_message(cid, msh15=msh15)))
+            if expected is None:
+                assert c.nothing_more(0.2), cid
+            else:
+                r = unframe(c.recv_frame())
+                assert (field(r, "MSA", 1), field(r, "MSA", 2)) == (expected, cid)
+
+
+def test_ack_carries_msh18_and_app_ack_errors(server: mllp.Server) -> None:
+    msg = hl7_message("CS0100", msh18="8859/1")
+    assert field(mllp.build_ack(msg, mllp.ACK_AA), "MSH", 18) == "8859/1"
+    server.start_listening()
+    with Client(server) as c:
+        assert c.send(hl7_message("X1")) == ACK
+        cid = wait_for(lambda: list(server.connections), what="connection")[0]
+        with pytest.raises(mllp.MLLPError) as ei:
+            server.send_app_ack(cid, b"not hl7", mllp.ACK_AA)
+        assert ei.value.code == mllp.ERR_INVALID_VALUE
+        with pytest.raises(mllp.MLLPError) as ei:
+            server.send_app_ack(cid, hl7_message("X2", msh16="AL"), mllp.ACK_CA)
+        assert ei.value.code == mllp.ERR_INVALID_VALUE
