@@ -21,6 +21,7 @@
 
 #include <mllp.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -55,7 +56,10 @@ constexpr int CannotChangeLocalHost = MLLP_ERR_CANNOT_CHANGE_LOCAL_HOST;  // 107
 constexpr int WouldBlock = MLLP_ERR_WOULD_BLOCK;                    // 135
 constexpr int Timeout = MLLP_ERR_TIMEOUT;                           // 201
 constexpr int BadState = MLLP_ERR_BAD_STATE;                        // 211
+constexpr int NotConnected = MLLP_ERR_NOT_CONNECTED;                // 212
+constexpr int Listening = MLLP_ERR_LISTENING;                       // 213
 constexpr int CannotOpenFile = MLLP_ERR_CANNOT_OPEN_FILE;           // 303
+constexpr int Dropped = MLLP_ERR_DROPPED;                           // 1120
 constexpr int InvalidArgument = MLLP_ERR_INVALID_ARGUMENT;          // 2001
 constexpr int NoSuchConnection = MLLP_ERR_NO_SUCH_CONNECTION;       // 2002
 constexpr int NotSupported = MLLP_ERR_NOT_SUPPORTED;                // 2003
@@ -65,11 +69,15 @@ constexpr int Reentrant = MLLP_ERR_REENTRANT;                       // 2006
 constexpr int Panic = MLLP_ERR_PANIC;                               // 2007
 constexpr int BufferTooSmall = MLLP_ERR_BUFFER_TOO_SMALL;           // 2008
 constexpr int Io = MLLP_ERR_IO;                                     // 2009
+constexpr int ShutDown = MLLP_ERR_SHUT_DOWN;                        // 2010
 constexpr int SendInterrupted = MLLP_ERR_SEND_INTERRUPTED;          // 2011
 constexpr int TooManyConnections = MLLP_ERR_TOO_MANY_CONNECTIONS;   // 2012
 constexpr int Certificate = MLLP_ERR_CERTIFICATE;                   // 2020
 constexpr int TlsHandshake = MLLP_ERR_TLS_HANDSHAKE;                // 2021
 constexpr int TlsClientRejected = MLLP_ERR_TLS_CLIENT_REJECTED;     // 2022
+constexpr int BadBatch = MLLP_ERR_BAD_BATCH;                        // 2030 (ProcessBatch)
+constexpr int Charset = MLLP_ERR_CHARSET;                           // 2031 (DecodeToUTF8)
+constexpr int DuplicateInProgress = MLLP_ERR_DUPLICATE_IN_PROGRESS; // 2032 (DuplicateWindow)
 }  // namespace errc
 
 /// The library's version string, e.g. "0.1.0".
@@ -177,13 +185,19 @@ struct DisconnectedEvent {
 };
 
 /// StartTransfer / EndTransfer. messageSeq numbers the messages of a connection from 1.
+/// charset is MSH-18 as sent ("" when absent); encoding the library's normalised name for it
+/// ("8859/1", "UNICODE UTF-8", ...; "" when unknown, or not HL7 and no DefaultCharset).
 struct StartTransferEvent {
   ConnectionId connectionId = 0;
   std::uint64_t messageSeq = 0;
+  std::string_view charset;
+  std::string_view encoding;
 };
 struct EndTransferEvent {
   ConnectionId connectionId = 0;
   std::uint64_t messageSeq = 0;
+  std::string_view charset;
+  std::string_view encoding;
 };
 
 /// Transfer: a piece of a received message (no copy), and the bytes of it received so far.
@@ -196,10 +210,43 @@ struct TransferEvent {
 /// MSA-1 code used for a negative acknowledgement in AckMode=HL7.
 enum class RejectCode : int { AE = MLLP_REJECT_AE, AR = MLLP_REJECT_AR };
 
+/// HL7 acknowledgement codes (MSA-1) for Server::sendAppAck and buildAck.
+enum class AckCode : int {
+  AA = MLLP_ACK_AA,
+  AE = MLLP_ACK_AE,
+  AR = MLLP_ACK_AR,
+  CA = MLLP_ACK_CA,
+  CE = MLLP_ACK_CE,
+  CR = MLLP_ACK_CR,
+};
+
+/// Message: the whole message in one event, after EndTransfer and before AckOut. data is UTF-8
+/// when decoded is true (DecodeToUTF8 converted it from encoding), else the bytes as received.
+struct MessageEvent {
+  ConnectionId connectionId = 0;
+  std::uint64_t messageSeq = 0;
+  ByteView data;
+  std::string_view charset;   // MSH-18 as sent
+  std::string_view encoding;  // normalised name
+  bool decoded = false;
+};
+
+/// Duplicate: a resent message (DuplicateWindow) was answered with the acknowledgement its
+/// original got (reply, unframed, sent again byte for byte) and was not delivered.
+struct DuplicateEvent {
+  ConnectionId connectionId = 0;
+  ByteView message;            // the resent message
+  std::string_view controlId;  // its MSH-10
+  ByteView reply;
+};
+
 /// AckOut: an acknowledgement is about to be sent. Set accept = false to send a NAK.
 /// Set defer = true to decide later: nothing is sent for this message until
-/// Server::acknowledge(connectionId, messageSeq, ...) is called, from any thread. Replies still
-/// leave in message order.
+/// Server::acknowledge(connectionId, messageSeq, ...) or Server::acknowledgeWith(...) is called,
+/// from any thread. Replies still leave in message order.
+/// Set reply (setReply(bytes)) to send exactly those bytes as the acknowledgement instead of the
+/// one the library builds from accept / rejectCode (AckMode=HL7: an unframed HL7 ACK message;
+/// MLLP mode: the one ACK/NAK byte). std::nullopt (the default) lets the library build it.
 struct AckOutEvent {
   ConnectionId connectionId = 0;
   std::uint64_t messageSeq = 0;
@@ -207,6 +254,12 @@ struct AckOutEvent {
   RejectCode rejectCode = RejectCode::AE;  // read-write (AckMode=HL7)
   ByteView message;                      // the complete message being acknowledged
   bool defer = false;                    // read-write
+  std::string_view charset;              // MSH-18 as sent
+  std::string_view encoding;             // normalised name
+  std::optional<std::vector<std::uint8_t>> reply;  // read-write (a copy: outlives the handler)
+
+  /// Sets reply to a copy of bytes.
+  void setReply(ByteView bytes) { reply.emplace(bytes.begin(), bytes.end()); }
 };
 
 /// AckIn: the client acknowledged data the server sent (accepted: ACK true, NAK false).
@@ -451,8 +504,10 @@ struct State {
   Fn<const StartTransferEvent> startTransfer;
   Fn<const TransferEvent> transfer;
   Fn<const EndTransferEvent> endTransfer;
+  Fn<const MessageEvent> message;
   Fn<AckOutEvent> ackOut;
   Fn<const AckInEvent> ackIn;
+  Fn<const DuplicateEvent> duplicate;
   Fn<const ErrorEvent> error;
   Fn<const LogEvent> log;
   Fn<SslClientAuthenticationEvent> sslClientAuthentication;
@@ -481,6 +536,7 @@ struct State {
     }
   }
   void report(std::string_view event, std::exception_ptr e) const noexcept { sink->report(event, e); }
+  static std::string_view str(const char* s) noexcept { return s ? std::string_view(s) : std::string_view(); }
   static void release(void* user) noexcept { delete static_cast<State*>(user); }
 
   // Calls the handler in slot with ev; exceptions are reported and return false.
@@ -531,7 +587,7 @@ struct State {
   }
   static void onStartTransfer(void* user, const mllp_transfer_boundary_event* e) noexcept {
     if (!user || !e) return;
-    const StartTransferEvent ev{e->connection_id, e->message_seq};
+    const StartTransferEvent ev{e->connection_id, e->message_seq, str(e->charset), str(e->encoding)};
     static_cast<State*>(user)->dispatch(static_cast<State*>(user)->startTransfer, ev, "StartTransfer");
   }
   static void onTransfer(void* user, const mllp_transfer_event* e) noexcept {
@@ -541,8 +597,20 @@ struct State {
   }
   static void onEndTransfer(void* user, const mllp_transfer_boundary_event* e) noexcept {
     if (!user || !e) return;
-    const EndTransferEvent ev{e->connection_id, e->message_seq};
+    const EndTransferEvent ev{e->connection_id, e->message_seq, str(e->charset), str(e->encoding)};
     static_cast<State*>(user)->dispatch(static_cast<State*>(user)->endTransfer, ev, "EndTransfer");
+  }
+  static void onMessage(void* user, const mllp_message_event* e) noexcept {
+    if (!user || !e) return;
+    const MessageEvent ev{e->connection_id, e->message_seq, ByteView(e->data, e->len), str(e->charset),
+                          str(e->encoding), e->decoded != 0};
+    static_cast<State*>(user)->dispatch(static_cast<State*>(user)->message, ev, "Message");
+  }
+  static void onDuplicate(void* user, const mllp_duplicate_event* e) noexcept {
+    if (!user || !e) return;
+    const DuplicateEvent ev{e->connection_id, ByteView(e->message, e->message_len), str(e->control_id),
+                            ByteView(e->reply, e->reply_len)};
+    static_cast<State*>(user)->dispatch(static_cast<State*>(user)->duplicate, ev, "Duplicate");
   }
   static void onAckOut(void* user, mllp_ack_out_event* e) noexcept {
     if (!user || !e) return;
@@ -553,10 +621,20 @@ struct State {
     ev.rejectCode = static_cast<RejectCode>(e->reject_code);
     ev.message = ByteView(e->message, e->message_len);
     ev.defer = e->defer != 0;
+    ev.charset = str(e->charset);
+    ev.encoding = str(e->encoding);
     const bool ok = static_cast<State*>(user)->dispatch(static_cast<State*>(user)->ackOut, ev, "AckOut");
     e->accept = (ok && ev.accept) ? 1 : 0;  // a throwing handler refuses the message
     e->reject_code = static_cast<int>(ev.rejectCode);
     e->defer = (ok && ev.defer) ? 1 : 0;
+    if (ok && ev.reply) {
+      // The library copies the reply when this callback returns, after ev is gone: the bytes
+      // are kept per thread until the next AckOut on the same thread.
+      static thread_local std::vector<std::uint8_t> held;
+      held = std::move(*ev.reply);
+      e->reply = held.data();
+      e->reply_len = held.size();
+    }
   }
   static void onAckIn(void* user, const mllp_ack_in_event* e) noexcept {
     if (!user || !e) return;
@@ -931,6 +1009,34 @@ class Server {
                    RejectCode rejectCode = RejectCode::AE) {
     detail::check(mllp_server_acknowledge(h(), id, messageSeq, accept ? 1 : 0, static_cast<int>(rejectCode)));
   }
+  /// Decides a deferred message (see acknowledge) by sending exactly reply as its acknowledgement,
+  /// framed by the library (AckMode=HL7: an unframed HL7 ACK message; MLLP mode: the one ACK/NAK
+  /// byte). Same ordering rules as acknowledge. A positive reply (the ACK byte, MSA-1 AA or CA)
+  /// is remembered by the DuplicateWindow.
+  void acknowledgeWith(ConnectionId id, std::uint64_t messageSeq, ByteView reply) {
+    detail::check(mllp_server_acknowledge_with(h(), id, messageSeq, reply.data(), reply.size()));
+  }
+  /// Sends an HL7 application acknowledgement (code AA, AE or AR; text an optional MSA-3) for
+  /// message, a message received on that connection, as a message of its own built from its MSH,
+  /// when its MSH-16 asks for one: AL always, ER only when code != AA, SU only when code == AA,
+  /// NE and empty never. Returns true when it was sent, false when MSH-16 said no.
+  bool sendAppAck(ConnectionId id, ByteView message, AckCode code,
+                  std::optional<std::string_view> text = std::nullopt) {
+    const std::string t = text ? std::string(*text) : std::string();
+    std::uint8_t sent = 0;
+    detail::check(mllp_server_send_app_ack(h(), id, message.data(), message.size(), static_cast<int>(code),
+                                           text ? t.c_str() : nullptr, &sent));
+    return sent != 0;
+  }
+  /// DuplicateCount: the number of resent messages answered from the DuplicateWindow so far.
+  std::uint64_t duplicateCount() const {
+    std::uint64_t v = 0;
+    detail::check(mllp_server_get_duplicate_count(h(), &v));
+    return v;
+  }
+  /// buildAck (see the free function mllp::buildAck).
+  static std::vector<std::uint8_t> buildAck(ByteView message, AckCode code,
+                                            std::optional<std::string_view> text = std::nullopt);
   /// DoEvents: with EventMode=DoEvents delivers queued events on this thread, waiting up to
   /// timeoutMs for the first; returns how many were delivered.
   std::size_t doEvents(std::uint32_t timeoutMs = 0) {
@@ -962,6 +1068,14 @@ class Server {
   }
   void onAckOut(std::function<void(AckOutEvent&)> fn) {
     set(&detail::State::ackOut, std::move(fn), mllp_server_on_ack_out, &detail::State::onAckOut);
+  }
+  /// Message: the whole message (after EndTransfer, before AckOut).
+  void onMessage(std::function<void(const MessageEvent&)> fn) {
+    set(&detail::State::message, std::move(fn), mllp_server_on_message, &detail::State::onMessage);
+  }
+  /// Duplicate: a resent message was answered with its original's acknowledgement (DuplicateWindow).
+  void onDuplicate(std::function<void(const DuplicateEvent&)> fn) {
+    set(&detail::State::duplicate, std::move(fn), mllp_server_on_duplicate, &detail::State::onDuplicate);
   }
   void onAckIn(std::function<void(const AckInEvent&)> fn) {
     set(&detail::State::ackIn, std::move(fn), mllp_server_on_ack_in, &detail::State::onAckIn);
@@ -1034,6 +1148,34 @@ class Server {
   mllp_server* h_ = nullptr;
   detail::State* state_ = nullptr;  // owned by the library (user data with release callback)
 };
+
+/// Builds an HL7 ACK (unframed) for message: MSA-1 code, MSA-2 its MSH-10, MSA-3 text if given;
+/// MSH-10 of the ACK is a fresh control id (unique across connections, servers and restarts),
+/// MSH-7 now. Usable as AckOutEvent::reply or with Server::acknowledgeWith.
+inline std::vector<std::uint8_t> buildAck(ByteView message, AckCode code,
+                                          std::optional<std::string_view> text = std::nullopt) {
+  const std::string t = text ? std::string(*text) : std::string();
+  // Each call makes a new control id, so a size query would waste one: start with a buffer
+  // large enough for any ACK of this message and grow only if the library says so.
+  std::vector<std::uint8_t> out(message.size() + 512 + t.size());
+  for (int attempt = 0; attempt < 16; ++attempt) {
+    std::size_t len = out.size();
+    const int rc = mllp_hl7_build_ack(message.data(), message.size(), static_cast<int>(code),
+                                      text ? t.c_str() : nullptr, out.data(), &len);
+    if (rc == MLLP_OK) {
+      out.resize(len);
+      return out;
+    }
+    if (rc != MLLP_ERR_BUFFER_TOO_SMALL) detail::check(rc);
+    out.resize(std::max(len, out.size() * 2));
+  }
+  throw Error(MLLP_ERR_BUFFER_TOO_SMALL, "mllp::buildAck: the acknowledgement kept growing");
+}
+
+inline std::vector<std::uint8_t> Server::buildAck(ByteView message, AckCode code,
+                                                  std::optional<std::string_view> text) {
+  return mllp::buildAck(message, code, text);
+}
 
 inline void Connection::setInputStream(ReadFunction read) {
   if (!read) {

@@ -34,6 +34,9 @@
 #ifndef MLLP_SAMPLE_ADT_A01
 #error "MLLP_SAMPLE_ADT_A01 must name the sample message"
 #endif
+#ifndef MLLP_SAMPLE_BATCH
+#error "MLLP_SAMPLE_BATCH must name the sample batch"
+#endif
 
 namespace {
 
@@ -1471,6 +1474,504 @@ void testDeferredAck() {
   }
 }
 
+// ---- HL7 features: Message / Duplicate events, DuplicateWindow, ProcessBatch, character sets,
+// replies chosen by the host, application acknowledgements, buildAck ----------------------------
+
+// An ADT^A01 with the given MSH-10, MSH-15, MSH-16, MSH-18 (segments end in CR).
+std::string hl7Message(const std::string& controlId, const std::string& msh16 = "", const std::string& msh18 = "",
+                       const std::string& pidName = "DOE^JOHN", const std::string& msh15 = "") {
+  return "MSH|^~\\&|SENDAPP|SENDFAC|RECVAPP|RECVFAC|20260101120000||ADT^A01|" + controlId + "|P|2.5.1|||" + msh15 +
+         "|" + msh16 + "||" + msh18 + "\rPID|1||12345^^^HOSP^MR||" + pidName + "||19800101|M\r";
+}
+
+std::vector<std::vector<std::string>> segmentsOf(const std::string& msg) {
+  std::vector<std::vector<std::string>> out;
+  std::size_t start = 0;
+  while (start < msg.size()) {
+    std::size_t end = msg.find('\r', start);
+    if (end == std::string::npos) end = msg.size();
+    if (end > start) {
+      std::vector<std::string> fields;
+      const std::string seg = msg.substr(start, end - start);
+      std::size_t f = 0;
+      for (;;) {
+        const std::size_t bar = seg.find('|', f);
+        fields.push_back(seg.substr(f, bar == std::string::npos ? std::string::npos : bar - f));
+        if (bar == std::string::npos) break;
+        f = bar + 1;
+      }
+      out.push_back(std::move(fields));
+    }
+    start = end + 1;
+  }
+  return out;
+}
+
+// Field n of the first `seg` segment, HL7 numbering (MSH-10 is hl7Field(m, "MSH", 10)).
+std::string hl7Field(const std::string& msg, const std::string& seg, std::size_t n) {
+  for (const auto& s : segmentsOf(msg)) {
+    if (s.empty() || s[0] != seg) continue;
+    const std::size_t i = seg == "MSH" ? n - 1 : n;
+    return i < s.size() ? s[i] : std::string();
+  }
+  return std::string();
+}
+
+std::string str(const std::vector<std::uint8_t>& v) { return std::string(v.begin(), v.end()); }
+
+// Copies of the events of a server, in order.
+struct Hl7Recorder {
+  struct Msg {
+    mllp::ConnectionId id = 0;
+    std::uint64_t seq = 0;
+    std::string data, charset, encoding;
+    bool decoded = false;
+  };
+  struct Dup {
+    mllp::ConnectionId id = 0;
+    std::string message, controlId, reply;
+  };
+  struct Boundary {
+    std::string what, charset, encoding;
+  };
+  std::mutex m;
+  std::vector<std::string> order;
+  std::vector<Msg> messages;
+  std::vector<Dup> duplicates;
+  std::vector<Boundary> boundaries;  // start, end, ackout
+  std::vector<std::string> ackOutMessages;
+  std::string transferred;
+  std::vector<int> errors;
+
+  void add(const std::string& what) {
+    if (order.empty() || order.back() != what || what != "transfer") order.push_back(what);
+  }
+  void attach(mllp::Server& s) {
+    s.onStartTransfer([this](const mllp::StartTransferEvent& e) {
+      std::lock_guard<std::mutex> l(m);
+      add("start");
+      boundaries.push_back({"start", std::string(e.charset), std::string(e.encoding)});
+    });
+    s.onTransfer([this](const mllp::TransferEvent& e) {
+      std::lock_guard<std::mutex> l(m);
+      add("transfer");
+      transferred.append(e.data.str());
+    });
+    s.onEndTransfer([this](const mllp::EndTransferEvent& e) {
+      std::lock_guard<std::mutex> l(m);
+      add("end");
+      boundaries.push_back({"end", std::string(e.charset), std::string(e.encoding)});
+    });
+    s.onMessage([this](const mllp::MessageEvent& e) {
+      std::lock_guard<std::mutex> l(m);
+      add("message");
+      messages.push_back({e.connectionId, e.messageSeq, e.data.toString(), std::string(e.charset),
+                          std::string(e.encoding), e.decoded});
+    });
+    s.onAckOut([this](mllp::AckOutEvent& e) {
+      std::lock_guard<std::mutex> l(m);
+      add("ackout");
+      boundaries.push_back({"ackout", std::string(e.charset), std::string(e.encoding)});
+      ackOutMessages.push_back(e.message.toString());
+    });
+    s.onDuplicate([this](const mllp::DuplicateEvent& e) {
+      std::lock_guard<std::mutex> l(m);
+      add("duplicate");
+      duplicates.push_back({e.connectionId, e.message.toString(), std::string(e.controlId), e.reply.toString()});
+    });
+    s.onError([this](const mllp::ErrorEvent& e) {
+      std::lock_guard<std::mutex> l(m);
+      errors.push_back(e.errorCode);
+    });
+  }
+  std::size_t nMessages() {
+    std::lock_guard<std::mutex> l(m);
+    return messages.size();
+  }
+  std::size_t nDuplicates() {
+    std::lock_guard<std::mutex> l(m);
+    return duplicates.size();
+  }
+  std::size_t nErrors() {
+    std::lock_guard<std::mutex> l(m);
+    return errors.size();
+  }
+};
+
+void testHl7Settings() {
+  static_assert(mllp::errc::BadBatch == 2030 && mllp::errc::Charset == 2031 &&
+                    mllp::errc::DuplicateInProgress == 2032,
+                "new error codes");
+  static_assert(mllp::errc::NotConnected == 212 && mllp::errc::Listening == 213 && mllp::errc::Dropped == 1120 &&
+                    mllp::errc::ShutDown == 2010,
+                "error codes");
+  static_assert(static_cast<int>(mllp::AckCode::AA) == 0 && static_cast<int>(mllp::AckCode::CR) == 5, "AckCode");
+  static_assert(static_cast<int>(mllp::AckCode::AE) == static_cast<int>(mllp::RejectCode::AE), "AE");
+  static_assert(static_cast<int>(mllp::AckCode::AR) == static_cast<int>(mllp::RejectCode::AR), "AR");
+  for (int code : {2030, 2031, 2032}) CHECK(!mllp::errorDescription(code).empty());
+  mllp::Server s;
+  CHECK(s.duplicateCount() == 0);
+  CHECK(s.config("DuplicateWindow") == "0");
+  CHECK(s.config("ProcessBatch") == "False");
+  CHECK(s.config("DefaultCharset").empty());
+  CHECK(s.config("DecodeToUTF8") == "False");
+  s.config("DuplicateWindow=10");
+  s.config("ProcessBatch=True");
+  s.config("DecodeToUTF8=True");
+  s.config("DefaultCharset=8859/1");
+  CHECK(s.config("DuplicateWindow") == "10");
+  CHECK(s.config("ProcessBatch") == "True");
+  CHECK(s.config("DecodeToUTF8") == "True");
+  CHECK(s.config("DefaultCharset") == "8859/1");
+  CHECK(s.config("DuplicateCount") == "0");
+  CHECK_THROWS_CODE(s.config("DefaultCharset=NO-SUCH-CHARSET"), mllp::errc::InvalidValue);
+  CHECK_THROWS_CODE(s.config("DuplicateWindow=10000001"), mllp::errc::InvalidValue);
+}
+
+void testDuplicateWindow() {
+  Hl7Recorder r;
+  mllp::Server s;
+  r.attach(s);
+  s.config("AckMode=HL7");
+  s.config("DuplicateWindow=10");
+  listenLocal(s);
+  const std::string msg = hl7Message("DUP0001");
+  std::string first, second;
+  {
+    Client c(s.localPort());
+    REQUIRE(c.ok());
+    REQUIRE(c.sendAll(frame(msg)));
+    REQUIRE(c.recvFrame(first));
+    CHECK(hl7Field(first, "MSA", 1) == "AA");
+    CHECK(hl7Field(first, "MSA", 2) == "DUP0001");
+    REQUIRE(c.sendAll(frame(msg)));
+    REQUIRE(c.recvFrame(second));
+    CHECK(second == first);  // byte for byte
+    CHECK(waitFor([&] { return r.nDuplicates() == 1; }));
+  }
+  {
+    std::lock_guard<std::mutex> l(r.m);
+    CHECK(r.messages.size() == 1);
+    CHECK(r.ackOutMessages.size() == 1);
+    REQUIRE(r.duplicates.size() == 1);
+    CHECK(r.duplicates[0].message == msg);
+    CHECK(r.duplicates[0].controlId == "DUP0001");
+    CHECK(r.duplicates[0].reply == first);
+    CHECK(r.duplicates[0].id == r.messages[0].id);
+  }
+  CHECK(s.duplicateCount() == 1);
+  CHECK(s.config("DuplicateCount") == "1");
+  // The same MSH-3/4/10 with other bytes: delivered normally.
+  {
+    Client c(s.localPort());
+    REQUIRE(c.ok());
+    const std::string other = hl7Message("DUP0001", "", "", "DOE^JANE");
+    REQUIRE(c.sendAll(frame(other)));
+    std::string third;
+    REQUIRE(c.recvFrame(third));
+    CHECK(third != first && hl7Field(third, "MSA", 1) == "AA");
+    CHECK(waitFor([&] { return r.nMessages() == 2; }));
+  }
+  CHECK(s.duplicateCount() == 1);
+}
+
+void testProcessBatch() {
+  const std::string batch = readFile(MLLP_SAMPLE_BATCH);
+  REQUIRE(batch.compare(0, 4, "FHS|") == 0);
+  {  // MLLP mode: one Message per message, one ACK for the frame.
+    Hl7Recorder r;
+    mllp::Server s;
+    r.attach(s);
+    s.config("ProcessBatch=True");
+    listenLocal(s);
+    Client c(s.localPort());
+    REQUIRE(c.ok());
+    REQUIRE(c.sendAll(frame(batch)));
+    CHECK(c.recvN(4) == kAck);
+    CHECK(c.recvN(1, std::chrono::milliseconds(300)).empty());
+    std::lock_guard<std::mutex> l(r.m);
+    REQUIRE(r.messages.size() == 3);
+    for (std::size_t i = 0; i < 3; ++i) {
+      CHECK(r.messages[i].data.compare(0, 4, "MSH|") == 0);
+      CHECK(hl7Field(r.messages[i].data, "MSH", 10) == "B0000" + std::to_string(i));
+      if (i > 0) CHECK(r.messages[i].seq > r.messages[i - 1].seq);
+    }
+    std::vector<std::string> expected;
+    for (int i = 0; i < 3; ++i)
+      for (const char* w : {"start", "transfer", "end", "message", "ackout"}) expected.push_back(w);
+    CHECK(r.order == expected);
+  }
+  {  // HL7 mode: a batch acknowledgement.
+    Hl7Recorder r;
+    mllp::Server s;
+    r.attach(s);
+    s.config("ProcessBatch=True");
+    s.config("AckMode=HL7");
+    listenLocal(s);
+    Client c(s.localPort());
+    REQUIRE(c.ok());
+    REQUIRE(c.sendAll(frame(batch)));
+    std::string reply;
+    REQUIRE(c.recvFrame(reply));
+    CHECK(c.recvN(1, std::chrono::milliseconds(300)).empty());
+    const auto segs = segmentsOf(reply);
+    std::vector<std::string> msaIds;
+    bool bhs = false;
+    std::string btsCount;
+    for (const auto& seg : segs) {
+      if (seg[0] == "MSA" && seg.size() > 2) {
+        CHECK(seg[1] == "AA");
+        msaIds.push_back(seg[2]);
+      }
+      if (seg[0] == "BHS") bhs = true;
+      if (seg[0] == "BTS" && seg.size() > 1) btsCount = seg[1];
+    }
+    CHECK(bhs);
+    CHECK(btsCount == "3");
+    CHECK((msaIds == std::vector<std::string>{"B00000", "B00001", "B00002"}));
+    if (!segs.empty() && segs.front()[0] == "FHS") CHECK(segs.back()[0] == "FTS");
+    CHECK(r.nMessages() == 3);
+  }
+  {  // A malformed batch is refused whole: NAK, Error 2030, nothing delivered.
+    Hl7Recorder r;
+    mllp::Server s;
+    r.attach(s);
+    s.config("ProcessBatch=True");
+    listenLocal(s);
+    std::string bad = batch;
+    const std::size_t at = bad.find("BTS|3");
+    REQUIRE(at != std::string::npos);
+    bad.replace(at, 5, "BTS|5");
+    Client c(s.localPort());
+    REQUIRE(c.ok());
+    REQUIRE(c.sendAll(frame(bad)));
+    CHECK(c.recvN(4) == kNak);
+    CHECK(waitFor([&] { return r.nErrors() > 0; }));
+    std::lock_guard<std::mutex> l(r.m);
+    CHECK((r.errors == std::vector<int>{mllp::errc::BadBatch}));
+    CHECK(r.messages.empty() && r.ackOutMessages.empty());
+  }
+}
+
+void testCharsetDecode() {
+  {  // 8859/1 decoded to UTF-8.
+    Hl7Recorder r;
+    mllp::Server s;
+    r.attach(s);
+    s.config("DecodeToUTF8=True");
+    listenLocal(s);
+    const std::string msg = hl7Message("CS0001", "", "8859/1", "REN\xe9^MARIE");
+    Client c(s.localPort());
+    REQUIRE(c.ok());
+    REQUIRE(c.sendAll(frame(msg)));
+    CHECK(c.recvN(4) == kAck);
+    std::lock_guard<std::mutex> l(r.m);
+    REQUIRE(r.messages.size() == 1);
+    const auto& m = r.messages[0];
+    std::string utf8 = msg;
+    utf8.replace(utf8.find('\xe9'), 1, "\xc3\xa9");
+    CHECK(m.data == utf8);
+    CHECK(m.data.find("REN\xc3\xa9^MARIE") != std::string::npos);
+    CHECK(m.charset == "8859/1");
+    CHECK(m.encoding == "8859/1");
+    CHECK(m.decoded);
+    REQUIRE(r.boundaries.size() == 3);
+    for (const auto& b : r.boundaries) {
+      CHECK(b.charset == "8859/1");
+      CHECK(b.encoding == "8859/1");
+    }
+    CHECK(r.ackOutMessages.size() == 1 && r.ackOutMessages[0] == utf8);
+    CHECK(r.transferred == utf8);
+  }
+  {  // Not decoded by default; the encoding is still reported.
+    Hl7Recorder r;
+    mllp::Server s;
+    r.attach(s);
+    listenLocal(s);
+    const std::string msg = hl7Message("CS0002", "", "8859/1", "REN\xe9");
+    Client c(s.localPort());
+    REQUIRE(c.ok());
+    REQUIRE(c.sendAll(frame(msg)));
+    CHECK(c.recvN(4) == kAck);
+    std::lock_guard<std::mutex> l(r.m);
+    REQUIRE(r.messages.size() == 1);
+    CHECK(r.messages[0].data == msg && !r.messages[0].decoded && r.messages[0].encoding == "8859/1");
+  }
+  {  // Not convertible (a lone 0xE9 is not UTF-8): refused with AE, Error 2031.
+    Hl7Recorder r;
+    mllp::Server s;
+    r.attach(s);
+    s.config("DecodeToUTF8=True");
+    s.config("AckMode=HL7");
+    listenLocal(s);
+    Client c(s.localPort());
+    REQUIRE(c.ok());
+    REQUIRE(c.sendAll(frame(hl7Message("CS0003", "", "UNICODE UTF-8", "REN\xe9"))));
+    std::string reply;
+    REQUIRE(c.recvFrame(reply));
+    CHECK(hl7Field(reply, "MSA", 1) == "AE");
+    CHECK(hl7Field(reply, "MSA", 2) == "CS0003");
+    CHECK(waitFor([&] { return r.nErrors() > 0; }));
+    std::lock_guard<std::mutex> l(r.m);
+    CHECK((r.errors == std::vector<int>{mllp::errc::Charset}));
+    CHECK(r.messages.empty());
+  }
+}
+
+void testAcknowledgeWith() {
+  {  // Deferred, then acknowledgeWith from another thread: exactly those bytes.
+    std::mutex m;
+    std::vector<std::pair<mllp::ConnectionId, std::uint64_t>> pending;
+    std::atomic<int> duplicates{0};
+    std::string dupReply;
+    mllp::Server s;
+    s.config("AckMode=HL7");
+    s.config("DuplicateWindow=10");
+    s.onAckOut([&](mllp::AckOutEvent& e) {
+      CHECK(!e.reply);
+      e.defer = true;
+      std::lock_guard<std::mutex> l(m);
+      pending.emplace_back(e.connectionId, e.messageSeq);
+    });
+    s.onDuplicate([&](const mllp::DuplicateEvent& e) {
+      std::lock_guard<std::mutex> l(m);
+      dupReply = e.reply.toString();
+      ++duplicates;
+    });
+    listenLocal(s);
+    const std::string msg = hl7Message("DEF001");
+    const std::string custom = str(mllp::buildAck(msg, mllp::AckCode::AA, "stored in the archive"));
+    Client c(s.localPort());
+    REQUIRE(c.ok());
+    REQUIRE(c.sendAll(frame(msg)));
+    REQUIRE(waitFor([&] {
+      std::lock_guard<std::mutex> l(m);
+      return !pending.empty();
+    }));
+    CHECK(c.recvN(1, std::chrono::milliseconds(200)).empty());  // undecided
+    std::pair<mllp::ConnectionId, std::uint64_t> which;
+    {
+      std::lock_guard<std::mutex> l(m);
+      which = pending[0];
+    }
+    std::thread decider([&] { s.acknowledgeWith(which.first, which.second, custom); });
+    decider.join();
+    std::string reply;
+    REQUIRE(c.recvFrame(reply));
+    CHECK(reply == custom);
+    // A positive reply given this way is remembered by the DuplicateWindow.
+    REQUIRE(c.sendAll(frame(msg)));
+    std::string again;
+    REQUIRE(c.recvFrame(again));
+    CHECK(again == custom);
+    CHECK(waitFor([&] { return duplicates == 1; }));
+    std::lock_guard<std::mutex> l(m);
+    CHECK(dupReply == custom);
+    CHECK(pending.size() == 1);
+  }
+  {  // AckOutEvent::reply set in the handler: sent instead (HL7 mode).
+    const std::string mine =
+        "MSH|^~\\&|RECVAPP|RECVFAC|SENDAPP|SENDFAC|20260101120001||ACK|X1|P|2.5.1\rMSA|AE|RPL001|mine\r";
+    mllp::Server s;
+    s.config("AckMode=HL7");
+    s.onAckOut([&](mllp::AckOutEvent& e) {
+      std::string local = mine;  // gone when the handler returns: the event keeps a copy
+      e.setReply(local);
+    });
+    listenLocal(s);
+    Client c(s.localPort());
+    REQUIRE(c.ok());
+    for (int i = 0; i < 2; ++i) {
+      REQUIRE(c.sendAll(frame(hl7Message("RPL00" + std::to_string(i)))));
+      std::string reply;
+      REQUIRE(c.recvFrame(reply));
+      CHECK(reply == mine);
+    }
+  }
+  {  // MLLP mode: the one NAK byte.
+    mllp::Server s;
+    s.onAckOut([](mllp::AckOutEvent& e) { e.reply = std::vector<std::uint8_t>{0x15}; });
+    listenLocal(s);
+    Client c(s.localPort());
+    REQUIRE(c.ok());
+    REQUIRE(c.sendAll(frame(hl7Message("RPL003"))));
+    CHECK(c.recvN(4) == kNak);
+  }
+}
+
+void testAppAck() {
+  std::mutex m;
+  std::vector<std::pair<mllp::ConnectionId, std::string>> got;
+  mllp::Server s;
+  s.config("AckMode=HL7");
+  s.onMessage([&](const mllp::MessageEvent& e) {
+    std::lock_guard<std::mutex> l(m);
+    got.emplace_back(e.connectionId, e.data.toString());
+  });
+  listenLocal(s);
+  Client c(s.localPort());
+  REQUIRE(c.ok());
+  const std::string al = hl7Message("APP001", "AL");
+  REQUIRE(c.sendAll(frame(al)));
+  std::string accept;
+  REQUIRE(c.recvFrame(accept));
+  // Enhanced mode (MSH-16 valued): an accept ACK.
+  CHECK(hl7Field(accept, "MSA", 1) == "CA");
+  CHECK(hl7Field(accept, "MSA", 2) == "APP001");
+  std::pair<mllp::ConnectionId, std::string> first;
+  {
+    std::lock_guard<std::mutex> l(m);
+    REQUIRE(got.size() == 1);
+    first = got[0];
+  }
+  CHECK(first.second == al);
+  CHECK(s.sendAppAck(first.first, first.second, mllp::AckCode::AA));
+  std::string app;
+  REQUIRE(c.recvFrame(app));
+  CHECK(hl7Field(app, "MSH", 9).compare(0, 3, "ACK") == 0);
+  CHECK(hl7Field(app, "MSA", 1) == "AA");
+  CHECK(hl7Field(app, "MSA", 2) == "APP001");
+  CHECK(app.find("\rMSA|AA|APP001") != std::string::npos);
+  CHECK(hl7Field(app, "MSH", 10) != hl7Field(accept, "MSH", 10));
+  CHECK(s.sendAppAck(first.first, first.second, mllp::AckCode::AE, std::string_view("could not file it")));
+  REQUIRE(c.recvFrame(app));
+  CHECK(hl7Field(app, "MSA", 1) == "AE");
+  CHECK(hl7Field(app, "MSA", 3) == "could not file it");
+  // MSH-16 NE: never.
+  const std::string ne = hl7Message("APP002", "NE");
+  REQUIRE(c.sendAll(frame(ne)));
+  std::string reply;
+  REQUIRE(c.recvFrame(reply));
+  CHECK(!s.sendAppAck(first.first, ne, mllp::AckCode::AA));
+  CHECK(c.recvN(1, std::chrono::milliseconds(200)).empty());
+  CHECK_THROWS_CODE(s.sendAppAck(999999, al, mllp::AckCode::AA), mllp::errc::NoSuchConnection);
+}
+
+void testBuildAck() {
+  const std::string msg = hl7Message("BLD001");
+  const std::string a1 = str(mllp::buildAck(msg, mllp::AckCode::AA));
+  const std::string a2 = str(mllp::Server::buildAck(msg, mllp::AckCode::AA));
+  for (const std::string* a : {&a1, &a2}) {
+    CHECK(a->compare(0, 9, "MSH|^~\\&|") == 0);
+    CHECK(a->find('\x0b') == std::string::npos && a->find('\x1c') == std::string::npos);
+    CHECK(hl7Field(*a, "MSA", 1) == "AA");
+    CHECK(hl7Field(*a, "MSA", 2) == "BLD001");
+    CHECK(hl7Field(*a, "MSH", 9).compare(0, 3, "ACK") == 0);
+    CHECK(!hl7Field(*a, "MSH", 7).empty());
+    CHECK(!hl7Field(*a, "MSH", 10).empty());
+  }
+  CHECK(hl7Field(a1, "MSH", 10) != hl7Field(a2, "MSH", 10));
+  const std::string ce = str(mllp::buildAck(msg, mllp::AckCode::CE, std::string_view("bad PID")));
+  CHECK(hl7Field(ce, "MSA", 1) == "CE");
+  CHECK(hl7Field(ce, "MSA", 3) == "bad PID");
+  const char* names[] = {"AA", "AE", "AR", "CA", "CE", "CR"};
+  for (int code = 0; code < 6; ++code)
+    CHECK(hl7Field(str(mllp::buildAck(msg, static_cast<mllp::AckCode>(code))), "MSA", 1) == names[code]);
+  const std::string big = hl7Message("BLD002") + "NTE|1||" + std::string(100000, 'x') + "\r";
+  CHECK(hl7Field(str(mllp::buildAck(big, mllp::AckCode::AR)), "MSA", 2) == "BLD002");
+  CHECK_THROWS_CODE(mllp::buildAck(msg, static_cast<mllp::AckCode>(42)), mllp::errc::InvalidValue);
+}
+
 // Runs the receiver example against a client: checks its output and the ACK.
 void testExample(const char* receiverPath) {
   int out[2];
@@ -1562,6 +2063,13 @@ int main(int argc, char** argv) {
       {"tls_connection_request", testTlsConnectionRequestCertificate},
       {"tls_client_authentication", testTlsClientAuthentication},
       {"deferred_ack", testDeferredAck},
+      {"hl7_settings", testHl7Settings},
+      {"duplicate_window", testDuplicateWindow},
+      {"process_batch", testProcessBatch},
+      {"charset_decode", testCharsetDecode},
+      {"acknowledge_with", testAcknowledgeWith},
+      {"app_ack", testAppAck},
+      {"build_ack", testBuildAck},
       {"example", [receiver] {
          if (receiver) testExample(receiver);
          else std::printf("  (skipped: no receiver path)\n");

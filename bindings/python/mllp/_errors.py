@@ -23,8 +23,14 @@ ERR_WOULD_BLOCK = 135
 ERR_TIMEOUT = 201
 #: Action impossible in the present state (211).
 ERR_BAD_STATE = 211
+#: Action impossible while not connected (212).
+ERR_NOT_CONNECTED = 212
+#: Action impossible while listening (213).
+ERR_LISTENING = 213
 #: Could not open file (303).
 ERR_CANNOT_OPEN_FILE = 303
+#: Connection dropped by the remote host (1120).
+ERR_DROPPED = 1120
 #: A required pointer was NULL or an argument out of range (2001).
 ERR_INVALID_ARGUMENT = 2001
 #: No connection has that id: it never existed or has closed (2002).
@@ -43,6 +49,8 @@ ERR_PANIC = 2007
 ERR_BUFFER_TOO_SMALL = 2008
 #: A file or stream operation failed (2009).
 ERR_IO = 2009
+#: The server has been shut down and has freed its reactor (2010).
+ERR_SHUT_DOWN = 2010
 #: A synchronous send was interrupted by Interrupt (2011).
 ERR_SEND_INTERRUPTED = 2011
 #: MaxConnections reached; reported through the Error event (2012).
@@ -54,10 +62,28 @@ ERR_CERTIFICATE = 2020
 ERR_TLS_HANDSHAKE = 2021
 #: The client's certificate was refused in SSLClientAuthentication (2022).
 ERR_TLS_CLIENT_REJECTED = 2022
+#: A malformed batch (ProcessBatch): no BTS, wrong BTS-1 count, FHS without FTS, no MSH
+#: inside; refused whole, reported through the Error event (2030).
+ERR_BAD_BATCH = 2030
+#: A message could not be converted to UTF-8 (DecodeToUTF8): unmappable bytes or an
+#: unsupported character set; refused, reported through the Error event (2031).
+ERR_CHARSET = 2031
+#: A resent message arrived while its original was still undecided on another connection
+#: (DuplicateWindow); refused, reported through the Error event (2032).
+ERR_DUPLICATE_IN_PROGRESS = 2032
 
 #: HL7 MSA-1 reject codes for AckOutEvent.reject_code.
 REJECT_AE = 1
 REJECT_AR = 2
+
+#: HL7 acknowledgement codes (MSA-1) for :meth:`mllp.Server.send_app_ack` and
+#: :func:`mllp.build_ack`. ACK_AE / ACK_AR have the numbers of REJECT_AE / REJECT_AR.
+ACK_AA = 0
+ACK_AE = 1
+ACK_AR = 2
+ACK_CA = 3
+ACK_CE = 4
+ACK_CR = 5
 
 CODES: Dict[str, int] = {k: v for k, v in dict(globals()).items() if k.startswith("ERR_")}
 
@@ -91,8 +117,21 @@ __all__ = [
     "ERR_CERTIFICATE",
     "ERR_TLS_HANDSHAKE",
     "ERR_TLS_CLIENT_REJECTED",
+    "ERR_NOT_CONNECTED",
+    "ERR_LISTENING",
+    "ERR_DROPPED",
+    "ERR_SHUT_DOWN",
+    "ERR_BAD_BATCH",
+    "ERR_CHARSET",
+    "ERR_DUPLICATE_IN_PROGRESS",
     "REJECT_AE",
     "REJECT_AR",
+    "ACK_AA",
+    "ACK_AE",
+    "ACK_AR",
+    "ACK_CA",
+    "ACK_CE",
+    "ACK_CR",
 ]
 
 

@@ -44,7 +44,12 @@ class StatusStruct(Structure):
 
 
 class TransferBoundaryStruct(Structure):
-    _fields_ = [("connection_id", c_uint64), ("message_seq", c_uint64)]
+    _fields_ = [
+        ("connection_id", c_uint64),
+        ("message_seq", c_uint64),
+        ("charset", c_char_p),
+        ("encoding", c_char_p),
+    ]
 
 
 class TransferStruct(Structure):
@@ -65,6 +70,33 @@ class AckOutStruct(Structure):
         ("message", c_void_p),
         ("message_len", c_size_t),
         ("defer", c_uint8),
+        ("charset", c_char_p),
+        ("encoding", c_char_p),
+        ("reply", c_void_p),  # read-write: NULL = the library builds the reply
+        ("reply_len", c_size_t),  # read-write
+    ]
+
+
+class MessageStruct(Structure):
+    _fields_ = [
+        ("connection_id", c_uint64),
+        ("message_seq", c_uint64),
+        ("data", c_void_p),
+        ("len", c_size_t),
+        ("charset", c_char_p),
+        ("encoding", c_char_p),
+        ("decoded", c_uint8),
+    ]
+
+
+class DuplicateStruct(Structure):
+    _fields_ = [
+        ("connection_id", c_uint64),
+        ("message", c_void_p),
+        ("message_len", c_size_t),
+        ("control_id", c_char_p),
+        ("reply", c_void_p),
+        ("reply_len", c_size_t),
     ]
 
 
@@ -119,6 +151,8 @@ STATUS_CB = CFUNCTYPE(None, c_void_p, POINTER(StatusStruct))
 TRANSFER_BOUNDARY_CB = CFUNCTYPE(None, c_void_p, POINTER(TransferBoundaryStruct))
 TRANSFER_CB = CFUNCTYPE(None, c_void_p, POINTER(TransferStruct))
 ACK_OUT_CB = CFUNCTYPE(None, c_void_p, POINTER(AckOutStruct))
+MESSAGE_CB = CFUNCTYPE(None, c_void_p, POINTER(MessageStruct))
+DUPLICATE_CB = CFUNCTYPE(None, c_void_p, POINTER(DuplicateStruct))
 ACK_IN_CB = CFUNCTYPE(None, c_void_p, POINTER(AckInStruct))
 ERROR_CB = CFUNCTYPE(None, c_void_p, POINTER(ErrorStruct))
 LOG_CB = CFUNCTYPE(None, c_void_p, POINTER(LogStruct))
@@ -193,6 +227,8 @@ _decl("mllp_server_on_transfer", c_int, _SERVER, TRANSFER_CB)
 _decl("mllp_server_on_end_transfer", c_int, _SERVER, TRANSFER_BOUNDARY_CB)
 _decl("mllp_server_on_ack_out", c_int, _SERVER, ACK_OUT_CB)
 _decl("mllp_server_on_ack_in", c_int, _SERVER, ACK_IN_CB)
+_decl("mllp_server_on_message", c_int, _SERVER, MESSAGE_CB)
+_decl("mllp_server_on_duplicate", c_int, _SERVER, DUPLICATE_CB)
 _decl("mllp_server_on_error", c_int, _SERVER, ERROR_CB)
 _decl("mllp_server_on_log", c_int, _SERVER, LOG_CB)
 _decl("mllp_server_on_thread_start", c_int, _SERVER, THREAD_CB)
@@ -241,6 +277,20 @@ _decl("mllp_server_send_bytes", c_int, _SERVER, c_uint64, c_char_p, c_size_t)
 _decl("mllp_server_do_events", c_int, _SERVER, c_uint32, _P_SIZE)
 _decl("mllp_server_get_connections", c_int, _SERVER, POINTER(c_uint64), _P_SIZE)
 _decl("mllp_server_acknowledge", c_int, _SERVER, c_uint64, c_uint64, c_uint8, c_int)
+_decl("mllp_server_acknowledge_with", c_int, _SERVER, c_uint64, c_uint64, c_char_p, c_size_t)
+_decl(
+    "mllp_server_send_app_ack",
+    c_int,
+    _SERVER,
+    c_uint64,
+    c_char_p,
+    c_size_t,
+    c_int,
+    c_char_p,
+    POINTER(c_uint8),
+)
+_decl("mllp_server_get_duplicate_count", c_int, _SERVER, POINTER(c_uint64))
+_decl("mllp_hl7_build_ack", c_int, c_char_p, c_size_t, c_int, c_char_p, c_void_p, _P_SIZE)
 
 # TLS
 _decl("mllp_certificate_load", c_int, c_int, c_char_p, c_size_t, c_char_p, c_char_p, POINTER(_CERT))

@@ -1,15 +1,19 @@
 """Event objects passed to handlers. Fields follow the reference's event parameters.
 
 Events whose parameters are read-write in the reference (``accept`` of ConnectionRequest,
-AckOut and SSLClientAuthentication, AckOut's ``reject_code`` and ``defer``, and
+AckOut and SSLClientAuthentication, AckOut's ``reject_code``, ``defer`` and ``reply``, and
 SSLConnectionRequest's ``certificate``) are written back to the library when the handler
 returns.
+
+``charset`` is MSH-18 as the message has it ("" when absent); ``encoding`` is the library's
+normalised name for it ("8859/1", "UNICODE UTF-8", ...; "" when unknown, or for a message that
+is not HL7 when there is no DefaultCharset setting).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Optional, Union
 
 if TYPE_CHECKING:
     from .certificate import Certificate
@@ -21,8 +25,10 @@ __all__ = [
     "StartTransferEvent",
     "TransferEvent",
     "EndTransferEvent",
+    "MessageEvent",
     "AckOutEvent",
     "AckInEvent",
+    "DuplicateEvent",
     "ErrorEvent",
     "LogEvent",
     "SSLClientAuthenticationEvent",
@@ -64,6 +70,8 @@ class StartTransferEvent:
 
     connection_id: int
     message_seq: int
+    charset: str = ""
+    encoding: str = ""
 
 
 @dataclass
@@ -77,10 +85,28 @@ class TransferEvent:
 
 @dataclass
 class EndTransferEvent:
-    """A message finished arriving (fires just before AckOut)."""
+    """A message finished arriving (fires just before Message, then AckOut)."""
 
     connection_id: int
     message_seq: int
+    charset: str = ""
+    encoding: str = ""
+
+
+@dataclass
+class MessageEvent:
+    """The whole message in one event, after EndTransfer and before AckOut.
+
+    ``data`` is UTF-8 when ``decoded`` is True (the DecodeToUTF8 setting converted it from
+    ``encoding``); otherwise the bytes as received.
+    """
+
+    connection_id: int
+    message_seq: int
+    data: bytes
+    charset: str = ""
+    encoding: str = ""
+    decoded: bool = False
 
 
 @dataclass
@@ -92,8 +118,14 @@ class AckOutEvent:
     MSA-1 of the rejection.
 
     Set ``defer = True`` to decide later: nothing is sent for this message until
-    :meth:`mllp.Server.acknowledge` is called with ``connection_id`` and ``message_seq``, from
-    any thread (e.g. after a group commit). Replies still leave in message order.
+    :meth:`mllp.Server.acknowledge` (or :meth:`mllp.Server.acknowledge_with`) is called with
+    ``connection_id`` and ``message_seq``, from any thread (e.g. after a group commit). Replies
+    still leave in message order.
+
+    Set ``reply`` to bytes (str is UTF-8 encoded) to send exactly those as the acknowledgement
+    instead of the one the library builds from ``accept`` / ``reject_code`` (HL7 ack mode: an
+    unframed HL7 ACK message; MLLP ack mode: the one ACK/NAK byte). None (the default) lets the
+    library build it.
     """
 
     connection_id: int
@@ -102,6 +134,9 @@ class AckOutEvent:
     accept: bool = True
     reject_code: int = 1
     defer: bool = False
+    charset: str = ""
+    encoding: str = ""
+    reply: Optional[Union[bytes, bytearray, memoryview, str]] = None
 
 
 @dataclass
@@ -110,6 +145,17 @@ class AckInEvent:
 
     connection_id: int
     accepted: bool
+
+
+@dataclass
+class DuplicateEvent:
+    """A resent message (DuplicateWindow) was answered with the acknowledgement its original
+    got (``reply``, unframed, sent again byte for byte) and was not delivered."""
+
+    connection_id: int
+    message: bytes
+    control_id: str
+    reply: bytes
 
 
 @dataclass

@@ -66,9 +66,11 @@ from .events import (
     ConnectedEvent,
     ConnectionRequestEvent,
     DisconnectedEvent,
+    DuplicateEvent,
     EndTransferEvent,
     ErrorEvent,
     LogEvent,
+    MessageEvent,
     SSLClientAuthenticationEvent,
     SSLConnectionRequestEvent,
     SSLStatusEvent,
@@ -77,7 +79,7 @@ from .events import (
 )
 from .certificate import Certificate
 
-__all__ = ["Server", "Connection", "Connections", "BytesLike"]
+__all__ = ["Server", "Connection", "Connections", "BytesLike", "build_ack"]
 
 BytesLike = Union[bytes, bytearray, memoryview, str]
 E = TypeVar("E")
@@ -122,6 +124,28 @@ def _read_buffer(fn: Callable[..., int], *args: Any, text: bool) -> bytes:
                 size -= 1  # the NUL
             return buf.raw[:size]
     raise MLLPError(ERR_BUFFER_TOO_SMALL, "the value kept changing size while being read")
+
+
+def build_ack(message: BytesLike, code: int, text: Optional[str] = None) -> bytes:
+    """Builds an HL7 ACK (unframed) for ``message`` with MSA-1 ``code`` (:data:`mllp.ACK_AA`
+    ... ``ACK_CR``), MSA-2 its MSH-10 and the optional MSA-3 ``text``; MSH-10 of the ACK is a
+    fresh control id (unique across connections, servers and restarts) and MSH-7 is now.
+    Usable as an AckOut ``reply`` or with :meth:`Server.acknowledge_with`."""
+    b = _to_bytes(message)
+    t = None if text is None else text.encode("utf-8")
+    # Each call makes a new control id, so a size query would waste one: start with a buffer
+    # large enough for any ACK of this message and grow only if the library says so.
+    cap = len(b) + 512 + (len(t) if t else 0)
+    for _ in range(16):
+        buf = ctypes.create_string_buffer(cap)
+        n = c_size_t(cap)
+        rc = lib.mllp_hl7_build_ack(b, len(b), int(code), t, buf, byref(n))
+        if rc == OK:
+            return buf.raw[: n.value]
+        if rc != ERR_BUFFER_TOO_SMALL:
+            check(rc)
+        cap = max(n.value, cap * 2)
+    raise MLLPError(ERR_BUFFER_TOO_SMALL, "the acknowledgement kept growing while being built")
 
 
 def _report(where: str, exc: BaseException, server: Optional["Server"] = None) -> None:
@@ -207,7 +231,7 @@ def _free_handle(handle: int, sid: int) -> None:
 # Event trampolines: one per event, module-level, never collected
 # ---------------------------------------------------------------------------------------------
 
-_MESSAGE_EVENTS = ("start_transfer", "transfer", "end_transfer", "ack_out")
+_MESSAGE_EVENTS = ("start_transfer", "transfer", "end_transfer", "message", "ack_out")
 
 
 def _t_connection_request(user: Optional[int], p: Any) -> None:
@@ -267,7 +291,8 @@ def _boundary_trampoline(name: str, cls: type) -> Any:
             handler = server._handlers.get(name)
             if handler is None:
                 return
-            server._invoke(name, handler, cls(cid, int(raw.message_seq)), cid)
+            event = cls(cid, int(raw.message_seq), _text(raw.charset), _text(raw.encoding))
+            server._invoke(name, handler, event, cid)
         except BaseException as exc:
             _report(f"on_{name} trampoline", exc)
 
@@ -295,6 +320,35 @@ def _t_transfer(user: Optional[int], p: Any) -> None:
 _t_transfer_c = _lib.TRANSFER_CB(_t_transfer)
 
 
+def _t_message(user: Optional[int], p: Any) -> None:
+    try:
+        server = _lookup(user)
+        handler = server._handlers.get("message") if server is not None else None
+        if server is None or handler is None:
+            return
+        raw = p.contents
+        cid = int(raw.connection_id)
+        event = MessageEvent(
+            cid,
+            int(raw.message_seq),
+            _bytes_at(raw.data, raw.len),
+            _text(raw.charset),
+            _text(raw.encoding),
+            bool(raw.decoded),
+        )
+        server._invoke("message", handler, event, cid)
+    except BaseException as exc:
+        _report("on_message trampoline", exc)
+
+
+_t_message_c = _lib.MESSAGE_CB(_t_message)
+
+#: Per thread: the buffer behind the last AckOut reply a handler set. The library copies the
+#: reply when the C callback returns, i.e. after the trampoline (and its locals) are gone, so
+#: the buffer is kept here until the next AckOut trampoline on the same thread.
+_reply_hold = threading.local()
+
+
 def _t_ack_out(user: Optional[int], p: Any) -> None:
     try:
         server = _lookup(user)
@@ -307,10 +361,13 @@ def _t_ack_out(user: Optional[int], p: Any) -> None:
             failed = cid in server._failed
             server._failed.discard(cid)
         handler = server._handlers.get("ack_out")
+        if getattr(_reply_hold, "buf", None) is not None:
+            _reply_hold.buf = None  # the previous AckOut's callback has returned: copied
         if handler is not None:
             accept = bool(raw.accept)
             reject_code = raw.reject_code
             defer = bool(raw.defer)
+            reply = _bytes_at(raw.reply, raw.reply_len) if raw.reply else None
             event = AckOutEvent(
                 cid,
                 raw.message_seq,
@@ -318,6 +375,9 @@ def _t_ack_out(user: Optional[int], p: Any) -> None:
                 accept,
                 reject_code,
                 defer,
+                _text(raw.charset),
+                _text(raw.encoding),
+                reply,
             )
             if server._invoke("ack_out", handler, event, None):
                 # Written back only when changed (each ctypes field write has a cost).
@@ -327,6 +387,16 @@ def _t_ack_out(user: Optional[int], p: Any) -> None:
                     raw.reject_code = int(event.reject_code)
                 if bool(event.defer) != defer:
                     raw.defer = 1 if event.defer else 0
+                if event.reply is not reply:
+                    if event.reply is None:
+                        raw.reply = None
+                        raw.reply_len = 0
+                    else:
+                        b = _to_bytes(event.reply)
+                        buf = ctypes.create_string_buffer(b, len(b))  # no NUL appended
+                        _reply_hold.buf = buf
+                        raw.reply = ctypes.addressof(buf)
+                        raw.reply_len = len(b)
             else:
                 failed = True
         if failed and server.nak_on_handler_error:
@@ -353,6 +423,27 @@ def _t_ack_in(user: Optional[int], p: Any) -> None:
 
 
 _t_ack_in_c = _lib.ACK_IN_CB(_t_ack_in)
+
+
+def _t_duplicate(user: Optional[int], p: Any) -> None:
+    try:
+        server = _lookup(user)
+        handler = server._handlers.get("duplicate") if server is not None else None
+        if server is None or handler is None:
+            return
+        raw = p.contents
+        event = DuplicateEvent(
+            int(raw.connection_id),
+            _bytes_at(raw.message, raw.message_len),
+            _text(raw.control_id),
+            _bytes_at(raw.reply, raw.reply_len),
+        )
+        server._invoke("duplicate", handler, event, None)
+    except BaseException as exc:
+        _report("on_duplicate trampoline", exc)
+
+
+_t_duplicate_c = _lib.DUPLICATE_CB(_t_duplicate)
 
 
 def _t_error(user: Optional[int], p: Any) -> None:
@@ -513,8 +604,10 @@ _TRAMPOLINES: Tuple[Tuple[str, str, Any], ...] = (
     ("start_transfer", "mllp_server_on_start_transfer", _t_start_transfer),
     ("transfer", "mllp_server_on_transfer", _t_transfer_c),
     ("end_transfer", "mllp_server_on_end_transfer", _t_end_transfer),
+    ("message", "mllp_server_on_message", _t_message_c),
     ("ack_out", "mllp_server_on_ack_out", _t_ack_out_c),
     ("ack_in", "mllp_server_on_ack_in", _t_ack_in_c),
+    ("duplicate", "mllp_server_on_duplicate", _t_duplicate_c),
     ("error", "mllp_server_on_error", _t_error_c),
     ("log", "mllp_server_on_log", _t_log_c),
     (
@@ -530,7 +623,7 @@ EVENT_NAMES: Tuple[str, ...] = tuple(t[0] for t in _TRAMPOLINES)
 #: fire for every message (Transfer for every piece), and a ctypes callback costs several
 #: microseconds even when it finds no handler. The others stay registered (Disconnected and
 #: AckOut also do bookkeeping; the rest are rare).
-_LAZY_EVENTS = frozenset(("start_transfer", "transfer", "end_transfer"))
+_LAZY_EVENTS = frozenset(("start_transfer", "transfer", "end_transfer", "message"))
 _REGISTER = {t[0]: (t[1], t[2]) for t in _TRAMPOLINES}
 
 # ---------------------------------------------------------------------------------------------
@@ -892,6 +985,14 @@ class Connection:
         """Server.acknowledge(connection_id, message_seq, accept, reject_code)."""
         self._server.acknowledge(self.connection_id, message_seq, accept, reject_code)
 
+    def acknowledge_with(self, message_seq: int, reply: BytesLike) -> None:
+        """Server.acknowledge_with(connection_id, message_seq, reply)."""
+        self._server.acknowledge_with(self.connection_id, message_seq, reply)
+
+    def send_app_ack(self, message: BytesLike, code: int, text: Optional[str] = None) -> bool:
+        """Server.send_app_ack(connection_id, message, code, text)."""
+        return self._server.send_app_ack(self.connection_id, message, code, text)
+
     def send(self) -> None:
         """Server.send(connection_id)."""
         self._server.send(self.connection_id)
@@ -984,8 +1085,8 @@ class Server:
     An exception raised by a handler never reaches the library: it goes to
     :attr:`handler_error_hook` (``hook(event_name, exception)``) or, when that is None, to
     ``sys.unraisablehook``. A handler that raises in ConnectionRequest refuses the connection;
-    one that raises in StartTransfer / Transfer / EndTransfer / AckOut makes the message's
-    acknowledgement negative (unless :attr:`nak_on_handler_error` is False).
+    one that raises in StartTransfer / Transfer / EndTransfer / Message / AckOut makes the
+    message's acknowledgement negative (unless :attr:`nak_on_handler_error` is False).
 
     ``close()`` (or leaving a ``with`` block) frees the server; it is idempotent. A server
     that is never closed is freed when collected or at interpreter exit.
@@ -997,8 +1098,10 @@ class Server:
     on_start_transfer: _Slot[StartTransferEvent] = _Slot("start_transfer")
     on_transfer: _Slot[TransferEvent] = _Slot("transfer")
     on_end_transfer: _Slot[EndTransferEvent] = _Slot("end_transfer")
+    on_message: _Slot[MessageEvent] = _Slot("message")
     on_ack_out: _Slot[AckOutEvent] = _Slot("ack_out")
     on_ack_in: _Slot[AckInEvent] = _Slot("ack_in")
+    on_duplicate: _Slot[DuplicateEvent] = _Slot("duplicate")
     on_error: _Slot[ErrorEvent] = _Slot("error")
     on_log: _Slot[LogEvent] = _Slot("log")
     on_ssl_client_authentication: _Slot[SSLClientAuthenticationEvent] = _Slot(
@@ -1299,6 +1402,14 @@ class Server:
         return int(out.value)
 
     @property
+    def duplicate_count(self) -> int:
+        """DuplicateCount: the number of resent messages answered from the DuplicateWindow so
+        far (each fired :attr:`on_duplicate` and was not delivered)."""
+        out = c_uint64(0)
+        check(lib.mllp_server_get_duplicate_count(self._h(), byref(out)))
+        return int(out.value)
+
+    @property
     def connections(self) -> Connections:
         """The open connections: a live mapping id -> Connection."""
         self._h()
@@ -1371,6 +1482,46 @@ class Server:
                 self._h(), int(connection_id), int(message_seq), 1 if accept else 0, int(reject_code)
             )
         )
+
+    def acknowledge_with(self, connection_id: int, message_seq: int, reply: BytesLike) -> None:
+        """Decides a deferred message (see :meth:`acknowledge`) by sending exactly ``reply``
+        (str is UTF-8 encoded) as its acknowledgement, framed by the library: in HL7 ack mode an
+        unframed HL7 ACK message, in MLLP ack mode the one ACK/NAK byte. Same ordering rules as
+        :meth:`acknowledge`. A positive reply (the ACK byte, MSA-1 AA or CA) is remembered by
+        the DuplicateWindow."""
+        b = _to_bytes(reply)
+        check(
+            lib.mllp_server_acknowledge_with(
+                self._h(), int(connection_id), int(message_seq), b, len(b)
+            )
+        )
+
+    def send_app_ack(
+        self,
+        connection_id: int,
+        message: BytesLike,
+        code: int,
+        text: Optional[str] = None,
+    ) -> bool:
+        """Sends an HL7 application acknowledgement (``code`` :data:`mllp.ACK_AA`, ``ACK_AE`` or
+        ``ACK_AR``; ``text`` an optional MSA-3) for ``message``, a message received on that
+        connection, as a message of its own built from its MSH, when its MSH-16 asks for one:
+        AL always, ER only when ``code`` is not AA, SU only when it is, NE and empty never.
+        Returns True when it was sent, False when MSH-16 said no."""
+        b = _to_bytes(message)
+        sent = c_uint8(0)
+        check(
+            lib.mllp_server_send_app_ack(
+                self._h(),
+                int(connection_id),
+                b,
+                len(b),
+                int(code),
+                None if text is None else text.encode("utf-8"),
+                byref(sent),
+            )
+        )
+        return bool(sent.value)
 
     def do_events(self, timeout_ms: int = 0) -> int:
         """With EventMode=DoEvents, delivers queued events on this thread, waiting up to
