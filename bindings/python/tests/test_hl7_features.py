@@ -707,10 +707,6 @@ def test_duplicate_log_lines(server: mllp.Server) -> None:
     assert any("LOG001" in m and "reused" in m for m in info), info
 
 
-@pytest.mark.xfail(
-    reason="library: the window keeps one entry per MSH-3/4/10, so a message reusing a control "
-    "id makes the window forget the original (the contract keys by MSH-3/4/10 and SHA-256)"
-)
 def test_original_still_a_duplicate_after_control_id_reuse(server: mllp.Server) -> None:
     server.config("DuplicateWindow=10")
     got: List[mllp.MessageEvent] = []
