@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian 12 machine lacks for building and testing mllp:
-# cmake, valgrind, openssl, mono and JNA (apt), python-hl7 (a real MLLP client used by the tests) and pytest (pip).
+# cmake, valgrind, openssl, mono and JNA (apt), python-hl7 (a real MLLP client used by the tests),
+# hl7apy (an independent HL7 parser the tests check batch and enhanced acknowledgements with) and pytest (pip).
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 SUDO=""
@@ -24,6 +25,7 @@ fi
 py=()
 python3 -c "import hl7" 2>/dev/null || py+=(hl7)
 python3 -c "import pytest" 2>/dev/null || py+=(pytest)
+python3 -c "import hl7apy" 2>/dev/null || py+=(hl7apy)
 if [ ${#py[@]} -gt 0 ]; then
   echo "setup: pip install ${py[*]}"
   # A Debian-managed python refuses plain pip installs (PEP 668); pyenv's does not.
