@@ -82,10 +82,16 @@ pub struct Msh<'a> {
 pub fn parse_msh(msg: &[u8]) -> Option<Msh<'_>> {
     let seg = msh_segment(msg)?;
     let field_sep = seg[3];
-    // f[0] is MSH-2, f[n - 2] is MSH-n.
+    // f[0] is MSH-2, f[n - 2] is MSH-n. memchr finds the separators: this runs for every
+    // message received, so it should not cost a closure call per byte.
     let mut f: [&[u8]; 17] = [&[]; 17];
-    for (slot, field) in f.iter_mut().zip(seg[4..].split(|&b| b == field_sep)) {
-        *slot = field;
+    let fields = &seg[4..];
+    let mut start = 0;
+    let mut ends = memchr::memchr_iter(field_sep, fields).chain(std::iter::once(fields.len()));
+    for slot in f.iter_mut() {
+        let Some(end) = ends.next() else { break };
+        *slot = &fields[start..end];
+        start = end + 1;
     }
     let encoding = f[0];
     let component_sep = encoding.first().copied().unwrap_or(b'^');
@@ -113,12 +119,14 @@ pub fn parse_msh(msg: &[u8]) -> Option<Msh<'_>> {
 /// The MSH segment of `msg` (without its terminator), found by the same rules as
 /// [`parse_msh`]: the first segment, or the first MSH after an FHS/BHS batch header.
 pub fn msh_segment(msg: &[u8]) -> Option<&[u8]> {
-    let mut segs = segments(msg);
-    let first = segs.next()?;
+    // The first segment, found with memchr (blank lines before it are skipped).
+    let lead = msg.iter().position(|&b| b != b'\r' && b != b'\n')?;
+    let m = &msg[lead..];
+    let first = &m[..memchr::memchr2(b'\r', b'\n', m).unwrap_or(m.len())];
     if segment_sep(first, b"MSH").is_some() {
         Some(first)
     } else if segment_sep(first, b"FHS").is_some() || segment_sep(first, b"BHS").is_some() {
-        segs.find(|s| segment_sep(s, b"MSH").is_some())
+        segments(m).find(|s| segment_sep(s, b"MSH").is_some())
     } else {
         None
     }

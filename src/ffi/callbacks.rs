@@ -8,7 +8,7 @@ use std::ffi::{c_char, c_int, c_void};
 use std::sync::{Arc, Mutex};
 
 use super::server::mllp_server;
-use super::{c_text, MLLP_OK};
+use super::{c_text, c_text_or_empty, MLLP_OK};
 use crate::events::{
     AckInEvent, AckOutEvent, ConnectionRequestEvent, DuplicateEvent, ErrorEvent, EventHandler, LogEvent, MessageEvent,
     StatusEvent, TransferBoundaryEvent, TransferEvent,
@@ -310,7 +310,7 @@ impl EventHandler for Callbacks {
 
     fn ack_out(&self, e: &mut AckOutEvent<'_>) {
         let Some(f) = self.ack_out else { return };
-        let (cs, enc) = (c_text(e.charset), c_text(e.encoding));
+        let (cs, enc) = (c_text_or_empty(e.charset), c_text_or_empty(e.encoding));
         let mut ev = mllp_ack_out_event {
             connection_id: e.connection_id.raw(),
             message_seq: e.message_seq,
@@ -341,7 +341,7 @@ impl EventHandler for Callbacks {
 
     fn message(&self, e: &MessageEvent<'_>) {
         let Some(f) = self.message else { return };
-        let (cs, enc) = (c_text(e.charset), c_text(e.encoding));
+        let (cs, enc) = (c_text_or_empty(e.charset), c_text_or_empty(e.encoding));
         let ev = mllp_message_event {
             connection_id: e.connection_id.raw(),
             message_seq: e.message_seq,
@@ -441,7 +441,7 @@ fn status(f: mllp_status_cb, user: *mut c_void, e: &StatusEvent<'_>) {
 
 fn boundary(f: mllp_transfer_boundary_cb, user: *mut c_void, e: &TransferBoundaryEvent<'_>) {
     let Some(f) = f else { return };
-    let (cs, enc) = (c_text(e.charset), c_text(e.encoding));
+    let (cs, enc) = (c_text_or_empty(e.charset), c_text_or_empty(e.encoding));
     let ev = mllp_transfer_boundary_event {
         connection_id: e.connection_id.raw(),
         message_seq: e.message_seq,

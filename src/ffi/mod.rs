@@ -141,6 +141,21 @@ pub(crate) fn c_text(s: &str) -> CString {
     CString::new(s.replace('\0', " ")).unwrap_or_default()
 }
 
+/// As [`c_text`], without allocating for the empty string (MSH-18 is usually empty, and these
+/// strings are made for several events of every message).
+pub(crate) fn c_text_or_empty(s: &str) -> std::borrow::Cow<'static, std::ffi::CStr> {
+    if s.is_empty() {
+        std::borrow::Cow::Borrowed(c_empty())
+    } else {
+        std::borrow::Cow::Owned(c_text(s))
+    }
+}
+
+/// The empty C string, in static storage.
+pub(crate) fn c_empty() -> &'static std::ffi::CStr {
+    std::ffi::CStr::from_bytes_with_nul(EMPTY).unwrap_or_default()
+}
+
 /// `mllp_version()`'s string, NUL-terminated.
 static VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
 /// The empty C string.
