@@ -560,6 +560,7 @@ static uint64_t dd_hash(const uint8_t *f3, size_t l3, const uint8_t *f4, size_t 
 
 /* The key of a message: 0 when it has none (no MSH, empty MSH-10, absurdly long fields). */
 static int dd_key_of(const uint8_t *m, size_t n, dd_key *k) {
+    *k = (dd_key){{m, 0}, {m, 0}, {m, 0}};
     if (!msh_field(m, n, 3, &k->f3)) return 0;
     msh_field(m, n, 4, &k->f4);
     msh_field(m, n, 10, &k->f10);
@@ -1093,9 +1094,11 @@ static void commit_batch(job *batch) {
                 span f10;
                 msh_field(j->data, j->len, 10, &f10);
                 fprintf(stderr, "duplicate: message %" PRIu64 " of connection %" PRIu64
-                                " (MSH-10 %.*s) is stored as %s; original acknowledgement sent again\n",
+                                " (MSH-10 %.*s) is stored as %s; %s\n",
                         j->seq, j->conn, (int)(f10.n > 64 ? 64 : f10.n), (const char *)f10.p,
-                        j->dup_of);
+                        j->dup_of,
+                        j->reply ? "original acknowledgement sent again"
+                                 : "answered as its original was");
             }
         } else if (!app.quiet) {
             put_message_line(j->conn, j->data, j->len);
@@ -1413,8 +1416,10 @@ static void on_duplicate(void *user, const mllp_duplicate_event *ev) {
     if (app.quiet) return;
     const char *id = ev->control_id ? ev->control_id : "";
     pthread_mutex_lock(&app.lock);
-    fprintf(stderr, "duplicate: a message of connection %" PRIu64 " (MSH-10 %.64s); original"
-                    " acknowledgement sent again\n", ev->connection_id, id);
+    fprintf(stderr, "duplicate: a message of connection %" PRIu64 " (MSH-10 %.64s); %s\n",
+            ev->connection_id, id,
+            ev->reply_len ? "original acknowledgement sent again"
+                          : "answered as its original was (no acknowledgement, MSH-15)");
     pthread_mutex_unlock(&app.lock);
 }
 

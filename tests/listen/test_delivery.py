@@ -14,7 +14,6 @@ assertions are skipped when it is missing). Every wait is bounded; 127.0.0.1 onl
 import os
 import re
 import signal
-import socket
 import time
 from pathlib import Path
 
@@ -563,3 +562,20 @@ def test_help_documents_the_options(tmp_path):
     assert rc == 0
     for word in ("--dedupe", "--batch", "MSH-15", "MSH-16"):
         assert word in out, word
+
+
+@pytest.mark.parametrize("out", [True, False])
+def test_enhanced_pipelined_each_accept_ack_before_its_application_ack(listen, tmp_path, out):
+    """Many enhanced-mode messages sent before any reply is read: per message its CA, then
+    its AA, in message order."""
+    out_dir = tmp_path / "out"
+    lst = listen("--ack", "hl7", "--quiet", *(["--out-dir", out_dir] if out else []))
+    c = Client(lst.port, timeout=20)
+    n = 80
+    c.send_raw(b"".join(SB + _msg(b"PE%d" % i, msh15=b"AL", msh16=b"AL") + EB + CR
+                        for i in range(n)))
+    got = [hl7_ack_fields(c.recv_frame(timeout=20)) for _ in range(2 * n)]
+    assert got == [x for i in range(n) for x in (("CA", f"PE{i}"), ("AA", f"PE{i}"))]
+    c.expect_silence(0.3)
+    if out:
+        assert len(visible(out_dir)) == n
