@@ -3,7 +3,7 @@
  *
  *   mllp-listen [--host ADDR] [--port N] [--version 1|2] [--ack mllp|hl7|none] [--out-dir DIR]
  *               [--config KEY=VALUE]... [--tls-cert FILE --tls-key FILE] [--client-ca FILE]
- *               [--reject-invalid] [--quiet]
+ *               [--reject-invalid] [--dedupe] [--batch] [--quiet]
  *
  * Stdout: "listening on HOST:PORT", then one line per accepted message:
  *   <connection-id> <byte-count> <MSH-9 or -> <MSH-10 or ->
@@ -33,6 +33,17 @@
  * queued (bounded in time), then close every connection. A message that was acknowledged is
  * on disk; one that was not may be lost, never half-stored (final names appear only for
  * complete, synced files).
+ *
+ * --dedupe: the library's DuplicateWindow (100000 messages) answers a resent message with the
+ * acknowledgement its original got; with --out-dir the window also survives a restart through
+ * the index DIR/.mllp-dedupe (see "--dedupe with --out-dir" below for its format and the
+ * crash reasoning). --batch: ProcessBatch, each message of an FHS/BHS batch is delivered,
+ * stored and printed on its own; the library sends the one batch reply.
+ * --ack hl7 follows MSH-15/16 (enhanced mode): the library sends the accept acknowledgement
+ * (CA/CE/CR) as MSH-15 says; mllp-listen, the application, sends the application
+ * acknowledgement MSH-16 asks for (mllp_server_send_app_ack: AA once the message is stored,
+ * AE when it could not be) after the accept acknowledgement, from the writer thread, which
+ * then runs also without --out-dir.
  *
  * C11 + POSIX.1-2008 (sync_file_range on Linux, as a hint only).
  */
@@ -67,7 +78,7 @@
 static const char USAGE[] =
     "usage: " PROG " [--host ADDR] [--port N] [--version 1|2] [--ack mllp|hl7|none]\n"
     "                   [--out-dir DIR] [--config KEY=VALUE]... [--tls-cert FILE --tls-key FILE]\n"
-    "                   [--client-ca FILE] [--reject-invalid] [--quiet]\n"
+    "                   [--client-ca FILE] [--reject-invalid] [--dedupe] [--batch] [--quiet]\n"
     "\n"
     "Receives HL7 v2 messages over MLLP and acknowledges them.\n"
     "\n"
@@ -75,7 +86,12 @@ static const char USAGE[] =
     "  --port N            TCP port (default 2575; 0 = any free port)\n"
     "  --version 1|2       MLLP version (default 2)\n"
     "  --ack MODE          mllp: commit ACK/NAK block (default for version 2)\n"
-    "                      hl7:  HL7 application ACK message (MSA-1 AA/AE/AR)\n"
+    "                      hl7:  HL7 ACK message (MSA-1 AA/AE/AR); a message with MSH-15\n"
+    "                            or MSH-16 valued (enhanced mode) gets an accept ACK\n"
+    "                            (CA/CE/CR) as MSH-15 says (AL/empty always, NE never, ER\n"
+    "                            on error, SU on success), then, when MSH-16 asks for one,\n"
+    "                            an application ACK as a message of its own (AA once\n"
+    "                            stored, AE if it could not be)\n"
     "                      none: send nothing back (default for version 1)\n"
     "  --out-dir DIR       store each accepted message as its own file in DIR (created if\n"
     "                      missing), fsynced before it is acknowledged\n"
@@ -88,11 +104,19 @@ static const char USAGE[] =
     "                      (PEM); clients without one are refused (requires --tls-cert)\n"
     "  --reject-invalid    refuse (NAK / AR) messages not starting with MSH, FHS or BHS\n"
     "                      followed by a field separator\n"
+    "  --dedupe            answer a resent message (same MSH-3, MSH-4, MSH-10 and bytes)\n"
+    "                      with its original acknowledgement, without delivering or\n"
+    "                      storing it again (last 100000 messages); with --out-dir this\n"
+    "                      survives restarts (index DIR/.mllp-dedupe); needs\n"
+    "                      acknowledgements (not --ack none)\n"
+    "  --batch             split FHS/BHS batches: each message is stored and printed on\n"
+    "                      its own; the batch gets one reply (ACK/NAK, or an HL7 batch ACK)\n"
     "  --quiet             no per-message lines, no error lines\n"
     "  --help              show this help\n"
     "\n"
     "Stdout: \"listening on HOST:PORT\", then per accepted message\n"
     "  <connection-id> <byte-count> <MSH-9 or -> <MSH-10 or ->\n"
+    "(a duplicate answered by --dedupe gets no line; stderr says so unless --quiet)\n"
     "SIGINT/SIGTERM stop the server (exit 0). Errors in arguments, a port in use or an\n"
     "unusable DIR exit with status 2.\n";
 
@@ -111,6 +135,7 @@ typedef struct {
     int quiet;
     int reject_invalid;
     int ack_none;          /* no acknowledgement: handle messages in EndTransfer, not AckOut */
+    int ack_hl7;           /* AckMode=HL7: HL7 ACKs, MSH-15/16, application acknowledgements */
     int dir_fd;            /* --out-dir, opened; -1 without */
     const char *dir;       /* for messages */
     uint64_t file_counter; /* last number used for a stored file (under num_lock) */
@@ -164,10 +189,12 @@ typedef struct {
     size_t n;
 } span;
 
-/* Finds MSH-9 and MSH-10 in the first MSH segment, split on that segment's own separator.
- * Splitting "MSH|^~\&|A|B|..." on '|' gives "MSH", MSH-2, MSH-3, ...: piece k is MSH-(k+1). */
-static void msh_fields(const uint8_t *m, size_t n, span *f9, span *f10) {
-    f9->n = f10->n = 0;
+/* Finds MSH-`k` (k >= 3) in the first MSH segment, split on that segment's own separator.
+ * Splitting "MSH|^~\\&|A|B|..." on '|' gives "MSH", MSH-2, MSH-3, ...: piece k is MSH-(k+1).
+ * Returns 1 when there is an MSH segment (the field may still be empty), else 0. */
+static int msh_field(const uint8_t *m, size_t n, size_t k, span *out) {
+    out->p = m;
+    out->n = 0;
     for (size_t i = 0; i + 3 < n; i++) {
         if (i > 0 && m[i - 1] != '\r' && m[i - 1] != '\n') continue;
         if (memcmp(m + i, "MSH", 3) != 0 || !is_field_separator(m[i + 3])) continue;
@@ -176,17 +203,27 @@ static void msh_fields(const uint8_t *m, size_t n, span *f9, span *f10) {
         for (size_t j = start;; j++) {
             int end_seg = j >= n || m[j] == '\r' || m[j] == '\n';
             if (end_seg || m[j] == sep) {
-                if (field == 9) *f9 = (span){m + start, j - start};
-                if (field == 10) {
-                    *f10 = (span){m + start, j - start};
-                    return;
+                if (field == k) {
+                    *out = (span){m + start, j - start};
+                    return 1;
                 }
-                if (end_seg) return;
+                if (end_seg) return 1;
                 field++;
                 start = j + 1;
             }
         }
     }
+    return 0;
+}
+
+static void msh_fields(const uint8_t *m, size_t n, span *f9, span *f10) {
+    msh_field(m, n, 9, f9);
+    msh_field(m, n, 10, f10);
+}
+
+static int span_is(span s, const char *text) {
+    size_t n = strlen(text);
+    return s.n == n && strncasecmp((const char *)s.p, text, n) == 0;
 }
 
 /* Prints a field for the one-line-per-message format: "-" when empty; blanks and control
@@ -278,34 +315,56 @@ static uint64_t next_file_number(void) {
     return num;
 }
 
-/* Gives the complete (synced, closed) temporary file `tmp` a new final name, numbered from
- * `num`, written to `final`: link (never replaces an existing file), then remove the
- * temporary name; on a file system without hard links, rename after checking the name is
- * free (we are the only writer of our names, and only one thread names files: the writer
- * thread, or with --ack none the thread delivering events). The directory is not fsynced
- * here. Returns 0, or -1 with errno (the temporary file is then left to the caller). */
+/* Gives the complete (synced, closed) temporary file `tmp` the final name `final`: link (never
+ * replaces an existing file), then remove the temporary name; on a file system without hard
+ * links, rename after checking the name is free (we are the only writer of our names, and
+ * only one thread names files: the writer thread, or with --ack none the thread delivering
+ * events). The directory is not fsynced here. Returns 0, or -1 with errno (EEXIST: the name
+ * is taken; the temporary file is then left to the caller). */
+static int link_named(const char *tmp, const char *final) {
+    if (linkat(app.dir_fd, tmp, app.dir_fd, final, 0) == 0) {
+        unlinkat(app.dir_fd, tmp, 0);
+        return 0;
+    }
+    if (errno == EEXIST) return -1;
+    if (faccessat(app.dir_fd, final, F_OK, 0) == 0) {
+        errno = EEXIST;
+        return -1;
+    }
+    return renameat(app.dir_fd, tmp, app.dir_fd, final) == 0 ? 0 : -1;
+}
+
+static void final_name(char *final, size_t cap, uint64_t num, uint64_t conn, uint64_t seq) {
+    snprintf(final, cap, "%010" PRIu64 "-%" PRIu64 "-%" PRIu64 ".hl7", num, conn, seq);
+}
+
+/* Links `tmp` to a new final name, numbered from `num` (the next free number when that one
+ * is taken), written to `final`. Returns 0, or -1 with errno. */
 static int link_final(const char *tmp, uint64_t num, uint64_t conn, uint64_t seq, char *final,
                       size_t cap) {
     for (int tries = 0;; tries++) {
-        snprintf(final, cap, "%010" PRIu64 "-%" PRIu64 "-%" PRIu64 ".hl7", num, conn, seq);
-        if (linkat(app.dir_fd, tmp, app.dir_fd, final, 0) == 0) {
-            unlinkat(app.dir_fd, tmp, 0);
-            return 0;
+        final_name(final, cap, num, conn, seq);
+        if (link_named(tmp, final) == 0) return 0;
+        if (errno != EEXIST || tries >= 1000) return -1;
+        num = next_file_number();
+    }
+}
+
+/* Chooses a final name that is free now, numbered from `num`, for a file that will be linked
+ * later (--dedupe records the name before the file gets it). Returns 0, or -1 with errno. */
+static int choose_final(uint64_t num, uint64_t conn, uint64_t seq, char *final, size_t cap) {
+    for (int tries = 0;; tries++) {
+        final_name(final, cap, num, conn, seq);
+        struct stat st;
+        if (fstatat(app.dir_fd, final, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+            if (errno == ENOENT) return 0;
+            return -1;
         }
-        if (errno == EEXIST) {
-            if (tries >= 1000) return -1;
-            num = next_file_number();
-            continue;
+        if (tries >= 1000) {
+            errno = EEXIST;
+            return -1;
         }
-        if (faccessat(app.dir_fd, final, F_OK, 0) == 0) {
-            if (tries >= 1000) {
-                errno = EEXIST;
-                return -1;
-            }
-            num = next_file_number();
-            continue;
-        }
-        return renameat(app.dir_fd, tmp, app.dir_fd, final) == 0 ? 0 : -1;
+        num = next_file_number();
     }
 }
 
@@ -375,6 +434,400 @@ static void put_message_line(uint64_t conn, const uint8_t *m, size_t n) {
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* --dedupe with --out-dir: the duplicate window, kept across restarts                        */
+/*
+ * The library's DuplicateWindow answers a resent message with its original acknowledgement,
+ * but it lives in memory: after a restart (kill -9 included) it is empty. mllp-listen keeps
+ * what a database host would keep, and feeds it back through the host-side hook (AckOut,
+ * deferred, then mllp_server_acknowledge_with): an index of every message it stored, in the
+ * hidden append-only file DIR/.mllp-dedupe.
+ *
+ * File format: the line "mllp-listen dedupe index 1\n", then one record per stored message:
+ *   "<n3> <n4> <n10> <nname> <msglen> <nack> <fnv>\n" <payload> "\n"
+ * where the header numbers are decimal, <fnv> is the FNV-1a 32-bit hash of the payload as 8
+ * hex digits, and the payload is MSH-3, MSH-4, MSH-10 (raw bytes as received, n3/n4/n10
+ * bytes), the stored file's name (nname bytes) and the exact acknowledgement sent (nack
+ * bytes, unframed: an HL7 ACK message, or the one byte 0x06 in MLLP mode; 0 bytes when the
+ * library decides the reply itself: enhanced mode with MSH-15 NE or ER, where none is sent).
+ * Binary-safe: nothing is escaped, the lengths say where each part ends. A record that is
+ * cut short or does not match its hash (a crash in the middle of an append) ends the file:
+ * start-up truncates it there. At start-up the last DEDUPE_WINDOW records are loaded into an
+ * in-memory table (a hash table over a ring, oldest evicted); when the file holds more than
+ * twice that many it is rewritten with only those (new file, fsync, rename, fsync DIR).
+ *
+ * A message hits when a record has its MSH-3, MSH-4 and MSH-10 AND the file the record names
+ * holds exactly the message's bytes (compared, not hashed). Then it is answered with the
+ * recorded acknowledgement and nothing is stored or printed (a line on stderr says so).
+ * Same key with other bytes (a reused control id): stored as a new message. Messages without
+ * an MSH segment or with an empty MSH-10 are never recorded nor looked up (the library's rule).
+ *
+ * Order in a group commit batch (see commit_batch), and why a crash anywhere stores a resent
+ * message at most once and answers it with the acknowledgement it got (or would have got):
+ *   1. each new message is written to a hidden temporary file and fdatasynced;
+ *   2. its final name is chosen (free now; only the writer thread names files) and its
+ *      acknowledgement is built (mllp_hl7_build_ack, or 0x06);
+ *   3. the records of the batch are appended to the index, and the index fdatasynced;
+ *   4. only then each temporary file is linked to its final name, and DIR fsynced;
+ *   5. only then the acknowledgements leave (mllp_server_acknowledge_with).
+ * - Crash before 3 is durable: no final name exists, nothing was acknowledged; at worst a
+ *   record names a file that does not exist. A resend finds no record, or a record whose file
+ *   is missing, which counts as no hit: it is stored now, once.
+ * - Crash after 3, before 4 is durable: a record names a missing file: the same as above. (If
+ *   the name did survive, the file is complete, because it was synced before it was linked:
+ *   the resend is a hit and gets the acknowledgement recorded for it, never sent before.)
+ * - Crash after 4, before or during 5: file and record exist: the resend is a hit, answered
+ *   with the recorded acknowledgement, and no second file appears.
+ * A final name is therefore never visible without its record, so no stored message can be
+ * stored a second time after a restart; a record without its file is harmless, because a
+ * hit needs the file's content. Stale records may name a number a later run reuses; the
+ * content comparison keeps them from matching, and start-up also counts file numbers on from
+ * the highest one named in the index.
+ *
+ * Within one run the library itself answers duplicates (from its own DuplicateWindow, which
+ * remembers every positive reply given through mllp_server_acknowledge_with, including the
+ * hits above), refuses a resend while its original is still undecided on another connection
+ * and holds one back on the same connection; so two copies never meet in one batch here.
+ * A duplicate is answered with its original (accept) acknowledgement only; an application
+ * acknowledgement (--ack hl7, MSH-16) is not sent again.
+ *
+ * The table is filled before the server starts and afterwards used only by the writer thread.
+ */
+
+#define DEDUPE_WINDOW 100000
+#define DEDUPE_BUCKETS ((size_t)1 << 18)
+#define DEDUPE_FILE ".mllp-dedupe"
+#define DEDUPE_MAGIC "mllp-listen dedupe index 1\n"
+#define DEDUPE_HEADER_MAX 128
+
+typedef struct {
+    uint8_t *blob; /* MSH-3, MSH-4, MSH-10, name, NUL, ack */
+    uint64_t hash;
+    int32_t next; /* next slot in the bucket's chain, -1 at the end */
+    uint32_t l3, l4, l10, lname, lack;
+    uint64_t msg_len;
+} dd_rec;
+
+typedef struct {
+    span f3, f4, f10;
+} dd_key;
+
+static struct {
+    int enabled; /* --dedupe with --out-dir (and acknowledgements) */
+    int fd;      /* the index, open for appending */
+    off_t size;  /* its length: where the next record goes (a failed append is cut back) */
+    dd_rec *recs; /* ring of DEDUPE_WINDOW slots */
+    size_t first, count;
+    int32_t *buckets;
+    uint64_t hits;
+} dd = {.fd = -1};
+
+typedef struct {
+    uint8_t *p;
+    size_t len, cap;
+} dbuf;
+
+static int dbuf_put(dbuf *b, const void *p, size_t n) {
+    if (b->cap - b->len < n) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap - b->len < n) cap *= 2;
+        uint8_t *q = realloc(b->p, cap);
+        if (!q) return -1;
+        b->p = q;
+        b->cap = cap;
+    }
+    if (n) memcpy(b->p + b->len, p, n);
+    b->len += n;
+    return 0;
+}
+
+static uint32_t fnv32(const uint8_t *p, size_t n) {
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 16777619u;
+    return h;
+}
+
+static uint64_t dd_hash(const uint8_t *f3, size_t l3, const uint8_t *f4, size_t l4,
+                        const uint8_t *f10, size_t l10) {
+    uint64_t h = 14695981039346656037ull;
+    const uint8_t *parts[3] = {f3, f4, f10};
+    size_t lens[3] = {l3, l4, l10};
+    for (int k = 0; k < 3; k++) {
+        for (size_t i = 0; i < lens[k]; i++) h = (h ^ parts[k][i]) * 1099511628211ull;
+        h = (h ^ 0x100u) * 1099511628211ull; /* field boundary */
+    }
+    return h;
+}
+
+/* The key of a message: 0 when it has none (no MSH, empty MSH-10, absurdly long fields). */
+static int dd_key_of(const uint8_t *m, size_t n, dd_key *k) {
+    *k = (dd_key){{m, 0}, {m, 0}, {m, 0}};
+    if (!msh_field(m, n, 3, &k->f3)) return 0;
+    msh_field(m, n, 4, &k->f4);
+    msh_field(m, n, 10, &k->f10);
+    return k->f10.n > 0 && k->f3.n < 65536 && k->f4.n < 65536 && k->f10.n < 65536;
+}
+
+static void dd_unchain(size_t slot) {
+    dd_rec *r = &dd.recs[slot];
+    int32_t *link = &dd.buckets[r->hash & (DEDUPE_BUCKETS - 1)];
+    while (*link >= 0 && (size_t)*link != slot) link = &dd.recs[*link].next;
+    if (*link >= 0) *link = r->next;
+}
+
+/* Adds a record to the table (the oldest goes when it is full). Returns 0, or -1 (memory). */
+static int dd_insert(const uint8_t *f3, uint32_t l3, const uint8_t *f4, uint32_t l4,
+                     const uint8_t *f10, uint32_t l10, const char *name, uint32_t lname,
+                     uint64_t msg_len, const uint8_t *ack, uint32_t lack) {
+    size_t total = (size_t)l3 + l4 + l10 + lname + 1 + lack;
+    uint8_t *blob = malloc(total ? total : 1);
+    if (!blob) return -1;
+    uint8_t *w = blob;
+    memcpy(w, f3, l3), w += l3;
+    memcpy(w, f4, l4), w += l4;
+    memcpy(w, f10, l10), w += l10;
+    memcpy(w, name, lname), w += lname;
+    *w++ = '\0';
+    if (lack) memcpy(w, ack, lack);
+    if (dd.count == DEDUPE_WINDOW) {
+        dd_unchain(dd.first);
+        free(dd.recs[dd.first].blob);
+        dd.first = (dd.first + 1) % DEDUPE_WINDOW;
+        dd.count--;
+    }
+    size_t slot = (dd.first + dd.count) % DEDUPE_WINDOW;
+    dd.count++;
+    dd_rec *r = &dd.recs[slot];
+    *r = (dd_rec){.blob = blob, .l3 = l3, .l4 = l4, .l10 = l10, .lname = lname, .lack = lack,
+                  .msg_len = msg_len};
+    r->hash = dd_hash(f3, l3, f4, l4, f10, l10);
+    size_t b = r->hash & (DEDUPE_BUCKETS - 1);
+    r->next = dd.buckets[b];
+    dd.buckets[b] = (int32_t)slot;
+    return 0;
+}
+
+static const char *dd_name(const dd_rec *r) {
+    return (const char *)r->blob + r->l3 + r->l4 + r->l10;
+}
+
+static const uint8_t *dd_ack(const dd_rec *r) {
+    return r->blob + r->l3 + r->l4 + r->l10 + r->lname + 1;
+}
+
+/* 1 when DIR/name is a regular file holding exactly m[0..n). */
+static int file_equals(const char *name, const uint8_t *m, size_t n) {
+    int fd = openat(app.dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) return 0;
+    struct stat st;
+    int same = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size == n;
+    uint8_t buf[65536];
+    size_t off = 0;
+    while (same && off < n) {
+        ssize_t r = read(fd, buf, n - off < sizeof buf ? n - off : sizeof buf);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0 || memcmp(buf, m + off, (size_t)r) != 0) same = 0;
+        off += r > 0 ? (size_t)r : 0;
+    }
+    close(fd);
+    return same;
+}
+
+/* The record of a stored message with this key and exactly these bytes, or NULL. Newest
+ * first: the chain starts with the latest record. */
+static const dd_rec *dd_lookup(const uint8_t *m, size_t n, const dd_key *k) {
+    uint64_t h = dd_hash(k->f3.p, k->f3.n, k->f4.p, k->f4.n, k->f10.p, k->f10.n);
+    for (int32_t i = dd.buckets[h & (DEDUPE_BUCKETS - 1)]; i >= 0; i = dd.recs[i].next) {
+        const dd_rec *r = &dd.recs[i];
+        if (r->hash != h || r->msg_len != n || r->l3 != k->f3.n || r->l4 != k->f4.n ||
+            r->l10 != k->f10.n)
+            continue;
+        const uint8_t *b = r->blob;
+        if (memcmp(b, k->f3.p, r->l3) != 0 || memcmp(b + r->l3, k->f4.p, r->l4) != 0 ||
+            memcmp(b + r->l3 + r->l4, k->f10.p, r->l10) != 0)
+            continue;
+        if (file_equals(dd_name(r), m, n)) return r;
+    }
+    return NULL;
+}
+
+/* Appends the record of one message to `out` (the file format above). */
+static int dd_serialize(dbuf *out, const uint8_t *f3, size_t l3, const uint8_t *f4, size_t l4,
+                        const uint8_t *f10, size_t l10, const char *name, size_t lname,
+                        uint64_t msg_len, const uint8_t *ack, size_t lack) {
+    dbuf payload = {0};
+    int rc = dbuf_put(&payload, f3, l3) | dbuf_put(&payload, f4, l4) |
+             dbuf_put(&payload, f10, l10) | dbuf_put(&payload, name, lname) |
+             dbuf_put(&payload, ack, lack);
+    char head[DEDUPE_HEADER_MAX];
+    if (rc == 0) {
+        int hn = snprintf(head, sizeof head, "%zu %zu %zu %zu %" PRIu64 " %zu %08" PRIx32 "\n",
+                          l3, l4, l10, lname, msg_len, lack, fnv32(payload.p, payload.len));
+        rc = dbuf_put(out, head, (size_t)hn) | dbuf_put(out, payload.p, payload.len) |
+             dbuf_put(out, "\n", 1);
+    }
+    free(payload.p);
+    return rc ? -1 : 0;
+}
+
+/* Appends `b` to the index and makes it durable. On failure the index is cut back to where
+ * it was (so a later record never follows a torn one) and -1 is returned with errno. */
+static int dd_append(const dbuf *b) {
+    if (b->len == 0) return 0;
+    ssize_t w;
+    size_t done = 0;
+    while (done < b->len) {
+        w = pwrite(dd.fd, b->p + done, b->len - done, dd.size + (off_t)done);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) goto fail;
+        done += (size_t)w;
+    }
+    if (fdatasync(dd.fd) != 0) goto fail;
+    dd.size += (off_t)b->len;
+    return 0;
+fail: {
+    int e = errno ? errno : EIO;
+    if (ftruncate(dd.fd, dd.size) == 0) (void)fdatasync(dd.fd);
+    errno = e;
+    return -1;
+}
+}
+
+/* The leading number of a stored file's name ("0000000042-1-1.hl7" -> 42), 0 if none. */
+static uint64_t name_number(const char *name) {
+    if (!isdigit((unsigned char)name[0])) return 0;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(name, &end, 10);
+    return errno == 0 && *end == '-' ? v : 0;
+}
+
+static int valid_record_name(const uint8_t *p, size_t n) {
+    if (n == 0 || n > 200 || p[0] == '.') return 0;
+    for (size_t i = 0; i < n; i++)
+        if (p[i] == '/' || p[i] == '\0') return 0;
+    return 1;
+}
+
+/* Writes the records now in the table as a new index (DIR/.mllp-dedupe.new, synced, renamed
+ * over the old one, DIR synced) and reopens it. Exits 2 when that fails. */
+static void dd_rewrite(void) {
+    static const char tmp[] = DEDUPE_FILE ".new";
+    dbuf b = {0};
+    if (dbuf_put(&b, DEDUPE_MAGIC, strlen(DEDUPE_MAGIC)) != 0) die_usage("out of memory");
+    for (size_t i = 0; i < dd.count; i++) {
+        const dd_rec *r = &dd.recs[(dd.first + i) % DEDUPE_WINDOW];
+        const uint8_t *p = r->blob;
+        if (dd_serialize(&b, p, r->l3, p + r->l3, r->l4, p + r->l3 + r->l4, r->l10, dd_name(r),
+                         r->lname, r->msg_len, dd_ack(r), r->lack) != 0)
+            die_usage("out of memory");
+    }
+    int fd = openat(app.dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 || write_all(fd, b.p, b.len) != 0 || fsync(fd) != 0 || close(fd) != 0 ||
+        renameat(app.dir_fd, tmp, app.dir_fd, DEDUPE_FILE) != 0 || fsync(app.dir_fd) != 0)
+        die_usage("--dedupe: %s/%s: cannot rewrite: %s", app.dir, DEDUPE_FILE, strerror(errno));
+    free(b.p);
+    close(dd.fd);
+    dd.fd = openat(app.dir_fd, DEDUPE_FILE, O_RDWR | O_CLOEXEC);
+    if (dd.fd < 0) die_usage("--dedupe: %s/%s: cannot open: %s", app.dir, DEDUPE_FILE, strerror(errno));
+    struct stat st;
+    if (fstat(dd.fd, &st) != 0) die_usage("--dedupe: %s/%s: %s", app.dir, DEDUPE_FILE, strerror(errno));
+    dd.size = st.st_size;
+}
+
+/* Start-up (after open_out_dir, before the server starts): opens or creates the index, loads
+ * its last DEDUPE_WINDOW records, cuts off a torn tail, compacts a long file, and counts file
+ * numbers on past every name it holds. Exits 2 when the index is unusable. */
+static void dd_open(void) {
+    dd.recs = calloc(DEDUPE_WINDOW, sizeof *dd.recs);
+    dd.buckets = malloc(DEDUPE_BUCKETS * sizeof *dd.buckets);
+    if (!dd.recs || !dd.buckets) die_usage("out of memory");
+    for (size_t i = 0; i < DEDUPE_BUCKETS; i++) dd.buckets[i] = -1;
+
+    int created = 0;
+    dd.fd = openat(app.dir_fd, DEDUPE_FILE, O_RDWR | O_CLOEXEC);
+    if (dd.fd < 0 && errno == ENOENT) {
+        dd.fd = openat(app.dir_fd, DEDUPE_FILE, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        created = 1;
+    }
+    if (dd.fd < 0) die_usage("--dedupe: %s/%s: cannot open: %s", app.dir, DEDUPE_FILE, strerror(errno));
+    struct stat st;
+    if (fstat(dd.fd, &st) != 0 || !S_ISREG(st.st_mode))
+        die_usage("--dedupe: %s/%s: not a regular file", app.dir, DEDUPE_FILE);
+    size_t size = (size_t)st.st_size;
+    uint8_t *data = malloc(size ? size : 1);
+    if (!data) die_usage("--dedupe: %s/%s: out of memory", app.dir, DEDUPE_FILE);
+    size_t got = 0;
+    while (got < size) {
+        ssize_t r = pread(dd.fd, data + got, size - got, (off_t)got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) die_usage("--dedupe: %s/%s: cannot read: %s", app.dir, DEDUPE_FILE,
+                              r < 0 ? strerror(errno) : "file shrank");
+        got += (size_t)r;
+    }
+    size_t magic = strlen(DEDUPE_MAGIC);
+    size_t valid = 0, records = 0;
+    if (size >= magic && memcmp(data, DEDUPE_MAGIC, magic) == 0) {
+        valid = magic;
+    } else if (size > 0 && !(size < magic && memcmp(data, DEDUPE_MAGIC, size) == 0)) {
+        die_usage("--dedupe: %s/%s: not an mllp-listen index", app.dir, DEDUPE_FILE);
+    }
+    uint64_t top = 0;
+    while (valid > 0 && valid < size) {
+        /* header line */
+        size_t i = valid, lim = size - valid < DEDUPE_HEADER_MAX ? size : valid + DEDUPE_HEADER_MAX;
+        while (i < lim && data[i] != '\n') i++;
+        if (i >= lim) break;
+        char head[DEDUPE_HEADER_MAX + 1];
+        memcpy(head, data + valid, i - valid);
+        head[i - valid] = '\0';
+        unsigned long long n3, n4, n10, nname, msglen, nack;
+        unsigned int sum;
+        char extra;
+        if (sscanf(head, "%llu %llu %llu %llu %llu %llu %8x%c", &n3, &n4, &n10, &nname, &msglen,
+                   &nack, &sum, &extra) != 7)
+            break;
+        if (n3 >= 65536 || n4 >= 65536 || n10 >= 65536 || nname > 200 || nack > ((size_t)16 << 20))
+            break;
+        size_t plen = (size_t)(n3 + n4 + n10 + nname + nack);
+        const uint8_t *p = data + i + 1;
+        if (size - (i + 1) < plen + 1 || p[plen] != '\n' || fnv32(p, plen) != sum) break;
+        const uint8_t *name = p + n3 + n4 + n10;
+        if (n10 > 0 && valid_record_name(name, (size_t)nname)) {
+            char nm[256];
+            memcpy(nm, name, (size_t)nname);
+            nm[nname] = '\0';
+            uint64_t num = name_number(nm);
+            if (num > top) top = num;
+            if (dd_insert(p, (uint32_t)n3, p + n3, (uint32_t)n4, p + n3 + n4, (uint32_t)n10, nm,
+                          (uint32_t)nname, msglen, name + nname, (uint32_t)nack) != 0)
+                die_usage("--dedupe: %s/%s: out of memory", app.dir, DEDUPE_FILE);
+        }
+        records++;
+        valid = i + 1 + plen + 1;
+    }
+    free(data);
+    if (top > app.file_counter) app.file_counter = top;
+
+    if (valid == 0) {
+        /* new (or cut short while being created): write the first line */
+        if (ftruncate(dd.fd, 0) != 0 ||
+            pwrite(dd.fd, DEDUPE_MAGIC, magic, 0) != (ssize_t)magic || fsync(dd.fd) != 0)
+            die_usage("--dedupe: %s/%s: cannot write: %s", app.dir, DEDUPE_FILE, strerror(errno));
+        valid = magic;
+        created = 1;
+    } else if (valid < size) {
+        /* a torn last record (crash while appending): never acknowledged, cut it off */
+        if (ftruncate(dd.fd, (off_t)valid) != 0 || fsync(dd.fd) != 0)
+            die_usage("--dedupe: %s/%s: cannot truncate: %s", app.dir, DEDUPE_FILE, strerror(errno));
+    }
+    if (created && fsync(app.dir_fd) != 0)
+        die_usage("--dedupe: %s: cannot fsync: %s", app.dir, strerror(errno));
+    dd.size = (off_t)valid;
+    if (records > 2 * (size_t)DEDUPE_WINDOW) dd_rewrite();
+    dd.enabled = 1;
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* Group commit: AckOut queues, the writer thread stores batches and acknowledges             */
 
 typedef struct job {
@@ -385,6 +838,12 @@ typedef struct job {
     const char *step; /* NULL while all is well, else the step that failed */
     int err;          /* errno of that step */
     char tmp[64], final[96];
+    int keyed;        /* --dedupe: has a key (MSH-3/4/10), so it is looked up and recorded */
+    int duplicate;    /* --dedupe: already stored (a record and its file): answer, store nothing */
+    char dup_of[96];  /* the file holding it */
+    uint8_t *reply;   /* the acknowledgement to send as is (mllp_server_acknowledge_with);
+                         NULL: mllp_server_acknowledge decides */
+    size_t reply_len;
     size_t len;
     uint8_t data[]; /* the message */
 } job;
@@ -439,6 +898,47 @@ static void job_discard(job *j) {
     unlinkat(app.dir_fd, j->tmp, 0);
 }
 
+/* The acknowledgement --dedupe records and then sends for a stored message: 0x06 in MLLP
+ * mode; in HL7 mode an ACK built here (mllp_hl7_build_ack, a fresh MSH-10), MSA-1 AA, or in
+ * enhanced mode (MSH-15 or MSH-16 valued) the accept acknowledgement CA when MSH-15 says one
+ * is sent on success (AL, SU or empty). MSH-15 NE or ER (no accept acknowledgement on
+ * success), or any other value: NULL, the library applies its own MSH-15 rule to
+ * mllp_server_acknowledge (nothing is sent for NE and ER), and the record holds no bytes. */
+static uint8_t *build_reply(const uint8_t *m, size_t n, size_t *len) {
+    *len = 0;
+    if (!app.ack_hl7) {
+        uint8_t *p = malloc(1);
+        if (p) {
+            p[0] = 0x06;
+            *len = 1;
+        }
+        return p;
+    }
+    span f15, f16;
+    msh_field(m, n, 15, &f15);
+    msh_field(m, n, 16, &f16);
+    int code = MLLP_ACK_AA;
+    if (f15.n > 0 || f16.n > 0) {
+        if (!(f15.n == 0 || span_is(f15, "AL") || span_is(f15, "SU"))) return NULL;
+        code = MLLP_ACK_CA;
+    }
+    size_t cap = 512;
+    for (int tries = 0; tries < 2; tries++) {
+        uint8_t *p = malloc(cap);
+        if (!p) return NULL;
+        size_t got = cap;
+        int rc = mllp_hl7_build_ack(m, n, code, NULL, p, &got);
+        if (rc == MLLP_OK) {
+            *len = got;
+            return p;
+        }
+        free(p);
+        if (rc != MLLP_ERR_BUFFER_TOO_SMALL) break;
+        cap = got;
+    }
+    return NULL; /* cannot build one: the library's own reply, not recorded as bytes */
+}
+
 /* Stores a batch durably, then prints and acknowledges (or refuses) each message in queue
  * order and frees the jobs. Durability of file data and of names, with as few syncs as the
  * order allows:
@@ -446,13 +946,38 @@ static void job_discard(job *j) {
  *  2. fdatasync each file: the data and what is needed to read it back (size, blocks). The
  *     write-back of all files was already started, so on a journaling file system the first
  *     fdatasync commits the allocations of the whole batch and the rest find it done;
- *  3. only then link each file to its final name: a final name never points to data that
+ *  3. --dedupe: choose each final name, build each acknowledgement, append the records of
+ *     the batch to the index and fdatasync it once (see the --dedupe section for why before 4);
+ *  4. only then link each file to its final name: a final name never points to data that
  *     is not on disk yet;
- *  4. one fsync of the directory makes every new name (and removed temporary name) durable;
- *  5. acknowledge. */
+ *  5. one fsync of the directory makes every new name (and removed temporary name) durable;
+ *  6. acknowledge, then send the application acknowledgements MSH-16 asks for (--ack hl7).
+ * --dedupe: before 1, a message whose record and file are found is marked a duplicate; it is
+ * not stored and is answered with the recorded acknowledgement in 6.
+ * Without --out-dir (the writer runs for --ack hl7's application acknowledgements) only 6. */
 static void commit_batch(job *batch) {
+    int storing = app.dir_fd >= 0;
+    if (dd.enabled) {
+        for (job *j = batch; j; j = j->next) {
+            dd_key k;
+            j->keyed = dd_key_of(j->data, j->len, &k);
+            if (!j->keyed) continue;
+            const dd_rec *r = dd_lookup(j->data, j->len, &k);
+            if (!r) continue;
+            j->duplicate = 1;
+            snprintf(j->dup_of, sizeof j->dup_of, "%s", dd_name(r));
+            if (r->lack > 0 && (j->reply = malloc(r->lack)) != NULL) {
+                memcpy(j->reply, dd_ack(r), r->lack);
+                j->reply_len = r->lack;
+            } else if (r->lack > 0) {
+                job_fail(j, "out of memory"); /* refused; it is stored, a resend will do */
+                j->err = ENOMEM;
+            }
+        }
+    }
     int pending = 0;
-    for (job *j = batch; j; j = j->next) {
+    for (job *j = batch; j && storing; j = j->next) {
+        if (j->duplicate) continue;
         j->num = next_file_number();
         snprintf(j->tmp, sizeof j->tmp, ".tmp-%ld-%" PRIu64, app.pid, j->num);
         j->fd = openat(app.dir_fd, j->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
@@ -471,10 +996,11 @@ static void commit_batch(job *batch) {
     /* A hint: start the write-back of every file now, so the fdatasyncs below overlap instead
      * of each allocating and committing on its own. Errors show in fdatasync. */
     for (job *j = batch; j && pending > 1; j = j->next)
-        if (!j->step && j->len > 0) (void)sync_file_range(j->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+        if (!j->step && !j->duplicate && j->len > 0)
+            (void)sync_file_range(j->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 #endif
     for (job *j = batch; j && pending; j = j->next) {
-        if (j->step) continue;
+        if (j->step || j->duplicate) continue;
         if (fdatasync(j->fd) != 0) {
             job_fail(j, "fsync");
             job_discard(j);
@@ -487,10 +1013,59 @@ static void commit_batch(job *batch) {
             job_discard(j);
         }
     }
+    if (dd.enabled) {
+        /* 3: the records, durable before any of their files gets its final name */
+        dbuf records = {0};
+        int any = 0;
+        for (job *j = batch; j; j = j->next) {
+            if (j->step || j->duplicate || !j->keyed) continue;
+            if (choose_final(j->num, j->conn, j->seq, j->final, sizeof j->final) != 0) {
+                job_fail(j, "name");
+                job_discard(j);
+                continue;
+            }
+            j->reply = build_reply(j->data, j->len, &j->reply_len);
+            dd_key k;
+            dd_key_of(j->data, j->len, &k);
+            if (dd_serialize(&records, k.f3.p, k.f3.n, k.f4.p, k.f4.n, k.f10.p, k.f10.n, j->final,
+                             strlen(j->final), j->len, j->reply, j->reply_len) != 0) {
+                errno = ENOMEM;
+                job_fail(j, "index");
+                job_discard(j);
+                continue;
+            }
+            any = 1;
+        }
+        if (any && dd_append(&records) != 0) {
+            int e = errno;
+            for (job *j = batch; j; j = j->next) {
+                if (j->step || j->duplicate || !j->keyed) continue;
+                errno = e;
+                job_fail(j, "write " DEDUPE_FILE);
+                job_discard(j);
+            }
+        } else if (any) {
+            for (job *j = batch; j; j = j->next) {
+                if (j->step || j->duplicate || !j->keyed) continue;
+                dd_key k;
+                dd_key_of(j->data, j->len, &k);
+                /* out of memory: only this run's table misses it (the library's window and
+                 * the index have it) */
+                (void)dd_insert(k.f3.p, (uint32_t)k.f3.n, k.f4.p, (uint32_t)k.f4.n, k.f10.p,
+                                (uint32_t)k.f10.n, j->final, (uint32_t)strlen(j->final), j->len,
+                                j->reply, (uint32_t)j->reply_len);
+            }
+        }
+        free(records.p);
+    }
     int named = 0;
-    for (job *j = batch; j; j = j->next) {
-        if (j->step) continue;
-        if (link_final(j->tmp, j->num, j->conn, j->seq, j->final, sizeof j->final) != 0) {
+    for (job *j = batch; j && storing; j = j->next) {
+        if (j->step || j->duplicate) continue;
+        /* --dedupe: the name recorded in the index, exactly (taken meanwhile: refused) */
+        int rc = dd.enabled && j->keyed
+                     ? link_named(j->tmp, j->final)
+                     : link_final(j->tmp, j->num, j->conn, j->seq, j->final, sizeof j->final);
+        if (rc != 0) {
             job_fail(j, "link");
             job_discard(j);
             continue;
@@ -501,7 +1076,7 @@ static void commit_batch(job *batch) {
         /* The names may not survive a crash: refuse every message of the batch. */
         int e = errno;
         for (job *j = batch; j; j = j->next) {
-            if (j->step) continue;
+            if (j->step || j->duplicate) continue;
             unlinkat(app.dir_fd, j->final, 0);
             j->step = "fsync directory";
             j->err = e;
@@ -512,18 +1087,39 @@ static void commit_batch(job *batch) {
     /* Lines first (so a client holding its ACK finds the line printed), then the replies. */
     pthread_mutex_lock(&app.lock);
     for (job *j = batch; j; j = j->next) {
-        if (j->step)
+        if (j->step) {
             report_store_failure(j->conn, j->seq, j->step, j->err);
-        else if (!app.quiet)
+        } else if (j->duplicate) {
+            if (!app.quiet) {
+                span f10;
+                msh_field(j->data, j->len, 10, &f10);
+                fprintf(stderr, "duplicate: message %" PRIu64 " of connection %" PRIu64
+                                " (MSH-10 %.*s) is stored as %s; %s\n",
+                        j->seq, j->conn, (int)(f10.n > 64 ? 64 : f10.n), (const char *)f10.p,
+                        j->dup_of,
+                        j->reply ? "original acknowledgement sent again"
+                                 : "answered as its original was");
+            }
+        } else if (!app.quiet) {
             put_message_line(j->conn, j->data, j->len);
+        }
     }
     if (!app.quiet) fflush(stdout);
     pthread_mutex_unlock(&app.lock);
     pthread_mutex_lock(&wq.server_lock);
-    for (job *j = batch; j; j = j->next) {
+    for (job *j = batch; j && wq.server; j = j->next) {
         /* MLLP_ERR_NO_SUCH_CONNECTION: the client left; the message is stored, not acknowledged. */
-        if (wq.server)
+        if (!j->step && j->reply)
+            mllp_server_acknowledge_with(wq.server, j->conn, j->seq, j->reply, j->reply_len);
+        else
             mllp_server_acknowledge(wq.server, j->conn, j->seq, j->step ? 0 : 1, MLLP_REJECT_AE);
+        /* --ack hl7: mllp-listen is the application; MSH-16 says whether it answers (AL; ER only
+         * on failure; SU only on success). Not again for a duplicate. */
+        span f16;
+        if (app.ack_hl7 && !j->duplicate && msh_field(j->data, j->len, 16, &f16) && f16.n > 0)
+            mllp_server_send_app_ack(wq.server, j->conn, j->data, j->len,
+                                     j->step ? MLLP_ACK_AE : MLLP_ACK_AA,
+                                     j->step ? "message could not be stored" : NULL, NULL);
     }
     pthread_mutex_unlock(&wq.server_lock);
 }
@@ -557,6 +1153,7 @@ static void *writer_main(void *arg) {
         while (batch) {
             job *next = batch->next;
             bytes += job_cost(batch);
+            free(batch->reply);
             free(batch);
             batch = next;
         }
@@ -813,6 +1410,19 @@ static void on_disconnected(void *user, const mllp_status_event *ev) {
     pthread_mutex_unlock(&app.lock);
 }
 
+/* --dedupe: the library answered a duplicate from its own window (this run). */
+static void on_duplicate(void *user, const mllp_duplicate_event *ev) {
+    (void)user;
+    if (app.quiet) return;
+    const char *id = ev->control_id ? ev->control_id : "";
+    pthread_mutex_lock(&app.lock);
+    fprintf(stderr, "duplicate: a message of connection %" PRIu64 " (MSH-10 %.64s); %s\n",
+            ev->connection_id, id,
+            ev->reply_len ? "original acknowledgement sent again"
+                          : "answered as its original was (no acknowledgement, MSH-15)");
+    pthread_mutex_unlock(&app.lock);
+}
+
 static void on_error(void *user, const mllp_error_event *ev) {
     (void)user;
     if (app.quiet) return;
@@ -868,6 +1478,7 @@ typedef struct {
     const char **configs;
     size_t config_count;
     const char *tls_cert, *tls_key, *client_ca;
+    int dedupe, batch;
 } options;
 
 static void parse_args(int argc, char **argv, options *o) {
@@ -888,6 +1499,14 @@ static void parse_args(int argc, char **argv, options *o) {
         }
         if (strcmp(arg, "--quiet") == 0) {
             app.quiet = 1;
+            continue;
+        }
+        if (strcmp(arg, "--dedupe") == 0) {
+            o->dedupe = 1;
+            continue;
+        }
+        if (strcmp(arg, "--batch") == 0) {
+            o->batch = 1;
             continue;
         }
         /* Options with a value: "--opt VALUE" or "--opt=VALUE". */
@@ -1067,6 +1686,8 @@ int main(int argc, char **argv) {
     check(mllp_server_set_local_port(server, (uint16_t)o.port), "--port");
     check(mllp_server_set_version(server, (int)o.version), "--version");
     if (o.ack) check(mllp_server_config(server, o.ack, NULL, NULL), "--ack");
+    if (o.dedupe) check(mllp_server_config(server, "DuplicateWindow=100000", NULL, NULL), "--dedupe");
+    if (o.batch) check(mllp_server_config(server, "ProcessBatch=True", NULL, NULL), "--batch");
     for (size_t i = 0; i < o.config_count; i++) {
         int rc = mllp_server_config(server, o.configs[i], NULL, NULL);
         if (rc != MLLP_OK) {
@@ -1084,16 +1705,23 @@ int main(int argc, char **argv) {
     char *mode = config_get(server, "AckMode");
     char *event_mode = config_get(server, "EventMode");
     app.ack_none = mode && strcasecmp(mode, "None") == 0;
+    app.ack_hl7 = mode && strcasecmp(mode, "HL7") == 0;
     int do_events = event_mode && strcasecmp(event_mode, "DoEvents") == 0;
     free(mode);
     free(event_mode);
+    if (o.dedupe && app.ack_none)
+        die_usage("--dedupe needs acknowledgements (--ack mllp or hl7; --version 1 defaults to none)");
+    if (o.dedupe && app.dir_fd >= 0) dd_open(); /* the window kept across restarts */
+    if (o.dedupe) mllp_server_on_duplicate(server, on_duplicate);
     if (app.ack_none) {
         mllp_server_on_start_transfer(server, on_start_transfer);
         mllp_server_on_transfer(server, on_transfer);
         mllp_server_on_end_transfer(server, on_end_transfer);
     } else {
         mllp_server_on_ack_out(server, on_ack_out);
-        if (app.dir_fd >= 0) writer_start(server); /* group commit */
+        /* group commit; --ack hl7 also for the application acknowledgements, which follow
+         * the accept acknowledgement, so they are sent after the decision */
+        if (app.dir_fd >= 0 || app.ack_hl7) writer_start(server);
     }
     mllp_server_on_disconnected(server, on_disconnected);
     mllp_server_on_error(server, on_error);
@@ -1165,5 +1793,11 @@ int main(int argc, char **argv) {
     free(app.acc);
     free(o.configs);
     if (app.dir_fd >= 0 && joined) close(app.dir_fd);
+    if (dd.fd >= 0 && joined) close(dd.fd);
+    if (dd.recs && joined) {
+        for (size_t i = 0; i < dd.count; i++) free(dd.recs[(dd.first + i) % DEDUPE_WINDOW].blob);
+        free(dd.recs);
+        free(dd.buckets);
+    }
     return 0;
 }
