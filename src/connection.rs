@@ -500,17 +500,15 @@ impl<W> Connection<W> {
         let msh = self.msh_copy(&data);
         let mut charset = CharsetInfo::default();
         let mut set = self.cfg.default_charset;
-        if let Some(m) = hl7::parse_msh(&data) {
+        let (field, rep) = hl7::msh_charset(&data);
+        if !field.is_empty() {
             // The first repetition names the message's set (a second one is an ISO 2022 alternate).
-            let rep = m.encoding.get(1).copied().unwrap_or(b'~');
-            let first = m.charset.split(|&b| b == rep).next().unwrap_or_default();
-            if !first.is_empty() {
-                charset.raw = String::from_utf8_lossy(m.charset).into_owned();
-                set = Charset::lookup(&String::from_utf8_lossy(first));
-                if set.is_none() {
-                    let raw = charset.raw.clone();
-                    self.log(LogLevel::Info, || format!("unknown MSH-18 '{raw}': message passed through unchanged"));
-                }
+            let first = field.split(|&b| b == rep).next().unwrap_or_default();
+            charset.raw = String::from_utf8_lossy(field).into_owned();
+            set = Charset::lookup(&String::from_utf8_lossy(first));
+            if set.is_none() {
+                let raw = charset.raw.clone();
+                self.log(LogLevel::Info, || format!("unknown MSH-18 '{raw}': message passed through unchanged"));
             }
         }
         charset.encoding = set.map_or("", |c| c.name);
@@ -689,6 +687,14 @@ impl<W> Connection<W> {
     }
 
     fn answer(&mut self, seq: u64, answer: Answer, now: Time) -> bool {
+        // The usual case first: the oldest reply slot, one message.
+        if let Some(Pending::One(p)) = self.pending.front_mut() {
+            if p.seq == seq && seq != 0 && p.answer.is_none() {
+                p.answer = Some(answer);
+                self.flush(now);
+                return true;
+            }
+        }
         let slot = self
             .pending
             .iter_mut()

@@ -116,6 +116,23 @@ pub fn parse_msh(msg: &[u8]) -> Option<Msh<'_>> {
     })
 }
 
+/// MSH-18 (character set) of `msg` as sent, and the repetition separator (second byte of
+/// MSH-2, `~` when absent); empty when not valued. One pass over the MSH segment: this runs for
+/// every message received.
+pub fn msh_charset(msg: &[u8]) -> (&[u8], u8) {
+    let Some(seg) = msh_segment(msg) else { return (&[], b'~') };
+    let fields = &seg[4..];
+    // memchr jumps from separator to separator instead of testing every byte.
+    let mut seps = memchr::memchr_iter(seg[3], fields);
+    let Some(end2) = seps.next() else { return (&[], fields.get(1).copied().unwrap_or(b'~')) };
+    let rep = fields[..end2].get(1).copied().unwrap_or(b'~');
+    // The 16th separator opens MSH-18, the 17th (or the end) closes it.
+    match seps.nth(14) {
+        Some(start) => (&fields[start + 1..seps.next().unwrap_or(fields.len())], rep),
+        None => (&[], rep),
+    }
+}
+
 /// The MSH segment of `msg` (without its terminator), found by the same rules as
 /// [`parse_msh`]: the first segment, or the first MSH after an FHS/BHS batch header.
 pub fn msh_segment(msg: &[u8]) -> Option<&[u8]> {
@@ -1023,6 +1040,21 @@ mod tests {
         let b = build_ack_now(ADT_A01, AckCode::AA, None);
         assert_ne!(parse_msh(&a).unwrap().control_id, parse_msh(&b).unwrap().control_id);
         assert_eq!(ack_accepted(&a), Some(true));
+    }
+
+    #[test]
+    fn msh_charset_agrees_with_parse_msh() {
+        for m in [ADT_A01, ORU_R01, ADT_A08_UTF8, BATCH_ADT, ACK_AA, NOT_HL7, b"MSH|", b"MSH|^~"] {
+            assert_eq!(msh_charset(m).0, parse_msh(m).map_or(&[][..], |p| p.charset));
+        }
+        // MSH-18 is the 17th field after "MSH" and its separator.
+        let m = format!("MSH|^~\\&{}8859/1|x\r", "|".repeat(16));
+        assert_eq!(msh_charset(m.as_bytes()), (&b"8859/1"[..], b'~'));
+        let m = format!("MSH#*@!${}A@B\r", "#".repeat(16));
+        assert_eq!(msh_charset(m.as_bytes()), (&b"A@B"[..], b'@'));
+        let m = format!("MSH|^~\\&{}UTF-8", "|".repeat(16));
+        assert_eq!(msh_charset(m.as_bytes()), (&b"UTF-8"[..], b'~'));
+        assert_eq!(parse_msh(m.as_bytes()).unwrap().charset, b"UTF-8");
     }
 
     #[test]
