@@ -28,7 +28,7 @@
  * (mllp_server_acknowledge) and prints its line. While a batch is being synced, new messages
  * gather for the next one, so many connections share each sync. When the queue is full
  * (bytes or count) AckOut waits, and the library stops reading. With --ack none nothing is
- * acknowledged, so messages are stored synchronously in EndTransfer as before.
+ * acknowledged, so messages are stored synchronously in the Message event as before.
  * Shutdown: stop listening, stop queueing, let the writer finish and acknowledge what is
  * queued (bounded in time), then close every connection. A message that was acknowledged is
  * on disk; one that was not may be lost, never half-stored (final names appear only for
@@ -125,16 +125,9 @@ static const char USAGE[] =
 /* "listening" line while the reactor may already run, so output and state go under a lock.  */
 
 typedef struct {
-    uint64_t id;
-    uint8_t *buf;
-    size_t len, cap;
-    int failed; /* out of memory: this message is lost */
-} accumulator;
-
-typedef struct {
     int quiet;
     int reject_invalid;
-    int ack_none;          /* no acknowledgement: handle messages in EndTransfer, not AckOut */
+    int ack_none;          /* no acknowledgement: handle messages in the Message event, not AckOut */
     int ack_hl7;           /* AckMode=HL7: HL7 ACKs, MSH-15/16, application acknowledgements */
     int dir_fd;            /* --out-dir, opened; -1 without */
     const char *dir;       /* for messages */
@@ -142,8 +135,6 @@ typedef struct {
     pthread_mutex_t num_lock;
     long pid;
     pthread_mutex_t lock;
-    accumulator *acc; /* ack_none only: the message being received, per connection */
-    size_t acc_count, acc_cap;
 } app_state;
 
 static app_state app = {
@@ -1284,7 +1275,7 @@ static int rejected_as_invalid(uint64_t conn, uint64_t seq, const uint8_t *m, si
 }
 
 /* Validates, stores and prints one complete message, exactly once, synchronously: called from
- * AckOut without --out-dir, or from EndTransfer when nothing is sent back. */
+ * AckOut without --out-dir, or from the Message event when nothing is sent back. */
 static int handle_message(uint64_t conn, uint64_t seq, const uint8_t *m, size_t n) {
     if (rejected_as_invalid(conn, seq, m, n)) return REJECTED_INVALID;
     int result = ACCEPTED;
@@ -1325,89 +1316,10 @@ static void on_ack_out(void *user, mllp_ack_out_event *ev) {
     }
 }
 
-/* Ack mode none: AckOut does not fire, so gather the message from Transfer events. */
-
-static accumulator *find_acc(uint64_t id, int create) {
-    for (size_t i = 0; i < app.acc_count; i++)
-        if (app.acc[i].id == id) return &app.acc[i];
-    if (!create) return NULL;
-    if (app.acc_count == app.acc_cap) {
-        size_t cap = app.acc_cap ? app.acc_cap * 2 : 8;
-        accumulator *a = realloc(app.acc, cap * sizeof *a);
-        if (!a) return NULL;
-        app.acc = a;
-        app.acc_cap = cap;
-    }
-    accumulator *a = &app.acc[app.acc_count++];
-    *a = (accumulator){.id = id};
-    return a;
-}
-
-static void drop_acc(uint64_t id) {
-    for (size_t i = 0; i < app.acc_count; i++) {
-        if (app.acc[i].id != id) continue;
-        free(app.acc[i].buf);
-        app.acc[i] = app.acc[--app.acc_count];
-        return;
-    }
-}
-
-static void on_start_transfer(void *user, const mllp_transfer_boundary_event *ev) {
+/* Ack mode none: AckOut does not fire; the Message event carries the whole message. */
+static void on_message(void *user, const mllp_message_event *ev) {
     (void)user;
-    pthread_mutex_lock(&app.lock);
-    accumulator *a = find_acc(ev->connection_id, 1);
-    if (a) {
-        a->len = 0;
-        a->failed = 0;
-    }
-    pthread_mutex_unlock(&app.lock);
-}
-
-static void on_transfer(void *user, const mllp_transfer_event *ev) {
-    (void)user;
-    pthread_mutex_lock(&app.lock);
-    accumulator *a = find_acc(ev->connection_id, 1);
-    if (a && !a->failed && a->cap - a->len < ev->len) {
-        size_t cap = a->cap ? a->cap : 4096;
-        while (cap - a->len < ev->len) cap *= 2;
-        uint8_t *b = realloc(a->buf, cap);
-        if (b) {
-            a->buf = b;
-            a->cap = cap;
-        } else {
-            a->failed = 1;
-        }
-    }
-    if (a && !a->failed && ev->len > 0) {
-        memcpy(a->buf + a->len, ev->data, ev->len);
-        a->len += ev->len;
-    }
-    pthread_mutex_unlock(&app.lock);
-}
-
-static void on_end_transfer(void *user, const mllp_transfer_boundary_event *ev) {
-    (void)user;
-    pthread_mutex_lock(&app.lock);
-    accumulator *a = find_acc(ev->connection_id, 0);
-    int ok = a && !a->failed;
-    /* Take the buffer: handle_message takes the lock itself. */
-    uint8_t *buf = a ? a->buf : NULL;
-    size_t len = a ? a->len : 0;
-    if (a) *a = (accumulator){.id = a->id};
-    pthread_mutex_unlock(&app.lock);
-    if (ok)
-        handle_message(ev->connection_id, ev->message_seq, buf ? buf : (const uint8_t *)"", len);
-    else
-        fprintf(stderr, "error: out of memory receiving message %" PRIu64 " of connection %" PRIu64
-                        "; dropped\n", ev->message_seq, ev->connection_id);
-    free(buf);
-}
-
-static void on_disconnected(void *user, const mllp_status_event *ev) {
-    (void)user;
-    pthread_mutex_lock(&app.lock);
-    drop_acc(ev->connection_id);
-    pthread_mutex_unlock(&app.lock);
+    handle_message(ev->connection_id, ev->message_seq, ev->data ? ev->data : (const uint8_t *)"", ev->len);
 }
 
 /* --dedupe: the library answered a duplicate from its own window (this run). */
@@ -1700,7 +1612,7 @@ int main(int argc, char **argv) {
     if (o.tls_cert) setup_tls(server, &o);
 
     /* Where each message is handled exactly once: AckOut when an acknowledgement follows,
-     * EndTransfer when none does (AckOut never fires then). Read the mode back from the
+     * the Message event when none does (AckOut never fires then). Read the mode back from the
      * library, which derives it from Version and AckMode (also when set with --config). */
     char *mode = config_get(server, "AckMode");
     char *event_mode = config_get(server, "EventMode");
@@ -1714,16 +1626,13 @@ int main(int argc, char **argv) {
     if (o.dedupe && app.dir_fd >= 0) dd_open(); /* the window kept across restarts */
     if (o.dedupe) mllp_server_on_duplicate(server, on_duplicate);
     if (app.ack_none) {
-        mllp_server_on_start_transfer(server, on_start_transfer);
-        mllp_server_on_transfer(server, on_transfer);
-        mllp_server_on_end_transfer(server, on_end_transfer);
+        mllp_server_on_message(server, on_message);
     } else {
         mllp_server_on_ack_out(server, on_ack_out);
         /* group commit; --ack hl7 also for the application acknowledgements, which follow
          * the accept acknowledgement, so they are sent after the decision */
         if (app.dir_fd >= 0 || app.ack_hl7) writer_start(server);
     }
-    mllp_server_on_disconnected(server, on_disconnected);
     mllp_server_on_error(server, on_error);
 
     /* Hold the lock so no message line can come before the "listening" line. */
@@ -1789,8 +1698,6 @@ int main(int argc, char **argv) {
     rc = mllp_server_free(server);
     if (rc != MLLP_OK) fprintf(stderr, PROG ": mllp_server_free: %d\n", rc);
 
-    for (size_t i = 0; i < app.acc_count; i++) free(app.acc[i].buf);
-    free(app.acc);
     free(o.configs);
     if (app.dir_fd >= 0 && joined) close(app.dir_fd);
     if (dd.fd >= 0 && joined) close(dd.fd);

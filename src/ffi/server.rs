@@ -200,7 +200,7 @@ pub extern "C" fn mllp_server_set_local_host(server: *mut mllp_server, host: *co
 ///
 /// HL7 delivery settings (all off by default; README "HL7 delivery semantics"):
 /// - `DuplicateWindow=N` (0–10000000): remember the last N accepted messages (MSH-3, MSH-4,
-///   MSH-10, SHA-256 of the message) across connections; a resend is answered with the
+///   MSH-10, a 128-bit hash of the message) across connections; a resend is answered with the
 ///   original acknowledgement byte for byte and not delivered (Duplicate event, Log line,
 ///   `DuplicateCount`). Acknowledgements over 4096 bytes are not remembered. Memory: at most
 ///   about 200 bytes per message plus its acknowledgement.
