@@ -40,15 +40,15 @@ impl Key {
     /// The key of `msg`: None when it has no MSH or an empty MSH-10 (such messages have no
     /// identity and are never duplicates).
     pub fn of(msg: &[u8]) -> Option<Key> {
-        let m = hl7::parse_msh(msg)?;
-        if m.control_id.is_empty() {
+        let fields = hl7::msh_identity(msg)?;
+        if fields[2].is_empty() {
             return None;
         }
         // Keyed per process: a sender cannot choose control ids that collide in the table
         // (which then hashes the ident no further, see `IdentHasher`).
         static KEYS: std::sync::OnceLock<RandomState> = std::sync::OnceLock::new();
         let mut h = KEYS.get_or_init(RandomState::new).build_hasher();
-        for f in [m.sending_application, m.sending_facility, m.control_id] {
+        for f in fields {
             h.write_usize(f.len());
             h.write(f);
         }
@@ -89,7 +89,33 @@ pub enum Lookup {
 
 enum State {
     InProgress { owner: u64 },
-    Done(Box<[u8]>),
+    Done(Reply),
+}
+
+/// A remembered acknowledgement: short ones (the MLLP commit byte) inline, without an
+/// allocation per message.
+enum Reply {
+    Inline(u8, [u8; 15]),
+    Heap(Box<[u8]>),
+}
+
+impl Reply {
+    fn new(r: &[u8]) -> Self {
+        if r.len() <= 15 {
+            let mut b = [0u8; 15];
+            b[..r.len()].copy_from_slice(r);
+            Reply::Inline(r.len() as u8, b)
+        } else {
+            Reply::Heap(r.into())
+        }
+    }
+
+    fn to_vec(&self) -> Vec<u8> {
+        match self {
+            Reply::Inline(n, b) => b[..*n as usize].to_vec(),
+            Reply::Heap(b) => b.to_vec(),
+        }
+    }
 }
 
 struct Entry {
@@ -319,7 +345,7 @@ impl Duplicates {
             Some(e) => match reply {
                 // Completed in place: the entry keeps its place in the eviction order.
                 Some(r) if r.len() <= MAX_REPLY => {
-                    e.state = State::Done(r.into());
+                    e.state = State::Done(Reply::new(r));
                     return;
                 }
                 _ => true,
@@ -330,7 +356,7 @@ impl Duplicates {
             _ if ours => {
                 w.remove_where(key.ident, |e| e.digest == key.digest);
             }
-            Some(r) if r.len() <= MAX_REPLY => w.insert(key, State::Done(r.into())),
+            Some(r) if r.len() <= MAX_REPLY => w.insert(key, State::Done(Reply::new(r))),
             _ => {}
         }
     }

@@ -82,17 +82,7 @@ pub struct Msh<'a> {
 pub fn parse_msh(msg: &[u8]) -> Option<Msh<'_>> {
     let seg = msh_segment(msg)?;
     let field_sep = seg[3];
-    // f[0] is MSH-2, f[n - 2] is MSH-n. memchr finds the separators: this runs for every
-    // message received, so it should not cost a closure call per byte.
-    let mut f: [&[u8]; 17] = [&[]; 17];
-    let fields = &seg[4..];
-    let mut start = 0;
-    let mut ends = memchr::memchr_iter(field_sep, fields).chain(std::iter::once(fields.len()));
-    for slot in f.iter_mut() {
-        let Some(end) = ends.next() else { break };
-        *slot = &fields[start..end];
-        start = end + 1;
-    }
+    let f = msh_fields(seg, 17);
     let encoding = f[0];
     let component_sep = encoding.first().copied().unwrap_or(b'^');
     let message_type = f[7];
@@ -114,6 +104,29 @@ pub fn parse_msh(msg: &[u8]) -> Option<Msh<'_>> {
         app_ack_type: f[14],
         charset: f[16],
     })
+}
+
+/// The fields MSH-2 to MSH-(n+1) of an MSH segment: `f[0]` is MSH-2, `f[k - 2]` is MSH-k;
+/// fields past `n` (or missing) are empty. memchr finds the separators: this runs for every
+/// message received, so it should not cost a closure call per byte.
+fn msh_fields(seg: &[u8], n: usize) -> [&[u8]; 17] {
+    let mut f: [&[u8]; 17] = [&[]; 17];
+    let fields = &seg[4..];
+    let mut start = 0;
+    let mut ends = memchr::memchr_iter(seg[3], fields).chain(std::iter::once(fields.len()));
+    for slot in f.iter_mut().take(n) {
+        let Some(end) = ends.next() else { break };
+        *slot = &fields[start..end];
+        start = end + 1;
+    }
+    f
+}
+
+/// MSH-3, MSH-4 and MSH-10 of `msg` (what identifies a message for duplicate detection),
+/// reading no further than MSH-10.
+pub fn msh_identity(msg: &[u8]) -> Option<[&[u8]; 3]> {
+    let f = msh_fields(msh_segment(msg)?, 9);
+    Some([f[1], f[2], f[8]])
 }
 
 /// MSH-18 (character set) of `msg` as sent, and the repetition separator (second byte of
@@ -1046,6 +1059,10 @@ mod tests {
     fn msh_charset_agrees_with_parse_msh() {
         for m in [ADT_A01, ORU_R01, ADT_A08_UTF8, BATCH_ADT, ACK_AA, NOT_HL7, b"MSH|", b"MSH|^~"] {
             assert_eq!(msh_charset(m).0, parse_msh(m).map_or(&[][..], |p| p.charset));
+            assert_eq!(
+                msh_identity(m),
+                parse_msh(m).map(|p| [p.sending_application, p.sending_facility, p.control_id])
+            );
         }
         // MSH-18 is the 17th field after "MSH" and its separator.
         let m = format!("MSH|^~\\&{}8859/1|x\r", "|".repeat(16));
