@@ -1140,8 +1140,8 @@ int mllp_server_set_local_host(mllp_server *server, const char *host);
  * - `DuplicateWindow=N` (0–10000000): remember the last N accepted messages (MSH-3, MSH-4,
  *   MSH-10, a 128-bit hash of the message) across connections; a resend is answered with the
  *   original acknowledgement byte for byte and not delivered (Duplicate event, Log line,
- *   `DuplicateCount`). Acknowledgements over 4096 bytes are not remembered. Memory: at most
- *   about 200 bytes per message plus its acknowledgement.
+ *   `DuplicateCount`). Acknowledgements over 4096 bytes are not remembered. Memory: about 100
+ *   bytes per message plus its HL7 acknowledgement.
  * - `DuplicateCount` (read-only): duplicates answered so far.
  * - `ProcessBatch=True`: FHS/BHS frames are split into their messages, each delivered on its
  *   own; the frame gets one reply (ACK/NAK, or an HL7 batch acknowledgement). A malformed

