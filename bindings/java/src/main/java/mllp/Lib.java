@@ -3,7 +3,11 @@ package mllp;
 import com.sun.jna.Callback;
 import com.sun.jna.Native;
 import com.sun.jna.NativeLibrary;
+import com.sun.jna.Platform;
 import com.sun.jna.Pointer;
+
+import java.io.File;
+import java.io.IOException;
 
 /**
  * Direct mapping of include/mllp.h. Internal: use {@link MLLPServer}.
@@ -27,8 +31,37 @@ final class Lib {
     static final int CERT_FIELD_THUMBPRINT_SHA1 = 6;
     static final int CERT_FIELD_THUMBPRINT_SHA256 = 7;
 
+    /** Where libmllp was loaded from (a file path, or the name JNA searched for). */
+    static final String LIBRARY_SOURCE;
+
     static {
-        Native.register(Lib.class, NativeLibrary.getInstance("mllp"));
+        NativeLibrary lib = load();
+        LIBRARY_SOURCE = lib.getFile() != null ? lib.getFile().getAbsolutePath() : lib.getName();
+        Native.register(Lib.class, lib);
+    }
+
+    /**
+     * libmllp: the copy carried by this jar ({@code linux-x86-64/libmllp.so}, JNA's resource path
+     * for the platform), so the jar and JNA are all an application needs. When
+     * {@code jna.library.path} is set, or the jar carries no copy for this platform, JNA's usual
+     * search instead ({@code jna.library.path}, then the system's library path).
+     */
+    private static NativeLibrary load() {
+        String name = "mllp";
+        ClassLoader cl = Lib.class.getClassLoader();
+        String resource = Platform.RESOURCE_PREFIX + "/" + System.mapLibraryName(name);
+        if (System.getProperty("jna.library.path", "").isEmpty() && cl != null && cl.getResource(resource) != null) {
+            File file;
+            try {
+                file = Native.extractFromResourcePath(name, cl);
+            } catch (IOException e) {
+                UnsatisfiedLinkError err = new UnsatisfiedLinkError("cannot extract " + resource + ": " + e.getMessage());
+                err.initCause(e);
+                throw err;
+            }
+            return NativeLibrary.getInstance(file.getAbsolutePath());
+        }
+        return NativeLibrary.getInstance(name);
     }
 
     private Lib() {}

@@ -154,6 +154,15 @@ public class MLLPServer implements AutoCloseable {
         return Lib.mllp_version();
     }
 
+    /**
+     * Extension: the file libmllp was loaded from: the copy this jar carries (JNA unpacks it from
+     * {@code linux-x86-64/libmllp.so} on the classpath), or, with {@code -Djna.library.path} set
+     * or no copy in the jar, the one JNA's usual search found.
+     */
+    public static String libraryPath() {
+        return Lib.LIBRARY_SOURCE;
+    }
+
     /** The library's description of a result code. */
     public static String errorDescription(int code) {
         return Lib.str(Lib.mllp_error_description(code));

@@ -1,7 +1,7 @@
 package mllp;
 
 import static mllp.TestSupport.*;
-import static org.junit.Assert.*;
+import static org.junit.jupiter.api.Assertions.*;
 
 import java.io.ByteArrayInputStream;
 import java.io.ByteArrayOutputStream;
@@ -22,9 +22,10 @@ import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicReference;
 
-import org.junit.After;
-import org.junit.Assume;
-import org.junit.Test;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Assumptions;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
 
 public class MLLPServerTest {
     private final List<MLLPServer> servers = new ArrayList<>();
@@ -38,19 +39,34 @@ public class MLLPServerTest {
         return track(listening(ls));
     }
 
-    @After
+    @AfterEach
     public void closeServers() {
         for (MLLPServer s : servers) {
             s.close();
         }
     }
 
+    // ------------------------------------------------------------------ packaging
+
+    @Test
+    @Timeout(20)
+    public void libmllpComesFromTheClasspath() {
+        // Maven puts target/release/libmllp.so into the jar (and target/classes) as
+        // linux-x86-64/libmllp.so; no jna.library.path or LD_LIBRARY_PATH is needed.
+        Assumptions.assumeTrue(System.getProperty("jna.library.path", "").isEmpty(), "jna.library.path set");
+        String path = MLLPServer.libraryPath().replace(File.separatorChar, '/');
+        assertTrue(path.endsWith("/linux-x86-64/libmllp.so"), "libmllp loaded from " + path);
+    }
+
     // ------------------------------------------------------------------ layout
 
-    @Test(timeout = 20000)
+    @Test
+    @Timeout(20)
     public void structLayoutMatchesC() throws Exception {
         String path = System.getProperty("mllp.layout");
-        Assume.assumeTrue("no C layout file (mllp.layout)", path != null && new File(path).isFile());
+        // Maven writes it (src/test/c/layout.c, compiled and run before the tests); elsewhere skipped.
+        Assumptions.assumeTrue(path != null, "no C layout file (mllp.layout)");
+        assertTrue(new File(path).isFile(), "missing C layout file " + path);
         List<String> expected = Files.readAllLines(new File(path).toPath());
         List<String> actual = Arrays.asList(
                 Structs.layout(new Structs.ConnectionRequest()),
@@ -71,7 +87,8 @@ public class MLLPServerTest {
 
     // ------------------------------------------------------------------ properties
 
-    @Test(timeout = 20000)
+    @Test
+    @Timeout(20)
     public void propertiesAndDefaults() throws Exception {
         MLLPServer s = track(new MLLPServer());
         assertFalse(s.isListening());
@@ -104,7 +121,8 @@ public class MLLPServerTest {
         assertFalse(MLLPServer.errorDescription(670).isEmpty());
     }
 
-    @Test(timeout = 20000)
+    @Test
+    @Timeout(20)
     public void configRoundTrip() throws Exception {
         MLLPServer s = track(new MLLPServer());
         assertEquals("", s.config("ReceiveTimeout=45"));
@@ -118,12 +136,13 @@ public class MLLPServerTest {
         assertEquals("True", s.config("CloseStreamAfterTransfer"));
     }
 
-    @Test(timeout = 20000)
+    @Test
+    @Timeout(20)
     public void invalidCallsThrowWithReferenceCodes() throws Exception {
         MLLPServer s = track(new MLLPServer());
         MLLPException e = assertThrows(MLLPException.class, () -> s.config("NoSuchSetting"));
         assertEquals(2004, e.getCode());
-        assertTrue(e.getMessage(), e.getMessage().toLowerCase().contains("nosuchsetting"));
+        assertTrue(e.getMessage().toLowerCase().contains("nosuchsetting"), e.getMessage());
         e = assertThrows(MLLPException.class, () -> s.config("NoSuchSetting=1"));
         assertEquals(2004, e.getCode());
         e = assertThrows(MLLPException.class, () -> s.config("ReceiveTimeout=banana"));
@@ -141,7 +160,8 @@ public class MLLPServerTest {
         assertFalse(s.getConnection("77").isConnected());
     }
 
-    @Test(timeout = 20000)
+    @Test
+    @Timeout(20)
     public void emptyValuesAndUnsupportedSettings() throws Exception {
         Recorder r = new Recorder();
         MLLPServer s = start(r);
@@ -167,7 +187,8 @@ public class MLLPServerTest {
         }
     }
 
-    @Test(timeout = 20000)
+    @Test
+    @Timeout(20)
     public void addressInUse() throws Exception {
         MLLPServer a = start();
         MLLPServer b = track(new MLLPServer());
@@ -177,7 +198,8 @@ public class MLLPServerTest {
         assertEquals(10048, e.getCode());
     }
 
-    @Test(timeout = 20000)
+    @Test
+    @Timeout(20)
     public void closedServerThrows() throws Exception {
         MLLPServer s = new MLLPServer();
         s.close();
@@ -190,7 +212,8 @@ public class MLLPServerTest {
 
     // ------------------------------------------------------------------ connections
 
-    @Test(timeout = 20000)
+    @Test
+    @Timeout(20)
     public void connectionRequestAccepted() throws Exception {
         Recorder r = new Recorder();
         MLLPServer s = start(r);
@@ -226,7 +249,8 @@ public class MLLPServerTest {
         }
     }
 
-    @Test(timeout = 20000)
+    @Test
+    @Timeout(20)
     public void connectionRequestRefused() throws Exception {
         Recorder r = new Recorder() {
             @Override
@@ -238,18 +262,19 @@ public class MLLPServerTest {
         MLLPServer s = start(r);
         try (Client c = new Client(s.getLocalPort())) {
             r.next(MLLPServerConnectionRequestEvent.class, 5000);
-            assertTrue("refused connection must be closed", c.closedByPeer());
+            assertTrue(c.closedByPeer(), "refused connection must be closed");
         }
         Thread.sleep(200);
         for (Object o : r.events) {
-            assertFalse("Connected fired for a refused connection", o instanceof MLLPServerConnectedEvent);
+            assertFalse(o instanceof MLLPServerConnectedEvent, "Connected fired for a refused connection");
         }
         assertTrue(s.getConnections().isEmpty());
     }
 
     // ------------------------------------------------------------------ receiving
 
-    @Test(timeout = 20000)
+    @Test
+    @Timeout(20)
     public void messageArrivesWithExactBytes() throws Exception {
         byte[] msg = sample("adt_a01.hl7");
         Recorder r = new Recorder();
@@ -285,7 +310,7 @@ public class MLLPServerTest {
         Object o;
         List<Object> order = new ArrayList<>();
         while (!((o = r.events.poll(5, TimeUnit.SECONDS)) instanceof MLLPServerEndTransferEvent)) {
-            assertNotNull("EndTransfer never came", o);
+            assertNotNull(o, "EndTransfer never came");
             order.add(o);
             if (o instanceof MLLPServerTransferEvent) {
                 t = (MLLPServerTransferEvent) o;
@@ -304,7 +329,8 @@ public class MLLPServerTest {
         assertArrayEquals(msg, outputData.get());
     }
 
-    @Test(timeout = 20000)
+    @Test
+    @Timeout(20)
     public void transferListenersAddedAndRemovedWhileListening() throws Exception {
         // transfer/startTransfer/endTransfer are registered with the library only while a
         // listener overrides them.
@@ -368,7 +394,8 @@ public class MLLPServerTest {
         }
     }
 
-    @Test(timeout = 20000)
+    @Test
+    @Timeout(20)
     public void ackOutRejectSendsNak() throws Exception {
         AtomicInteger n = new AtomicInteger();
         MLLPServer s = start(new DefaultMLLPServerEventListener() {
@@ -386,7 +413,8 @@ public class MLLPServerTest {
         }
     }
 
-    @Test(timeout = 20000)
+    @Test
+    @Timeout(20)
     public void hl7AckModeRejectCode() throws Exception {
         AtomicInteger n = new AtomicInteger();
         List<Integer> defaults = java.util.Collections.synchronizedList(new ArrayList<>());
@@ -408,18 +436,19 @@ public class MLLPServerTest {
         try (Client c = new Client(s.getLocalPort())) {
             c.sendFrame(msg);
             String ack = new String(c.readFrame(), StandardCharsets.ISO_8859_1);
-            assertTrue(ack, ack.contains("\rMSA|AR|MSG00001"));
+            assertTrue(ack.contains("\rMSA|AR|MSG00001"), ack);
             c.sendFrame(msg);
             ack = new String(c.readFrame(), StandardCharsets.ISO_8859_1);
-            assertTrue(ack, ack.contains("\rMSA|AE|MSG00001"));
+            assertTrue(ack.contains("\rMSA|AE|MSG00001"), ack);
             c.sendFrame(msg);
             ack = new String(c.readFrame(), StandardCharsets.ISO_8859_1);
-            assertTrue(ack, ack.startsWith("MSH|") && ack.contains("\rMSA|AA|MSG00001"));
+            assertTrue(ack.startsWith("MSH|") && ack.contains("\rMSA|AA|MSG00001"), ack);
         }
         assertEquals(Arrays.asList(1, 1, 1), defaults);
     }
 
-    @Test(timeout = 20000)
+    @Test
+    @Timeout(20)
     public void version1SendsNoAcknowledgement() throws Exception {
         Recorder r = new Recorder();
         MLLPServer s = track(new MLLPServer());
@@ -434,11 +463,12 @@ public class MLLPServerTest {
             assertFalse(c.closedByPeer()); // nothing arrives, connection stays open
         }
         for (Object o : r.events) {
-            assertFalse("AckOut fired in version 1", o instanceof MLLPServerAckOutEvent);
+            assertFalse(o instanceof MLLPServerAckOutEvent, "AckOut fired in version 1");
         }
     }
 
-    @Test(timeout = 30000)
+    @Test
+    @Timeout(30)
     public void closeWhileOtherThreadsCall() throws Exception {
         for (int round = 0; round < 5; round++) {
             Recorder r = new Recorder();
@@ -486,7 +516,8 @@ public class MLLPServerTest {
         }
     }
 
-    @Test(timeout = 20000)
+    @Test
+    @Timeout(20)
     public void outputStreamReceivesMessage() throws Exception {
         byte[] msg = sample("oru_r01.hl7");
         ByteArrayOutputStream sink = new ByteArrayOutputStream();
@@ -523,7 +554,8 @@ public class MLLPServerTest {
         }
     }
 
-    @Test(timeout = 20000)
+    @Test
+    @Timeout(20)
     public void outputStreamKeptOpenWhenCloseStreamAfterTransferIsFalse() throws Exception {
         ByteArrayOutputStream sink = new ByteArrayOutputStream();
         AtomicBoolean closed = new AtomicBoolean();
@@ -549,10 +581,11 @@ public class MLLPServerTest {
             r.next(MLLPServerDisconnectedEvent.class, 5000);
         }
         Thread.sleep(100);
-        assertFalse("the binding must not close a stream when CloseStreamAfterTransfer is False", closed.get());
+        assertFalse(closed.get(), "the binding must not close a stream when CloseStreamAfterTransfer is False");
     }
 
-    @Test(timeout = 20000)
+    @Test
+    @Timeout(20)
     public void failingOutputStreamRefusesTheMessage() throws Exception {
         java.io.OutputStream bad = new java.io.OutputStream() {
             @Override
@@ -576,7 +609,8 @@ public class MLLPServerTest {
 
     // ------------------------------------------------------------------ sending
 
-    @Test(timeout = 20000)
+    @Test
+    @Timeout(20)
     public void serverSendsAndAckInFires() throws Exception {
         Recorder r = new Recorder();
         MLLPServer s = start(r);
@@ -606,7 +640,8 @@ public class MLLPServerTest {
         }
     }
 
-    @Test(timeout = 20000)
+    @Test
+    @Timeout(20)
     public void inputStreamIsSentAndClosed() throws Exception {
         Recorder r = new Recorder();
         MLLPServer s = start(r);
@@ -632,7 +667,8 @@ public class MLLPServerTest {
         }
     }
 
-    @Test(timeout = 20000)
+    @Test
+    @Timeout(20)
     public void synchronousSendWaitsForAckAndCanBeInterrupted() throws Exception {
         Recorder r = new Recorder();
         MLLPServer s = start(r);
@@ -674,7 +710,8 @@ public class MLLPServerTest {
 
     // ------------------------------------------------------------------ disconnect / shutdown
 
-    @Test(timeout = 20000)
+    @Test
+    @Timeout(20)
     public void disconnectAndShutdown() throws Exception {
         Recorder r = new Recorder();
         MLLPServer s = start(r);
@@ -706,7 +743,8 @@ public class MLLPServerTest {
         }
     }
 
-    @Test(timeout = 20000)
+    @Test
+    @Timeout(20)
     public void clientClosingFiresDisconnected() throws Exception {
         Recorder r = new Recorder();
         MLLPServer s = start(r);
@@ -717,7 +755,8 @@ public class MLLPServerTest {
         assertEquals(id, d.connectionId);
     }
 
-    @Test(timeout = 20000)
+    @Test
+    @Timeout(20)
     public void closeWithClientsFiresDisconnected() throws Exception {
         Recorder r = new Recorder();
         MLLPServer s = listening(r);
@@ -729,12 +768,14 @@ public class MLLPServerTest {
         }
     }
 
-    @Test(timeout = 30000)
+    @Test
+    @Timeout(30)
     public void closeFiresDisconnectedForEveryConnectionThreadMode() throws Exception {
         closeFiresDisconnectedForEveryConnection(false);
     }
 
-    @Test(timeout = 30000)
+    @Test
+    @Timeout(30)
     public void closeFiresDisconnectedForEveryConnectionDoEventsMode() throws Exception {
         closeFiresDisconnectedForEveryConnection(true);
     }
@@ -794,26 +835,26 @@ public class MLLPServerTest {
                         Thread.sleep(5);
                     }
                 }
-                assertEquals("Connected for each client", 3, connected.size());
-                assertEquals("no Disconnected before close", 0, disconnected.size());
+                assertEquals(3, connected.size(), "Connected for each client");
+                assertEquals(0, disconnected.size(), "no Disconnected before close");
             }
             assertTrue(server.isClosed());
             List<Seen> all;
             synchronized (disconnected) {
                 all = new ArrayList<>(disconnected);
             }
-            assertEquals("one Disconnected per connection", 3, all.size());
+            assertEquals(3, all.size(), "one Disconnected per connection");
             for (String id : connected) {
-                assertEquals("Disconnected exactly once for " + id, 1,
-                        all.stream().filter(d -> d.id.equals(id)).count());
+                assertEquals(1,
+                        all.stream().filter(d -> d.id.equals(id)).count(), "Disconnected exactly once for " + id);
             }
             for (Seen d : all) {
                 assertEquals(0, d.status);
                 assertSame(server, d.source);
                 if (doEvents) {
-                    assertSame("DoEvents mode: delivered on the closing thread", Thread.currentThread(), d.thread);
+                    assertSame(Thread.currentThread(), d.thread, "DoEvents mode: delivered on the closing thread");
                 } else {
-                    assertNotSame("thread mode: delivered on the reactor thread", Thread.currentThread(), d.thread);
+                    assertNotSame(Thread.currentThread(), d.thread, "thread mode: delivered on the reactor thread");
                 }
             }
             for (Client c : clients) {
@@ -828,7 +869,8 @@ public class MLLPServerTest {
 
     // ------------------------------------------------------------------ threads and reentrancy
 
-    @Test(timeout = 20000)
+    @Test
+    @Timeout(20)
     public void eventsArriveOnOneAttachedReactorThread() throws Exception {
         Recorder r = new Recorder();
         MLLPServer s = start(r);
@@ -843,14 +885,15 @@ public class MLLPServerTest {
         assertNotNull(reactor);
         assertTrue(r.threads.size() > 10);
         for (Thread t : r.threads) {
-            assertSame("every event on the same Java Thread object", reactor, t);
+            assertSame(reactor, t, "every event on the same Java Thread object");
         }
         assertTrue(reactor.isDaemon());
-        assertTrue(reactor.getName(), reactor.getName().startsWith("mllp-reactor-"));
+        assertTrue(reactor.getName().startsWith("mllp-reactor-"), reactor.getName());
         assertNotSame(Thread.currentThread(), reactor);
     }
 
-    @Test(timeout = 20000)
+    @Test
+    @Timeout(20)
     public void reentrantCallsFromEvents() throws Exception {
         AtomicReference<MLLPServer> self = new AtomicReference<>();
         AtomicReference<Throwable> closeErr = new AtomicReference<>();
@@ -893,7 +936,8 @@ public class MLLPServerTest {
         assertTrue(s.isListening());
     }
 
-    @Test(timeout = 20000)
+    @Test
+    @Timeout(20)
     public void throwingListenerDoesNotCrash() throws Exception {
         PrintStream oldErr = System.err;
         ByteArrayOutputStream errs = new ByteArrayOutputStream();
@@ -939,12 +983,13 @@ public class MLLPServerTest {
             System.setErr(oldErr);
         }
         String out = errs.toString("UTF-8");
-        assertTrue(out, out.contains("boom from listener"));
-        assertTrue(out, out.contains("fake"));
-        assertTrue(out, out.contains("listener message"));
+        assertTrue(out.contains("boom from listener"), out);
+        assertTrue(out.contains("fake"), out);
+        assertTrue(out.contains("listener message"), out);
     }
 
-    @Test(timeout = 20000)
+    @Test
+    @Timeout(20)
     public void doEventsModeDeliversOnCallingThread() throws Exception {
         Recorder r = new Recorder();
         MLLPServer s = track(new MLLPServer());
@@ -989,7 +1034,8 @@ public class MLLPServerTest {
 
     // ------------------------------------------------------------------ GC and lifetime
 
-    @Test(timeout = 60000)
+    @Test
+    @Timeout(60)
     public void gcWhileTrafficFlows() throws Exception {
         AtomicInteger ends = new AtomicInteger();
         AtomicBoolean stop = new AtomicBoolean();
@@ -1071,7 +1117,7 @@ public class MLLPServerTest {
             }
             waitUntil("orphan's EndTransfer events", 5000, () -> orphanEnds.get() == 20);
             MLLPServer orphan = orphanRef.get();
-            assertNotNull("an unclosed server is kept reachable", orphan);
+            assertNotNull(orphan, "an unclosed server is kept reachable");
             orphan.close();
         } finally {
             stop.set(true);
@@ -1083,9 +1129,12 @@ public class MLLPServerTest {
 
     private static String runChild(String mode, int expectExit) throws Exception {
         String java = System.getProperty("java.home") + File.separator + "bin" + File.separator + "java";
-        List<String> cmd = new ArrayList<>(Arrays.asList(java, "-cp", System.getProperty("java.class.path"),
-                "-Djna.library.path=" + System.getProperty("jna.library.path", ""),
-                "-Dmllp.samples=" + samples(), "-XX:+UseSerialGC", "mllp.ExitChild", mode));
+        List<String> cmd = new ArrayList<>(Arrays.asList(java, "-cp", System.getProperty("java.class.path")));
+        String jnaPath = System.getProperty("jna.library.path", "");
+        if (!jnaPath.isEmpty()) {
+            cmd.add("-Djna.library.path=" + jnaPath);
+        }
+        cmd.addAll(Arrays.asList("-Dmllp.samples=" + samples(), "-XX:+UseSerialGC", "mllp.ExitChild", mode));
         ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true);
         Path log = Files.createTempFile("mllp-exit-child", ".log");
         pb.redirectOutput(log.toFile());
@@ -1097,28 +1146,32 @@ public class MLLPServerTest {
             p.destroyForcibly();
             fail("child '" + mode + "' hung at exit:\n" + out);
         }
-        assertEquals("child '" + mode + "' exit code; output:\n" + out, expectExit, p.exitValue());
-        assertFalse(out, out.contains("hs_err") || out.contains("SIGSEGV") || out.contains("fatal error"));
-        assertTrue(out, out.contains("CHILD-DONE"));
+        assertEquals(expectExit, p.exitValue(), "child '" + mode + "' exit code; output:\n" + out);
+        assertFalse(out.contains("hs_err") || out.contains("SIGSEGV") || out.contains("fatal error"), out);
+        assertTrue(out.contains("CHILD-DONE"), out);
         return out;
     }
 
-    @Test(timeout = 40000)
+    @Test
+    @Timeout(40)
     public void exitWhileListeningWithClientConnected() throws Exception {
         runChild("return", 0);
     }
 
-    @Test(timeout = 40000)
+    @Test
+    @Timeout(40)
     public void systemExitWhileListeningWithClientConnected() throws Exception {
         runChild("exit", 3);
     }
 
-    @Test(timeout = 40000)
+    @Test
+    @Timeout(40)
     public void systemExitFromInsideAnEvent() throws Exception {
         runChild("exit-in-event", 4);
     }
 
-    @Test(timeout = 40000)
+    @Test
+    @Timeout(40)
     public void exitAfterGcStressWithOpenServers() throws Exception {
         runChild("gc", 0);
     }
@@ -1193,7 +1246,8 @@ public class MLLPServerTest {
         }
     }
 
-    @Test(timeout = 20000)
+    @Test
+    @Timeout(20)
     public void newSettingsAndConstants() throws Exception {
         MLLPServer s = track(new MLLPServer());
         assertEquals("0", s.config("DuplicateWindow"));
@@ -1221,11 +1275,12 @@ public class MLLPServerTest {
         assertEquals(2032, MLLPException.DUPLICATE_IN_PROGRESS);
         for (int code : new int[] {212, 213, 1120, 2010, 2030, 2031, 2032}) {
             String d = MLLPServer.errorDescription(code);
-            assertTrue("description of " + code, d != null && !d.isEmpty());
+            assertTrue(d != null && !d.isEmpty(), "description of " + code);
         }
     }
 
-    @Test(timeout = 20000)
+    @Test
+    @Timeout(20)
     public void duplicateGetsTheOriginalReplyAgain() throws Exception {
         Recorder11 r = new Recorder11();
         MLLPServer s = track(new MLLPServer());
@@ -1243,22 +1298,23 @@ public class MLLPServerTest {
             second = c.readFrameRaw();
         }
         String ack = new String(first, StandardCharsets.ISO_8859_1);
-        assertTrue(ack, ack.contains("\rMSA|AA|MSG00001"));
-        assertArrayEquals("the duplicate's reply is the original's, byte for byte", first, second);
+        assertTrue(ack.contains("\rMSA|AA|MSG00001"), ack);
+        assertArrayEquals(first, second, "the duplicate's reply is the original's, byte for byte");
         MLLPServerDuplicateEvent d = r.next(MLLPServerDuplicateEvent.class, 5000);
         assertEquals("MSG00001", d.controlId);
         assertArrayEquals(msg, d.message);
         assertArrayEquals(java.util.Arrays.copyOfRange(first, 1, first.length - 2), d.reply);
         Thread.sleep(200);
         assertEquals(1, r.duplicates.size());
-        assertEquals("the duplicate is not delivered", 1, r.messages.size());
+        assertEquals(1, r.messages.size(), "the duplicate is not delivered");
         assertArrayEquals(msg, r.messages.get(0).data);
         assertEquals(1, r.ackOuts.size());
         assertEquals(1, s.getDuplicateCount());
         assertEquals("1", s.config("DuplicateCount"));
     }
 
-    @Test(timeout = 20000)
+    @Test
+    @Timeout(20)
     public void batchDeliversEachMessageAndGetsOneReply() throws Exception {
         byte[] batch = sample("batch_adt.hl7");
         for (String mode : new String[] {"MLLP", "HL7"}) {
@@ -1276,30 +1332,31 @@ public class MLLPServerTest {
                     assertArrayEquals(new byte[] {SB, ACK, EB, CR}, reply);
                 } else {
                     String t = new String(reply, StandardCharsets.ISO_8859_1);
-                    assertTrue(t, t.contains("BHS|"));
+                    assertTrue(t.contains("BHS|"), t);
                     for (int i = 0; i < 3; i++) {
-                        assertTrue(t, t.contains("\rMSA|AA|B0000" + i));
+                        assertTrue(t.contains("\rMSA|AA|B0000" + i), t);
                     }
-                    assertTrue(t, t.contains("BTS|3"));
+                    assertTrue(t.contains("BTS|3"), t);
                 }
                 assertNothingArrives(c, 400);
             }
             waitUntil("3 Message events", 5000, () -> r.messages.size() >= 3);
             Thread.sleep(100);
-            assertEquals(mode, 3, r.messages.size());
+            assertEquals(3, r.messages.size(), mode);
             for (int i = 0; i < 3; i++) {
                 MLLPServerMessageEvent m = r.messages.get(i);
                 String text = new String(m.data, StandardCharsets.ISO_8859_1);
-                assertTrue(text, text.startsWith("MSH|"));
+                assertTrue(text.startsWith("MSH|"), text);
                 assertEquals("B0000" + i, mshField(m.data, 10));
-                assertFalse(text, text.contains("BHS|") || text.contains("BTS|"));
+                assertFalse(text.contains("BHS|") || text.contains("BTS|"), text);
                 assertEquals(i + 1, m.messageSeq);
             }
             assertEquals(3, r.ackOuts.size());
         }
     }
 
-    @Test(timeout = 20000)
+    @Test
+    @Timeout(20)
     public void latin1MessageIsDecodedToUtf8() throws Exception {
         Recorder11 r = new Recorder11();
         MLLPServer s = track(new MLLPServer());
@@ -1333,7 +1390,8 @@ public class MLLPServerTest {
         assertArrayEquals(expected, ao.message);
     }
 
-    @Test(timeout = 20000)
+    @Test
+    @Timeout(20)
     public void plainMessageHasNoCharsetAndIsNotDecoded() throws Exception {
         Recorder11 r = new Recorder11();
         MLLPServer s = start(r);
@@ -1362,7 +1420,8 @@ public class MLLPServerTest {
         return -1;
     }
 
-    @Test(timeout = 20000)
+    @Test
+    @Timeout(20)
     public void acknowledgeWithAndAckOutReplySendExactBytes() throws Exception {
         byte[] custom = ("MSH|^~\\&|RCV|FAC|SND|FAC|20260101120000||ACK|CUSTOM1|P|2.5\rMSA|AA|MSG00001|custom\r")
                 .getBytes(StandardCharsets.ISO_8859_1);
@@ -1390,7 +1449,7 @@ public class MLLPServerTest {
         try (Client c = new Client(s.getLocalPort())) {
             c.sendFrame(msg);
             long[] d = deferred.poll(5, TimeUnit.SECONDS);
-            assertNotNull("AckOut never came", d);
+            assertNotNull(d, "AckOut never came");
             assertNothingArrives(c, 300);
             AtomicReference<Throwable> failed = new AtomicReference<>();
             Thread t = new Thread(() -> {
@@ -1420,7 +1479,8 @@ public class MLLPServerTest {
         }
     }
 
-    @Test(timeout = 20000)
+    @Test
+    @Timeout(20)
     public void sendAppAckFollowsMsh16() throws Exception {
         Recorder11 r = new Recorder11();
         MLLPServer s = track(new MLLPServer());
@@ -1435,55 +1495,57 @@ public class MLLPServerTest {
         try (Client c = new Client(s.getLocalPort())) {
             c.sendFrame(al);
             String accept = new String(c.readFrame(), StandardCharsets.ISO_8859_1);
-            assertTrue("enhanced mode: accept ACK " + accept, accept.contains("\rMSA|CA|APP001"));
+            assertTrue(accept.contains("\rMSA|CA|APP001"), "enhanced mode: accept ACK " + accept);
             MLLPServerMessageEvent m = r.next(MLLPServerMessageEvent.class, 5000);
             assertTrue(s.sendAppAck(m.connectionId, m.data, MLLPServer.ACK_AA, null));
             byte[] app = c.readFrame();
             String appText = new String(app, StandardCharsets.ISO_8859_1);
-            assertTrue(appText, appText.startsWith("MSH|"));
-            assertTrue(appText, appText.contains("\rMSA|AA|APP001"));
+            assertTrue(appText.startsWith("MSH|"), appText);
+            assertTrue(appText.contains("\rMSA|AA|APP001"), appText);
             assertEquals("ACK", mshField(app, 9).split("\\^")[0]);
             c.out.write(new byte[] {SB, ACK, EB, CR});   // the client acknowledges the server's message
             c.out.flush();
             // through the connection, with text
             assertTrue(s.getConnection(m.connectionId).sendAppAck(m.data, MLLPServer.ACK_AE, "oops"));
             appText = new String(c.readFrame(), StandardCharsets.ISO_8859_1);
-            assertTrue(appText, appText.contains("\rMSA|AE|APP001|oops"));
+            assertTrue(appText.contains("\rMSA|AE|APP001|oops"), appText);
             c.out.write(new byte[] {SB, ACK, EB, CR});
             c.out.flush();
 
             c.sendFrame(ne);
             c.readFrame();
             m = r.next(MLLPServerMessageEvent.class, 5000);
-            assertFalse("MSH-16=NE: no application ACK", s.sendAppAck(m.connectionId, m.data, MLLPServer.ACK_AA));
+            assertFalse(s.sendAppAck(m.connectionId, m.data, MLLPServer.ACK_AA), "MSH-16=NE: no application ACK");
             assertNothingArrives(c, 300);
         }
     }
 
-    @Test(timeout = 20000)
+    @Test
+    @Timeout(20)
     public void buildAckMakesFreshControlIds() throws Exception {
         byte[] msg = sample("adt_a01.hl7");
         byte[] a = MLLPServer.buildAck(msg, MLLPServer.ACK_AA, null);
         byte[] b = MLLPServer.buildAck(msg, MLLPServer.ACK_AA);
         for (byte[] x : new byte[][] {a, b}) {
             String t = new String(x, StandardCharsets.ISO_8859_1);
-            assertTrue(t, t.startsWith("MSH|"));
-            assertTrue(t, t.contains("\rMSA|AA|MSG00001"));
-            assertFalse("MSH-10 set", mshField(x, 10).isEmpty());
-            assertFalse("MSH-7 set", mshField(x, 7).isEmpty());
+            assertTrue(t.startsWith("MSH|"), t);
+            assertTrue(t.contains("\rMSA|AA|MSG00001"), t);
+            assertFalse(mshField(x, 10).isEmpty(), "MSH-10 set");
+            assertFalse(mshField(x, 7).isEmpty(), "MSH-7 set");
         }
         assertNotEquals(mshField(a, 10), mshField(b, 10));
         String e = new String(MLLPServer.buildAck(msg, MLLPServer.ACK_AE, "bad PID"), StandardCharsets.ISO_8859_1);
-        assertTrue(e, e.contains("\rMSA|AE|MSG00001|bad PID"));
+        assertTrue(e.contains("\rMSA|AE|MSG00001|bad PID"), e);
         String cr = new String(MLLPServer.buildAck(msg, MLLPServer.ACK_CR, null), StandardCharsets.ISO_8859_1);
-        assertTrue(cr, cr.contains("\rMSA|CR|MSG00001"));
+        assertTrue(cr.contains("\rMSA|CR|MSG00001"), cr);
         java.util.Set<String> ids = new java.util.HashSet<>();
         for (int i = 0; i < 200; i++) {
             assertTrue(ids.add(mshField(MLLPServer.buildAck(msg, MLLPServer.ACK_AA), 10)));
         }
     }
 
-    @Test(timeout = 20000)
+    @Test
+    @Timeout(20)
     public void refusalsAreReportedThroughError() throws Exception {
         Recorder11 r = new Recorder11();
         List<String> logs = java.util.Collections.synchronizedList(new ArrayList<>());
@@ -1519,11 +1581,11 @@ public class MLLPServerTest {
         });
         try (Client c = new Client(s.getLocalPort())) {
             c.sendFrame(badBatch);
-            assertArrayEquals("malformed batch: NAK", new byte[] {SB, NAK, EB, CR}, c.readFrameRaw());
+            assertArrayEquals(new byte[] {SB, NAK, EB, CR}, c.readFrameRaw(), "malformed batch: NAK");
             c.sendFrame(badUtf8);
-            assertArrayEquals("unconvertible message: NAK", new byte[] {SB, NAK, EB, CR}, c.readFrameRaw());
+            assertArrayEquals(new byte[] {SB, NAK, EB, CR}, c.readFrameRaw(), "unconvertible message: NAK");
             waitUntil("Error events", 5000, () -> r.errors.size() >= 2);
-            assertEquals("nothing delivered", 0, r.messages.size());
+            assertEquals(0, r.messages.size(), "nothing delivered");
             assertEquals(MLLPException.BAD_BATCH, r.errors.get(0).errorCode);
             assertEquals(MLLPException.CHARSET, r.errors.get(1).errorCode);
 
@@ -1544,11 +1606,12 @@ public class MLLPServerTest {
         assertArrayEquals(new byte[] {ACK}, r.duplicates.get(0).reply);
         assertEquals(1, s.getDuplicateCount());
         synchronized (logs) {
-            assertTrue(logs.toString(), logs.stream().anyMatch(l -> l.contains("reused") && l.contains("MSG00001")));
+            assertTrue(logs.stream().anyMatch(l -> l.contains("reused") && l.contains("MSG00001")), logs.toString());
         }
     }
 
-    @Test(timeout = 20000)
+    @Test
+    @Timeout(20)
     public void resendWhileOriginalUndecidedOnAnotherConnection() throws Exception {
         Recorder11 r = new Recorder11();
         java.util.concurrent.BlockingQueue<MLLPServerAckOutEvent> deferred = new java.util.concurrent.LinkedBlockingQueue<>();
@@ -1568,9 +1631,9 @@ public class MLLPServerTest {
         try (Client a = new Client(s.getLocalPort()); Client b = new Client(s.getLocalPort())) {
             a.sendFrame(msg);
             MLLPServerAckOutEvent e = deferred.poll(5, TimeUnit.SECONDS);
-            assertNotNull("AckOut never came", e);
+            assertNotNull(e, "AckOut never came");
             b.sendFrame(msg);
-            assertArrayEquals("resend elsewhere while undecided: NAK", new byte[] {SB, NAK, EB, CR}, b.readFrameRaw());
+            assertArrayEquals(new byte[] {SB, NAK, EB, CR}, b.readFrameRaw(), "resend elsewhere while undecided: NAK");
             waitUntil("Error 2032", 5000, () -> r.errors.stream()
                     .anyMatch(x -> x.errorCode == MLLPException.DUPLICATE_IN_PROGRESS));
             s.acknowledge(e.connectionId, e.messageSeq, true);

@@ -1,7 +1,7 @@
 package mllp;
 
 import static mllp.TestSupport.*;
-import static org.junit.Assert.*;
+import static org.junit.jupiter.api.Assertions.*;
 
 import java.io.ByteArrayOutputStream;
 import java.io.File;
@@ -32,12 +32,13 @@ import javax.net.ssl.SSLContext;
 import javax.net.ssl.SSLSocket;
 import javax.net.ssl.TrustManagerFactory;
 
-import org.junit.After;
-import org.junit.AfterClass;
-import org.junit.Assume;
-import org.junit.Before;
-import org.junit.BeforeClass;
-import org.junit.Test;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.Assumptions;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
 
 /**
  * TLS (Certificate, the SSL properties and events, negotiated values) with javax.net.ssl
@@ -57,7 +58,7 @@ public class TlsTest {
 
     private final List<MLLPServer> servers = new ArrayList<>();
 
-    @BeforeClass
+    @BeforeAll
     public static void makePki() throws Exception {
         try {
             Process v = new ProcessBuilder("openssl", "version").redirectErrorStream(true).start();
@@ -101,7 +102,7 @@ public class TlsTest {
         }
     }
 
-    @AfterClass
+    @AfterAll
     public static void removePki() throws IOException {
         if (pki == null) {
             return;
@@ -111,12 +112,12 @@ public class TlsTest {
         }
     }
 
-    @Before
+    @BeforeEach
     public void needPki() {
-        Assume.assumeTrue("skipped: " + pkiProblem, pki != null);
+        Assumptions.assumeTrue(pki != null, "skipped: " + pkiProblem);
     }
 
-    @After
+    @AfterEach
     public void closeServers() {
         for (MLLPServer s : servers) {
             s.close();
@@ -209,12 +210,13 @@ public class TlsTest {
 
     // ------------------------------------------------------------------ Certificate
 
-    @Test(timeout = 20000)
+    @Test
+    @Timeout(20)
     public void certificateFieldsFromFilesAndBlobs() throws Exception {
         Certificate pem = new Certificate(Certificate.cstPEMKeyFile, path("server-key.pem"), "", "*");
         assertEquals("CN=localhost, O=MLLP Test", pem.getSubject());
         assertEquals("CN=MLLP Test CA", pem.getIssuer());
-        assertTrue(pem.getSerialNumber(), pem.getSerialNumber().endsWith("1001"));
+        assertTrue(pem.getSerialNumber().endsWith("1001"), pem.getSerialNumber());
         assertEquals(40, pem.getThumbprintSHA1().length());
         assertEquals(64, pem.getThumbprintSHA256().length());
         assertFalse(pem.getEffectiveDate().isEmpty());
@@ -255,7 +257,8 @@ public class TlsTest {
         pem.close();
     }
 
-    @Test(timeout = 20000)
+    @Test
+    @Timeout(20)
     public void certificateErrors() throws Exception {
         MLLPException e = assertThrows(MLLPException.class,
                 () -> new Certificate(Certificate.cstPFXFile, path("server.pfx"), "wrong password", "*"));
@@ -272,7 +275,8 @@ public class TlsTest {
         assertEquals(303, e.getCode());
     }
 
-    @Test(timeout = 20000)
+    @Test
+    @Timeout(20)
     public void unreachableCertificatesAreCleaned() throws Exception {
         // Many unclosed certificates: the Cleaner frees them; nothing crashes.
         for (int i = 0; i < 200; i++) {
@@ -282,7 +286,8 @@ public class TlsTest {
         Thread.sleep(50);
     }
 
-    @Test(timeout = 20000)
+    @Test
+    @Timeout(20)
     public void sslProperties() throws Exception {
         MLLPServer s = new MLLPServer();
         servers.add(s);
@@ -345,17 +350,20 @@ public class TlsTest {
         }
     }
 
-    @Test(timeout = 20000)
+    @Test
+    @Timeout(20)
     public void tlsRoundTripTls13() throws Exception {
         roundTrip("TLSv1.3", "TLS1.3");
     }
 
-    @Test(timeout = 20000)
+    @Test
+    @Timeout(20)
     public void tlsRoundTripTls12() throws Exception {
         roundTrip("TLSv1.2", "TLS1.2");
     }
 
-    @Test(timeout = 20000)
+    @Test
+    @Timeout(20)
     public void sslConnectionRequestPresentsAnotherCertificate() throws Exception {
         Certificate alt = new Certificate(Certificate.cstPEMKeyFile, path("alt-key.pem"), "", "*");
         AtomicBoolean referenceFields = new AtomicBoolean();
@@ -386,7 +394,8 @@ public class TlsTest {
         alt.close();
     }
 
-    @Test(timeout = 20000)
+    @Test
+    @Timeout(20)
     public void sslClientAuthenticationOverride() throws Exception {
         BlockingQueue<MLLPServerSSLClientAuthenticationEvent> auths = new LinkedBlockingQueue<>();
         BlockingQueue<Integer> errors = new LinkedBlockingQueue<>();
@@ -440,7 +449,7 @@ public class TlsTest {
         }
         a = auths.poll(5, TimeUnit.SECONDS);
         assertNotNull(a);
-        assertTrue("the library recommended it", a.accept);
+        assertTrue(a.accept, "the library recommended it");
         Integer code = errors.poll(5, TimeUnit.SECONDS);
         assertEquals(Integer.valueOf(2022), code);
 
@@ -458,7 +467,8 @@ public class TlsTest {
 
     // ------------------------------------------------------------------ deferred acknowledgement
 
-    @Test(timeout = 20000)
+    @Test
+    @Timeout(20)
     public void deferredAckSentByAcknowledgeFromAnotherThread() throws Exception {
         for (boolean accept : new boolean[] {true, false}) {
             BlockingQueue<MLLPServerAckOutEvent> pending = new LinkedBlockingQueue<>();
