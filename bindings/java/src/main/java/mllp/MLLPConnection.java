@@ -37,6 +37,14 @@ public class MLLPConnection {
         return MLLPServer.idString(id);
     }
 
+    /**
+     * Extension: the Id as the library's unsigned 64-bit number in a {@code long}
+     * ({@code Long.parseUnsignedLong(getConnectionId())}), for the server's {@code long} overloads.
+     */
+    public long getId() {
+        return id;
+    }
+
     /** True while the connection is open. */
     public boolean isConnected() {
         if (closed) {

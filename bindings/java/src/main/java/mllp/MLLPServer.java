@@ -13,6 +13,7 @@ import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.NoSuchElementException;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CopyOnWriteArrayList;
@@ -38,7 +39,12 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
  *
  * <p>Every method may be called from any thread, also from listeners (except {@link #close()}
  * and a synchronous {@link #send}, which throw with code 2006 there). Connection ids are the
- * decimal form of the library's unsigned 64-bit ids.
+ * decimal form of the library's unsigned 64-bit ids: every method taking one accepts it as that
+ * {@code String} (as events and {@link #getConnections()} give it) or as a {@code long} (the same
+ * unsigned value, see {@link MLLPConnection#getId()}). {@link #getConnection} throws
+ * {@link java.util.NoSuchElementException} when no open connection has the id (also for a string
+ * that is no id); the other methods throw {@link MLLPException} 2002 for an unknown id (2001 for a
+ * string that is no id).
  *
  * <p>Lifetime: the native server lives until {@link #close()}. An unclosed server stays
  * reachable (it is registered in a static set) so its callbacks can never be collected while
@@ -240,7 +246,11 @@ public class MLLPServer implements AutoCloseable {
     // properties
     // =====================================================================================
 
-    /** Connections: a snapshot map of the open connections, id to connection. */
+    /**
+     * Connections: a snapshot map of the open connections, id (decimal string) to connection;
+     * {@code get} of an unknown id returns null, as for any map. See also
+     * {@link #getConnection(String)} and {@link #getConnectionCount()}.
+     */
     public Map<String, MLLPConnection> getConnections() {
         long[] ids;
         try {
@@ -256,9 +266,39 @@ public class MLLPServer implements AutoCloseable {
         return Collections.unmodifiableMap(m);
     }
 
-    /** The connection with this id (a view; its accessors fail with 2002 once it has closed). */
+    /**
+     * The open connection with this id (a view; its accessors fail with 2002 once it has closed).
+     *
+     * @throws java.util.NoSuchElementException when no open connection has this id, also when
+     *     {@code connectionId} is not an id at all
+     * @throws MLLPException 211 after {@link #close()}
+     */
     public MLLPConnection getConnection(String connectionId) throws MLLPException {
-        return connection(parseId(connectionId));
+        long id;
+        try {
+            id = parseId(connectionId);
+        } catch (MLLPException e) {
+            throw new NoSuchElementException("no open connection has id " + connectionId);
+        }
+        return getConnection(id);
+    }
+
+    /** {@link #getConnection(String)} with the id as a (unsigned) long. */
+    public MLLPConnection getConnection(long connectionId) throws MLLPException {
+        byte[] out = new byte[1];
+        int rc = withHandle(h -> Lib.mllp_connection_get_connected(h, connectionId, out));
+        if (rc == Lib.ERR_NO_SUCH_CONNECTION) {
+            throw new NoSuchElementException("no open connection has id " + idString(connectionId));
+        }
+        check(rc);
+        return connection(connectionId);
+    }
+
+    /** ConnectionCount: the number of open connections (the size of {@link #getConnections()}). */
+    public int getConnectionCount() {
+        Memory n = new Memory(Native.SIZE_T_SIZE);
+        getter(h -> Lib.mllp_server_get_connection_count(h, n));
+        return (int) Math.min(Lib.getSize(n), Integer.MAX_VALUE);
     }
 
     public int getDefaultTimeout() {
@@ -394,12 +434,22 @@ public class MLLPServer implements AutoCloseable {
      */
     public void acknowledge(String connectionId, long messageSeq, boolean accept, int rejectCode)
             throws MLLPException {
-        long id = parseId(connectionId);
-        run(h -> Lib.mllp_server_acknowledge(h, id, messageSeq, (byte) (accept ? 1 : 0), rejectCode));
+        acknowledge(parseId(connectionId), messageSeq, accept, rejectCode);
+    }
+
+    /** {@link #acknowledge(String, long, boolean, int)} with the id as a long. */
+    public void acknowledge(long connectionId, long messageSeq, boolean accept, int rejectCode)
+            throws MLLPException {
+        run(h -> Lib.mllp_server_acknowledge(h, connectionId, messageSeq, (byte) (accept ? 1 : 0), rejectCode));
     }
 
     /** {@link #acknowledge(String, long, boolean, int)} with {@link #REJECT_AE}. */
     public void acknowledge(String connectionId, long messageSeq, boolean accept) throws MLLPException {
+        acknowledge(parseId(connectionId), messageSeq, accept, REJECT_AE);
+    }
+
+    /** {@link #acknowledge(long, long, boolean, int)} with {@link #REJECT_AE}. */
+    public void acknowledge(long connectionId, long messageSeq, boolean accept) throws MLLPException {
         acknowledge(connectionId, messageSeq, accept, REJECT_AE);
     }
 
@@ -411,7 +461,11 @@ public class MLLPServer implements AutoCloseable {
      * or CA) is remembered by the DuplicateWindow setting.
      */
     public void acknowledgeWith(String connectionId, long messageSeq, byte[] reply) throws MLLPException {
-        long id = parseId(connectionId);
+        acknowledgeWith(parseId(connectionId), messageSeq, reply);
+    }
+
+    /** {@link #acknowledgeWith(String, long, byte[])} with the id as a long. */
+    public void acknowledgeWith(long id, long messageSeq, byte[] reply) throws MLLPException {
         if (reply == null) {
             throw new MLLPException(Lib.ERR_INVALID_ARGUMENT, "reply is null");
         }
@@ -427,7 +481,11 @@ public class MLLPServer implements AutoCloseable {
      * null) is MSA-3. Returns true when it was sent, false when MSH-16 said no.
      */
     public boolean sendAppAck(String connectionId, byte[] message, int code, String text) throws MLLPException {
-        long id = parseId(connectionId);
+        return sendAppAck(parseId(connectionId), message, code, text);
+    }
+
+    /** {@link #sendAppAck(String, byte[], int, String)} with the id as a long. */
+    public boolean sendAppAck(long id, byte[] message, int code, String text) throws MLLPException {
         if (message == null) {
             throw new MLLPException(Lib.ERR_INVALID_ARGUMENT, "message is null");
         }
@@ -440,6 +498,11 @@ public class MLLPServer implements AutoCloseable {
 
     /** {@link #sendAppAck(String, byte[], int, String)} without MSA-3 text. */
     public boolean sendAppAck(String connectionId, byte[] message, int code) throws MLLPException {
+        return sendAppAck(parseId(connectionId), message, code, null);
+    }
+
+    /** {@link #sendAppAck(long, byte[], int, String)} without MSA-3 text. */
+    public boolean sendAppAck(long connectionId, byte[] message, int code) throws MLLPException {
         return sendAppAck(connectionId, message, code, null);
     }
 
@@ -533,15 +596,24 @@ public class MLLPServer implements AutoCloseable {
         run(Lib::mllp_server_reset);
     }
 
+    /** Disconnect: closes the connection (Disconnected fires). 2002 when no open connection has the id. */
     public void disconnect(String connectionId) throws MLLPException {
-        long id = parseId(connectionId);
-        run(h -> Lib.mllp_server_disconnect(h, id));
+        disconnect(parseId(connectionId));
+    }
+
+    /** {@link #disconnect(String)} with the id as a long. */
+    public void disconnect(long connectionId) throws MLLPException {
+        run(h -> Lib.mllp_server_disconnect(h, connectionId));
     }
 
     /** Interrupt: a synchronous Send waiting on this connection fails with 2011 at once. */
     public void interrupt(String connectionId) throws MLLPException {
-        long id = parseId(connectionId);
-        run(h -> Lib.mllp_server_interrupt(h, id));
+        interrupt(parseId(connectionId));
+    }
+
+    /** {@link #interrupt(String)} with the id as a long. */
+    public void interrupt(long connectionId) throws MLLPException {
+        run(h -> Lib.mllp_server_interrupt(h, connectionId));
     }
 
     /**
@@ -550,13 +622,21 @@ public class MLLPServer implements AutoCloseable {
      * Timeout &gt; 0 waits for the acknowledgement (670 on a NAK, 201 on timeout).
      */
     public void send(String connectionId) throws MLLPException {
-        long id = parseId(connectionId);
-        run(h -> Lib.mllp_server_send(h, id));
+        send(parseId(connectionId));
+    }
+
+    /** {@link #send(String)} with the id as a long. */
+    public void send(long connectionId) throws MLLPException {
+        run(h -> Lib.mllp_server_send(h, connectionId));
     }
 
     /** Extension: sends {@code data} as Send does, without touching the connection's InputData. */
     public void send(String connectionId, byte[] data) throws MLLPException {
-        long id = parseId(connectionId);
+        send(parseId(connectionId), data);
+    }
+
+    /** {@link #send(String, byte[])} with the id as a long. */
+    public void send(long id, byte[] data) throws MLLPException {
         byte[] d = data == null ? new byte[0] : data;
         run(h -> Lib.mllp_server_send_bytes(h, id, d, new SizeT(d.length)));
     }

@@ -155,9 +155,19 @@ public class MLLPServerTest {
         assertEquals(2002, e.getCode());
         e = assertThrows(MLLPException.class, () -> s.disconnect("not-a-number"));
         assertEquals(2001, e.getCode());
-        e = assertThrows(MLLPException.class, () -> s.getConnection("77").getRemoteHost());
+        e = assertThrows(MLLPException.class, () -> s.disconnect(123456L));
         assertEquals(2002, e.getCode());
-        assertFalse(s.getConnection("77").isConnected());
+        e = assertThrows(MLLPException.class, () -> s.send(-1L, new byte[] {1}));  // 2^64-1
+        assertEquals(2002, e.getCode());
+        // a lookup of an unknown id, given as a number or as any string, is Java's NoSuchElementException
+        assertThrows(java.util.NoSuchElementException.class, () -> s.getConnection("77"));
+        assertThrows(java.util.NoSuchElementException.class, () -> s.getConnection(77L));
+        assertThrows(java.util.NoSuchElementException.class, () -> s.getConnection("abc"));
+        assertThrows(java.util.NoSuchElementException.class, () -> s.getConnection(""));
+        assertThrows(java.util.NoSuchElementException.class, () -> s.getConnection((String) null));
+        assertNull(s.getConnections().get("77"));
+        assertNull(s.getConnections().get("abc"));
+        assertEquals(0, s.getConnectionCount());
     }
 
     @Test
@@ -246,6 +256,26 @@ public class MLLPServerTest {
             conn.setInputFileName("");
             assertEquals("", conn.getOutputFileName());
             assertSame(conn, s.getConnections().get(con.connectionId));
+            // the id as a string or as a long, everywhere
+            assertEquals(1, s.getConnectionCount());
+            long lid = conn.getId();
+            conn.setTimeout(0);   // asynchronous sends below
+            assertEquals(con.connectionId, Long.toUnsignedString(lid));
+            assertSame(conn, s.getConnection(con.connectionId));
+            assertSame(conn, s.getConnection(lid));
+            s.send(lid, "MSH|by long id".getBytes(StandardCharsets.US_ASCII));
+            assertEquals("MSH|by long id", new String(c.readFrame(), StandardCharsets.US_ASCII));
+            s.send(con.connectionId, "MSH|by string id".getBytes(StandardCharsets.US_ASCII));
+            assertEquals("MSH|by string id", new String(c.readFrame(), StandardCharsets.US_ASCII));
+            s.disconnect(lid);
+            r.next(MLLPServerDisconnectedEvent.class, 5000);
+            assertEquals(0, s.getConnectionCount());
+            assertThrows(java.util.NoSuchElementException.class, () -> s.getConnection(lid));
+            assertThrows(java.util.NoSuchElementException.class, () -> s.getConnection(con.connectionId));
+            assertNull(s.getConnections().get(con.connectionId));
+            MLLPException e = assertThrows(MLLPException.class, () -> conn.getRemoteHost());
+            assertEquals(2002, e.getCode());
+            assertFalse(conn.isConnected());
         }
     }
 
@@ -720,12 +750,14 @@ public class MLLPServerTest {
             String ida = r.next(MLLPServerConnectedEvent.class, 5000).connectionId;
             String idb = r.next(MLLPServerConnectedEvent.class, 5000).connectionId;
             assertEquals(2, s.getConnections().size());
+            assertEquals(2, s.getConnectionCount());
             MLLPConnection ca = s.getConnection(ida);
             s.disconnect(ida);
             MLLPServerDisconnectedEvent d = r.next(MLLPServerDisconnectedEvent.class, 5000);
             assertEquals(ida, d.connectionId);
             assertFalse(ca.isConnected());
             assertEquals(1, s.getConnections().size());
+            assertEquals(1, s.getConnectionCount());
             assertTrue(a.closedByPeer() || true);
 
             s.shutdown();
@@ -986,6 +1018,24 @@ public class MLLPServerTest {
         assertTrue(out.contains("boom from listener"), out);
         assertTrue(out.contains("fake"), out);
         assertTrue(out.contains("listener message"), out);
+    }
+
+    @Test
+    @Timeout(20)
+    public void doEventsWaitsOneHundredMillisecondsByDefault() throws Exception {
+        // the reference's default; a ported `while (...) doEvents();` loop must not spin a core
+        assertEquals(100, MLLPServer.DEFAULT_DO_EVENTS_WAIT_MS);
+        MLLPServer s = track(new MLLPServer());
+        s.config("EventMode=DoEvents");
+        s.setLocalHost("127.0.0.1");
+        s.startListening();
+        long t0 = System.nanoTime();
+        for (int i = 0; i < 3; i++) {
+            s.doEvents();   // nothing to deliver: waits the default each time
+        }
+        long ms = (System.nanoTime() - t0) / 1_000_000;
+        assertTrue(ms >= 270, "three idle doEvents() took " + ms + " ms");
+        assertEquals(0, s.doEvents(0));
     }
 
     @Test
