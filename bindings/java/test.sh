@@ -1,47 +1,27 @@
 #!/usr/bin/env bash
-# Builds libmllp if missing, compiles the Java binding, its tests and example, and runs the
-# JUnit 4 tests. Exit status: non-zero on any failure.
+# Builds and tests the Java binding the way its README says, then builds a consumer project
+# against the installed jar. Exit status: non-zero on any failure.
 #   bindings/java/test.sh            all tests
 #   bindings/java/test.sh -m NAME    only the test methods whose name contains NAME
+# 1. `mvn -B install` in bindings/java (Maven's verify, then install): cargo builds libmllp at the
+#    repository root when it is missing or stale, the jar gets it as linux-x86-64/libmllp.so,
+#    src/test/c/layout.c checks the JNA struct layouts against include/mllp.h, Surefire runs the
+#    JUnit 5 tests, and org.mllp:mllp:0.1.0 goes into the local Maven repository.
+# 2. `mvn -B verify` in consumer-test/: a project depending on that jar and JNA only runs a
+#    receiver that a raw-socket MLLP client sends a message to, and checks the ACK (no
+#    jna.library.path, no LD_LIBRARY_PATH).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-REPO="$(cd "$HERE/../.." && pwd)"
-LIBDIR="$REPO/target/release"
-OUT="${MLLP_JAVA_BUILD:-$HERE/build}"
-JNA="${JNA_JAR:-/usr/share/java/jna.jar}"
-JUNIT="${JUNIT_JAR:-/usr/share/java/junit4.jar}"
-HAMCREST="${HAMCREST_JAR:-/usr/share/java/hamcrest-core.jar}"
-FILTER=""
-if [[ "${1:-}" == "-m" ]]; then FILTER="${2:-}"; fi
+command -v mvn >/dev/null 2>&1 || { echo "test.sh: mvn not found (apt-get install maven)" >&2; exit 2; }
 
-for j in "$JNA" "$JUNIT" "$HAMCREST"; do
-  [[ -f "$j" ]] || { echo "test.sh: missing $j (apt-get install libjna-java junit4)" >&2; exit 2; }
-done
-
-if [[ ! -f "$LIBDIR/libmllp.so" ]]; then
-  echo "== building libmllp (cargo build --release --lib)"
-  (cd "$REPO" && cargo build --release --lib)
+ARGS=(-B --no-transfer-progress)
+if [[ "${1:-}" == "-m" ]]; then
+  ARGS+=("-Dtest=*#*${2:-}*" -Dsurefire.failIfNoSpecifiedTests=false)
 fi
 
-rm -rf "$OUT"
-mkdir -p "$OUT/classes" "$OUT/test-classes" "$OUT/examples"
+echo "== bindings/java: mvn -B install"
+(cd "$HERE" && timeout 1200 mvn "${ARGS[@]}" install)
 
-echo "== compiling the binding"
-javac -Xlint:all -Werror -d "$OUT/classes" -cp "$JNA" "$HERE"/src/mllp/*.java
-jar --create --file "$OUT/mllp.jar" -C "$OUT/classes" .
-javac -Xlint:all -d "$OUT/examples" -cp "$JNA:$OUT/mllp.jar" "$HERE"/examples/*.java
-CP="$JNA:$JUNIT:$HAMCREST:$OUT/mllp.jar"
-javac -Xlint:all -d "$OUT/test-classes" -cp "$CP:$OUT/classes" -sourcepath "$HERE/src" "$HERE"/test/mllp/*.java
-
-LAYOUT_ARG=()
-if command -v cc >/dev/null 2>&1; then
-  cc -std=c99 -I"$REPO/include" -o "$OUT/layout" "$HERE/layout.c" && "$OUT/layout" > "$OUT/layout.txt" \
-    && LAYOUT_ARG=("-Dmllp.layout=$OUT/layout.txt")
-fi
-
-echo "== running tests"
-# Package-private test access: the tests live in package mllp, on the classpath next to the jar.
-timeout 600 java -Djna.library.path="$LIBDIR" -Djava.awt.headless=true "${LAYOUT_ARG[@]}" \
-  -Dmllp.filter="$FILTER" -Dmllp.samples="${MLLP_SAMPLES:-$REPO/tests/data}" \
-  -cp "$OUT/test-classes:$CP" mllp.RunTests
+echo "== bindings/java/consumer-test: mvn -B verify (the jar and JNA only)"
+(cd "$HERE/consumer-test" && env -u LD_LIBRARY_PATH timeout 600 mvn -B --no-transfer-progress verify)

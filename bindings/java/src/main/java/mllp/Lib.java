@@ -8,6 +8,7 @@ import com.sun.jna.Pointer;
 
 import java.io.File;
 import java.io.IOException;
+import java.net.URL;
 
 /**
  * Direct mapping of include/mllp.h. Internal: use {@link MLLPServer}.
@@ -31,12 +32,16 @@ final class Lib {
     static final int CERT_FIELD_THUMBPRINT_SHA1 = 6;
     static final int CERT_FIELD_THUMBPRINT_SHA256 = 7;
 
-    /** Where libmllp was loaded from (a file path, or the name JNA searched for). */
+    /**
+     * Where libmllp was loaded from: a file path, the {@code jar:} URL of the copy in the jar,
+     * or the name JNA searched for.
+     */
     static final String LIBRARY_SOURCE;
 
     static {
-        NativeLibrary lib = load();
-        LIBRARY_SOURCE = lib.getFile() != null ? lib.getFile().getAbsolutePath() : lib.getName();
+        String[] source = new String[1];
+        NativeLibrary lib = load(source);
+        LIBRARY_SOURCE = source[0];
         Native.register(Lib.class, lib);
     }
 
@@ -46,22 +51,34 @@ final class Lib {
      * {@code jna.library.path} is set, or the jar carries no copy for this platform, JNA's usual
      * search instead ({@code jna.library.path}, then the system's library path).
      */
-    private static NativeLibrary load() {
+    private static NativeLibrary load(String[] source) {
         String name = "mllp";
         ClassLoader cl = Lib.class.getClassLoader();
         String resource = Platform.RESOURCE_PREFIX + "/" + System.mapLibraryName(name);
-        if (System.getProperty("jna.library.path", "").isEmpty() && cl != null && cl.getResource(resource) != null) {
+        URL url = cl == null ? null : cl.getResource(resource);
+        if (System.getProperty("jna.library.path", "").isEmpty() && url != null) {
             File file;
             try {
                 file = Native.extractFromResourcePath(name, cl);
             } catch (IOException e) {
-                UnsatisfiedLinkError err = new UnsatisfiedLinkError("cannot extract " + resource + ": " + e.getMessage());
+                UnsatisfiedLinkError err = new UnsatisfiedLinkError("cannot extract " + url + ": " + e.getMessage());
                 err.initCause(e);
                 throw err;
             }
-            return NativeLibrary.getInstance(file.getAbsolutePath());
+            NativeLibrary lib = NativeLibrary.getInstance(file.getAbsolutePath());
+            if ("file".equals(url.getProtocol())) {
+                source[0] = file.getAbsolutePath();         // a classes directory: used in place
+            } else {
+                source[0] = url.toString();                 // unpacked from the jar into a temporary file
+                if (!file.delete()) {                       // mapped now: as JNA does, remove it at once
+                    file.deleteOnExit();
+                }
+            }
+            return lib;
         }
-        return NativeLibrary.getInstance(name);
+        NativeLibrary lib = NativeLibrary.getInstance(name);
+        source[0] = lib.getFile() != null ? lib.getFile().getAbsolutePath() : name;
+        return lib;
     }
 
     private Lib() {}

@@ -161,9 +161,10 @@ public class MLLPServer implements AutoCloseable {
     }
 
     /**
-     * Extension: the file libmllp was loaded from: the copy this jar carries (JNA unpacks it from
-     * {@code linux-x86-64/libmllp.so} on the classpath), or, with {@code -Djna.library.path} set
-     * or no copy in the jar, the one JNA's usual search found.
+     * Extension: where libmllp was loaded from: the copy this jar carries, as the {@code jar:}
+     * URL of its {@code linux-x86-64/libmllp.so} (JNA unpacks it into a temporary file, removed
+     * once loaded), or the file path when the classes are a directory; with
+     * {@code -Djna.library.path} set, or no copy in the jar, the file JNA's usual search found.
      */
     public static String libraryPath() {
         return Lib.LIBRARY_SOURCE;
