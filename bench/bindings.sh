@@ -62,7 +62,9 @@ RAW="$OUT/bindings-runs-$STAMP.jsonl"
 : >"$RAW"
 LIBDIR="$ROOT/target/release"
 BENCH="$LIBDIR/mllp-bench"
-JNA="${JNA_JAR:-/usr/share/java/jna.jar}"
+# JNA: JNA_JAR, else the one Maven fetched for bindings/java (bindings/java/test.sh), else Debian's.
+JNA="${JNA_JAR:-$HOME/.m2/repository/net/java/dev/jna/jna/5.19.1/jna-5.19.1.jar}"
+[ -f "$JNA" ] || JNA=/usr/share/java/jna.jar
 HOST_PID=""
 FIFO="$WORK/stdin"
 
@@ -91,7 +93,7 @@ if [ "$SKIP_BUILD" = 0 ]; then
     fi
     if has java; then
         rm -rf "$HB/java" && mkdir -p "$HB/java/classes" &&
-        javac -nowarn -d "$HB/java/classes" -cp "$JNA" bindings/java/src/mllp/*.java &&
+        javac -nowarn -d "$HB/java/classes" -cp "$JNA" bindings/java/src/main/java/mllp/*.java &&
         javac -d "$HB/java/classes" -cp "$JNA:$HB/java/classes" bench/hosts/Receiver.java \
             || { say "Java host build failed: skipping it"; HOSTS=${HOSTS//java/}; }
     fi

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian 12 machine lacks for building and testing mllp:
-# cmake, valgrind, openssl, mono and JNA (apt), python-hl7 (a real MLLP client used by the tests),
+# cmake, valgrind, openssl, mono and Maven (apt; Maven fetches JNA and JUnit for the Java binding
+# from Maven Central), python-hl7 (a real MLLP client used by the tests),
 # hl7apy (an independent HL7 parser the tests check batch and enhanced acknowledgements with) and pytest (pip).
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
@@ -12,11 +13,10 @@ command -v valgrind >/dev/null 2>&1 || pkgs+=(valgrind)
 command -v pkg-config >/dev/null 2>&1 || pkgs+=(pkg-config)
 command -v g++ >/dev/null 2>&1 || pkgs+=(g++)
 command -v openssl >/dev/null 2>&1 || pkgs+=(openssl)
-# Bindings: C# builds and runs on mono; Java uses Debian's JNA and JUnit (no Maven Central).
+# Bindings: C# builds and runs on mono; Java is a Maven project (bindings/java/pom.xml).
 command -v mcs >/dev/null 2>&1 || pkgs+=(mono-complete)
-[ -f /usr/share/java/jna.jar ] || pkgs+=(libjna-java)
-[ -f /usr/share/java/junit4.jar ] || pkgs+=(junit4)
 command -v javac >/dev/null 2>&1 || pkgs+=(default-jdk-headless)
+command -v mvn >/dev/null 2>&1 || pkgs+=(maven)
 if [ ${#pkgs[@]} -gt 0 ]; then
   echo "setup: installing ${pkgs[*]}"
   $SUDO apt-get update -qq

@@ -15,7 +15,9 @@ import mllp.MLLPServerTransferEvent;
 /**
  * An MLLP receiver: prints each HL7 message it receives and acknowledges it.
  *
- *   java -cp mllp.jar:/usr/share/java/jna.jar:. -Djna.library.path=target/release Receiver [port]
+ *   java -cp mllp-0.1.0.jar:jna-5.19.1.jar:. Receiver [port]
+ *
+ * (the jar carries libmllp; see ../README.md for the Maven dependency)
  *
  * Stops on Ctrl-C (the JVM's shutdown hook closes the server).
  */
