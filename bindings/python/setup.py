@@ -18,7 +18,7 @@ from setuptools.command.build_ext import build_ext
 from setuptools.command.sdist import sdist
 from setuptools_rust import Binding, RustExtension, Strip
 
-try:  # setuptools >= 70.1 has bdist_wheel built in
+try:  # setuptools >= 70.1 has bdist_wheel built in (pyproject.toml asks for >= 77)
     from setuptools.command.bdist_wheel import bdist_wheel
 except ImportError:  # pragma: no cover - older setuptools with the wheel package
     from wheel.bdist_wheel import bdist_wheel  # type: ignore[no-redef]
