@@ -17,6 +17,8 @@ command -v mcs >/dev/null 2>&1 || pkgs+=(mono-complete)
 [ -f /usr/share/java/jna.jar ] || pkgs+=(libjna-java)
 [ -f /usr/share/java/junit4.jar ] || pkgs+=(junit4)
 command -v javac >/dev/null 2>&1 || pkgs+=(default-jdk-headless)
+# The Python binding's README test creates a fresh venv (Debian's python3 needs python3-venv).
+python3 -c "import ensurepip, venv" 2>/dev/null || pkgs+=(python3-venv)
 if [ ${#pkgs[@]} -gt 0 ]; then
   echo "setup: installing ${pkgs[*]}"
   $SUDO apt-get update -qq
