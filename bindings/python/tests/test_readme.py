@@ -32,7 +32,7 @@ import tarfile
 import time
 import zipfile
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict
 
 import pytest
 
