@@ -17,6 +17,8 @@ command -v openssl >/dev/null 2>&1 || pkgs+=(openssl)
 command -v mcs >/dev/null 2>&1 || pkgs+=(mono-complete)
 command -v javac >/dev/null 2>&1 || pkgs+=(default-jdk-headless)
 command -v mvn >/dev/null 2>&1 || pkgs+=(maven)
+# The Python binding's README test creates a fresh venv (Debian's python3 needs python3-venv).
+python3 -c "import ensurepip, venv" 2>/dev/null || pkgs+=(python3-venv)
 if [ ${#pkgs[@]} -gt 0 ]; then
   echo "setup: installing ${pkgs[*]}"
   $SUDO apt-get update -qq

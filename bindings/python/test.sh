@@ -2,6 +2,9 @@
 # Runs the Python binding's tests against the built library.
 # Builds target/release/libmllp.so with `cargo build --release --lib` if it is missing.
 # Extra arguments go to pytest (e.g. `bash test.sh -k gc -v`).
+# tests/test_readme.py runs the README's install/receiver/build steps: a fresh venv,
+# `pip install ./bindings/python` (cargo, reusing target/), `python -m build`; a minute or so.
+# MLLP_SKIP_README_TEST=1 leaves it out; tests/test_header.py needs a C compiler (cc).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"

@@ -87,7 +87,16 @@ from .events import (
     StartTransferEvent,
     TransferEvent,
 )
-from .server import EVENT_NAMES, Connection, Connections, HandlerSlot, Server, build_ack
+from .server import (
+    DEFAULT_DO_EVENTS_WAIT_MS,
+    EVENT_NAMES,
+    Connection,
+    ConnectionId,
+    Connections,
+    HandlerSlot,
+    Server,
+    build_ack,
+)
 
 __version__ = "0.1.0"
 
@@ -103,6 +112,8 @@ __all__ = [
     "Certificate",
     "Connection",
     "Connections",
+    "ConnectionId",
+    "DEFAULT_DO_EVENTS_WAIT_MS",
     "HandlerSlot",
     "MLLPError",
     "CODES",

@@ -1,8 +1,9 @@
 """Loading libmllp and declaring its C API (include/mllp.h) for ctypes.
 
-Lookup order: the ``MLLP_LIBRARY`` environment variable (a path), then
-``../../target/release/libmllp.so`` relative to ``bindings/python`` (the repository layout),
-then ``ctypes.util.find_library("mllp")``.
+Lookup order: the ``MLLP_LIBRARY`` environment variable (a path, authoritative), then the copy
+inside this package (``mllp/libmllp.so``, put there by ``pip install`` / the wheel), then
+``../../target/release/libmllp.so`` relative to ``bindings/python`` (running from the
+repository after ``cargo build --release --lib``), then ``ctypes.util.find_library("mllp")``.
 """
 
 from __future__ import annotations
@@ -176,8 +177,14 @@ def _candidates() -> List[str]:
     if env:
         out.append(env)
         return out  # an explicit path is authoritative: no silent fallback
+    package = Path(__file__).resolve().parent
+    # The wheel's copy: mllp/libmllp.so (a .dylib on macOS).
+    for name in ("libmllp.so", "libmllp.dylib", "mllp.dll"):
+        bundled = package / name
+        if bundled.is_file():
+            out.append(str(bundled))
     # mllp/_lib.py -> bindings/python -> ../../target/release/libmllp.so
-    project = Path(__file__).resolve().parent.parent
+    project = package.parent
     repo_lib = (project / ".." / ".." / "target" / "release" / "libmllp.so").resolve()
     if repo_lib.exists():
         out.append(str(repo_lib))
@@ -196,8 +203,9 @@ def _load() -> "tuple[ctypes.CDLL, str]":
             errors.append(f"{cand}: {e}")
     detail = "; ".join(errors) if errors else "no candidate found"
     raise ImportError(
-        "mllp: cannot load libmllp (set MLLP_LIBRARY to the path of libmllp.so, or build it "
-        f"with `cargo build --release --lib`): {detail}"
+        "mllp: cannot load libmllp (install the package with `pip install ./bindings/python`, "
+        "which builds it into the package, or set MLLP_LIBRARY to the path of libmllp.so, or "
+        f"build it with `cargo build --release --lib`): {detail}"
     )
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ctypes
 import itertools
+import operator
 import os
 import sys
 import threading
@@ -82,6 +83,39 @@ from .certificate import Certificate
 __all__ = ["Server", "Connection", "Connections", "BytesLike", "build_ack"]
 
 BytesLike = Union[bytes, bytearray, memoryview, str]
+#: A connection id: the library's integer, or the reference's decimal string ("4294967296").
+ConnectionId = Union[int, str]
+
+_MAX_ID = 0xFFFFFFFFFFFFFFFF
+
+
+def _parse_id(value: Any) -> Optional[int]:
+    """The integer id for an int or a decimal string (the reference's ConnectionId); None when
+    malformed (not digits, out of uint64 range, or another type)."""
+    if isinstance(value, str):
+        if not (value.isascii() and value.isdigit()):
+            return None
+        n = int(value)
+    elif isinstance(value, bytes):
+        return _parse_id(value.decode("ascii", "replace"))
+    elif isinstance(value, bool):
+        return None
+    else:
+        try:
+            n = operator.index(value)
+        except TypeError:
+            return None
+    return n if 0 <= n <= _MAX_ID else None
+
+
+def _conn_id(value: Any) -> int:
+    """:func:`_parse_id` for the methods: a malformed id raises MLLPError 2002 (no such
+    connection), as an unknown one does."""
+    n = _parse_id(value)
+    if n is None:
+        raise MLLPError(ERR_NO_SUCH_CONNECTION, f"no connection has the id {value!r}")
+    return n
+
 E = TypeVar("E")
 Handler = Callable[[Any], Any]
 F = TypeVar("F", bound=Callable[..., Any])
@@ -193,6 +227,16 @@ _ids = itertools.count(1)
 #: id -> weak reference to its Server, for every id the library still holds. An entry leaves
 #: only when the library releases the user pointer (``_release``).
 _SERVERS: Dict[int, "weakref.ReferenceType[Server]"] = {}
+
+
+#: sid -> Server for every server that is listening: a listening server with no other
+#: reference keeps serving (as in the C# and Java bindings) until stop_listening(), shutdown(),
+#: reset() or close(). Interpreter exit still frees it (its weakref.finalize runs at exit).
+_LISTENING: Dict[int, "Server"] = {}
+_listening_lock = threading.Lock()
+
+#: How long :meth:`Server.do_events` waits for the first event by default (the reference's).
+DEFAULT_DO_EVENTS_WAIT_MS = 100
 
 
 def _lookup(user: Optional[int]) -> Optional["Server"]:
@@ -791,9 +835,9 @@ class Connection:
 
     __slots__ = ("_server", "connection_id")
 
-    def __init__(self, server: "Server", connection_id: int) -> None:
+    def __init__(self, server: "Server", connection_id: ConnectionId) -> None:
         self._server = server
-        self.connection_id: int = int(connection_id)
+        self.connection_id: int = _conn_id(connection_id)
 
     def __repr__(self) -> str:
         return f"<mllp.Connection {self.connection_id}>"
@@ -1045,13 +1089,17 @@ class Connections(Mapping[int, Connection]):
                 check(rc)
         raise MLLPError(ERR_BUFFER_TOO_SMALL, "the connection list kept growing")
 
-    def __getitem__(self, connection_id: int) -> Connection:
-        if connection_id not in self.ids():
+    def __getitem__(self, connection_id: ConnectionId) -> Connection:
+        """``connections[4294967296]`` or ``connections["4294967296"]`` (the reference's
+        string id); KeyError when no open connection has that id or it is malformed."""
+        cid = _parse_id(connection_id)
+        if cid is None or cid not in self.ids():
             raise KeyError(connection_id)
-        return Connection(self._server, connection_id)
+        return Connection(self._server, cid)
 
     def __contains__(self, connection_id: object) -> bool:
-        return connection_id in self.ids()
+        cid = _parse_id(connection_id)
+        return cid is not None and cid in self.ids()
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.ids())
@@ -1233,6 +1281,7 @@ class Server:
                 self._closing_thread = None
             self._handle = None
             self._finalizer.detach()
+            self._root(False)
         finally:
             self._lock.release()
 
@@ -1415,7 +1464,7 @@ class Server:
         self._h()
         return Connections(self)
 
-    def connection(self, connection_id: int) -> Connection:
+    def connection(self, connection_id: ConnectionId) -> Connection:
         """A Connection for an id, without checking that it is open."""
         self._h()
         return Connection(self, connection_id)
@@ -1431,43 +1480,58 @@ class Server:
             return ""
         return _text(_read_buffer(lib.mllp_server_config, h, raw, text=True))
 
+    def _root(self, on: bool) -> None:
+        """Keeps this server referenced while it listens (see ``_LISTENING``)."""
+        with _listening_lock:
+            if on and self._handle is not None:
+                _LISTENING[self._sid] = self
+            else:
+                _LISTENING.pop(self._sid, None)
+
     def start_listening(self) -> None:
-        """Binds LocalHost:LocalPort and starts accepting connections."""
+        """Binds LocalHost:LocalPort and starts accepting connections. While it listens the
+        server is kept alive even with no reference left (until :meth:`stop_listening`,
+        :meth:`shutdown`, :meth:`reset` or :meth:`close`)."""
         check(lib.mllp_server_start_listening(self._h()))
+        self._root(True)
 
     def stop_listening(self) -> None:
-        """Stops accepting new connections; existing ones stay open."""
+        """Stops accepting new connections; existing ones stay open. From here on the server
+        lives only as long as something references it."""
         check(lib.mllp_server_stop_listening(self._h()))
+        self._root(False)
 
     def shutdown(self) -> None:
         """Stops listening and disconnects every client (queued; returns at once)."""
         check(lib.mllp_server_shutdown(self._h()))
+        self._root(False)
 
     def reset(self) -> None:
         """Shutdown, then every property and setting back to its default (handlers stay)."""
         check(lib.mllp_server_reset(self._h()))
+        self._root(False)
 
-    def disconnect(self, connection_id: int) -> None:
+    def disconnect(self, connection_id: ConnectionId) -> None:
         """Closes a connection (2002 if it is not open)."""
-        check(lib.mllp_server_disconnect(self._h(), int(connection_id)))
+        check(lib.mllp_server_disconnect(self._h(), _conn_id(connection_id)))
 
-    def interrupt(self, connection_id: int) -> None:
+    def interrupt(self, connection_id: ConnectionId) -> None:
         """Makes a synchronous send waiting on this connection fail with 2011."""
-        check(lib.mllp_server_interrupt(self._h(), int(connection_id)))
+        check(lib.mllp_server_interrupt(self._h(), _conn_id(connection_id)))
 
-    def send(self, connection_id: int) -> None:
+    def send(self, connection_id: ConnectionId) -> None:
         """Sends the connection's input stream, InputFileName or InputData. With the
         connection's timeout > 0 waits for the acknowledgement (releases the GIL)."""
-        check(lib.mllp_server_send(self._h(), int(connection_id)))
+        check(lib.mllp_server_send(self._h(), _conn_id(connection_id)))
 
-    def send_bytes(self, connection_id: int, data: BytesLike) -> None:
+    def send_bytes(self, connection_id: ConnectionId, data: BytesLike) -> None:
         """Sends ``data`` (str is UTF-8 encoded) without touching InputData."""
         b = _to_bytes(data)
-        check(lib.mllp_server_send_bytes(self._h(), int(connection_id), b, len(b)))
+        check(lib.mllp_server_send_bytes(self._h(), _conn_id(connection_id), b, len(b)))
 
     def acknowledge(
         self,
-        connection_id: int,
+        connection_id: ConnectionId,
         message_seq: int,
         accept: bool = True,
         reject_code: int = REJECT_AE,
@@ -1479,11 +1543,17 @@ class Server:
         a decision is ignored. MLLPError 2002 when the connection has closed."""
         check(
             lib.mllp_server_acknowledge(
-                self._h(), int(connection_id), int(message_seq), 1 if accept else 0, int(reject_code)
+                self._h(),
+                _conn_id(connection_id),
+                int(message_seq),
+                1 if accept else 0,
+                int(reject_code),
             )
         )
 
-    def acknowledge_with(self, connection_id: int, message_seq: int, reply: BytesLike) -> None:
+    def acknowledge_with(
+        self, connection_id: ConnectionId, message_seq: int, reply: BytesLike
+    ) -> None:
         """Decides a deferred message (see :meth:`acknowledge`) by sending exactly ``reply``
         (str is UTF-8 encoded) as its acknowledgement, framed by the library: in HL7 ack mode an
         unframed HL7 ACK message, in MLLP ack mode the one ACK/NAK byte. Same ordering rules as
@@ -1492,13 +1562,13 @@ class Server:
         b = _to_bytes(reply)
         check(
             lib.mllp_server_acknowledge_with(
-                self._h(), int(connection_id), int(message_seq), b, len(b)
+                self._h(), _conn_id(connection_id), int(message_seq), b, len(b)
             )
         )
 
     def send_app_ack(
         self,
-        connection_id: int,
+        connection_id: ConnectionId,
         message: BytesLike,
         code: int,
         text: Optional[str] = None,
@@ -1513,7 +1583,7 @@ class Server:
         check(
             lib.mllp_server_send_app_ack(
                 self._h(),
-                int(connection_id),
+                _conn_id(connection_id),
                 b,
                 len(b),
                 int(code),
@@ -1523,9 +1593,10 @@ class Server:
         )
         return bool(sent.value)
 
-    def do_events(self, timeout_ms: int = 0) -> int:
+    def do_events(self, timeout_ms: int = DEFAULT_DO_EVENTS_WAIT_MS) -> int:
         """With EventMode=DoEvents, delivers queued events on this thread, waiting up to
-        ``timeout_ms`` for the first; returns how many were delivered."""
+        ``timeout_ms`` (100 ms by default, as the reference's DoEvents) for the first; returns
+        how many were delivered. ``do_events(0)`` only delivers what is already queued."""
         if not 0 <= int(timeout_ms) <= 0xFFFFFFFF:
             raise MLLPError(ERR_INVALID_ARGUMENT, f"timeout out of range: {timeout_ms}")
         n = c_size_t(0)

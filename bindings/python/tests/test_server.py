@@ -824,6 +824,7 @@ def test_unclosed_server_is_freed_by_gc() -> None:
     s.start_listening()
     c = connect(s)
     one_connection(s)
+    s.stop_listening()  # a listening server is kept alive (test_unreferenced_listening_...)
     ref = weakref.ref(s)
     del s
     for _ in range(3):
@@ -841,6 +842,7 @@ def test_server_dropped_inside_its_own_handler() -> None:
     done = threading.Event()
 
     def drop(e: mllp.ConnectedEvent) -> None:
+        holder[0].stop_listening()  # else the listening server stays alive unreferenced
         holder.clear()
         done.set()
 
@@ -854,6 +856,99 @@ def test_server_dropped_inside_its_own_handler() -> None:
     assert is_closed_by_peer(c)
     c.close()
     wait_for(lambda: sid not in mllp_server._SERVERS, what="release after deferred free")
+
+
+def test_unreferenced_listening_server_keeps_serving() -> None:
+    """Like C# and Java: a listening server with no reference left is not collected; it is
+    released by stop_listening() (or shutdown/reset/close) and collected after that."""
+    got: List[bytes] = []
+
+    def start() -> "tuple[int, int, weakref.ReferenceType[mllp.Server]]":
+        s = mllp.Server(local_host="127.0.0.1", local_port=0)
+        s.on_message = lambda e: got.append(e.data)
+        s.start_listening()
+        return s.local_port, s._sid, weakref.ref(s)
+
+    port, sid, ref = start()
+    for _ in range(3):
+        gc.collect()
+    assert ref() is not None and sid in mllp_server._LISTENING
+    c = socket.create_connection(("127.0.0.1", port), timeout=SOCK_TIMEOUT)
+    c.settimeout(SOCK_TIMEOUT)
+    c.sendall(frame(ADT_A01))
+    assert recv_exact(c, 4) == ACK
+    assert got == [ADT_A01]
+    server = ref()
+    assert server is not None
+    server.stop_listening()
+    assert sid not in mllp_server._LISTENING
+    del server
+    for _ in range(3):
+        gc.collect()
+    assert ref() is None  # collected once it stopped listening
+    assert is_closed_by_peer(c)
+    c.close()
+    wait_for(lambda: sid not in mllp_server._SERVERS, what="release")
+
+
+@pytest.mark.parametrize("how", ["shutdown", "reset", "close"])
+def test_listening_registry_released(how: str) -> None:
+    s = mllp.Server(local_host="127.0.0.1", local_port=0)
+    assert s._sid not in mllp_server._LISTENING
+    s.start_listening()
+    assert mllp_server._LISTENING.get(s._sid) is s
+    getattr(s, how)()
+    assert s._sid not in mllp_server._LISTENING
+    s.close()
+
+
+def test_do_events_waits_100_ms_by_default() -> None:
+    assert mllp.DEFAULT_DO_EVENTS_WAIT_MS == 100
+    with mllp.Server(local_host="127.0.0.1", local_port=0) as s:
+        s.config("EventMode=DoEvents")
+        s.start_listening()
+        t0 = time.monotonic()
+        assert s.do_events() == 0  # nothing queued: waits the default 100 ms
+        waited = time.monotonic() - t0
+        assert 0.08 <= waited < 2.0, waited
+        t0 = time.monotonic()
+        s.do_events(0)
+        assert time.monotonic() - t0 < 0.08
+
+
+def test_connection_ids_as_int_and_reference_string() -> None:
+    with mllp.Server(local_host="127.0.0.1", local_port=0) as s:
+        s.start_listening()
+        assert len(s.connections) == 0 and s.connection_count == 0
+        with connect(s) as c:
+            cid = one_connection(s)
+            assert len(s.connections) == 1 and s.connection_count == 1
+            for key in (cid, str(cid)):
+                conn = s.connections[key]
+                assert conn.connection_id == cid and isinstance(conn.connection_id, int)
+                assert key in s.connections
+                assert s.connections.get(key) == conn
+                assert s.connection(key) == conn
+            # Unknown and malformed ids: KeyError from the mapping, 2002 from the methods.
+            unknown = cid + 4294967296
+            for bad in (unknown, str(unknown), "abc", "", "-1", " 1", "1.0", -1, 2**64, 1.0, None):
+                with pytest.raises(KeyError):
+                    s.connections[bad]  # type: ignore[index]
+                assert bad not in s.connections
+                assert s.connections.get(bad) is None  # type: ignore[arg-type]
+            for bad in (unknown, str(unknown), "abc", -1, 2**64):
+                with pytest.raises(mllp.MLLPError) as ei:
+                    s.send_bytes(bad, b"x")  # type: ignore[arg-type]
+                assert ei.value.code == mllp.ERR_NO_SUCH_CONNECTION
+                with pytest.raises(mllp.MLLPError) as ei:
+                    s.disconnect(bad)  # type: ignore[arg-type]
+                assert ei.value.code == mllp.ERR_NO_SUCH_CONNECTION
+            # The reference's string id works for every method.
+            s.send_bytes(str(cid), b"MSH|^~\\&|STR\r")
+            assert recv_frame(c) == frame(b"MSH|^~\\&|STR\r")
+            s.disconnect(str(cid))
+            assert is_closed_by_peer(c)
+        wait_for(lambda: len(s.connections) == 0, what="disconnect")
 
 
 EXIT_SCRIPT = textwrap.dedent(r"""
