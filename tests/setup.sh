@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian 12 machine lacks for building and testing mllp:
-# cmake, valgrind, openssl, mono and JNA (apt), python-hl7 (a real MLLP client used by the tests),
+# cmake, valgrind, openssl, mono, nuget and JNA (apt), python-hl7 (a real MLLP client used by the tests),
 # hl7apy (an independent HL7 parser the tests check batch and enhanced acknowledgements with) and pytest (pip).
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
@@ -14,6 +14,9 @@ command -v g++ >/dev/null 2>&1 || pkgs+=(g++)
 command -v openssl >/dev/null 2>&1 || pkgs+=(openssl)
 # Bindings: C# builds and runs on mono; Java uses Debian's JNA and JUnit (no Maven Central).
 command -v mcs >/dev/null 2>&1 || pkgs+=(mono-complete)
+# C# package: Debian's nuget (NuGet 2.8 on mono) packs and installs the .nupkg offline; unzip lists it.
+command -v nuget >/dev/null 2>&1 || pkgs+=(nuget)
+command -v unzip >/dev/null 2>&1 || pkgs+=(unzip)
 [ -f /usr/share/java/jna.jar ] || pkgs+=(libjna-java)
 [ -f /usr/share/java/junit4.jar ] || pkgs+=(junit4)
 command -v javac >/dev/null 2>&1 || pkgs+=(default-jdk-headless)
