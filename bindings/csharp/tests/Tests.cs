@@ -2045,7 +2045,7 @@ internal static class Tests
                         missing.Add(type.Name + "." + m.Name + "(" + string.Join(", ", ps.Select(p => p.ParameterType.Name)) + ")");
                 }
             }
-        Check(withString >= 12, "methods taking a string connection id found by reflection", withString.ToString());
+        Check(withString >= 11, "methods taking a string connection id found by reflection", withString.ToString());
         Check(missing.Count == 0, "each has a ulong overload", string.Join("; ", missing));
     }
 
@@ -2124,6 +2124,7 @@ internal static class Tests
 
         var cLayout = new Dictionary<string, Tuple<string, int, List<KeyValuePair<string, int>>>>();
         Tuple<string, int, List<KeyValuePair<string, int>>> cur = null;
+        var fieldSize = new Dictionary<string, int>();
         foreach (var line in File.ReadAllLines(s_layoutPath))
         {
             var w = line.Split(' ');
@@ -2133,7 +2134,10 @@ internal static class Tests
                 cLayout[w[1]] = cur;
             }
             else if (w[0] == "field" && cur != null)
+            {
                 cur.Item3.Add(new KeyValuePair<string, int>(w[1], int.Parse(w[2])));
+                fieldSize[cur.Item1 + "." + PascalCase(w[1])] = int.Parse(w[3]);
+            }
         }
         foreach (var hs in headerStructs)
         {
@@ -2169,8 +2173,11 @@ internal static class Tests
                 if (t.GetField(name, BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Instance) == null) { bad.Add(name + " missing"); continue; }
                 long off = (long)Marshal.OffsetOf(t, name);
                 if (off != f.Value) bad.Add(name + " at " + off + ", C " + f.Value);
+                var ft = t.GetField(name, BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Instance).FieldType;
+                int size = Marshal.SizeOf(ft.IsPointer ? typeof(IntPtr) : ft), csize = fieldSize[t.Name + "." + name];
+                if (size != csize) bad.Add(name + " is " + size + " bytes (" + ft.Name + "), C " + csize);
             }
-            Check(bad.Count == 0, t.Name + ": Marshal.OffsetOf == offsetof for every field", string.Join("; ", bad));
+            Check(bad.Count == 0, t.Name + ": Marshal.OffsetOf == offsetof and field sizes equal for every field", string.Join("; ", bad));
         }
 
         // ---- constants ----

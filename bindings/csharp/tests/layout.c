@@ -2,14 +2,14 @@
  * C# test "header" (Tests.exe --layout FILE), which compares it with Marshal.SizeOf /
  * Marshal.OffsetOf of the [StructLayout] structs in src/Native.cs:
  *   struct <C typedef> <C# struct> <sizeof>
- *   field <C field> <offsetof>          (C# field: the C name in PascalCase)
+ *   field <C field> <offsetof> <sizeof> (C# field: the C name in PascalCase)
  * The test also checks that every "} mllp_..._event;" of the header is listed here. */
 #include <stdio.h>
 #include <stddef.h>
 #include "mllp.h"
 
 #define S(T, CS) printf("struct %s %s %zu\n", #T, CS, sizeof(T))
-#define F(T, f) printf("field %s %zu\n", #f, offsetof(T, f))
+#define F(T, f) printf("field %s %zu %zu\n", #f, offsetof(T, f), sizeof(((T *)0)->f))
 
 int main(void) {
     S(mllp_connection_request_event, "ConnectionRequestEvent");
