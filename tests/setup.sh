@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian 12 machine lacks for building and testing mllp:
-# cmake, valgrind, openssl, mono and Maven (apt; Maven fetches JNA and JUnit for the Java binding
-# from Maven Central), python-hl7 (a real MLLP client used by the tests),
+# cmake, valgrind, openssl, mono, nuget and Maven (apt; Maven fetches JNA and JUnit for the Java
+# binding from Maven Central), python-hl7 (a real MLLP client used by the tests),
 # hl7apy (an independent HL7 parser the tests check batch and enhanced acknowledgements with) and pytest (pip).
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
@@ -15,6 +15,9 @@ command -v g++ >/dev/null 2>&1 || pkgs+=(g++)
 command -v openssl >/dev/null 2>&1 || pkgs+=(openssl)
 # Bindings: C# builds and runs on mono; Java is a Maven project (bindings/java/pom.xml).
 command -v mcs >/dev/null 2>&1 || pkgs+=(mono-complete)
+# C# package: Debian's nuget (NuGet 2.8 on mono) packs and installs the .nupkg offline; unzip lists it.
+command -v nuget >/dev/null 2>&1 || pkgs+=(nuget)
+command -v unzip >/dev/null 2>&1 || pkgs+=(unzip)
 command -v javac >/dev/null 2>&1 || pkgs+=(default-jdk-headless)
 command -v mvn >/dev/null 2>&1 || pkgs+=(maven)
 # The Python binding's README test creates a fresh venv (Debian's python3 needs python3-venv).

@@ -1,5 +1,5 @@
 // A receiver: prints each HL7 message it gets and acknowledges it.
-//   mono Receiver.exe [port]      (LD_LIBRARY_PATH must reach libmllp.so)
+//   mono Receiver.exe [port]      (Mllp.dll and libmllp.so beside it: see README.md)
 // Stop with Ctrl+C.
 using System;
 using System.Text;

@@ -306,10 +306,19 @@ namespace Mllp
 
         internal MLLPConnectionMap(MLLPServer server) { _server = server; }
 
-        /// <summary>The open connection with this id; KeyNotFoundException if none.</summary>
+        /// <summary>The open connection with this id (the decimal string of
+        /// <see cref="MLLPConnection.Id"/>); KeyNotFoundException if none is open with it, a
+        /// malformed id ("abc") included; ArgumentNullException for null.</summary>
         public MLLPConnection this[string connectionId]
         {
-            get { return this[MLLPServer.ParseId(connectionId)]; }
+            get
+            {
+                if (connectionId == null) throw new ArgumentNullException("connectionId");
+                MLLPConnection c;
+                if (!TryGetValue(connectionId, out c))
+                    throw new KeyNotFoundException("no open connection has id '" + connectionId + "'");
+                return c;
+            }
         }
 
         /// <summary>The open connection with this id; KeyNotFoundException if none.</summary>
@@ -338,7 +347,7 @@ namespace Mllp
         public bool TryGetValue(string key, out MLLPConnection value)
         {
             ulong id;
-            if (key != null && ulong.TryParse(key, NumberStyles.None, CultureInfo.InvariantCulture, out id))
+            if (MLLPServer.TryParseId(key, out id))
                 return TryGetValue(id, out value);
             value = null;
             return false;
@@ -347,6 +356,7 @@ namespace Mllp
         public bool ContainsKey(string key) { MLLPConnection c; return TryGetValue(key, out c); }
         public bool ContainsKey(ulong key) { MLLPConnection c; return TryGetValue(key, out c); }
 
+        /// <summary>Number of open connections (the same as <see cref="MLLPServer.ConnectionCount"/>).</summary>
         public int Count { get { return _server.ConnectionCount; } }
 
         private List<MLLPConnection> Snapshot()

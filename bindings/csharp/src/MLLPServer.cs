@@ -523,11 +523,24 @@ namespace Mllp
 
         // ------------------------------------------------------------------ internals
 
+        /// <summary>A connection id string as the reference writes it: the decimal number,
+        /// digits only, no sign, space or leading zero. Anything else names no connection.</summary>
+        internal static bool TryParseId(string connectionId, out ulong id)
+        {
+            if (connectionId != null && connectionId.Length > 0 && connectionId[0] != '0'
+                && ulong.TryParse(connectionId, NumberStyles.None, CultureInfo.InvariantCulture, out id))
+                return true;
+            id = 0;
+            return false;
+        }
+
+        /// <summary>For the methods taking a string id: a malformed id is an unknown one
+        /// (MLLPException 2002, as the library reports for an id that is not open).</summary>
         internal static ulong ParseId(string connectionId)
         {
             if (connectionId == null) throw new ArgumentNullException("connectionId");
             ulong id;
-            if (!ulong.TryParse(connectionId, NumberStyles.None, CultureInfo.InvariantCulture, out id))
+            if (!TryParseId(connectionId, out id))
                 throw new MLLPException(MLLPException.NoSuchConnection,
                     "no connection has id '" + connectionId + "' (ids are decimal numbers)");
             return id;

@@ -12,6 +12,7 @@ using System.Net;
 using System.Net.Security;
 using System.Net.Sockets;
 using System.Reflection;
+using System.Runtime.InteropServices;
 using System.Security.Authentication;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
@@ -1971,17 +1972,343 @@ internal static class Tests
         }
     }
 
+
+    // ------------------------------------------------------------------ connection ids, count, DoEvents default
+
+    /// <summary>Issue 9: ids are the reference's decimal strings or the ulong; every lookup of
+    /// an id that names no open connection, malformed ones included, is KeyNotFoundException
+    /// in the map and MLLPException 2002 in the methods (what the library says for an unknown
+    /// number); ConnectionCount and Connections.Count agree.</summary>
+    private static void TestConnectionIds()
+    {
+        using (var s = NewServer())
+        {
+            var connected = new ConcurrentQueue<MLLPServerConnectedEventArgs>();
+            s.Connected += (o, e) => connected.Enqueue(e);
+            s.StartListening();
+            Equal(0, s.ConnectionCount, "ConnectionCount 0 before any client");
+            Equal(0, s.Connections.Count, "Connections.Count 0 before any client");
+            using (var c = Connect(s))
+            {
+                Check(Wait(() => connected.Count == 1), "client connected");
+                MLLPServerConnectedEventArgs ce;
+                connected.TryPeek(out ce);
+                ulong id = ce.Id;
+                string sid = ce.ConnectionId;
+                Equal(id.ToString(System.Globalization.CultureInfo.InvariantCulture), sid, "ConnectionId is the decimal Id");
+                Equal(1, s.ConnectionCount, "ConnectionCount 1");
+                Equal(1, s.Connections.Count, "Connections.Count 1");
+                Check(ReferenceEquals(s.Connections[sid], s.Connections[id]), "Connections[string] and Connections[ulong] are the same connection");
+                ulong unknown = id + 1000;
+                string unknownS = unknown.ToString(System.Globalization.CultureInfo.InvariantCulture);
+                foreach (var bad in new[] { "abc", "123", unknownS, "", " " + sid, sid + " ", "+" + sid, "0" + sid, "-1",
+                                            "18446744073709551616", "1e3", "0" })
+                {
+                    string label = "Connections[\"" + bad + "\"] -> KeyNotFoundException";
+                    Throws<KeyNotFoundException>(() => { var x = s.Connections[bad]; }, label);
+                    MLLPConnection none;
+                    Check(!s.Connections.TryGetValue(bad, out none) && none == null, "TryGetValue(\"" + bad + "\") is false");
+                    Check(!s.Connections.ContainsKey(bad), "ContainsKey(\"" + bad + "\") is false");
+                    ThrowsCode(MLLPException.NoSuchConnection, () => s.Send(bad, new byte[] { 1 }), "Send(\"" + bad + "\") -> 2002");
+                    ThrowsCode(MLLPException.NoSuchConnection, () => s.Disconnect(bad), "Disconnect(\"" + bad + "\") -> 2002");
+                }
+                Throws<KeyNotFoundException>(() => { var x = s.Connections[unknown]; }, "Connections[unknown ulong] -> KeyNotFoundException");
+                Throws<KeyNotFoundException>(() => { var x = s.Connections[0UL]; }, "Connections[0UL] -> KeyNotFoundException");
+                Throws<ArgumentNullException>(() => { var x = s.Connections[(string)null]; }, "Connections[null] -> ArgumentNullException");
+                ThrowsCode(MLLPException.NoSuchConnection, () => s.Send(unknown, new byte[] { 1 }), "Send(unknown ulong) -> 2002");
+                ThrowsCode(MLLPException.NoSuchConnection, () => s.Interrupt(unknownS), "Interrupt(unknown string) -> 2002");
+                ThrowsCode(MLLPException.NoSuchConnection, () => s.Acknowledge("abc", 1, true), "Acknowledge(\"abc\") -> 2002");
+                Check(s.Connections.ContainsKey(sid) && s.Connections.ContainsKey(id), "ContainsKey(open id) by string and ulong");
+                s.Disconnect(sid);
+                Check(Wait(() => s.ConnectionCount == 0), "Disconnect(string id) closes it");
+                Equal(0, s.Connections.Count, "Connections.Count 0 after Disconnect");
+                Throws<KeyNotFoundException>(() => { var x = s.Connections[sid]; }, "Connections[closed id] -> KeyNotFoundException");
+            }
+        }
+
+        // Every public method taking a string connection id has the same overload with a ulong.
+        var missing = new List<string>();
+        int withString = 0;
+        foreach (var type in new[] { typeof(MLLPServer), typeof(MLLPConnectionMap) })
+            foreach (var m in type.GetMethods(BindingFlags.Public | BindingFlags.Instance | BindingFlags.Static | BindingFlags.DeclaredOnly))
+            {
+                var ps = m.GetParameters();
+                for (int i = 0; i < ps.Length; i++)
+                {
+                    bool isId = ps[i].ParameterType == typeof(string)
+                        && (ps[i].Name == "connectionId" || (type == typeof(MLLPConnectionMap) && ps[i].Name == "key"));
+                    if (!isId) continue;
+                    withString++;
+                    var types = ps.Select(p => p.ParameterType).ToArray();
+                    types[i] = typeof(ulong);
+                    if (type.GetMethod(m.Name, types) == null)
+                        missing.Add(type.Name + "." + m.Name + "(" + string.Join(", ", ps.Select(p => p.ParameterType.Name)) + ")");
+                }
+            }
+        Check(withString >= 11, "methods taking a string connection id found by reflection", withString.ToString());
+        Check(missing.Count == 0, "each has a ulong overload", string.Join("; ", missing));
+    }
+
+    /// <summary>DoEvents() waits 100 ms for an event, as the reference does, so a
+    /// while (...) DoEvents(); loop does not spin a core.</summary>
+    private static void TestDoEventsDefault()
+    {
+        using (var s = NewServer())
+        {
+            s.Config("EventMode=DoEvents");
+            s.StartListening();
+            s.DoEvents(0);
+            var times = new List<long>();
+            for (int i = 0; i < 3; i++)
+            {
+                var sw = Stopwatch.StartNew();
+                s.DoEvents();
+                times.Add(sw.ElapsedMilliseconds);
+            }
+            Check(times.All(t => t >= 90 && t < 1000), "DoEvents() with nothing queued waits about 100 ms",
+                  string.Join(", ", times) + " ms");
+            var sw0 = Stopwatch.StartNew();
+            s.DoEvents(0);
+            Check(sw0.ElapsedMilliseconds < 50, "DoEvents(0) returns at once", sw0.ElapsedMilliseconds + " ms");
+        }
+    }
+
+    // ------------------------------------------------------------------ declarations against include/mllp.h
+
+    private static string s_layoutPath, s_definesPath, s_headerPath;
+
+    private static string PascalCase(string snake)
+    {
+        var sb = new StringBuilder();
+        foreach (var part in snake.Split('_'))
+            if (part.Length > 0) sb.Append(char.ToUpperInvariant(part[0])).Append(part.Substring(1).ToLowerInvariant());
+        return sb.ToString();
+    }
+
+    /// <summary>The header without its comments.</summary>
+    private static string HeaderCode()
+    {
+        string h = File.ReadAllText(s_headerPath);
+        h = Regex.Replace(h, @"/\*.*?\*/", " ", RegexOptions.Singleline);
+        return Regex.Replace(h, @"//[^\n]*", " ");
+    }
+
+    /// <summary>Issue 9: every [StructLayout] struct of Native.cs has the C layout (sizeof and
+    /// offsetof from the C compiler, tests/layout.c) and the header's fields in its order;
+    /// every MLLP_* constant of the header (cc -dM) has its C# counterpart with the same value
+    /// and back; every DllImport names a function of the header with as many parameters.</summary>
+    private static void TestHeader()
+    {
+        if (s_layoutPath == null || s_definesPath == null || s_headerPath == null)
+        {
+            Check(false, "header check inputs", "run through test.sh (--layout, --defines, --header)");
+            return;
+        }
+        Assembly asm = typeof(MLLPServer).Assembly;
+        string code = HeaderCode();
+
+        // ---- struct layouts ----
+        var headerStructs = new Dictionary<string, List<string>>();
+        foreach (Match m in Regex.Matches(code, @"typedef\s+struct\s*\{([^{}]*)\}\s*(\w+)\s*;"))
+        {
+            var fields = new List<string>();
+            foreach (var decl in m.Groups[1].Value.Split(';'))
+            {
+                var d = Regex.Replace(decl, @"\[[^\]]*\]", "").Trim();
+                if (d.Length == 0) continue;
+                fields.Add(Regex.Match(d, @"(\w+)\s*$").Groups[1].Value);
+            }
+            headerStructs[m.Groups[2].Value] = fields;
+        }
+        Check(headerStructs.Count >= 13, "event structs found in the header", headerStructs.Count.ToString());
+
+        var cLayout = new Dictionary<string, Tuple<string, int, List<KeyValuePair<string, int>>>>();
+        Tuple<string, int, List<KeyValuePair<string, int>>> cur = null;
+        var fieldSize = new Dictionary<string, int>();
+        foreach (var line in File.ReadAllLines(s_layoutPath))
+        {
+            var w = line.Split(' ');
+            if (w[0] == "struct")
+            {
+                cur = Tuple.Create(w[2], int.Parse(w[3]), new List<KeyValuePair<string, int>>());
+                cLayout[w[1]] = cur;
+            }
+            else if (w[0] == "field" && cur != null)
+            {
+                cur.Item3.Add(new KeyValuePair<string, int>(w[1], int.Parse(w[2])));
+                fieldSize[cur.Item1 + "." + PascalCase(w[1])] = int.Parse(w[3]);
+            }
+        }
+        foreach (var hs in headerStructs)
+        {
+            Tuple<string, int, List<KeyValuePair<string, int>>> c;
+            if (!cLayout.TryGetValue(hs.Key, out c)) { Check(false, hs.Key + " is measured by tests/layout.c", "missing there"); continue; }
+            Check(c.Item3.Select(f => f.Key).SequenceEqual(hs.Value), hs.Key + ": layout.c lists the header's fields",
+                  "header " + string.Join(",", hs.Value) + " / layout.c " + string.Join(",", c.Item3.Select(f => f.Key)));
+        }
+        foreach (var k in cLayout.Keys.Where(k => !headerStructs.ContainsKey(k)))
+            Check(false, "layout.c's " + k + " is in the header", "not there");
+
+        var csStructs = asm.GetTypes()
+            .Where(t => t.Namespace == "Mllp" && t.IsValueType && !t.IsEnum && !t.IsNested
+                        && t.StructLayoutAttribute != null && t.StructLayoutAttribute.Value == LayoutKind.Sequential
+                        && !t.Name.StartsWith("<"))
+            .ToDictionary(t => t.Name);
+        Check(csStructs.Count == cLayout.Count, "as many C# [StructLayout] structs as header event structs",
+              csStructs.Count + " vs " + cLayout.Count + ": " + string.Join(",", csStructs.Keys.OrderBy(x => x)));
+        foreach (var c in cLayout)
+        {
+            Type t;
+            if (!csStructs.TryGetValue(c.Value.Item1, out t)) { Check(false, "C# struct " + c.Value.Item1 + " exists (" + c.Key + ")"); continue; }
+            var csFields = t.GetFields(BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Instance)
+                .OrderBy(f => (long)Marshal.OffsetOf(t, f.Name)).Select(f => f.Name).ToList();
+            var expected = c.Value.Item3.Select(f => PascalCase(f.Key)).ToList();
+            Check(csFields.SequenceEqual(expected), t.Name + ": fields of " + c.Key + " in order",
+                  "C# " + string.Join(",", csFields) + " / C " + string.Join(",", expected));
+            Equal(c.Value.Item2, Marshal.SizeOf(t), t.Name + ": Marshal.SizeOf == sizeof(" + c.Key + ")");
+            var bad = new List<string>();
+            foreach (var f in c.Value.Item3)
+            {
+                string name = PascalCase(f.Key);
+                if (t.GetField(name, BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Instance) == null) { bad.Add(name + " missing"); continue; }
+                long off = (long)Marshal.OffsetOf(t, name);
+                if (off != f.Value) bad.Add(name + " at " + off + ", C " + f.Value);
+                var ft = t.GetField(name, BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Instance).FieldType;
+                int size = Marshal.SizeOf(ft.IsPointer ? typeof(IntPtr) : ft), csize = fieldSize[t.Name + "." + name];
+                if (size != csize) bad.Add(name + " is " + size + " bytes (" + ft.Name + "), C " + csize);
+            }
+            Check(bad.Count == 0, t.Name + ": Marshal.OffsetOf == offsetof and field sizes equal for every field", string.Join("; ", bad));
+        }
+
+        // ---- constants ----
+        var defines = new Dictionary<string, long>();
+        foreach (var line in File.ReadAllLines(s_definesPath))
+        {
+            var m = Regex.Match(line, @"^#define\s+(MLLP_\w+)\s+(-?\d+)\s*$");
+            if (m.Success) defines[m.Groups[1].Value] = long.Parse(m.Groups[2].Value);
+        }
+        Check(defines.ContainsKey("MLLP_OK") && defines.ContainsKey("MLLP_ERR_NO_SUCH_CONNECTION") && defines.Count >= 50,
+              "cc -dM lists the header's constants", defines.Count.ToString());
+        Type native = asm.GetType("Mllp.Native", true);
+        Func<Type, string, long?> constOf = (type, name) =>
+        {
+            var f = type.GetField(name, BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Static);
+            if (f == null) return null;
+            return f.IsLiteral ? Convert.ToInt64(f.GetRawConstantValue()) : (long?)null;
+        };
+        Func<Type, string, long?> enumOf = (type, name) =>
+            Enum.GetNames(type).Contains(name) ? Convert.ToInt64(Enum.Parse(type, name)) : (long?)null;
+        var certStore = new Dictionary<string, string>
+        {
+            { "PFX_FILE", "cstPFXFile" }, { "PFX_BLOB", "cstPFXBlob" }, { "PEM_KEY_FILE", "cstPEMKeyFile" },
+            { "PEM_KEY_BLOB", "cstPEMKeyBlob" }, { "PUBLIC_KEY_FILE", "cstPublicKeyFile" },
+            { "PUBLIC_KEY_BLOB", "cstPublicKeyBlob" }, { "AUTO", "cstAuto" },
+        };
+        var exceptionName = new Dictionary<string, string> { { "CERTIFICATE", "CertificateError" } };
+        var usedException = new HashSet<string>();
+        var usedCert = new HashSet<string>();
+        var usedReject = new HashSet<string>();
+        var usedAck = new HashSet<string>();
+        var wrong = new List<string>();
+        var unmapped = new List<string>();
+        string[] version = (MLLPServer.LibraryVersion ?? "").Split('.', '-', '+');
+        foreach (var d in defines)
+        {
+            string name = d.Key;
+            var nat = constOf(native, name);
+            if (nat != null && nat != d.Value) wrong.Add("Native." + name + " = " + nat + ", header " + d.Value);
+            long? cs = null; string what = null;
+            if (name.StartsWith("MLLP_ERR_"))
+            {
+                string suffix = name.Substring(9), n;
+                if (!exceptionName.TryGetValue(suffix, out n)) n = PascalCase(suffix);
+                what = "MLLPException." + n; cs = constOf(typeof(MLLPException), n); usedException.Add(n);
+            }
+            else if (name.StartsWith("MLLP_CERT_FIELD_"))
+            {
+                what = "Native." + name; cs = nat;
+            }
+            else if (name.StartsWith("MLLP_CERT_"))
+            {
+                string n;
+                if (certStore.TryGetValue(name.Substring(10), out n)) { what = "CertStoreTypes." + n; cs = enumOf(typeof(CertStoreTypes), n); usedCert.Add(n); }
+            }
+            else if (name.StartsWith("MLLP_REJECT_"))
+            {
+                string n = name.Substring(12); what = "RejectCode." + n; cs = enumOf(typeof(RejectCode), n); usedReject.Add(n);
+            }
+            else if (name.StartsWith("MLLP_ACK_"))
+            {
+                string n = name.Substring(9); what = "AckCode." + n; cs = enumOf(typeof(AckCode), n); usedAck.Add(n);
+            }
+            else if (name == "MLLP_OK") { what = "Native.MLLP_OK"; cs = nat; }
+            else if (name.StartsWith("MLLP_VERSION_"))
+            {
+                int idx = name == "MLLP_VERSION_MAJOR" ? 0 : name == "MLLP_VERSION_MINOR" ? 1 : name == "MLLP_VERSION_PATCH" ? 2 : -1;
+                long v;
+                if (idx >= 0) { what = "LibraryVersion part " + idx; cs = idx < version.Length && long.TryParse(version[idx], out v) ? v : (long?)null; }
+            }
+            if (what == null) { unmapped.Add(name); continue; }
+            if (cs == null) wrong.Add(what + " missing (header " + name + " = " + d.Value + ")");
+            else if (cs != d.Value) wrong.Add(what + " = " + cs + ", header " + name + " = " + d.Value);
+        }
+        Check(unmapped.Count == 0, "every MLLP_* constant of the header has a C# counterpart", string.Join(", ", unmapped));
+        Check(wrong.Count == 0, "C# constants equal the header's", string.Join("; ", wrong));
+        var extra = new List<string>();
+        foreach (var f in typeof(MLLPException).GetFields(BindingFlags.Public | BindingFlags.Static).Where(f => f.IsLiteral))
+            if (!usedException.Contains(f.Name)) extra.Add("MLLPException." + f.Name);
+        foreach (var f in native.GetFields(BindingFlags.NonPublic | BindingFlags.Static).Where(f => f.IsLiteral && f.Name.StartsWith("MLLP_")))
+            if (!defines.ContainsKey(f.Name)) extra.Add("Native." + f.Name);
+        // The reference's Windows and Java key stores have no number in the header (2003 at load).
+        var referenceOnly = new[] { "cstUser", "cstMachine", "cstJKSFile", "cstJKSBlob" };
+        foreach (var n in Enum.GetNames(typeof(CertStoreTypes)))
+            if (!usedCert.Contains(n) && !referenceOnly.Contains(n)) extra.Add("CertStoreTypes." + n);
+        foreach (var n in Enum.GetNames(typeof(RejectCode))) if (!usedReject.Contains(n)) extra.Add("RejectCode." + n);
+        foreach (var n in Enum.GetNames(typeof(AckCode))) if (!usedAck.Contains(n)) extra.Add("AckCode." + n);
+        Check(extra.Count == 0, "no C# constant without its header counterpart", string.Join(", ", extra));
+        var asmVersion = asm.GetName().Version;
+        string headerVersion = defines["MLLP_VERSION_MAJOR"] + "." + defines["MLLP_VERSION_MINOR"] + "." + defines["MLLP_VERSION_PATCH"];
+        Equal(headerVersion, asmVersion.Major + "." + asmVersion.Minor + "." + asmVersion.Build, "assembly version is the header's version");
+
+        // ---- functions ----
+        var protos = new Dictionary<string, int>();
+        foreach (Match m in Regex.Matches(code, @"\b(mllp_\w+)\s*\(([^()]*)\)\s*;"))
+        {
+            string ps = m.Groups[2].Value.Trim();
+            protos[m.Groups[1].Value] = ps == "" || ps == "void" ? 0 : ps.Split(',').Length;
+        }
+        Check(protos.Count >= 50, "functions found in the header", protos.Count.ToString());
+        var badFns = new List<string>();
+        int imports = 0;
+        foreach (var m in native.GetMethods(BindingFlags.NonPublic | BindingFlags.Public | BindingFlags.Static))
+        {
+            if ((m.Attributes & MethodAttributes.PinvokeImpl) == 0) continue;
+            imports++;
+            var attr = (DllImportAttribute)m.GetCustomAttributes(typeof(DllImportAttribute), false).FirstOrDefault();
+            string entry = attr != null && !string.IsNullOrEmpty(attr.EntryPoint) ? attr.EntryPoint : m.Name;
+            if (attr != null && attr.CallingConvention != CallingConvention.Cdecl) badFns.Add(m.Name + " not Cdecl");
+            int n;
+            if (!protos.TryGetValue(entry, out n)) badFns.Add(entry + " not in the header");
+            else if (n != m.GetParameters().Length) badFns.Add(entry + ": " + m.GetParameters().Length + " parameters, header " + n);
+        }
+        Check(imports >= 50, "DllImport declarations found", imports.ToString());
+        Check(badFns.Count == 0, "every DllImport is a header function with as many parameters", string.Join("; ", badFns));
+    }
+
     private static string s_samplePath;
 
     public static int Main(string[] args)
     {
         string scenario = null, filter = null;
-        // test.sh passes --sample; run from bindings/csharp/build, the repository's copy is here.
+        // test.sh passes --sample; run from build/csharp/tests, the repository's copy is here.
         s_samplePath = System.IO.Path.Combine("..", "..", "..", "tests", "data", "adt_a01.hl7");
         for (int i = 0; i < args.Length; i++)
         {
             if (args[i] == "--sample" && i + 1 < args.Length) s_samplePath = args[++i];
             else if (args[i] == "--scenario" && i + 1 < args.Length) scenario = args[++i];
+            else if (args[i] == "--layout" && i + 1 < args.Length) s_layoutPath = args[++i];
+            else if (args[i] == "--defines" && i + 1 < args.Length) s_definesPath = args[++i];
+            else if (args[i] == "--header" && i + 1 < args.Length) s_headerPath = args[++i];
             else filter = args[i];
         }
         s_sample = File.ReadAllBytes(s_samplePath);
@@ -1989,6 +2316,7 @@ internal static class Tests
 
         var all = new List<KeyValuePair<string, Action>>
         {
+            new KeyValuePair<string, Action>("header", TestHeader),
             new KeyValuePair<string, Action>("basics", TestBasics),
             new KeyValuePair<string, Action>("config", TestConfig),
             new KeyValuePair<string, Action>("connection-request", TestConnectionRequest),
@@ -2001,6 +2329,8 @@ internal static class Tests
             new KeyValuePair<string, Action>("throwing-handlers", TestThrowingHandlers),
             new KeyValuePair<string, Action>("log", TestLog),
             new KeyValuePair<string, Action>("doevents", TestDoEvents),
+            new KeyValuePair<string, Action>("doevents-default", TestDoEventsDefault),
+            new KeyValuePair<string, Action>("connection-ids", TestConnectionIds),
             new KeyValuePair<string, Action>("dispose", TestDisposeSemantics),
             new KeyValuePair<string, Action>("dispose-disconnected-thread", () => TestDisposeFiresDisconnected(false)),
             new KeyValuePair<string, Action>("dispose-disconnected-doevents", () => TestDisposeFiresDisconnected(true)),
