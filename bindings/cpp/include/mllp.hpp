@@ -41,7 +41,8 @@
 
 namespace mllp {
 
-/// Identifies a connection (the reference's ConnectionId). Never 0.
+/// Identifies a connection (the reference's ConnectionId). Never 0. Every call that takes an id
+/// also takes it as the reference's string ("42", as std::to_string(id) writes it).
 using ConnectionId = std::uint64_t;
 
 // ---------------------------------------------------------------------------------------------
@@ -734,6 +735,22 @@ struct WriteHolder {
 
 }  // namespace detail
 
+/// The id a string names: the decimal digits std::to_string(id) writes ("42"). A string that is
+/// no such id ("", "abc", "042", "-1", "0", too large) names no connection: Error 2002
+/// (errc::NoSuchConnection), as an unknown number does.
+inline ConnectionId connectionIdFromString(std::string_view id) {
+  ConnectionId v = 0;
+  bool ok = !id.empty() && id.size() <= 20 && id[0] != '0';
+  for (std::size_t i = 0; ok && i < id.size(); ++i) {
+    const char c = id[i];
+    const auto d = static_cast<ConnectionId>(c - '0');
+    if (c < '0' || c > '9' || v > (UINT64_MAX - d) / 10) ok = false;
+    else v = v * 10 + d;
+  }
+  if (!ok) throw Error(MLLP_ERR_NO_SUCH_CONNECTION, "no such connection: \"" + std::string(id) + "\"");
+  return v;
+}
+
 class Server;
 
 // ---------------------------------------------------------------------------------------------
@@ -977,11 +994,16 @@ class Server {
     detail::check(mllp_server_get_connection_count(h(), &v));
     return v;
   }
-  /// Connections[id]: a view of one connection (not checked until used).
+  /// Connections[id]: a view of one open connection. An id that names no open connection
+  /// (closed, never seen, or a string that is no id) throws Error 2002 (errc::NoSuchConnection),
+  /// here and on any later use of the view once the connection has closed.
   Connection connection(ConnectionId id) const {
     mllp_server* handle = h();  // before touching state_
+    std::uint16_t port = 0;
+    detail::check(mllp_connection_get_remote_port(handle, id, &port));  // the lookup
     return Connection(handle, id, state_->sink);
   }
+  Connection connection(std::string_view id) const { return connection(connectionIdFromString(id)); }
 
   // ---- methods ----
   /// Config("Name=Value") sets a setting and returns ""; Config("Name") returns its value.
@@ -993,14 +1015,20 @@ class Server {
   void stopListening() { detail::check(mllp_server_stop_listening(h())); }
   void shutdown() { detail::check(mllp_server_shutdown(h())); }
   void reset() { detail::check(mllp_server_reset(h())); }
+  // Every method taking a connection id takes the number or its string (see ConnectionId); an id
+  // that names no open connection throws Error 2002 (errc::NoSuchConnection).
   void disconnect(ConnectionId id) { detail::check(mllp_server_disconnect(h(), id)); }
+  void disconnect(std::string_view id) { disconnect(connectionIdFromString(id)); }
   void interrupt(ConnectionId id) { detail::check(mllp_server_interrupt(h(), id)); }
+  void interrupt(std::string_view id) { interrupt(connectionIdFromString(id)); }
   /// Send: sends the connection's input stream, else InputFileName, else InputData.
   void send(ConnectionId id) { detail::check(mllp_server_send(h(), id)); }
+  void send(std::string_view id) { send(connectionIdFromString(id)); }
   /// Sends bytes (copied) without touching InputData; same waiting rules as send().
   void sendBytes(ConnectionId id, ByteView data) {
     detail::check(mllp_server_send_bytes(h(), id, data.data(), data.size()));
   }
+  void sendBytes(std::string_view id, ByteView data) { sendBytes(connectionIdFromString(id), data); }
   /// Acknowledges a message whose AckOut handler set defer: accept sends ACK (HL7 mode: MSA-1
   /// AA), !accept a NAK (HL7 mode: rejectCode). Any thread, also inside handlers. Replies leave
   /// in message order; a messageSeq not awaiting a decision is ignored. Throws
@@ -1009,12 +1037,19 @@ class Server {
                    RejectCode rejectCode = RejectCode::AE) {
     detail::check(mllp_server_acknowledge(h(), id, messageSeq, accept ? 1 : 0, static_cast<int>(rejectCode)));
   }
+  void acknowledge(std::string_view id, std::uint64_t messageSeq, bool accept = true,
+                   RejectCode rejectCode = RejectCode::AE) {
+    acknowledge(connectionIdFromString(id), messageSeq, accept, rejectCode);
+  }
   /// Decides a deferred message (see acknowledge) by sending exactly reply as its acknowledgement,
   /// framed by the library (AckMode=HL7: an unframed HL7 ACK message; MLLP mode: the one ACK/NAK
   /// byte). Same ordering rules as acknowledge. A positive reply (the ACK byte, MSA-1 AA or CA)
   /// is remembered by the DuplicateWindow.
   void acknowledgeWith(ConnectionId id, std::uint64_t messageSeq, ByteView reply) {
     detail::check(mllp_server_acknowledge_with(h(), id, messageSeq, reply.data(), reply.size()));
+  }
+  void acknowledgeWith(std::string_view id, std::uint64_t messageSeq, ByteView reply) {
+    acknowledgeWith(connectionIdFromString(id), messageSeq, reply);
   }
   /// Sends an HL7 application acknowledgement (code AA, AE or AR; text an optional MSA-3) for
   /// message, a message received on that connection, as a message of its own built from its MSH,
@@ -1028,6 +1063,10 @@ class Server {
                                            text ? t.c_str() : nullptr, &sent));
     return sent != 0;
   }
+  bool sendAppAck(std::string_view id, ByteView message, AckCode code,
+                  std::optional<std::string_view> text = std::nullopt) {
+    return sendAppAck(connectionIdFromString(id), message, code, text);
+  }
   /// DuplicateCount: the number of resent messages answered from the DuplicateWindow so far.
   std::uint64_t duplicateCount() const {
     std::uint64_t v = 0;
@@ -1038,8 +1077,10 @@ class Server {
   static std::vector<std::uint8_t> buildAck(ByteView message, AckCode code,
                                             std::optional<std::string_view> text = std::nullopt);
   /// DoEvents: with EventMode=DoEvents delivers queued events on this thread, waiting up to
-  /// timeoutMs for the first; returns how many were delivered.
-  std::size_t doEvents(std::uint32_t timeoutMs = 0) {
+  /// timeoutMs (default 100, the reference's) for the first; returns how many were delivered.
+  /// In the default thread mode handlers run on the reactor thread and this call only sleeps
+  /// timeoutMs (returns 0): a `while (...) doEvents();` loop does not spin.
+  std::size_t doEvents(std::uint32_t timeoutMs = 100) {
     std::size_t n = 0;
     detail::check(mllp_server_do_events(h(), timeoutMs, &n));
     return n;

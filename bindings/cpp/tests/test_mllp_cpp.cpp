@@ -964,6 +964,71 @@ void testDoEventsMode() {
   CHECK(!wrongThread);
 }
 
+void testConnectionIds() {
+  // Ids as numbers and as the reference's strings; every unknown id is Error 2002.
+  ConnTracker t;
+  mllp::Server s;
+  t.attach(s);
+  listenLocal(s);
+  CHECK(s.connectionCount() == 0);
+  Client a(s.localPort());
+  REQUIRE(a.ok());
+  REQUIRE(waitFor([&] { return t.nConnected() == 1; }));
+  Client b(s.localPort());
+  REQUIRE(b.ok());
+  REQUIRE(waitFor([&] { return t.nConnected() == 2; }));
+  CHECK(s.connectionCount() == 2);
+  CHECK(s.connections().size() == s.connectionCount());
+  const mllp::ConnectionId id = t.last();
+  const std::string sid = std::to_string(id);
+  CHECK(mllp::connectionIdFromString(sid) == id);
+  CHECK(s.connection(sid).connectionId() == id);
+  CHECK(s.connection(std::string_view(sid)).remotePort() == b.localPort());
+  CHECK(s.connection(sid.c_str()).remoteHost() == "127.0.0.1");
+  s.sendBytes(sid, "MSH|by-string\r");
+  std::string payload;
+  CHECK(b.recvFrame(payload) && payload == "MSH|by-string\r");
+
+  // Unknown: never seen, malformed, zero, leading zero, too large -> the same lookup error.
+  const std::string unknownNumber = std::to_string(id + 1000);
+  for (const std::string& bad : {unknownNumber, std::string("abc"), std::string(""), std::string("0"),
+                                 "0" + sid, std::string("-1"), std::string(" 1"), std::string("1x"),
+                                 std::string("18446744073709551616"), std::string("99999999999999999999999")}) {
+    CHECK_THROWS_CODE(s.connection(bad), mllp::errc::NoSuchConnection);
+    CHECK_THROWS_CODE(s.send(bad), mllp::errc::NoSuchConnection);
+    CHECK_THROWS_CODE(s.sendBytes(bad, "x"), mllp::errc::NoSuchConnection);
+    CHECK_THROWS_CODE(s.disconnect(bad), mllp::errc::NoSuchConnection);
+    CHECK_THROWS_CODE(s.interrupt(bad), mllp::errc::NoSuchConnection);
+    CHECK_THROWS_CODE(s.acknowledge(bad, 1), mllp::errc::NoSuchConnection);
+  }
+  CHECK_THROWS_CODE(s.connection(id + 1000), mllp::errc::NoSuchConnection);  // checked at lookup
+  CHECK(mllp::connectionIdFromString("18446744073709551615") == UINT64_MAX);
+
+  // Disconnect by string id; the view then fails the same way.
+  mllp::Connection view = s.connection(sid);
+  s.disconnect(sid);
+  CHECK(b.waitClosed());
+  CHECK(waitFor([&] { return s.connectionCount() == 1; }));
+  CHECK_THROWS_CODE(view.remoteHost(), mllp::errc::NoSuchConnection);
+  CHECK_THROWS_CODE(s.connection(sid), mllp::errc::NoSuchConnection);
+}
+
+void testDoEventsDefault() {
+  // The default wait is the reference's 100 ms in both modes: a `while (...) doEvents();` loop
+  // does not spin.
+  for (const bool doEventsMode : {false, true}) {
+    mllp::Server s;
+    if (doEventsMode) s.config("EventMode=DoEvents");
+    listenLocal(s);
+    const auto t0 = Clock::now();
+    const std::size_t n = s.doEvents();
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
+    CHECK(n == 0);
+    CHECK(ms >= 95);
+    CHECK(ms < 2000);
+  }
+}
+
 void testLogAndThreadHooks() {
   std::atomic<int> logs{0}, starts{0};
   std::atomic<bool> badLog{false};
@@ -2055,6 +2120,8 @@ int main(int argc, char** argv) {
       {"throwing_handlers", testThrowingHandlers},
       {"reentrancy", testReentrancy},
       {"do_events", testDoEventsMode},
+      {"do_events_default", testDoEventsDefault},
+      {"connection_ids", testConnectionIds},
       {"log_thread_hooks", testLogAndThreadHooks},
       {"clean_exit", testCleanExit},
       {"close_disconnected", testCloseDisconnected},
