@@ -822,13 +822,7 @@ impl<W> Connection<W> {
                     return positive;
                 }
                 // Scratch buffers are reused: no allocation per acknowledgement.
-                let s = &mut self.scratch;
-                s.clear();
-                hl7::format_timestamp(now.unix_secs(), s);
-                let ts_end = s.len();
-                hl7::push_control_id(s);
-                let (ts, control) = s.split_at(ts_end);
-                hl7::build_ack(msh, code, ts, control, None, &mut self.body);
+                hl7::build_ack_at(msh, code, now.unix_secs(), None, &mut self.scratch, &mut self.body);
             }
         }
         positive

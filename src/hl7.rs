@@ -473,13 +473,27 @@ pub fn push_control_id(out: &mut Vec<u8>) {
 /// and the current time, for hosts that build acknowledgements themselves.
 pub fn build_ack_now(msg: &[u8], code: AckCode, text: Option<&[u8]>) -> Vec<u8> {
     let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let mut ts = Vec::with_capacity(14);
-    format_timestamp(secs, &mut ts);
-    let mut id = Vec::with_capacity(20);
-    push_control_id(&mut id);
     let mut out = Vec::with_capacity(128);
-    build_ack(msg, code, &ts, &id, text, &mut out);
+    build_ack_at(msg, code, secs, text, &mut Vec::with_capacity(40), &mut out);
     out
+}
+
+/// Appends an acknowledgement for `msg` ([`build_ack`]) stamped `unix_secs` with a fresh control
+/// id ([`push_control_id`]); `scratch` holds both meanwhile (reused by callers that build many).
+pub fn build_ack_at(
+    msg: &[u8],
+    code: AckCode,
+    unix_secs: u64,
+    text: Option<&[u8]>,
+    scratch: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) {
+    scratch.clear();
+    format_timestamp(unix_secs, scratch);
+    let ts_end = scratch.len();
+    push_control_id(scratch);
+    let (ts, control) = scratch.split_at(ts_end);
+    build_ack(msg, code, ts, control, text, out);
 }
 
 /// True when `frame` is an HL7 batch: its first segment is FHS or BHS.

@@ -475,7 +475,7 @@ impl Server {
             return Ok(false);
         }
         let ack = crate::hl7::build_ack_now(message, code, text.map(str::as_bytes));
-        self.check_send(&c, 0)?;
+        // send_payload makes the checks a send can fail (framing, a full queue).
         self.send_payload(&c, ack, 0)?;
         Ok(true)
     }
