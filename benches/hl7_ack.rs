@@ -1,5 +1,5 @@
 //! HL7 ACK builder: cost of acknowledging one message (parse MSH, build the ACK), and of the
-//! pieces a server calls per message.
+//! pieces a server calls per message (and the duplicate window's key).
 //!
 //! `cargo bench --bench hl7_ack` (criterion reports time per ACK and ACKs per second).
 
@@ -58,6 +58,12 @@ fn bench_ack(c: &mut Criterion) {
             format_timestamp(black_box(1_764_059_460), &mut ts);
             ts.len()
         })
+    });
+    // The duplicate window's key of a message (XXH3-128 of the message + a keyed hash of
+    // MSH-3/4/10), against the SHA-256 it replaced (ring, with the CPU's SHA extensions).
+    g.bench_function("dedupe_key/adt_1KiB", |b| b.iter(|| mllp::dedupe::Key::of(black_box(&adt1k))));
+    g.bench_function("sha256/adt_1KiB", |b| {
+        b.iter(|| ring::digest::digest(&ring::digest::SHA256, black_box(&adt1k)).as_ref()[0])
     });
     let mut ack = Vec::new();
     build_ack(ADT_A01, AckCode::AA, b"20261125083100", b"ACK0000001", None, &mut ack);

@@ -6,8 +6,8 @@
 //! different messages look like a reused control id, which delivers them, never drops one) and
 //! a 128-bit XXH3 of the whole message, seeded at random per process (which decides whether a
 //! resend is the same message). XXH3 rather than SHA-256 because it is cheap enough to run on
-//! every message at the reactor's rate (0.08 µs against 0.65 µs per KiB with SHA extensions,
-//! measured here): a different message would be taken for a resend only if it had the same
+//! every message at the reactor's rate (the whole key of a 1 KiB message costs 0.19 µs, its
+//! SHA-256 alone 0.66 µs with the CPU's SHA extensions: `cargo bench --bench hl7_ack`): a different message would be taken for a resend only if it had the same
 //! MSH-3/4/10 and the same 128-bit hash, about 2^-128 by chance, and a sender cannot aim for it
 //! without the process's seed.
 //!
