@@ -1,0 +1,2 @@
+//! The MLLP client (sender).
+pub mod sender;
