@@ -1,0 +1,3 @@
+//! The MLLP client (sender).
+
+pub mod tls;
