@@ -30,9 +30,6 @@ pub(crate) struct Io {
     tls: Option<Box<rustls::ClientConnection>>,
 }
 
-/// Marker the TLS verifier puts in the text of a refusal (so it maps to TLS_SERVER_REJECTED).
-pub(crate) const REFUSED_MARK: &str = "server certificate refused";
-
 impl Io {
     /// Resolves RemoteHost, connects (bounded by `deadline`), applies the socket options and,
     /// for TLS, completes the handshake before returning.
@@ -175,7 +172,11 @@ fn connect_one(s: &ClientSettings, addr: SocketAddr, deadline: Option<Instant>) 
     }
     if !s.local_host.is_empty() || s.local_port != 0 {
         let host = if s.local_host.is_empty() {
-            if addr.is_ipv4() { "0.0.0.0" } else { "::" }
+            if addr.is_ipv4() {
+                "0.0.0.0"
+            } else {
+                "::"
+            }
         } else {
             s.local_host.as_str()
         };
@@ -217,7 +218,10 @@ fn finish_open(
             let _ = sock.set_write_timeout(left);
             match c.complete_io(&mut sock) {
                 Ok((0, 0)) if c.is_handshaking() && !c.wants_write() => {
-                    return Err(Error::new(code::TLS_HANDSHAKE, "the server closed the connection during the TLS handshake"))
+                    return Err(Error::new(
+                        code::TLS_HANDSHAKE,
+                        "the server closed the connection during the TLS handshake",
+                    ))
                 }
                 Ok(_) => {}
                 Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
@@ -226,9 +230,14 @@ fn finish_open(
                 Err(e) => {
                     // Send the alert that says why, then report it.
                     let _ = c.write_tls(&mut sock);
-                    let text = e.to_string();
-                    let code = if text.contains(REFUSED_MARK) { code::TLS_SERVER_REJECTED } else { code::TLS_HANDSHAKE };
-                    return Err(Error::new(code, format!("TLS handshake failed: {text}")));
+                    let refused =
+                        e.get_ref().and_then(|r| r.downcast_ref::<rustls::Error>()).and_then(super::tls::rejection);
+                    return Err(match refused {
+                        Some(why) => {
+                            Error::new(code::TLS_SERVER_REJECTED, format!("server certificate refused: {why}"))
+                        }
+                        None => Error::new(code::TLS_HANDSHAKE, format!("TLS handshake failed: {e}")),
+                    });
                 }
             }
         }
