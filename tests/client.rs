@@ -3,7 +3,6 @@
 //! over TLS (server verification, the host's override, mutual TLS).
 
 mod common;
-#[allow(dead_code)]
 mod tls_util;
 
 use std::io::{Read, Write};
