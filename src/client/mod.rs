@@ -15,6 +15,7 @@ pub mod settings;
 pub mod tls;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
@@ -156,6 +157,9 @@ pub struct Client {
     handler: Arc<Mutex<Arc<dyn ClientHandler>>>,
     /// The thread driving I/O now (for the REENTRANT check).
     driver: Mutex<Option<ThreadId>>,
+    /// The number of the connection being opened or open (SSLServerAuthentication reads it
+    /// inside the handshake).
+    conn_no: Arc<AtomicU64>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -183,6 +187,7 @@ impl Client {
             waker,
             handler: Arc::new(Mutex::new(Arc::new(NoHandler))),
             driver: Mutex::new(None),
+            conn_no: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -302,26 +307,47 @@ impl Client {
     /// Sends a message and waits for its outcome: Ok once positively acknowledged (or written,
     /// with AckMode None); Err with the last failure after the retries. Connects when needed.
     pub fn send(&self, data: &[u8]) -> Result<SendResult> {
-        let mut d = self.begin()?;
-        let id = {
+        let (r, o) = self.send_outcome(data);
+        r.and_then(|()| o.ok_or_else(|| Error::new(code::BAD_STATE, "the send ended without an outcome")))
+    }
+
+    /// As [`send`](Self::send), with the outcome's details also when it failed (None only when
+    /// the message was never accepted for sending).
+    pub fn send_outcome(&self, data: &[u8]) -> (Result<()>, Option<SendResult>) {
+        let mut d = match self.begin() {
+            Ok(d) => d,
+            Err(e) => return (Err(e), None),
+        };
+        let queued = {
             let mut st = lock(&self.state);
-            match st.sender.queue(data.to_vec(), Instant::now()) {
-                Ok(id) => {
-                    st.waiting.insert(id, None);
-                    id
-                }
-                Err(e) => {
-                    drop(st);
-                    self.end(d);
-                    return Err(e);
-                }
+            let q = st.sender.queue(data.to_vec(), Instant::now());
+            if let Ok(id) = q {
+                st.waiting.insert(id, None);
+            }
+            q
+        };
+        let id = match queued {
+            Ok(id) => id,
+            Err(e) => {
+                self.end(d);
+                return (Err(e), None);
             }
         };
         self.run(&mut d, None, |st| st.waiting.get(&id).is_some_and(|o| o.is_some()));
         let outcome = lock(&self.state).waiting.remove(&id).flatten();
         self.end(d);
-        let o = outcome.ok_or_else(|| Error::new(code::BAD_STATE, "the send ended without an outcome"))?;
-        o.result.map(|()| SendResult { message_id: o.id, ack: o.ack, attempts: o.attempts })
+        match outcome {
+            Some(o) => {
+                let r = SendResult { message_id: o.id, ack: o.ack, attempts: o.attempts };
+                (o.result, Some(r))
+            }
+            None => (Err(Error::new(code::BAD_STATE, "the send ended without an outcome")), None),
+        }
+    }
+
+    /// Ok when the client may be freed now: not from inside one of its own event handlers.
+    pub fn check_free(&self) -> Result<()> {
+        self.check_not_reentrant()
     }
 
     /// Queues a message and returns its id at once; its SendDone event comes from
@@ -423,10 +449,10 @@ impl Client {
         let handler = self.handler.clone();
         let include_chain = s.include_cert_chain;
         // The hook runs inside the handshake on the driving thread, with no lock of ours held.
-        let conn = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let conn = self.conn_no.clone();
         let hook: tls::AuthHook = Arc::new(move |auth: &mut ServerAuth<'_>| {
             let h = lock(&handler).clone();
-            let connection_id = conn.load(std::sync::atomic::Ordering::Relaxed).into();
+            let connection_id = conn.load(Ordering::Relaxed).into();
             guarded(|| {
                 h.ssl_server_authentication(&mut SslServerAuthenticationEvent { connection_id, include_chain, auth })
             });
@@ -441,6 +467,7 @@ impl Client {
         let (settings, tls) = {
             let mut st = lock(&self.state);
             let tls = self.tls_config(&mut st)?;
+            self.conn_no.store(st.conn_no + 1, Ordering::Relaxed);
             (st.settings.clone(), tls)
         };
         let tls = match tls {
