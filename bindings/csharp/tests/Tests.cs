@@ -2467,6 +2467,60 @@ internal static class Tests
         }
     }
 
+    private static void TestClientTls()
+    {
+        var k = GetPki();
+        using (var cert = new Certificate(CertStoreTypes.cstPFXFile, k.ServerPfx, Pki.Password, "*"))
+        using (var s = NewTlsServer(cert))
+        {
+            var serverAuths = new ConcurrentQueue<MLLPServerSSLClientAuthenticationEventArgs>();
+            s.SSLClientAuthentication += (o, e) => serverAuths.Enqueue(e);
+            s.SSLAuthenticateClients = true;
+            s.Config("SSLClientCACerts=" + File.ReadAllText(k.CaCrt));
+            s.StartListening();
+            using (var c = NewClient(s.LocalPort))
+            {
+                var auths = new List<MLLPClientSSLServerAuthenticationEventArgs>();
+                var status = new List<string>();
+                bool? verdict = null;
+                c.SSLServerAuthentication += (o, e) => { auths.Add(e); if (verdict != null) e.Accept = verdict.Value; };
+                c.SSLStatus += (o, e) => status.Add(e.Message);
+                c.SSLEnabled = true;
+                c.Config("MaxRetries=0");
+                c.Config("SSLServerCACerts=" + File.ReadAllText(k.CaCrt));
+                using (var cc = new Certificate(CertStoreTypes.cstPFXFile, k.ClientPfx, Pki.Password, "*"))
+                    c.SSLCert = cc;   // the client keeps its own reference
+
+                Equal(AckKind.ACK, c.Send(Hl7Msg("TLS1")).AckKind, "Send over TLS: ACK");
+                var a = auths.FirstOrDefault();
+                Check(a != null && a.Accept && a.Status == "OK" && a.CertSubject.Contains("localhost")
+                      && a.CertIssuer.Contains("Mllp Test CA"), "SSLServerAuthentication: accepted, OK, subject, issuer",
+                      a == null ? "none" : a.Accept + " " + a.Status + " " + a.CertSubject + " / " + a.CertIssuer);
+                Bytes(k.ServerDer, a == null ? null : a.CertEncoded.Take(k.ServerDer.Length).ToArray(), "CertEncoded is the server's DER");
+                Check(status.Count > 0, "SSLStatus raised");
+                Check(c.Config("SSLNegotiatedVersion").Length > 0, "SSLNegotiatedVersion set");
+                MLLPServerSSLClientAuthenticationEventArgs sa;
+                Check(serverAuths.TryPeek(out sa) && sa.Accept && sa.CertSubject.Contains("mllp-test-client"),
+                      "the server saw the client certificate (SSLCert)");
+                c.Disconnect();
+                c.Config("ReuseSSLSession=False");   // a resumed session verifies nothing: full handshakes
+
+                verdict = false;
+                ThrowsCode(MLLPException.TlsServerRejected, () => c.Connect(), "refused in SSLServerAuthentication -> 2023");
+                Check(!c.IsConnected, "not connected after the refusal");
+
+                c.Config("SSLServerCACerts=");   // the system roots: the test CA is not trusted
+                verdict = null;
+                auths.Clear();
+                ThrowsCode(MLLPException.TlsServerRejected, () => c.Connect(), "an untrusted server -> 2023");
+                Check(auths.Count == 1 && !auths[0].Accept && auths[0].Status != "OK", "the library's verdict: refused, with the reason",
+                      auths.Count == 0 ? "none" : auths[0].Status);
+                verdict = true;
+                Equal(AckKind.ACK, c.Send(Hl7Msg("TLS2")).AckKind, "accepted by the handler: ACK");
+            }
+        }
+    }
+
     private static void TestClientGc()
     {
         var stop = false;
@@ -2827,6 +2881,7 @@ internal static class Tests
             new KeyValuePair<string, Action>("client-reentrancy", TestClientReentrancy),
             new KeyValuePair<string, Action>("client-refused", TestClientRefused),
             new KeyValuePair<string, Action>("client-gc", TestClientGc),
+            new KeyValuePair<string, Action>("client-tls", TestClientTls),
             new KeyValuePair<string, Action>("exit-listening", () => TestExitScenario("listening")),
             new KeyValuePair<string, Action>("exit-abandoned", () => TestExitScenario("abandoned")),
             new KeyValuePair<string, Action>("exit-traffic", () => TestExitScenario("traffic")),
