@@ -35,6 +35,8 @@ use crate::tls::Certificate;
 
 const SOCKET: Token = Token(0);
 const WAKE: Token = Token(1);
+/// Bytes read per read call (acknowledgements are small; TLS records are at most 16 KiB).
+const READ_CHUNK: usize = 64 * 1024;
 
 /// AckIn: an acknowledgement arrived.
 #[derive(Debug)]
@@ -480,9 +482,7 @@ impl Client {
         let mut st = lock(&self.state);
         match opened {
             Ok((mut io, info)) => {
-                if let Err(e) =
-                    d.poll.registry().register(&mut io.sock, SOCKET, Interest::READABLE | Interest::WRITABLE)
-                {
+                if let Err(e) = d.poll.registry().register(&mut io.sock, SOCKET, Interest::READABLE) {
                     return Err(Error::from_io(&e, "register socket"));
                 }
                 st.conn_no += 1;
@@ -538,12 +538,22 @@ impl Client {
                 st.sender.handle_timeout(now);
                 let close = st.sender.take_close();
                 if close.is_none() {
-                    if let Some(io) = &mut d.io {
+                    let Drive { poll, io, .. } = &mut *d;
+                    if let Some(io) = io {
                         if let Err(e) = write_out(io, &mut st.sender, now) {
                             drop(st);
                             self.close_io(d, Error::from_io(&e, "write"));
                             self.deliver();
                             continue;
+                        }
+                        // Writable readiness only while output waits: edge-triggered EPOLLOUT
+                        // would otherwise wake the loop on every TCP acknowledgement.
+                        let want = !st.sender.transmit().is_empty() || io.tls_pending();
+                        if want != io.write_interest {
+                            let i = if want { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
+                            if poll.registry().reregister(&mut io.sock, SOCKET, i).is_ok() {
+                                io.write_interest = want;
+                            }
                         }
                     }
                 }
@@ -592,29 +602,28 @@ impl Client {
 
     /// Reads until the socket would block; the connection's end closes it.
     fn read_all(&self, d: &mut Drive) {
+        if d.buf.len() < READ_CHUNK {
+            d.buf.resize(READ_CHUNK, 0);
+        }
         loop {
             let Some(io) = &mut d.io else { return };
-            d.buf.clear();
             let r = io.read(&mut d.buf);
-            let now = Instant::now();
-            match r {
-                Ok(Read_::Data) => {
-                    if !d.buf.is_empty() {
-                        let mut st = lock(&self.state);
-                        st.sender.handle_input(&d.buf, now);
-                        Self::collect(&mut st);
-                    }
-                }
+            let (n, more) = match r {
+                Ok(Read_::Data(n)) => (n, true),
+                Ok(Read_::Drained(n)) => (n, false),
                 Ok(Read_::WouldBlock) => return,
                 Ok(Read_::Closed) => {
-                    if !d.buf.is_empty() {
-                        let mut st = lock(&self.state);
-                        st.sender.handle_input(&d.buf, now);
-                        Self::collect(&mut st);
-                    }
-                    return self.close_io(d, Error::new(code::DROPPED, "the server closed the connection"));
+                    return self.close_io(d, Error::new(code::DROPPED, "the server closed the connection"))
                 }
                 Err(e) => return self.close_io(d, Error::from_io(&e, "read")),
+            };
+            if n > 0 {
+                let mut st = lock(&self.state);
+                st.sender.handle_input(&d.buf[..n], Instant::now());
+                Self::collect(&mut st);
+            }
+            if !more {
+                return;
             }
         }
     }

@@ -419,8 +419,11 @@ impl Sender {
                 AckMode::None => None,
                 _ => self.cfg.timeout.map(|t| now + t),
             };
-            let (id, attempt, len) = (m.control_id.clone(), m.attempts, m.data.len());
-            self.log(LogLevel::Verbose, || format!("message '{id}' sent ({len} bytes, attempt {attempt})"));
+            if self.cfg.log_level >= LogLevel::Verbose.as_u8() {
+                let (id, attempt, len) = (&m.control_id, m.attempts, m.data.len());
+                let message = format!("message '{id}' sent ({len} bytes, attempt {attempt})");
+                self.events.push_back(Event::Log { level: LogLevel::Verbose, message });
+            }
             self.inflight.push_back(m);
         }
     }
@@ -528,14 +531,14 @@ impl Sender {
     }
 
     fn finish(&mut self, m: Msg, result: Result<()>) {
-        let id = m.control_id.clone();
-        let n = m.attempts;
-        match &result {
-            Ok(()) => self.log(LogLevel::Verbose, || format!("message '{id}' delivered (attempts: {n})")),
-            Err(e) => {
-                let why = e.message.clone();
-                self.log(LogLevel::Info, || format!("message '{id}' failed after {n} attempts: {why}"))
-            }
+        let level = if result.is_ok() { LogLevel::Verbose } else { LogLevel::Info };
+        if self.cfg.log_level >= level.as_u8() {
+            let (id, n) = (&m.control_id, m.attempts);
+            let message = match &result {
+                Ok(()) => format!("message '{id}' delivered (attempts: {n})"),
+                Err(e) => format!("message '{id}' failed after {n} attempts: {}", e.message),
+            };
+            self.events.push_back(Event::Log { level, message });
         }
         self.events.push_back(Event::Done(Outcome {
             id: m.id,

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use mllp::client::Client;
 
-use super::{build_frame, die, json_line, patch_seq, percentile, proc_cpu, proc_rss_kb, self_cpu, LoadResult, Opts, Tally};
+use super::{
+    build_frame, die, json_line, patch_seq, percentile, proc_cpu, proc_rss_kb, self_cpu, LoadResult, Opts, Tally,
+};
 
 fn client(o: &Opts) -> Client {
     let c = Client::new().unwrap_or_else(|e| die(&format!("client: {e}")));
