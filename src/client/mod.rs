@@ -38,6 +38,12 @@ const WAKE: Token = Token(1);
 /// Bytes read per read call (acknowledgements are small; TLS records are at most 16 KiB).
 const READ_CHUNK: usize = 64 * 1024;
 
+thread_local! {
+    /// The read buffer of the driving thread: one per thread, not per client, so that a
+    /// thousand idle clients do not hold a thousand buffers.
+    static READ_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// AckIn: an acknowledgement arrived.
 #[derive(Debug)]
 pub struct AckInEvent<'a> {
@@ -147,7 +153,6 @@ struct Drive {
     poll: Poll,
     events: Events,
     io: Option<Io>,
-    buf: Vec<u8>,
 }
 
 /// An MLLP client: one connection to one server, messages sent in order with reliable-delivery
@@ -185,7 +190,7 @@ impl Client {
                 waiting: HashMap::new(),
                 queue: Vec::new(),
             }),
-            drive: Mutex::new(Drive { poll, events: Events::with_capacity(8), io: None, buf: Vec::new() }),
+            drive: Mutex::new(Drive { poll, events: Events::with_capacity(8), io: None }),
             waker,
             handler: Arc::new(Mutex::new(Arc::new(NoHandler))),
             driver: Mutex::new(None),
@@ -602,30 +607,32 @@ impl Client {
 
     /// Reads until the socket would block; the connection's end closes it.
     fn read_all(&self, d: &mut Drive) {
-        if d.buf.len() < READ_CHUNK {
-            d.buf.resize(READ_CHUNK, 0);
-        }
-        loop {
-            let Some(io) = &mut d.io else { return };
-            let r = io.read(&mut d.buf);
-            let (n, more) = match r {
-                Ok(Read_::Data(n)) => (n, true),
-                Ok(Read_::Drained(n)) => (n, false),
-                Ok(Read_::WouldBlock) => return,
-                Ok(Read_::Closed) => {
-                    return self.close_io(d, Error::new(code::DROPPED, "the server closed the connection"))
+        READ_BUF.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            if buf.len() < READ_CHUNK {
+                buf.resize(READ_CHUNK, 0);
+            }
+            loop {
+                let Some(io) = &mut d.io else { return };
+                let (n, more) = match io.read(&mut buf) {
+                    Ok(Read_::Data(n)) => (n, true),
+                    Ok(Read_::Drained(n)) => (n, false),
+                    Ok(Read_::WouldBlock) => return,
+                    Ok(Read_::Closed) => {
+                        return self.close_io(d, Error::new(code::DROPPED, "the server closed the connection"))
+                    }
+                    Err(e) => return self.close_io(d, Error::from_io(&e, "read")),
+                };
+                if n > 0 {
+                    let mut st = lock(&self.state);
+                    st.sender.handle_input(&buf[..n], Instant::now());
+                    Self::collect(&mut st);
                 }
-                Err(e) => return self.close_io(d, Error::from_io(&e, "read")),
-            };
-            if n > 0 {
-                let mut st = lock(&self.state);
-                st.sender.handle_input(&d.buf[..n], Instant::now());
-                Self::collect(&mut st);
+                if !more {
+                    return;
+                }
             }
-            if !more {
-                return;
-            }
-        }
+        })
     }
 }
 
