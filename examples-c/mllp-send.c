@@ -157,6 +157,7 @@ typedef struct {
     size_t len;
     char id[64];       /* MSH-10 made printable ("-" when empty); for the stdout line */
     const char *where; /* the file it came from, for messages on stderr */
+    size_t index;      /* its number in that file, from 1 */
 } message;
 
 static message *messages;
@@ -243,6 +244,7 @@ static void split(const char *name, const uint8_t *buf, size_t len) {
             cur = &messages[message_count++];
             memset(cur, 0, sizeof *cur);
             cur->where = name;
+            cur->index = message_count - before;
             control_id(seg, n, cur->id, sizeof cur->id);
         } else if (!cur) {
             char shown[24];
@@ -308,12 +310,10 @@ static void on_send_done(void *user, const mllp_send_done_event *ev) {
              ev->description ? ev->description : "");
 }
 
+/* (A successful connect is already a Log line of the library's.) */
 static void on_connected(void *user, const mllp_status_event *ev) {
     (void)user;
-    if (ev->status_code == 0)
-        say("connected (connection %" PRIu64 ")", ev->connection_id);
-    else
-        say("connect failed: %s (%d)", ev->description, ev->status_code);
+    if (ev->status_code != 0) say("connect failed: %s (%d)", ev->description, ev->status_code);
 }
 
 static void on_disconnected(void *user, const mllp_status_event *ev) {
@@ -325,9 +325,14 @@ static void on_disconnected(void *user, const mllp_status_event *ev) {
             ev->status_code);
 }
 
+/* Errors on a connection (a lost connection, an acknowledgement matching no message, ...).
+ * Failures to connect (connection 0) are left out: the library's Log line about the failed
+ * attempt says the same. */
 static void on_error(void *user, const mllp_error_event *ev) {
     (void)user;
-    say("error: %d %s", ev->error_code, ev->description);
+    if (ev->connection_id != 0)
+        say("error: %d %s (connection %" PRIu64 ")", ev->error_code, ev->description,
+            ev->connection_id);
 }
 
 static void on_log(void *user, const mllp_log_event *ev) {
@@ -559,6 +564,19 @@ static void config_or_die(const char *setting, const char *what) {
     if (rc != MLLP_OK) die_usage("%s: %s (%d)", what, reason(rc), rc);
 }
 
+/* Reads a Config setting (buffer rule) into a malloc'd string, or NULL. */
+static char *config_get(const char *name) {
+    size_t len = 0;
+    if (mllp_client_config(client, name, NULL, &len) != MLLP_ERR_BUFFER_TOO_SMALL || len == 0)
+        return NULL;
+    char *buf = xrealloc(NULL, len);
+    if (mllp_client_config(client, name, buf, &len) != MLLP_OK) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
 /* Negative acknowledgements: the message was answered, and refused. */
 static int is_negative(int rc) {
     return rc == MLLP_ERR_NAK_RECEIVED || rc == MLLP_ERR_APP_ERROR || rc == MLLP_ERR_APP_REJECT;
@@ -589,6 +607,22 @@ int main(int argc, char **argv) {
     }
     if (o.tls) setup_tls(&o);
     for (size_t i = 0; i < o.config_count; i++) config_or_die(o.configs[i], "--config");
+
+    /* With HL7 acknowledgements a message is matched by its MSH-10, so one without it cannot
+     * be sent (the library refuses it): an input error, found before anything is sent. The
+     * mode is read back from the library, which derives it from Version and AckMode (also
+     * when set with --config). */
+    char *mode = config_get("AckMode");
+    if (mode && strcasecmp(mode, "HL7") == 0) {
+        for (size_t k = 0; k < message_count; k++)
+            if (strcmp(messages[k].id, "-") == 0) {
+                free(mode);
+                die_usage("%s: message %zu has no MSH-10 (control id), which HL7 acknowledgements "
+                          "(--ack hl7) are matched by",
+                          messages[k].where, messages[k].index);
+            }
+    }
+    free(mode);
 
     mllp_client_on_send_done(client, on_send_done);
     mllp_client_on_error(client, on_error);
@@ -626,13 +660,26 @@ int main(int argc, char **argv) {
             fflush(stdout);
             say("message %s (%s): %s (%d)", m->id, m->where, why, code);
             status = EXIT_NEGATIVE;
+        } else if (code == MLLP_ERR_CERTIFICATE && k == 0) {
+            /* our own TLS files are unusable (a key that does not match its certificate, a CA
+             * file without a usable certificate): the library finds that when it builds the
+             * TLS configuration, before any socket is opened, so nothing was sent */
+            fprintf(stderr, PROG ": unusable TLS configuration%s%s%s%s: %s (%d); nothing sent\n",
+                    o.tls_cert ? " --tls-cert " : "", o.tls_cert ? o.tls_cert : "",
+                    o.tls_ca ? " --tls-ca " : "", o.tls_ca ? o.tls_ca : "", why, code);
+            status = EXIT_USAGE;
+            break;
         } else {
             size_t left = message_count - k - 1;
+            char rest[64] = "";
+            if (left > 0)
+                snprintf(rest, sizeof rest, "; %zu more message%s not sent", left,
+                         left == 1 ? "" : "s");
             fprintf(stderr,
                     PROG ": message %s (%zu of %zu, %s): %s (%d) after %" PRIu32 " attempt%s"
-                         " to %s:%ld; %zu message%s not sent\n",
+                         " to %s:%ld%s\n",
                     m->id, k + 1, message_count, m->where, why, code, attempts,
-                    attempts == 1 ? "" : "s", o.host, o.port, left, left == 1 ? "" : "s");
+                    attempts == 1 ? "" : "s", o.host, o.port, rest);
             status = EXIT_UNREACHABLE;
             break;
         }

@@ -263,6 +263,19 @@ def test_unusable_input_exit_2_and_nothing_sent(tmp_path, raw_server, case):
     assert srv.connections == 0
 
 
+def test_hl7_ack_needs_control_ids_exit_2(tmp_path, raw_server):
+    srv = raw_server(hl7_aa)
+    no_id = b"MSH|^~\\&|A|B|C|D|20240101||ADT^A01||P|2.5\rPID|1\r"
+    f = write(tmp_path, "m.hl7", msg("H1") + no_id)
+    status, out, err = run_send("--port", srv.port, "--ack", "hl7", f)
+    assert status == 2 and out == [] and "MSH-10" in err, err
+    assert srv.connections == 0
+    # the same through --config (the mode is read back from the library)
+    status, out, err = run_send("--port", srv.port, "--config", "AckMode=HL7", f)
+    assert status == 2 and out == [] and "MSH-10" in err, err
+    assert srv.connections == 0
+
+
 def test_empty_stdin_exit_2(raw_server):
     srv = raw_server(commit_ack)
     status, out, err = run_send("--port", srv.port, "-", stdin=b"")
@@ -593,7 +606,7 @@ def test_ack_never_comes_exit_3(tmp_path, raw_server):
     assert status == 3, (out, err)
     assert out == []
     lines = err.strip().splitlines()
-    assert "T1" in lines[-1] and "1 message not sent" in lines[-1], err
+    assert "T1" in lines[-1] and "1 more message not sent" in lines[-1], err
     # two attempts of the first message (a reconnect before the resend); the second never sent
     assert [msh10(p) for p in srv.payloads()] == ["T1", "T1"]
 
@@ -671,6 +684,15 @@ def test_ae_is_resent_with_retries(tmp_path, raw_server):
     assert status == 1, (out, err)
     assert out == ["E1 AA 1", "E2 AE 3", "E3 AA 1"]
     assert [msh10(p) for p in srv.payloads()] == ["E1", "E2", "E2", "E2", "E3"]
+
+
+def test_config_passes_settings(tmp_path, raw_server):
+    srv = raw_server(lambda s, c, n, p: [frame(hl7_ack(msh10(p), "AE"))])
+    status, out, err = run_send("--port", srv.port, "--ack", "hl7", "--config",
+                                "RetryOnNegative=False", write(tmp_path, "m.hl7", msg("G1")))
+    assert status == 1, (out, err)
+    assert out == ["G1 AE 1"]  # not resent, though --retries is 3
+    assert srv.payloads() == [msg("G1")]
 
 
 @pytest.mark.parametrize("code", ["AR", "CE", "CR"])
