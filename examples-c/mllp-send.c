@@ -20,8 +20,9 @@
  *
  * Exit status: 0 every message positively acknowledged (or sent, --ack none); 1 at least one
  * got a negative acknowledgement (NAK, AE, AR, CE, CR) after its retries - the messages after
- * it are still sent, in order; 2 bad arguments or unusable input files (nothing was sent);
- * 3 the server could not be reached, the TLS handshake failed, or a message got no
+ * it are still sent, in order; 2 bad arguments or unusable files, input or TLS (a key that
+ * does not match its certificate included: the library finds it before opening a socket) -
+ * nothing was sent; 3 the server could not be reached, the TLS handshake failed, or a message got no
  * acknowledgement in time or lost its connection after its retries - the rest is not sent,
  * that message gets no stdout line, and stderr gets a one-line reason (also with --quiet).
  *
@@ -69,7 +70,8 @@ static const char USAGE[] =
     "  --ack MODE          what answers a message:\n"
     "                      mllp: the MLLP commit ACK/NAK block (default for version 2)\n"
     "                      hl7:  an HL7 ACK message whose MSA-2 is the message's MSH-10\n"
-    "                            (MSA-1 AA/CA positive, AE/AR/CE/CR negative)\n"
+    "                            (MSA-1 AA/CA positive, AE/AR/CE/CR negative); every\n"
+    "                            message needs an MSH-10\n"
     "                      none: nothing; a message counts once written (default for\n"
     "                            version 1)\n"
     "  --timeout S         seconds each attempt waits for its acknowledgement; also bounds\n"
@@ -100,9 +102,9 @@ static const char USAGE[] =
     "Stdout: one line per acknowledged message, in order:\n"
     "  <MSH-10 or -> <ACK|NAK|AA|AE|AR|CA|CE|CR|SENT> <attempts>\n"
     "Exit status: 0 all acknowledged positively; 1 some got a negative acknowledgement\n"
-    "after the retries (the others are still sent); 2 bad arguments or input (nothing\n"
-    "sent); 3 server unreachable, TLS failure, no acknowledgement in time or connection\n"
-    "lost after the retries (the rest is not sent; the reason is on stderr).\n";
+    "after the retries (the others are still sent); 2 bad arguments, input or TLS files\n"
+    "(nothing sent); 3 server unreachable, TLS failure, no acknowledgement in time or\n"
+    "connection lost after the retries (the rest is not sent; the reason is on stderr).\n";
 
 /* ------------------------------------------------------------------------------------------ */
 
@@ -416,8 +418,8 @@ static void parse_args(int argc, char **argv, options *o) {
         }
         /* Options with a value: "--opt VALUE" or "--opt=VALUE". */
         static const char *const with_value[] = {
-            "--host",    "--port",     "--version",  "--ack",     "--timeout",     "--retries",
-            "--retry-delay", "--config", "--tls-ca", "--tls-cert", "--tls-key", "--server-name"};
+            "--host",        "--port",   "--version", "--ack",      "--timeout", "--retries",
+            "--retry-delay", "--config", "--tls-ca",  "--tls-cert", "--tls-key", "--server-name"};
         const char *name = NULL, *value = NULL;
         for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++) {
             size_t n = strlen(with_value[k]);
