@@ -576,8 +576,13 @@ impl Client {
             }
             if want_connect && d.io.is_none() {
                 if let Err(e) = self.open(d) {
+                    // A setting, certificate or key that cannot be used fails the same way on
+                    // every attempt: no retries for it.
+                    let permanent =
+                        [code::CERTIFICATE, code::INVALID_VALUE, code::INVALID_ARGUMENT, code::CANNOT_OPEN_FILE]
+                            .contains(&e.code);
                     let mut st = lock(&self.state);
-                    st.sender.on_connect_failed(e, Instant::now());
+                    st.sender.on_connect_failed(e, Instant::now(), permanent);
                     Self::collect(&mut st);
                 }
                 self.deliver();
