@@ -25,6 +25,7 @@ struct Seen {
     connected: usize,
     disconnected: usize,
     auth: Vec<(String, bool)>,
+    ssl_status: Vec<String>,
 }
 
 #[derive(Default)]
@@ -58,6 +59,9 @@ impl ClientHandler for H {
     }
     fn error(&self, e: &ErrorEvent<'_>) {
         self.seen.lock().unwrap().errors.push(e.error_code);
+    }
+    fn ssl_status(&self, e: &mllp::SslStatusEvent<'_>) {
+        self.seen.lock().unwrap().ssl_status.push(e.message.to_string());
     }
     fn ssl_server_authentication(&self, e: &mut SslServerAuthenticationEvent<'_, '_>) {
         self.seen.lock().unwrap().auth.push((e.auth.status.clone(), e.auth.accept));
@@ -348,9 +352,15 @@ fn tls_verified_against_the_ca_list() {
     let ca = Ca::new("client test CA");
     let srv = tls_server(&ca.issue("localhost", false), &[]);
     let (c, h) = tls_client(srv.local_port(), &ca.pem(), H::default());
+    c.config("LogSSLPackets=True").unwrap();
     let r = c.send(&hl7("S1")).unwrap();
     assert_eq!(r.ack, Some(AckKind::Ack));
-    assert_eq!(h.seen.lock().unwrap().auth, vec![("OK".to_string(), true)]);
+    let s = h.seen.lock().unwrap();
+    assert_eq!(s.auth, vec![("OK".to_string(), true)]);
+    assert!(s.ssl_status[0].starts_with("TLS handshake complete: TLS1."), "{:?}", s.ssl_status);
+    assert!(s.ssl_status.iter().any(|l| l.starts_with("sent ") && l.ends_with("bytes of TLS records")));
+    assert!(s.ssl_status.iter().any(|l| l.starts_with("received ")));
+    drop(s);
     assert!(c.config("SSLNegotiatedVersion").unwrap().starts_with("TLS1."));
 }
 

@@ -31,6 +31,9 @@ pub(crate) struct Io {
     pub sock: TcpStream,
     /// Registered for writable readiness too (only while output waits).
     pub write_interest: bool,
+    /// LogSSLPackets: lines for SSLStatus not yet reported.
+    pub log_packets: bool,
+    pub status: Vec<String>,
     tls: Option<Box<rustls::ClientConnection>>,
 }
 
@@ -81,7 +84,12 @@ impl Io {
                     Err(e) => return Err(e),
                 }
                 let n = match tls.read_tls(&mut self.sock) {
-                    Ok(n) => n,
+                    Ok(n) => {
+                        if self.log_packets && n > 0 {
+                            self.status.push(format!("received {n} bytes of TLS records"));
+                        }
+                        n
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Read_::WouldBlock),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(Read_::Data(0)),
                     Err(e) => return Err(e),
@@ -130,7 +138,11 @@ impl Io {
         if let Some(tls) = &mut self.tls {
             while tls.wants_write() {
                 match tls.write_tls(&mut self.sock) {
-                    Ok(_) => {}
+                    Ok(n) => {
+                        if self.log_packets && n > 0 {
+                            self.status.push(format!("sent {n} bytes of TLS records"));
+                        }
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => return Err(e),
@@ -262,7 +274,16 @@ fn finish_open(
     sock.set_read_timeout(None).ok();
     sock.set_write_timeout(None).ok();
     sock.set_nonblocking(true).map_err(|e| Error::from_io(&e, "set non-blocking"))?;
-    Ok((Io { sock: TcpStream::from_std(sock), write_interest: false, tls: session }, info))
+    Ok((
+        Io {
+            sock: TcpStream::from_std(sock),
+            write_interest: false,
+            log_packets: false,
+            status: Vec::new(),
+            tls: session,
+        },
+        info,
+    ))
 }
 
 fn handshake_timeout() -> Error {

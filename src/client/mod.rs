@@ -487,6 +487,7 @@ impl Client {
         let mut st = lock(&self.state);
         match opened {
             Ok((mut io, info)) => {
+                io.log_packets = settings.tls.log_packets;
                 if let Err(e) = d.poll.registry().register(&mut io.sock, SOCKET, Interest::READABLE) {
                     return Err(Error::from_io(&e, "register socket"));
                 }
@@ -553,6 +554,8 @@ impl Client {
                         }
                         // Writable readiness only while output waits: edge-triggered EPOLLOUT
                         // would otherwise wake the loop on every TCP acknowledgement.
+                        let c = st.conn_no;
+                        st.queue.extend(io.status.drain(..).map(|m| Pending::SslStatus(c, m)));
                         let want = !st.sender.transmit().is_empty() || io.tls_pending();
                         if want != io.write_interest {
                             let i = if want { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
@@ -628,9 +631,14 @@ impl Client {
                     }
                     Err(e) => return self.close_io(d, Error::from_io(&e, "read")),
                 };
-                if n > 0 {
+                let lines = std::mem::take(&mut io.status);
+                if n > 0 || !lines.is_empty() {
                     let mut st = lock(&self.state);
-                    st.sender.handle_input(&buf[..n], Instant::now());
+                    let c = st.conn_no;
+                    st.queue.extend(lines.into_iter().map(|m| Pending::SslStatus(c, m)));
+                    if n > 0 {
+                        st.sender.handle_input(&buf[..n], Instant::now());
+                    }
                     Self::collect(&mut st);
                 }
                 if !more {
