@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -18,6 +19,7 @@
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -479,6 +481,121 @@ void testHandlersAndReentrancy() {
   CHECK(c.send(sample()).attempts == 1);
 }
 
+// ---- TLS: a throw-away PKI made with the openssl command line tool -----------------------------
+
+bool g_skipped = false;  // the case could not run here (exit code 77: ctest's SKIP code)
+
+struct Pki {
+  std::string dir;
+  std::string path(const char* name) const { return dir + "/" + name; }
+};
+
+// CA + server certificate (localhost, 127.0.0.1) + an unrelated CA, once per process.
+const Pki* pki() {
+  static std::unique_ptr<Pki> made;
+  static bool tried = false;
+  if (tried) return made.get();
+  tried = true;
+  if (std::system("openssl version >/dev/null 2>&1") != 0) return nullptr;
+  char tmpl[] = "/tmp/mllp-cpp-client-tls-XXXXXX";
+  if (!::mkdtemp(tmpl)) return nullptr;
+  auto p = std::make_unique<Pki>();
+  p->dir = tmpl;
+  const char* script = R"SH(set -e
+ec="-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+openssl req -x509 $ec -keyout ca.key -out ca.pem -days 2 -subj "/CN=MLLP Test CA"
+openssl req -x509 $ec -keyout other.key -out other.pem -days 2 -subj "/CN=Some Other CA"
+printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > server.ext
+openssl req $ec -keyout server.key -out server.csr -subj "/CN=localhost/O=MLLP Test"
+openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -set_serial 0x2001 -days 2 -extfile server.ext -out server.pem
+cat server.key server.pem > server-key.pem
+)SH";
+  {
+    std::ofstream f(p->path("make-pki.sh"));
+    f << script;
+  }
+  const std::string cmd = "cd '" + p->dir + "' && sh make-pki.sh >make-pki.log 2>&1";
+  if (std::system(cmd.c_str()) != 0) {
+    std::fprintf(stderr, "  making the test PKI failed (see %s/make-pki.log)\n", p->dir.c_str());
+    return nullptr;
+  }
+  made = std::move(p);
+  std::atexit([] { std::system(("rm -rf '" + made->dir + "'").c_str()); });
+  return made.get();
+}
+
+void testTls() {
+  if (std::system("openssl version >/dev/null 2>&1") != 0) {
+    std::printf("  (skipped: the openssl command line tool is not installed)\n");
+    g_skipped = true;
+    return;
+  }
+  const Pki* p = pki();
+  REQUIRE(p != nullptr);
+  mllp::Server s;
+  s.setSslCert(mllp::Certificate(mllp::CertStoreType::PemKeyFile, p->path("server-key.pem")));
+  s.setSslEnabled(true);
+  listenLocal(s);
+
+  {  // trusted: the CA as PEM text
+    mllp::Client c;
+    aim(c, s.localPort());
+    c.setSslEnabled(true);
+    c.config("SSLServerCACerts=" + readFile(p->path("ca.pem").c_str()));
+    std::vector<std::string> subjects;
+    std::vector<std::string> status;
+    c.onSslServerAuthentication([&](mllp::SslServerAuthenticationEvent& e) {
+      subjects.emplace_back(e.certSubject);
+      status.emplace_back(e.status);
+      CHECK(e.accept);
+      CHECK(!e.certEncoded.empty());
+    });
+    const mllp::SendResult r = c.send(sample());
+    CHECK(r.ackKind == mllp::AckKind::Ack);
+    CHECK(subjects.size() == 1 && subjects[0].find("CN=localhost") != std::string::npos);
+    CHECK((status == std::vector<std::string>{"OK"}));
+  }
+  {  // trusted: the CA as a file
+    mllp::Client c;
+    aim(c, s.localPort());
+    c.setSslEnabled(true);
+    c.config("SSLAcceptServerCertStore=" + p->path("ca.pem"));
+    CHECK(c.send(sample()).attempts == 1);
+  }
+  for (const bool overrideIt : {false, true}) {  // another CA: refused unless the handler accepts
+    mllp::Client c;
+    aim(c, s.localPort());
+    c.setSslEnabled(true);
+    c.config("MaxRetries=0");
+    c.config("SSLServerCACerts=" + readFile(p->path("other.pem").c_str()));
+    int seen = 0;
+    c.onSslServerAuthentication([&](mllp::SslServerAuthenticationEvent& e) {
+      ++seen;
+      CHECK(!e.accept);
+      CHECK(e.status != "OK");
+      if (overrideIt) e.accept = true;
+    });
+    if (overrideIt) {
+      CHECK(c.send(sample()).ackKind == mllp::AckKind::Ack);
+    } else {
+      CHECK_THROWS_CODE(c.send(sample()), mllp::errc::TlsServerRejected);
+    }
+    CHECK(seen == 1);
+  }
+  {  // a throwing handler refuses the server
+    mllp::Client c;
+    aim(c, s.localPort());
+    c.setSslEnabled(true);
+    c.config("MaxRetries=0");
+    c.config("SSLServerCACerts=" + readFile(p->path("ca.pem").c_str()));
+    int reported = 0;
+    c.onException([&](std::string_view, std::exception_ptr) { ++reported; });
+    c.onSslServerAuthentication([](mllp::SslServerAuthenticationEvent&) { throw std::runtime_error("no"); });
+    CHECK_THROWS_CODE(c.connect(), mllp::errc::TlsServerRejected);
+    CHECK(reported == 1);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -498,6 +615,7 @@ int main(int argc, char** argv) {
       {"client_ack_timeout", testAckTimeout},
       {"client_connect_refused", testConnectRefused},
       {"client_handlers", testHandlersAndReentrancy},
+      {"client_tls", testTls},
   };
   int ran = 0;
   for (const auto& c : cases) {
@@ -519,5 +637,6 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::printf("%d failure(s)\n", g_failures);
+  if (g_failures == 0 && g_skipped && ran == 1) return 77;  // ctest: SKIP_RETURN_CODE
   return g_failures == 0 ? 0 : 1;
 }

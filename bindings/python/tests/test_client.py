@@ -641,3 +641,30 @@ def test_tls_raising_handler_refuses(tls_server: mllp.Server, pki: Dict[str, Pat
             c.connect()
         assert e.value.code == mllp.ERR_TLS_SERVER_REJECTED
         assert len(c._test_errors) == 1  # type: ignore[attr-defined]
+
+
+def test_tls_client_certificate(pki: Dict[str, Path]) -> None:
+    """Mutual TLS: the server asks for a client certificate; the client presents ssl_cert."""
+    with mllp.Certificate(mllp.CERT_PEM_KEY_FILE, pki["server_key_pem"]) as cert:
+        s = mllp.Server(
+            local_host="127.0.0.1", local_port=0, ssl_enabled=True, ssl_cert=cert,
+            ssl_authenticate_clients=True,
+        )
+    try:
+        s.config("SSLClientCACerts=" + pki["ca"].read_text())
+        subjects: List[str] = []
+        s.on_ssl_client_authentication = lambda e: subjects.append(e.cert_subject)
+        s.start_listening()
+        client_pem = pki["client_key"].read_bytes() + pki["client"].read_bytes()
+        setting = f"SSLServerCACerts={pki['ca'].read_text()}"
+        with make_client(s.local_port, setting, ssl_enabled=True) as c:
+            with mllp.Certificate(mllp.CERT_PEM_KEY_BLOB, client_pem) as mine:
+                c.ssl_cert = mine
+            # The Certificate object is closed: the client kept its own reference.
+            assert c.send(ADT_A01).ack_kind == mllp.AckKind.ACK
+            assert c.ssl_cert is not None
+            c.ssl_cert = None
+            assert c.ssl_cert is None
+        assert len(subjects) == 1 and "CN=test client" in subjects[0]
+    finally:
+        s.close()
