@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -596,6 +597,61 @@ void testTls() {
   }
 }
 
+// examples/receiver (on a free port, one message) and examples/sender against it.
+void testExample(const char* receiverPath, const char* senderPath) {
+  int out[2];
+  REQUIRE(::pipe(out) == 0);
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::dup2(out[1], 1);
+    ::close(out[0]);
+    ::close(out[1]);
+    ::alarm(20);
+    ::execl(receiverPath, receiverPath, "0", "1", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  ::close(out[1]);
+  std::string text;
+  const auto deadline = Clock::now() + std::chrono::seconds(10);
+  while (text.find('\n') == std::string::npos && Clock::now() < deadline) {
+    pollfd p{out[0], POLLIN, 0};
+    if (::poll(&p, 1, 50) <= 0) continue;
+    char buf[4096];
+    const ssize_t n = ::read(out[0], buf, sizeof buf);
+    if (n <= 0) break;
+    text.append(buf, static_cast<std::size_t>(n));
+  }
+  unsigned port = 0;
+  std::sscanf(text.c_str(), "listening on port %u", &port);
+  CHECK(port != 0);
+  if (port != 0) {
+    const std::string cmd = "'" + std::string(senderPath) + "' " + std::to_string(port) + " '" +
+                            std::string(MLLP_SAMPLE_ADT_A01) + "' 2>&1";
+    FILE* f = ::popen(cmd.c_str(), "r");
+    REQUIRE(f != nullptr);
+    std::string said;
+    char buf[512];
+    while (std::fgets(buf, sizeof buf, f)) said += buf;
+    const int status = ::pclose(f);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(said.find("connected (connection 1)") != std::string::npos);
+    CHECK(said.find("acknowledged ACK after 1 attempt(s)") != std::string::npos);
+    if (said.find("acknowledged") == std::string::npos) std::fprintf(stderr, "  sender said: %s\n", said.c_str());
+  }
+  int status = 0;
+  for (int i = 0; i < 500 && ::waitpid(pid, &status, WNOHANG) == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  if (::waitpid(pid, &status, WNOHANG) == 0) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, &status, 0);
+    CHECK(!"receiver did not exit after one message");
+  } else {
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  }
+  ::close(out[0]);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -616,6 +672,10 @@ int main(int argc, char** argv) {
       {"client_connect_refused", testConnectRefused},
       {"client_handlers", testHandlersAndReentrancy},
       {"client_tls", testTls},
+      {"client_example", [&] {
+         if (argc > 3) testExample(argv[2], argv[3]);
+         else std::printf("  (skipped: no receiver and sender paths)\n");
+       }},
   };
   int ran = 0;
   for (const auto& c : cases) {
