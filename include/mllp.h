@@ -180,6 +180,12 @@
 #define MLLP_ERR_TLS_CLIENT_REJECTED 2022
 
 /**
+ * The server's certificate was refused (client): verification failed and
+ * SSLServerAuthentication did not override it (2023).
+ */
+#define MLLP_ERR_TLS_SERVER_REJECTED 2023
+
+/**
  * A batch (ProcessBatch) could not be split: no BTS or FTS, counts wrong, stray segments;
  * refused whole, nothing delivered (2030).
  */
@@ -195,6 +201,29 @@
  * connection (DuplicateWindow); refused, to be resent later (2032).
  */
 #define MLLP_ERR_DUPLICATE_IN_PROGRESS 2032
+
+/**
+ * Client: no acknowledgement within Timeout, after the retries (2040).
+ */
+#define MLLP_ERR_ACK_TIMEOUT 2040
+
+/**
+ * Client: the receiver answered MSA-1 AE or CE, after the retries; the text is in the
+ * message (2041).
+ */
+#define MLLP_ERR_APP_ERROR 2041
+
+/**
+ * Client: the receiver answered MSA-1 AR or CR, after the retries (2042).
+ */
+#define MLLP_ERR_APP_REJECT 2042
+
+/**
+ * Client: an HL7 acknowledgement whose MSA-2 names no message awaiting one (late, or for
+ * another message); reported through the Error event and never matched to another
+ * message (2043).
+ */
+#define MLLP_ERR_ACK_MISMATCH 2043
 
 /**
  * Major version of this library (matches Cargo.toml).
@@ -250,6 +279,21 @@
  * MSA-1 `CR` (enhanced mode: commit reject).
  */
 #define MLLP_ACK_CR 5
+
+/**
+ * Ack kind (`mllp_send_result.ack_kind`, event `kind` fields): nothing expected or received.
+ */
+#define MLLP_ACK_NONE -1
+
+/**
+ * Ack kind: the MLLP commit ACK byte (MSA-1 kinds are `MLLP_ACK_AA` 0 … `MLLP_ACK_CR` 5).
+ */
+#define MLLP_ACK_ACK 6
+
+/**
+ * Ack kind: the MLLP commit NAK byte.
+ */
+#define MLLP_ACK_NAK 7
 
 /**
  * Certificate store type: PFX (PKCS#12) file; the store is its path.
@@ -326,6 +370,11 @@
  * destroy with `mllp_certificate_free`. Immutable, so it may be shared between threads.
  */
 typedef struct mllp_certificate mllp_certificate;
+
+/**
+ * An MLLP client (sender). Create with `mllp_client_new`, destroy with `mllp_client_free`.
+ */
+typedef struct mllp_client mllp_client;
 
 /**
  * An MLLP server. Create with `mllp_server_new`, destroy with `mllp_server_free`.
@@ -652,6 +701,169 @@ typedef void (*mllp_thread_cb)(void *user);
 typedef void (*mllp_release_cb)(void *user);
 
 /**
+ * How a synchronous send ended (`mllp_client_send`).
+ */
+typedef struct {
+  /**
+   * The message's id (as SendDone reports it).
+   */
+  uint64_t message_id;
+  /**
+   * The last acknowledgement's kind (`MLLP_ACK_*`), `MLLP_ACK_NONE` when none.
+   */
+  int ack_kind;
+  /**
+   * Attempts made: 1 + resends (connect failures count).
+   */
+  uint32_t attempts;
+} mllp_send_result;
+
+/**
+ * AckIn (client): an acknowledgement arrived.
+ */
+typedef struct {
+  /**
+   * The connection number (1 for the first connection, +1 per reconnect).
+   */
+  uint64_t connection_id;
+  /**
+   * The message it answered; 0 when it answered none (late, mismatched, unsolicited).
+   */
+  uint64_t message_id;
+  /**
+   * Its kind, `MLLP_ACK_AA` … `MLLP_ACK_NAK`.
+   */
+  int kind;
+  /**
+   * MSA-2, NUL-terminated ("" for a commit ACK/NAK).
+   */
+  const char *control_id;
+  /**
+   * MSA-3 and the ERR segments' text joined by "; ", NUL-terminated ("" when none).
+   */
+  const char *text;
+  /**
+   * The acknowledgement as received, unframed (not NUL-terminated).
+   */
+  const uint8_t *data;
+  /**
+   * Length of `data`.
+   */
+  size_t len;
+  /**
+   * 1 when it answered an outstanding message, else 0.
+   */
+  uint8_t matched;
+} mllp_client_ack_in_event;
+
+/**
+ * Callback for the client's AckIn.
+ */
+typedef void (*mllp_client_ack_in_cb)(void *user, const mllp_client_ack_in_event *event);
+
+/**
+ * SendDone: a message is finished (acknowledged, refused after its retries, or failed).
+ */
+typedef struct {
+  /**
+   * The connection number it ended on (0 when not connected).
+   */
+  uint64_t connection_id;
+  /**
+   * The id `mllp_client_send_async` (or `mllp_send_result`) gave it.
+   */
+  uint64_t message_id;
+  /**
+   * Its MSH-10, NUL-terminated ("" when it has none).
+   */
+  const char *control_id;
+  /**
+   * 0 when positively acknowledged (or written, with AckMode None); else the error code
+   * (670, 2040, 2041, 2042, 1120, socket errors, 2021, 2023 …).
+   */
+  int result_code;
+  /**
+   * "OK" or the reason, NUL-terminated.
+   */
+  const char *description;
+  /**
+   * The last acknowledgement's kind, `MLLP_ACK_NONE` when none.
+   */
+  int ack_kind;
+  /**
+   * Attempts made: 1 + resends.
+   */
+  uint32_t attempts;
+} mllp_send_done_event;
+
+/**
+ * Callback for SendDone.
+ */
+typedef void (*mllp_send_done_cb)(void *user, const mllp_send_done_event *event);
+
+/**
+ * SSLServerAuthentication: the server's certificate and the verification result.
+ */
+typedef struct {
+  /**
+   * The connection number.
+   */
+  uint64_t connection_id;
+  /**
+   * The server's certificate, DER (with SSLIncludeCertChain=True the whole chain, leaf
+   * first, concatenated).
+   */
+  const uint8_t *cert_encoded;
+  /**
+   * Length of `cert_encoded`.
+   */
+  size_t cert_encoded_len;
+  /**
+   * The leaf's subject DN, NUL-terminated.
+   */
+  const char *cert_subject;
+  /**
+   * The leaf's issuer DN, NUL-terminated.
+   */
+  const char *cert_issuer;
+  /**
+   * "OK", or why verification failed (unknown issuer, name mismatch, expired, revoked),
+   * NUL-terminated.
+   */
+  const char *status;
+  /**
+   * Read-write: 1 continues the handshake, 0 refuses the server (`MLLP_ERR_TLS_SERVER_REJECTED`).
+   * Starts as the verification result; the host may override it either way.
+   */
+  uint8_t accept;
+} mllp_ssl_server_authentication_event;
+
+/**
+ * Callback for SSLServerAuthentication.
+ */
+typedef void (*mllp_ssl_server_authentication_cb)(void *user,
+                                                  mllp_ssl_server_authentication_event *event);
+
+/**
+ * SSLStatus: progress of a secure connection.
+ */
+typedef struct {
+  /**
+   * The connection.
+   */
+  uint64_t connection_id;
+  /**
+   * The text (NUL-terminated).
+   */
+  const char *message;
+} mllp_ssl_status_event;
+
+/**
+ * Callback for SSLStatus.
+ */
+typedef void (*mllp_ssl_status_cb)(void *user, const mllp_ssl_status_event *event);
+
+/**
  * Reads up to `cap` bytes into `buf`: returns the count, 0 at end of stream, or a negative
  * value on error.
  */
@@ -733,25 +945,6 @@ typedef struct {
  * Callback for SSLConnectionRequest.
  */
 typedef void (*mllp_ssl_connection_request_cb)(void *user, mllp_ssl_connection_request_event *event);
-
-/**
- * SSLStatus: progress of a secure connection.
- */
-typedef struct {
-  /**
-   * The connection.
-   */
-  uint64_t connection_id;
-  /**
-   * The text (NUL-terminated).
-   */
-  const char *message;
-} mllp_ssl_status_event;
-
-/**
- * Callback for SSLStatus.
- */
-typedef void (*mllp_ssl_status_cb)(void *user, const mllp_ssl_status_event *event);
 
 #ifdef __cplusplus
 extern "C" {
@@ -902,6 +1095,234 @@ int mllp_server_on_thread_stop(mllp_server *server, mllp_thread_cb cb);
  * (then `release` is not called). Any thread.
  */
 int mllp_server_set_user_data(mllp_server *server, void *user, mllp_release_cb release);
+
+/**
+ * Creates a client with default settings (RemoteHost 127.0.0.1, Version 2, Timeout 10 s,
+ * MaxRetries 3), not connected. Returns NULL only if the system refuses an event queue
+ * (see `mllp_last_error_message`). Free it with `mllp_client_free`. Any thread.
+ */
+mllp_client *mllp_client_new(void);
+
+/**
+ * Closes the connection (messages not finished are dropped without a SendDone event),
+ * releases the user pointer and frees the handle. NULL is accepted (returns `MLLP_OK`).
+ * Returns `MLLP_ERR_REENTRANT` and frees nothing when called from one of this client's
+ * callbacks. After `MLLP_OK` the handle is invalid; no other call on it may be in progress or
+ * follow.
+ */
+int mllp_client_free(mllp_client *client);
+
+/**
+ * Sets the user pointer passed to every callback of this client. `release`, if not NULL, is
+ * called exactly once with `user`: when another user pointer replaces it or the client is
+ * freed. Returns `MLLP_OK`, or `MLLP_ERR_INVALID_ARGUMENT` when `client` is NULL (then
+ * `release` is not called).
+ */
+int mllp_client_set_user_data(mllp_client *client, void *user, mllp_release_cb release);
+
+/**
+ * RemoteHost: the server's name or address, under the buffer rule.
+ */
+int mllp_client_get_remote_host(const mllp_client *client, char *buf, size_t *len);
+
+/**
+ * Sets RemoteHost (a name or an IP address; default "127.0.0.1"); used at the next connect.
+ */
+int mllp_client_set_remote_host(mllp_client *client, const char *host);
+
+/**
+ * RemotePort: the server's port (0 until set).
+ */
+int mllp_client_get_remote_port(const mllp_client *client, uint16_t *out);
+
+/**
+ * Sets RemotePort; used at the next connect.
+ */
+int mllp_client_set_remote_port(mllp_client *client, uint16_t port);
+
+/**
+ * LocalHost: the local address connections are made from ("" = any), under the buffer rule.
+ */
+int mllp_client_get_local_host(const mllp_client *client, char *buf, size_t *len);
+
+/**
+ * Sets LocalHost; used at the next connect.
+ */
+int mllp_client_set_local_host(mllp_client *client, const char *host);
+
+/**
+ * Version: the MLLP version, 1 or 2 (default 2).
+ */
+int mllp_client_get_version(const mllp_client *client, int *out);
+
+/**
+ * Sets Version (1 or 2, else `MLLP_ERR_INVALID_VALUE`). Without an AckMode setting, version 2
+ * expects the commit block and version 1 nothing.
+ */
+int mllp_client_set_version(mllp_client *client, int version);
+
+/**
+ * Timeout, seconds: bounds connecting, the TLS handshake and each attempt's wait for its
+ * acknowledgement (default 10; 0 = no limit).
+ */
+int mllp_client_get_timeout(const mllp_client *client, uint32_t *out);
+
+/**
+ * Sets Timeout (seconds).
+ */
+int mllp_client_set_timeout(mllp_client *client, uint32_t seconds);
+
+/**
+ * KeepAlive: writes 1 when SO_KEEPALIVE is set on the connection.
+ */
+int mllp_client_get_keep_alive(const mllp_client *client, uint8_t *out);
+
+/**
+ * Sets KeepAlive (0 or 1); used at the next connect.
+ */
+int mllp_client_set_keep_alive(mllp_client *client, uint8_t on);
+
+/**
+ * Connected: writes 1 while the connection is open.
+ */
+int mllp_client_get_connected(const mllp_client *client, uint8_t *out);
+
+/**
+ * SSLEnabled: writes 1 when connections use TLS.
+ */
+int mllp_client_get_ssl_enabled(const mllp_client *client, uint8_t *out);
+
+/**
+ * Sets SSLEnabled (0 or 1); used at the next connect. The server's certificate is verified
+ * against SSLServerCACerts and SSLAcceptServerCertStore, or the system's CAs when neither is
+ * set, and against SSLServerName (default RemoteHost).
+ */
+int mllp_client_set_ssl_enabled(mllp_client *client, uint8_t on);
+
+/**
+ * Sets SSLCert: the client certificate presented for mutual TLS (NULL clears it). The client
+ * keeps its own reference; the caller still frees its handle.
+ */
+int mllp_client_set_ssl_cert(mllp_client *client, const mllp_certificate *cert);
+
+/**
+ * Messages queued or awaiting their acknowledgement.
+ */
+int mllp_client_get_pending(const mllp_client *client, size_t *out);
+
+/**
+ * Config: `"Name=Value"` sets a setting (`buf`, `len` ignored, may be NULL); `"Name"` reads one
+ * under the buffer rule. Case-insensitive names; `MLLP_ERR_UNKNOWN_SETTING`,
+ * `MLLP_ERR_NOT_SUPPORTED`, `MLLP_ERR_INVALID_VALUE` as for the server. Any thread, also
+ * inside callbacks.
+ *
+ * Sending: `AckMode=MLLP|HL7|None` (default from Version: 2 → MLLP, 1 → None; HL7 matches
+ * MSA-2 with MSH-10), `MaxRetries` (3: resends after the first attempt), `RetryDelay` (500 ms,
+ * doubling per resend), `RetryMaxDelay` (8000 ms), `RetryOnNegative` (True: NAK/AE/AR/CE/CR
+ * are resent like timeouts), `MaxOutstanding` (1: messages awaiting an acknowledgement at
+ * once), `MaxMessageSize` (largest acknowledgement), `PendingCount` (read-only), the framing
+ * characters, `LogLevel`. Connection: `RemoteHost`, `RemotePort`, `LocalHost`, `LocalPort`,
+ * `Timeout`, `TCPKeepAlive`, `KeepAliveTime`, `KeepAliveInterval`, `TcpNoDelay`,
+ * `InBufferSize`, `OutBufferSize`, `Linger`, `LingerTime`. TLS: `SSLEnabled`,
+ * `SSLServerCACerts` (PEM text), `SSLAcceptServerCertStore` (PEM file of trusted CAs),
+ * `SSLServerName`, `SSLCheckCRL` (0/1/2) with `SSLCRLFile`, `SSLIncludeCertChain`,
+ * `SSLEnabledProtocols`, `SSLEnabledCipherSuites`, `SSLKeyLogFile`, `ReuseSSLSession`,
+ * `LogSSLPackets`, `SSLNegotiated*` (read-only).
+ */
+int mllp_client_config(mllp_client *client, const char *setting, char *buf, size_t *len);
+
+/**
+ * Connect: opens the connection (TLS handshake included) on the calling thread, bounded by
+ * Timeout; Connected fires before it returns. `MLLP_OK` when already connected. Errors:
+ * socket codes (10061 refused, 10060 timed out, 11001 unknown host), `MLLP_ERR_TLS_HANDSHAKE`,
+ * `MLLP_ERR_TLS_SERVER_REJECTED`, `MLLP_ERR_CERTIFICATE`, `MLLP_ERR_REENTRANT` from a callback.
+ */
+int mllp_client_connect(mllp_client *client);
+
+/**
+ * Disconnect: closes the connection (Disconnected fires before it returns). Messages awaiting
+ * an acknowledgement stay queued, their attempt counted as failed, and are sent again on the
+ * next connection. `MLLP_ERR_REENTRANT` from a callback.
+ */
+int mllp_client_disconnect(mllp_client *client);
+
+/**
+ * Send: sends `len` bytes at `data` (copied; one HL7 message, segments ending in CR) and
+ * waits, driving I/O and delivering events on the calling thread, until it is finished.
+ * Connects when needed. Returns `MLLP_OK` once positively acknowledged (ACK, AA, CA; with
+ * AckMode None, once written), else the last failure after the retries: 670 (NAK), 2041
+ * (AE/CE), 2042 (AR/CR), 2040 (no acknowledgement in time), 1120 (connection lost), socket or
+ * TLS codes. `result` (may be NULL) is written for every outcome once the message was
+ * accepted for sending, also when the code is an error; not for argument errors
+ * (`MLLP_ERR_INVALID_ARGUMENT`: empty, holding a framing byte, no MSH-10 with AckMode HL7) or
+ * `MLLP_ERR_REENTRANT` (from a callback).
+ */
+int mllp_client_send(mllp_client *client,
+                     const uint8_t *data,
+                     size_t len,
+                     mllp_send_result *result);
+
+/**
+ * SendAsync: queues a message (copied) and returns at once, writing its id to `*message_id`
+ * (may be NULL). It is sent, and its SendDone event delivered, inside
+ * `mllp_client_do_events` (or a later blocking call). Allowed inside callbacks. Errors as
+ * `mllp_client_send`'s argument errors.
+ */
+int mllp_client_send_async(mllp_client *client,
+                           const uint8_t *data,
+                           size_t len,
+                           uint64_t *message_id);
+
+/**
+ * DoEvents: drives I/O and delivers events on the calling thread until nothing is queued or
+ * in flight, or `timeout_ms` passed; writes the messages still pending to `*pending` (may be
+ * NULL). `MLLP_ERR_REENTRANT` from a callback.
+ */
+int mllp_client_do_events(mllp_client *client, uint32_t timeout_ms, size_t *pending);
+
+/**
+ * Registers the Connected callback (NULL removes it). Returns `MLLP_OK`, or
+ * `MLLP_ERR_INVALID_ARGUMENT` when `client` is NULL.
+ */
+int mllp_client_on_connected(mllp_client *client, mllp_status_cb cb);
+
+/**
+ * Registers the Disconnected callback (status_code 0 when the host disconnected, else why).
+ */
+int mllp_client_on_disconnected(mllp_client *client, mllp_status_cb cb);
+
+/**
+ * Registers the AckIn callback: every acknowledgement received, matched or not.
+ */
+int mllp_client_on_ack_in(mllp_client *client, mllp_client_ack_in_cb cb);
+
+/**
+ * Registers the SendDone callback: one per message, synchronous or not.
+ */
+int mllp_client_on_send_done(mllp_client *client, mllp_send_done_cb cb);
+
+/**
+ * Registers the Error callback (a mismatched acknowledgement, 2043; a frame that is not an
+ * acknowledgement, 671; a failed connect …).
+ */
+int mllp_client_on_error(mllp_client *client, mllp_error_cb cb);
+
+/**
+ * Registers the Log callback (LogLevel: 1 connections and retries, 2 every message).
+ */
+int mllp_client_on_log(mllp_client *client, mllp_log_cb cb);
+
+/**
+ * Registers the SSLServerAuthentication callback (set `event->accept` to override the
+ * verification result). It runs inside the TLS handshake, on the connecting thread.
+ */
+int mllp_client_on_ssl_server_authentication(mllp_client *client,
+                                             mllp_ssl_server_authentication_cb cb);
+
+/**
+ * Registers the SSLStatus callback (the negotiated protocol and suite once connected).
+ */
+int mllp_client_on_ssl_status(mllp_client *client, mllp_ssl_status_cb cb);
 
 /**
  * Connected: writes 1 while the connection is open.

@@ -212,15 +212,15 @@ pub fn parse_byte(v: &str) -> Result<u8> {
     parsed.ok_or_else(|| Error::new(code::INVALID_VALUE, format!("'{v}' is not a byte (0x00-0xFF or 0-255)")))
 }
 
-fn parse_num<T: std::str::FromStr>(v: &str, what: &str) -> Result<T> {
+pub(crate) fn parse_num<T: std::str::FromStr>(v: &str, what: &str) -> Result<T> {
     v.trim().parse::<T>().map_err(|_| Error::new(code::INVALID_VALUE, format!("'{v}' is not a valid {what}")))
 }
 
-fn hex(b: u8) -> String {
+pub(crate) fn hex(b: u8) -> String {
     format!("0x{b:02X}")
 }
 
-fn tf(b: bool) -> String {
+pub(crate) fn tf(b: bool) -> String {
     if b { "True" } else { "False" }.to_string()
 }
 
@@ -395,7 +395,7 @@ pub fn parse_version(value: &str) -> Result<u8> {
     }
 }
 
-fn unknown_or_unsupported(key: &str) -> Error {
+pub(crate) fn unknown_or_unsupported(key: &str) -> Error {
     let k = key.trim();
     if let Some((name, why)) = NOT_APPLICABLE.iter().find(|(n, _)| n.eq_ignore_ascii_case(k)) {
         return Error::new(code::NOT_SUPPORTED, format!("{name} is not supported: {why}"));

@@ -122,12 +122,23 @@ codes! {
     TLS_HANDSHAKE = 2021, "TLS handshake failed";
     /// The client's certificate was refused (SSLClientAuthentication).
     TLS_CLIENT_REJECTED = 2022, "Client certificate refused";
+    /// The server's certificate was refused: verification failed (unknown CA, wrong name,
+    /// expired, revoked) and SSLServerAuthentication did not override it.
+    TLS_SERVER_REJECTED = 2023, "Server certificate refused";
     /// A batch (FHS/BHS frame) could not be split: no BTS or FTS, counts wrong, stray segments.
     BAD_BATCH = 2030, "Malformed batch";
     /// A message could not be converted from its character set (DecodeToUTF8).
     CHARSET = 2031, "Character set conversion failed";
     /// A resent message arrived while its original was still awaiting its answer elsewhere.
     DUPLICATE_IN_PROGRESS = 2032, "A copy of this message is still being processed";
+    /// The client got no acknowledgement within Timeout (after its retries).
+    ACK_TIMEOUT = 2040, "Timeout waiting for the acknowledgement";
+    /// The receiver answered with MSA-1 AE or CE (after the client's retries).
+    APP_ERROR = 2041, "The receiver answered AE or CE (application error)";
+    /// The receiver answered with MSA-1 AR or CR (after the client's retries).
+    APP_REJECT = 2042, "The receiver answered AR or CR (application reject)";
+    /// An HL7 acknowledgement whose MSA-2 names no message awaiting one (late, or for another message).
+    ACK_MISMATCH = 2043, "Acknowledgement for another message";
 
     others:
     // The reference's other timeout number.

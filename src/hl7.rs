@@ -402,10 +402,47 @@ pub fn format_timestamp(unix_secs: u64, out: &mut Vec<u8>) {
 /// Codes compare case-insensitively after trimming spaces; any other (or an empty) MSA-1 counts
 /// as not accepted, `Some(false)`.
 pub fn ack_accepted(msg: &[u8]) -> Option<bool> {
+    parse_ack(msg).map(|a| a.code.is_some_and(AckCode::is_accept))
+}
+
+/// What an HL7 acknowledgement says: MSA-1, MSA-2 and the text of MSA-3 and ERR.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AckFields<'a> {
+    /// MSA-1 (None when it is none of AA/AE/AR/CA/CE/CR).
+    pub code: Option<AckCode>,
+    /// MSA-2: the control id of the message acknowledged (spaces trimmed).
+    pub control_id: &'a [u8],
+    /// MSA-3 and, per ERR segment, its user message (ERR-8), diagnostic (ERR-7), the text of
+    /// its error code (ERR-3.2) or ERR-1 (HL7 2.3), joined by "; " (lossily UTF-8).
+    pub text: String,
+}
+
+/// Reads the MSA (and ERR) segments of an acknowledgement; None when `msg` has no MSA segment.
+/// The one MSA parser: the server's AckIn and the client's matching both use it.
+pub fn parse_ack(msg: &[u8]) -> Option<AckFields<'_>> {
     let seg = segments(msg).find(|s| segment_sep(s, b"MSA").is_some())?;
-    let code = seg[4..].split(|&b| b == seg[3]).next().unwrap_or(&[]);
-    let code = trim_spaces(code);
-    Some(code.eq_ignore_ascii_case(b"AA") || code.eq_ignore_ascii_case(b"CA"))
+    let sep = seg[3];
+    let mut fields = seg[4..].split(|&b| b == sep);
+    let raw_code = trim_spaces(fields.next().unwrap_or_default());
+    let code = [AckCode::AA, AckCode::AE, AckCode::AR, AckCode::CA, AckCode::CE, AckCode::CR]
+        .into_iter()
+        .find(|c| raw_code.eq_ignore_ascii_case(c.as_bytes()));
+    let control_id = trim_spaces(fields.next().unwrap_or_default());
+    let mut texts: Vec<String> = Vec::new();
+    let msa3 = trim_spaces(fields.next().unwrap_or_default());
+    if !msa3.is_empty() {
+        texts.push(String::from_utf8_lossy(msa3).into_owned());
+    }
+    let component = parse_msh(msg).map_or(b'^', |m| m.component_sep);
+    for err in segments(msg).filter(|s| segment_sep(s, b"ERR").is_some()) {
+        let f: Vec<&[u8]> = err[4..].split(|&b| b == err[3]).collect();
+        let at = |i: usize| f.get(i - 1).map(|v| trim_spaces(v)).filter(|v| !v.is_empty());
+        let code_text = at(3).and_then(|c| c.split(|&b| b == component).nth(1)).filter(|v| !v.is_empty());
+        if let Some(t) = at(8).or(at(7)).or(code_text).or(at(1)) {
+            texts.push(String::from_utf8_lossy(t).into_owned());
+        }
+    }
+    Some(AckFields { code, control_id, text: texts.join("; ") })
 }
 
 /// True when MSH-9's first component is `ACK`.
@@ -1152,5 +1189,20 @@ mod tests {
             bad.replace_range(pos..pos + needle.len(), &format!("BTS|{}{eol}", groups[g].len() + 1));
             prop_assert!(split_batch(bad.as_bytes()).is_err());
         }
+    }
+
+    #[test]
+    fn parse_ack_reads_msa_and_err_text() {
+        let m = b"MSH|^~\\&|A|B|C|D|20260101||ACK|X1|P|2.5\rMSA|AE|MSG42|Bad PID\rERR||PID^1^3|101^Required field missing^HL70357|E||||Patient id missing\r";
+        let a = parse_ack(m).unwrap();
+        assert_eq!(a.code, Some(AckCode::AE));
+        assert_eq!(a.control_id, b"MSG42");
+        assert_eq!(a.text, "Bad PID; Patient id missing");
+        let v23 = b"MSH|^~\\&|A|B|C|D|20260101||ACK|X1|P|2.3\rMSA|ar| M1 \rERR|PID^1^3^101&Missing\r";
+        let a = parse_ack(v23).unwrap();
+        assert_eq!((a.code, a.control_id, a.text.as_str()), (Some(AckCode::AR), &b"M1"[..], "PID^1^3^101&Missing"));
+        let odd = b"MSH|^~\\&|A|B|C|D|20260101||ACK|X1|P|2.5\rMSA|ZZ|M2\r";
+        assert_eq!(parse_ack(odd).unwrap().code, None);
+        assert_eq!(parse_ack(b"MSH|^~\\&|A\rPID|1\r"), None);
     }
 }

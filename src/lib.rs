@@ -10,6 +10,7 @@
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
 pub mod charset;
+pub mod client;
 pub mod codec;
 pub mod config;
 pub mod connection;

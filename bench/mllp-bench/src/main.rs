@@ -148,6 +148,14 @@ struct Opts {
     /// Print one JSON line.
     #[arg(long)]
     json: bool,
+    /// Send through the library's client (`mllp::client::Client`, one thread and one blocking
+    /// send at a time per connection) instead of this generator's own loop.
+    #[arg(long)]
+    via_client: bool,
+    /// Hold N connected clients of the library (each sent one message) and report this
+    /// process's resident memory per client.
+    #[arg(long, default_value_t = 0)]
+    client_idle: usize,
 }
 
 fn die(msg: &str) -> ! {
@@ -298,6 +306,8 @@ fn flush_tls(tls: &mut rustls::ClientConnection, sock: &mut TcpStream) -> io::Re
     }
     Ok(true)
 }
+
+mod via_client;
 
 mod tls {
     use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -1214,6 +1224,12 @@ fn main() {
     };
     if o.idle > 0 {
         run_idle(&o, addr, tls.as_ref());
+    }
+    if o.client_idle > 0 {
+        via_client::idle(&o, o.client_idle);
+    }
+    if o.via_client {
+        via_client::run(&o);
     }
     let nofile = raise_nofile(o.connections as u64 + 64);
     if nofile < o.connections as u64 + 16 {
