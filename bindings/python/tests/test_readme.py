@@ -162,6 +162,7 @@ def test_readme_sender(tmp_path: Path) -> None:
         (tmp_path / "sender.py").write_text(sender.replace("2575", str(server.local_port)))
         env = dict(os.environ)
         env["PYTHONPATH"] = str(HERE) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        env["MLLP_LIBRARY"] = str(Path(mllp.library_path).resolve())  # the library loaded here
         p = subprocess.run(
             [sys.executable, "sender.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
         )
