@@ -1455,7 +1455,7 @@ struct ClientState {
 }  // namespace detail
 
 /// The MLLP client (sender). Owns its handle: move-only; the destructor closes the connection
-/// (Disconnected fires) and frees it. Messages still queued are dropped with it.
+/// (Disconnected fires) and frees it. Messages not finished are dropped with it (no SendDone).
 ///
 ///   mllp::Client c;
 ///   c.setRemotePort(2575);
@@ -1522,7 +1522,8 @@ class Client {
     return v;
   }
   void setVersion(int version) { detail::check(mllp_client_set_version(h(), version)); }
-  /// Timeout: seconds for the connect, the TLS handshake and each acknowledgement (default 10).
+  /// Timeout: seconds for the connect, the TLS handshake and each acknowledgement (default 10;
+  /// 0 = no limit).
   std::uint32_t timeout() const {
     std::uint32_t v = 0;
     detail::check(mllp_client_get_timeout(h(), &v));
@@ -1583,8 +1584,8 @@ class Client {
   /// Sends one message (connecting if needed) and waits until it is acknowledged (AckMode
   /// MLLP: the ACK byte; HL7: MSA-1 AA or CA; None: once written). Throws SendError (an Error:
   /// code() 2040 timeout, 2041 AE/CE, 2042 AR/CR, 670 NAK, 1120 dropped, socket errors) when it
-  /// failed after its retries, and Error for arguments refused before sending (2001: empty, or
-  /// containing the framing bytes).
+  /// failed after its retries, and Error for arguments refused before sending (2001: empty,
+  /// containing a framing byte, or no MSH-10 with AckMode=HL7) or a call from a handler (2006).
   SendResult send(ByteView message) {
     mllp_send_result r{};
     r.ack_kind = MLLP_ACK_NONE;

@@ -414,8 +414,8 @@ class Client:
         return self._handle is None
 
     def close(self) -> None:
-        """Closes the connection (Disconnected fires, on this thread), drops the messages still
-        queued and frees the client. Idempotent. MLLPError 2006 from one of its handlers."""
+        """Closes the connection (Disconnected fires, on this thread), drops the messages not
+        finished (no SendDone for them) and frees the client. Idempotent. MLLPError 2006 from one of its handlers."""
         h = self._handle
         if h is None:
             return
@@ -507,7 +507,8 @@ class Client:
 
     @property
     def timeout(self) -> int:
-        """Seconds for the connect, the TLS handshake and each acknowledgement (default 10)."""
+        """Seconds for the connect, the TLS handshake and each acknowledgement (default 10;
+        0 = no limit)."""
         out = c_uint32(0)
         check(lib.mllp_client_get_timeout(self._h(), byref(out)))
         return int(out.value)
@@ -600,8 +601,9 @@ class Client:
         """Sends one message (str is UTF-8 encoded), connecting if needed, and waits until it is
         acknowledged (AckMode MLLP: the ACK byte; HL7: MSA-1 AA or CA; None: once written).
         Raises :class:`SendError` (an :class:`MLLPError` with ``.result``) when it failed
-        after its retries, and MLLPError 2001 for a message refused before sending (empty, or
-        containing the framing bytes)."""
+        after its retries, and MLLPError for a message refused before sending (2001: empty,
+        containing a framing byte, or no MSH-10 with AckMode=HL7) or a call from a handler
+        (2006)."""
         b = _to_bytes(data)
         r = _lib.SendResultStruct()
         r.ack_kind = int(AckKind.NONE)
