@@ -2,7 +2,9 @@
 # Installs what a fresh Debian 12 machine lacks for building and testing mllp:
 # cmake, valgrind, openssl, mono, nuget and Maven (apt; Maven fetches JNA and JUnit for the Java
 # binding from Maven Central), python-hl7 (a real MLLP client used by the tests),
-# hl7apy (an independent HL7 parser the tests check batch and enhanced acknowledgements with) and pytest (pip).
+# hl7apy (an independent HL7 parser the tests check batch and enhanced acknowledgements with) and pytest (pip),
+# and simple-hl7 (an MLLP server for node the mllp-send tests send to; npm, into tests/send/node_modules,
+# never globally).
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 SUDO=""
@@ -35,4 +37,15 @@ if [ ${#py[@]} -gt 0 ]; then
   echo "setup: pip install ${py[*]}"
   # A Debian-managed python refuses plain pip installs (PEP 668); pyenv's does not.
   python3 -m pip install -q "${py[@]}" 2>/dev/null || python3 -m pip install -q --break-system-packages "${py[@]}"
+fi
+# simple-hl7 for tests/send (tests/send/package.json pins it); skipped without node/npm, the
+# tests that need it then skip.
+send_dir="$(cd "$(dirname "$0")" && pwd)/send"
+if [ ! -f "$send_dir/node_modules/simple-hl7/package.json" ]; then
+  if command -v npm >/dev/null 2>&1; then
+    echo "setup: npm install simple-hl7 (into tests/send/node_modules)"
+    (cd "$send_dir" && npm install --no-package-lock --no-audit --no-fund --loglevel=error >/dev/null)
+  else
+    echo "setup: npm not found; the simple-hl7 tests of mllp-send will be skipped" >&2
+  fi
 fi

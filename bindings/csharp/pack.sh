@@ -37,7 +37,7 @@ mkdir -p "$STAGE/lib/net461" "$STAGE/runtimes/linux-x64/native"
 # Assembly metadata (kept out of src/: the SDK project generates its own).
 cat > "$BUILD/obj/AssemblyInfo.cs" <<EOF
 [assembly: System.Reflection.AssemblyTitle("Mllp")]
-[assembly: System.Reflection.AssemblyDescription("MLLP (HL7 v2 over TCP) server: .NET binding of the native mllp library")]
+[assembly: System.Reflection.AssemblyDescription("MLLP (HL7 v2 over TCP) server and client: .NET binding of the native mllp library")]
 [assembly: System.Reflection.AssemblyVersion("$VERSION.0")]
 [assembly: System.Reflection.AssemblyFileVersion("$VERSION.0")]
 [assembly: System.Reflection.AssemblyInformationalVersion("$VERSION")]

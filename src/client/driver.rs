@@ -16,8 +16,10 @@ use crate::tls::session::TlsInfo;
 
 /// What one read produced.
 pub(crate) enum Read_ {
-    /// Application bytes (appended to the buffer given).
-    Data,
+    /// `n` application bytes at the start of the buffer (0: progress without data, read again).
+    Data(usize),
+    /// `n` bytes, and the socket is drained for now.
+    Drained(usize),
     /// Nothing more for now.
     WouldBlock,
     /// The server closed the connection.
@@ -27,6 +29,8 @@ pub(crate) enum Read_ {
 /// An open connection.
 pub(crate) struct Io {
     pub sock: TcpStream,
+    /// Registered for writable readiness too (only while output waits).
+    pub write_interest: bool,
     tls: Option<Box<rustls::ClientConnection>>,
 }
 
@@ -55,46 +59,57 @@ impl Io {
         Err(last)
     }
 
-    /// Reads what is available into `buf` (plaintext).
-    pub fn read(&mut self, buf: &mut Vec<u8>) -> io::Result<Read_> {
-        let mut chunk = [0u8; 64 * 1024];
+    /// Reads plaintext into `buf`: `Data(n)` (n > 0), `Drained(n)` (a short plain read: the
+    /// socket has nothing more now, so no second read is needed), `WouldBlock` or `Closed`.
+    pub fn read(&mut self, buf: &mut [u8]) -> io::Result<Read_> {
         match &mut self.tls {
-            None => match self.sock.read(&mut chunk) {
+            None => match self.sock.read(buf) {
                 Ok(0) => Ok(Read_::Closed),
-                Ok(n) => {
-                    buf.extend_from_slice(&chunk[..n]);
-                    Ok(Read_::Data)
-                }
+                Ok(n) if n < buf.len() => Ok(Read_::Drained(n)),
+                Ok(n) => Ok(Read_::Data(n)),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Read_::WouldBlock),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Read_::Data),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Read_::Data(0)),
                 Err(e) => Err(e),
             },
             Some(tls) => {
+                // Plaintext rustls already holds comes first.
+                match tls.reader().read(buf) {
+                    Ok(n) if n > 0 => return Ok(Read_::Data(n)),
+                    Ok(_) => return Ok(Read_::Closed),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(Read_::Closed),
+                    Err(e) => return Err(e),
+                }
                 let n = match tls.read_tls(&mut self.sock) {
                     Ok(n) => n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Read_::WouldBlock),
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(Read_::Data),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(Read_::Data(0)),
                     Err(e) => return Err(e),
                 };
                 let state = tls.process_new_packets().map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-                let plain = state.plaintext_bytes_to_read();
-                if plain > 0 {
-                    let at = buf.len();
-                    buf.resize(at + plain, 0);
-                    tls.reader().read_exact(&mut buf[at..])?;
-                }
-                if n == 0 || state.peer_has_closed() {
-                    return Ok(Read_::Closed);
-                }
+                let closed = n == 0 || state.peer_has_closed();
                 // Alerts or key updates may want an answer.
                 self.flush_tls()?;
-                Ok(Read_::Data)
+                if closed && state.plaintext_bytes_to_read() == 0 {
+                    return Ok(Read_::Closed);
+                }
+                Ok(Read_::Data(0))
             }
         }
     }
 
+    /// True when TLS records wait for the socket.
+    pub fn tls_pending(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.wants_write())
+    }
+
     /// Writes as much of `data` as the socket (or TLS) takes now; the count taken.
     pub fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if data.is_empty() {
+            // Nothing new: only TLS records still waiting for the socket.
+            self.flush_tls()?;
+            return Ok(0);
+        }
         match &mut self.tls {
             None => match self.sock.write(data) {
                 Ok(n) => Ok(n),
@@ -103,7 +118,7 @@ impl Io {
             },
             Some(tls) => {
                 // rustls buffers at most its buffer limit of records; the rest waits for the socket.
-                let n = if data.is_empty() { 0 } else { tls.writer().write(data)? };
+                let n = tls.writer().write(data)?;
                 self.flush_tls()?;
                 Ok(n)
             }
@@ -247,7 +262,7 @@ fn finish_open(
     sock.set_read_timeout(None).ok();
     sock.set_write_timeout(None).ok();
     sock.set_nonblocking(true).map_err(|e| Error::from_io(&e, "set non-blocking"))?;
-    Ok((Io { sock: TcpStream::from_std(sock), tls: session }, info))
+    Ok((Io { sock: TcpStream::from_std(sock), write_interest: false, tls: session }, info))
 }
 
 fn handshake_timeout() -> Error {

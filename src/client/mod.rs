@@ -35,6 +35,14 @@ use crate::tls::Certificate;
 
 const SOCKET: Token = Token(0);
 const WAKE: Token = Token(1);
+/// Bytes read per read call (acknowledgements are small; TLS records are at most 16 KiB).
+const READ_CHUNK: usize = 64 * 1024;
+
+thread_local! {
+    /// The read buffer of the driving thread: one per thread, not per client, so that a
+    /// thousand idle clients do not hold a thousand buffers.
+    static READ_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 /// AckIn: an acknowledgement arrived.
 #[derive(Debug)]
@@ -145,7 +153,6 @@ struct Drive {
     poll: Poll,
     events: Events,
     io: Option<Io>,
-    buf: Vec<u8>,
 }
 
 /// An MLLP client: one connection to one server, messages sent in order with reliable-delivery
@@ -183,7 +190,7 @@ impl Client {
                 waiting: HashMap::new(),
                 queue: Vec::new(),
             }),
-            drive: Mutex::new(Drive { poll, events: Events::with_capacity(8), io: None, buf: Vec::new() }),
+            drive: Mutex::new(Drive { poll, events: Events::with_capacity(8), io: None }),
             waker,
             handler: Arc::new(Mutex::new(Arc::new(NoHandler))),
             driver: Mutex::new(None),
@@ -480,9 +487,7 @@ impl Client {
         let mut st = lock(&self.state);
         match opened {
             Ok((mut io, info)) => {
-                if let Err(e) =
-                    d.poll.registry().register(&mut io.sock, SOCKET, Interest::READABLE | Interest::WRITABLE)
-                {
+                if let Err(e) = d.poll.registry().register(&mut io.sock, SOCKET, Interest::READABLE) {
                     return Err(Error::from_io(&e, "register socket"));
                 }
                 st.conn_no += 1;
@@ -538,12 +543,22 @@ impl Client {
                 st.sender.handle_timeout(now);
                 let close = st.sender.take_close();
                 if close.is_none() {
-                    if let Some(io) = &mut d.io {
+                    let Drive { poll, io, .. } = &mut *d;
+                    if let Some(io) = io {
                         if let Err(e) = write_out(io, &mut st.sender, now) {
                             drop(st);
                             self.close_io(d, Error::from_io(&e, "write"));
                             self.deliver();
                             continue;
+                        }
+                        // Writable readiness only while output waits: edge-triggered EPOLLOUT
+                        // would otherwise wake the loop on every TCP acknowledgement.
+                        let want = !st.sender.transmit().is_empty() || io.tls_pending();
+                        if want != io.write_interest {
+                            let i = if want { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
+                            if poll.registry().reregister(&mut io.sock, SOCKET, i).is_ok() {
+                                io.write_interest = want;
+                            }
                         }
                     }
                 }
@@ -561,8 +576,13 @@ impl Client {
             }
             if want_connect && d.io.is_none() {
                 if let Err(e) = self.open(d) {
+                    // A setting, certificate or key that cannot be used fails the same way on
+                    // every attempt: no retries for it.
+                    let permanent =
+                        [code::CERTIFICATE, code::INVALID_VALUE, code::INVALID_ARGUMENT, code::CANNOT_OPEN_FILE]
+                            .contains(&e.code);
                     let mut st = lock(&self.state);
-                    st.sender.on_connect_failed(e, Instant::now());
+                    st.sender.on_connect_failed(e, Instant::now(), permanent);
                     Self::collect(&mut st);
                 }
                 self.deliver();
@@ -592,31 +612,32 @@ impl Client {
 
     /// Reads until the socket would block; the connection's end closes it.
     fn read_all(&self, d: &mut Drive) {
-        loop {
-            let Some(io) = &mut d.io else { return };
-            d.buf.clear();
-            let r = io.read(&mut d.buf);
-            let now = Instant::now();
-            match r {
-                Ok(Read_::Data) => {
-                    if !d.buf.is_empty() {
-                        let mut st = lock(&self.state);
-                        st.sender.handle_input(&d.buf, now);
-                        Self::collect(&mut st);
-                    }
-                }
-                Ok(Read_::WouldBlock) => return,
-                Ok(Read_::Closed) => {
-                    if !d.buf.is_empty() {
-                        let mut st = lock(&self.state);
-                        st.sender.handle_input(&d.buf, now);
-                        Self::collect(&mut st);
-                    }
-                    return self.close_io(d, Error::new(code::DROPPED, "the server closed the connection"));
-                }
-                Err(e) => return self.close_io(d, Error::from_io(&e, "read")),
+        READ_BUF.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            if buf.len() < READ_CHUNK {
+                buf.resize(READ_CHUNK, 0);
             }
-        }
+            loop {
+                let Some(io) = &mut d.io else { return };
+                let (n, more) = match io.read(&mut buf) {
+                    Ok(Read_::Data(n)) => (n, true),
+                    Ok(Read_::Drained(n)) => (n, false),
+                    Ok(Read_::WouldBlock) => return,
+                    Ok(Read_::Closed) => {
+                        return self.close_io(d, Error::new(code::DROPPED, "the server closed the connection"))
+                    }
+                    Err(e) => return self.close_io(d, Error::from_io(&e, "read")),
+                };
+                if n > 0 {
+                    let mut st = lock(&self.state);
+                    st.sender.handle_input(&buf[..n], Instant::now());
+                    Self::collect(&mut st);
+                }
+                if !more {
+                    return;
+                }
+            }
+        })
     }
 }
 

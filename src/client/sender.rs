@@ -352,10 +352,17 @@ impl Sender {
         }
     }
 
-    /// Opening the connection failed: the next message's attempt failed.
-    pub fn on_connect_failed(&mut self, why: Error, now: Instant) {
-        if let Some(m) = self.queue.pop_front() {
-            let mut m = m;
+    /// Opening the connection failed: the next message's attempt failed. A failure that no
+    /// retry can mend (`permanent`: a bad setting, a certificate or key that cannot be used)
+    /// ends every queued message at once.
+    pub fn on_connect_failed(&mut self, why: Error, now: Instant, permanent: bool) {
+        if permanent {
+            let all: Vec<Msg> = self.queue.drain(..).collect();
+            for mut m in all {
+                m.attempts += 1;
+                self.finish(m, Err(why.clone()));
+            }
+        } else if let Some(mut m) = self.queue.pop_front() {
             m.attempts += 1;
             self.attempt_failed(m, why, now, true);
         }
@@ -419,8 +426,11 @@ impl Sender {
                 AckMode::None => None,
                 _ => self.cfg.timeout.map(|t| now + t),
             };
-            let (id, attempt, len) = (m.control_id.clone(), m.attempts, m.data.len());
-            self.log(LogLevel::Verbose, || format!("message '{id}' sent ({len} bytes, attempt {attempt})"));
+            if self.cfg.log_level >= LogLevel::Verbose.as_u8() {
+                let (id, attempt, len) = (&m.control_id, m.attempts, m.data.len());
+                let message = format!("message '{id}' sent ({len} bytes, attempt {attempt})");
+                self.events.push_back(Event::Log { level: LogLevel::Verbose, message });
+            }
             self.inflight.push_back(m);
         }
     }
@@ -473,14 +483,17 @@ impl Sender {
         };
         // A commit block names no message: it answers the oldest. An HL7 ACK answers the one
         // its MSA-2 names.
-        let at = match ack.kind {
-            AckKind::Ack | AckKind::Nak => (!self.inflight.is_empty()).then_some(0),
-            AckKind::Hl7(_) => self.inflight.iter().position(|m| m.control_id == ack.control_id),
+        // With AckMode=HL7 a commit block (which names no message) is never taken for one.
+        let at = match (ack.kind, cfg.ack_mode) {
+            (_, AckMode::None) | (AckKind::Ack | AckKind::Nak, AckMode::Hl7) => None,
+            (AckKind::Ack | AckKind::Nak, _) => (!self.inflight.is_empty()).then_some(0),
+            (AckKind::Hl7(_), _) => self.inflight.iter().position(|m| m.control_id == ack.control_id),
         };
-        let at = at.filter(|_| cfg.ack_mode != AckMode::None);
         let Some(at) = at else {
             let (kind, id) = (ack.kind.name(), ack.control_id.clone());
-            let e = if self.inflight.is_empty() {
+            let e = if matches!(ack.kind, AckKind::Ack | AckKind::Nak) && cfg.ack_mode == AckMode::Hl7 {
+                format!("commit {kind} received while AckMode=HL7 expects an HL7 acknowledgement naming the message: ignored")
+            } else if self.inflight.is_empty() {
                 format!("{kind} acknowledgement for '{id}' arrived while no message awaits one (late or unsolicited): ignored")
             } else {
                 let want: Vec<&str> = self.inflight.iter().map(|m| m.control_id.as_str()).collect();
@@ -528,14 +541,14 @@ impl Sender {
     }
 
     fn finish(&mut self, m: Msg, result: Result<()>) {
-        let id = m.control_id.clone();
-        let n = m.attempts;
-        match &result {
-            Ok(()) => self.log(LogLevel::Verbose, || format!("message '{id}' delivered (attempts: {n})")),
-            Err(e) => {
-                let why = e.message.clone();
-                self.log(LogLevel::Info, || format!("message '{id}' failed after {n} attempts: {why}"))
-            }
+        let level = if result.is_ok() { LogLevel::Verbose } else { LogLevel::Info };
+        if self.cfg.log_level >= level.as_u8() {
+            let (id, n) = (&m.control_id, m.attempts);
+            let message = match &result {
+                Ok(()) => format!("message '{id}' delivered (attempts: {n})"),
+                Err(e) => format!("message '{id}' failed after {n} attempts: {}", e.message),
+            };
+            self.events.push_back(Event::Log { level, message });
         }
         self.events.push_back(Event::Done(Outcome {
             id: m.id,

@@ -1,7 +1,7 @@
 /* End-to-end harness for the mllp C ABI (include/mllp.h).
  *
  * Usage: mllp_c_harness [path/to/adt_a01.hl7] [section ...]
- * Sections: null stale buffer free roundtrip reentrant threads streams doevents header tls
+ * Sections: null stale buffer free roundtrip reentrant threads streams doevents header tls client
  * (all when none is named). Prints one line per check and a summary; exits 1 on any failure. */
 #define _POSIX_C_SOURCE 200809L
 #include "mllp.h"
@@ -2402,6 +2402,203 @@ static void test_header(void) {
 }
 
 /* ======================================================================================== */
+/* 12. The client (sender)                                                                   */
+/* ======================================================================================== */
+
+typedef struct {
+  mllp_client *cl;
+  int connected, disconnected, acks, done, errors, released, wrong_user;
+  int last_result, last_kind;
+  uint32_t last_attempts;
+  uint64_t last_id;
+  int reentrant_send, reentrant_free, async_from_cb;
+  int reenter; /* SendDone calls back in once */
+} cctx_t;
+
+static void ccb_connected(void *u, const mllp_status_event *e) {
+  (void)e;
+  ((cctx_t *)u)->connected++;
+}
+static void ccb_disconnected(void *u, const mllp_status_event *e) {
+  (void)e;
+  ((cctx_t *)u)->disconnected++;
+}
+static void ccb_ack_in(void *u, const mllp_client_ack_in_event *e) {
+  cctx_t *c = u;
+  c->acks++;
+  if (!e->data || e->len == 0 || !e->control_id || !e->text) c->wrong_user++;
+}
+static void ccb_done(void *u, const mllp_send_done_event *e) {
+  cctx_t *c = u;
+  c->done++;
+  c->last_result = e->result_code;
+  c->last_kind = e->ack_kind;
+  c->last_attempts = e->attempts;
+  c->last_id = e->message_id;
+  if (!e->control_id || !e->description) c->wrong_user++;
+  if (c->reenter) {
+    c->reenter = 0;
+    c->reentrant_send = mllp_client_send(c->cl, g_msg, g_msg_len, NULL);
+    c->reentrant_free = mllp_client_free(c->cl);
+    c->async_from_cb = mllp_client_send_async(c->cl, g_msg, g_msg_len, NULL);
+  }
+}
+static void ccb_error(void *u, const mllp_error_event *e) {
+  (void)e;
+  ((cctx_t *)u)->errors++;
+}
+static void ccb_release(void *u) { ((cctx_t *)u)->released++; }
+
+static mllp_client *new_client(cctx_t *c, uint16_t port) {
+  mllp_client *cl = mllp_client_new();
+  memset(c, 0, sizeof *c);
+  if (!CHECK(cl != NULL, "mllp_client_new() != NULL")) return NULL;
+  c->cl = cl;
+  CHECK_RC(mllp_client_set_user_data(cl, c, ccb_release), MLLP_OK);
+  CHECK_RC(mllp_client_on_connected(cl, ccb_connected), MLLP_OK);
+  CHECK_RC(mllp_client_on_disconnected(cl, ccb_disconnected), MLLP_OK);
+  CHECK_RC(mllp_client_on_ack_in(cl, ccb_ack_in), MLLP_OK);
+  CHECK_RC(mllp_client_on_send_done(cl, ccb_done), MLLP_OK);
+  CHECK_RC(mllp_client_on_error(cl, ccb_error), MLLP_OK);
+  CHECK_RC(mllp_client_set_remote_port(cl, port), MLLP_OK);
+  CHECK_RC(mllp_client_config(cl, "RetryDelay=10", NULL, NULL), MLLP_OK);
+  return cl;
+}
+
+static void test_client(void) {
+  mllp_client *N = NULL, *cl;
+  cctx_t c;
+  ctx_t sc;
+  mllp_server *s;
+  uint16_t port = 0, u16;
+  uint8_t u8;
+  uint32_t u32;
+  int i32;
+  size_t sz, len;
+  uint64_t id = 0;
+  char buf[128];
+  mllp_send_result r;
+
+  tu_section("12. Client: NULL handle and outputs, send/ack, async, re-entrancy, free");
+  CHECK_RC(mllp_client_free(N), MLLP_OK);
+  CHECK_RC(mllp_client_set_user_data(N, NULL, NULL), MLLP_ERR_INVALID_ARGUMENT);
+  len = sizeof buf;
+  CHECK_RC(mllp_client_get_remote_host(N, buf, &len), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_client_set_remote_host(N, "x"), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_client_get_remote_port(N, &u16), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_client_set_remote_port(N, 1), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_client_get_local_host(N, buf, &len), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_client_set_local_host(N, ""), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_client_get_version(N, &i32), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_client_set_version(N, 2), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_client_get_timeout(N, &u32), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_client_set_timeout(N, 1), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_client_get_keep_alive(N, &u8), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_client_set_keep_alive(N, 1), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_client_get_connected(N, &u8), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_client_get_ssl_enabled(N, &u8), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_client_set_ssl_enabled(N, 1), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_client_set_ssl_cert(N, NULL), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_client_get_pending(N, &sz), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_client_config(N, "Timeout", buf, &len), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_client_connect(N), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_client_disconnect(N), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_client_send(N, g_msg, g_msg_len, &r), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_client_send_async(N, g_msg, g_msg_len, &id), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_client_do_events(N, 0, &sz), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_client_on_connected(N, NULL), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_client_on_disconnected(N, NULL), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_client_on_ack_in(N, NULL), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_client_on_send_done(N, NULL), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_client_on_error(N, NULL), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_client_on_log(N, NULL), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_client_on_ssl_server_authentication(N, NULL), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_client_on_ssl_status(N, NULL), MLLP_ERR_INVALID_ARGUMENT);
+
+  /* Never connected: NULL outputs, bad arguments, then free releases the user pointer once. */
+  cl = new_client(&c, 1);
+  if (!cl) return;
+  CHECK_RC(mllp_client_get_remote_port(cl, NULL), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_client_send(cl, NULL, 5, NULL), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_client_send(cl, g_msg, 0, NULL), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_client_set_version(cl, 3), MLLP_ERR_INVALID_VALUE);
+  CHECK_RC(mllp_client_config(cl, "NoSuchSetting=1", NULL, NULL), MLLP_ERR_UNKNOWN_SETTING);
+  len = 2;
+  CHECK_RC(mllp_client_get_remote_host(cl, buf, &len), MLLP_ERR_BUFFER_TOO_SMALL);
+  CHECK(len == strlen("127.0.0.1") + 1, "buffer rule: the size needed (%zu)", len);
+  len = sizeof buf;
+  CHECK_RC(mllp_client_config(cl, "AckMode", buf, &len), MLLP_OK);
+  CHECK(strcmp(buf, "MLLP") == 0, "AckMode defaults to MLLP with version 2 (\"%s\")", buf);
+  CHECK_RC(mllp_client_free(cl), MLLP_OK);
+  CHECK(c.released == 1, "user data released exactly once on free (got %d)", c.released);
+
+  /* A server of this library as the receiver. */
+  ctx_init(&sc);
+  s = start_server(&sc, NULL, &port);
+  if (!s) return;
+  cl = new_client(&c, port);
+  if (!cl) return;
+  memset(&r, 0, sizeof r);
+  CHECK_RC(mllp_client_send(cl, g_msg, g_msg_len, &r), MLLP_OK);
+  CHECK(r.ack_kind == MLLP_ACK_ACK && r.attempts == 1 && r.message_id != 0,
+        "send: commit ACK, 1 attempt (kind %d, attempts %u)", r.ack_kind, r.attempts);
+  CHECK(c.connected == 1 && c.acks == 1 && c.done == 1 && c.last_result == 0,
+        "Connected, AckIn, SendDone fired (%d %d %d, result %d)", c.connected, c.acks, c.done,
+        c.last_result);
+  CHECK_RC(mllp_client_get_connected(cl, &u8), MLLP_OK);
+  CHECK(u8 == 1, "Connected = 1 after send");
+
+  /* Asynchronous sends progress in do_events. */
+  for (int k = 0; k < 5; k++) CHECK_RC(mllp_client_send_async(cl, g_msg, g_msg_len, &id), MLLP_OK);
+  CHECK_RC(mllp_client_get_pending(cl, &sz), MLLP_OK);
+  CHECK(sz == 5, "5 pending before do_events (%zu)", sz);
+  sz = 99;
+  for (int k = 0; k < 50 && sz != 0; k++) CHECK_RC(mllp_client_do_events(cl, 100, &sz), MLLP_OK);
+  CHECK(sz == 0 && c.done == 6 && c.last_id == id, "do_events finished them in order (done %d)",
+        c.done);
+
+  /* From inside SendDone: send and free are refused, send_async works. */
+  c.reenter = 1;
+  CHECK_RC(mllp_client_send(cl, g_msg, g_msg_len, NULL), MLLP_OK);
+  CHECK(c.reentrant_send == MLLP_ERR_REENTRANT, "send inside a callback -> REENTRANT (%d)",
+        c.reentrant_send);
+  CHECK(c.reentrant_free == MLLP_ERR_REENTRANT, "free inside a callback -> REENTRANT (%d)",
+        c.reentrant_free);
+  CHECK(c.async_from_cb == MLLP_OK, "send_async inside a callback works (%d)", c.async_from_cb);
+  sz = 99;
+  for (int k = 0; k < 50 && sz != 0; k++) CHECK_RC(mllp_client_do_events(cl, 100, &sz), MLLP_OK);
+  CHECK(sz == 0, "the message queued from the callback was sent");
+
+  CHECK_RC(mllp_client_disconnect(cl), MLLP_OK);
+  CHECK(c.disconnected == 1, "Disconnected fired on disconnect");
+  CHECK_RC(mllp_client_free(cl), MLLP_OK);
+  CHECK(c.released == 1, "connected client freed: user data released once");
+
+  /* Freed while connected with a message queued. */
+  cl = new_client(&c, port);
+  if (cl) {
+    CHECK_RC(mllp_client_connect(cl), MLLP_OK);
+    CHECK_RC(mllp_client_send_async(cl, g_msg, g_msg_len, NULL), MLLP_OK);
+    CHECK_RC(mllp_client_free(cl), MLLP_OK);
+    CHECK(c.released == 1, "freed with a message queued: user data released once");
+  }
+  free_server(s, &sc);
+  ctx_destroy(&sc);
+
+  /* Nobody listening: the socket code, after the retries. */
+  cl = new_client(&c, port);
+  if (cl) {
+    CHECK_RC(mllp_client_config(cl, "MaxRetries=1", NULL, NULL), MLLP_OK);
+    memset(&r, 0, sizeof r);
+    CHECK_RC(mllp_client_send(cl, g_msg, g_msg_len, &r), 10061);
+    CHECK(r.attempts == 2 && r.ack_kind == MLLP_ACK_NONE,
+          "refused: result written, 2 attempts, no ack (%u, %d)", r.attempts, r.ack_kind);
+    CHECK(strlen(mllp_last_error_message()) > 0, "last error message: %s", mllp_last_error_message());
+    CHECK_RC(mllp_client_free(cl), MLLP_OK);
+  }
+}
+
+/* ======================================================================================== */
 
 typedef struct {
   const char *name;
@@ -2412,7 +2609,7 @@ static const section_t sections[] = {
     {"null", test_null},       {"stale", test_stale},       {"buffer", test_buffer},
     {"free", test_free},       {"roundtrip", test_roundtrip}, {"reentrant", test_reentrant},
     {"threads", test_threads}, {"streams", test_streams},   {"doevents", test_doevents},
-    {"header", test_header},   {"tls", test_tls},
+    {"header", test_header},   {"tls", test_tls},           {"client", test_client},
 };
 
 int main(int argc, char **argv) {

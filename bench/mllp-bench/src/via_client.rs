@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use mllp::client::Client;
 
-use super::{build_frame, die, json_line, patch_seq, percentile, proc_cpu, proc_rss_kb, self_cpu, LoadResult, Opts, Tally};
+use super::{
+    build_frame, die, json_line, patch_seq, percentile, proc_cpu, proc_rss_kb, self_cpu, LoadResult, Opts, Tally,
+};
 
 fn client(o: &Opts) -> Client {
     let c = Client::new().unwrap_or_else(|e| die(&format!("client: {e}")));
@@ -154,15 +156,19 @@ pub fn run(o: &Opts) -> ! {
 /// Opens `count` clients (each connected, one message sent and acknowledged, then idle) and
 /// reports this process's resident memory per client.
 pub fn idle(o: &Opts, count: usize) -> ! {
+    // Three descriptors per client: its socket, its poll and its waker.
+    super::raise_nofile(count as u64 * 3 + 64);
     let me = std::process::id();
     let before = proc_rss_kb(me).unwrap_or(0);
     let (frame, _) = build_frame(o.size, 0);
     let mut clients = Vec::with_capacity(count);
     let mut errors = 0;
+    let mut first_error = None;
     for _ in 0..count {
         let c = Arc::new(client(o));
-        if c.send(&frame[1..frame.len() - 2]).is_err() {
+        if let Err(e) = c.send(&frame[1..frame.len() - 2]) {
             errors += 1;
+            first_error.get_or_insert_with(|| e.to_string());
         }
         clients.push(c);
     }
@@ -180,6 +186,7 @@ pub fn idle(o: &Opts, count: usize) -> ! {
             "rss_after_kb": after,
             "bytes_per_client": per,
             "errors": errors,
+            "first_error": first_error,
         })
     );
     drop(clients);

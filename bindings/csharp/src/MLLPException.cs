@@ -8,8 +8,9 @@ namespace Mllp
     /// 106/107 cannot change LocalPort/LocalHost while listening, 201 timeout, socket errors
     /// 100xx ...), and 2001-2099 for the library's own conditions (2002 no such connection,
     /// 2004 unknown setting, 2005 invalid value, 2006 re-entrant call, 2020 certificate,
-    /// 2021 TLS handshake, 2022 client certificate refused, 2030 bad batch, 2031 charset,
-    /// 2032 duplicate in progress ...).
+    /// 2021 TLS handshake, 2022 client certificate refused, 2023 server certificate refused,
+    /// 2030 bad batch, 2031 charset, 2032 duplicate in progress, 2040 no acknowledgement in time,
+    /// 2041 AE/CE, 2042 AR/CR, 2043 acknowledgement for another message ...).
     /// The message is the library's (mllp_last_error_message) for the failed call.
     /// </summary>
     [Serializable]
@@ -50,6 +51,9 @@ namespace Mllp
         public const int TlsHandshake = 2021;
         /// <summary>The client's certificate was refused in SSLClientAuthentication.</summary>
         public const int TlsClientRejected = 2022;
+        /// <summary><see cref="MLLPClient"/>: the server's certificate was refused (verification
+        /// or the SSLServerAuthentication event).</summary>
+        public const int TlsServerRejected = 2023;
         /// <summary>A malformed batch (ProcessBatch setting) was refused whole; reported through
         /// the Error event.</summary>
         public const int BadBatch = 2030;
@@ -59,6 +63,15 @@ namespace Mllp
         /// <summary>A resend arrived while the original was still undecided on another
         /// connection (DuplicateWindow setting); reported through the Error event.</summary>
         public const int DuplicateInProgress = 2032;
+        /// <summary><see cref="MLLPClient"/>: no acknowledgement within Timeout, after the retries.</summary>
+        public const int AckTimeout = 2040;
+        /// <summary><see cref="MLLPClient"/>: the acknowledgement was MSA-1 AE or CE (its text is the message).</summary>
+        public const int AppError = 2041;
+        /// <summary><see cref="MLLPClient"/>: the acknowledgement was MSA-1 AR or CR.</summary>
+        public const int AppReject = 2042;
+        /// <summary><see cref="MLLPClient"/>: an HL7 acknowledgement whose MSA-2 matches no
+        /// outstanding message (Error event; the message keeps waiting).</summary>
+        public const int AckMismatch = 2043;
 
         /// <summary>The result code (the reference's error number where it has one).</summary>
         public int Code { get; private set; }

@@ -214,7 +214,7 @@ namespace Mllp
         public IntPtr Message;
     }
 
-    internal static unsafe class Native
+    internal static unsafe partial class Native
     {
         private const string Lib = "mllp";
 

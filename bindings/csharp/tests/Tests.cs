@@ -19,6 +19,7 @@ using System.Security.Cryptography.X509Certificates;
 using System.Text.RegularExpressions;
 using System.Text;
 using System.Threading;
+using System.Threading.Tasks;
 using Mllp;
 
 internal static class Tests
@@ -2073,6 +2074,519 @@ internal static class Tests
         }
     }
 
+    // ------------------------------------------------------------------ the client (sender)
+
+    private static byte[] Hl7Msg(string controlId)
+    {
+        return Encoding.ASCII.GetBytes("MSH|^~\\&|SND|FAC|RCV|FAC|20240101120000||ADT^A01|" + controlId + "|P|2.5\rPID|1||42\r");
+    }
+
+    private static byte[] Hl7Ack(string code, string controlId)
+    {
+        return Encoding.ASCII.GetBytes("MSH|^~\\&|RCV|FAC|SND|FAC|20240101120001||ACK^A01|A" + controlId + "|P|2.5\rMSA|"
+                                       + code + "|" + controlId + "\r");
+    }
+
+    private static string ControlIdOf(byte[] message)
+    {
+        var first = Encoding.GetEncoding("ISO-8859-1").GetString(message).Split('\r')[0];
+        return first.Split('|')[9];
+    }
+
+    /// <summary>The payload of a block read with ReadBlock (framing removed); null stays null.</summary>
+    private static byte[] Unframe(byte[] block)
+    {
+        if (block == null || block.Length < 3) return null;
+        int start = Array.IndexOf(block, (byte)0x0B);
+        if (start < 0) return null;
+        var r = new byte[block.Length - start - 3];
+        Buffer.BlockCopy(block, start + 1, r, 0, r.Length);
+        return r;
+    }
+
+    /// <summary>A raw MLLP peer on 127.0.0.1: each accepted connection is handed to the
+    /// handler on a background thread (reads time out, so nothing waits for ever).</summary>
+    private sealed class RawServer : IDisposable
+    {
+        private readonly TcpListener _l;
+        private readonly Thread _acceptor;
+        private readonly ConcurrentQueue<TcpClient> _clients = new ConcurrentQueue<TcpClient>();
+        internal int Connections;
+
+        internal RawServer(Action<NetworkStream> handler)
+        {
+            _l = new TcpListener(IPAddress.Loopback, 0);
+            _l.Start();
+            _acceptor = new Thread(() =>
+            {
+                while (true)
+                {
+                    TcpClient c;
+                    try { c = _l.AcceptTcpClient(); }
+                    catch { return; }
+                    Interlocked.Increment(ref Connections);
+                    _clients.Enqueue(c);
+                    c.ReceiveTimeout = 10000;
+                    var t = new Thread(() =>
+                    {
+                        try { using (c) handler(c.GetStream()); }
+                        catch { /* closed */ }
+                    });
+                    t.IsBackground = true;
+                    t.Start();
+                }
+            });
+            _acceptor.IsBackground = true;
+            _acceptor.Start();
+        }
+
+        internal int Port { get { return ((IPEndPoint)_l.LocalEndpoint).Port; } }
+
+        public void Dispose()
+        {
+            _l.Stop();
+            TcpClient c;
+            while (_clients.TryDequeue(out c)) { try { c.Close(); } catch { } }
+            _acceptor.Join(IoTimeoutMs);
+        }
+    }
+
+    /// <summary>Records a client's events (they all arrive on the thread calling the client).</summary>
+    private sealed class ClientEvents
+    {
+        internal readonly List<object> All = new List<object>();
+        internal readonly List<MLLPClientSendDoneEventArgs> Done = new List<MLLPClientSendDoneEventArgs>();
+        internal readonly List<MLLPClientAckInEventArgs> Acks = new List<MLLPClientAckInEventArgs>();
+        internal readonly List<MLLPClientErrorEventArgs> Errors = new List<MLLPClientErrorEventArgs>();
+        internal readonly List<int> Threads = new List<int>();
+
+        internal ClientEvents(MLLPClient c)
+        {
+            c.Connected += (o, e) => Add(e);
+            c.Disconnected += (o, e) => Add(e);
+            c.AckIn += (o, e) => { Add(e); lock (All) Acks.Add(e); };
+            c.SendDone += (o, e) => { Add(e); lock (All) Done.Add(e); };
+            c.Error += (o, e) => { Add(e); lock (All) Errors.Add(e); };
+        }
+
+        private void Add(object e)
+        {
+            lock (All) { All.Add(e); Threads.Add(Thread.CurrentThread.ManagedThreadId); }
+        }
+
+        internal List<T> Of<T>() { lock (All) return All.OfType<T>().ToList(); }
+    }
+
+    private static MLLPClient NewClient(int port)
+    {
+        var c = new MLLPClient("127.0.0.1", port);
+        c.Timeout = 5;
+        return c;
+    }
+
+    private static void TestClientBasics()
+    {
+        using (var c = new MLLPClient())
+        {
+            Equal("127.0.0.1", c.RemoteHost, "RemoteHost defaults to 127.0.0.1");
+            Equal(0, c.RemotePort, "RemotePort defaults to 0");
+            Equal("", c.LocalHost, "LocalHost defaults to \"\"");
+            Equal(2, c.Version, "Version defaults to 2");
+            Equal(10, c.Timeout, "Timeout defaults to 10");
+            Equal(false, c.KeepAlive, "KeepAlive defaults to false");
+            Equal(false, c.IsConnected, "not connected");
+            Equal(false, c.SSLEnabled, "SSLEnabled defaults to false");
+            Equal(0, c.Pending, "nothing pending");
+            c.RemoteHost = "localhost"; c.RemotePort = 2575; c.LocalHost = "127.0.0.1";
+            c.Version = 1; c.Timeout = 3; c.KeepAlive = true; c.SSLEnabled = true; c.SSLCert = null;
+            Equal("localhost", c.RemoteHost, "RemoteHost set");
+            Equal(2575, c.RemotePort, "RemotePort set");
+            Equal("127.0.0.1", c.LocalHost, "LocalHost set");
+            Equal(1, c.Version, "Version set");
+            Equal(3, c.Timeout, "Timeout set");
+            Equal(true, c.KeepAlive, "KeepAlive set");
+            Equal(true, c.SSLEnabled, "SSLEnabled set");
+            Equal("3", c.Config("MaxRetries"), "MaxRetries defaults to 3");
+            Equal("", c.Config("MaxRetries=5"), "Config(Name=Value) returns \"\"");
+            Equal("5", c.Config("MaxRetries"), "MaxRetries reads back");
+            c.Config("AckMode=HL7");
+            Equal("HL7", c.Config("AckMode").ToUpperInvariant(), "AckMode reads back");
+            ThrowsCode(MLLPException.UnknownSetting, () => c.Config("NoSuchSetting=1"), "unknown setting -> 2004");
+            Throws<ArgumentOutOfRangeException>(() => c.RemotePort = 70000, "RemotePort out of range");
+            ThrowsCode(MLLPException.InvalidArgument, () => c.Enqueue(new byte[0]), "empty message -> 2001");
+            Throws<ArgumentNullException>(() => c.Send((byte[])null), "Send(null)");
+        }
+        var d = new MLLPClient();
+        d.Dispose();
+        d.Dispose();
+        Throws<ObjectDisposedException>(() => d.Connect(), "Connect after Dispose");
+        Throws<ObjectDisposedException>(() => { var p = d.RemotePort; }, "properties after Dispose");
+    }
+
+    private static void TestClientSend()
+    {
+        using (var s = NewServer())
+        {
+            var received = new ConcurrentQueue<byte[]>();
+            s.Message += (o, e) => received.Enqueue(e.Data);
+            s.StartListening();
+            using (var c = NewClient(s.LocalPort))
+            {
+                var ev = new ClientEvents(c);
+                var r = c.Send(s_sample);
+                Equal(AckKind.ACK, r.AckKind, "Send: ACK");
+                Equal(1, r.Attempts, "Send: 1 attempt");
+                Check(r.MessageId != 0, "Send: a message id");
+                Check(c.IsConnected, "connected by Send");
+                Equal(0, c.Pending, "nothing pending after Send");
+                Check(Wait(() => received.Count == 1), "the server got the message");
+                byte[] m; received.TryPeek(out m);
+                Bytes(s_sample, m, "the server got the exact bytes");
+                var conn = ev.Of<MLLPClientConnectedEventArgs>();
+                Check(conn.Count == 1 && conn[0].StatusCode == 0 && conn[0].Id == 1, "Connected once, connection 1");
+                Check(ev.Acks.Count == 1 && ev.Acks[0].Kind == AckKind.ACK && ev.Acks[0].Matched
+                      && ev.Acks[0].MessageId == r.MessageId && ev.Acks[0].ControlId == "", "AckIn: ACK, matched, its message");
+                Bytes(new byte[] { 0x06 }, ev.Acks.Count > 0 ? ev.Acks[0].Data : null, "AckIn.Data is the ACK byte");
+                Check(ev.Done.Count == 1 && ev.Done[0].Succeeded && ev.Done[0].MessageId == r.MessageId
+                      && ev.Done[0].ControlId == ControlIdOf(s_sample) && ev.Done[0].AckKind == AckKind.ACK
+                      && ev.Done[0].Attempts == 1, "SendDone: success, id, control id, ACK, 1 attempt");
+                int me = Thread.CurrentThread.ManagedThreadId;
+                Check(ev.Threads.All(t => t == me), "every event on the calling thread");
+
+                var r2 = c.Send(Encoding.ASCII.GetString(Hl7Msg("SECOND")));
+                Check(r2.AckKind == AckKind.ACK && r2.MessageId > r.MessageId, "Send(string): ACK, a later id");
+                c.Disconnect();
+                Check(!c.IsConnected && ev.Of<MLLPClientDisconnectedEventArgs>().Count == 1, "Disconnect raises Disconnected");
+                c.Connect();
+                var conns = ev.Of<MLLPClientConnectedEventArgs>();
+                Check(c.IsConnected && conns.Count == 2 && conns[1].Id == 2, "Connect again: connection 2");
+                c.Dispose();
+                Equal(2, ev.Of<MLLPClientDisconnectedEventArgs>().Count, "Dispose raises Disconnected");
+            }
+        }
+    }
+
+    private static void TestClientHl7()
+    {
+        using (var s = NewServer())
+        {
+            s.Config("AckMode=HL7");
+            s.StartListening();
+            using (var c = NewClient(s.LocalPort))
+            {
+                var ev = new ClientEvents(c);
+                c.Config("AckMode=HL7");
+                var r = c.Send(Hl7Msg("CTRL-4711"));
+                Equal(AckKind.AA, r.AckKind, "HL7 mode: AA");
+                Equal(1, r.Attempts, "HL7 mode: 1 attempt");
+                var a = ev.Acks.FirstOrDefault();
+                Check(a != null && a.Kind == AckKind.AA && a.ControlId == "CTRL-4711" && a.Matched && a.MessageId == r.MessageId,
+                      "AckIn: AA with the message's control id, matched");
+                string ack = a == null ? "" : Encoding.ASCII.GetString(a.Data);
+                Check(ack.StartsWith("MSH|") && ack.Contains("MSA|AA|CTRL-4711"), "AckIn.Data is the HL7 ACK", ack);
+            }
+        }
+    }
+
+    private static void TestClientNakRetry()
+    {
+        using (var s = NewServer())
+        {
+            int seen = 0;
+            s.AckOut += (o, e) => { if (Interlocked.Increment(ref seen) == 1) e.Accept = false; };
+            s.StartListening();
+            using (var c = NewClient(s.LocalPort))
+            {
+                var ev = new ClientEvents(c);
+                c.Config("RetryDelay=10");
+                var r = c.Send(Hl7Msg("RETRY1"));
+                Equal(AckKind.ACK, r.AckKind, "NAK then ACK: ACK");
+                Equal(2, r.Attempts, "NAK then ACK: 2 attempts");
+                Check(ev.Acks.Count == 2 && ev.Acks[0].Kind == AckKind.NAK && ev.Acks[1].Kind == AckKind.ACK, "AckIn: NAK, then ACK");
+                Check(ev.Done.Count == 1 && ev.Done[0].Succeeded && ev.Done[0].Attempts == 2, "SendDone once, success, 2 attempts");
+            }
+        }
+        using (var s = NewServer())
+        {
+            s.AckOut += (o, e) => e.Accept = false;
+            s.StartListening();
+            using (var c = NewClient(s.LocalPort))
+            {
+                c.Config("RetryDelay=10");
+                c.Config("MaxRetries=1");
+                ThrowsCode(MLLPException.NakReceived, () => c.Send(Hl7Msg("NAKNAK")), "NAK after the retries -> 670");
+            }
+        }
+    }
+
+    private static void TestClientTimeout()
+    {
+        using (var raw = new RawServer(ns => { while (ReadBlock(ns) != null) { } }))
+        using (var c = NewClient(raw.Port))
+        {
+            var ev = new ClientEvents(c);
+            c.Timeout = 1;
+            c.Config("MaxRetries=0");
+            ThrowsCode(MLLPException.AckTimeout, () => c.Send(Hl7Msg("NOACK")), "no acknowledgement -> 2040");
+            Check(ev.Done.Count == 1 && ev.Done[0].ResultCode == MLLPException.AckTimeout && ev.Done[0].AckKind == AckKind.None
+                  && ev.Done[0].Attempts == 1, "SendDone 2040, no ack, 1 attempt");
+            Equal(0, c.Pending, "nothing pending after the failure");
+        }
+    }
+
+    private static void TestClientMismatch()
+    {
+        using (var raw = new RawServer(ns =>
+        {
+            byte[] b;
+            while ((b = ReadBlock(ns)) != null)
+            {
+                string id = ControlIdOf(Unframe(b));
+                var wrong = Frame(Hl7Ack("AA", "NOT-" + id));
+                var right = Frame(Hl7Ack("AA", id));
+                ns.Write(wrong, 0, wrong.Length);
+                ns.Write(right, 0, right.Length);
+            }
+        }))
+        using (var c = NewClient(raw.Port))
+        {
+            var ev = new ClientEvents(c);
+            c.Config("AckMode=HL7");
+            var r = c.Send(Hl7Msg("MATCH-ME"));
+            Check(r.AckKind == AckKind.AA && r.Attempts == 1, "the matching ACK completes the send");
+            Check(ev.Errors.Count == 1 && ev.Errors[0].ErrorCode == MLLPException.AckMismatch, "Error 2043 for the wrong control id",
+                  string.Join(", ", ev.Errors.Select(e => e.ErrorCode + " " + e.Description)));
+            Check(ev.Acks.Count == 2 && !ev.Acks[0].Matched && ev.Acks[0].MessageId == 0 && ev.Acks[0].ControlId == "NOT-MATCH-ME"
+                  && ev.Acks[1].Matched && ev.Acks[1].MessageId == r.MessageId, "AckIn: unmatched, then matched");
+        }
+    }
+
+    private static void TestClientAsyncBatch()
+    {
+        using (var s = NewServer())
+        {
+            var got = new ConcurrentQueue<string>();
+            s.Message += (o, e) => got.Enqueue(ControlIdOf(e.Data));
+            s.StartListening();
+            using (var c = NewClient(s.LocalPort))
+            {
+                var ev = new ClientEvents(c);
+                var ids = new List<ulong>();
+                for (int i = 0; i < 10; i++) ids.Add(c.Enqueue(Hl7Msg("ASYNC" + i)));
+                var tasks = new List<Task<SendResult>>();
+                for (int i = 10; i < 20; i++) tasks.Add(c.SendAsync(Hl7Msg("ASYNC" + i)));
+                Equal(20, c.Pending, "20 pending before DoEvents");
+                Equal(0, ev.Done.Count, "nothing happens before DoEvents");
+                Check(tasks.All(t => !t.IsCompleted), "no task completes before DoEvents");
+                var sw = Stopwatch.StartNew();
+                int pending = c.DoEvents();
+                while (pending > 0 && sw.ElapsedMilliseconds < 20000) pending = c.DoEvents(100);
+                Equal(0, pending, "DoEvents returns 0 once all are done");
+                Equal(20, ev.Done.Count, "20 SendDone");
+                ids.AddRange(tasks.Select(t => t.IsCompleted && !t.IsFaulted ? t.Result.MessageId : 0));
+                bool inOrder = ev.Done.Count == 20;
+                for (int i = 0; inOrder && i < 20; i++)
+                    inOrder = ev.Done[i].MessageId == ids[i] && ev.Done[i].ControlId == "ASYNC" + i && ev.Done[i].Succeeded;
+                Check(inOrder, "SendDone in queue order, every one a success, ids as returned");
+                Check(tasks.All(t => t.Status == TaskStatus.RanToCompletion && t.Result.AckKind == AckKind.ACK),
+                      "every SendAsync task completed with ACK");
+                int me = Thread.CurrentThread.ManagedThreadId;
+                Check(ev.Threads.All(t => t == me), "every event on the DoEvents thread");
+                Check(Wait(() => got.Count == 20), "the server got all 20");
+                Check(got.SequenceEqual(Enumerable.Range(0, 20).Select(i => "ASYNC" + i)), "in order");
+            }
+        }
+        // A failed message faults its task with the code; Dispose faults the ones left.
+        using (var raw = new RawServer(ns => { while (ReadBlock(ns) != null) { } }))
+        {
+            Task<SendResult> failed, left;
+            using (var c = NewClient(raw.Port))
+            {
+                c.Timeout = 1;
+                c.Config("MaxRetries=0");
+                failed = c.SendAsync(Hl7Msg("FAILS"));
+                var sw = Stopwatch.StartNew();
+                while (c.DoEvents(100) > 0 && sw.ElapsedMilliseconds < 10000) { }
+                left = c.SendAsync(Hl7Msg("LEFT"));
+            }
+            Check(failed.IsFaulted && failed.Exception.InnerException is MLLPException
+                  && ((MLLPException)failed.Exception.InnerException).Code == MLLPException.AckTimeout,
+                  "a failed SendAsync task faults with MLLPException 2040");
+            Check(left.IsFaulted && left.Exception.InnerException is ObjectDisposedException,
+                  "a task left at Dispose faults with ObjectDisposedException", left.Status.ToString());
+        }
+    }
+
+    private static void TestClientReentrancy()
+    {
+        using (var s = NewServer())
+        {
+            s.StartListening();
+            using (var c = NewClient(s.LocalPort))
+            {
+                int sendCode = 0, doEventsCode = 0, disposeCode = 0, queueCode = -1, done = 0;
+                c.SendDone += (o, e) =>
+                {
+                    if (Interlocked.Increment(ref done) != 1) return;
+                    try { c.Send("MSH|x\r"); } catch (MLLPException ex) { sendCode = ex.Code; }
+                    try { c.DoEvents(0); } catch (MLLPException ex) { doEventsCode = ex.Code; }
+                    try { c.Dispose(); } catch (MLLPException ex) { disposeCode = ex.Code; }
+                    try { var p = c.RemotePort; c.Enqueue(Hl7Msg("FROM-EVENT")); queueCode = 0; }
+                    catch (MLLPException ex) { queueCode = ex.Code; }
+                };
+                var errors = new List<MLLPClientErrorEventArgs>();
+                c.Error += (o, e) => errors.Add(e);
+                c.AckIn += (o, e) => { throw new InvalidOperationException("handler failure"); };
+                c.Send(Hl7Msg("FIRST"));
+                Equal(MLLPException.Reentrant, sendCode, "Send inside a handler -> 2006");
+                Equal(MLLPException.Reentrant, doEventsCode, "DoEvents inside a handler -> 2006");
+                Equal(MLLPException.Reentrant, disposeCode, "Dispose inside a handler -> 2006");
+                Equal(0, queueCode, "properties and Enqueue are allowed inside a handler");
+                Equal(1, c.Pending, "the message queued from the handler is pending");
+                var sw = Stopwatch.StartNew();
+                while (c.DoEvents(100) > 0 && sw.ElapsedMilliseconds < 10000) { }
+                Equal(2, done, "both messages done");
+                Check(errors.Count >= 1 && errors.All(e => e.ErrorCode == MLLPException.Panic && e.Exception is InvalidOperationException),
+                      "a throwing handler is reported through Error (2007)");
+            }
+        }
+    }
+
+    private static void TestClientRefused()
+    {
+        var l = new TcpListener(IPAddress.Loopback, 0);
+        l.Start();
+        int port = ((IPEndPoint)l.LocalEndpoint).Port;
+        l.Stop();
+        using (var c = NewClient(port))
+        {
+            c.Config("MaxRetries=0");
+            ThrowsCode(10061, () => c.Connect(), "Connect to a closed port -> 10061");
+            Check(!c.IsConnected, "not connected");
+            ThrowsCode(10061, () => c.Send(Hl7Msg("REFUSED")), "Send to a closed port -> 10061");
+        }
+    }
+
+    private static void TestClientTls()
+    {
+        var k = GetPki();
+        using (var cert = new Certificate(CertStoreTypes.cstPFXFile, k.ServerPfx, Pki.Password, "*"))
+        using (var s = NewTlsServer(cert))
+        {
+            var serverAuths = new ConcurrentQueue<MLLPServerSSLClientAuthenticationEventArgs>();
+            s.SSLClientAuthentication += (o, e) => serverAuths.Enqueue(e);
+            s.SSLAuthenticateClients = true;
+            s.Config("SSLClientCACerts=" + File.ReadAllText(k.CaCrt));
+            s.StartListening();
+            using (var c = NewClient(s.LocalPort))
+            {
+                var auths = new List<MLLPClientSSLServerAuthenticationEventArgs>();
+                var status = new List<string>();
+                bool? verdict = null;
+                c.SSLServerAuthentication += (o, e) => { auths.Add(e); if (verdict != null) e.Accept = verdict.Value; };
+                c.SSLStatus += (o, e) => status.Add(e.Message);
+                c.SSLEnabled = true;
+                c.Config("MaxRetries=0");
+                c.Config("SSLServerCACerts=" + File.ReadAllText(k.CaCrt));
+                using (var cc = new Certificate(CertStoreTypes.cstPFXFile, k.ClientPfx, Pki.Password, "*"))
+                    c.SSLCert = cc;   // the client keeps its own reference
+
+                Equal(AckKind.ACK, c.Send(Hl7Msg("TLS1")).AckKind, "Send over TLS: ACK");
+                var a = auths.FirstOrDefault();
+                Check(a != null && a.Accept && a.Status == "OK" && a.CertSubject.Contains("localhost")
+                      && a.CertIssuer.Contains("Mllp Test CA"), "SSLServerAuthentication: accepted, OK, subject, issuer",
+                      a == null ? "none" : a.Accept + " " + a.Status + " " + a.CertSubject + " / " + a.CertIssuer);
+                Bytes(k.ServerDer, a == null ? null : a.CertEncoded.Take(k.ServerDer.Length).ToArray(), "CertEncoded is the server's DER");
+                Check(status.Count > 0, "SSLStatus raised");
+                Check(c.Config("SSLNegotiatedVersion").Length > 0, "SSLNegotiatedVersion set");
+                MLLPServerSSLClientAuthenticationEventArgs sa;
+                Check(serverAuths.TryPeek(out sa) && sa.Accept && sa.CertSubject.Contains("mllp-test-client"),
+                      "the server saw the client certificate (SSLCert)");
+                c.Disconnect();
+                c.Config("ReuseSSLSession=False");   // a resumed session verifies nothing: full handshakes
+
+                verdict = false;
+                ThrowsCode(MLLPException.TlsServerRejected, () => c.Connect(), "refused in SSLServerAuthentication -> 2023");
+                Check(!c.IsConnected, "not connected after the refusal");
+
+                c.Config("SSLServerCACerts=");   // the system roots: the test CA is not trusted
+                verdict = null;
+                auths.Clear();
+                ThrowsCode(MLLPException.TlsServerRejected, () => c.Connect(), "an untrusted server -> 2023");
+                Check(auths.Count == 1 && !auths[0].Accept && auths[0].Status != "OK", "the library's verdict: refused, with the reason",
+                      auths.Count == 0 ? "none" : auths[0].Status);
+                verdict = true;
+                Equal(AckKind.ACK, c.Send(Hl7Msg("TLS2")).AckKind, "accepted by the handler: ACK");
+            }
+        }
+    }
+
+    private static void TestClientGc()
+    {
+        var stop = false;
+        var gc = new Thread(() =>
+        {
+            while (!Volatile.Read(ref stop))
+            {
+                GC.Collect();
+                GC.WaitForPendingFinalizers();
+                Thread.Sleep(1);
+            }
+        });
+        gc.IsBackground = true;
+        gc.Start();
+        try
+        {
+            using (var s = NewServer())
+            {
+                s.StartListening();
+                int port = s.LocalPort;
+                int done = 0, acks = 0, good = 0;
+                // The client only on a thread of its own, the handlers only on the client.
+                var sender = new Thread(() =>
+                {
+                    var c = NewClient(port);
+                    c.SendDone += (o, e) => { Interlocked.Increment(ref done); GC.Collect(); };
+                    c.AckIn += (o, e) => Interlocked.Increment(ref acks);
+                    for (int i = 0; i < 30; i++)
+                        if (c.Send(Hl7Msg("GC" + i)).AckKind == AckKind.ACK) Interlocked.Increment(ref good);
+                    for (int i = 0; i < 30; i++) c.Enqueue(Hl7Msg("GCA" + i));
+                    var sw = Stopwatch.StartNew();
+                    while (c.DoEvents(100) > 0 && sw.ElapsedMilliseconds < 20000) GC.Collect();
+                    c.Dispose();
+                });
+                sender.IsBackground = true;
+                sender.Start();
+                Check(sender.Join(40000), "the sender finished");
+                Equal(30, good, "30 synchronous sends acknowledged while collecting");
+                Equal(60, done, "60 SendDone while collecting");
+                Equal(60, acks, "60 AckIn while collecting");
+
+                // Clients dropped without Dispose: their finalizers free them (no events, no crash).
+                var abandon = new Thread(() =>
+                {
+                    for (int i = 0; i < 10; i++)
+                    {
+                        var a = NewClient(port);
+                        a.Disconnected += (o, e) => Interlocked.Increment(ref done);
+                        a.Send(Hl7Msg("ABANDON" + i));
+                    }
+                });
+                abandon.IsBackground = true;
+                abandon.Start();
+                abandon.Join(20000);
+                Check(Wait(() => { GC.Collect(); GC.WaitForPendingFinalizers(); return s.ConnectionCount == 0; }, 20000),
+                      "abandoned clients are freed by their finalizers", s.ConnectionCount + " connections left");
+                Equal(60, done, "no event from a finalized client");
+            }
+        }
+        finally
+        {
+            Volatile.Write(ref stop, true);
+            gc.Join(IoTimeoutMs);
+        }
+    }
+
     // ------------------------------------------------------------------ declarations against include/mllp.h
 
     private static string s_layoutPath, s_definesPath, s_headerPath;
@@ -2209,6 +2723,7 @@ internal static class Tests
         var usedCert = new HashSet<string>();
         var usedReject = new HashSet<string>();
         var usedAck = new HashSet<string>();
+        var usedKind = new HashSet<string>();
         var wrong = new List<string>();
         var unmapped = new List<string>();
         string[] version = (MLLPServer.LibraryVersion ?? "").Split('.', '-', '+');
@@ -2239,7 +2754,11 @@ internal static class Tests
             }
             else if (name.StartsWith("MLLP_ACK_"))
             {
-                string n = name.Substring(9); what = "AckCode." + n; cs = enumOf(typeof(AckCode), n); usedAck.Add(n);
+                // Every kind is an AckKind (the client's); the HL7 codes are AckCode values too.
+                string n = name.Substring(9), k = n == "NONE" ? "None" : n;
+                what = "AckKind." + k; cs = enumOf(typeof(AckKind), k); usedKind.Add(k);
+                var hl7Code = enumOf(typeof(AckCode), n);
+                if (hl7Code != null) { usedAck.Add(n); if (hl7Code != d.Value) wrong.Add("AckCode." + n + " = " + hl7Code + ", header " + d.Value); }
             }
             else if (name == "MLLP_OK") { what = "Native.MLLP_OK"; cs = nat; }
             else if (name.StartsWith("MLLP_VERSION_"))
@@ -2265,6 +2784,7 @@ internal static class Tests
             if (!usedCert.Contains(n) && !referenceOnly.Contains(n)) extra.Add("CertStoreTypes." + n);
         foreach (var n in Enum.GetNames(typeof(RejectCode))) if (!usedReject.Contains(n)) extra.Add("RejectCode." + n);
         foreach (var n in Enum.GetNames(typeof(AckCode))) if (!usedAck.Contains(n)) extra.Add("AckCode." + n);
+        foreach (var n in Enum.GetNames(typeof(AckKind))) if (!usedKind.Contains(n)) extra.Add("AckKind." + n);
         Check(extra.Count == 0, "no C# constant without its header counterpart", string.Join(", ", extra));
         var asmVersion = asm.GetName().Version;
         string headerVersion = defines["MLLP_VERSION_MAJOR"] + "." + defines["MLLP_VERSION_MINOR"] + "." + defines["MLLP_VERSION_PATCH"];
@@ -2351,6 +2871,17 @@ internal static class Tests
             new KeyValuePair<string, Action>("build-ack", TestBuildAck),
             new KeyValuePair<string, Action>("refusals", TestRefusals),
             new KeyValuePair<string, Action>("duplicate-in-progress", TestDuplicateInProgress),
+            new KeyValuePair<string, Action>("client-basics", TestClientBasics),
+            new KeyValuePair<string, Action>("client-send", TestClientSend),
+            new KeyValuePair<string, Action>("client-hl7", TestClientHl7),
+            new KeyValuePair<string, Action>("client-nak-retry", TestClientNakRetry),
+            new KeyValuePair<string, Action>("client-timeout", TestClientTimeout),
+            new KeyValuePair<string, Action>("client-mismatch", TestClientMismatch),
+            new KeyValuePair<string, Action>("client-async-batch", TestClientAsyncBatch),
+            new KeyValuePair<string, Action>("client-reentrancy", TestClientReentrancy),
+            new KeyValuePair<string, Action>("client-refused", TestClientRefused),
+            new KeyValuePair<string, Action>("client-gc", TestClientGc),
+            new KeyValuePair<string, Action>("client-tls", TestClientTls),
             new KeyValuePair<string, Action>("exit-listening", () => TestExitScenario("listening")),
             new KeyValuePair<string, Action>("exit-abandoned", () => TestExitScenario("abandoned")),
             new KeyValuePair<string, Action>("exit-traffic", () => TestExitScenario("traffic")),
@@ -2360,7 +2891,7 @@ internal static class Tests
         foreach (var t in all)
         {
             if (filter != null && !t.Key.Contains(filter)) continue;
-            Run(t.Key, t.Value, t.Key == "gc-stress" ? 60000 : 30000);
+            Run(t.Key, t.Value, t.Key == "gc-stress" || t.Key == "client-gc" ? 60000 : 30000);
         }
         DeletePki();
         // Finalizers of everything above run now, with servers freed and threads gone.

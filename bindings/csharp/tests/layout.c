@@ -97,5 +97,38 @@ int main(void) {
     S(mllp_ssl_status_event, "SslStatusEvent");
     F(mllp_ssl_status_event, connection_id);
     F(mllp_ssl_status_event, message);
+    S(mllp_send_result, "NativeSendResult");
+    F(mllp_send_result, message_id);
+    F(mllp_send_result, ack_kind);
+    F(mllp_send_result, attempts);
+
+    S(mllp_client_ack_in_event, "ClientAckInEvent");
+    F(mllp_client_ack_in_event, connection_id);
+    F(mllp_client_ack_in_event, message_id);
+    F(mllp_client_ack_in_event, kind);
+    F(mllp_client_ack_in_event, control_id);
+    F(mllp_client_ack_in_event, text);
+    F(mllp_client_ack_in_event, data);
+    F(mllp_client_ack_in_event, len);
+    F(mllp_client_ack_in_event, matched);
+
+    S(mllp_send_done_event, "SendDoneEvent");
+    F(mllp_send_done_event, connection_id);
+    F(mllp_send_done_event, message_id);
+    F(mllp_send_done_event, control_id);
+    F(mllp_send_done_event, result_code);
+    F(mllp_send_done_event, description);
+    F(mllp_send_done_event, ack_kind);
+    F(mllp_send_done_event, attempts);
+
+    S(mllp_ssl_server_authentication_event, "SslServerAuthenticationEvent");
+    F(mllp_ssl_server_authentication_event, connection_id);
+    F(mllp_ssl_server_authentication_event, cert_encoded);
+    F(mllp_ssl_server_authentication_event, cert_encoded_len);
+    F(mllp_ssl_server_authentication_event, cert_subject);
+    F(mllp_ssl_server_authentication_event, cert_issuer);
+    F(mllp_ssl_server_authentication_event, status);
+    F(mllp_ssl_server_authentication_event, accept);
+
     return 0;
 }

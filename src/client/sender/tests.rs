@@ -232,10 +232,10 @@ fn connect_failures_count_as_attempts() {
     let mut s = Sender::new(SenderConfig { max_retries: 1, ..cfg(AckMode::Mllp) });
     s.queue(msg("M1"), t).unwrap();
     s.queue(msg("M2"), t).unwrap();
-    s.on_connect_failed(Error::new(10061, "refused"), t);
+    s.on_connect_failed(Error::new(10061, "refused"), t, false);
     assert!(!s.wants_connect(t));
     let next = s.poll_timeout().unwrap();
-    s.on_connect_failed(Error::new(10061, "refused"), next);
+    s.on_connect_failed(Error::new(10061, "refused"), next, false);
     let evs = events(&mut s);
     let o = outcomes(&evs);
     assert_eq!((o.len(), o[0].result.as_ref().unwrap_err().code, o[0].attempts), (1, 10061, 2));
@@ -301,4 +301,45 @@ fn frames_that_are_not_acknowledgements_are_reported_and_ignored() {
     let evs = events(&mut s);
     assert!(matches!(&evs[..], [Event::Error(e)] if e.code == code::INVALID_DATA));
     assert_eq!(s.pending(), 1);
+}
+
+#[test]
+fn a_permanent_connect_failure_ends_every_queued_message_at_once() {
+    let t = Instant::now();
+    let mut s = Sender::new(cfg(AckMode::Mllp));
+    s.queue(msg("M1"), t).unwrap();
+    s.queue(msg("M2"), t).unwrap();
+    s.on_connect_failed(Error::new(code::CERTIFICATE, "key does not match"), t, true);
+    let evs = events(&mut s);
+    let o = outcomes(&evs);
+    assert_eq!(o.len(), 2);
+    assert!(o.iter().all(|o| o.attempts == 1 && o.result.as_ref().unwrap_err().code == code::CERTIFICATE));
+    assert!(!s.wants_connect(t) && s.pending() == 0);
+}
+
+#[test]
+fn hl7_mode_never_takes_a_commit_block_for_a_message() {
+    let t = Instant::now();
+    let mut s = Sender::new(cfg(AckMode::Hl7));
+    s.queue(msg("M1"), t).unwrap();
+    s.on_connected(t);
+    written(&mut s, t);
+    s.handle_input(ACK, t);
+    let evs = events(&mut s);
+    assert!(matches!(&evs[0], Event::AckIn { message: None, .. }));
+    assert!(matches!(&evs[1], Event::Error(e) if e.code == code::ACK_MISMATCH));
+    assert_eq!(s.pending(), 1);
+}
+
+#[test]
+fn commit_mode_takes_an_hl7_ack_only_when_it_names_the_message() {
+    let t = Instant::now();
+    let mut s = Sender::new(cfg(AckMode::Mllp));
+    s.queue(msg("M1"), t).unwrap();
+    s.on_connected(t);
+    written(&mut s, t);
+    s.handle_input(&hl7_ack("AA", "OTHER", ""), t);
+    assert!(outcomes(&events(&mut s)).is_empty());
+    s.handle_input(&hl7_ack("AA", "M1", ""), t);
+    assert_eq!(outcomes(&events(&mut s))[0].ack, Some(AckKind::Hl7(AckCode::AA)));
 }

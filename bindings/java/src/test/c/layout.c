@@ -58,5 +58,26 @@ int main(void) {
     F(mllp_ssl_connection_request_event, certificate); printf("\n");
     printf("SslStatus %zu", sizeof(mllp_ssl_status_event));
     F(mllp_ssl_status_event, connection_id); F(mllp_ssl_status_event, message); printf("\n");
+    printf("SendResult %zu", sizeof(mllp_send_result));
+    F(mllp_send_result, message_id); F(mllp_send_result, ack_kind); F(mllp_send_result, attempts);
+    printf("\n");
+    printf("ClientAckIn %zu", sizeof(mllp_client_ack_in_event));
+    F(mllp_client_ack_in_event, connection_id); F(mllp_client_ack_in_event, message_id);
+    F(mllp_client_ack_in_event, kind); F(mllp_client_ack_in_event, control_id);
+    F(mllp_client_ack_in_event, text); F(mllp_client_ack_in_event, data);
+    F(mllp_client_ack_in_event, len); F(mllp_client_ack_in_event, matched); printf("\n");
+    printf("SendDone %zu", sizeof(mllp_send_done_event));
+    F(mllp_send_done_event, connection_id); F(mllp_send_done_event, message_id);
+    F(mllp_send_done_event, control_id); F(mllp_send_done_event, result_code);
+    F(mllp_send_done_event, description); F(mllp_send_done_event, ack_kind);
+    F(mllp_send_done_event, attempts); printf("\n");
+    printf("SslServerAuth %zu", sizeof(mllp_ssl_server_authentication_event));
+    F(mllp_ssl_server_authentication_event, connection_id);
+    F(mllp_ssl_server_authentication_event, cert_encoded);
+    F(mllp_ssl_server_authentication_event, cert_encoded_len);
+    F(mllp_ssl_server_authentication_event, cert_subject);
+    F(mllp_ssl_server_authentication_event, cert_issuer);
+    F(mllp_ssl_server_authentication_event, status);
+    F(mllp_ssl_server_authentication_event, accept); printf("\n");
     return 0;
 }

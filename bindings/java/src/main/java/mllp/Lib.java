@@ -11,7 +11,7 @@ import java.io.IOException;
 import java.net.URL;
 
 /**
- * Direct mapping of include/mllp.h. Internal: use {@link MLLPServer}.
+ * Direct mapping of include/mllp.h. Internal: use {@link MLLPServer} and {@link MLLPClient}.
  *
  * <p>Text is passed as NUL-terminated UTF-8 {@code byte[]} (see {@link #cstr}) so that the
  * platform's default charset never matters. size_t out-parameters are Pointers to native
@@ -245,6 +245,54 @@ final class Lib {
     static native int mllp_server_on_ssl_client_authentication(Pointer s, SslClientAuthCb cb);
     static native int mllp_server_on_ssl_connection_request(Pointer s, SslConnectionRequestCb cb);
     static native int mllp_server_on_ssl_status(Pointer s, SslStatusCb cb);
+
+    // ---- client (sender) ----
+    interface ClientAckInCb extends Callback {
+        void invoke(Pointer user, Pointer event);
+    }
+
+    interface SendDoneCb extends Callback {
+        void invoke(Pointer user, Pointer event);
+    }
+
+    interface SslServerAuthCb extends Callback {
+        void invoke(Pointer user, Pointer event);
+    }
+
+    static native Pointer mllp_client_new();
+    static native int mllp_client_free(Pointer c);
+    static native int mllp_client_set_user_data(Pointer c, Pointer user, ReleaseCb release);
+    static native int mllp_client_get_remote_host(Pointer c, byte[] buf, Pointer len);
+    static native int mllp_client_set_remote_host(Pointer c, byte[] host);
+    static native int mllp_client_get_remote_port(Pointer c, short[] out);
+    static native int mllp_client_set_remote_port(Pointer c, short port);
+    static native int mllp_client_get_local_host(Pointer c, byte[] buf, Pointer len);
+    static native int mllp_client_set_local_host(Pointer c, byte[] host);
+    static native int mllp_client_get_version(Pointer c, int[] out);
+    static native int mllp_client_set_version(Pointer c, int version);
+    static native int mllp_client_get_timeout(Pointer c, int[] out);
+    static native int mllp_client_set_timeout(Pointer c, int seconds);
+    static native int mllp_client_get_keep_alive(Pointer c, byte[] out);
+    static native int mllp_client_set_keep_alive(Pointer c, byte on);
+    static native int mllp_client_get_connected(Pointer c, byte[] out);
+    static native int mllp_client_get_ssl_enabled(Pointer c, byte[] out);
+    static native int mllp_client_set_ssl_enabled(Pointer c, byte on);
+    static native int mllp_client_set_ssl_cert(Pointer c, Pointer cert);
+    static native int mllp_client_get_pending(Pointer c, Pointer out);
+    static native int mllp_client_config(Pointer c, byte[] setting, byte[] buf, Pointer len);
+    static native int mllp_client_connect(Pointer c);
+    static native int mllp_client_disconnect(Pointer c);
+    static native int mllp_client_send(Pointer c, byte[] data, SizeT len, Structs.SendResult result);
+    static native int mllp_client_send_async(Pointer c, byte[] data, SizeT len, long[] messageId);
+    static native int mllp_client_do_events(Pointer c, int timeoutMs, Pointer pending);
+    static native int mllp_client_on_connected(Pointer c, StatusCb cb);
+    static native int mllp_client_on_disconnected(Pointer c, StatusCb cb);
+    static native int mllp_client_on_ack_in(Pointer c, ClientAckInCb cb);
+    static native int mllp_client_on_send_done(Pointer c, SendDoneCb cb);
+    static native int mllp_client_on_error(Pointer c, ErrorCb cb);
+    static native int mllp_client_on_log(Pointer c, LogCb cb);
+    static native int mllp_client_on_ssl_server_authentication(Pointer c, SslServerAuthCb cb);
+    static native int mllp_client_on_ssl_status(Pointer c, SslStatusCb cb);
 
     // ---- helpers ----
 

@@ -41,12 +41,31 @@ public class MLLPException extends Exception {
     public static final int CERTIFICATE = 2020;
     public static final int TLS_HANDSHAKE = 2021;
     public static final int TLS_CLIENT_REJECTED = 2022;
+    /** {@link MLLPClient}: the server's certificate was refused (verification or SSLServerAuthentication). */
+    public static final int TLS_SERVER_REJECTED = 2023;
     /** A malformed batch (ProcessBatch) was refused whole; reported through the Error event. */
     public static final int BAD_BATCH = 2030;
     /** A message could not be converted to UTF-8 (DecodeToUTF8) and was refused; Error event. */
     public static final int CHARSET = 2031;
     /** A resend arrived while the original was still undecided on another connection (DuplicateWindow); Error event. */
     public static final int DUPLICATE_IN_PROGRESS = 2032;
+    /** {@link MLLPClient}: no acknowledgement came within Timeout, after the retries. */
+    public static final int ACK_TIMEOUT = 2040;
+    /** {@link MLLPClient}: the acknowledgement was MSA-1 AE or CE (its text is the message). */
+    public static final int APP_ERROR = 2041;
+    /** {@link MLLPClient}: the acknowledgement was MSA-1 AR or CR. */
+    public static final int APP_REJECT = 2042;
+    /**
+     * {@link MLLPClient}: an HL7 acknowledgement whose MSA-2 matches no outstanding message
+     * (Error event; the message keeps waiting).
+     */
+    public static final int ACK_MISMATCH = 2043;
+    /** Socket error: connection refused. */
+    public static final int CONNECTION_REFUSED = 10061;
+    /** Socket error: connection timed out. */
+    public static final int CONNECTION_TIMED_OUT = 10060;
+    /** Socket error: host unreachable. */
+    public static final int HOST_UNREACHABLE = 10065;
 
     private final int code;
 

@@ -226,6 +226,80 @@ final class Structs {
         }
     }
 
+    /** mllp_send_result (written by mllp_client_send). */
+    @FieldOrder({"message_id", "ack_kind", "attempts"})
+    public static class SendResult extends Structure {
+        public long message_id;
+        public int ack_kind;
+        public int attempts;
+
+        public SendResult() {}
+
+        public SendResult(Pointer p) {
+            super(p);
+            read();
+        }
+    }
+
+    /** mllp_client_ack_in_event. */
+    @FieldOrder({"connection_id", "message_id", "kind", "control_id", "text", "data", "len", "matched"})
+    public static class ClientAckIn extends Structure {
+        public long connection_id;
+        public long message_id;
+        public int kind;
+        public Pointer control_id;
+        public Pointer text;
+        public Pointer data;
+        public SizeT len;
+        public byte matched;
+
+        public ClientAckIn() {}
+
+        public ClientAckIn(Pointer p) {
+            super(p);
+            read();
+        }
+    }
+
+    /** mllp_send_done_event. */
+    @FieldOrder({"connection_id", "message_id", "control_id", "result_code", "description", "ack_kind", "attempts"})
+    public static class SendDone extends Structure {
+        public long connection_id;
+        public long message_id;
+        public Pointer control_id;
+        public int result_code;
+        public Pointer description;
+        public int ack_kind;
+        public int attempts;
+
+        public SendDone() {}
+
+        public SendDone(Pointer p) {
+            super(p);
+            read();
+        }
+    }
+
+    /** mllp_ssl_server_authentication_event. */
+    @FieldOrder({"connection_id", "cert_encoded", "cert_encoded_len", "cert_subject", "cert_issuer", "status",
+            "accept"})
+    public static class SslServerAuth extends Structure {
+        public long connection_id;
+        public Pointer cert_encoded;
+        public SizeT cert_encoded_len;
+        public Pointer cert_subject;
+        public Pointer cert_issuer;
+        public Pointer status;
+        public byte accept;
+
+        public SslServerAuth() {}
+
+        public SslServerAuth(Pointer p) {
+            super(p);
+            read();
+        }
+    }
+
     /**
      * Field offsets of the per-message event structs, for reading them straight from the
      * native pointer: a {@link Structure} read per event (reflection over every field) costs

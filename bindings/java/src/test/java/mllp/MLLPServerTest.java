@@ -81,7 +81,11 @@ public class MLLPServerTest {
                 Structs.layout(new Structs.Log()),
                 Structs.layout(new Structs.SslClientAuth()),
                 Structs.layout(new Structs.SslConnectionRequest()),
-                Structs.layout(new Structs.SslStatus()));
+                Structs.layout(new Structs.SslStatus()),
+                Structs.layout(new Structs.SendResult()),
+                Structs.layout(new Structs.ClientAckIn()),
+                Structs.layout(new Structs.SendDone()),
+                Structs.layout(new Structs.SslServerAuth()));
         assertEquals(expected, actual);
     }
 

@@ -510,4 +510,108 @@ public class TlsTest {
             assertEquals(2002, ex.getCode());
         }
     }
+
+    // ---- the client (MLLPClient) over TLS ----
+
+    @Test
+    @Timeout(30)
+    public void clientSendsOverTls() throws Exception {
+        MLLPServer s = tlsServer(null, true);
+        List<MLLPClientSSLServerAuthenticationEvent> auths = new CopyOnWriteArrayList<>();
+        List<String> statuses = new CopyOnWriteArrayList<>();
+        AtomicBoolean override = new AtomicBoolean();
+        AtomicBoolean verdict = new AtomicBoolean();
+        try (MLLPClient c = new MLLPClient("127.0.0.1", s.getLocalPort())) {
+            c.addMLLPClientEventListener(new MLLPClientEventListener() {
+                @Override
+                public void SSLServerAuthentication(MLLPClientSSLServerAuthenticationEvent e) {
+                    MLLPClientSSLServerAuthenticationEvent copy = new MLLPClientSSLServerAuthenticationEvent(c);
+                    copy.accept = e.accept;
+                    copy.status = e.status;
+                    copy.certSubject = e.certSubject;
+                    copy.certIssuer = e.certIssuer;
+                    copy.certEncoded = e.certEncoded;
+                    auths.add(copy);
+                    if (override.get()) {
+                        e.setAccept(verdict.get());
+                    }
+                }
+
+                @Override
+                public void SSLStatus(MLLPClientSSLStatusEvent e) {
+                    statuses.add(e.message);
+                }
+            });
+            c.setTimeout(5);
+            c.setSSLEnabled(true);
+            c.config("MaxRetries=0");
+            c.config("SSLServerCACerts=" + Files.readString(pki.resolve("ca.pem")));
+
+            // Trusted through SSLServerCACerts: the library's verdict is kept.
+            assertEquals(AckKind.ACK, c.send(MSG).getAckKind());
+            assertEquals(1, auths.size());
+            MLLPClientSSLServerAuthenticationEvent a = auths.get(0);
+            assertTrue(a.accept);
+            assertEquals("OK", a.status);
+            assertTrue(a.certSubject.contains("localhost"), a.certSubject);
+            assertTrue(a.certIssuer.contains("MLLP Test CA"), a.certIssuer);
+            try (Certificate sc = new Certificate(Certificate.cstPublicKeyFile, path("server.pem"), "", "*")) {
+                assertArrayEquals(sc.getEncodedB(), a.certEncoded);
+            }
+            assertFalse(statuses.isEmpty());
+            assertFalse(c.config("SSLNegotiatedVersion").isEmpty());
+            c.disconnect();
+            // A resumed session (ReuseSSLSession, default True) verifies nothing and raises no
+            // SSLServerAuthentication: full handshakes from here on.
+            c.config("ReuseSSLSession=False");
+
+            // Refused by the listener although the library would accept: 2023.
+            override.set(true);
+            verdict.set(false);
+            MLLPException ex = assertThrows(MLLPException.class, c::connect);
+            assertEquals(MLLPException.TLS_SERVER_REJECTED, ex.getCode());
+            assertFalse(c.isConnected());
+
+            // Not trusted (no CA for it: the system roots): refused, unless the listener accepts.
+            c.config("SSLServerCACerts=");
+            override.set(false);
+            auths.clear();
+            assertEquals(MLLPException.TLS_SERVER_REJECTED,
+                    assertThrows(MLLPException.class, c::connect).getCode());
+            assertEquals(1, auths.size());
+            assertFalse(auths.get(0).accept);
+            assertNotEquals("OK", auths.get(0).status);
+            override.set(true);
+            verdict.set(true);
+            assertEquals(AckKind.ACK, c.send(MSG).getAckKind());
+        }
+    }
+
+    @Test
+    @Timeout(30)
+    public void clientPresentsItsCertificate() throws Exception {
+        BlockingQueue<MLLPServerSSLClientAuthenticationEvent> auths = new LinkedBlockingQueue<>();
+        MLLPServer s = tlsServer(new DefaultMLLPServerEventListener() {
+            @Override
+            public void SSLClientAuthentication(MLLPServerSSLClientAuthenticationEvent e) {
+                auths.add(e);
+            }
+        }, false);
+        s.setSSLAuthenticateClients(true);
+        s.config("SSLClientCACerts=" + Files.readString(pki.resolve("ca.pem")));
+        s.startListening();
+        try (MLLPClient c = new MLLPClient("127.0.0.1", s.getLocalPort())) {
+            c.setTimeout(5);
+            c.setSSLEnabled(true);
+            c.config("SSLServerCACerts=" + Files.readString(pki.resolve("ca.pem")));
+            try (Certificate cc = new Certificate(Certificate.cstPEMKeyFile, path("client-key.pem"), "", "*")) {
+                c.setSSLCert(cc);   // the client keeps its own reference
+            }
+            assertEquals(AckKind.ACK, c.send(MSG).getAckKind());
+        }
+        MLLPServerSSLClientAuthenticationEvent a = auths.poll(5, TimeUnit.SECONDS);
+        assertNotNull(a);
+        assertTrue(a.accept);
+        assertTrue(a.certSubject.contains("test client"), a.certSubject);
+    }
 }
