@@ -3,6 +3,8 @@
 // Mirrors the reference MLLPServer component:
 //   mllp::Server       properties (localHost(), setLocalPort(), listening(), ...), methods
 //                      (startListening(), send(), config(), ...) and events (onTransfer(), ...)
+//   mllp::Client       the sender: properties (setRemoteHost(), setRemotePort(), ...), methods
+//                      (connect(), send(), sendAsync(), doEvents(), ...) and events (onSendDone(), ...)
 //   mllp::Connection   a view of one entry of the Connections map (server.connection(id))
 //   mllp::Certificate  a certificate (with its private key) for TLS: SSLCert, SSLConnectionRequest
 //   mllp::Error        thrown by every failing call; code() is the library's result code
@@ -12,6 +14,8 @@
 // (connection Timeout > 0) or destroying the Server from inside a handler fails with
 // Error(MLLP_ERR_REENTRANT). With config("EventMode=DoEvents") events are delivered inside
 // doEvents() on the calling thread. Handlers may be (re)registered from any thread.
+// A Client has no thread: its handlers run on the thread calling connect(), send(), doEvents()
+// or disconnect() (see the Client section below).
 //
 // Exceptions thrown by a handler never reach the C library: they are caught, the event gets its
 // fail-safe outcome (ConnectionRequest refused, AckOut negative; a stream function fails), and the
@@ -79,6 +83,12 @@ constexpr int TlsClientRejected = MLLP_ERR_TLS_CLIENT_REJECTED;     // 2022
 constexpr int BadBatch = MLLP_ERR_BAD_BATCH;                        // 2030 (ProcessBatch)
 constexpr int Charset = MLLP_ERR_CHARSET;                           // 2031 (DecodeToUTF8)
 constexpr int DuplicateInProgress = MLLP_ERR_DUPLICATE_IN_PROGRESS; // 2032 (DuplicateWindow)
+constexpr int TlsServerRejected = MLLP_ERR_TLS_SERVER_REJECTED;     // 2023 (Client)
+constexpr int AckTimeout = MLLP_ERR_ACK_TIMEOUT;                    // 2040 (Client)
+constexpr int AppError = MLLP_ERR_APP_ERROR;                        // 2041 (Client: AE / CE)
+constexpr int AppReject = MLLP_ERR_APP_REJECT;                      // 2042 (Client: AR / CR)
+constexpr int AckMismatch = MLLP_ERR_ACK_MISMATCH;                  // 2043 (Client: Error event)
+constexpr int ConnectionRefused = 10061;                            // socket error (Client)
 }  // namespace errc
 
 /// The library's version string, e.g. "0.1.0".
@@ -1236,6 +1246,440 @@ inline void Connection::setOutputStream(WriteFunction write) {
   auto* holder = new detail::WriteHolder{std::move(write), sink_};
   detail::check(mllp_connection_set_output_stream(h_, id_, &detail::WriteHolder::write, &detail::WriteHolder::close, holder));
 }
+
+// ---------------------------------------------------------------------------------------------
+// The client (sender).
+//
+// Threads: a Client has no thread of its own. All its I/O happens, and all its handlers run, on
+// the thread calling connect(), send(), doEvents() or disconnect(), inside those calls, with no
+// library lock held. An asynchronous send (sendAsync()) makes progress only inside doEvents()
+// (or a later blocking call). From inside a handler sendAsync(), property reads/writes and
+// config() are allowed; send(), connect(), doEvents() and destroying the Client throw
+// Error(MLLP_ERR_REENTRANT). Handler exceptions are caught as for the Server (onException()).
+
+/// The kind of an acknowledgement the client received: an HL7 MSA-1 code, the MLLP commit
+/// byte (Ack / Nak), or None (nothing expected or nothing received).
+enum class AckKind : int {
+  None = MLLP_ACK_NONE,  // -1
+  AA = MLLP_ACK_AA,      // 0
+  AE = MLLP_ACK_AE,      // 1
+  AR = MLLP_ACK_AR,      // 2
+  CA = MLLP_ACK_CA,      // 3
+  CE = MLLP_ACK_CE,      // 4
+  CR = MLLP_ACK_CR,      // 5
+  Ack = MLLP_ACK_ACK,    // 6: the commit ACK byte (AckMode=MLLP)
+  Nak = MLLP_ACK_NAK,    // 7: the commit NAK byte (AckMode=MLLP)
+};
+
+/// "AA", "ACK", "None", ... ("?" for a value the library does not define).
+inline const char* toString(AckKind kind) noexcept {
+  switch (kind) {
+    case AckKind::None: return "None";
+    case AckKind::AA: return "AA";
+    case AckKind::AE: return "AE";
+    case AckKind::AR: return "AR";
+    case AckKind::CA: return "CA";
+    case AckKind::CE: return "CE";
+    case AckKind::CR: return "CR";
+    case AckKind::Ack: return "ACK";
+    case AckKind::Nak: return "NAK";
+  }
+  return "?";
+}
+
+/// What Client::send() reports: the message's id, the kind of its last acknowledgement
+/// (AckKind::None if none came) and how many times it was sent (1 + resends).
+struct SendResult {
+  std::uint64_t messageId = 0;
+  AckKind ackKind = AckKind::None;
+  std::uint32_t attempts = 0;
+};
+
+/// Thrown by Client::send() when a message it accepted for sending failed (refused after its
+/// retries, ACK timeout, connection lost, ...): an Error with the code, plus the SendResult.
+class SendError : public Error {
+ public:
+  SendError(int code, const std::string& message, SendResult result) : Error(code, message), result_(result) {}
+  const SendResult& result() const noexcept { return result_; }
+
+ private:
+  SendResult result_;
+};
+
+/// AckIn (client): an acknowledgement arrived. messageId is the message it answered (0 and
+/// matched false when it matched none: late, mismatched or unsolicited). controlId is MSA-2 (""
+/// for a commit ACK/NAK byte), text MSA-3 and ERR text joined by "; ", data the acknowledgement
+/// as received (unframed).
+struct ClientAckInEvent {
+  ConnectionId connectionId = 0;
+  std::uint64_t messageId = 0;
+  AckKind kind = AckKind::None;
+  std::string_view controlId;
+  std::string_view text;
+  ByteView data;
+  bool matched = false;
+};
+
+/// SendDone: a message's outcome. resultCode 0 (description "OK") when positively acknowledged
+/// (or written, AckMode=None), else the error code (2040 timeout, 2041 AE/CE, 2042 AR/CR, 670
+/// NAK, 1120 dropped, socket errors, ...). controlId is the message's MSH-10.
+struct SendDoneEvent {
+  ConnectionId connectionId = 0;
+  std::uint64_t messageId = 0;
+  std::string_view controlId;
+  int resultCode = 0;
+  std::string_view description;
+  AckKind ackKind = AckKind::None;
+  std::uint32_t attempts = 0;
+};
+
+/// SSLServerAuthentication: the server presented its certificate. accept starts as the
+/// library's verification (status "OK" or why it failed); set it either way. A throwing handler
+/// refuses the server (the connection fails with 2023, errc::TlsServerRejected).
+struct SslServerAuthenticationEvent {
+  ConnectionId connectionId = 0;
+  ByteView certEncoded;  // DER (the whole chain concatenated with SSLIncludeCertChain=True)
+  std::string_view certSubject;
+  std::string_view certIssuer;
+  std::string_view status;
+  bool accept = false;  // read-write
+};
+
+namespace detail {
+
+// The client's heap state, held by the library as user pointer and released by it.
+struct ClientState {
+  template <class Ev>
+  using Fn = std::shared_ptr<const std::function<void(Ev&)>>;
+
+  mutable std::mutex mutex;
+  Fn<const ConnectedEvent> connected;
+  Fn<const DisconnectedEvent> disconnected;
+  Fn<const ClientAckInEvent> ackIn;
+  Fn<const SendDoneEvent> sendDone;
+  Fn<const ErrorEvent> error;
+  Fn<const LogEvent> log;
+  Fn<SslServerAuthenticationEvent> sslServerAuthentication;
+  Fn<const SslStatusEvent> sslStatus;
+  std::shared_ptr<ExceptionSink> sink = std::make_shared<ExceptionSink>();
+
+  template <class P>
+  P load(const P& slot) const {
+    std::lock_guard<std::mutex> lock(mutex);
+    return slot;
+  }
+  template <class P, class V>
+  void store(P& slot, V&& value) {
+    P old;  // destroyed outside the lock
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      old = std::move(slot);
+      slot = std::forward<V>(value);
+    }
+  }
+  static std::string_view str(const char* s) noexcept { return s ? std::string_view(s) : std::string_view(); }
+  static void release(void* user) noexcept { delete static_cast<ClientState*>(user); }
+
+  template <class Ev>
+  bool dispatch(const Fn<Ev>& slot, Ev& ev, const char* name) const noexcept {
+    try {
+      Fn<Ev> fn = load(slot);
+      if (fn && *fn) (*fn)(ev);
+      return true;
+    } catch (...) {
+      sink->report(name, std::current_exception());
+      return false;
+    }
+  }
+
+  static void onConnected(void* user, const mllp_status_event* e) noexcept {
+    if (!user || !e) return;
+    auto* st = static_cast<ClientState*>(user);
+    const ConnectedEvent ev{e->connection_id, e->status_code, str(e->description)};
+    st->dispatch(st->connected, ev, "Connected");
+  }
+  static void onDisconnected(void* user, const mllp_status_event* e) noexcept {
+    if (!user || !e) return;
+    auto* st = static_cast<ClientState*>(user);
+    const DisconnectedEvent ev{e->connection_id, e->status_code, str(e->description)};
+    st->dispatch(st->disconnected, ev, "Disconnected");
+  }
+  static void onAckIn(void* user, const mllp_client_ack_in_event* e) noexcept {
+    if (!user || !e) return;
+    auto* st = static_cast<ClientState*>(user);
+    const ClientAckInEvent ev{e->connection_id, e->message_id,   static_cast<AckKind>(e->kind),
+                              str(e->control_id), str(e->text),   ByteView(e->data, e->len),
+                              e->matched != 0};
+    st->dispatch(st->ackIn, ev, "AckIn");
+  }
+  static void onSendDone(void* user, const mllp_send_done_event* e) noexcept {
+    if (!user || !e) return;
+    auto* st = static_cast<ClientState*>(user);
+    const SendDoneEvent ev{e->connection_id, e->message_id, str(e->control_id), e->result_code,
+                           str(e->description), static_cast<AckKind>(e->ack_kind), e->attempts};
+    st->dispatch(st->sendDone, ev, "SendDone");
+  }
+  static void onError(void* user, const mllp_error_event* e) noexcept {
+    if (!user || !e) return;
+    auto* st = static_cast<ClientState*>(user);
+    const ErrorEvent ev{e->connection_id, e->error_code, str(e->description)};
+    st->dispatch(st->error, ev, "Error");
+  }
+  static void onLog(void* user, const mllp_log_event* e) noexcept {
+    if (!user || !e) return;
+    auto* st = static_cast<ClientState*>(user);
+    const LogEvent ev{e->connection_id, e->log_level, str(e->message), str(e->log_type)};
+    st->dispatch(st->log, ev, "Log");
+  }
+  static void onSslServerAuthentication(void* user, mllp_ssl_server_authentication_event* e) noexcept {
+    if (!user || !e) return;
+    auto* st = static_cast<ClientState*>(user);
+    SslServerAuthenticationEvent ev;
+    ev.connectionId = e->connection_id;
+    ev.certEncoded = ByteView(e->cert_encoded, e->cert_encoded_len);
+    ev.certSubject = str(e->cert_subject);
+    ev.certIssuer = str(e->cert_issuer);
+    ev.status = str(e->status);
+    ev.accept = e->accept != 0;
+    const bool ok = st->dispatch(st->sslServerAuthentication, ev, "SSLServerAuthentication");
+    e->accept = (ok && ev.accept) ? 1 : 0;  // a throwing handler refuses the server
+  }
+  static void onSslStatus(void* user, const mllp_ssl_status_event* e) noexcept {
+    if (!user || !e) return;
+    auto* st = static_cast<ClientState*>(user);
+    const SslStatusEvent ev{e->connection_id, str(e->message)};
+    st->dispatch(st->sslStatus, ev, "SSLStatus");
+  }
+};
+
+}  // namespace detail
+
+/// The MLLP client (sender). Owns its handle: move-only; the destructor closes the connection
+/// (Disconnected fires) and frees it. Messages not finished are dropped with it (no SendDone).
+///
+///   mllp::Client c;
+///   c.setRemotePort(2575);
+///   mllp::SendResult r = c.send(message);  // connects, sends, waits for the ACK (or throws)
+class Client {
+ public:
+  Client() : h_(mllp_client_new()) {
+    if (!h_) throw std::bad_alloc();
+    state_ = new detail::ClientState();
+    const int rc = mllp_client_set_user_data(h_, state_, &detail::ClientState::release);
+    if (rc != MLLP_OK) {
+      delete state_;
+      mllp_client_free(h_);
+      detail::check(rc);
+    }
+  }
+  ~Client() { destroy(); }
+
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+  Client(Client&& other) noexcept : h_(std::exchange(other.h_, nullptr)), state_(std::exchange(other.state_, nullptr)) {}
+  Client& operator=(Client&& other) noexcept {
+    if (this != &other) {
+      destroy();
+      h_ = std::exchange(other.h_, nullptr);
+      state_ = std::exchange(other.state_, nullptr);
+    }
+    return *this;
+  }
+
+  /// False for a moved-from Client.
+  explicit operator bool() const noexcept { return h_ != nullptr; }
+  /// The C handle (still owned by this Client).
+  mllp_client* handle() const noexcept { return h_; }
+
+  // ---- properties ----
+  /// RemoteHost: the server's name or IP address (default "127.0.0.1").
+  std::string remoteHost() const {
+    return detail::getString([&](char* b, std::size_t* n) { return mllp_client_get_remote_host(h(), b, n); });
+  }
+  void setRemoteHost(std::string_view host) {
+    const std::string s(host);
+    detail::check(mllp_client_set_remote_host(h(), s.c_str()));
+  }
+  /// RemotePort: the server's port (default 0: must be set).
+  std::uint16_t remotePort() const {
+    std::uint16_t v = 0;
+    detail::check(mllp_client_get_remote_port(h(), &v));
+    return v;
+  }
+  void setRemotePort(std::uint16_t port) { detail::check(mllp_client_set_remote_port(h(), port)); }
+  /// LocalHost: the local interface to connect from ("" = any).
+  std::string localHost() const {
+    return detail::getString([&](char* b, std::size_t* n) { return mllp_client_get_local_host(h(), b, n); });
+  }
+  void setLocalHost(std::string_view host) {
+    const std::string s(host);
+    detail::check(mllp_client_set_local_host(h(), s.c_str()));
+  }
+  /// Version: the MLLP version, 1 or 2 (default 2; AckMode defaults to MLLP for 2, None for 1).
+  int version() const {
+    int v = 0;
+    detail::check(mllp_client_get_version(h(), &v));
+    return v;
+  }
+  void setVersion(int version) { detail::check(mllp_client_set_version(h(), version)); }
+  /// Timeout: seconds for the connect, the TLS handshake and each acknowledgement (default 10;
+  /// 0 = no limit).
+  std::uint32_t timeout() const {
+    std::uint32_t v = 0;
+    detail::check(mllp_client_get_timeout(h(), &v));
+    return v;
+  }
+  void setTimeout(std::uint32_t seconds) { detail::check(mllp_client_set_timeout(h(), seconds)); }
+  /// KeepAlive: SO_KEEPALIVE on the connection.
+  bool keepAlive() const {
+    std::uint8_t v = 0;
+    detail::check(mllp_client_get_keep_alive(h(), &v));
+    return v != 0;
+  }
+  void setKeepAlive(bool on) { detail::check(mllp_client_set_keep_alive(h(), on ? 1 : 0)); }
+  /// Connected: true while connected (use connect() / disconnect()).
+  bool connected() const {
+    std::uint8_t v = 0;
+    detail::check(mllp_client_get_connected(h(), &v));
+    return v != 0;
+  }
+  /// SSLEnabled: connect with TLS (see the SSLServerCACerts / SSLAcceptServerCertStore settings
+  /// and onSslServerAuthentication()).
+  bool sslEnabled() const {
+    std::uint8_t v = 0;
+    detail::check(mllp_client_get_ssl_enabled(h(), &v));
+    return v != 0;
+  }
+  void setSslEnabled(bool on) { detail::check(mllp_client_set_ssl_enabled(h(), on ? 1 : 0)); }
+  /// SSLCert: the client certificate (with its private key) for mutual TLS. The client keeps its
+  /// own reference: cert may be destroyed afterwards.
+  void setSslCert(const Certificate& cert) {
+    if (!cert) throw Error(MLLP_ERR_INVALID_ARGUMENT, "mllp::Client::setSslCert: moved-from certificate");
+    detail::check(mllp_client_set_ssl_cert(h(), cert.handle()));
+  }
+  /// Clears SSLCert.
+  void setSslCert(std::nullptr_t) { detail::check(mllp_client_set_ssl_cert(h(), nullptr)); }
+  /// The number of messages queued or awaiting an acknowledgement.
+  std::size_t pending() const {
+    std::size_t v = 0;
+    detail::check(mllp_client_get_pending(h(), &v));
+    return v;
+  }
+
+  // ---- methods ----
+  /// Config("Name=Value") sets a setting and returns ""; Config("Name") returns its value
+  /// (AckMode, MaxRetries, RetryDelay, MaxOutstanding, SSLServerCACerts, ...).
+  std::string config(std::string_view setting) {
+    const std::string s(setting);
+    if (s.find('=') != std::string::npos) {
+      detail::check(mllp_client_config(h(), s.c_str(), nullptr, nullptr));
+      return std::string();
+    }
+    return detail::getString([&](char* b, std::size_t* n) { return mllp_client_config(h(), s.c_str(), b, n); });
+  }
+  /// Connects (TLS handshake included), waiting up to Timeout; Connected fires.
+  void connect() { detail::check(mllp_client_connect(h())); }
+  /// Closes the connection; queued messages stay queued. Disconnected fires.
+  void disconnect() { detail::check(mllp_client_disconnect(h())); }
+  /// Sends one message (connecting if needed) and waits until it is acknowledged (AckMode
+  /// MLLP: the ACK byte; HL7: MSA-1 AA or CA; None: once written). Throws SendError (an Error:
+  /// code() 2040 timeout, 2041 AE/CE, 2042 AR/CR, 670 NAK, 1120 dropped, socket errors) when it
+  /// failed after its retries, and Error for arguments refused before sending (2001: empty,
+  /// containing a framing byte, or no MSH-10 with AckMode=HL7) or a call from a handler (2006).
+  SendResult send(ByteView message) {
+    mllp_send_result r{};
+    r.ack_kind = MLLP_ACK_NONE;
+    const int rc = mllp_client_send(h(), message.data(), message.size(), &r);
+    if (rc == MLLP_OK) return toResult(r);
+    const char* msg = mllp_last_error_message();  // before anything else can overwrite it
+    std::string text = msg ? std::string(msg) : std::string();
+    if (r.message_id != 0 || r.attempts != 0) throw SendError(rc, text, toResult(r));
+    throw Error(rc, text);
+  }
+  /// Queues a message and returns its id at once; SendDone reports its outcome later (inside
+  /// doEvents() or a blocking call).
+  std::uint64_t sendAsync(ByteView message) {
+    std::uint64_t id = 0;
+    detail::check(mllp_client_send_async(h(), message.data(), message.size(), &id));
+    return id;
+  }
+  /// Drives the connection and delivers events on this thread until nothing is queued or in
+  /// flight, or timeoutMs (default 100) passed; returns the number of messages still pending.
+  std::size_t doEvents(std::uint32_t timeoutMs = 100) {
+    std::size_t n = 0;
+    detail::check(mllp_client_do_events(h(), timeoutMs, &n));
+    return n;
+  }
+
+  // ---- events (an empty function removes the handler) ----
+  void onConnected(std::function<void(const ConnectedEvent&)> fn) {
+    set(&detail::ClientState::connected, std::move(fn), mllp_client_on_connected, &detail::ClientState::onConnected);
+  }
+  void onDisconnected(std::function<void(const DisconnectedEvent&)> fn) {
+    set(&detail::ClientState::disconnected, std::move(fn), mllp_client_on_disconnected,
+        &detail::ClientState::onDisconnected);
+  }
+  /// AckIn: every acknowledgement received (also unmatched ones: matched false).
+  void onAckIn(std::function<void(const ClientAckInEvent&)> fn) {
+    set(&detail::ClientState::ackIn, std::move(fn), mllp_client_on_ack_in, &detail::ClientState::onAckIn);
+  }
+  /// SendDone: the outcome of every message, sync or async, in message order.
+  void onSendDone(std::function<void(const SendDoneEvent&)> fn) {
+    set(&detail::ClientState::sendDone, std::move(fn), mllp_client_on_send_done, &detail::ClientState::onSendDone);
+  }
+  /// Error: e.g. 2043 (an HL7 ACK whose MSA-2 matches no outstanding message).
+  void onError(std::function<void(const ErrorEvent&)> fn) {
+    set(&detail::ClientState::error, std::move(fn), mllp_client_on_error, &detail::ClientState::onError);
+  }
+  void onLog(std::function<void(const LogEvent&)> fn) {
+    set(&detail::ClientState::log, std::move(fn), mllp_client_on_log, &detail::ClientState::onLog);
+  }
+  /// SSLServerAuthentication: set e.accept to override the library's verification either way.
+  void onSslServerAuthentication(std::function<void(SslServerAuthenticationEvent&)> fn) {
+    set(&detail::ClientState::sslServerAuthentication, std::move(fn), mllp_client_on_ssl_server_authentication,
+        &detail::ClientState::onSslServerAuthentication);
+  }
+  void onSslStatus(std::function<void(const SslStatusEvent&)> fn) {
+    set(&detail::ClientState::sslStatus, std::move(fn), mllp_client_on_ssl_status, &detail::ClientState::onSslStatus);
+  }
+  /// Receives exceptions thrown by handlers (default: printed to stderr); must not throw.
+  void onException(ExceptionHandler fn) {
+    h();
+    state_->sink->set(std::move(fn));
+  }
+
+ private:
+  static SendResult toResult(const mllp_send_result& r) noexcept {
+    return SendResult{r.message_id, static_cast<AckKind>(r.ack_kind), r.attempts};
+  }
+  mllp_client* h() const {
+    if (!h_) throw Error(MLLP_ERR_BAD_STATE, "mllp::Client: the client was moved from");
+    return h_;
+  }
+  template <class Slot, class Fn, class Reg, class Tramp>
+  void set(Slot detail::ClientState::*member, Fn&& fn, Reg reg, Tramp tramp) {
+    mllp_client* handle = h();
+    Slot& slot = state_->*member;
+    using Value = std::remove_const_t<typename Slot::element_type>;
+    const bool on = static_cast<bool>(fn);
+    state_->store(slot, on ? Slot(std::make_shared<Value>(std::forward<Fn>(fn))) : Slot());
+    detail::check(reg(handle, on ? tramp : nullptr));
+  }
+  void destroy() noexcept {
+    if (!h_) return;
+    const int rc = mllp_client_free(h_);
+    if (rc != MLLP_OK) {
+      // Only MLLP_ERR_REENTRANT: destroyed from inside one of its own handlers.
+      std::fprintf(stderr, "mllp: ~Client: mllp_client_free failed (%d: %s); the client is leaked\n", rc,
+                   mllp_last_error_message());
+    }
+    h_ = nullptr;
+    state_ = nullptr;  // released by the library
+  }
+
+  mllp_client* h_ = nullptr;
+  detail::ClientState* state_ = nullptr;  // owned by the library (user data with release callback)
+};
 
 }  // namespace mllp
 

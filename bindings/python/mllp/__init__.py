@@ -1,4 +1,4 @@
-"""mllp: Python binding (ctypes) for libmllp, an MLLP (HL7 v2 over TCP) server.
+"""mllp: Python binding (ctypes) for libmllp, an MLLP (HL7 v2 over TCP) server and client.
 
     import mllp
 
@@ -10,7 +10,10 @@
         server.start_listening()
         ...
 
-See :class:`Server` for the threading and error rules.
+    with mllp.Client(remote_host="127.0.0.1", remote_port=2575) as client:
+        result = client.send(message)  # waits for the ACK; mllp.SendError if refused
+
+See :class:`Server` and :class:`Client` for the threading and error rules.
 """
 
 from __future__ import annotations
@@ -47,6 +50,11 @@ from ._errors import (
     ERR_BAD_BATCH,
     ERR_CHARSET,
     ERR_DUPLICATE_IN_PROGRESS,
+    ERR_TLS_SERVER_REJECTED,
+    ERR_ACK_TIMEOUT,
+    ERR_APP_ERROR,
+    ERR_APP_REJECT,
+    ERR_ACK_MISMATCH,
     REJECT_AE,
     REJECT_AR,
     ACK_AA,
@@ -55,6 +63,9 @@ from ._errors import (
     ACK_CA,
     ACK_CE,
     ACK_CR,
+    ACK_ACK,
+    ACK_NAK,
+    ACK_NONE,
     CODES,
     MLLPError,
     error_description,
@@ -71,7 +82,11 @@ from .certificate import (
 )
 from ._lib import library_path, lib as _cdll
 from .events import (
+    AckKind,
     AckInEvent,
+    ClientAckInEvent,
+    SendDoneEvent,
+    SSLServerAuthenticationEvent,
     AckOutEvent,
     ConnectedEvent,
     ConnectionRequestEvent,
@@ -97,6 +112,7 @@ from .server import (
     Server,
     build_ack,
 )
+from .client import CLIENT_EVENT_NAMES, Client, SendError, SendResult
 
 __version__ = "0.1.0"
 
@@ -109,6 +125,14 @@ def library_version() -> str:
 
 __all__ = [
     "Server",
+    "Client",
+    "SendResult",
+    "SendError",
+    "AckKind",
+    "ClientAckInEvent",
+    "SendDoneEvent",
+    "SSLServerAuthenticationEvent",
+    "CLIENT_EVENT_NAMES",
     "Certificate",
     "Connection",
     "Connections",
@@ -183,4 +207,12 @@ __all__ = [
     "ACK_CA",
     "ACK_CE",
     "ACK_CR",
+    "ACK_ACK",
+    "ACK_NAK",
+    "ACK_NONE",
+    "ERR_TLS_SERVER_REJECTED",
+    "ERR_ACK_TIMEOUT",
+    "ERR_APP_ERROR",
+    "ERR_APP_REJECT",
+    "ERR_ACK_MISMATCH",
 ]

@@ -72,6 +72,20 @@ ERR_CHARSET = 2031
 #: (DuplicateWindow); refused, reported through the Error event (2032).
 ERR_DUPLICATE_IN_PROGRESS = 2032
 
+#: The server's certificate was refused by the client: verification against
+#: SSLServerCACerts / SSLAcceptServerCertStore, or the SSLServerAuthentication event (2023).
+ERR_TLS_SERVER_REJECTED = 2023
+#: Client: no acknowledgement within Timeout, after the retries (2040).
+ERR_ACK_TIMEOUT = 2040
+#: Client: the server answered MSA-1 AE or CE, after the retries; the text is in the
+#: description (2041).
+ERR_APP_ERROR = 2041
+#: Client: the server answered MSA-1 AR or CR, after the retries (2042).
+ERR_APP_REJECT = 2042
+#: Client: an HL7 ACK whose MSA-2 matches no outstanding message; reported through the Error
+#: event, the message keeps waiting (2043).
+ERR_ACK_MISMATCH = 2043
+
 #: HL7 MSA-1 reject codes for AckOutEvent.reject_code.
 REJECT_AE = 1
 REJECT_AR = 2
@@ -84,6 +98,11 @@ ACK_AR = 2
 ACK_CA = 3
 ACK_CE = 4
 ACK_CR = 5
+#: Acknowledgement kinds the client reports besides the MSA-1 codes (see mllp.AckKind): the
+#: MLLP commit ACK / NAK byte, and nothing (nothing expected, or nothing received).
+ACK_ACK = 6
+ACK_NAK = 7
+ACK_NONE = -1
 
 CODES: Dict[str, int] = {k: v for k, v in dict(globals()).items() if k.startswith("ERR_")}
 
@@ -124,6 +143,11 @@ __all__ = [
     "ERR_BAD_BATCH",
     "ERR_CHARSET",
     "ERR_DUPLICATE_IN_PROGRESS",
+    "ERR_TLS_SERVER_REJECTED",
+    "ERR_ACK_TIMEOUT",
+    "ERR_APP_ERROR",
+    "ERR_APP_REJECT",
+    "ERR_ACK_MISMATCH",
     "REJECT_AE",
     "REJECT_AR",
     "ACK_AA",
@@ -132,6 +156,9 @@ __all__ = [
     "ACK_CA",
     "ACK_CE",
     "ACK_CR",
+    "ACK_ACK",
+    "ACK_NAK",
+    "ACK_NONE",
 ]
 
 

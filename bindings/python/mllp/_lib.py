@@ -143,6 +143,50 @@ class SslStatusStruct(Structure):
     _fields_ = [("connection_id", c_uint64), ("message", c_char_p)]
 
 
+# The client (sender)
+
+
+class SendResultStruct(Structure):
+    _fields_ = [("message_id", c_uint64), ("ack_kind", c_int), ("attempts", c_uint32)]
+
+
+class ClientAckInStruct(Structure):
+    _fields_ = [
+        ("connection_id", c_uint64),
+        ("message_id", c_uint64),
+        ("kind", c_int),
+        ("control_id", c_char_p),
+        ("text", c_char_p),
+        ("data", c_void_p),
+        ("len", c_size_t),
+        ("matched", c_uint8),
+    ]
+
+
+class SendDoneStruct(Structure):
+    _fields_ = [
+        ("connection_id", c_uint64),
+        ("message_id", c_uint64),
+        ("control_id", c_char_p),
+        ("result_code", c_int),
+        ("description", c_char_p),
+        ("ack_kind", c_int),
+        ("attempts", c_uint32),
+    ]
+
+
+class SslServerAuthStruct(Structure):
+    _fields_ = [
+        ("connection_id", c_uint64),
+        ("cert_encoded", c_void_p),
+        ("cert_encoded_len", c_size_t),
+        ("cert_subject", c_char_p),
+        ("cert_issuer", c_char_p),
+        ("status", c_char_p),
+        ("accept", c_uint8),  # read-write
+    ]
+
+
 # ---------------------------------------------------------------------------------------------
 # Callback types
 # ---------------------------------------------------------------------------------------------
@@ -160,6 +204,9 @@ LOG_CB = CFUNCTYPE(None, c_void_p, POINTER(LogStruct))
 SSL_CLIENT_AUTH_CB = CFUNCTYPE(None, c_void_p, POINTER(SslClientAuthStruct))
 SSL_CONNECTION_REQUEST_CB = CFUNCTYPE(None, c_void_p, POINTER(SslConnectionRequestStruct))
 SSL_STATUS_CB = CFUNCTYPE(None, c_void_p, POINTER(SslStatusStruct))
+CLIENT_ACK_IN_CB = CFUNCTYPE(None, c_void_p, POINTER(ClientAckInStruct))
+SEND_DONE_CB = CFUNCTYPE(None, c_void_p, POINTER(SendDoneStruct))
+SSL_SERVER_AUTH_CB = CFUNCTYPE(None, c_void_p, POINTER(SslServerAuthStruct))
 RELEASE_CB = CFUNCTYPE(None, c_void_p)
 THREAD_CB = CFUNCTYPE(None, c_void_p)
 READ_CB = CFUNCTYPE(c_ssize_t, c_void_p, c_void_p, c_size_t)
@@ -316,3 +363,43 @@ _decl("mllp_connection_get_ssl_negotiated", c_int, _SERVER, c_uint64, c_char_p, 
 _decl("mllp_server_on_ssl_client_authentication", c_int, _SERVER, SSL_CLIENT_AUTH_CB)
 _decl("mllp_server_on_ssl_connection_request", c_int, _SERVER, SSL_CONNECTION_REQUEST_CB)
 _decl("mllp_server_on_ssl_status", c_int, _SERVER, SSL_STATUS_CB)
+
+# The client (sender). Declared only when the loaded library has it, so that this package
+# still loads an older libmllp (mllp.Client then raises ImportError when constructed).
+_CLIENT = c_void_p  # mllp_client *
+HAVE_CLIENT = hasattr(lib, "mllp_client_new")
+if HAVE_CLIENT:
+    _decl("mllp_client_new", c_void_p)
+    _decl("mllp_client_free", c_int, _CLIENT)
+    _decl("mllp_client_set_user_data", c_int, _CLIENT, c_void_p, RELEASE_CB)
+    _decl("mllp_client_get_remote_host", c_int, _CLIENT, c_void_p, _P_SIZE)
+    _decl("mllp_client_set_remote_host", c_int, _CLIENT, c_char_p)
+    _decl("mllp_client_get_remote_port", c_int, _CLIENT, POINTER(c_uint16))
+    _decl("mllp_client_set_remote_port", c_int, _CLIENT, c_uint16)
+    _decl("mllp_client_get_local_host", c_int, _CLIENT, c_void_p, _P_SIZE)
+    _decl("mllp_client_set_local_host", c_int, _CLIENT, c_char_p)
+    _decl("mllp_client_get_version", c_int, _CLIENT, POINTER(c_int))
+    _decl("mllp_client_set_version", c_int, _CLIENT, c_int)
+    _decl("mllp_client_get_timeout", c_int, _CLIENT, POINTER(c_uint32))
+    _decl("mllp_client_set_timeout", c_int, _CLIENT, c_uint32)
+    _decl("mllp_client_get_keep_alive", c_int, _CLIENT, POINTER(c_uint8))
+    _decl("mllp_client_set_keep_alive", c_int, _CLIENT, c_uint8)
+    _decl("mllp_client_get_connected", c_int, _CLIENT, POINTER(c_uint8))
+    _decl("mllp_client_get_ssl_enabled", c_int, _CLIENT, POINTER(c_uint8))
+    _decl("mllp_client_set_ssl_enabled", c_int, _CLIENT, c_uint8)
+    _decl("mllp_client_set_ssl_cert", c_int, _CLIENT, _CERT)
+    _decl("mllp_client_get_pending", c_int, _CLIENT, _P_SIZE)
+    _decl("mllp_client_config", c_int, _CLIENT, c_char_p, c_void_p, _P_SIZE)
+    _decl("mllp_client_connect", c_int, _CLIENT)
+    _decl("mllp_client_disconnect", c_int, _CLIENT)
+    _decl("mllp_client_send", c_int, _CLIENT, c_char_p, c_size_t, POINTER(SendResultStruct))
+    _decl("mllp_client_send_async", c_int, _CLIENT, c_char_p, c_size_t, POINTER(c_uint64))
+    _decl("mllp_client_do_events", c_int, _CLIENT, c_uint32, _P_SIZE)
+    _decl("mllp_client_on_connected", c_int, _CLIENT, STATUS_CB)
+    _decl("mllp_client_on_disconnected", c_int, _CLIENT, STATUS_CB)
+    _decl("mllp_client_on_ack_in", c_int, _CLIENT, CLIENT_ACK_IN_CB)
+    _decl("mllp_client_on_send_done", c_int, _CLIENT, SEND_DONE_CB)
+    _decl("mllp_client_on_error", c_int, _CLIENT, ERROR_CB)
+    _decl("mllp_client_on_log", c_int, _CLIENT, LOG_CB)
+    _decl("mllp_client_on_ssl_server_authentication", c_int, _CLIENT, SSL_SERVER_AUTH_CB)
+    _decl("mllp_client_on_ssl_status", c_int, _CLIENT, SSL_STATUS_CB)

@@ -13,6 +13,7 @@ is not HL7 when there is no DefaultCharset setting).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import TYPE_CHECKING, Optional, Union
 
 if TYPE_CHECKING:
@@ -34,6 +35,10 @@ __all__ = [
     "SSLClientAuthenticationEvent",
     "SSLConnectionRequestEvent",
     "SSLStatusEvent",
+    "AckKind",
+    "ClientAckInEvent",
+    "SendDoneEvent",
+    "SSLServerAuthenticationEvent",
 ]
 
 
@@ -212,3 +217,75 @@ class SSLStatusEvent:
 
     connection_id: int
     message: str
+
+
+# ---------------------------------------------------------------------------------------------
+# The client (sender). Connected, Disconnected, Error, Log and SSLStatus use the classes above;
+# their ``connection_id`` is the client's connection number (1 for the first connect, +1 per
+# reconnect; 0 when not connected).
+# ---------------------------------------------------------------------------------------------
+
+
+class AckKind(IntEnum):
+    """The kind of an acknowledgement the client received (the library's ``MLLP_ACK_*``): an
+    HL7 MSA-1 code, the MLLP commit byte (``ACK`` / ``NAK``), or ``NONE`` (nothing expected or
+    nothing received)."""
+
+    NONE = -1
+    AA = 0
+    AE = 1
+    AR = 2
+    CA = 3
+    CE = 4
+    CR = 5
+    ACK = 6
+    NAK = 7
+
+
+@dataclass
+class ClientAckInEvent:
+    """An acknowledgement arrived. ``message_id`` is the message it answered (0, with
+    ``matched`` False, when it matched none: late, mismatched or unsolicited); ``control_id``
+    is MSA-2 ("" for a commit ACK/NAK byte); ``text`` is MSA-3 and the ERR text joined by "; ";
+    ``data`` the acknowledgement as received, unframed."""
+
+    connection_id: int
+    message_id: int
+    kind: AckKind
+    control_id: str
+    text: str
+    data: bytes
+    matched: bool
+
+
+@dataclass
+class SendDoneEvent:
+    """A message's outcome: ``result_code`` 0 (``description`` "OK") when positively
+    acknowledged (or written, AckMode=None), else the error code (2040 timeout, 2041 AE/CE,
+    2042 AR/CR, 670 NAK, 1120 dropped, socket errors, ...). ``control_id`` is the message's
+    MSH-10; ``ack_kind`` the kind of its last acknowledgement (``AckKind.NONE`` if none came);
+    ``attempts`` 1 + resends."""
+
+    connection_id: int
+    message_id: int
+    control_id: str
+    result_code: int
+    description: str
+    ack_kind: AckKind
+    attempts: int
+
+
+@dataclass
+class SSLServerAuthenticationEvent:
+    """The TLS server presented its certificate. ``accept`` starts as the library's
+    verification (against the SSLServerCACerts / SSLAcceptServerCertStore settings, or the
+    system roots; ``status`` is "OK" or why it failed); set it either way. False (or a handler
+    that raises) refuses the server: the connection fails with 2023
+    (:data:`mllp.ERR_TLS_SERVER_REJECTED`)."""
+
+    connection_id: int
+    cert_encoded: bytes
+    cert_subject: str
+    cert_issuer: str
+    status: str
+    accept: bool = False

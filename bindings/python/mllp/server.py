@@ -41,6 +41,7 @@ from typing import (
     List,
     Mapping,
     Optional,
+    Protocol,
     Set,
     Tuple,
     TypeVar,
@@ -182,9 +183,9 @@ def build_ack(message: BytesLike, code: int, text: Optional[str] = None) -> byte
     raise MLLPError(ERR_BUFFER_TOO_SMALL, "the acknowledgement kept growing while being built")
 
 
-def _report(where: str, exc: BaseException, server: Optional["Server"] = None) -> None:
+def _report(where: str, exc: BaseException, server: Optional[Any] = None) -> None:
     """Reports an exception that cannot propagate (it happened inside a C callback): to the
-    server's ``handler_error_hook`` if set, else to ``sys.unraisablehook`` (whose default
+    server's (or client's) ``handler_error_hook`` if set, else to ``sys.unraisablehook`` (whose default
     prints the traceback to stderr)."""
     try:
         hook = server.handler_error_hook if server is not None else None
@@ -772,13 +773,22 @@ _NULL_RELEASE = _lib.RELEASE_CB()
 # ---------------------------------------------------------------------------------------------
 
 
+class _HandlerOwner(Protocol):
+    """What has ``on_<event>`` slots: a :class:`Server` or an :class:`mllp.Client`."""
+
+    _handlers: Dict[str, Optional[Callable[[Any], Any]]]
+
+    def _set_handler(self, name: str, fn: Optional[Callable[[Any], Any]]) -> None: ...
+
+
 class HandlerSlot(Generic[E]):
-    """What ``server.on_<event>`` returns: call it with a function to register it (usable as
-    a decorator); ``.handler`` is the current handler (or None); ``.clear()`` removes it."""
+    """What ``server.on_<event>`` (and ``client.on_<event>``) returns: call it with a function
+    to register it (usable as a decorator); ``.handler`` is the current handler (or None);
+    ``.clear()`` removes it."""
 
     __slots__ = ("_server", "_name")
 
-    def __init__(self, server: "Server", name: str) -> None:
+    def __init__(self, server: _HandlerOwner, name: str) -> None:
         self._server = server
         self._name = name
 
@@ -798,7 +808,7 @@ class HandlerSlot(Generic[E]):
 
 
 class _Slot(Generic[E]):
-    """Descriptor behind ``Server.on_<event>``."""
+    """Descriptor behind ``Server.on_<event>`` and ``Client.on_<event>``."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -807,17 +817,17 @@ class _Slot(Generic[E]):
     def __get__(self, obj: None, owner: type) -> "_Slot[E]": ...
 
     @overload
-    def __get__(self, obj: "Server", owner: type) -> HandlerSlot[E]: ...
+    def __get__(self, obj: _HandlerOwner, owner: type) -> HandlerSlot[E]: ...
 
-    def __get__(self, obj: Optional["Server"], owner: type) -> Any:
+    def __get__(self, obj: Optional[_HandlerOwner], owner: type) -> Any:
         if obj is None:
             return self
         return HandlerSlot(obj, self.name)
 
-    def __set__(self, obj: "Server", fn: Optional[Callable[[E], Any]]) -> None:
+    def __set__(self, obj: _HandlerOwner, fn: Optional[Callable[[E], Any]]) -> None:
         obj._set_handler(self.name, fn)
 
-    def __delete__(self, obj: "Server") -> None:
+    def __delete__(self, obj: _HandlerOwner) -> None:
         obj._set_handler(self.name, None)
 
 

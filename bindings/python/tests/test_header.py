@@ -52,6 +52,10 @@ STRUCTS = {
     "mllp_ssl_client_authentication_event": L.SslClientAuthStruct,
     "mllp_ssl_connection_request_event": L.SslConnectionRequestStruct,
     "mllp_ssl_status_event": L.SslStatusStruct,
+    "mllp_send_result": L.SendResultStruct,
+    "mllp_client_ack_in_event": L.ClientAckInStruct,
+    "mllp_send_done_event": L.SendDoneStruct,
+    "mllp_ssl_server_authentication_event": L.SslServerAuthStruct,
 }
 
 #: header callback typedef -> the binding's CFUNCTYPE
@@ -69,6 +73,9 @@ CALLBACKS = {
     "mllp_ssl_client_authentication_cb": L.SSL_CLIENT_AUTH_CB,
     "mllp_ssl_connection_request_cb": L.SSL_CONNECTION_REQUEST_CB,
     "mllp_ssl_status_cb": L.SSL_STATUS_CB,
+    "mllp_client_ack_in_cb": L.CLIENT_ACK_IN_CB,
+    "mllp_send_done_cb": L.SEND_DONE_CB,
+    "mllp_ssl_server_authentication_cb": L.SSL_SERVER_AUTH_CB,
     "mllp_release_cb": L.RELEASE_CB,
     "mllp_thread_cb": L.THREAD_CB,
     "mllp_read_cb": L.READ_CB,

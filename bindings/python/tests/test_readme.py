@@ -9,14 +9,19 @@ The blocks are read from bindings/python/README.md (the fenced block after each
    isolation from PyPI) and ``import mllp`` must then load the library from site-packages.
 2. ``receiver``: the five lines, saved as receiver.py and run by the venv's python (in the
    temporary directory, away from the source tree) on a free port instead of 2575; a real MLLP
-   client (python-hl7's ``MLLPClient``) sends a message and must get an HL7 ACK back.
+   client (python-hl7's ``MLLPClient``) sends a message and must get an HL7 ACK back; then the
+   ``sender`` block (sender.py, same venv) sends to it and must print its ``AA``.
 3. ``build``: run after the venv's activation line; ``python -m build bindings/python`` must
    write the sdist and the same wheel as step 1 (same files, same libmllp.so), and
    ``auditwheel show`` must report the manylinux tag the README states.
 
 Cargo reuses the repository's ``target/`` (``CARGO_TARGET_DIR`` unless already set), so only the
 mllp crate itself is recompiled. Every step is bounded in time. ``MLLP_SKIP_README_TEST=1``
-skips the whole test (it takes a minute or two); so does a missing ``cargo``.
+skips that test (it takes a minute or two); so does a missing ``cargo``.
+
+``test_readme_sender`` is quick and always runs: the ``sender`` block, run by this interpreter
+with this source tree's package, against an in-process ``mllp.Server`` (AckMode=HL7, the
+receiver's setup) on a free port.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ REPO = HERE.parents[1]
 README = HERE / "README.md"
 SAMPLES = Path(os.environ.get("MLLP_SAMPLES") or REPO / "tests" / "data")
 
-pytestmark = pytest.mark.skipif(
+skip_slow = pytest.mark.skipif(
     os.environ.get("MLLP_SKIP_README_TEST") == "1", reason="MLLP_SKIP_README_TEST=1"
 )
 
@@ -138,6 +143,35 @@ def wheel_contents(path: Path) -> Dict[str, str]:
         }
 
 
+def check_sender_output(out: str) -> None:
+    """What the README's sender prints for a message its receiver acknowledged."""
+    lines = out.splitlines()
+    assert any(ln.startswith("ack AA MSG00001") for ln in lines), out
+    assert any(re.fullmatch(r"sent \d+ AA 1", ln) for ln in lines), out
+
+
+def test_readme_sender(tmp_path: Path) -> None:
+    import mllp  # this source tree's package (test.sh puts it on PYTHONPATH)
+
+    sender = readme_block("sender")
+    assert "2575" in sender and len(sender.strip().splitlines()) <= 10, sender
+    got = []
+    with mllp.Server(local_host="127.0.0.1", local_port=0, config=["AckMode=HL7"]) as server:
+        server.on_message = lambda e: got.append(e.data)
+        server.start_listening()
+        (tmp_path / "sender.py").write_text(sender.replace("2575", str(server.local_port)))
+        env = dict(os.environ)
+        env["PYTHONPATH"] = str(HERE) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        env["MLLP_LIBRARY"] = str(Path(mllp.library_path).resolve())  # the library loaded here
+        p = subprocess.run(
+            [sys.executable, "sender.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+        )
+    assert p.returncode == 0 and "Traceback" not in p.stderr, (p.stdout, p.stderr)
+    check_sender_output(p.stdout)
+    assert len(got) == 1 and got[0].startswith(b"MSH|^~\\&|APP|") and b"|MSG00001|" in got[0]
+
+
+@skip_slow
 @pytest.mark.skipif(shutil.which("cargo") is None, reason="cargo is not on the PATH")
 def test_readme_install_receiver_and_build(tmp_path: Path) -> None:
     home = tmp_path / "home"
@@ -179,6 +213,13 @@ def test_readme_install_receiver_and_build(tmp_path: Path) -> None:
         wait_listening(port, proc)
         message = (SAMPLES / "adt_a01.hl7").read_bytes()
         reply = mllp_exchange(port, message)
+        # The README's sender, in the same venv, to the same receiver.
+        (work / "sender.py").write_text(readme_block("sender").replace("2575", str(port)))
+        sent = subprocess.run(
+            [str(python), "sender.py"], cwd=work, env=env, capture_output=True, text=True, timeout=60
+        )
+        assert sent.returncode == 0 and "Traceback" not in sent.stderr, (sent.stdout, sent.stderr)
+        check_sender_output(sent.stdout)
         out, err = proc.communicate("\n", timeout=30)
     finally:
         if proc.poll() is None:
