@@ -1591,6 +1591,11 @@ static int pg_setup(PGconn *c) {
     return ok;
 }
 
+static void pg_no_notice(void *arg, const char *message) {
+    (void)arg;
+    (void)message;
+}
+
 /* One connection attempt (writer thread, no lock held). On failure the next one is due after
  * the backoff, which doubles. Returns 1 when connected. */
 static int pg_connect(void) {
@@ -1604,6 +1609,7 @@ static int pg_connect(void) {
     const char *const vals[] = {timeout, "1", "10", "2", "3", user_timeout, "mllp-listen",
                                 "UTF8", pgo.conninfo, NULL};
     PGconn *c = PQconnectdbParams(keys, vals, 1);
+    if (c) PQsetNoticeProcessor(c, pg_no_notice, NULL); /* NOTICEs and the like: not ours to print */
     char why[256];
     if (c && PQstatus(c) == CONNECTION_OK && pg_setup(c)) {
         pgs.conn = c;
@@ -1627,10 +1633,12 @@ static int pg_connect(void) {
  * round to it. Returns 1 when the connection still looks usable. */
 static int pg_alive(void) {
     if (!pgs.conn || PQstatus(pgs.conn) != CONNECTION_OK) return 0;
-    struct pollfd p = {.fd = PQsocket(pgs.conn), .events = POLLIN};
-    if (p.fd < 0) return 0;
-    if (poll(&p, 1, 0) > 0) {
-        if (!PQconsumeInput(pgs.conn)) return 0;
+    /* a fast shutdown sends an error and closes: read the error, then see the end of file */
+    for (int i = 0; i < 4; i++) {
+        struct pollfd p = {.fd = PQsocket(pgs.conn), .events = POLLIN};
+        if (p.fd < 0) return 0;
+        if (poll(&p, 1, 0) <= 0) break;
+        if (!PQconsumeInput(pgs.conn) || PQstatus(pgs.conn) != CONNECTION_OK) return 0;
         PGnotify *n;
         while ((n = PQnotifies(pgs.conn)) != NULL) PQfreemem(n);
     }
@@ -1806,6 +1814,7 @@ static void pg_answer(job *first, size_t n, int accepted, const char *why) {
     for (job *j = first; k < n; j = j->next, k++) {
         j->mine = !j->decided;
         j->decided = 1;
+        if (j->mine && (!accepted || !j->pg_outcome)) pgs.refused++;
     }
     pthread_mutex_unlock(&wq.lock);
     pthread_mutex_lock(&app.lock);
