@@ -1368,6 +1368,22 @@ static struct {
     mllp_server *server;  /* for the peer address in AckOut */
 } pgo = {.table = PG_DEFAULT_TABLE, .batch = 500, .timeout_s = 5};
 
+/* AckOut (reactor thread), --pg: the deadline and the peer of a message being queued. */
+static void pg_stamp(job *j) {
+    clock_gettime(CLOCK_MONOTONIC, &j->deadline);
+    j->deadline.tv_sec += pgo.timeout_s;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    j->received_us = (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
+    size_t len = sizeof j->peer;
+    if (mllp_connection_get_remote_host(pgo.server, j->conn, j->peer, &len) != MLLP_OK)
+        j->peer[0] = '\0';
+    if (mllp_connection_get_remote_port(pgo.server, j->conn, &j->peer_port) != MLLP_OK)
+        j->peer_port = 0;
+}
+
+#ifdef MLLP_LISTEN_PG
+
 /* --pg-table: [schema.]name, each part [a-z_][a-z0-9_]* of at most 63 bytes (lower case, so
  * the quoted name is the one psql shows unquoted). Writes the quoted form; 0, or -1. */
 static int pg_table_name(const char *name, char *quoted, size_t cap) {
@@ -1443,22 +1459,6 @@ static char *pg_field_text(span s) {
     return out;
 }
 
-/* AckOut (reactor thread), --pg: the deadline and the peer of a message being queued. */
-static void pg_stamp(job *j) {
-    clock_gettime(CLOCK_MONOTONIC, &j->deadline);
-    j->deadline.tv_sec += pgo.timeout_s;
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    j->received_us = (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
-    size_t len = sizeof j->peer;
-    if (mllp_connection_get_remote_host(pgo.server, j->conn, j->peer, &len) != MLLP_OK)
-        j->peer[0] = '\0';
-    if (mllp_connection_get_remote_port(pgo.server, j->conn, &j->peer_port) != MLLP_OK)
-        j->peer_port = 0;
-}
-
-#ifdef MLLP_LISTEN_PG
-
 /* Checks CONNINFO at start-up: libpq's own parser (unknown keywords, bad syntax, a malformed
  * URI), then every port, which libpq only reads when connecting: a number 1-65535 or empty
  * (the default), one per host. Returns NULL, or a one-line reason in `buf`. */
@@ -1497,7 +1497,7 @@ static const char *pg_check_conninfo(const char *conninfo, char *buf, size_t cap
 
 static struct {
     PGconn *conn;
-    int state;                 /* -1 not tried yet, 0 down, 1 up; written by the writer */
+    int state;                 /* -1 not tried yet, 0 down, 1 up (under wq.lock; set by the writer) */
     long backoff_ms;
     struct timespec next_try;  /* monotonic: the next connection attempt */
     job *inflight;             /* the round in the writer's hands (under wq.lock) */
@@ -1513,15 +1513,14 @@ static int timespec_before(const struct timespec *a, const struct timespec *b) {
 
 /* State lines: one per change (up/down), never per message. */
 static void pg_set_state(int up, const char *why) {
-    if (pgs.state == up) return;
+    pthread_mutex_lock(&wq.lock); /* the reaper reads the state */
     int was = pgs.state;
     pgs.state = up;
-    if (app.quiet) return;
-    pthread_mutex_lock(&app.lock);
-    pthread_mutex_lock(&wq.lock);
     uint64_t refused = pgs.refused;
-    pgs.refused = 0;
+    if (was != up) pgs.refused = 0;
     pthread_mutex_unlock(&wq.lock);
+    if (was == up || app.quiet) return;
+    pthread_mutex_lock(&app.lock);
     if (up && was == -1)
         fprintf(stderr, PROG ": pg: connected, storing into %s\n", pgo.qtable);
     else if (up)
