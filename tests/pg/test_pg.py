@@ -13,7 +13,6 @@ inspected with psql. Every wait is bounded; no assertion is about how long somet
 import hashlib
 import re
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -60,9 +59,7 @@ def count(srv, table, where="true"):
 
 
 def start_pg_listener(listen, srv, table, *extra):
-    lst = listen("--pg", srv.conninfo, "--pg-table", table, *extra)
-    # the first state line says whether the database was reachable
-    return lst
+    return listen("--pg", srv.conninfo, "--pg-table", table, *extra)
 
 
 def wait_stderr(lst, needle, timeout=IO_TIMEOUT):
@@ -449,7 +446,3 @@ def test_database_down_sigterm_exits_cleanly(listen, table):
     assert rc == 0
     c.close()
 
-
-def test_socket_helper_sanity():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
