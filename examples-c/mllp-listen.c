@@ -4,6 +4,7 @@
  *   mllp-listen [--host ADDR] [--port N] [--version 1|2] [--ack mllp|hl7|none] [--out-dir DIR]
  *               [--config KEY=VALUE]... [--tls-cert FILE --tls-key FILE] [--client-ca FILE]
  *               [--reject-invalid] [--dedupe] [--batch] [--quiet]
+ *               [--pg CONNINFO [--pg-table NAME] [--pg-batch N] [--pg-group N] [--pg-timeout S]]
  *
  * Stdout: "listening on HOST:PORT", then one line per accepted message:
  *   <connection-id> <byte-count> <MSH-9 or -> <MSH-10 or ->
@@ -45,6 +46,10 @@
  * AE when it could not be) after the accept acknowledgement, from the writer thread, which
  * then runs also without --out-dir.
  *
+ * --pg CONNINFO: a PostgreSQL table instead of --out-dir, one row per message, committed in
+ * groups across connections before the acknowledgements leave; duplicates are answered from
+ * the table (see the --pg section). Built when CMake finds libpq (MLLP_LISTEN_PG).
+ *
  * C11 + POSIX.1-2008 (sync_file_range on Linux, as a hint only).
  */
 #if defined(__linux__)
@@ -58,6 +63,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -71,6 +77,9 @@
 #include <unistd.h>
 
 #include "mllp.h"
+#ifdef MLLP_LISTEN_PG
+#include <libpq-fe.h>
+#endif
 
 #define PROG "mllp-listen"
 #define EXIT_USAGE 2
@@ -79,6 +88,8 @@ static const char USAGE[] =
     "usage: " PROG " [--host ADDR] [--port N] [--version 1|2] [--ack mllp|hl7|none]\n"
     "                   [--out-dir DIR] [--config KEY=VALUE]... [--tls-cert FILE --tls-key FILE]\n"
     "                   [--client-ca FILE] [--reject-invalid] [--dedupe] [--batch] [--quiet]\n"
+    "                   [--pg CONNINFO [--pg-table NAME] [--pg-batch N] [--pg-group N]\n"
+    "                    [--pg-timeout S]]\n"
     "\n"
     "Receives HL7 v2 messages over MLLP and acknowledges them.\n"
     "\n"
@@ -111,6 +122,18 @@ static const char USAGE[] =
     "                      acknowledgements (not --ack none)\n"
     "  --batch             split FHS/BHS batches: each message is stored and printed on\n"
     "                      its own; the batch gets one reply (ACK/NAK, or an HL7 batch ACK)\n"
+    "  --pg CONNINFO       store each accepted message as a row of a PostgreSQL table\n"
+    "                      (libpq connection string or postgresql:// URI), committed\n"
+    "                      before it is acknowledged; a resent message (same MSH-3, MSH-4,\n"
+    "                      MSH-10 and SHA-256) is stored once and gets its original\n"
+    "                      acknowledgement, across every receiver sharing the table\n"
+    "  --pg-table NAME     the table, created if missing (default hl7_message)\n"
+    "  --pg-batch N        at most N messages per group commit (default 500)\n"
+    "  --pg-group N        at most N messages per transaction (default: the whole group;\n"
+    "                      1 = one transaction per message)\n"
+    "  --pg-timeout S      refuse (NAK / AE) a message not committed within S seconds of\n"
+    "                      its arrival (default 5); the database being down or slow is\n"
+    "                      an outage, not an error: mllp-listen keeps reconnecting\n"
     "  --quiet             no per-message lines, no error lines\n"
     "  --help              show this help\n"
     "\n"
@@ -118,7 +141,7 @@ static const char USAGE[] =
     "  <connection-id> <byte-count> <MSH-9 or -> <MSH-10 or ->\n"
     "(a duplicate answered by --dedupe gets no line; stderr says so unless --quiet)\n"
     "SIGINT/SIGTERM stop the server (exit 0). Errors in arguments, a port in use or an\n"
-    "unusable DIR exit with status 2.\n";
+    "unusable DIR or a malformed --pg CONNINFO exit with status 2.\n";
 
 /* ------------------------------------------------------------------------------------------ */
 /* State shared by the callbacks. They run one at a time, but the main thread prints the      */
@@ -835,6 +858,19 @@ typedef struct job {
     uint8_t *reply;   /* the acknowledgement to send as is (mllp_server_acknowledge_with);
                          NULL: mllp_server_acknowledge decides */
     size_t reply_len;
+    /* --pg */
+    struct timespec deadline; /* monotonic: refused when not committed by then */
+    int64_t received_us;      /* arrival, microseconds since the epoch */
+    char peer[64];
+    uint16_t peer_port;
+    int decided;              /* answered (under wq.lock), by the writer or the reaper */
+    int mine;                 /* the writer answers it (pg_answer) */
+    int pg_outcome;           /* in the transaction: new, duplicate, or to be looked up */
+    int reply_built;
+    int64_t row_id;
+    uint8_t *stored_ack;      /* a duplicate's stored acknowledgement */
+    size_t stored_ack_len;
+    int stored_ack_null;      /* the original's reply was the library's own (MSH-15 NE/ER) */
     size_t len;
     uint8_t data[]; /* the message */
 } job;
@@ -1145,6 +1181,7 @@ static void *writer_main(void *arg) {
             job *next = batch->next;
             bytes += job_cost(batch);
             free(batch->reply);
+            free(batch->stored_ack);
             free(batch);
             batch = next;
         }
@@ -1161,7 +1198,7 @@ static void *writer_main(void *arg) {
     return NULL;
 }
 
-static void writer_start(mllp_server *server) {
+static void writer_start_with(mllp_server *server, void *(*main_fn)(void *)) {
     pthread_condattr_t attr;
     if (pthread_condattr_init(&attr) != 0 || pthread_condattr_setclock(&attr, CLOCK_MONOTONIC) != 0)
         die_usage("cannot set up the writer thread");
@@ -1170,9 +1207,13 @@ static void writer_start(mllp_server *server) {
         die_usage("cannot set up the writer thread");
     pthread_condattr_destroy(&attr);
     wq.server = server;
-    int rc = pthread_create(&wq.thread, NULL, writer_main, NULL);
+    int rc = pthread_create(&wq.thread, NULL, main_fn, NULL);
     if (rc != 0) die_usage("cannot start the writer thread: %s", strerror(rc));
     wq.started = 1;
+}
+
+static void writer_start(mllp_server *server) {
+    writer_start_with(server, writer_main);
 }
 
 static struct timespec after_ms(const struct timespec *t0, long ms) {
@@ -1186,7 +1227,10 @@ static struct timespec after_ms(const struct timespec *t0, long ms) {
     return t;
 }
 
-/* AckOut with --out-dir: queue a copy for the writer and leave the decision open. */
+static void pg_stamp(job *j);
+static int pg_enabled(void);
+
+/* AckOut with --out-dir (or --pg): queue a copy for the writer and leave the decision open. */
 static void queue_message(mllp_ack_out_event *ev) {
     size_t n = ev->message_len;
     job *j = malloc(sizeof *j + n);
@@ -1199,6 +1243,7 @@ static void queue_message(mllp_ack_out_event *ev) {
     }
     *j = (job){.conn = ev->connection_id, .seq = ev->message_seq, .fd = -1, .len = n};
     if (n > 0) memcpy(j->data, ev->message, n);
+    if (pg_enabled()) pg_stamp(j);
     size_t cost = job_cost(j);
     pthread_mutex_lock(&wq.lock);
     while (!wq.closing && wq.count > 0 &&
@@ -1258,6 +1303,839 @@ static int writer_stop(const struct timespec *t0) {
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* --pg: a PostgreSQL table as the store (libpq), group commit across connections            */
+/*
+ * One row per stored message in the table --pg-table (default hl7_message; created when
+ * missing): id, received_at (arrival), peer_host/peer_port, MSH-3, MSH-4, MSH-9, MSH-10,
+ * MSH-18 (text: UTF-8 as received, other bytes read as ISO-8859-1), sha256 (of the message,
+ * computed by PostgreSQL from the bytea parameter, so no hash code here), message (the bytes
+ * as received, bytea) and ack (the acknowledgement sent, unframed, bytea; NULL when the
+ * library decided the reply itself: enhanced mode with MSH-15 NE/ER, see build_reply).
+ * UNIQUE (msh3, msh4, msh10, sha256) makes "stored once" a property of the table, shared by
+ * every receiver writing to it: an INSERT ... ON CONFLICT DO NOTHING that inserts nothing
+ * finds the row already there and answers with its ack bytes (mllp_server_acknowledge_with:
+ * byte for byte the original acknowledgement, the ACK byte in MLLP mode). A message without
+ * an MSH segment or with an empty MSH-10 gets msh10 NULL, which never conflicts: such
+ * messages are always stored (the library's rule for keys).
+ *
+ * Group commit: AckOut queues a copy and defers (as with --out-dir); the writer thread takes
+ * what is queued (at most --pg-batch messages and PG_BATCH_BYTES) and runs it as ONE
+ * transaction in libpq's pipeline mode: BEGIN, one PQsendQueryPrepared per message, COMMIT
+ * and a sync point, sent together and read back in one round trip. Pipeline mode rather than
+ * COPY into a temporary table: each INSERT returns its own row (inserted, or the stored ack
+ * of the original) in the order sent, so mapping results to messages needs nothing else,
+ * and there is no temporary table per session to manage; the cost per message is a few
+ * hundred bytes of protocol, not a round trip. Each message is acknowledged only after the
+ * COMMIT containing it returned COMMIT. --pg-group N splits a round into transactions of at
+ * most N messages, each its own round trip and COMMIT (--pg-group 1: one transaction per
+ * message, the benchmark's baseline).
+ *
+ * Faults. Every message carries a deadline: arrival + --pg-timeout seconds. A reaper thread
+ * refuses (NAK; AE in HL7 mode) every message still undecided at its deadline, queued or in
+ * a transaction whose COMMIT has not come back: never an acknowledgement without a COMMIT.
+ * A transaction that failed on a statement (so nothing was committed) is retried message by
+ * message, so one bad message does not refuse its neighbours. A connection that broke while
+ * a transaction was under way leaves its outcome unknown (the COMMIT may have been applied):
+ * its messages are refused. If the COMMIT did happen, the sender's resend is answered from
+ * the table with the stored acknowledgement instead of being stored twice: that is what the
+ * unique key is for (the same holds for a message refused by the reaper whose COMMIT came
+ * through later). Reconnection: 100 ms doubling up to min(5 s, --pg-timeout / 2), also in
+ * the background while nothing is queued, so an outage ends soon after the database is back;
+ * one line on stderr per change of state, never per message. A database that is down at
+ * start-up is such an outage: mllp-listen listens and refuses until it is up. Connection
+ * defaults (CONNINFO overrides them): connect_timeout and tcp_user_timeout from --pg-timeout,
+ * keepalives, application_name=mllp-listen, client_encoding=UTF8; each session sets
+ * statement_timeout to --pg-timeout. Two receivers inserting the same key at once: the second
+ * INSERT waits for the first transaction; if that commits, the row is not in the waiting
+ * statement's snapshot, so the ack is read after our COMMIT with a fresh SELECT.
+ * Durability is the server's: keep fsync=on and synchronous_commit=on, or an ACK may stand
+ * for a message that a crash of PostgreSQL loses.
+ */
+
+#define PG_DEFAULT_TABLE "hl7_message"
+#define PG_BATCH_BYTES ((size_t)32 << 20) /* per round (a single larger message goes alone) */
+#define PG_REAP_MS 50                     /* how often the reaper looks for expired messages */
+#define PG_BACKOFF_MIN_MS 100
+#define PG_BACKOFF_MAX_MS 5000
+
+static struct {
+    const char *conninfo; /* --pg; NULL: not used */
+    const char *table;    /* --pg-table */
+    char qtable[160];     /* quoted for SQL: "name" or "schema"."name" */
+    long batch;           /* --pg-batch: messages per round */
+    long group;           /* --pg-group: messages per transaction (0: the whole round) */
+    long timeout_s;       /* --pg-timeout */
+    mllp_server *server;  /* for the peer address in AckOut */
+} pgo = {.table = PG_DEFAULT_TABLE, .batch = 500, .timeout_s = 5};
+
+/* AckOut (reactor thread), --pg: the deadline and the peer of a message being queued. */
+static void pg_stamp(job *j) {
+    clock_gettime(CLOCK_MONOTONIC, &j->deadline);
+    j->deadline.tv_sec += pgo.timeout_s;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    j->received_us = (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
+    size_t len = sizeof j->peer;
+    if (mllp_connection_get_remote_host(pgo.server, j->conn, j->peer, &len) != MLLP_OK)
+        j->peer[0] = '\0';
+    if (mllp_connection_get_remote_port(pgo.server, j->conn, &j->peer_port) != MLLP_OK)
+        j->peer_port = 0;
+}
+
+#ifdef MLLP_LISTEN_PG
+
+/* --pg-table: [schema.]name, each part [a-z_][a-z0-9_]* of at most 63 bytes (lower case, so
+ * the quoted name is the one psql shows unquoted). Writes the quoted form; 0, or -1. */
+static int pg_table_name(const char *name, char *quoted, size_t cap) {
+    const char *dot = strchr(name, '.');
+    if (dot && strchr(dot + 1, '.')) return -1;
+    size_t w = 0;
+    for (int part = 0; part < (dot ? 2 : 1); part++) {
+        const char *p = part == 0 ? name : dot + 1;
+        size_t n = part == 0 && dot ? (size_t)(dot - name) : strlen(p);
+        if (n == 0 || n > 63 || isdigit((unsigned char)p[0])) return -1;
+        for (size_t i = 0; i < n; i++)
+            if (!((p[i] >= 'a' && p[i] <= 'z') || isdigit((unsigned char)p[i]) || p[i] == '_'))
+                return -1;
+        int k = snprintf(quoted + w, cap - w, "%s\"%.*s\"", part ? "." : "", (int)n, p);
+        if (k < 0 || (size_t)k >= cap - w) return -1;
+        w += (size_t)k;
+    }
+    return 0;
+}
+
+static int valid_utf8(const uint8_t *p, size_t n) {
+    size_t i = 0;
+    while (i < n) {
+        uint8_t c = p[i];
+        if (c == 0) return 0;
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t k;
+        uint32_t cp, min;
+        if ((c & 0xE0) == 0xC0) {
+            k = 1, cp = c & 0x1F, min = 0x80;
+        } else if ((c & 0xF0) == 0xE0) {
+            k = 2, cp = c & 0x0F, min = 0x800;
+        } else if ((c & 0xF8) == 0xF0) {
+            k = 3, cp = c & 0x07, min = 0x10000;
+        } else {
+            return 0;
+        }
+        if (n - i <= k) return 0;
+        for (size_t j = 1; j <= k; j++) {
+            if ((p[i + j] & 0xC0) != 0x80) return 0;
+            cp = (cp << 6) | (p[i + j] & 0x3F);
+        }
+        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+        i += k + 1;
+    }
+    return 1;
+}
+
+/* An MSH field as column text: the bytes when they are UTF-8 without NUL, else each byte read
+ * as ISO-8859-1 (HL7's most common other charset) and NUL as U+FFFD. Malloc'd, NUL-terminated;
+ * NULL when out of memory. */
+static char *pg_field_text(span s) {
+    int utf8 = valid_utf8(s.p, s.n);
+    char *out = malloc(utf8 ? s.n + 1 : s.n * 3 + 1);
+    if (!out) return NULL;
+    size_t w = 0;
+    for (size_t i = 0; i < s.n; i++) {
+        uint8_t c = s.p[i];
+        if (utf8 || (c != 0 && c < 0x80)) {
+            out[w++] = (char)c;
+        } else if (c == 0) {
+            memcpy(out + w, "\xEF\xBF\xBD", 3);
+            w += 3;
+        } else {
+            out[w++] = (char)(0xC0 | (c >> 6));
+            out[w++] = (char)(0x80 | (c & 0x3F));
+        }
+    }
+    out[w] = '\0';
+    return out;
+}
+
+/* Checks CONNINFO at start-up: libpq's own parser (unknown keywords, bad syntax, a malformed
+ * URI), then every port, which libpq only reads when connecting: a number 1-65535 or empty
+ * (the default), one per host. Returns NULL, or a one-line reason in `buf`. */
+static const char *pg_check_conninfo(const char *conninfo, char *buf, size_t cap) {
+    char *err = NULL;
+    PQconninfoOption *opts = PQconninfoParse(conninfo, &err);
+    if (!opts) {
+        snprintf(buf, cap, "%s", err ? err : "cannot parse the connection string");
+        PQfreemem(err);
+        buf[strcspn(buf, "\n")] = '\0';
+        return buf;
+    }
+    const char *bad = NULL;
+    for (PQconninfoOption *o = opts; o->keyword && !bad; o++) {
+        if (strcmp(o->keyword, "port") != 0 || !o->val) continue;
+        for (const char *p = o->val;;) {
+            size_t n = strcspn(p, ",");
+            long v = 0;
+            int ok = n <= 5;
+            for (size_t i = 0; i < n && ok; i++) {
+                ok = isdigit((unsigned char)p[i]);
+                v = v * 10 + (p[i] - '0');
+            }
+            if (!ok || (n > 0 && (v < 1 || v > 65535))) {
+                snprintf(buf, cap, "invalid port \"%.*s\" (expected 1-65535)", (int)(n > 20 ? 20 : n), p);
+                bad = buf;
+                break;
+            }
+            if (p[n] == '\0') break;
+            p += n + 1;
+        }
+    }
+    PQconninfoFree(opts);
+    return bad;
+}
+
+static struct {
+    PGconn *conn;
+    int state;                 /* -1 not tried yet, 0 down, 1 up (under wq.lock; set by the writer) */
+    long backoff_ms;
+    struct timespec next_try;  /* monotonic: the next connection attempt */
+    job *inflight;             /* the round in the writer's hands (under wq.lock) */
+    int reaper_started, reaper_stop;
+    pthread_t reaper;
+    pthread_cond_t reap;
+    uint64_t refused;          /* refused by the reaper since the last state line */
+} pgs = {.state = -1, .backoff_ms = PG_BACKOFF_MIN_MS};
+
+static int timespec_before(const struct timespec *a, const struct timespec *b) {
+    return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+/* State lines: one per change (up/down), never per message. */
+static void pg_set_state(int up, const char *why) {
+    pthread_mutex_lock(&wq.lock); /* the reaper reads the state */
+    int was = pgs.state;
+    pgs.state = up;
+    uint64_t refused = pgs.refused;
+    if (was != up) pgs.refused = 0;
+    pthread_mutex_unlock(&wq.lock);
+    if (was == up || app.quiet) return;
+    pthread_mutex_lock(&app.lock);
+    if (up && was == -1)
+        fprintf(stderr, PROG ": pg: connected, storing into %s\n", pgo.qtable);
+    else if (up)
+        fprintf(stderr, PROG ": pg: database available again (%" PRIu64 " messages refused meanwhile)\n",
+                refused);
+    else
+        fprintf(stderr, PROG ": pg: database unavailable (%s); refusing messages until it is back\n",
+                why && why[0] ? why : "unknown error");
+    pthread_mutex_unlock(&app.lock);
+}
+
+/* The first line of libpq's error message, for a state line. */
+static void pg_reason(PGconn *c, char *buf, size_t cap) {
+    snprintf(buf, cap, "%s", c ? PQerrorMessage(c) : "out of memory");
+    buf[strcspn(buf, "\n")] = '\0';
+}
+
+static void pg_close(void) {
+    if (pgs.conn) PQfinish(pgs.conn);
+    pgs.conn = NULL;
+}
+
+static int pg_exec_ok(PGconn *c, const char *sql) {
+    PGresult *r = PQexec(c, sql);
+    int ok = r && PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    return ok;
+}
+
+/* Session set-up: statement_timeout, the table (CREATE TABLE IF NOT EXISTS can still lose a
+ * race against another receiver creating it: then once more), the two statements. */
+static int pg_setup(PGconn *c) {
+    char sql[2048];
+    snprintf(sql, sizeof sql, "SET statement_timeout = %ld", pgo.timeout_s * 1000);
+    if (!pg_exec_ok(c, sql)) return 0;
+    snprintf(sql, sizeof sql,
+             "CREATE TABLE IF NOT EXISTS %s ("
+             "id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+             "received_at timestamptz NOT NULL, "
+             "peer_host text, peer_port integer, "
+             "msh3 text NOT NULL, msh4 text NOT NULL, msh9 text NOT NULL, msh10 text, "
+             "msh18 text NOT NULL, "
+             "sha256 bytea NOT NULL, message bytea NOT NULL, ack bytea, "
+             "UNIQUE (msh3, msh4, msh10, sha256))",
+             pgo.qtable);
+    if (!pg_exec_ok(c, sql) && !pg_exec_ok(c, sql)) return 0;
+    snprintf(sql, sizeof sql,
+             "WITH ins AS (INSERT INTO %s (received_at, peer_host, peer_port, msh3, msh4, msh9, "
+             "msh10, msh18, sha256, message, ack) VALUES (to_timestamp($1::bigint / 1000000.0), "
+             "$2, $3::integer, $4, $5, $6, $7, $8, sha256($9::bytea), $9::bytea, $10::bytea) "
+             "ON CONFLICT (msh3, msh4, msh10, sha256) DO NOTHING RETURNING id) "
+             "SELECT true, id, NULL::bytea FROM ins UNION ALL "
+             "SELECT false, t.id, t.ack FROM %s t WHERE NOT EXISTS (SELECT 1 FROM ins) "
+             "AND t.msh3 = $4 AND t.msh4 = $5 AND t.msh10 = $7 AND t.sha256 = sha256($9::bytea)",
+             pgo.qtable, pgo.qtable);
+    PGresult *r = PQprepare(c, "mllp_insert", sql, 0, NULL);
+    int ok = r && PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    if (!ok) return 0;
+    snprintf(sql, sizeof sql,
+             "SELECT id, ack FROM %s WHERE msh3 = $1 AND msh4 = $2 AND msh10 = $3 "
+             "AND sha256 = sha256($4::bytea)",
+             pgo.qtable);
+    r = PQprepare(c, "mllp_lookup", sql, 0, NULL);
+    ok = r && PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    return ok;
+}
+
+static void pg_no_notice(void *arg, const char *message) {
+    (void)arg;
+    (void)message;
+}
+
+/* One connection attempt (writer thread, no lock held). On failure the next one is due after
+ * the backoff, which doubles. Returns 1 when connected. */
+static int pg_connect(void) {
+    char timeout[32], user_timeout[32];
+    snprintf(timeout, sizeof timeout, "%ld", pgo.timeout_s < 2 ? 2 : pgo.timeout_s);
+    snprintf(user_timeout, sizeof user_timeout, "%ld", pgo.timeout_s * 1000);
+    /* defaults first: the connection string (expanded from dbname) overrides them */
+    const char *const keys[] = {"connect_timeout", "keepalives", "keepalives_idle",
+                                "keepalives_interval", "keepalives_count", "tcp_user_timeout",
+                                "application_name", "client_encoding", "dbname", NULL};
+    const char *const vals[] = {timeout, "1", "10", "2", "3", user_timeout, "mllp-listen",
+                                "UTF8", pgo.conninfo, NULL};
+    PGconn *c = PQconnectdbParams(keys, vals, 1);
+    if (c) PQsetNoticeProcessor(c, pg_no_notice, NULL); /* NOTICEs and the like: not ours to print */
+    char why[256];
+    if (c && PQstatus(c) == CONNECTION_OK && pg_setup(c)) {
+        pgs.conn = c;
+        pgs.backoff_ms = PG_BACKOFF_MIN_MS;
+        pg_set_state(1, NULL);
+        return 1;
+    }
+    pg_reason(c, why, sizeof why);
+    if (c) PQfinish(c);
+    pg_set_state(0, why);
+    clock_gettime(CLOCK_MONOTONIC, &pgs.next_try);
+    pgs.next_try = after_ms(&pgs.next_try, pgs.backoff_ms);
+    long cap = pgo.timeout_s * 500 < PG_BACKOFF_MAX_MS ? pgo.timeout_s * 500 : PG_BACKOFF_MAX_MS;
+    if (cap < PG_BACKOFF_MIN_MS) cap = PG_BACKOFF_MIN_MS;
+    pgs.backoff_ms = pgs.backoff_ms * 2 > cap ? cap : pgs.backoff_ms * 2;
+    return 0;
+}
+
+/* Before a round on a connection that has been idle: a server that went away (restart,
+ * fast shutdown) has usually said so or closed the socket; notice it now rather than lose a
+ * round to it. Returns 1 when the connection still looks usable. */
+static int pg_alive(void) {
+    if (!pgs.conn || PQstatus(pgs.conn) != CONNECTION_OK) return 0;
+    /* a fast shutdown sends an error and closes: read the error, then see the end of file */
+    for (int i = 0; i < 4; i++) {
+        struct pollfd p = {.fd = PQsocket(pgs.conn), .events = POLLIN};
+        if (p.fd < 0) return 0;
+        if (poll(&p, 1, 0) <= 0) break;
+        if (!PQconsumeInput(pgs.conn) || PQstatus(pgs.conn) != CONNECTION_OK) return 0;
+        PGnotify *n;
+        while ((n = PQnotifies(pgs.conn)) != NULL) PQfreemem(n);
+    }
+    return PQstatus(pgs.conn) == CONNECTION_OK && PQtransactionStatus(pgs.conn) == PQTRANS_IDLE;
+}
+
+/* Outcome of a message in a transaction. */
+enum { PG_NEW = 1, PG_DUP, PG_LOOKUP };
+
+static uint64_t be64(const char *p) {
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v = (v << 8) | (uint8_t)p[i];
+    return v;
+}
+
+/* Sends the INSERT of one message (pipeline mode). Returns 0, or -1. */
+static int pg_send_insert(job *j) {
+    span f3, f4, f9, f10, f18;
+    msh_field(j->data, j->len, 3, &f3);
+    msh_field(j->data, j->len, 4, &f4);
+    msh_field(j->data, j->len, 9, &f9);
+    int has_msh = msh_field(j->data, j->len, 10, &f10);
+    msh_field(j->data, j->len, 18, &f18);
+    if (!j->reply_built) {
+        j->reply = build_reply(j->data, j->len, &j->reply_len);
+        j->reply_built = 1;
+    }
+    char *t3 = pg_field_text(f3), *t4 = pg_field_text(f4), *t9 = pg_field_text(f9);
+    char *t10 = pg_field_text(f10), *t18 = pg_field_text(f18);
+    char us[32], port[16];
+    snprintf(us, sizeof us, "%" PRId64, j->received_us);
+    snprintf(port, sizeof port, "%u", (unsigned)j->peer_port);
+    const char *values[10] = {us, j->peer[0] ? j->peer : NULL, j->peer[0] ? port : NULL, t3, t4,
+                              t9, has_msh && f10.n > 0 ? t10 : NULL, t18,
+                              (const char *)j->data, (const char *)j->reply};
+    int lengths[10] = {0, 0, 0, 0, 0, 0, 0, 0, (int)j->len, (int)j->reply_len};
+    int formats[10] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1};
+    int rc = -1;
+    if (t3 && t4 && t9 && t10 && t18 && j->len <= INT_MAX)
+        rc = PQsendQueryPrepared(pgs.conn, "mllp_insert", 10, values, lengths, formats, 1) ? 0 : -1;
+    free(t3), free(t4), free(t9), free(t10), free(t18);
+    return rc;
+}
+
+/* Reads the results of one command of the pipeline (until the NULL that ends them); the
+ * last non-NULL result is returned (the caller clears it), NULL when there was none. */
+static PGresult *pg_command_result(void) {
+    PGresult *last = NULL, *r;
+    while ((r = PQgetResult(pgs.conn)) != NULL) {
+        PQclear(last);
+        last = r;
+        if (PQresultStatus(r) == PGRES_PIPELINE_SYNC) break; /* no NULL follows a sync */
+        if (PQstatus(pgs.conn) == CONNECTION_BAD) break;
+    }
+    return last;
+}
+
+/* One transaction for the `n` jobs from `first` (skipping none: the caller chose them), in
+ * pipeline mode. Returns 1 committed (each job's pg_outcome set), 0 not committed with the
+ * connection usable (a statement failed: nothing was stored), -1 connection lost (outcome
+ * unknown). `why` gets a one-line reason when not committed. */
+static int pg_transaction(job *first, size_t n, char *why, size_t cap) {
+    PGconn *c = pgs.conn;
+    why[0] = '\0';
+    if (!PQenterPipelineMode(c)) goto lost;
+    int sent = PQsendQueryParams(c, "BEGIN", 0, NULL, NULL, NULL, NULL, 0);
+    size_t k = 0;
+    for (job *j = first; sent && k < n; j = j->next, k++) sent = pg_send_insert(j) == 0;
+    if (sent) sent = PQsendQueryParams(c, "COMMIT", 0, NULL, NULL, NULL, NULL, 0);
+    if (!sent || !PQpipelineSync(c)) {
+        /* nothing can have been committed unless COMMIT went out: only a broken connection
+         * makes sending fail, and then its outcome is unknown */
+        goto lost;
+    }
+    int ok = 1;
+    PGresult *r = pg_command_result(); /* BEGIN */
+    if (!r || PQresultStatus(r) != PGRES_COMMAND_OK) ok = 0;
+    if (r && PQresultStatus(r) == PGRES_FATAL_ERROR && !why[0]) snprintf(why, cap, "%s", PQresultErrorMessage(r));
+    PQclear(r);
+    k = 0;
+    for (job *j = first; k < n; j = j->next, k++) {
+        r = pg_command_result();
+        j->pg_outcome = 0;
+        if (r && PQresultStatus(r) == PGRES_TUPLES_OK && PQnfields(r) == 3) {
+            if (PQntuples(r) == 0) {
+                j->pg_outcome = PG_LOOKUP; /* the original is in a transaction that committed meanwhile */
+            } else if (PQgetlength(r, 0, 0) == 1 && PQgetlength(r, 0, 1) == 8) {
+                int inserted = PQgetvalue(r, 0, 0)[0] != 0;
+                j->row_id = (int64_t)be64(PQgetvalue(r, 0, 1));
+                j->pg_outcome = inserted ? PG_NEW : PG_DUP;
+                if (!inserted) {
+                    j->stored_ack_null = PQgetisnull(r, 0, 2);
+                    int len = PQgetlength(r, 0, 2);
+                    free(j->stored_ack);
+                    j->stored_ack = NULL;
+                    j->stored_ack_len = 0;
+                    if (len > 0 && (j->stored_ack = malloc((size_t)len)) != NULL) {
+                        memcpy(j->stored_ack, PQgetvalue(r, 0, 2), (size_t)len);
+                        j->stored_ack_len = (size_t)len;
+                    } else if (len > 0) {
+                        ok = 0;
+                        snprintf(why, cap, "out of memory");
+                    }
+                }
+            } else {
+                ok = 0;
+            }
+        } else {
+            ok = 0;
+            if (r && PQresultStatus(r) == PGRES_FATAL_ERROR && !why[0])
+                snprintf(why, cap, "%s", PQresultErrorMessage(r));
+        }
+        PQclear(r);
+    }
+    r = pg_command_result(); /* COMMIT */
+    int committed = r && PQresultStatus(r) == PGRES_COMMAND_OK && strcmp(PQcmdStatus(r), "COMMIT") == 0;
+    if (r && PQresultStatus(r) == PGRES_FATAL_ERROR && !why[0]) snprintf(why, cap, "%s", PQresultErrorMessage(r));
+    PQclear(r);
+    if (committed && !ok) {
+        /* committed, but a row came back unreadable (out of memory): treated as not
+         * committed, so the messages are sent again one by one and found as duplicates */
+        committed = 0;
+        if (!why[0]) snprintf(why, cap, "unexpected result");
+    }
+    r = pg_command_result(); /* the sync point */
+    int synced = r && PQresultStatus(r) == PGRES_PIPELINE_SYNC;
+    PQclear(r);
+    if (!synced || PQstatus(c) == CONNECTION_BAD || !PQexitPipelineMode(c)) {
+        if (committed) return 1; /* COMMIT came back: it happened; the connection is dropped later */
+        goto lost;
+    }
+    why[strcspn(why, "\n")] = '\0';
+    if (committed) return 1;
+    if (!why[0]) snprintf(why, cap, "transaction not committed");
+    return 0;
+lost:
+    pg_reason(c, why, cap);
+    return -1;
+}
+
+/* After COMMIT: the ack of an original another receiver committed while we waited. */
+static void pg_lookup(job *j) {
+    span f3, f4, f10;
+    msh_field(j->data, j->len, 3, &f3);
+    msh_field(j->data, j->len, 4, &f4);
+    msh_field(j->data, j->len, 10, &f10);
+    char *t3 = pg_field_text(f3), *t4 = pg_field_text(f4), *t10 = pg_field_text(f10);
+    const char *values[4] = {t3, t4, t10, (const char *)j->data};
+    int lengths[4] = {0, 0, 0, (int)j->len};
+    int formats[4] = {0, 0, 0, 1};
+    PGresult *r = t3 && t4 && t10 ? PQexecPrepared(pgs.conn, "mllp_lookup", 4, values, lengths, formats, 1) : NULL;
+    j->pg_outcome = 0;
+    if (r && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && PQgetlength(r, 0, 0) == 8) {
+        j->row_id = (int64_t)be64(PQgetvalue(r, 0, 0));
+        j->stored_ack_null = PQgetisnull(r, 0, 1);
+        int len = PQgetlength(r, 0, 1);
+        if (len == 0 || (j->stored_ack = malloc((size_t)len)) != NULL) {
+            if (len > 0) memcpy(j->stored_ack, PQgetvalue(r, 0, 1), (size_t)len);
+            j->stored_ack_len = (size_t)len;
+            j->pg_outcome = PG_DUP;
+        }
+    }
+    PQclear(r);
+    free(t3), free(t4), free(t10);
+}
+
+/* Answers the `n` jobs from `first` that nobody answered yet (the reaper may have refused
+ * some at their deadline): accepted ones as their outcome says, the others refused. Lines
+ * first, then the replies, as commit_batch does. */
+static void pg_answer(job *first, size_t n, int accepted, const char *why) {
+    size_t k = 0;
+    pthread_mutex_lock(&wq.lock);
+    for (job *j = first; k < n; j = j->next, k++) {
+        j->mine = !j->decided;
+        j->decided = 1;
+        if (j->mine && (!accepted || !j->pg_outcome)) pgs.refused++;
+    }
+    pthread_mutex_unlock(&wq.lock);
+    pthread_mutex_lock(&app.lock);
+    k = 0;
+    for (job *j = first; k < n; j = j->next, k++) {
+        if (!j->mine) continue;
+        if (!accepted || !j->pg_outcome) {
+            if (!app.quiet && why)
+                fprintf(stderr, "error: cannot store message %" PRIu64 " of connection %" PRIu64
+                                " in PostgreSQL (%s); refusing it\n",
+                        j->seq, j->conn, why);
+        } else if (j->pg_outcome == PG_DUP) {
+            if (!app.quiet) {
+                span f10;
+                msh_field(j->data, j->len, 10, &f10);
+                fprintf(stderr, "duplicate: message %" PRIu64 " of connection %" PRIu64
+                                " (MSH-10 %.*s) is stored as row %" PRId64 "; %s\n",
+                        j->seq, j->conn, (int)(f10.n > 64 ? 64 : f10.n), (const char *)f10.p,
+                        j->row_id,
+                        j->stored_ack_null ? "answered as its original was"
+                                           : "original acknowledgement sent again");
+            }
+        } else if (!app.quiet) {
+            put_message_line(j->conn, j->data, j->len);
+        }
+    }
+    if (!app.quiet) fflush(stdout);
+    pthread_mutex_unlock(&app.lock);
+    pthread_mutex_lock(&wq.server_lock);
+    k = 0;
+    for (job *j = first; k < n && wq.server; j = j->next, k++) {
+        if (!j->mine) continue;
+        int ok = accepted && j->pg_outcome;
+        int dup = ok && j->pg_outcome == PG_DUP;
+        if (dup && !j->stored_ack_null)
+            mllp_server_acknowledge_with(wq.server, j->conn, j->seq, j->stored_ack, j->stored_ack_len);
+        else if (ok && !dup && j->reply)
+            mllp_server_acknowledge_with(wq.server, j->conn, j->seq, j->reply, j->reply_len);
+        else
+            mllp_server_acknowledge(wq.server, j->conn, j->seq, ok ? 1 : 0, MLLP_REJECT_AE);
+        span f16;
+        if (app.ack_hl7 && !dup && msh_field(j->data, j->len, 16, &f16) && f16.n > 0)
+            mllp_server_send_app_ack(wq.server, j->conn, j->data, j->len,
+                                     ok ? MLLP_ACK_AA : MLLP_ACK_AE,
+                                     ok ? NULL : "message could not be stored", NULL);
+    }
+    pthread_mutex_unlock(&wq.server_lock);
+}
+
+/* 1 when every job of the list from `j` on has been answered (by the reaper). */
+static int pg_all_decided(job *j) {
+    pthread_mutex_lock(&wq.lock);
+    while (j && j->decided) j = j->next;
+    pthread_mutex_unlock(&wq.lock);
+    return j == NULL;
+}
+
+/* Waits (writer thread) until the next connection attempt is due, the round is all answered
+ * by the reaper, or the writer is told to stop. Returns 0 to give up on the round. */
+static int pg_wait_for_connection(job *rest) {
+    for (;;) {
+        if (pg_all_decided(rest)) return 0;
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (!timespec_before(&now, &pgs.next_try)) {
+            if (pg_connect()) return 1;
+            continue;
+        }
+        pthread_mutex_lock(&wq.lock);
+        int stop = wq.stop;
+        if (!stop) {
+            struct timespec t = pgs.next_try;
+            pthread_cond_timedwait(&wq.work, &wq.lock, &t);
+            stop = wq.stop;
+        }
+        pthread_mutex_unlock(&wq.lock);
+        if (stop) return 0;
+    }
+}
+
+/* One round (writer thread): transactions of at most --pg-group messages, each answered as
+ * soon as its COMMIT is back. */
+static void pg_run_round(job *round) {
+    size_t group = pgo.group > 0 ? (size_t)pgo.group : (size_t)-1;
+    size_t singles = 0; /* after a failed statement: that many messages one by one */
+    job *next = round;
+    while (next) {
+        /* skip what the reaper answered */
+        pthread_mutex_lock(&wq.lock);
+        while (next && next->decided) {
+            next = next->next;
+            if (singles) singles--;
+        }
+        pthread_mutex_unlock(&wq.lock);
+        if (!next) break;
+        if (!pg_alive()) {
+            if (pgs.conn) {
+                pg_close();
+                pg_set_state(0, "connection lost");
+                clock_gettime(CLOCK_MONOTONIC, &pgs.next_try); /* at once */
+            }
+            if (!pg_wait_for_connection(next)) return;
+        }
+        size_t n = 0, want = singles ? 1 : group;
+        job *after = next;
+        while (after && n < want) after = after->next, n++;
+        char why[512];
+        int rc = pg_transaction(next, n, why, sizeof why);
+        if (rc == 0 && n > 1) {
+            /* nothing was stored: the same messages again, one per transaction, so that a
+             * message the database refuses does not take its neighbours with it */
+            singles = n;
+            continue;
+        }
+        if (singles) singles--;
+        if (rc == 1) {
+            size_t k = 0;
+            for (job *j = next; k < n; j = j->next, k++)
+                if (j->pg_outcome == PG_LOOKUP) pg_lookup(j);
+            pg_answer(next, n, 1, NULL);
+            if (PQstatus(pgs.conn) == CONNECTION_BAD || PQpipelineStatus(pgs.conn) != PQ_PIPELINE_OFF)
+                pg_close(); /* pg_alive reconnects before the next transaction */
+        } else {
+            /* rc < 0: lost, outcome unknown; the state line says why (once) */
+            pg_answer(next, n, 0, rc < 0 ? NULL : why);
+            if (rc < 0) {
+                pg_close();
+                pg_set_state(0, why);
+                clock_gettime(CLOCK_MONOTONIC, &pgs.next_try);
+            }
+        }
+        next = after;
+    }
+}
+
+static void free_job(job *j) {
+    free(j->reply);
+    free(j->stored_ack);
+    free(j);
+}
+
+static void *pg_writer_main(void *arg) {
+    (void)arg;
+    pg_connect(); /* the first state line; a database down now is an outage, not an error */
+    pthread_mutex_lock(&wq.lock);
+    for (;;) {
+        while (!wq.head && !wq.stop) {
+            wq.busy = 0;
+            pthread_cond_broadcast(&wq.idle);
+            if (pgs.conn) {
+                pthread_cond_wait(&wq.work, &wq.lock);
+                continue;
+            }
+            /* down: keep trying in the background, so the outage ends when the database is back */
+            struct timespec t = pgs.next_try, now;
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            if (timespec_before(&now, &t)) {
+                pthread_cond_timedwait(&wq.work, &wq.lock, &t);
+                continue;
+            }
+            pthread_mutex_unlock(&wq.lock);
+            pg_connect();
+            pthread_mutex_lock(&wq.lock);
+        }
+        if (!wq.head) break;
+        job *round = wq.head, *last = wq.head;
+        size_t n = 1, bytes = job_cost(round);
+        while (last->next && n < (size_t)pgo.batch && bytes + job_cost(last->next) <= PG_BATCH_BYTES) {
+            last = last->next;
+            bytes += job_cost(last);
+            n++;
+        }
+        wq.head = last->next;
+        if (!wq.head) wq.tail = NULL;
+        last->next = NULL;
+        wq.busy = 1;
+        pgs.inflight = round;
+        pthread_mutex_unlock(&wq.lock);
+
+        pg_run_round(round);
+
+        pthread_mutex_lock(&wq.lock);
+        pgs.inflight = NULL; /* the reaper no longer sees these */
+        while (round) {
+            job *next = round->next;
+            free_job(round);
+            round = next;
+        }
+        wq.bytes -= bytes;
+        wq.count -= n;
+        pthread_cond_broadcast(&wq.space);
+    }
+    wq.busy = 0;
+    wq.exited = 1;
+    pthread_cond_broadcast(&wq.idle);
+    pthread_mutex_unlock(&wq.lock);
+    return NULL;
+}
+
+/* A refusal the reaper sends once it has let go of wq.lock. */
+typedef struct refusal {
+    struct refusal *next;
+    uint64_t conn, seq;
+    size_t len;
+    uint8_t data[]; /* the message, kept only when an application ACK must follow (MSH-16) */
+} refusal;
+
+static refusal *pg_refusal(const job *j) {
+    span f16;
+    int app_ack = app.ack_hl7 && msh_field(j->data, j->len, 16, &f16) && f16.n > 0;
+    size_t len = app_ack ? j->len : 0;
+    refusal *r = malloc(sizeof *r + len);
+    if (!r) return NULL;
+    *r = (refusal){.conn = j->conn, .seq = j->seq, .len = len};
+    if (len) memcpy(r->data, j->data, len);
+    return r;
+}
+
+/* The reaper: every PG_REAP_MS, refuses the messages past their deadline, queued ones
+ * (removed from the queue) and those of the round in the writer's hands (marked answered;
+ * the writer skips them). */
+static void *pg_reaper_main(void *arg) {
+    (void)arg;
+    pthread_mutex_lock(&wq.lock);
+    while (!pgs.reaper_stop) {
+        struct timespec now, t;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        t = after_ms(&now, PG_REAP_MS);
+        pthread_cond_timedwait(&pgs.reap, &wq.lock, &t);
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        refusal *list = NULL, **tail = &list;
+        size_t count = 0;
+        int freed = 0;
+        /* queued: in arrival order, so the expired ones are at the head */
+        while (wq.head && !timespec_before(&now, &wq.head->deadline)) {
+            job *j = wq.head;
+            wq.head = j->next;
+            if (!wq.head) wq.tail = NULL;
+            wq.bytes -= job_cost(j);
+            wq.count--;
+            refusal *r = pg_refusal(j);
+            if (r) *tail = r, tail = &r->next;
+            count++;
+            free_job(j);
+            freed = 1;
+        }
+        for (job *j = pgs.inflight; j; j = j->next) {
+            if (j->decided || timespec_before(&now, &j->deadline)) continue;
+            refusal *r = pg_refusal(j);
+            if (!r) continue; /* out of memory: left to the writer */
+            j->decided = 1;
+            *tail = r, tail = &r->next;
+            count++;
+        }
+        if (freed) pthread_cond_broadcast(&wq.space);
+        if (count) {
+            pthread_cond_broadcast(&wq.work); /* a writer waiting to reconnect may give up */
+            pthread_cond_broadcast(&wq.idle);
+            pgs.refused += count;
+        }
+        int up = pgs.state == 1;
+        pthread_mutex_unlock(&wq.lock);
+        if (count) {
+            pthread_mutex_lock(&wq.server_lock);
+            for (refusal *r = list; r && wq.server; r = r->next) {
+                mllp_server_acknowledge(wq.server, r->conn, r->seq, 0, MLLP_REJECT_AE);
+                if (r->len)
+                    mllp_server_send_app_ack(wq.server, r->conn, r->data, r->len, MLLP_ACK_AE,
+                                             "message could not be stored in time", NULL);
+            }
+            pthread_mutex_unlock(&wq.server_lock);
+            while (list) {
+                refusal *next = list->next;
+                free(list);
+                list = next;
+            }
+            if (up && !app.quiet) {
+                /* connected but too slow: say so (an outage has its state line instead) */
+                pthread_mutex_lock(&app.lock);
+                fprintf(stderr, "error: %zu message(s) not committed within %ld s; refused\n",
+                        count, pgo.timeout_s);
+                pthread_mutex_unlock(&app.lock);
+            }
+        }
+        pthread_mutex_lock(&wq.lock);
+    }
+    pthread_mutex_unlock(&wq.lock);
+    return NULL;
+}
+
+static void pg_writer_start(mllp_server *server) {
+    writer_start_with(server, pg_writer_main);
+    pthread_condattr_t attr;
+    if (pthread_condattr_init(&attr) != 0 || pthread_condattr_setclock(&attr, CLOCK_MONOTONIC) != 0 ||
+        pthread_cond_init(&pgs.reap, &attr) != 0)
+        die_usage("cannot set up the reaper thread");
+    pthread_condattr_destroy(&attr);
+    int rc = pthread_create(&pgs.reaper, NULL, pg_reaper_main, NULL);
+    if (rc != 0) die_usage("cannot start the reaper thread: %s", strerror(rc));
+    pgs.reaper_started = 1;
+}
+
+/* Shutdown, after writer_stop: the reaper exits (it never blocks for long). */
+static void pg_stop(int writer_joined) {
+    if (pgs.reaper_started) {
+        pthread_mutex_lock(&wq.lock);
+        pgs.reaper_stop = 1;
+        pthread_cond_signal(&pgs.reap);
+        pthread_mutex_unlock(&wq.lock);
+        pthread_join(pgs.reaper, NULL);
+        pgs.reaper_started = 0;
+    }
+    if (writer_joined) pg_close();
+}
+
+#endif /* MLLP_LISTEN_PG */
+
+static int pg_enabled(void) {
+    return pgo.conninfo != NULL;
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* Per message                                                                                */
 
 enum { ACCEPTED, REJECTED_INVALID, REJECTED_STORAGE };
@@ -1293,7 +2171,7 @@ static int handle_message(uint64_t conn, uint64_t seq, const uint8_t *m, size_t 
 static void on_ack_out(void *user, mllp_ack_out_event *ev) {
     (void)user;
     if (wq.started) {
-        /* --out-dir: the writer thread stores and acknowledges (group commit). */
+        /* --out-dir or --pg: the writer thread stores and acknowledges (group commit). */
         if (rejected_as_invalid(ev->connection_id, ev->message_seq, ev->message, ev->message_len)) {
             ev->accept = 0;
             ev->reject_code = MLLP_REJECT_AR;
@@ -1391,6 +2269,7 @@ typedef struct {
     size_t config_count;
     const char *tls_cert, *tls_key, *client_ca;
     int dedupe, batch;
+    const char *pg_extra; /* a --pg-* option given (needs --pg) */
 } options;
 
 static void parse_args(int argc, char **argv, options *o) {
@@ -1422,9 +2301,11 @@ static void parse_args(int argc, char **argv, options *o) {
             continue;
         }
         /* Options with a value: "--opt VALUE" or "--opt=VALUE". */
-        static const char *const with_value[] = {"--host",    "--port",     "--version",
-                                                 "--ack",     "--out-dir",  "--config",
-                                                 "--tls-cert", "--tls-key", "--client-ca"};
+        static const char *const with_value[] = {"--host",     "--port",     "--version",
+                                                 "--ack",      "--out-dir",  "--config",
+                                                 "--tls-cert", "--tls-key",  "--client-ca",
+                                                 "--pg",       "--pg-table", "--pg-batch",
+                                                 "--pg-group", "--pg-timeout"};
         const char *name = NULL, *value = NULL;
         for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++) {
             size_t n = strlen(with_value[k]);
@@ -1467,12 +2348,40 @@ static void parse_args(int argc, char **argv, options *o) {
             o->tls_cert = value;
         } else if (strcmp(name, "--tls-key") == 0) {
             o->tls_key = value;
+        } else if (strcmp(name, "--pg") == 0) {
+            pgo.conninfo = value;
+        } else if (strcmp(name, "--pg-table") == 0) {
+            pgo.table = value;
+            o->pg_extra = name;
+        } else if (strcmp(name, "--pg-batch") == 0) {
+            pgo.batch = parse_long(name, value, 1, 100000);
+            o->pg_extra = name;
+        } else if (strcmp(name, "--pg-group") == 0) {
+            pgo.group = parse_long(name, value, 1, 100000);
+            o->pg_extra = name;
+        } else if (strcmp(name, "--pg-timeout") == 0) {
+            pgo.timeout_s = parse_long(name, value, 1, 3600);
+            o->pg_extra = name;
         } else {
             o->client_ca = value;
         }
     }
     if (o->client_ca && !o->tls_cert) die_usage("--client-ca requires --tls-cert and --tls-key");
     if (!o->tls_cert != !o->tls_key) die_usage("--tls-cert and --tls-key must be given together");
+    if (o->pg_extra && !pgo.conninfo) die_usage("%s needs --pg", o->pg_extra);
+    if (pgo.conninfo) {
+#ifdef MLLP_LISTEN_PG
+        if (o->out_dir) die_usage("--pg and --out-dir cannot be used together");
+        if (pg_table_name(pgo.table, pgo.qtable, sizeof pgo.qtable) != 0)
+            die_usage("--pg-table: invalid name '%s' (expected [schema.]name, each of a-z, 0-9 "
+                      "and _, not starting with a digit, at most 63 characters)", pgo.table);
+        char why[256];
+        if (pg_check_conninfo(pgo.conninfo, why, sizeof why))
+            die_usage("--pg: invalid connection string: %s", why);
+#else
+        die_usage("--pg: this mllp-listen was built without libpq (PostgreSQL support)");
+#endif
+    }
 }
 
 static void check(int rc, const char *what) {
@@ -1623,6 +2532,8 @@ int main(int argc, char **argv) {
     free(event_mode);
     if (o.dedupe && app.ack_none)
         die_usage("--dedupe needs acknowledgements (--ack mllp or hl7; --version 1 defaults to none)");
+    if (pgo.conninfo && app.ack_none)
+        die_usage("--pg needs acknowledgements (--ack mllp or hl7; --version 1 defaults to none)");
     if (o.dedupe && app.dir_fd >= 0) dd_open(); /* the window kept across restarts */
     if (o.dedupe) mllp_server_on_duplicate(server, on_duplicate);
     if (app.ack_none) {
@@ -1631,6 +2542,12 @@ int main(int argc, char **argv) {
         mllp_server_on_ack_out(server, on_ack_out);
         /* group commit; --ack hl7 also for the application acknowledgements, which follow
          * the accept acknowledgement, so they are sent after the decision */
+#ifdef MLLP_LISTEN_PG
+        if (pgo.conninfo) {
+            pgo.server = server;
+            pg_writer_start(server); /* --pg: group commit into PostgreSQL */
+        } else
+#endif
         if (app.dir_fd >= 0 || app.ack_hl7) writer_start(server);
     }
     mllp_server_on_error(server, on_error);
@@ -1695,6 +2612,9 @@ int main(int argc, char **argv) {
     mllp_server_shutdown(server);
     if (do_events) mllp_server_do_events(server, 0, NULL);
     int joined = writer_stop(&t0);
+#ifdef MLLP_LISTEN_PG
+    pg_stop(joined);
+#endif
     rc = mllp_server_free(server);
     if (rc != MLLP_OK) fprintf(stderr, PROG ": mllp_server_free: %d\n", rc);
 
