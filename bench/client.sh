@@ -139,7 +139,8 @@ for m in modes:
     v = [r["msgs_per_sec"] for r in results[m] if r.get("msgs_per_sec")]
     ratios = [r["msgs_per_sec"] / base[r["round"]] for r in results[m] if r.get("msgs_per_sec") and r["round"] in base]
     cpu = [r["client_cpu_us_per_msg"] for r in results[m] if r.get("client_cpu_us_per_msg")]
-    print(f"| {names[m]} | {med(v):,.0f} | {min(v):,.0f}–{max(v):,.0f} | {med(ratios):.3f}× | {med(cpu):.2f} |" if v else f"| {names[m]} | – | – | – | – |")
+    cpu_s = f"{med(cpu):.2f}" if cpu else "– (not measured)"
+    print(f"| {names[m]} | {med(v):,.0f} | {min(v):,.0f}–{max(v):,.0f} | {med(ratios):.3f}× | {cpu_s} |" if v else f"| {names[m]} | – | – | – | – |")
 print()
 for k, v in mem.items():
     print(f"Memory per client connection ({k}): {v['bytes_per_client']:,.0f} bytes "
