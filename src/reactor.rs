@@ -72,6 +72,9 @@ struct Conn {
     /// Bytes that arrived behind the PROXY protocol header in its last read: they are read
     /// (by TLS or MLLP) before the socket.
     prefix: Vec<u8>,
+    /// Its PROXY header was a LOCAL command (the proxy's own connection, a health check) and
+    /// no data came since: a reset is then logged, not reported as an error.
+    local_idle: bool,
 }
 
 /// An accepted connection reading its PROXY protocol header, before ConnectionRequest.
@@ -92,6 +95,8 @@ struct Held {
     addr: SocketAddr,
     /// Bytes read behind the PROXY header (see [`Conn::prefix`]).
     prefix: Vec<u8>,
+    /// The PROXY header was a LOCAL command.
+    local: bool,
 }
 
 /// A connection's socket, read after the bytes that came behind its PROXY header.
@@ -343,9 +348,10 @@ impl Reactor {
     fn apply(&mut self, c: Option<&mut Conn>, r: Reply) {
         match r {
             Reply::Admit { token, accept } => {
-                if let Some(Held { stream, addr, prefix }) = self.held.remove(&token) {
+                if let Some(held) = self.held.remove(&token) {
+                    let addr = held.addr;
                     if accept {
-                        self.admit(stream, addr, prefix);
+                        self.admit(held);
                     } else {
                         self.log(ConnectionId::NONE, LogLevel::Info, || {
                             format!("connection from {addr} refused by ConnectionRequest")
@@ -472,7 +478,7 @@ impl Reactor {
             self.start_proxy(stream, addr);
             return;
         }
-        self.request(Held { stream, addr, prefix: Vec::new() });
+        self.request(Held { stream, addr, prefix: Vec::new(), local: false });
     }
 
     /// Holds an accepted socket and asks the host (ConnectionRequest) whether to admit it.
@@ -554,7 +560,8 @@ impl Reactor {
             proxy::Addresses::Local => format!("PROXY v{v} LOCAL header from {peer}: the proxy's own connection"),
             proxy::Addresses::Unknown => format!("PROXY v{v} header from {peer} without a TCP client address"),
         });
-        self.request(Held { stream: p.stream, addr: header.client(peer), prefix });
+        let local = header.addresses == proxy::Addresses::Local;
+        self.request(Held { stream: p.stream, addr: header.client(peer), prefix, local });
     }
 
     /// Closes a connection that sent no valid header (`reason`), or closed before sending a
@@ -576,7 +583,8 @@ impl Reactor {
         self.error(ConnectionId::NONE, e);
     }
 
-    fn admit(&mut self, stream: TcpStream, addr: SocketAddr, prefix: Vec<u8>) {
+    fn admit(&mut self, held: Held) {
+        let Held { stream, addr, prefix, local: proxy_local } = held;
         let s = &self.settings;
         apply_socket_options(&stream, s);
         let local = stream.local_addr().unwrap_or(addr);
@@ -592,6 +600,7 @@ impl Reactor {
             armed: None,
             closing: None,
             failed: None,
+            local_idle: proxy_local && prefix.is_empty(),
             prefix,
         };
         conn.proto.set_duplicates(self.shared.dups.clone());
@@ -654,6 +663,13 @@ impl Reactor {
             result = self.flush(&mut c);
         }
         match result {
+            Err(e) if c.local_idle && is_reset(&e) => {
+                // HAProxy resets its health-check connections: not an error.
+                let id = c.shared.id;
+                self.log(id, LogLevel::Info, || format!("connection {id} (PROXY LOCAL) reset by the proxy"));
+                let err = Error::from_io(&e, "connection");
+                self.close(c, err.code, &err.message);
+            }
             Err(e) => {
                 let err = c.transport.error(&e);
                 self.error(c.shared.id, err.clone());
@@ -725,6 +741,7 @@ impl Reactor {
             let mut input = Input { prefix: &mut c.prefix, sock: &mut c.stream };
             match c.transport.read(&mut input, &mut self.buf, paused)? {
                 ReadOutcome::Data { n, short } => {
+                    c.local_idle = false;
                     c.shared.activity_ms.store(self.shared.ms_at(self.now.mono), Ordering::Relaxed);
                     c.proto.handle_input(&self.buf[..n], self.now);
                     self.drain_proto(c);

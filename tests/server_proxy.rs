@@ -169,13 +169,23 @@ fn a_health_check_that_sends_nothing_is_only_logged() {
     let logged =
         |e: &Ev| matches!(e, Ev::Log { message, .. } if message.contains("closed before sending a PROXY header"));
     assert!(ctx.rec.wait_count(2, WAIT, logged), "{:?}", ctx.rec.events());
+    // A LOCAL header, then a reset (HAProxy's check with send-proxy-v2): a normal connection
+    // whose reset is logged.
+    let mut s = TcpStream::connect(("127.0.0.1", ctx.port)).unwrap();
+    s.write_all(&v2(0, 0x00, &[])).unwrap();
+    assert!(ctx.rec.wait_count(1, WAIT, |e| matches!(e, Ev::Connected { .. })), "{:?}", ctx.rec.events());
+    socket2::SockRef::from(&s).set_linger(Some(std::time::Duration::ZERO)).unwrap();
+    drop(s);
+    assert!(ctx.rec.wait_count(1, WAIT, |e| matches!(e, Ev::Disconnected { .. })), "{:?}", ctx.rec.events());
+    let reset = |e: &Ev| matches!(e, Ev::Log { message, .. } if message.contains("(PROXY LOCAL) reset"));
+    assert_eq!(ctx.rec.count(reset), 1, "{:?}", ctx.rec.events());
     // A real connection still works, and nothing was reported as an error.
     let mut c = raw(&ctx);
     c.send_raw(&v2_tcp4());
     c.send_msg(&hl7("H1"));
     c.expect_ack();
     assert!(ctx.rec.error_codes().is_empty(), "{:?}", ctx.rec.events());
-    assert_eq!(ctx.rec.count(|e| matches!(e, Ev::ConnectionRequest { .. })), 1);
+    assert_eq!(ctx.rec.count(|e| matches!(e, Ev::ConnectionRequest { .. })), 2);
 }
 
 #[test]

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian 12 machine lacks for building and testing mllp:
-# cmake, valgrind, openssl, mono, nuget and Maven (apt; Maven fetches JNA and JUnit for the Java
+# cmake, valgrind, openssl, haproxy, mono, nuget and Maven (apt; Maven fetches JNA and JUnit for the Java
 # binding from Maven Central), python-hl7 (a real MLLP client used by the tests),
 # hl7apy (an independent HL7 parser the tests check batch and enhanced acknowledgements with) and pytest (pip),
 # and simple-hl7 (an MLLP server for node the mllp-send tests send to; npm, into tests/send/node_modules,
@@ -22,6 +22,8 @@ command -v nuget >/dev/null 2>&1 || pkgs+=(nuget)
 command -v unzip >/dev/null 2>&1 || pkgs+=(unzip)
 command -v javac >/dev/null 2>&1 || pkgs+=(default-jdk-headless)
 command -v mvn >/dev/null 2>&1 || pkgs+=(maven)
+# tests/proxy runs mllp-listen behind HAProxy (PROXY protocol); Debian's haproxy is in /usr/sbin.
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || pkgs+=(haproxy)
 # The Python binding's README test creates a fresh venv (Debian's python3 needs python3-venv).
 python3 -c "import ensurepip, venv" 2>/dev/null || pkgs+=(python3-venv)
 if [ ${#pkgs[@]} -gt 0 ]; then
