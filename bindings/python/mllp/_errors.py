@@ -71,6 +71,10 @@ ERR_CHARSET = 2031
 #: A resent message arrived while its original was still undecided on another connection
 #: (DuplicateWindow); refused, reported through the Error event (2032).
 ERR_DUPLICATE_IN_PROGRESS = 2032
+#: A connection did not start with a valid PROXY protocol header (ProxyProtocol): wrong
+#: signature, malformed, too long, or not complete within ProxyHeaderTimeout; closed,
+#: reported through the Error event (2050).
+ERR_PROXY_HEADER = 2050
 
 #: HL7 MSA-1 reject codes for AckOutEvent.reject_code.
 REJECT_AE = 1
