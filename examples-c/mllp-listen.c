@@ -2223,6 +2223,13 @@ static void on_error(void *user, const mllp_error_event *ev) {
         fprintf(stderr, "error: %d %s\n", ev->error_code, ev->description);
 }
 
+/* --config LogLevel=2 or more: one line per connection with the client's address (behind a
+ * PROXY protocol load balancer, the original client's). */
+static void on_connection_request(void *user, mllp_connection_request_event *ev) {
+    (void)user;
+    fprintf(stderr, "connection from %s:%u\n", ev->address, (unsigned)ev->port);
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Setup                                                                                      */
 
@@ -2551,6 +2558,9 @@ int main(int argc, char **argv) {
         if (app.dir_fd >= 0 || app.ack_hl7) writer_start(server);
     }
     mllp_server_on_error(server, on_error);
+    char *level = config_get(server, "LogLevel");
+    if (level && atoi(level) >= 2 && !app.quiet) mllp_server_on_connection_request(server, on_connection_request);
+    free(level);
 
     /* Hold the lock so no message line can come before the "listening" line. */
     pthread_mutex_lock(&app.lock);

@@ -226,6 +226,13 @@
 #define MLLP_ERR_ACK_MISMATCH 2043
 
 /**
+ * Server: a connection did not start with a valid PROXY protocol header (ProxyProtocol):
+ * wrong signature, malformed, too long, closed inside it, or not complete within
+ * ProxyHeaderTimeout; the reason is in the message and the connection is closed (2050).
+ */
+#define MLLP_ERR_PROXY_HEADER 2050
+
+/**
  * Major version of this library (matches Cargo.toml).
  */
 #define MLLP_VERSION_MAJOR 0
@@ -1570,6 +1577,14 @@ int mllp_server_set_local_host(mllp_server *server, const char *host);
  * - `DefaultCharset=NAME`: the character set of messages whose MSH-18 is empty.
  * - `DecodeToUTF8=True`: messages are handed over converted to UTF-8; one that cannot be
  *   converted is refused (`MLLP_ERR_CHARSET`).
+ *
+ * Behind a load balancer (README "PROXY protocol"):
+ * - `ProxyProtocol=None|V1|V2|Any`: every new connection must start with a PROXY protocol
+ *   header (before TLS and MLLP); ConnectionRequest, RemoteHost and RemotePort report the
+ *   original client it names. A connection without a valid header is closed with
+ *   `MLLP_ERR_PROXY_HEADER`.
+ * - `ProxyHeaderTimeout=N` (seconds, at least 1, default 5): time a new connection has to
+ *   deliver its whole header.
  */
 int mllp_server_config(mllp_server *server, const char *setting, char *buf, size_t *len);
 

@@ -99,6 +99,12 @@ pub struct Settings {
     pub default_charset: String,
     /// DecodeToUTF8 setting: messages are handed to the host converted to UTF-8.
     pub decode_to_utf8: bool,
+    /// ProxyProtocol setting: the PROXY protocol header every new connection must start with
+    /// (None, V1, V2 or Any), read before TLS and MLLP.
+    pub proxy_protocol: crate::proxy::ProxyMode,
+    /// ProxyHeaderTimeout setting: seconds a new connection has to deliver its whole PROXY
+    /// header (at least 1).
+    pub proxy_header_timeout: u32,
     /// The SSL properties and settings.
     pub tls: crate::tls::TlsSettings,
 }
@@ -139,6 +145,8 @@ impl Default for Settings {
             process_batch: false,
             default_charset: String::new(),
             decode_to_utf8: false,
+            proxy_protocol: crate::proxy::ProxyMode::None,
+            proxy_header_timeout: 5,
             tls: crate::tls::TlsSettings::default(),
         }
     }
@@ -266,6 +274,8 @@ impl Settings {
             "processbatch" => tf(self.process_batch),
             "defaultcharset" => self.default_charset.clone(),
             "decodetoutf8" => tf(self.decode_to_utf8),
+            "proxyprotocol" => self.proxy_protocol.name().to_string(),
+            "proxyheadertimeout" => self.proxy_header_timeout.to_string(),
             "eventmode" => match self.event_mode {
                 EventMode::Thread => "Thread".into(),
                 EventMode::DoEvents => "DoEvents".into(),
@@ -361,6 +371,18 @@ impl Settings {
                 };
             }
             "decodetoutf8" => self.decode_to_utf8 = parse_bool(value)?,
+            "proxyprotocol" => {
+                self.proxy_protocol = crate::proxy::ProxyMode::parse(value)
+                    .ok_or_else(|| Error::new(code::INVALID_VALUE, "ProxyProtocol must be None, V1, V2 or Any"))?
+            }
+            "proxyheadertimeout" => {
+                let v: u32 = parse_num(value, "number of seconds")?;
+                if v == 0 {
+                    // A connection must never wait for its header without a deadline.
+                    return Err(Error::new(code::INVALID_VALUE, "ProxyHeaderTimeout must be at least 1 second"));
+                }
+                self.proxy_header_timeout = v;
+            }
             "duplicatecount" => return Err(Error::new(code::INVALID_VALUE, "DuplicateCount is read-only")),
             "ackmode" => {
                 self.ack_mode = Some(match value.trim().to_ascii_lowercase().as_str() {
@@ -429,6 +451,8 @@ mod tests {
         assert_eq!(s.get("UseIPv6").unwrap(), "0");
         assert_eq!(s.get("MaxMessageSize").unwrap(), (64 * 1024 * 1024).to_string());
         assert_eq!(s.get("AckMode").unwrap(), "MLLP");
+        assert_eq!(s.get("ProxyProtocol").unwrap(), "None");
+        assert_eq!(s.get("ProxyHeaderTimeout").unwrap(), "5");
         assert!(s.get("BuildInfo").unwrap().starts_with("mllp "));
     }
 
@@ -451,6 +475,10 @@ mod tests {
             ("MaxConnections", "10", "10"),
             ("AckMode", "hl7", "HL7"),
             ("EventMode", "doevents", "DoEvents"),
+            ("ProxyProtocol", "v2", "V2"),
+            ("proxyprotocol", "ANY", "Any"),
+            ("ProxyProtocol", "none", "None"),
+            ("ProxyHeaderTimeout", "2", "2"),
         ] {
             s.set(k, v).unwrap();
             assert_eq!(s.get(k).unwrap(), want, "{k}");
@@ -482,6 +510,8 @@ mod tests {
         assert_eq!(s.set("Linger", "maybe").unwrap_err().code, code::INVALID_VALUE);
         assert_eq!(s.set("Version", "3").unwrap_err().code, code::INVALID_VALUE);
         assert_eq!(s.set("NoSuchThing", "1").unwrap_err().code, code::UNKNOWN_SETTING);
+        assert_eq!(s.set("ProxyProtocol", "v3").unwrap_err().code, code::INVALID_VALUE);
+        assert_eq!(s.set("ProxyHeaderTimeout", "0").unwrap_err().code, code::INVALID_VALUE);
         let e = s.set("FirewallHost", "proxy").unwrap_err();
         assert_eq!(e.code, code::NOT_SUPPORTED);
         assert!(e.message.contains("FirewallHost"));

@@ -139,6 +139,9 @@ codes! {
     APP_REJECT = 2042, "The receiver answered AR or CR (application reject)";
     /// An HL7 acknowledgement whose MSA-2 names no message awaiting one (late, or for another message).
     ACK_MISMATCH = 2043, "Acknowledgement for another message";
+    /// A connection did not start with a valid PROXY protocol header (ProxyProtocol): wrong
+    /// signature, malformed, too long, closed early or not complete within ProxyHeaderTimeout.
+    PROXY_HEADER = 2050, "Missing or invalid PROXY protocol header";
 
     others:
     // The reference's other timeout number.

@@ -19,6 +19,7 @@ mod dispatch;
 pub mod error;
 pub mod events;
 pub mod hl7;
+pub mod proxy;
 mod reactor;
 pub mod server;
 mod shared;

@@ -9,8 +9,8 @@
 //! costs only its own bounded buffers and never delays the others.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
-use std::io;
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -24,6 +24,7 @@ use crate::connection::{self, Connection, Time};
 use crate::dispatch::{self, guarded, Event, Reply};
 use crate::error::{code, Error, Result};
 use crate::events::{ConnectionId, EventHandler, LogLevel};
+use crate::proxy::{self, ProxyMode};
 use crate::shared::{lock, Command, ConnShared, ReactorHandle, Shared, Waiter, QUEUE_HIGH_WATER};
 use crate::tls::{Certificate, TlsContext};
 use crate::transport::{ReadOutcome, Transport};
@@ -36,6 +37,12 @@ const READ_CHUNK: usize = 256 * 1024;
 const MAX_HELD: usize = 1024;
 /// Reads per readiness event before other connections get their turn (fairness).
 const READ_BUDGET: usize = 16;
+/// Accepted connections still delivering their PROXY protocol header (ProxyProtocol); the
+/// rest wait in the kernel's backlog.
+const MAX_PROXY_PENDING: usize = 1024;
+/// The bit that marks the token of a connection still reading its PROXY header (connection
+/// tokens are `generation << 32 | slot`, and no slot is reused 2^31 times).
+const PROXY_TOKEN: usize = 1 << 63;
 
 /// How to read a connection after a readiness event.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -62,6 +69,55 @@ struct Conn {
     closing: Option<Error>,
     /// An I/O failure met while applying a decision inline; the next settle closes.
     failed: Option<io::Error>,
+    /// Bytes that arrived behind the PROXY protocol header in its last read: they are read
+    /// (by TLS or MLLP) before the socket.
+    prefix: Vec<u8>,
+    /// Its PROXY header was a LOCAL command (the proxy's own connection, a health check) and
+    /// no data came since: a reset is then logged, not reported as an error.
+    local_idle: bool,
+}
+
+/// An accepted connection reading its PROXY protocol header, before ConnectionRequest.
+struct ProxyPending {
+    stream: TcpStream,
+    /// The socket's peer (the proxy).
+    peer: SocketAddr,
+    parser: proxy::Parser,
+    deadline: Instant,
+    /// ProxyHeaderTimeout when it was accepted.
+    timeout_secs: u32,
+}
+
+/// An accepted socket waiting for its ConnectionRequest decision.
+struct Held {
+    stream: TcpStream,
+    /// The client: the socket's peer, or the one its PROXY header names.
+    addr: SocketAddr,
+    /// Bytes read behind the PROXY header (see [`Conn::prefix`]).
+    prefix: Vec<u8>,
+    /// The PROXY header was a LOCAL command.
+    local: bool,
+}
+
+/// A connection's socket, read after the bytes that came behind its PROXY header.
+struct Input<'a> {
+    prefix: &'a mut Vec<u8>,
+    sock: &'a mut TcpStream,
+}
+
+impl Read for Input<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.prefix.is_empty() {
+            return self.sock.read(buf);
+        }
+        let n = buf.len().min(self.prefix.len());
+        buf[..n].copy_from_slice(&self.prefix[..n]);
+        self.prefix.drain(..n);
+        if self.prefix.is_empty() {
+            *self.prefix = Vec::new();
+        }
+        Ok(n)
+    }
 }
 
 /// Spawns the reactor thread for `shared`.
@@ -90,8 +146,15 @@ struct Reactor {
     timers: BinaryHeap<Reverse<(Instant, ConnectionId)>>,
     buf: Vec<u8>,
     /// Accepted sockets waiting for their ConnectionRequest decision.
-    held: HashMap<u64, (TcpStream, SocketAddr)>,
+    held: HashMap<u64, Held>,
     next_hold: u64,
+    /// Accepted sockets reading their PROXY header (keys from `next_hold`), and their
+    /// deadlines (one entry each, removed with the connection).
+    proxied: HashMap<u64, ProxyPending>,
+    proxy_timers: BTreeSet<(Instant, u64)>,
+    /// A bound on held or proxied connections stopped accepting and room was made since:
+    /// accept again at the end of the turn.
+    accept_again: bool,
     /// Connections to read again (read budget used up, or a decision unpaused them);
     /// readiness is edge-triggered, so they are revisited explicitly.
     backlog: Vec<ConnectionId>,
@@ -146,6 +209,9 @@ impl Reactor {
             buf: vec![0; READ_CHUNK],
             held: HashMap::new(),
             next_hold: 1,
+            proxied: HashMap::new(),
+            proxy_timers: BTreeSet::new(),
+            accept_again: false,
             backlog: Vec::new(),
             tls_ctx: None,
             exit: false,
@@ -164,7 +230,9 @@ impl Reactor {
         while !self.exit {
             self.refresh();
             let timeout = if self.backlog.is_empty() {
-                self.timers.peek().map(|Reverse((t, _))| t.saturating_duration_since(Instant::now()))
+                let conn = self.timers.peek().map(|Reverse((t, _))| *t);
+                let proxy = self.proxy_timers.first().map(|(t, _)| *t);
+                [conn, proxy].into_iter().flatten().min().map(|t| t.saturating_duration_since(Instant::now()))
             } else {
                 Some(Duration::ZERO)
             };
@@ -181,6 +249,7 @@ impl Reactor {
                 match ev.token() {
                     WAKER => {}
                     LISTENER => self.accept_all(),
+                    Token(t) if t & PROXY_TOKEN != 0 => self.on_proxy_ready((t & !PROXY_TOKEN) as u64),
                     Token(t) => {
                         let read = if ev.is_read_closed() || ev.is_error() {
                             ReadHow::Drain
@@ -198,6 +267,9 @@ impl Reactor {
             }
             self.run_commands();
             self.run_timers();
+            if std::mem::take(&mut self.accept_again) {
+                self.accept_all();
+            }
         }
         self.listener = None;
         self.close_all();
@@ -276,9 +348,10 @@ impl Reactor {
     fn apply(&mut self, c: Option<&mut Conn>, r: Reply) {
         match r {
             Reply::Admit { token, accept } => {
-                if let Some((stream, addr)) = self.held.remove(&token) {
+                if let Some(held) = self.held.remove(&token) {
+                    let addr = held.addr;
                     if accept {
-                        self.admit(stream, addr);
+                        self.admit(held);
                     } else {
                         self.log(ConnectionId::NONE, LogLevel::Info, || {
                             format!("connection from {addr} refused by ConnectionRequest")
@@ -372,7 +445,7 @@ impl Reactor {
         loop {
             // Connections waiting for ConnectionRequest are bounded; the rest wait in the
             // kernel's backlog until the host catches up (see Reply::Admit).
-            if self.held.len() >= MAX_HELD {
+            if self.held.len() >= MAX_HELD || self.proxied.len() >= MAX_PROXY_PENDING {
                 return;
             }
             let Some(l) = self.listener.as_ref() else {
@@ -393,7 +466,7 @@ impl Reactor {
 
     fn on_accept(&mut self, stream: TcpStream, addr: SocketAddr) {
         let max = self.settings.max_connections as usize;
-        if max > 0 && lock(&self.shared.conns).count + self.held.len() >= max {
+        if max > 0 && lock(&self.shared.conns).count + self.held.len() + self.proxied.len() >= max {
             let e = Error::new(
                 code::TOO_MANY_CONNECTIONS,
                 format!("connection from {addr} refused: MaxConnections ({max}) reached"),
@@ -401,13 +474,117 @@ impl Reactor {
             self.error(ConnectionId::NONE, e);
             return;
         }
-        let token = self.next_hold;
-        self.next_hold += 1;
-        self.held.insert(token, (stream, addr));
-        self.emit(None, Event::ConnectionRequest { token, address: addr.ip().to_string(), port: addr.port() });
+        if self.settings.proxy_protocol != ProxyMode::None {
+            self.start_proxy(stream, addr);
+            return;
+        }
+        self.request(Held { stream, addr, prefix: Vec::new(), local: false });
     }
 
-    fn admit(&mut self, stream: TcpStream, addr: SocketAddr) {
+    /// Holds an accepted socket and asks the host (ConnectionRequest) whether to admit it.
+    fn request(&mut self, held: Held) {
+        let token = self.next_hold;
+        self.next_hold += 1;
+        let (address, port) = (held.addr.ip().to_string(), held.addr.port());
+        self.held.insert(token, held);
+        self.emit(None, Event::ConnectionRequest { token, address, port });
+    }
+
+    // ----- the PROXY protocol header -----
+
+    /// ProxyProtocol: the connection first delivers its header, within ProxyHeaderTimeout.
+    fn start_proxy(&mut self, mut stream: TcpStream, peer: SocketAddr) {
+        let key = self.next_hold;
+        self.next_hold += 1;
+        let tok = Token(PROXY_TOKEN | key as usize);
+        if let Err(e) = self.poll.registry().register(&mut stream, tok, Interest::READABLE) {
+            self.error(ConnectionId::NONE, Error::from_io(&e, "register connection"));
+            return;
+        }
+        let timeout_secs = self.settings.proxy_header_timeout.max(1);
+        let deadline = self.now.mono + Duration::from_secs(timeout_secs as u64);
+        let parser = proxy::Parser::new(self.settings.proxy_protocol);
+        self.proxy_timers.insert((deadline, key));
+        self.proxied.insert(key, ProxyPending { stream, peer, parser, deadline, timeout_secs });
+        // The header may be there already.
+        self.on_proxy_ready(key);
+    }
+
+    /// Reads what the header still needs (never more than a v2 header's announced length, so
+    /// at most a v1 line's worth of bytes behind it is read here and kept).
+    fn on_proxy_ready(&mut self, key: u64) {
+        let Some(mut p) = self.proxied.remove(&key) else { return };
+        self.now = self.clock.now();
+        // Each pass takes at least one byte and the parser decides within MAX_HEADER bytes.
+        loop {
+            let want = p.parser.max_read().clamp(1, proxy::MAX_HEADER);
+            match p.stream.read(&mut self.buf[..want]) {
+                Ok(0) => return self.proxy_failed(key, p, None),
+                Ok(n) => match p.parser.feed(&self.buf[..n]) {
+                    proxy::Progress::NeedMore => {}
+                    proxy::Progress::Done { header, consumed } => {
+                        let prefix = self.buf[consumed..n].to_vec();
+                        return self.proxy_done(key, p, header, prefix);
+                    }
+                    proxy::Progress::Invalid(reason) => return self.proxy_failed(key, p, Some(reason)),
+                },
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if p.parser.buffered() == 0 && is_reset(&e) => return self.proxy_failed(key, p, None),
+                Err(e) => return self.proxy_failed(key, p, Some(format!("read failed: {e}"))),
+            }
+        }
+        self.proxied.insert(key, p);
+    }
+
+    /// The connection leaves the PROXY stage: its deadline and registration go.
+    fn proxy_leave(&mut self, key: u64, p: &mut ProxyPending) {
+        self.proxy_timers.remove(&(p.deadline, key));
+        let _ = self.poll.registry().deregister(&mut p.stream);
+        if self.proxied.len() + 1 == MAX_PROXY_PENDING {
+            self.accept_again = true;
+        }
+    }
+
+    fn proxy_done(&mut self, key: u64, mut p: ProxyPending, header: proxy::Header, prefix: Vec<u8>) {
+        self.proxy_leave(key, &mut p);
+        let peer = p.peer;
+        let v = match header.version {
+            proxy::Version::V1 => 1,
+            proxy::Version::V2 => 2,
+        };
+        self.log(ConnectionId::NONE, LogLevel::Verbose, || match header.addresses {
+            proxy::Addresses::Proxy { source, destination } => {
+                format!("PROXY v{v} header from {peer}: client {source}, destination {destination}")
+            }
+            proxy::Addresses::Local => format!("PROXY v{v} LOCAL header from {peer}: the proxy's own connection"),
+            proxy::Addresses::Unknown => format!("PROXY v{v} header from {peer} without a TCP client address"),
+        });
+        let local = header.addresses == proxy::Addresses::Local;
+        self.request(Held { stream: p.stream, addr: header.client(peer), prefix, local });
+    }
+
+    /// Closes a connection that sent no valid header (`reason`), or closed before sending a
+    /// byte (None: a health check, say — a Log line, not an error).
+    fn proxy_failed(&mut self, key: u64, mut p: ProxyPending, reason: Option<String>) {
+        self.proxy_leave(key, &mut p);
+        let peer = p.peer;
+        let reason = match reason {
+            Some(r) => r,
+            None if p.parser.buffered() == 0 => {
+                self.log(ConnectionId::NONE, LogLevel::Info, || {
+                    format!("connection from {peer} closed before sending a PROXY header")
+                });
+                return;
+            }
+            None => format!("closed after {} bytes of a PROXY header", p.parser.buffered()),
+        };
+        let e = Error::new(code::PROXY_HEADER, format!("connection from {peer} closed: {reason}"));
+        self.error(ConnectionId::NONE, e);
+    }
+
+    fn admit(&mut self, held: Held) {
+        let Held { stream, addr, prefix, local: proxy_local } = held;
         let s = &self.settings;
         apply_socket_options(&stream, s);
         let local = stream.local_addr().unwrap_or(addr);
@@ -423,6 +600,8 @@ impl Reactor {
             armed: None,
             closing: None,
             failed: None,
+            local_idle: proxy_local && prefix.is_empty(),
+            prefix,
         };
         conn.proto.set_duplicates(self.shared.dups.clone());
         if let Err(e) = self.poll.registry().register(&mut conn.stream, token(id), Interest::READABLE) {
@@ -437,6 +616,10 @@ impl Reactor {
             self.conns.resize_with(i + 1, || None);
         }
         self.arm_timer(&mut conn);
+        if !conn.prefix.is_empty() {
+            // Bytes behind the PROXY header: read them without waiting for readiness.
+            self.backlog.push(id);
+        }
         self.conns[i] = Some(conn);
         self.notify(Event::Connected { id });
         self.log(id, LogLevel::Info, || format!("connection {id} from {addr} accepted"));
@@ -480,6 +663,13 @@ impl Reactor {
             result = self.flush(&mut c);
         }
         match result {
+            Err(e) if c.local_idle && is_reset(&e) => {
+                // HAProxy resets its health-check connections: not an error.
+                let id = c.shared.id;
+                self.log(id, LogLevel::Info, || format!("connection {id} (PROXY LOCAL) reset by the proxy"));
+                let err = Error::from_io(&e, "connection");
+                self.close(c, err.code, &err.message);
+            }
             Err(e) => {
                 let err = c.transport.error(&e);
                 self.error(c.shared.id, err.clone());
@@ -548,8 +738,10 @@ impl Reactor {
             }
             budget -= 1;
             let paused = self.reads_paused(c);
-            match c.transport.read(&mut c.stream, &mut self.buf, paused)? {
+            let mut input = Input { prefix: &mut c.prefix, sock: &mut c.stream };
+            match c.transport.read(&mut input, &mut self.buf, paused)? {
                 ReadOutcome::Data { n, short } => {
+                    c.local_idle = false;
                     c.shared.activity_ms.store(self.shared.ms_at(self.now.mono), Ordering::Relaxed);
                     c.proto.handle_input(&self.buf[..n], self.now);
                     self.drain_proto(c);
@@ -676,6 +868,8 @@ impl Reactor {
             }
         }
         self.held.clear();
+        self.proxied.clear();
+        self.proxy_timers.clear();
     }
 
     // ----- commands and timers -----
@@ -745,6 +939,22 @@ impl Reactor {
     fn run_timers(&mut self) {
         self.now = self.clock.now();
         let now = self.now.mono;
+        while let Some(&(at, key)) = self.proxy_timers.first() {
+            if at > now {
+                break;
+            }
+            self.proxy_timers.pop_first();
+            // Whatever the socket holds counts before the deadline is declared missed.
+            self.on_proxy_ready(key);
+            if let Some(p) = self.proxied.remove(&key) {
+                let why = match p.parser.buffered() {
+                    0 => "nothing received".to_string(),
+                    n => format!("{n} bytes received"),
+                };
+                let reason = format!("no complete PROXY header within {} s ({why})", p.timeout_secs);
+                self.proxy_failed(key, p, Some(reason));
+            }
+        }
         while let Some(Reverse((at, id))) = self.timers.peek().copied() {
             if at > now {
                 break;
@@ -773,6 +983,11 @@ impl Reactor {
             self.settle(c, Ok(()));
         }
     }
+}
+
+/// A peer that reset the connection (HAProxy closes its health checks with a reset).
+fn is_reset(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted)
 }
 
 fn token(id: ConnectionId) -> Token {

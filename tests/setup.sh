@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian 12 machine lacks for building and testing mllp:
-# cmake, valgrind, openssl, mono, nuget, Maven, libpq-dev, postgresql and postgresql-client
+# cmake, valgrind, openssl, haproxy, mono, nuget, Maven, libpq-dev, postgresql and postgresql-client
 # (apt; Maven fetches JNA and JUnit for the Java binding from Maven Central; PostgreSQL is for
-# mllp-listen --pg, whose tests start their own server), python-hl7 (a real MLLP client used by the tests),
+# mllp-listen --pg, whose tests start their own server; HAProxy for the PROXY protocol and
+# scale-out tests), python-hl7 (a real MLLP client used by the tests),
 # hl7apy (an independent HL7 parser the tests check batch and enhanced acknowledgements with) and pytest (pip),
 # and simple-hl7 (an MLLP server for node the mllp-send tests send to; npm, into tests/send/node_modules,
 # never globally).
@@ -29,6 +30,8 @@ pkg-config --exists libpq 2>/dev/null || pkgs+=(libpq-dev)
 pg_bindir="$(pg_config --bindir 2>/dev/null || true)"
 if ! command -v initdb >/dev/null 2>&1 && ! [ -x "$pg_bindir/initdb" ]; then pkgs+=(postgresql); fi
 command -v psql >/dev/null 2>&1 || pkgs+=(postgresql-client)
+# tests/proxy runs mllp-listen behind HAProxy (PROXY protocol); Debian's haproxy is in /usr/sbin.
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || pkgs+=(haproxy)
 # The Python binding's README test creates a fresh venv (Debian's python3 needs python3-venv).
 python3 -c "import ensurepip, venv" 2>/dev/null || pkgs+=(python3-venv)
 if [ ${#pkgs[@]} -gt 0 ]; then

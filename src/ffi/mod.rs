@@ -115,6 +115,11 @@ pub const MLLP_ERR_APP_REJECT: c_int = 2042;
 /// message (2043).
 pub const MLLP_ERR_ACK_MISMATCH: c_int = 2043;
 
+/// Server: a connection did not start with a valid PROXY protocol header (ProxyProtocol):
+/// wrong signature, malformed, too long, closed inside it, or not complete within
+/// ProxyHeaderTimeout; the reason is in the message and the connection is closed (2050).
+pub const MLLP_ERR_PROXY_HEADER: c_int = 2050;
+
 /// Major version of this library (matches Cargo.toml).
 pub const MLLP_VERSION_MAJOR: u32 = 0;
 /// Minor version of this library.

@@ -211,6 +211,14 @@ pub extern "C" fn mllp_server_set_local_host(server: *mut mllp_server, host: *co
 /// - `DefaultCharset=NAME`: the character set of messages whose MSH-18 is empty.
 /// - `DecodeToUTF8=True`: messages are handed over converted to UTF-8; one that cannot be
 ///   converted is refused (`MLLP_ERR_CHARSET`).
+///
+/// Behind a load balancer (README "PROXY protocol"):
+/// - `ProxyProtocol=None|V1|V2|Any`: every new connection must start with a PROXY protocol
+///   header (before TLS and MLLP); ConnectionRequest, RemoteHost and RemotePort report the
+///   original client it names. A connection without a valid header is closed with
+///   `MLLP_ERR_PROXY_HEADER`.
+/// - `ProxyHeaderTimeout=N` (seconds, at least 1, default 5): time a new connection has to
+///   deliver its whole header.
 #[no_mangle]
 pub extern "C" fn mllp_server_config(
     server: *mut mllp_server,

@@ -72,6 +72,9 @@ namespace Mllp
         /// <summary><see cref="MLLPClient"/>: an HL7 acknowledgement whose MSA-2 matches no
         /// outstanding message (Error event; the message keeps waiting).</summary>
         public const int AckMismatch = 2043;
+        /// <summary>A connection did not start with a valid PROXY protocol header
+        /// (ProxyProtocol setting) and was closed; reported through the Error event.</summary>
+        public const int ProxyHeader = 2050;
 
         /// <summary>The result code (the reference's error number where it has one).</summary>
         public int Code { get; private set; }

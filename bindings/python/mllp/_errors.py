@@ -71,6 +71,10 @@ ERR_CHARSET = 2031
 #: A resent message arrived while its original was still undecided on another connection
 #: (DuplicateWindow); refused, reported through the Error event (2032).
 ERR_DUPLICATE_IN_PROGRESS = 2032
+#: A connection did not start with a valid PROXY protocol header (ProxyProtocol): wrong
+#: signature, malformed, too long, or not complete within ProxyHeaderTimeout; closed,
+#: reported through the Error event (2050).
+ERR_PROXY_HEADER = 2050
 
 #: The server's certificate was refused by the client: verification against
 #: SSLServerCACerts / SSLAcceptServerCertStore, or the SSLServerAuthentication event (2023).
@@ -148,6 +152,7 @@ __all__ = [
     "ERR_APP_ERROR",
     "ERR_APP_REJECT",
     "ERR_ACK_MISMATCH",
+    "ERR_PROXY_HEADER",
     "REJECT_AE",
     "REJECT_AR",
     "ACK_AA",

@@ -60,6 +60,11 @@ public class MLLPException extends Exception {
      * (Error event; the message keeps waiting).
      */
     public static final int ACK_MISMATCH = 2043;
+    /**
+     * A connection did not start with a valid PROXY protocol header (ProxyProtocol) and was
+     * closed; Error event.
+     */
+    public static final int PROXY_HEADER = 2050;
     /** Socket error: connection refused. */
     public static final int CONNECTION_REFUSED = 10061;
     /** Socket error: connection timed out. */
