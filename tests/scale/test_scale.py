@@ -76,8 +76,7 @@ class Standby:
         if not os.access(basebackup, os.X_OK):
             basebackup = shutil.which("pg_basebackup") or basebackup
         primary._run([basebackup, "-h", "127.0.0.1", "-p", str(primary.port), "-U", primary.user,
-                      "-D", self.data, "-R", "-X", "stream", "--checkpoint=fast",
-                      "--application-name=standby1"], timeout=120)
+                      "-D", self.data, "-R", "-X", "stream", "--checkpoint=fast"], timeout=120)
         with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
             f.write(f"\nport = {self.port}\nunix_socket_directories = '{self.root}'\nhot_standby = on\n")
         # pg_basebackup -R wrote primary_conninfo; name the standby for synchronous_standby_names.
