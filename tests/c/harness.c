@@ -1,7 +1,7 @@
 /* End-to-end harness for the mllp C ABI (include/mllp.h).
  *
  * Usage: mllp_c_harness [path/to/adt_a01.hl7] [section ...]
- * Sections: null stale buffer free roundtrip reentrant threads streams doevents header tls client
+ * Sections: null stale buffer free roundtrip reentrant threads streams doevents  header tls client proxy
  * (all when none is named). Prints one line per check and a summary; exits 1 on any failure. */
 #define _POSIX_C_SOURCE 200809L
 #include "mllp.h"
@@ -2599,6 +2599,54 @@ static void test_client(void) {
 }
 
 /* ======================================================================================== */
+/* 13. PROXY protocol through the C ABI                                                       */
+/* ======================================================================================== */
+
+static void test_proxy(void) {
+  ctx_t c;
+  uint16_t port, rport = 0;
+  mllp_server *s;
+  tu_client a;
+  uint8_t *f = NULL;
+  long n;
+  uint64_t id;
+  char host[64];
+  size_t len = sizeof host;
+  const char *v1 = "PROXY TCP4 203.0.113.7 127.0.0.1 40123 2575\r\n";
+
+  tu_section("13. PROXY protocol: ConnectionRequest and RemoteHost name the original client");
+  ctx_init(&c);
+  s = start_server(&c, "ProxyProtocol=Any", &port);
+  if (!s) return;
+  CHECK_RC(mllp_server_config(s, "ProxyHeaderTimeout=0", NULL, NULL), MLLP_ERR_INVALID_VALUE);
+  if (CHECK(tu_connect(&a, port) == 0, "client connects")) {
+    CHECK(tu_send_all(&a, v1, strlen(v1)) == 0, "sends a PROXY v1 header");
+    CHECK(tu_send_frame(&a, g_msg, g_msg_len) == 0, "then a message");
+    n = tu_recv_frame(&a, &f, 5000);
+    CHECK(n == 1 && f && f[0] == TU_ACK, "the message is acknowledged (n=%ld)", n);
+    free(f);
+    CHECK(strcmp(c.cr_addr, "203.0.113.7") == 0 && c.cr_port == 40123,
+          "ConnectionRequest: %s:%u from the header", c.cr_addr, c.cr_port);
+    id = get_u64(&c, &c.conn_id);
+    CHECK_RC(mllp_connection_get_remote_host(s, id, host, &len), MLLP_OK);
+    CHECK_RC(mllp_connection_get_remote_port(s, id, &rport), MLLP_OK);
+    CHECK(strcmp(host, "203.0.113.7") == 0 && rport == 40123, "RemoteHost/RemotePort %s:%u", host, rport);
+    tu_close(&a);
+  }
+  if (CHECK(tu_connect(&a, port) == 0, "a second client connects")) {
+    int before = count(&c, EV_ERROR);
+    CHECK(tu_send_frame(&a, g_msg, g_msg_len) == 0, "and sends a message with no header");
+    CHECK(tu_wait_closed(&a, 5000), "the connection is closed");
+    WAIT_UNTIL(count(&c, EV_ERROR) > before, 5000);
+    CHECK(get_int(&c, &c.last_error_code) == MLLP_ERR_PROXY_HEADER, "Error %d (MLLP_ERR_PROXY_HEADER)",
+          get_int(&c, &c.last_error_code));
+    tu_close(&a);
+  }
+  free_server(s, &c);
+  ctx_destroy(&c);
+}
+
+/* ======================================================================================== */
 
 typedef struct {
   const char *name;
@@ -2610,6 +2658,7 @@ static const section_t sections[] = {
     {"free", test_free},       {"roundtrip", test_roundtrip}, {"reentrant", test_reentrant},
     {"threads", test_threads}, {"streams", test_streams},   {"doevents", test_doevents},
     {"header", test_header},   {"tls", test_tls},           {"client", test_client},
+    {"proxy", test_proxy},
 };
 
 int main(int argc, char **argv) {
