@@ -1337,6 +1337,13 @@ int mllp_client_on_ssl_status(mllp_client *client, mllp_ssl_status_cb cb);
 int mllp_connection_get_connected(const mllp_server *server, uint64_t connection_id, uint8_t *out);
 
 /**
+ * Receiving: 1 while a message is partly received on the connection (its start block came,
+ * its end block not yet), else 0; for a host draining before shutdown (wait for these, close
+ * the others). `MLLP_ERR_NO_SUCH_CONNECTION` for a closed or unknown id. Any thread.
+ */
+int mllp_connection_get_receiving(const mllp_server *server, uint64_t connection_id, uint8_t *out);
+
+/**
  * RemoteHost: the client's IP address, under the buffer rule (`*len` = capacity in, size
  * needed with the NUL out).
  */

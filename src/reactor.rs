@@ -682,6 +682,7 @@ impl Reactor {
                 }
             }
             Ok(()) => {
+                c.shared.receiving.store(c.proto.in_frame(), Ordering::Relaxed);
                 self.update_interest(&mut c);
                 self.arm_timer(&mut c);
                 self.put(c);

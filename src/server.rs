@@ -556,6 +556,13 @@ impl Server {
         self.shared.conn(id).map(|c| c.connected.load(Ordering::Acquire)).unwrap_or(false)
     }
 
+    /// Receiving: true while a message is partly received on the connection (start block
+    /// seen, end block not yet). A host draining before shutdown waits for these and closes
+    /// the others.
+    pub fn receiving(&self, id: ConnectionId) -> Result<bool> {
+        Ok(self.shared.conn(id)?.receiving.load(Ordering::Relaxed))
+    }
+
     /// RemoteHost of a connection.
     pub fn remote_host(&self, id: ConnectionId) -> Result<String> {
         Ok(self.shared.conn(id)?.remote.ip().to_string())

@@ -48,6 +48,9 @@ pub(crate) struct ConnShared {
     pub queued_out: AtomicUsize,
     /// Milliseconds since the server's epoch of the last read or write progress.
     pub activity_ms: AtomicU64,
+    /// A message is partly received (its start block came, its end block not yet): set by
+    /// the reactor after each turn on the connection, for hosts draining before shutdown.
+    pub receiving: AtomicBool,
     /// Negotiated TLS parameters, once the handshake completed.
     pub tls_info: Mutex<Option<crate::tls::session::TlsInfo>>,
 }
@@ -71,6 +74,7 @@ impl ConnShared {
             waiters: Mutex::new(Vec::new()),
             queued_out: AtomicUsize::new(0),
             activity_ms: AtomicU64::new(0),
+            receiving: AtomicBool::new(false),
             tls_info: Mutex::new(None),
         }
     }

@@ -24,6 +24,18 @@ pub extern "C" fn mllp_connection_get_connected(server: *const mllp_server, conn
     }
 }
 
+/// Receiving: 1 while a message is partly received on the connection (its start block came,
+/// its end block not yet), else 0; for a host draining before shutdown (wait for these, close
+/// the others). `MLLP_ERR_NO_SUCH_CONNECTION` for a closed or unknown id. Any thread.
+#[no_mangle]
+pub extern "C" fn mllp_connection_get_receiving(server: *const mllp_server, connection_id: u64, out: *mut u8) -> c_int {
+    ffi_panic_boundary! {
+        let s = &try_ref_from_ptr!(server).server;
+        let out = try_out!(out);
+        out.set(try_mllp!(s.receiving(connection_id.into())) as u8)
+    }
+}
+
 /// RemoteHost: the client's IP address, under the buffer rule (`*len` = capacity in, size
 /// needed with the NUL out).
 #[no_mangle]
