@@ -80,6 +80,11 @@
 #ifdef MLLP_LISTEN_PG
 #include <libpq-fe.h>
 #endif
+#ifdef MLLP_LISTEN_HTTP
+#include <microhttpd.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#endif
 
 #define PROG "mllp-listen"
 #define EXIT_USAGE 2
@@ -169,17 +174,146 @@ static app_state app = {
 /* The server, once created: freed on an error exit during start-up, so nothing leaks. */
 static mllp_server *startup_server;
 
+/* ------------------------------------------------------------------------------------------ */
+/* Logging: every line on stderr goes through log_line                                        */
+/*
+ * --log-format text (the default): the line as it always was, `prefix` then the message.
+ * --log-format json: one object per line, {"time", "level", "connection", "event", "code",
+ * "message"}: time RFC 3339 UTC with milliseconds, connection and code null when there is
+ * none, message the text without its prefix (invalid UTF-8 replaced, so the line is valid
+ * JSON). No line carries message content: at most a message's MSH-10 (its control id).
+ */
+
+enum { LOG_TEXT, LOG_JSON };
+static int log_format = LOG_TEXT;
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Length of the valid UTF-8 sequence (not NUL) at p, or 0. */
+static size_t utf8_seq(const unsigned char *p) {
+    size_t k;
+    uint32_t cp, min;
+    if (p[0] < 0x80) return p[0] ? 1 : 0;
+    if ((p[0] & 0xE0) == 0xC0) {
+        k = 1, cp = p[0] & 0x1Fu, min = 0x80;
+    } else if ((p[0] & 0xF0) == 0xE0) {
+        k = 2, cp = p[0] & 0x0Fu, min = 0x800;
+    } else if ((p[0] & 0xF8) == 0xF0) {
+        k = 3, cp = p[0] & 0x07u, min = 0x10000;
+    } else {
+        return 0;
+    }
+    for (size_t j = 1; j <= k; j++) {
+        if ((p[j] & 0xC0) != 0x80) return 0;
+        cp = (cp << 6) | (p[j] & 0x3Fu);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+    return k + 1;
+}
+
+static void json_string(FILE *f, const char *s) {
+    const unsigned char *p = (const unsigned char *)s;
+    fputc('"', f);
+    while (*p) {
+        unsigned char c = *p;
+        size_t k;
+        if (c == '"' || c == '\\') {
+            fputc('\\', f);
+            fputc(c, f);
+            p++;
+        } else if (c < 0x20 || c == 0x7f) {
+            fprintf(f, "\\u%04x", (unsigned)c);
+            p++;
+        } else if ((k = utf8_seq(p)) > 0) {
+            fwrite(p, 1, k, f);
+            p += k;
+        } else {
+            fputs("\\ufffd", f);
+            p++;
+        }
+    }
+    fputc('"', f);
+}
+
+/* One line on stderr. `level` "error", "warning" or "info"; `conn` 0 and `code` 0: none;
+ * `event` a short fixed name; `prefix` begins the text line (not part of the JSON message). */
+static void vlog_line(const char *level, uint64_t conn, const char *event, int code,
+                      const char *prefix, const char *fmt, va_list ap) {
+    if (log_format == LOG_TEXT) {
+        pthread_mutex_lock(&log_lock);
+        fputs(prefix, stderr);
+        vfprintf(stderr, fmt, ap);
+        fputc('\n', stderr);
+        pthread_mutex_unlock(&log_lock);
+        return;
+    }
+    char small[512], *msg = small;
+    va_list again;
+    va_copy(again, ap);
+    int n = vsnprintf(small, sizeof small, fmt, ap);
+    if (n >= (int)sizeof small && (msg = malloc((size_t)n + 1)) != NULL)
+        vsnprintf(msg, (size_t)n + 1, fmt, again);
+    else if (n >= (int)sizeof small)
+        msg = small; /* out of memory: cut short */
+    else if (n < 0)
+        small[0] = '\0';
+    va_end(again);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    struct tm tm;
+    gmtime_r(&now.tv_sec, &tm);
+    char when[40];
+    size_t w = strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(when + w, sizeof when - w, ".%03ldZ", now.tv_nsec / 1000000L);
+    char *line = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&line, &len);
+    if (f) {
+        fprintf(f, "{\"time\":\"%s\",\"level\":\"%s\",\"connection\":", when, level);
+        if (conn)
+            fprintf(f, "%" PRIu64, conn);
+        else
+            fputs("null", f);
+        fputs(",\"event\":", f);
+        json_string(f, event);
+        if (code)
+            fprintf(f, ",\"code\":%d", code);
+        else
+            fputs(",\"code\":null", f);
+        fputs(",\"message\":", f);
+        json_string(f, msg);
+        fputs("}\n", f);
+        fclose(f);
+    }
+    pthread_mutex_lock(&log_lock);
+    if (line) fwrite(line, 1, len, stderr);
+    pthread_mutex_unlock(&log_lock);
+    free(line);
+    if (msg != small) free(msg);
+}
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 6, 7)))
+#endif
+static void log_line(const char *level, uint64_t conn, const char *event, int code,
+                     const char *prefix, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vlog_line(level, conn, event, code, prefix, fmt, ap);
+    va_end(ap);
+}
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 1, 2)))
+#endif
 static void die_usage(const char *fmt, ...) {
     va_list ap;
     if (startup_server) {
         mllp_server_free(startup_server);
         startup_server = NULL;
     }
-    fputs(PROG ": ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vlog_line("error", 0, "usage", 0, PROG ": ", fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
     exit(EXIT_USAGE);
 }
 
@@ -383,9 +517,9 @@ static int choose_final(uint64_t num, uint64_t conn, uint64_t seq, char *final, 
 }
 
 static void report_store_failure(uint64_t conn, uint64_t seq, const char *step, int err) {
-    fprintf(stderr, "error: cannot store message %" PRIu64 " of connection %" PRIu64
-                    " in %s (%s: %s); refusing it\n",
-            seq, conn, app.dir, step, strerror(err));
+    log_line("error", conn, "store_failed", 0, "error: ",
+             "cannot store message %" PRIu64 " of connection %" PRIu64 " in %s (%s: %s); refusing it",
+             seq, conn, app.dir, step, strerror(err));
 }
 
 /* Stores one message on its own (--ack none: nothing waits for an acknowledgement, so there
@@ -842,6 +976,147 @@ static void dd_open(void) {
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* Connections and the drain on SIGTERM                                                       */
+/*
+ * Per open connection (Connected adds it, Disconnected removes it): how many of its messages
+ * wait for a decision (queued for the writer: AckOut deferred), and whether it is closing.
+ * SIGTERM drains: the server stops listening (new connections are refused, /readyz says
+ * "draining"), then each connection is closed as soon as it is quiescent: nothing pending
+ * and no message partly received (mllp_connection_get_receiving). A connection in the middle
+ * of a message gets up to --drain-timeout seconds to finish it; its message is stored and
+ * acknowledged like any other, then the connection closes. Once a connection is marked
+ * closing, nothing more of it is stored (AckOut defers and drops it: never stored without
+ * being acknowledged), and mllp_server_disconnect flushes the replies already queued.
+ * The check runs where a connection can become quiescent: in the main thread's drain loop
+ * (idle ones, those whose message was answered synchronously) and after the writer answered
+ * a connection's last pending message (ct_release).
+ */
+
+#define CT_BUCKETS 1024
+
+typedef struct conn_entry {
+    struct conn_entry *next;
+    uint64_t id;
+    uint32_t pending; /* deferred, not yet acknowledged */
+    int closing;      /* disconnect requested: store nothing more */
+} conn_entry;
+
+static struct {
+    pthread_mutex_t lock;
+    conn_entry *buckets[CT_BUCKETS];
+    size_t open;          /* entries */
+    int draining;         /* SIGTERM: closing connections as they become quiescent */
+    mllp_server *server;  /* set before listening; NULL once shutdown begins */
+} ct = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+/* The entry of `id` (added when `add` and missing), or NULL; ct.lock held. */
+static conn_entry *ct_find(uint64_t id, int add) {
+    conn_entry **b = &ct.buckets[id % CT_BUCKETS];
+    for (conn_entry *e = *b; e; e = e->next)
+        if (e->id == id) return e;
+    if (!add) return NULL;
+    conn_entry *e = calloc(1, sizeof *e);
+    if (!e) return NULL;
+    e->id = id;
+    e->next = *b;
+    *b = e;
+    ct.open++;
+    return e;
+}
+
+static void on_connected(void *user, const mllp_status_event *ev) {
+    (void)user;
+    pthread_mutex_lock(&ct.lock);
+    conn_entry *e = ct_find(ev->connection_id, 1);
+    /* a connection that got in just before the listener closed is drained like the others */
+    if (e && ct.draining && e->pending == 0) e->closing = 1;
+    int close_it = e && e->closing;
+    pthread_mutex_unlock(&ct.lock);
+    if (close_it && ct.server) mllp_server_disconnect(ct.server, ev->connection_id);
+}
+
+static void on_disconnected(void *user, const mllp_status_event *ev) {
+    (void)user;
+    pthread_mutex_lock(&ct.lock);
+    for (conn_entry **link = &ct.buckets[ev->connection_id % CT_BUCKETS]; *link; link = &(*link)->next) {
+        if ((*link)->id != ev->connection_id) continue;
+        conn_entry *e = *link;
+        *link = e->next;
+        free(e);
+        ct.open--;
+        break;
+    }
+    pthread_mutex_unlock(&ct.lock);
+}
+
+/* AckOut: 1 when the message may be handled (and, `hold`, counts it as pending until
+ * ct_release), 0 when its connection is closing (the message is dropped unanswered). */
+static int ct_admit(uint64_t id, int hold) {
+    pthread_mutex_lock(&ct.lock);
+    conn_entry *e = ct_find(id, 1);
+    int ok = !e || !e->closing;
+    if (ok && e && hold) e->pending++;
+    pthread_mutex_unlock(&ct.lock);
+    return ok;
+}
+
+static int receiving(uint64_t id) {
+    uint8_t r = 0;
+    return ct.server && mllp_connection_get_receiving(ct.server, id, &r) == MLLP_OK && r;
+}
+
+/* A pending message of `id` was answered (after its acknowledgement was queued). While
+ * draining, its connection closes when that was the last one and nothing else arrives. */
+static void ct_release(uint64_t id) {
+    pthread_mutex_lock(&ct.lock);
+    conn_entry *e = ct_find(id, 0);
+    if (e && e->pending > 0) e->pending--;
+    int check = e && ct.draining && e->pending == 0 && !e->closing;
+    pthread_mutex_unlock(&ct.lock);
+    if (!check || receiving(id)) return;
+    pthread_mutex_lock(&ct.lock);
+    e = ct_find(id, 0);
+    int close_it = e && e->pending == 0 && !e->closing;
+    if (close_it) e->closing = 1;
+    pthread_mutex_unlock(&ct.lock);
+    if (close_it && ct.server) mllp_server_disconnect(ct.server, id);
+}
+
+/* One round of the drain (main thread): closes the quiescent connections; returns how many
+ * are still open. In DoEvents mode the events queued so far are delivered between sampling
+ * `receiving` and deciding, so a message complete at the sample has reached AckOut. */
+static size_t drain_round(mllp_server *server, int do_events) {
+    size_t n = 0;
+    if (mllp_server_get_connections(server, NULL, &n) != MLLP_ERR_BUFFER_TOO_SMALL || n == 0) {
+        if (do_events) mllp_server_do_events(server, 0, NULL);
+        return 0;
+    }
+    n += 16; /* room for a few more */
+    uint64_t *ids = malloc(n * sizeof *ids);
+    uint8_t *busy = malloc(n);
+    if (!ids || !busy || mllp_server_get_connections(server, ids, &n) != MLLP_OK) {
+        free(ids);
+        free(busy);
+        return 1; /* try again next round */
+    }
+    for (size_t i = 0; i < n; i++) busy[i] = (uint8_t)receiving(ids[i]);
+    if (do_events) mllp_server_do_events(server, 0, NULL);
+    size_t open = 0;
+    for (size_t i = 0; i < n; i++) {
+        pthread_mutex_lock(&ct.lock);
+        conn_entry *e = ct_find(ids[i], 1);
+        int close_it = 0;
+        if (e && !e->closing && !busy[i] && e->pending == 0) e->closing = close_it = 1;
+        if (!e || !e->closing) open++;
+        pthread_mutex_unlock(&ct.lock);
+        if (close_it) mllp_server_disconnect(server, ids[i]);
+    }
+    free(ids);
+    free(busy);
+    return open;
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* Group commit: AckOut queues, the writer thread stores batches and acknowledges             */
 
 typedef struct job {
@@ -1120,12 +1395,12 @@ static void commit_batch(job *batch) {
             if (!app.quiet) {
                 span f10;
                 msh_field(j->data, j->len, 10, &f10);
-                fprintf(stderr, "duplicate: message %" PRIu64 " of connection %" PRIu64
-                                " (MSH-10 %.*s) is stored as %s; %s\n",
-                        j->seq, j->conn, (int)(f10.n > 64 ? 64 : f10.n), (const char *)f10.p,
-                        j->dup_of,
-                        j->reply ? "original acknowledgement sent again"
-                                 : "answered as its original was");
+                log_line("info", j->conn, "duplicate", 0, "duplicate: ",
+                         "message %" PRIu64 " of connection %" PRIu64 " (MSH-10 %.*s) is stored as %s; %s",
+                         j->seq, j->conn, (int)(f10.n > 64 ? 64 : f10.n), (const char *)f10.p,
+                         j->dup_of,
+                         j->reply ? "original acknowledgement sent again"
+                                  : "answered as its original was");
             }
         } else if (!app.quiet) {
             put_message_line(j->conn, j->data, j->len);
@@ -1147,6 +1422,7 @@ static void commit_batch(job *batch) {
             mllp_server_send_app_ack(wq.server, j->conn, j->data, j->len,
                                      j->step ? MLLP_ACK_AE : MLLP_ACK_AA,
                                      j->step ? "message could not be stored" : NULL, NULL);
+        ct_release(j->conn);
     }
     pthread_mutex_unlock(&wq.server_lock);
 }
@@ -1235,13 +1511,20 @@ static void queue_message(mllp_ack_out_event *ev) {
     size_t n = ev->message_len;
     job *j = malloc(sizeof *j + n);
     if (!j) {
-        fprintf(stderr, "error: out of memory storing message %" PRIu64 " of connection %" PRIu64
-                        "; refusing it\n", ev->message_seq, ev->connection_id);
+        log_line("error", ev->connection_id, "store_failed", 0, "error: ",
+                 "out of memory storing message %" PRIu64 " of connection %" PRIu64 "; refusing it",
+                 ev->message_seq, ev->connection_id);
         ev->accept = 0;
         ev->reject_code = MLLP_REJECT_AE;
         return;
     }
     *j = (job){.conn = ev->connection_id, .seq = ev->message_seq, .fd = -1, .len = n};
+    if (!ct_admit(j->conn, 1)) {
+        /* draining and its connection is closing: not stored, never acknowledged */
+        free(j);
+        ev->defer = 1;
+        return;
+    }
     if (n > 0) memcpy(j->data, ev->message, n);
     if (pg_enabled()) pg_stamp(j);
     size_t cost = job_cost(j);
@@ -1252,6 +1535,7 @@ static void queue_message(mllp_ack_out_event *ev) {
     if (wq.closing) {
         /* Shutting down: not stored, never acknowledged; the connection closes unanswered. */
         pthread_mutex_unlock(&wq.lock);
+        ct_release(j->conn);
         free(j);
         ev->defer = 1;
         return;
@@ -1522,13 +1806,14 @@ static void pg_set_state(int up, const char *why) {
     if (was == up || app.quiet) return;
     pthread_mutex_lock(&app.lock);
     if (up && was == -1)
-        fprintf(stderr, PROG ": pg: connected, storing into %s\n", pgo.qtable);
+        log_line("info", 0, "pg_connected", 0, PROG ": ", "pg: connected, storing into %s", pgo.qtable);
     else if (up)
-        fprintf(stderr, PROG ": pg: database available again (%" PRIu64 " messages refused meanwhile)\n",
-                refused);
+        log_line("info", 0, "pg_available", 0, PROG ": ",
+                 "pg: database available again (%" PRIu64 " messages refused meanwhile)", refused);
     else
-        fprintf(stderr, PROG ": pg: database unavailable (%s); refusing messages until it is back\n",
-                why && why[0] ? why : "unknown error");
+        log_line("error", 0, "pg_unavailable", 0, PROG ": ",
+                 "pg: database unavailable (%s); refusing messages until it is back",
+                 why && why[0] ? why : "unknown error");
     pthread_mutex_unlock(&app.lock);
 }
 
@@ -1822,19 +2107,21 @@ static void pg_answer(job *first, size_t n, int accepted, const char *why) {
         if (!j->mine) continue;
         if (!accepted || !j->pg_outcome) {
             if (!app.quiet && why)
-                fprintf(stderr, "error: cannot store message %" PRIu64 " of connection %" PRIu64
-                                " in PostgreSQL (%s); refusing it\n",
-                        j->seq, j->conn, why);
+                log_line("error", j->conn, "store_failed", 0, "error: ",
+                         "cannot store message %" PRIu64 " of connection %" PRIu64
+                         " in PostgreSQL (%s); refusing it",
+                         j->seq, j->conn, why);
         } else if (j->pg_outcome == PG_DUP) {
             if (!app.quiet) {
                 span f10;
                 msh_field(j->data, j->len, 10, &f10);
-                fprintf(stderr, "duplicate: message %" PRIu64 " of connection %" PRIu64
-                                " (MSH-10 %.*s) is stored as row %" PRId64 "; %s\n",
-                        j->seq, j->conn, (int)(f10.n > 64 ? 64 : f10.n), (const char *)f10.p,
-                        j->row_id,
-                        j->stored_ack_null ? "answered as its original was"
-                                           : "original acknowledgement sent again");
+                log_line("info", j->conn, "duplicate", 0, "duplicate: ",
+                         "message %" PRIu64 " of connection %" PRIu64
+                         " (MSH-10 %.*s) is stored as row %" PRId64 "; %s",
+                         j->seq, j->conn, (int)(f10.n > 64 ? 64 : f10.n), (const char *)f10.p,
+                         j->row_id,
+                         j->stored_ack_null ? "answered as its original was"
+                                            : "original acknowledgement sent again");
             }
         } else if (!app.quiet) {
             put_message_line(j->conn, j->data, j->len);
@@ -1859,6 +2146,7 @@ static void pg_answer(job *first, size_t n, int accepted, const char *why) {
             mllp_server_send_app_ack(wq.server, j->conn, j->data, j->len,
                                      ok ? MLLP_ACK_AA : MLLP_ACK_AE,
                                      ok ? NULL : "message could not be stored", NULL);
+        ct_release(j->conn);
     }
     pthread_mutex_unlock(&wq.server_lock);
 }
@@ -2083,6 +2371,7 @@ static void *pg_reaper_main(void *arg) {
                 if (r->len)
                     mllp_server_send_app_ack(wq.server, r->conn, r->data, r->len, MLLP_ACK_AE,
                                              "message could not be stored in time", NULL);
+                ct_release(r->conn);
             }
             pthread_mutex_unlock(&wq.server_lock);
             while (list) {
@@ -2093,8 +2382,8 @@ static void *pg_reaper_main(void *arg) {
             if (up && !app.quiet) {
                 /* connected but too slow: say so (an outage has its state line instead) */
                 pthread_mutex_lock(&app.lock);
-                fprintf(stderr, "error: %zu message(s) not committed within %ld s; refused\n",
-                        count, pgo.timeout_s);
+                log_line("error", 0, "pg_timeout", 0, "error: ",
+                         "%zu message(s) not committed within %ld s; refused", count, pgo.timeout_s);
                 pthread_mutex_unlock(&app.lock);
             }
         }
@@ -2144,9 +2433,10 @@ static int rejected_as_invalid(uint64_t conn, uint64_t seq, const uint8_t *m, si
     if (!app.reject_invalid || looks_like_hl7(m, n)) return 0;
     if (!app.quiet) {
         pthread_mutex_lock(&app.lock);
-        fprintf(stderr, "rejected: message %" PRIu64 " of connection %" PRIu64
-                        " (%zu bytes) does not begin with MSH, FHS or BHS\n",
-                seq, conn, n);
+        log_line("warning", conn, "rejected", 0, "rejected: ",
+                 "message %" PRIu64 " of connection %" PRIu64
+                 " (%zu bytes) does not begin with MSH, FHS or BHS",
+                 seq, conn, n);
         pthread_mutex_unlock(&app.lock);
     }
     return 1;
@@ -2180,6 +2470,10 @@ static void on_ack_out(void *user, mllp_ack_out_event *ev) {
         }
         return;
     }
+    if (!ct_admit(ev->connection_id, 0)) {
+        ev->defer = 1; /* draining and its connection is closing: dropped unanswered */
+        return;
+    }
     switch (handle_message(ev->connection_id, ev->message_seq, ev->message, ev->message_len)) {
     case ACCEPTED:
         break;
@@ -2206,10 +2500,10 @@ static void on_duplicate(void *user, const mllp_duplicate_event *ev) {
     if (app.quiet) return;
     const char *id = ev->control_id ? ev->control_id : "";
     pthread_mutex_lock(&app.lock);
-    fprintf(stderr, "duplicate: a message of connection %" PRIu64 " (MSH-10 %.64s); %s\n",
-            ev->connection_id, id,
-            ev->reply_len ? "original acknowledgement sent again"
-                          : "answered as its original was (no acknowledgement, MSH-15)");
+    log_line("info", ev->connection_id, "duplicate", 0, "duplicate: ",
+             "a message of connection %" PRIu64 " (MSH-10 %.64s); %s", ev->connection_id, id,
+             ev->reply_len ? "original acknowledgement sent again"
+                           : "answered as its original was (no acknowledgement, MSH-15)");
     pthread_mutex_unlock(&app.lock);
 }
 
@@ -2217,18 +2511,217 @@ static void on_error(void *user, const mllp_error_event *ev) {
     (void)user;
     if (app.quiet) return;
     if (ev->connection_id)
-        fprintf(stderr, "error: %d %s (connection %" PRIu64 ")\n", ev->error_code,
-                ev->description, ev->connection_id);
+        log_line("error", ev->connection_id, "error", ev->error_code, "error: ",
+                 "%d %s (connection %" PRIu64 ")", ev->error_code, ev->description,
+                 ev->connection_id);
     else
-        fprintf(stderr, "error: %d %s\n", ev->error_code, ev->description);
+        log_line("error", 0, "error", ev->error_code, "error: ", "%d %s", ev->error_code,
+                 ev->description);
 }
 
 /* --config LogLevel=2 or more: one line per connection with the client's address (behind a
  * PROXY protocol load balancer, the original client's). */
 static void on_connection_request(void *user, mllp_connection_request_event *ev) {
     (void)user;
-    fprintf(stderr, "connection from %s:%u\n", ev->address, (unsigned)ev->port);
+    log_line("info", 0, "connection_request", 0, "", "connection from %s:%u", ev->address,
+             (unsigned)ev->port);
 }
+
+/* ------------------------------------------------------------------------------------------ */
+/* --metrics ADDR:PORT: /metrics, /healthz, /readyz over HTTP (GNU libmicrohttpd)              */
+/*
+ * libmicrohttpd's own thread serves the requests (MHD_USE_INTERNAL_POLLING_THREAD), one at a
+ * time; nothing here parses HTTP. GET and HEAD only (405 otherwise, with Allow), unknown
+ * paths 404. /metrics: mllp_server_get_metrics_text, the Prometheus text format 0.0.4.
+ * /healthz: 200 "ok" while listening (or draining) and able to store: with --out-dir a probe
+ * file can be created in DIR (and removed), with --pg the database connection is up; else
+ * 503 with the reason. /readyz: 200 "ok" while accepting connections, 503 "draining" after
+ * SIGTERM. The daemon is stopped before the server is freed.
+ */
+
+static struct {
+    const char *metrics;   /* --metrics ADDR:PORT; NULL: no HTTP endpoint */
+    long drain_timeout_s;  /* --drain-timeout */
+} ops = {.drain_timeout_s = 10};
+
+#ifdef MLLP_LISTEN_HTTP
+
+static long parse_long(const char *opt, const char *v, long lo, long hi);
+
+#if MHD_VERSION >= 0x00097002
+typedef enum MHD_Result mhd_result;
+#else
+typedef int mhd_result;
+#endif
+
+static struct {
+    struct MHD_Daemon *daemon;
+    mllp_server *server;
+} http;
+
+static int draining_now(void) {
+    pthread_mutex_lock(&ct.lock);
+    int d = ct.draining;
+    pthread_mutex_unlock(&ct.lock);
+    return d;
+}
+
+/* 1 when healthy, else 0 with the reason in `why`. */
+static int healthy(char *why, size_t cap) {
+    uint8_t listening = 0;
+    mllp_server_get_listening(http.server, &listening);
+    if (!listening && !draining_now()) {
+        snprintf(why, cap, "not listening");
+        return 0;
+    }
+    if (app.dir_fd >= 0) {
+        char probe[64];
+        snprintf(probe, sizeof probe, ".tmp-%ld-health", app.pid);
+        int fd = openat(app.dir_fd, probe, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd < 0) {
+            snprintf(why, cap, "--out-dir %s not writable: %s", app.dir, strerror(errno));
+            return 0;
+        }
+        close(fd);
+        unlinkat(app.dir_fd, probe, 0);
+    }
+#ifdef MLLP_LISTEN_PG
+    if (pg_enabled()) {
+        pthread_mutex_lock(&wq.lock);
+        int state = pgs.state;
+        pthread_mutex_unlock(&wq.lock);
+        if (state != 1) {
+            snprintf(why, cap, "%s", state < 0 ? "database not connected yet" : "database unavailable");
+            return 0;
+        }
+    }
+#endif
+    return 1;
+}
+
+static mhd_result http_reply(struct MHD_Connection *c, unsigned status, const char *type,
+                             char *body, size_t len, int must_free) {
+    struct MHD_Response *r = MHD_create_response_from_buffer(
+        len, body, must_free ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_MUST_COPY);
+    if (!r) {
+        if (must_free) free(body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    if (status == MHD_HTTP_METHOD_NOT_ALLOWED) MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+    mhd_result rc = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return rc;
+}
+
+static mhd_result http_text(struct MHD_Connection *c, unsigned status, const char *text) {
+    char body[600];
+    int n = snprintf(body, sizeof body, "%s\n", text);
+    size_t len = n < 0 ? 0 : (size_t)n >= sizeof body ? sizeof body - 1 : (size_t)n;
+    return http_reply(c, status, "text/plain; charset=utf-8", body, len, 0);
+}
+
+static mhd_result on_http(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                          const char *version, const char *upload_data, size_t *upload_data_size,
+                          void **req) {
+    (void)cls, (void)version, (void)upload_data, (void)upload_data_size, (void)req;
+    if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
+        return http_text(c, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed");
+    if (strcmp(url, "/healthz") == 0) {
+        char why[512];
+        if (healthy(why, sizeof why)) return http_text(c, MHD_HTTP_OK, "ok");
+        return http_text(c, MHD_HTTP_SERVICE_UNAVAILABLE, why);
+    }
+    if (strcmp(url, "/readyz") == 0) {
+        uint8_t listening = 0;
+        mllp_server_get_listening(http.server, &listening);
+        if (draining_now()) return http_text(c, MHD_HTTP_SERVICE_UNAVAILABLE, "draining");
+        if (!listening) return http_text(c, MHD_HTTP_SERVICE_UNAVAILABLE, "not listening");
+        return http_text(c, MHD_HTTP_OK, "ok");
+    }
+    if (strcmp(url, "/metrics") == 0) {
+#ifdef MLLP_HAVE_METRICS_API
+        size_t len = 0;
+        char *buf = NULL;
+        int rc = mllp_server_get_metrics_text(http.server, NULL, &len);
+        for (int tries = 0; rc == MLLP_ERR_BUFFER_TOO_SMALL && tries < 4; tries++) {
+            free(buf);
+            len += 1024; /* counters may grow between the two calls */
+            if (!(buf = malloc(len))) break;
+            rc = mllp_server_get_metrics_text(http.server, buf, &len);
+        }
+        if (rc != MLLP_OK || !buf || len == 0) {
+            free(buf);
+            return http_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "metrics unavailable");
+        }
+        return http_reply(c, MHD_HTTP_OK, "text/plain; version=0.0.4", buf, len - 1, 1);
+#else
+        return http_text(c, MHD_HTTP_NOT_IMPLEMENTED,
+                         "this mllp-listen was built against a library without metrics");
+#endif
+    }
+    return http_text(c, MHD_HTTP_NOT_FOUND, "not found");
+}
+
+/* Starts the endpoint on --metrics ADDR:PORT ([ADDR]:PORT for IPv6; PORT 0: any free port)
+ * and logs where it listens. Exits 2 when it cannot. */
+static void http_start(mllp_server *server) {
+    const char *spec = ops.metrics;
+    const char *colon = strrchr(spec, ':');
+    if (!colon || colon == spec) die_usage("--metrics: expected ADDR:PORT, got '%s'", spec);
+    char host[256];
+    size_t hn = (size_t)(colon - spec);
+    if (spec[0] == '[' && hn >= 2 && spec[hn - 1] == ']') {
+        spec++;
+        hn -= 2;
+    }
+    if (hn == 0 || hn >= sizeof host) die_usage("--metrics: invalid address in '%s'", ops.metrics);
+    memcpy(host, spec, hn);
+    host[hn] = '\0';
+    long port = parse_long("--metrics", colon + 1, 0, 65535);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV}, *res = NULL;
+    char service[16];
+    snprintf(service, sizeof service, "%ld", port);
+    int gai = getaddrinfo(host, service, &hints, &res);
+    if (gai != 0 || !res) die_usage("--metrics %s: %s", ops.metrics, gai ? gai_strerror(gai) : "no address");
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+    if (res->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
+    struct sockaddr_storage addr;
+    memcpy(&addr, res->ai_addr, res->ai_addrlen);
+    freeaddrinfo(res);
+    http.server = server;
+    http.daemon = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_http, NULL,
+                                   MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+                                   MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)10,
+                                   MHD_OPTION_CONNECTION_LIMIT, (unsigned int)64,
+                                   MHD_OPTION_END);
+    if (!http.daemon) die_usage("--metrics %s: cannot listen: %s", ops.metrics, strerror(errno));
+    unsigned bound = (unsigned)port;
+#if MHD_VERSION >= 0x00097100
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(http.daemon, MHD_DAEMON_INFO_BIND_PORT);
+    if (info && info->port) bound = info->port;
+#endif
+    if (!app.quiet)
+        log_line("info", 0, "metrics_listening", 0, PROG ": ", "metrics on %s%s%s:%u (/metrics, /healthz, /readyz)",
+                 strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "", bound);
+}
+
+static void http_stop(void) {
+    if (http.daemon) MHD_stop_daemon(http.daemon);
+    http.daemon = NULL;
+}
+
+#else /* !MLLP_LISTEN_HTTP */
+
+static void http_start(mllp_server *server) {
+    (void)server;
+}
+
+static void http_stop(void) {
+}
+
+#endif /* MLLP_LISTEN_HTTP */
 
 /* ------------------------------------------------------------------------------------------ */
 /* Setup                                                                                      */
@@ -2312,7 +2805,8 @@ static void parse_args(int argc, char **argv, options *o) {
                                                  "--ack",      "--out-dir",  "--config",
                                                  "--tls-cert", "--tls-key",  "--client-ca",
                                                  "--pg",       "--pg-table", "--pg-batch",
-                                                 "--pg-group", "--pg-timeout"};
+                                                 "--pg-group", "--pg-timeout",
+                                                 "--metrics",  "--drain-timeout", "--log-format"};
         const char *name = NULL, *value = NULL;
         for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++) {
             size_t n = strlen(with_value[k]);
@@ -2369,6 +2863,21 @@ static void parse_args(int argc, char **argv, options *o) {
         } else if (strcmp(name, "--pg-timeout") == 0) {
             pgo.timeout_s = parse_long(name, value, 1, 3600);
             o->pg_extra = name;
+        } else if (strcmp(name, "--metrics") == 0) {
+#ifdef MLLP_LISTEN_HTTP
+            ops.metrics = value;
+#else
+            die_usage("--metrics: this mllp-listen was built without libmicrohttpd (HTTP support)");
+#endif
+        } else if (strcmp(name, "--drain-timeout") == 0) {
+            ops.drain_timeout_s = parse_long(name, value, 0, 3600);
+        } else if (strcmp(name, "--log-format") == 0) {
+            if (strcmp(value, "text") == 0)
+                log_format = LOG_TEXT;
+            else if (strcmp(value, "json") == 0)
+                log_format = LOG_JSON;
+            else
+                die_usage("--log-format: invalid value '%s' (expected text or json)", value);
         } else {
             o->client_ca = value;
         }
@@ -2491,9 +3000,66 @@ static void setup_tls(mllp_server *server, const options *o) {
     }
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* Signals: blocked in every thread, taken synchronously by the main thread                   */
+
+/* What a signal asks for. */
+enum { SIG_ACT_NONE, SIG_ACT_STOP_NOW, SIG_ACT_DRAIN };
+
+/* The one place a signal is turned into an action (nothing runs in a signal handler).
+ * SIGINT: shut down at once. SIGTERM: drain, then shut down. */
+static int dispatch_signal(int sig) {
+    switch (sig) {
+    case SIGINT:
+        return SIG_ACT_STOP_NOW;
+    case SIGTERM:
+        return SIG_ACT_DRAIN;
+    default:
+        return SIG_ACT_NONE;
+    }
+}
+
+/* Waits for a signal in `set` that asks for an action and returns it; `timeout_ms` >= 0
+ * returns SIG_ACT_NONE after that long. With DoEvents the events are delivered meanwhile. */
+static int wait_for_signal(mllp_server *server, int do_events, const sigset_t *set, long timeout_ms) {
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        int sig = 0;
+        long left = -1;
+        if (timeout_ms >= 0) {
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            left = timeout_ms - ((long)(now.tv_sec - start.tv_sec) * 1000 +
+                                 (now.tv_nsec - start.tv_nsec) / 1000000L);
+            if (left < 0) left = 0;
+        }
+        if (do_events) {
+            /* Events are delivered here, on the main thread, between checks for a signal. */
+            const struct timespec zero = {0, 0};
+            mllp_server_do_events(server, left >= 0 && left < 100 ? (uint32_t)left : 100, NULL);
+            sig = sigtimedwait(set, NULL, &zero);
+        } else if (left >= 0) {
+            struct timespec t = {left / 1000, (left % 1000) * 1000000L};
+            sig = sigtimedwait(set, NULL, &t);
+        } else if (sigwait(set, &sig) != 0) {
+            sig = -1;
+        }
+        if (sig > 0) {
+            int action = dispatch_signal(sig);
+            if (action != SIG_ACT_NONE) return action;
+        }
+        if (left == 0) return SIG_ACT_NONE;
+    }
+}
+
 int main(int argc, char **argv) {
     options o = {0};
     app.pid = (long)getpid();
+    /* --log-format first, so that even a usage error is logged in the format asked for */
+    for (int i = 1; i + 1 < argc; i++)
+        if (strcmp(argv[i], "--log-format") == 0 && strcmp(argv[i + 1], "json") == 0) log_format = LOG_JSON;
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--log-format=json") == 0) log_format = LOG_JSON;
     parse_args(argc, argv, &o);
 
     /* Signals: SIGINT/SIGTERM blocked here, before the library starts a thread (threads
@@ -2558,9 +3124,16 @@ int main(int argc, char **argv) {
         if (app.dir_fd >= 0 || app.ack_hl7) writer_start(server);
     }
     mllp_server_on_error(server, on_error);
+    /* the drain tracks connections (and SIGTERM needs it whatever the options) */
+    ct.server = server;
+    mllp_server_on_connected(server, on_connected);
+    mllp_server_on_disconnected(server, on_disconnected);
     char *level = config_get(server, "LogLevel");
     if (level && atoi(level) >= 2 && !app.quiet) mllp_server_on_connection_request(server, on_connection_request);
     free(level);
+
+    /* --metrics: up before the server listens (/healthz and /readyz say 503 until it does) */
+    if (ops.metrics) http_start(server);
 
     /* Hold the lock so no message line can come before the "listening" line. */
     pthread_mutex_lock(&app.lock);
@@ -2569,13 +3142,15 @@ int main(int argc, char **argv) {
         const char *msg = mllp_last_error_message();
         if (o.tls_cert && rc == MLLP_ERR_CERTIFICATE)
             /* expired or not yet valid certificate, key not matching, bad client CA list */
-            fprintf(stderr, PROG ": cannot listen with TLS (--tls-cert %s, --tls-key %s%s%s): %s (%d)\n",
-                    o.tls_cert, o.tls_key, o.client_ca ? ", --client-ca " : "",
-                    o.client_ca ? o.client_ca : "", msg[0] ? msg : mllp_error_description(rc), rc);
+            log_line("error", 0, "listen_failed", rc, PROG ": ",
+                     "cannot listen with TLS (--tls-cert %s, --tls-key %s%s%s): %s (%d)",
+                     o.tls_cert, o.tls_key, o.client_ca ? ", --client-ca " : "",
+                     o.client_ca ? o.client_ca : "", msg[0] ? msg : mllp_error_description(rc), rc);
         else
-            fprintf(stderr, PROG ": cannot listen on %s:%ld: %s (%d)\n", o.host, o.port,
-                    msg[0] ? msg : mllp_error_description(rc), rc);
+            log_line("error", 0, "listen_failed", rc, PROG ": ", "cannot listen on %s:%ld: %s (%d)",
+                     o.host, o.port, msg[0] ? msg : mllp_error_description(rc), rc);
         pthread_mutex_unlock(&app.lock);
+        http_stop();
         mllp_server_free(server);
         free(o.configs);
         return EXIT_USAGE;
@@ -2592,26 +3167,41 @@ int main(int argc, char **argv) {
     free(host);
     pthread_mutex_unlock(&app.lock);
 
-    int sig = 0;
-    if (do_events) {
-        /* Events are delivered here, on the main thread, between checks for a signal. */
-        const struct timespec zero = {0, 0};
+    /* Wait for a signal; SIGTERM drains first (see "Connections and the drain"). */
+    int action = wait_for_signal(server, do_events, &stop_signals, -1);
+    if (action == SIG_ACT_DRAIN) {
+        if (!app.quiet)
+            log_line("info", 0, "drain", 0, PROG ": ",
+                     "SIGTERM received, draining (at most %ld s for messages in progress)",
+                     ops.drain_timeout_s);
+        pthread_mutex_lock(&ct.lock);
+        ct.draining = 1;
+        pthread_mutex_unlock(&ct.lock);
+        mllp_server_stop_listening(server);
+        struct timespec start, now;
+        clock_gettime(CLOCK_MONOTONIC, &start);
         for (;;) {
-            mllp_server_do_events(server, 100, NULL);
-            sig = sigtimedwait(&stop_signals, NULL, &zero);
-            if (sig > 0) break;
-        }
-    } else {
-        while (sigwait(&stop_signals, &sig) != 0) {
+            size_t open = drain_round(server, do_events);
+            if (open == 0) break;
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            long ms = (long)(now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000L;
+            if (ms >= ops.drain_timeout_s * 1000) {
+                if (!app.quiet)
+                    log_line("warning", 0, "drain_timeout", 0, PROG ": ",
+                             "drain timeout: closing %zu connection(s) still in a message", open);
+                break;
+            }
+            if (wait_for_signal(server, do_events, &stop_signals, 20) == SIG_ACT_STOP_NOW) {
+                action = SIG_ACT_STOP_NOW; /* SIGINT during the drain: at once */
+                break;
+            }
         }
     }
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    if (!app.quiet) {
-        pthread_mutex_lock(&app.lock);
-        fprintf(stderr, PROG ": %s received, shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
-        pthread_mutex_unlock(&app.lock);
-    }
+    if (!app.quiet)
+        log_line("info", 0, "shutdown", 0, PROG ": ", "%s, shutting down",
+                 action == SIG_ACT_STOP_NOW ? "SIGINT received" : "drained");
 
     /* Stop listening; let the writer store and acknowledge what is already queued (its
      * replies are queued before the shutdown below, so they are flushed before the
@@ -2625,8 +3215,10 @@ int main(int argc, char **argv) {
 #ifdef MLLP_LISTEN_PG
     pg_stop(joined);
 #endif
+    http_stop();
     rc = mllp_server_free(server);
-    if (rc != MLLP_OK) fprintf(stderr, PROG ": mllp_server_free: %d\n", rc);
+    ct.server = NULL;
+    if (rc != MLLP_OK) log_line("error", 0, "shutdown", rc, PROG ": ", "mllp_server_free: %d", rc);
 
     free(o.configs);
     if (app.dir_fd >= 0 && joined) close(app.dir_fd);

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian 12 machine lacks for building and testing mllp:
-# cmake, valgrind, openssl, haproxy, mono, nuget, Maven, libpq-dev, postgresql and postgresql-client
+# cmake, valgrind, openssl, haproxy, mono, nuget, Maven, libpq-dev, libmicrohttpd-dev, postgresql and postgresql-client
 # (apt; Maven fetches JNA and JUnit for the Java binding from Maven Central; PostgreSQL is for
 # mllp-listen --pg, whose tests start their own server; HAProxy for the PROXY protocol and
 # scale-out tests), python-hl7 (a real MLLP client used by the tests),
-# hl7apy (an independent HL7 parser the tests check batch and enhanced acknowledgements with) and pytest (pip),
+# hl7apy (an independent HL7 parser the tests check batch and enhanced acknowledgements with),
+# prometheus_client (its parser reads mllp-listen's /metrics in tests/ops) and pytest (pip),
 # and simple-hl7 (an MLLP server for node the mllp-send tests send to; npm, into tests/send/node_modules,
 # never globally).
 # Safe to run again: it installs only what is missing.
@@ -30,6 +31,8 @@ pkg-config --exists libpq 2>/dev/null || pkgs+=(libpq-dev)
 pg_bindir="$(pg_config --bindir 2>/dev/null || true)"
 if ! command -v initdb >/dev/null 2>&1 && ! [ -x "$pg_bindir/initdb" ]; then pkgs+=(postgresql); fi
 command -v psql >/dev/null 2>&1 || pkgs+=(postgresql-client)
+# mllp-listen --metrics: GNU libmicrohttpd (headers and pkg-config file) for its HTTP endpoint.
+pkg-config --exists libmicrohttpd 2>/dev/null || pkgs+=(libmicrohttpd-dev)
 # tests/proxy runs mllp-listen behind HAProxy (PROXY protocol); Debian's haproxy is in /usr/sbin.
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || pkgs+=(haproxy)
 # The Python binding's README test creates a fresh venv (Debian's python3 needs python3-venv).
@@ -43,6 +46,7 @@ py=()
 python3 -c "import hl7" 2>/dev/null || py+=(hl7)
 python3 -c "import pytest" 2>/dev/null || py+=(pytest)
 python3 -c "import hl7apy" 2>/dev/null || py+=(hl7apy)
+python3 -c "import prometheus_client" 2>/dev/null || py+=(prometheus_client)
 if [ ${#py[@]} -gt 0 ]; then
   echo "setup: pip install ${py[*]}"
   # A Debian-managed python refuses plain pip installs (PEP 668); pyenv's does not.
