@@ -5,13 +5,16 @@
  *               [--config KEY=VALUE]... [--tls-cert FILE --tls-key FILE] [--client-ca FILE]
  *               [--reject-invalid] [--dedupe] [--batch] [--quiet]
  *               [--pg CONNINFO [--pg-table NAME] [--pg-batch N] [--pg-group N] [--pg-timeout S]]
+ *               [--metrics ADDR:PORT] [--drain-timeout S] [--log-format text|json]
  *
  * Stdout: "listening on HOST:PORT", then one line per accepted message:
  *   <connection-id> <byte-count> <MSH-9 or -> <MSH-10 or ->
  * With --out-dir each accepted message (the bytes between start and end block) is written to
  * its own file, fsynced and renamed into place (directory fsynced too) before it is
- * acknowledged. SIGINT/SIGTERM shut the server down and exit 0. Usage errors, a port in use
- * or an unusable DIR exit 2.
+ * acknowledged. SIGTERM drains (see "Connections and the drain"), SIGINT shuts down at once;
+ * both exit 0. Usage errors, a port in use or an unusable DIR exit 2. Every stderr line goes
+ * through log_line (--log-format text|json). --metrics: /metrics, /healthz and /readyz over
+ * HTTP (libmicrohttpd, MLLP_LISTEN_HTTP).
  *
  * Threads: by default the library calls the callbacks below on its reactor thread, one at a
  * time; the main thread only waits for a signal (sigwait). SIGINT and SIGTERM are blocked in
@@ -95,6 +98,7 @@ static const char USAGE[] =
     "                   [--client-ca FILE] [--reject-invalid] [--dedupe] [--batch] [--quiet]\n"
     "                   [--pg CONNINFO [--pg-table NAME] [--pg-batch N] [--pg-group N]\n"
     "                    [--pg-timeout S]]\n"
+    "                   [--metrics ADDR:PORT] [--drain-timeout S] [--log-format text|json]\n"
     "\n"
     "Receives HL7 v2 messages over MLLP and acknowledges them.\n"
     "\n"
@@ -139,13 +143,22 @@ static const char USAGE[] =
     "  --pg-timeout S      refuse (NAK / AE) a message not committed within S seconds of\n"
     "                      its arrival (default 5); the database being down or slow is\n"
     "                      an outage, not an error: mllp-listen keeps reconnecting\n"
+    "  --metrics ADDR:PORT serve /metrics (Prometheus text), /healthz and /readyz over\n"
+    "                      HTTP on that address only (port 0: any free one, named on\n"
+    "                      stderr); needs a build with libmicrohttpd\n"
+    "  --drain-timeout S   on SIGTERM, wait up to S seconds (default 10) for connections in\n"
+    "                      the middle of a message to finish it\n"
+    "  --log-format F      stderr lines as text (default) or json (one object per line:\n"
+    "                      time, level, connection, event, code, message)\n"
     "  --quiet             no per-message lines, no error lines\n"
     "  --help              show this help\n"
     "\n"
     "Stdout: \"listening on HOST:PORT\", then per accepted message\n"
     "  <connection-id> <byte-count> <MSH-9 or -> <MSH-10 or ->\n"
     "(a duplicate answered by --dedupe gets no line; stderr says so unless --quiet)\n"
-    "SIGINT/SIGTERM stop the server (exit 0). Errors in arguments, a port in use or an\n"
+    "SIGTERM drains (stop listening, answer what was received, close idle connections,\n"
+    "wait for messages in progress up to --drain-timeout), then exits 0; SIGINT stops at\n"
+    "once (exit 0). Errors in arguments, a port in use or an\n"
     "unusable DIR or a malformed --pg CONNINFO exit with status 2.\n";
 
 /* ------------------------------------------------------------------------------------------ */
