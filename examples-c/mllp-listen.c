@@ -3,6 +3,7 @@
  *
  *   mllp-listen [--host ADDR] [--port N] [--version 1|2] [--ack mllp|hl7|none] [--out-dir DIR]
  *               [--config KEY=VALUE]... [--tls-cert FILE --tls-key FILE] [--client-ca FILE]
+ *               [--client-crl FILE]
  *               [--reject-invalid] [--dedupe] [--batch] [--quiet]
  *               [--pg CONNINFO [--pg-table NAME] [--pg-batch N] [--pg-group N] [--pg-timeout S]]
  *               [--metrics ADDR:PORT] [--drain-timeout S] [--log-format text|json]
@@ -12,9 +13,11 @@
  * With --out-dir each accepted message (the bytes between start and end block) is written to
  * its own file, fsynced and renamed into place (directory fsynced too) before it is
  * acknowledged. SIGTERM drains (see "Connections and the drain"), SIGINT shuts down at once;
- * both exit 0. Usage errors, a port in use or an unusable DIR exit 2. Every stderr line goes
- * through log_line (--log-format text|json). --metrics: /metrics, /healthz and /readyz over
- * HTTP (libmicrohttpd, MLLP_LISTEN_HTTP).
+ * both exit 0. SIGHUP re-reads the TLS files (--tls-cert, --tls-key, --client-ca, --client-crl)
+ * and applies them to new connections; a bad file keeps the old configuration. Usage errors, a
+ * port in use or an unusable DIR exit 2. Every stderr line goes through log_line
+ * (--log-format text|json). --metrics: /metrics, /healthz and /readyz over HTTP
+ * (libmicrohttpd, MLLP_LISTEN_HTTP).
  *
  * Threads: by default the library calls the callbacks below on its reactor thread, one at a
  * time; the main thread only waits for a signal (sigwait). SIGINT and SIGTERM are blocked in
@@ -95,7 +98,8 @@
 static const char USAGE[] =
     "usage: " PROG " [--host ADDR] [--port N] [--version 1|2] [--ack mllp|hl7|none]\n"
     "                   [--out-dir DIR] [--config KEY=VALUE]... [--tls-cert FILE --tls-key FILE]\n"
-    "                   [--client-ca FILE] [--reject-invalid] [--dedupe] [--batch] [--quiet]\n"
+    "                   [--client-ca FILE] [--client-crl FILE] [--reject-invalid] [--dedupe]\n"
+    "                   [--batch] [--quiet]\n"
     "                   [--pg CONNINFO [--pg-table NAME] [--pg-batch N] [--pg-group N]\n"
     "                    [--pg-timeout S]]\n"
     "                   [--metrics ADDR:PORT] [--drain-timeout S] [--log-format text|json]\n"
@@ -122,6 +126,8 @@ static const char USAGE[] =
     "  --tls-key FILE      the certificate's private key (PEM)\n"
     "  --client-ca FILE    mutual TLS: require a client certificate issued by a CA in FILE\n"
     "                      (PEM); clients without one are refused (requires --tls-cert)\n"
+    "  --client-crl FILE   refuse client certificates revoked by the CRLs in FILE (PEM or\n"
+    "                      DER; requires --client-ca); an expired CRL is reported\n"
     "  --reject-invalid    refuse (NAK / AR) messages not starting with MSH, FHS or BHS\n"
     "                      followed by a field separator\n"
     "  --dedupe            answer a resent message (same MSH-3, MSH-4, MSH-10 and bytes)\n"
@@ -158,7 +164,9 @@ static const char USAGE[] =
     "(a duplicate answered by --dedupe gets no line; stderr says so unless --quiet)\n"
     "SIGTERM drains (stop listening, answer what was received, close idle connections,\n"
     "wait for messages in progress up to --drain-timeout), then exits 0; SIGINT stops at\n"
-    "once (exit 0). Errors in arguments, a port in use or an\n"
+    "once (exit 0). SIGHUP re-reads --tls-cert, --tls-key, --client-ca and --client-crl for\n"
+    "new connections (one stderr line: reloaded, or why not, the old configuration staying\n"
+    "in use). Errors in arguments, a port in use or an\n"
     "unusable DIR or a malformed --pg CONNINFO exit with status 2.\n";
 
 /* ------------------------------------------------------------------------------------------ */
@@ -2780,7 +2788,7 @@ typedef struct {
     const char *out_dir;
     const char **configs;
     size_t config_count;
-    const char *tls_cert, *tls_key, *client_ca;
+    const char *tls_cert, *tls_key, *client_ca, *client_crl;
     int dedupe, batch;
     const char *pg_extra; /* a --pg-* option given (needs --pg) */
 } options;
@@ -2818,7 +2826,7 @@ static void parse_args(int argc, char **argv, options *o) {
                                                  "--ack",      "--out-dir",  "--config",
                                                  "--tls-cert", "--tls-key",  "--client-ca",
                                                  "--pg",       "--pg-table", "--pg-batch",
-                                                 "--pg-group", "--pg-timeout",
+                                                 "--pg-group", "--pg-timeout", "--client-crl",
                                                  "--metrics",  "--drain-timeout", "--log-format"};
         const char *name = NULL, *value = NULL;
         for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++) {
@@ -2862,6 +2870,8 @@ static void parse_args(int argc, char **argv, options *o) {
             o->tls_cert = value;
         } else if (strcmp(name, "--tls-key") == 0) {
             o->tls_key = value;
+        } else if (strcmp(name, "--client-crl") == 0) {
+            o->client_crl = value;
         } else if (strcmp(name, "--pg") == 0) {
             pgo.conninfo = value;
         } else if (strcmp(name, "--pg-table") == 0) {
@@ -2896,6 +2906,7 @@ static void parse_args(int argc, char **argv, options *o) {
         }
     }
     if (o->client_ca && !o->tls_cert) die_usage("--client-ca requires --tls-cert and --tls-key");
+    if (o->client_crl && !o->client_ca) die_usage("--client-crl requires --client-ca");
     if (!o->tls_cert != !o->tls_key) die_usage("--tls-cert and --tls-key must be given together");
     if (o->pg_extra && !pgo.conninfo) die_usage("%s needs --pg", o->pg_extra);
     if (pgo.conninfo) {
@@ -2923,18 +2934,27 @@ static void check(int rc, const char *what) {
 /* ------------------------------------------------------------------------------------------ */
 /* TLS                                                                                        */
 
-/* Reads a whole (text) file, NUL-terminated; exits 2 with one line on stderr when it cannot. */
-static char *read_text_file(const char *opt, const char *path, size_t *len_out) {
+/* Reads a whole file, NUL-terminated (its length in *len_out). NULL when it cannot, with why
+ * in err. */
+static char *read_file_err(const char *opt, const char *path, size_t *len_out, char *err,
+                           size_t errlen) {
     FILE *f = fopen(path, "rb");
-    if (!f) die_usage("%s %s: cannot read: %s", opt, path, strerror(errno));
+    if (!f) {
+        snprintf(err, errlen, "%s %s: cannot read: %s", opt, path, strerror(errno));
+        return NULL;
+    }
     size_t cap = 8192, len = 0;
     char *buf = malloc(cap);
-    if (!buf) die_usage("out of memory");
     for (;;) {
+        if (!buf) break;
         if (cap - len < 4096) {
-            if (cap > ((size_t)64 << 20)) die_usage("%s %s: file too large", opt, path);
-            char *b = realloc(buf, cap * 2);
-            if (!b) die_usage("out of memory");
+            char *b = cap > ((size_t)64 << 20) ? NULL : realloc(buf, cap * 2);
+            if (!b) {
+                snprintf(err, errlen, "%s %s: file too large", opt, path);
+                fclose(f);
+                free(buf);
+                return NULL;
+            }
             buf = b;
             cap *= 2;
         }
@@ -2942,91 +2962,244 @@ static char *read_text_file(const char *opt, const char *path, size_t *len_out) 
         len += n;
         if (n == 0) break;
     }
-    int err = ferror(f);
+    int failed = !buf || ferror(f);
     int e = errno;
     fclose(f);
-    if (err) die_usage("%s %s: cannot read: %s", opt, path, strerror(e));
+    if (failed) {
+        snprintf(err, errlen, "%s %s: cannot read: %s", opt, path,
+                 buf ? strerror(e) : "out of memory");
+        free(buf);
+        return NULL;
+    }
     buf[len] = '\0';
     if (len_out) *len_out = len;
     return buf;
 }
 
+/* Base64 of n bytes (for DER CRLs, which a Config value cannot hold as they are). */
+static char *base64(const unsigned char *p, size_t n) {
+    static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char *out = malloc((n + 2) / 3 * 4 + 1), *o = out;
+    if (!out) return NULL;
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned long v = (unsigned long)p[i] << 16;
+        if (i + 1 < n) v |= (unsigned long)p[i + 1] << 8;
+        if (i + 2 < n) v |= p[i + 2];
+        *o++ = a[v >> 18 & 63];
+        *o++ = a[v >> 12 & 63];
+        *o++ = i + 1 < n ? a[v >> 6 & 63] : '=';
+        *o++ = i + 2 < n ? a[v & 63] : '=';
+    }
+    *o = '\0';
+    return out;
+}
+
+/* "KEY=" followed by value, malloc'ed. */
+static char *setting_of(const char *key, const char *value) {
+    size_t n = strlen(key) + strlen(value) + 1;
+    char *s = malloc(n);
+    if (s) snprintf(s, n, "%s%s", key, value);
+    return s;
+}
+
+/* The TLS files, read and checked as far as they can be without the server: the certificate
+ * with its key, and the Config settings for the client CAs and CRLs (NULL: not given). */
+typedef struct {
+    mllp_certificate *cert;
+    char *ca_setting;  /* SSLClientCACerts=<PEM text> */
+    char *crl_setting; /* SSLClientCRLs=<PEM text, or base64 of DER> */
+} tls_files;
+
+static void tls_files_free(tls_files *t) {
+    if (t->cert) mllp_certificate_free(t->cert);
+    free(t->ca_setting);
+    free(t->crl_setting);
+    memset(t, 0, sizeof *t);
+}
+
+/* Reads --tls-cert/--tls-key (one PEM key blob), --client-ca and --client-crl. 0, or -1 with
+ * one line's worth of why in err (nothing kept). */
+static int tls_files_read(const options *o, tls_files *t, char *err, size_t errlen) {
+    memset(t, 0, sizeof *t);
+    size_t cert_len = 0, key_len = 0;
+    char *cert_pem = read_file_err("--tls-cert", o->tls_cert, &cert_len, err, errlen);
+    char *key_pem = cert_pem ? read_file_err("--tls-key", o->tls_key, &key_len, err, errlen) : NULL;
+    int ok = cert_pem && key_pem;
+    if (ok && !strstr(cert_pem, "-----BEGIN CERTIFICATE-----")) {
+        snprintf(err, errlen,
+                 "--tls-cert %s: no PEM certificate (-----BEGIN CERTIFICATE-----) in the file",
+                 o->tls_cert);
+        ok = 0;
+    }
+    if (ok && !strstr(key_pem, "PRIVATE KEY-----")) {
+        snprintf(err, errlen, "--tls-key %s: no PEM private key in the file", o->tls_key);
+        ok = 0;
+    }
+    char *blob = ok ? malloc(cert_len + 1 + key_len + 1) : NULL;
+    if (ok && !blob) {
+        snprintf(err, errlen, "out of memory");
+        ok = 0;
+    }
+    if (ok) {
+        size_t blob_len = cert_len + 1 + key_len;
+        memcpy(blob, cert_pem, cert_len);
+        blob[cert_len] = '\n';
+        memcpy(blob + cert_len + 1, key_pem, key_len);
+        blob[blob_len] = '\0';
+        int rc = mllp_certificate_load(MLLP_CERT_PEM_KEY_BLOB, (const uint8_t *)blob, blob_len,
+                                       NULL, "*", &t->cert);
+        /* the key's bytes are not kept around longer than needed */
+        memset(blob, 0, blob_len);
+        if (rc != MLLP_OK) {
+            const char *msg = mllp_last_error_message();
+            snprintf(err, errlen, "--tls-cert %s / --tls-key %s: %s (%d)", o->tls_cert, o->tls_key,
+                     msg[0] ? msg : mllp_error_description(rc), rc);
+            ok = 0;
+        }
+    }
+    free(blob);
+    if (key_pem) memset(key_pem, 0, key_len);
+    free(key_pem);
+    free(cert_pem);
+    if (ok && o->client_ca) {
+        char *ca = read_file_err("--client-ca", o->client_ca, NULL, err, errlen);
+        if (!ca) {
+            ok = 0;
+        } else if (!strstr(ca, "-----BEGIN CERTIFICATE-----")) {
+            snprintf(err, errlen,
+                     "--client-ca %s: no PEM certificate (-----BEGIN CERTIFICATE-----) in the file",
+                     o->client_ca);
+            ok = 0;
+        } else if (!(t->ca_setting = setting_of("SSLClientCACerts=", ca))) {
+            snprintf(err, errlen, "out of memory");
+            ok = 0;
+        }
+        free(ca);
+    }
+    if (ok && o->client_crl) {
+        /* PEM goes as its text; DER (binary) as base64. The library parses either. */
+        size_t len = 0;
+        char *crl = read_file_err("--client-crl", o->client_crl, &len, err, errlen);
+        char *b64 = NULL;
+        if (!crl) {
+            ok = 0;
+        } else if (len == 0) {
+            snprintf(err, errlen, "--client-crl %s: the file is empty", o->client_crl);
+            ok = 0;
+        } else {
+            int pem = strlen(crl) == len && strstr(crl, "-----BEGIN");
+            if (!pem) b64 = base64((const unsigned char *)crl, len);
+            if (pem || b64) t->crl_setting = setting_of("SSLClientCRLs=", pem ? crl : b64);
+            if (!t->crl_setting) {
+                snprintf(err, errlen, "out of memory");
+                ok = 0;
+            }
+        }
+        free(b64);
+        free(crl);
+    }
+    if (!ok) tls_files_free(t);
+    return ok ? 0 : -1;
+}
+
+/* Applies the files to the server: SSLCert, then SSLClientCACerts, then SSLClientCRLs. While
+ * listening each call rebuilds the TLS configuration for new connections and refuses a bad
+ * value; when one is refused the earlier ones are put back, so the old configuration stays
+ * (new connections accepted in that instant may have seen the new certificate). 0, or -1 with
+ * why in err. */
+static int tls_apply(mllp_server *server, const options *o, const tls_files *t, char *err,
+                     size_t errlen) {
+    mllp_certificate *old_cert = NULL;
+    mllp_server_get_ssl_cert(server, &old_cert);
+    char *old_ca = config_get(server, "SSLClientCACerts");
+    const char *what = "--tls-cert";
+    const char *file = o->tls_cert;
+    int step = 0;
+    int rc = mllp_server_set_ssl_cert(server, t->cert);
+    if (rc == MLLP_OK && t->ca_setting) {
+        step = 1;
+        what = "--client-ca";
+        file = o->client_ca;
+        rc = mllp_server_config(server, t->ca_setting, NULL, NULL);
+    }
+    if (rc == MLLP_OK && t->crl_setting) {
+        step = 2;
+        what = "--client-crl";
+        file = o->client_crl;
+        rc = mllp_server_config(server, t->crl_setting, NULL, NULL);
+    }
+    if (rc != MLLP_OK) {
+        const char *msg = mllp_last_error_message();
+        snprintf(err, errlen, "%s %s: %s (%d)", what, file,
+                 msg[0] ? msg : mllp_error_description(rc), rc);
+        if (step >= 2 && old_ca) {
+            char *back = setting_of("SSLClientCACerts=", old_ca);
+            if (back) mllp_server_config(server, back, NULL, NULL);
+            free(back);
+        }
+        if (step >= 1) mllp_server_set_ssl_cert(server, old_cert);
+    }
+    if (old_cert) mllp_certificate_free(old_cert);
+    free(old_ca);
+    return rc == MLLP_OK ? 0 : -1;
+}
+
 /* --tls-cert/--tls-key: SSLCert from the two PEM files (one PEM key blob), SSLEnabled.
  * --client-ca: SSLClientCACerts (the file's PEM text) and SSLAuthenticateClients; no
  * SSLClientAuthentication callback, so the library's verdict stands: a client without a
- * certificate that chains to one of those CAs (and is valid now) is refused.
+ * certificate that chains to one of those CAs (and is valid now, and not revoked by
+ * --client-crl: SSLClientCRLs) is refused.
  * Problems the library finds later (expired certificate, key not matching) come from
  * mllp_server_start_listening. */
 static void setup_tls(mllp_server *server, const options *o) {
-    size_t cert_len, key_len;
-    char *cert_pem = read_text_file("--tls-cert", o->tls_cert, &cert_len);
-    char *key_pem = read_text_file("--tls-key", o->tls_key, &key_len);
-    if (!strstr(cert_pem, "-----BEGIN CERTIFICATE-----"))
-        die_usage("--tls-cert %s: no PEM certificate (-----BEGIN CERTIFICATE-----) in the file",
-                  o->tls_cert);
-    if (!strstr(key_pem, "PRIVATE KEY-----"))
-        die_usage("--tls-key %s: no PEM private key in the file", o->tls_key);
-    size_t blob_len = cert_len + 1 + key_len;
-    char *blob = malloc(blob_len + 1);
-    if (!blob) die_usage("out of memory");
-    memcpy(blob, cert_pem, cert_len);
-    blob[cert_len] = '\n';
-    memcpy(blob + cert_len + 1, key_pem, key_len);
-    blob[blob_len] = '\0';
-    mllp_certificate *cert = NULL;
-    int rc = mllp_certificate_load(MLLP_CERT_PEM_KEY_BLOB, (const uint8_t *)blob, blob_len, NULL,
-                                   "*", &cert);
-    /* the key's bytes are not kept around longer than needed */
-    memset(blob, 0, blob_len);
-    memset(key_pem, 0, key_len);
-    free(blob);
-    free(key_pem);
-    free(cert_pem);
-    if (rc != MLLP_OK) {
-        const char *msg = mllp_last_error_message();
-        die_usage("--tls-cert %s / --tls-key %s: %s (%d)", o->tls_cert, o->tls_key,
-                  msg[0] ? msg : mllp_error_description(rc), rc);
-    }
-    check(mllp_server_set_ssl_cert(server, cert), "--tls-cert");
-    mllp_certificate_free(cert); /* the server keeps its own reference */
+    char err[1024];
+    tls_files t;
+    if (tls_files_read(o, &t, err, sizeof err) != 0) die_usage("%s", err);
+    if (tls_apply(server, o, &t, err, sizeof err) != 0) die_usage("%s", err);
+    tls_files_free(&t);
     check(mllp_server_set_ssl_enabled(server, 1), "--tls-cert");
-
-    if (o->client_ca) {
-        char *ca = read_text_file("--client-ca", o->client_ca, NULL);
-        if (!strstr(ca, "-----BEGIN CERTIFICATE-----"))
-            die_usage("--client-ca %s: no PEM certificate (-----BEGIN CERTIFICATE-----) in the file",
-                      o->client_ca);
-        static const char key[] = "SSLClientCACerts=";
-        size_t n = strlen(key) + strlen(ca) + 1;
-        char *setting = malloc(n);
-        if (!setting) die_usage("out of memory");
-        snprintf(setting, n, "%s%s", key, ca);
-        rc = mllp_server_config(server, setting, NULL, NULL);
-        free(setting);
-        free(ca);
-        if (rc != MLLP_OK) {
-            const char *msg = mllp_last_error_message();
-            die_usage("--client-ca %s: %s (%d)", o->client_ca,
-                      msg[0] ? msg : mllp_error_description(rc), rc);
-        }
-        check(mllp_server_set_ssl_authenticate_clients(server, 1), "--client-ca");
-    }
+    if (o->client_ca) check(mllp_server_set_ssl_authenticate_clients(server, 1), "--client-ca");
 }
+
+/* SIGHUP: re-reads the TLS files and applies them to connections accepted from now on;
+ * established ones keep theirs. Exactly one stderr line either way. */
+static void reload_tls(mllp_server *server, const options *o) {
+    char err[1024];
+    tls_files t;
+    int rc = -1;
+    if (o->tls_cert && tls_files_read(o, &t, err, sizeof err) == 0) {
+        rc = tls_apply(server, o, &t, err, sizeof err);
+        tls_files_free(&t);
+    }
+    if (rc == 0 && app.quiet) return;
+    if (!o->tls_cert)
+        log_line("warning", 0, "reload", 0, PROG ": ", "SIGHUP: nothing to reload (no --tls-cert)");
+    else if (rc == 0)
+        log_line("info", 0, "reload", 0, PROG ": ", "SIGHUP: reloaded TLS configuration");
+    else
+        log_line("error", 0, "reload_failed", 0, PROG ": ",
+                 "SIGHUP: TLS configuration not reloaded, the old one stays: %s", err);
+}
+
+/* The options SIGHUP reloads from (set once in main, before any signal is taken). */
+static const options *reload_options;
 
 /* ------------------------------------------------------------------------------------------ */
 /* Signals: blocked in every thread, taken synchronously by the main thread                   */
 
 /* What a signal asks for. */
-enum { SIG_ACT_NONE, SIG_ACT_STOP_NOW, SIG_ACT_DRAIN };
+enum { SIG_ACT_NONE, SIG_ACT_STOP_NOW, SIG_ACT_DRAIN, SIG_ACT_RELOAD };
 
 /* The one place a signal is turned into an action (nothing runs in a signal handler).
- * SIGINT: shut down at once. SIGTERM: drain, then shut down. */
+ * SIGINT: shut down at once. SIGTERM: drain, then shut down. SIGHUP: reload the TLS files. */
 static int dispatch_signal(int sig) {
     switch (sig) {
     case SIGINT:
         return SIG_ACT_STOP_NOW;
     case SIGTERM:
         return SIG_ACT_DRAIN;
+    case SIGHUP:
+        return SIG_ACT_RELOAD;
     default:
         return SIG_ACT_NONE;
     }
@@ -3059,7 +3232,11 @@ static int wait_for_signal(mllp_server *server, int do_events, const sigset_t *s
         }
         if (sig > 0) {
             int action = dispatch_signal(sig);
-            if (action != SIG_ACT_NONE) return action;
+            if (action == SIG_ACT_RELOAD) {
+                if (reload_options) reload_tls(server, reload_options);
+            } else if (action != SIG_ACT_NONE) {
+                return action;
+            }
         }
         if (left == 0) return SIG_ACT_NONE;
     }
@@ -3074,6 +3251,7 @@ int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++)
         if (strcmp(argv[i], "--log-format=json") == 0) log_format = LOG_JSON;
     parse_args(argc, argv, &o);
+    reload_options = &o;
 
     /* Signals: SIGINT/SIGTERM blocked here, before the library starts a thread (threads
      * inherit the mask), and taken synchronously with sigwait below. */
@@ -3081,6 +3259,7 @@ int main(int argc, char **argv) {
     sigemptyset(&stop_signals);
     sigaddset(&stop_signals, SIGINT);
     sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGHUP); /* reload_tls, then wait on */
     if (pthread_sigmask(SIG_BLOCK, &stop_signals, NULL) != 0) die_usage("cannot block signals");
     signal(SIGPIPE, SIG_IGN);
 
@@ -3156,9 +3335,10 @@ int main(int argc, char **argv) {
         if (o.tls_cert && rc == MLLP_ERR_CERTIFICATE)
             /* expired or not yet valid certificate, key not matching, bad client CA list */
             log_line("error", 0, "listen_failed", rc, PROG ": ",
-                     "cannot listen with TLS (--tls-cert %s, --tls-key %s%s%s): %s (%d)",
+                     "cannot listen with TLS (--tls-cert %s, --tls-key %s%s%s%s%s): %s (%d)",
                      o.tls_cert, o.tls_key, o.client_ca ? ", --client-ca " : "",
-                     o.client_ca ? o.client_ca : "", msg[0] ? msg : mllp_error_description(rc), rc);
+                     o.client_ca ? o.client_ca : "", o.client_crl ? ", --client-crl " : "",
+                     o.client_crl ? o.client_crl : "", msg[0] ? msg : mllp_error_description(rc), rc);
         else
             log_line("error", 0, "listen_failed", rc, PROG ": ", "cannot listen on %s:%ld: %s (%d)",
                      o.host, o.port, msg[0] ? msg : mllp_error_description(rc), rc);

@@ -1592,6 +1592,25 @@ int mllp_server_set_local_host(mllp_server *server, const char *host);
  *   `MLLP_ERR_PROXY_HEADER`.
  * - `ProxyHeaderTimeout=N` (seconds, at least 1, default 5): time a new connection has to
  *   deliver its whole header.
+ *
+ * TLS while listening (README "TLS"): setting a TLS setting (`SSLClientCACerts`,
+ * `SSLClientCRLs`, `SSLCACerts`, `SSLEnabledProtocols`, ...; not `SSLEnabled`) while
+ * listening with TLS rebuilds the TLS configuration, re-reading the files named (setting the
+ * same path again reloads the file). It applies to connections accepted after the call
+ * returns; established connections continue unaffected. A bad value returns an error and
+ * the old configuration stays in use: `MLLP_ERR_CERTIFICATE` (2020) for a bad certificate,
+ * CA list or CRL (also an unreadable CRL file), `MLLP_ERR_CANNOT_OPEN_FILE` (303) for an
+ * unreadable `SSLClientCACerts`/`SSLCACerts` file or `SSLKeyLogFile`.
+ * - `SSLClientCRLs=VALUE`: CRLs client certificates are checked against (needs
+ *   `SSLClientCACerts`). VALUE holding `-----BEGIN` is PEM text (one or more `X509 CRL`
+ *   blocks); otherwise the path of an existing file (PEM, or DER back to back); otherwise
+ *   base64 DER; "" clears it. Read and parsed when set (`MLLP_ERR_CERTIFICATE` if bad). A
+ *   listed client certificate is refused: SSLClientAuthentication sees accept 0 and status
+ *   "certificate revoked", and unless the host accepts it the connection closes with
+ *   `MLLP_ERR_TLS_CLIENT_REJECTED` (2022), "client certificate refused: certificate revoked".
+ *   A certificate no CRL covers passes. A CRL past its nextUpdate is reported with an Error
+ *   event (`MLLP_ERR_CERTIFICATE`) when loaded, and the certificates it covers are refused
+ *   (status "certificate revocation list expired: ...") until a current CRL is set.
  */
 int mllp_server_config(mllp_server *server, const char *setting, char *buf, size_t *len);
 
@@ -1773,8 +1792,11 @@ int mllp_certificate_get_private_key_available(const mllp_certificate *cert, uin
 
 /**
  * Sets SSLCert (NULL clears it). The server keeps its own reference; the caller still frees
- * its handle. Checked at the next StartListening (no key, key mismatch, expired → error
- * there).
+ * its handle. Not listening: checked at the next StartListening (no key, key mismatch,
+ * expired → error there). While listening with TLS: checked now, and a bad certificate (or
+ * NULL) returns `MLLP_ERR_CERTIFICATE` (2020) with the old certificate still in use; on
+ * `MLLP_OK`, connections accepted from then on get the new certificate, established ones
+ * continue unaffected. Any thread.
  */
 int mllp_server_set_ssl_cert(mllp_server *server, const mllp_certificate *cert);
 
@@ -1800,7 +1822,9 @@ int mllp_server_set_ssl_enabled(mllp_server *server, uint8_t enabled);
 int mllp_server_get_ssl_authenticate_clients(const mllp_server *server, uint8_t *out);
 
 /**
- * Sets SSLAuthenticateClients (0 or 1); takes effect at the next StartListening.
+ * Sets SSLAuthenticateClients (0 or 1). While listening with TLS it applies to connections
+ * accepted from then on (the TLS configuration is rebuilt; `MLLP_ERR_CERTIFICATE` if that
+ * fails, nothing changed); otherwise at the next StartListening.
  */
 int mllp_server_set_ssl_authenticate_clients(mllp_server *server, uint8_t on);
 

@@ -26,7 +26,7 @@ use crate::error::{code, Error, Result};
 use crate::events::{ConnectionId, EventHandler, LogLevel};
 use crate::proxy::{self, ProxyMode};
 use crate::shared::{lock, Command, ConnShared, ReactorHandle, Shared, Waiter, QUEUE_HIGH_WATER};
-use crate::tls::{Certificate, TlsContext};
+use crate::tls::Certificate;
 use crate::transport::{ReadOutcome, Transport};
 
 const WAKER: Token = Token(usize::MAX);
@@ -158,8 +158,6 @@ struct Reactor {
     /// Connections to read again (read budget used up, or a decision unpaused them);
     /// readiness is edge-triggered, so they are revisited explicitly.
     backlog: Vec<ConnectionId>,
-    /// TLS configuration of the current listener (None: plain).
-    tls_ctx: Option<Arc<TlsContext>>,
     exit: bool,
     /// The time of the current turn (one clock read per connection turn, not per call).
     now: Time,
@@ -213,7 +211,6 @@ impl Reactor {
             proxy_timers: BTreeSet::new(),
             accept_again: false,
             backlog: Vec::new(),
-            tls_ctx: None,
             exit: false,
             now: Time::now(),
             clock: Clock::new(),
@@ -594,7 +591,7 @@ impl Reactor {
             shared: shared.clone(),
             stream,
             proto: Connection::new(self.proto_cfg),
-            transport: Transport::new(self.tls_ctx.clone(), self.now.mono),
+            transport: Transport::new(lock(&self.shared.tls_ctx).clone(), self.now.mono),
             registered: None,
             peer_closed: false,
             armed: None,
@@ -887,8 +884,8 @@ impl Reactor {
 
     fn run_command(&mut self, cmd: Command) {
         match cmd {
-            Command::Listen(mut l, tls) => {
-                self.tls_ctx = tls;
+            Command::Report(e) => self.error(ConnectionId::NONE, e),
+            Command::Listen(mut l) => {
                 if let Err(e) = self.poll.registry().register(&mut l, LISTENER, Interest::READABLE) {
                     self.error(ConnectionId::NONE, Error::from_io(&e, "register listener"));
                     return;

@@ -69,15 +69,50 @@ impl Server {
         lock(&self.shared.settings)
     }
 
+    /// Applies a settings change.
     fn update(&self, f: impl FnOnce(&mut Settings) -> Result<()>) -> Result<()> {
+        self.update_with(false, f)
+    }
+
+    /// Applies a change to a TLS setting. While listening with TLS the TLS configuration is
+    /// rebuilt first, re-reading the files it names even when the value is the same (so
+    /// setting a path again reloads it): when that fails (bad certificate, CA list or CRL)
+    /// the error is returned and nothing changes; otherwise connections accepted from now on
+    /// use the new configuration and established ones keep theirs.
+    fn update_tls(&self, f: impl FnOnce(&mut Settings) -> Result<()>) -> Result<()> {
+        self.update_with(true, f)
+    }
+
+    fn update_with(&self, tls: bool, f: impl FnOnce(&mut Settings) -> Result<()>) -> Result<()> {
         let mut s = self.settings();
         let mut next = s.clone();
         f(&mut next)?;
+        let changed = tls || tls_changed(&s.tls, &next.tls);
+        let rebuilt = if changed && self.listening() && lock(&self.shared.tls_ctx).is_some() {
+            Some(crate::tls::TlsContext::build(&next.tls)?)
+        } else {
+            None
+        };
         self.shared.dups.set_capacity(next.duplicate_window as usize);
         *s = next;
+        if let Some(ctx) = rebuilt {
+            self.report_expired_crls(&ctx);
+            *lock(&self.shared.tls_ctx) = Some(ctx);
+        }
         drop(s);
         self.shared.bump_settings();
         Ok(())
+    }
+
+    /// An Error event (`code::CERTIFICATE`) per SSLClientCRLs entry past its nextUpdate.
+    fn report_expired_crls(&self, ctx: &crate::tls::TlsContext) {
+        for c in &ctx.expired_crls {
+            let msg = format!(
+                "SSLClientCRLs: the CRL of {c} has expired; client certificates it covers are refused \
+                 until a current CRL is set"
+            );
+            let _ = self.shared.command(Command::Report(Error::new(code::CERTIFICATE, msg)));
+        }
     }
 
     // ----- properties -----
@@ -207,7 +242,11 @@ impl Server {
             }
             _ => {}
         }
-        self.update(|s| s.set(key, value))?;
+        if is_tls_setting(key) {
+            self.update_tls(|s| s.set(key, value))?;
+        } else {
+            self.update(|s| s.set(key, value))?;
+        }
         Ok(String::new())
     }
 
@@ -232,7 +271,11 @@ impl Server {
         self.ensure_reactor()?;
         *lock(&self.shared.bound_host) = bound.ip().to_string();
         self.shared.bound_port.store(bound.port(), Ordering::Release);
-        self.shared.command(Command::Listen(listener, tls))?;
+        if let Some(ctx) = &tls {
+            self.report_expired_crls(ctx);
+        }
+        *lock(&self.shared.tls_ctx) = tls;
+        self.shared.command(Command::Listen(listener))?;
         self.shared.listening.store(true, Ordering::Release);
         Ok(())
     }
@@ -505,12 +548,14 @@ impl Server {
         self.settings().tls.authenticate_clients
     }
 
-    /// Sets SSLAuthenticateClients; takes effect at the next StartListening.
-    pub fn set_ssl_authenticate_clients(&self, on: bool) {
-        let _ = self.update(|s| {
+    /// Sets SSLAuthenticateClients. While listening with TLS it applies to connections
+    /// accepted from now on (the TLS configuration is rebuilt; an error from that rebuild,
+    /// e.g. an SSLClientCACerts file gone bad, is returned and nothing changes).
+    pub fn set_ssl_authenticate_clients(&self, on: bool) -> Result<()> {
+        self.update_tls(|s| {
             s.tls.authenticate_clients = on;
             Ok(())
-        });
+        })
     }
 
     /// SSLCert: the certificate presented to clients.
@@ -518,12 +563,16 @@ impl Server {
         self.settings().tls.cert.clone()
     }
 
-    /// Sets SSLCert (None clears it); checked at the next StartListening.
-    pub fn set_ssl_cert(&self, cert: Option<Arc<crate::tls::Certificate>>) {
-        let _ = self.update(|s| {
+    /// Sets SSLCert (None clears it). Not listening: checked at the next StartListening.
+    /// While listening with TLS: checked now (no private key, key mismatch, expired, or None
+    /// give `code::CERTIFICATE`, and the old certificate stays in use); once this returns
+    /// `Ok`, connections accepted from then on are presented the new certificate, while
+    /// established ones continue with the one they were accepted with.
+    pub fn set_ssl_cert(&self, cert: Option<Arc<crate::tls::Certificate>>) -> Result<()> {
+        self.update_tls(|s| {
             s.tls.cert = cert;
             Ok(())
-        });
+        })
     }
 
     /// A negotiated TLS value of a connection by its Config name (SSLNegotiatedCipher,
@@ -694,6 +743,19 @@ impl Drop for Server {
             }
         }
     }
+}
+
+/// Whether `key` names a TLS setting (its change rebuilds a running listener's configuration).
+fn is_tls_setting(key: &str) -> bool {
+    !key.eq_ignore_ascii_case("SSLEnabled") && crate::tls::TlsSettings::default().get(key).is_some_and(|r| r.is_ok())
+}
+
+/// Whether a change from `a` to `b` alters the TLS configuration of a running listener
+/// (SSLEnabled itself only matters at the next StartListening).
+fn tls_changed(a: &crate::tls::TlsSettings, b: &crate::tls::TlsSettings) -> bool {
+    let mut b = b.clone();
+    b.enabled = a.enabled;
+    *a != b
 }
 
 /// Reads what Send sends: the input stream, else InputFileName, else InputData.

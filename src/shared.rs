@@ -185,7 +185,10 @@ impl ConnTable {
 
 /// An instruction from a host thread to the reactor.
 pub(crate) enum Command {
-    Listen(mio::net::TcpListener, Option<Arc<crate::tls::TlsContext>>),
+    /// Accept on this listener (TLS or not: see `Shared::tls_ctx`).
+    Listen(mio::net::TcpListener),
+    /// Report an error that belongs to no connection through the Error event.
+    Report(Error),
     /// Drop the listener; the waiter (if any) completes once it is closed.
     StopListening(Option<Arc<Waiter>>),
     Send {
@@ -233,6 +236,10 @@ pub(crate) struct Shared {
     pub listening: AtomicBool,
     pub bound_port: std::sync::atomic::AtomicU16,
     pub bound_host: Mutex<String>,
+    /// The TLS configuration for connections accepted from now on (None: plain). Set at
+    /// StartListening, replaced when a TLS setting changes while listening; the reactor reads
+    /// it at each accept, so a connection accepted after the setter returned gets the new one.
+    pub tls_ctx: Mutex<Option<Arc<crate::tls::TlsContext>>>,
     pub queue: Mutex<EventQueue>,
     pub queue_cv: Condvar,
     pub epoch: Instant,
@@ -254,6 +261,7 @@ impl Shared {
             listening: AtomicBool::new(false),
             bound_port: std::sync::atomic::AtomicU16::new(0),
             bound_host: Mutex::new(String::new()),
+            tls_ctx: Mutex::new(None),
             queue: Mutex::new(EventQueue::default()),
             queue_cv: Condvar::new(),
             epoch: Instant::now(),

@@ -287,7 +287,7 @@ fn tls_behind_the_proxy_header() {
     let ca = tls_util::Ca::new("Proxy Test CA");
     let leaf = ca.issue("localhost", false);
     let server = new_server();
-    server.set_ssl_cert(Some(leaf.certificate()));
+    server.set_ssl_cert(Some(leaf.certificate())).unwrap();
     server.set_ssl_enabled(true);
     server.config("ProxyProtocol=V2").unwrap();
     let rec = Recorder::new();

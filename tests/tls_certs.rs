@@ -70,7 +70,7 @@ fn serves(cert: Arc<Certificate>, ca: &Ca) {
     let s = mllp::Server::new();
     s.set_handler(rec.clone());
     s.set_local_host("127.0.0.1").unwrap();
-    s.set_ssl_cert(Some(cert));
+    s.set_ssl_cert(Some(cert)).unwrap();
     s.set_ssl_enabled(true);
     s.start_listening().unwrap();
     let cfg = client_config(ClientOpts::trusting(vec![ca.der()]));
@@ -277,7 +277,7 @@ fn read_only_fields() {
 fn start_error(cert: Arc<Certificate>, configs: &[&str]) -> mllp::Error {
     let s = mllp::Server::new();
     s.set_local_host("127.0.0.1").unwrap();
-    s.set_ssl_cert(Some(cert));
+    s.set_ssl_cert(Some(cert)).unwrap();
     s.set_ssl_enabled(true);
     for c in configs {
         s.config(c).unwrap();
@@ -332,10 +332,10 @@ fn start_listening_fails_early_and_clearly() {
     // After fixing the problem, listening starts.
     let s = mllp::Server::new();
     s.set_local_host("127.0.0.1").unwrap();
-    s.set_ssl_cert(Some(ca.issue_expired("localhost", false).certificate()));
+    s.set_ssl_cert(Some(ca.issue_expired("localhost", false).certificate())).unwrap();
     s.set_ssl_enabled(true);
     assert!(s.start_listening().is_err());
-    s.set_ssl_cert(Some(good.clone()));
+    s.set_ssl_cert(Some(good.clone())).unwrap();
     s.start_listening().unwrap();
     assert!(s.listening());
     assert_eq!(s.ssl_cert().unwrap().encoded(), a.der.as_ref());
@@ -354,9 +354,9 @@ fn unreadable_ca_files_fail_start_listening() {
     for setting in ["SSLClientCACerts", "SSLCACerts"] {
         let s = mllp::Server::new();
         s.set_local_host("127.0.0.1").unwrap();
-        s.set_ssl_cert(Some(good.clone()));
+        s.set_ssl_cert(Some(good.clone())).unwrap();
         s.set_ssl_enabled(true);
-        s.set_ssl_authenticate_clients(true);
+        s.set_ssl_authenticate_clients(true).unwrap();
         s.config(&format!("{setting}=/nonexistent/ca-bundle.pem")).unwrap();
         match s.start_listening() {
             Ok(()) => problems.push(format!("{setting}=/nonexistent/ca-bundle.pem: StartListening succeeded")),
@@ -393,7 +393,7 @@ fn pfx_issuer_certificates_are_selectable_and_certificates_only_stores_say_why()
                 assert!(!c.private_key_available());
                 let s = mllp::Server::new();
                 s.set_local_host("127.0.0.1").unwrap();
-                s.set_ssl_cert(Some(Arc::new(c)));
+                s.set_ssl_cert(Some(Arc::new(c))).unwrap();
                 s.set_ssl_enabled(true);
                 let e = s.start_listening().unwrap_err();
                 assert_eq!(e.code, code::CERTIFICATE);

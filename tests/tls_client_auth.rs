@@ -36,7 +36,7 @@ fn mtls_server(p: &Pki, rec: &Arc<Rec>, extra: &[&str]) -> mllp::Server {
     let mut cfgs = vec![ca_setting.as_str()];
     cfgs.extend_from_slice(extra);
     let s = server(&p.server, &cfgs, rec);
-    s.set_ssl_authenticate_clients(true);
+    s.set_ssl_authenticate_clients(true).unwrap();
     assert!(s.ssl_authenticate_clients());
     s.start_listening().unwrap();
     s
@@ -168,7 +168,7 @@ fn without_client_cas_every_certificate_is_recommended_for_refusal() {
         }
     });
     let s = server(&p.server, &[], &rec);
-    s.set_ssl_authenticate_clients(true);
+    s.set_ssl_authenticate_clients(true).unwrap();
     s.start_listening().unwrap();
     let port = s.local_port();
     assert_eq!(attempt(port, &client_with(&p, Some(&p.good), BOTH)), None);
@@ -202,7 +202,7 @@ fn client_cas_from_a_file_path() {
     std::fs::write(&f, p.ca.pem()).unwrap();
     let rec = Rec::new();
     let s = server(&p.server, &[&format!("SSLClientCACerts={}", f.display())], &rec);
-    s.set_ssl_authenticate_clients(true);
+    s.set_ssl_authenticate_clients(true).unwrap();
     s.start_listening().unwrap();
     assert_eq!(attempt(s.local_port(), &client_with(&p, Some(&p.good), BOTH)).as_deref(), Some(ACK_FRAME));
     assert_eq!(attempt(s.local_port(), &client_with(&p, Some(&p.foreign), BOTH)), None);
@@ -298,7 +298,7 @@ fn do_events_mode_delivers_ssl_events_and_applies_their_decisions() {
     let good_der = p.good.der.to_vec();
     rec.on_client_auth(move |e| e.accept = e.cert_encoded != good_der.as_slice());
     let s = Arc::new(server(&p.server, &["EventMode=DoEvents", &format!("SSLClientCACerts={}", p.ca.pem())], &rec));
-    s.set_ssl_authenticate_clients(true);
+    s.set_ssl_authenticate_clients(true).unwrap();
     s.start_listening().unwrap();
     let port = s.local_port();
 

@@ -20,7 +20,7 @@ fn round_trip(version: &'static rustls::SupportedProtocolVersion, expect: &str) 
     let (cert, der) = server_cert();
     let s = Server::new();
     s.set_local_host("127.0.0.1").unwrap();
-    s.set_ssl_cert(Some(cert));
+    s.set_ssl_cert(Some(cert)).unwrap();
     s.set_ssl_enabled(true);
     s.start_listening().unwrap();
     let mut roots = rustls::RootCertStore::empty();

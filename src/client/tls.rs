@@ -10,9 +10,8 @@ use std::sync::{Arc, Mutex};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{Resumption, WebPkiServerVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, ServerName, UnixTime};
-use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 use crate::config::parse_bool;
 use crate::error::{code, Error, Result};
@@ -226,7 +225,7 @@ pub fn client_config(s: &ClientTlsSettings, hook: AuthHook) -> Result<Arc<Client
             ))
         }
         _ if s.crl_file.is_empty() => Vec::new(),
-        _ => load_crls(&s.crl_file)?,
+        _ => crate::tls::crl::load_file(&s.crl_file, "SSLCRLFile")?,
     };
     let roots = load_roots(s)?;
     let inner = if roots.is_empty() {
@@ -327,64 +326,12 @@ fn load_roots(s: &ClientTlsSettings) -> Result<RootCertStore> {
     Ok(roots)
 }
 
-/// Reads a CRL file: PEM (any number of `X509 CRL` blocks) or DER (one or more, back to back).
-fn load_crls(path: &str) -> Result<Vec<CertificateRevocationListDer<'static>>> {
-    let what = format!("SSLCRLFile '{path}'");
-    let data = std::fs::read(path).map_err(|e| cert_err(format!("{what}: {e}")))?;
-    let crls: Vec<_> = if data.windows(10).any(|w| w == b"-----BEGIN") {
-        CertificateRevocationListDer::pem_slice_iter(&data)
-            .collect::<std::result::Result<_, _>>()
-            .map_err(|e| cert_err(format!("{what}: bad PEM CRL: {e:?}")))?
-    } else {
-        split_der(&data).ok_or_else(|| cert_err(format!("{what}: neither PEM nor DER CRLs")))?
-    };
-    if crls.is_empty() {
-        return Err(cert_err(format!("{what}: no CRL found")));
-    }
-    Ok(crls)
-}
-
-/// Splits concatenated DER SEQUENCEs; `None` unless the data is exactly that.
-fn split_der(mut data: &[u8]) -> Option<Vec<CertificateRevocationListDer<'static>>> {
-    let mut out = Vec::new();
-    while !data.is_empty() {
-        if data.len() < 2 || data[0] != 0x30 {
-            return None;
-        }
-        let (len, head) = match data[1] {
-            n if n < 0x80 => (n as usize, 2),
-            n @ 0x81..=0x84 => {
-                let k = (n & 0x7f) as usize;
-                let bytes = data.get(2..2 + k)?;
-                (bytes.iter().fold(0usize, |a, b| (a << 8) | *b as usize), 2 + k)
-            }
-            _ => return None,
-        };
-        let end = head.checked_add(len).filter(|e| *e <= data.len())?;
-        out.push(CertificateRevocationListDer::from(data[..end].to_vec()));
-        data = &data[end..];
-    }
-    Some(out)
-}
-
 const NO_ROOTS: &str = "no trusted CA certificates (set SSLServerCACerts or SSLAcceptServerCertStore; \
                         no system CA certificates were found)";
 
 /// A verification failure in words.
 fn describe(e: &rustls::Error) -> String {
-    match e {
-        rustls::Error::InvalidCertificate(c) => match c {
-            CertificateError::UnknownIssuer => "unknown issuer: no trusted CA issued this certificate".into(),
-            CertificateError::Revoked => "certificate revoked".into(),
-            CertificateError::UnknownRevocationStatus => {
-                "revocation status unknown: no CRL in SSLCRLFile covers this certificate".into()
-            }
-            CertificateError::BadSignature => "bad signature on the certificate".into(),
-            CertificateError::NotValidForName => "certificate not valid for the server name".into(),
-            c => c.to_string(),
-        },
-        e => e.to_string(),
-    }
+    crate::tls::crl::describe(e, "SSLCRLFile")
 }
 
 /// rustls's WebPKI verification, then the host's say (SSLServerAuthentication).
@@ -733,7 +680,11 @@ mod tests {
         assert_eq!(seen.lock().unwrap()[0].2, "certificate revoked");
 
         // The same CRL as DER is read too.
-        let der = rustls::pki_types::CertificateRevocationListDer::from_pem_file(&revoking).unwrap();
+        let der =
+            <rustls::pki_types::CertificateRevocationListDer as rustls::pki_types::pem::PemObject>::from_pem_file(
+                &revoking,
+            )
+            .unwrap();
         let der_file = temp_file("crl.der", der.as_ref());
         let s = ClientTlsSettings { check_crl: 1, crl_file: der_file.clone(), ..trusting(&a) };
         assert!(connect(&s, recorder(None).0, &srv).unwrap_err().contains("revoked"));

@@ -219,6 +219,25 @@ pub extern "C" fn mllp_server_set_local_host(server: *mut mllp_server, host: *co
 ///   `MLLP_ERR_PROXY_HEADER`.
 /// - `ProxyHeaderTimeout=N` (seconds, at least 1, default 5): time a new connection has to
 ///   deliver its whole header.
+///
+/// TLS while listening (README "TLS"): setting a TLS setting (`SSLClientCACerts`,
+/// `SSLClientCRLs`, `SSLCACerts`, `SSLEnabledProtocols`, ...; not `SSLEnabled`) while
+/// listening with TLS rebuilds the TLS configuration, re-reading the files named (setting the
+/// same path again reloads the file). It applies to connections accepted after the call
+/// returns; established connections continue unaffected. A bad value returns an error and
+/// the old configuration stays in use: `MLLP_ERR_CERTIFICATE` (2020) for a bad certificate,
+/// CA list or CRL (also an unreadable CRL file), `MLLP_ERR_CANNOT_OPEN_FILE` (303) for an
+/// unreadable `SSLClientCACerts`/`SSLCACerts` file or `SSLKeyLogFile`.
+/// - `SSLClientCRLs=VALUE`: CRLs client certificates are checked against (needs
+///   `SSLClientCACerts`). VALUE holding `-----BEGIN` is PEM text (one or more `X509 CRL`
+///   blocks); otherwise the path of an existing file (PEM, or DER back to back); otherwise
+///   base64 DER; "" clears it. Read and parsed when set (`MLLP_ERR_CERTIFICATE` if bad). A
+///   listed client certificate is refused: SSLClientAuthentication sees accept 0 and status
+///   "certificate revoked", and unless the host accepts it the connection closes with
+///   `MLLP_ERR_TLS_CLIENT_REJECTED` (2022), "client certificate refused: certificate revoked".
+///   A certificate no CRL covers passes. A CRL past its nextUpdate is reported with an Error
+///   event (`MLLP_ERR_CERTIFICATE`) when loaded, and the certificates it covers are refused
+///   (status "certificate revocation list expired: ...") until a current CRL is set.
 #[no_mangle]
 pub extern "C" fn mllp_server_config(
     server: *mut mllp_server,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::callbacks::{update, Callbacks};
 use super::macros::{free_handle, ref_from_ptr, to_handle, Handle};
 use super::server::mllp_server;
-use super::{c_text as text, fail_with, MLLP_OK};
+use super::{c_text as text, fail_with, rc, MLLP_OK};
 use crate::error::code;
 use crate::events::{SslClientAuthenticationEvent, SslConnectionRequestEvent, SslStatusEvent};
 use crate::tls::Certificate;
@@ -234,15 +234,17 @@ pub extern "C" fn mllp_certificate_get_private_key_available(cert: *const mllp_c
 }
 
 /// Sets SSLCert (NULL clears it). The server keeps its own reference; the caller still frees
-/// its handle. Checked at the next StartListening (no key, key mismatch, expired → error
-/// there).
+/// its handle. Not listening: checked at the next StartListening (no key, key mismatch,
+/// expired → error there). While listening with TLS: checked now, and a bad certificate (or
+/// NULL) returns `MLLP_ERR_CERTIFICATE` (2020) with the old certificate still in use; on
+/// `MLLP_OK`, connections accepted from then on get the new certificate, established ones
+/// continue unaffected. Any thread.
 #[no_mangle]
 pub extern "C" fn mllp_server_set_ssl_cert(server: *mut mllp_server, cert: *const mllp_certificate) -> c_int {
     ffi_panic_boundary! {
         let s = &try_ref_from_ptr!(server).server;
         // Optional: NULL clears SSLCert.
-        s.set_ssl_cert(ref_from_ptr(cert).map(|c| c.cert.clone()));
-        MLLP_OK
+        rc(s.set_ssl_cert(ref_from_ptr(cert).map(|c| c.cert.clone())))
     }
 }
 
@@ -287,13 +289,14 @@ pub extern "C" fn mllp_server_get_ssl_authenticate_clients(server: *const mllp_s
     }
 }
 
-/// Sets SSLAuthenticateClients (0 or 1); takes effect at the next StartListening.
+/// Sets SSLAuthenticateClients (0 or 1). While listening with TLS it applies to connections
+/// accepted from then on (the TLS configuration is rebuilt; `MLLP_ERR_CERTIFICATE` if that
+/// fails, nothing changed); otherwise at the next StartListening.
 #[no_mangle]
 pub extern "C" fn mllp_server_set_ssl_authenticate_clients(server: *mut mllp_server, on: u8) -> c_int {
     ffi_panic_boundary! {
         let s = &try_ref_from_ptr!(server).server;
-        s.set_ssl_authenticate_clients(on != 0);
-        MLLP_OK
+        rc(s.set_ssl_authenticate_clients(on != 0))
     }
 }
 

@@ -355,7 +355,7 @@ pub(crate) fn format_date(unix: i64) -> String {
     format!("{:02}-{}-{} {:02}:{:02}:{:02}", d, MONTHS[(m - 1) as usize], y, secs / 3600, secs % 3600 / 60, secs % 60)
 }
 
-fn base64_decode(input: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn base64_decode(input: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(input.len() * 3 / 4);
     let (mut acc, mut bits) = (0u32, 0u32);
     for &c in input {

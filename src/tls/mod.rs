@@ -1,8 +1,11 @@
 //! TLS with rustls: the SSL properties and settings, and the server configuration built from
 //! them when listening starts (so a wrong password, a key that does not match, an expired
-//! certificate or an unreadable file fail StartListening, not the first connection).
+//! certificate or an unreadable file fail StartListening, not the first connection) and
+//! again whenever a TLS setting changes while listening (new connections get the new
+//! configuration; a bad value is refused by the setter and the old configuration stays).
 
 pub mod cert;
+pub(crate) mod crl;
 pub(crate) mod session;
 
 use std::collections::HashMap;
@@ -41,6 +44,9 @@ pub struct TlsSettings {
     pub ca_certs: String,
     /// SSLClientCACerts: PEM CA certificates that client certificates are verified against.
     pub client_ca_certs: String,
+    /// SSLClientCRLs: CRLs client certificates are checked against: PEM text (it holds
+    /// `-----BEGIN`), else the path of a PEM or DER file, else base64 DER ("" = none).
+    pub client_crls: String,
     /// SSLEnabledProtocols: the reference's bit values; TLS 1.2 and 1.3 only.
     pub enabled_protocols: u32,
     /// SSLEnabledCipherSuites: `*` or a `;`/`,`-separated list of suite names.
@@ -63,6 +69,7 @@ impl Default for TlsSettings {
             cert: None,
             ca_certs: String::new(),
             client_ca_certs: String::new(),
+            client_crls: String::new(),
             enabled_protocols: PROTO_TLS12 | PROTO_TLS13,
             cipher_suites: "*".into(),
             reuse_session: true,
@@ -92,6 +99,7 @@ impl TlsSettings {
             "sslauthenticateclients" => tf(self.authenticate_clients),
             "sslcacerts" => self.ca_certs.clone(),
             "sslclientcacerts" => self.client_ca_certs.clone(),
+            "sslclientcrls" => self.client_crls.clone(),
             "sslenabledprotocols" => self.enabled_protocols.to_string(),
             "sslenabledciphersuites" => self.cipher_suites.clone(),
             "reusesslsession" => tf(self.reuse_session),
@@ -109,7 +117,9 @@ impl TlsSettings {
     }
 
     /// Sets a TLS Config setting; `None` when the name is not a TLS setting. Values are
-    /// checked here; certificates and CA lists are checked when listening starts.
+    /// checked here (SSLClientCRLs is read and parsed here too); certificates and CA lists
+    /// are checked when the configuration is built (StartListening, or the change itself
+    /// while listening).
     pub fn set(&mut self, key: &str, value: &str) -> Option<Result<()>> {
         let r = (|| {
             match key.to_ascii_lowercase().as_str() {
@@ -117,6 +127,10 @@ impl TlsSettings {
                 "sslauthenticateclients" => self.authenticate_clients = parse_bool(value)?,
                 "sslcacerts" => self.ca_certs = value.to_string(),
                 "sslclientcacerts" => self.client_ca_certs = value.to_string(),
+                "sslclientcrls" => {
+                    crl::load_value(value, "SSLClientCRLs")?;
+                    self.client_crls = value.to_string();
+                }
                 "sslenabledprotocols" => {
                     let v: u32 = value.trim().parse().map_err(|_| {
                         Error::new(code::INVALID_VALUE, format!("'{value}' is not a protocol bit mask (e.g. 15360)"))
@@ -288,7 +302,8 @@ impl rustls::KeyLog for FileKeyLog {
     }
 }
 
-/// What the reactor needs for TLS connections, built once per StartListening.
+/// What the reactor needs for TLS connections, built at StartListening and rebuilt when a TLS
+/// setting changes while listening. A connection keeps the context it was accepted with.
 pub(crate) struct TlsContext {
     parts: Parts,
     /// The configuration presenting SSLCert.
@@ -298,6 +313,9 @@ pub(crate) struct TlsContext {
     pub authenticate_clients: bool,
     pub handshake_timeout: Duration,
     pub log_packets: bool,
+    /// SSLClientCRLs past their nextUpdate when the context was built, described (client
+    /// certificates they cover are refused until a fresh CRL is set).
+    pub expired_crls: Vec<String>,
     per_cert: Mutex<HashMap<String, Arc<ServerConfig>>>,
 }
 
@@ -333,16 +351,29 @@ impl TlsContext {
                 Error::new(code::CERTIFICATE, format!("SSLClientCACerts: unusable CA certificate: {e}"))
             })?;
         }
+        let crls = crl::load_value(&s.client_crls, "SSLClientCRLs")?;
+        if !crls.is_empty() && roots.is_empty() {
+            return Err(Error::new(
+                code::CERTIFICATE,
+                "SSLClientCRLs needs SSLClientCACerts (the CAs whose certificates the CRLs revoke)",
+            ));
+        }
+        let expired_crls = crl::expired(&crls, unix_now());
         // With no client CAs, client authentication still runs: every certificate is
         // recommended for refusal and the host decides in SSLClientAuthentication.
+        // CRLs: a listed certificate is revoked; one no CRL covers passes; a CRL past its
+        // nextUpdate fails the certificates it covers.
         let verifier = if roots.is_empty() {
             None
         } else {
             Some(
                 WebPkiClientVerifier::builder_with_provider(Arc::new(roots.clone()), provider.clone())
                     .allow_unauthenticated()
+                    .with_crls(crls)
+                    .allow_unknown_revocation_status()
+                    .enforce_revocation_expiration()
                     .build()
-                    .map_err(|e| Error::new(code::CERTIFICATE, format!("SSLClientCACerts: {e}")))?,
+                    .map_err(|e| Error::new(code::CERTIFICATE, format!("SSLClientCACerts/SSLClientCRLs: {e}")))?,
             )
         };
         let offer =
@@ -382,6 +413,7 @@ impl TlsContext {
             authenticate_clients: s.authenticate_clients,
             handshake_timeout: Duration::from_secs(s.handshake_timeout.max(1) as u64),
             log_packets: s.log_packets,
+            expired_crls,
             per_cert: Mutex::new(HashMap::new()),
         }))
     }
@@ -408,7 +440,7 @@ impl TlsContext {
         };
         match v.verify_client_cert(&chain[0], &chain[1..], UnixTime::now()) {
             Ok(_) => (true, "OK".into()),
-            Err(e) => (false, format!("{e}")),
+            Err(e) => (false, crl::describe(&e, "SSLClientCRLs")),
         }
     }
 }

@@ -92,6 +92,32 @@ impl Ca {
         }
     }
 
+    /// A leaf with a chosen serial number (to revoke it in a CRL).
+    pub fn issue_serial(&self, cn: &str, client: bool, serial: u64) -> Leaf {
+        self.issue_with(cn, client, |p| p.serial_number = Some(rcgen::SerialNumber::from(serial)))
+    }
+
+    /// A CRL (PEM) of this CA revoking `serials`, valid until `next_update` (year, month, day).
+    pub fn crl(&self, serials: &[u64], next_update: (i32, u8, u8)) -> String {
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: rcgen::date_time_ymd(2000, 1, 1),
+            next_update: rcgen::date_time_ymd(next_update.0, next_update.1, next_update.2),
+            crl_number: rcgen::SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: serials
+                .iter()
+                .map(|s| rcgen::RevokedCertParams {
+                    serial_number: rcgen::SerialNumber::from(*s),
+                    revocation_time: rcgen::date_time_ymd(2000, 6, 1),
+                    reason_code: None,
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        params.signed_by(&Issuer::from_params(&self.params, &self.key)).unwrap().pem().unwrap()
+    }
+
     /// An expired leaf (valid 2000–2001).
     pub fn issue_expired(&self, cn: &str, client: bool) -> Leaf {
         self.issue_with(cn, client, |p| {
@@ -282,7 +308,7 @@ pub fn server(cert: &Leaf, configs: &[&str], rec: &Arc<Rec>) -> Server {
     let s = Server::new();
     s.set_handler(rec.clone());
     s.set_local_host("127.0.0.1").unwrap();
-    s.set_ssl_cert(Some(cert.certificate()));
+    s.set_ssl_cert(Some(cert.certificate())).unwrap();
     s.set_ssl_enabled(true);
     for c in configs {
         s.config(c).unwrap_or_else(|e| panic!("config {c}: {e:?}"));
