@@ -61,7 +61,7 @@ const BUCKET_NS: [u64; 16] = [
 ];
 
 /// Why a TLS handshake failed (the `reason` label of `mllp_tls_handshake_failures_total`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TlsFailure {
     /// A certificate was refused or unusable: the client's failed verification, the client
     /// rejected ours (a certificate alert), or the one chosen in SSLConnectionRequest is bad.
@@ -74,7 +74,6 @@ pub enum TlsFailure {
     ClientRejected = 3,
     /// The connection closed before the handshake completed (the peer went away, a reset,
     /// the server shut down).
-    #[default]
     Other = 4,
 }
 
@@ -297,8 +296,9 @@ impl Histogram {
     }
 }
 
-/// A server's metrics at one moment ([`Server::metrics`](crate::Server::metrics)).
-#[derive(Clone, Debug, Default, PartialEq)]
+/// A server's metrics at one moment ([`Server::metrics`](crate::Server::metrics)). The
+/// default is a new server's: every count 0.
+#[derive(Clone, Debug, PartialEq)]
 pub struct MetricsSnapshot {
     /// Connections accepted and admitted (Connected fired).
     pub connections_accepted: u64,
@@ -334,6 +334,12 @@ pub struct MetricsSnapshot {
     pub tls_failures: [(TlsFailure, u64); 5],
     /// Time from a message's end block received to its acknowledgement written.
     pub ack_latency: Histogram,
+}
+
+impl Default for MetricsSnapshot {
+    fn default() -> Self {
+        Metrics::new().snapshot()
+    }
 }
 
 impl MetricsSnapshot {
