@@ -882,6 +882,85 @@ typedef ptrdiff_t (*mllp_read_cb)(void *user, uint8_t *buf, size_t cap);
 typedef int (*mllp_write_cb)(void *user, const uint8_t *data, size_t len);
 
 /**
+ * A server's metrics at one moment (`mllp_server_get_metrics`). Counts run from the server's
+ * creation (Reset does not clear them). `mllp_server_get_metrics_text` gives the same
+ * numbers, with errors per code, TLS failures per reason and the latency histogram's
+ * buckets, in the Prometheus text format.
+ */
+typedef struct {
+  /**
+   * Connections accepted and admitted (Connected fired).
+   */
+  uint64_t connections_accepted;
+  /**
+   * Connections refused: by ConnectionRequest, MaxConnections (2012), a missing or invalid
+   * PROXY header (2050), or a failed TLS handshake (such a connection was admitted first,
+   * so it counts in `connections_accepted` too).
+   */
+  uint64_t connections_refused;
+  /**
+   * Connections open now.
+   */
+  uint64_t connections_open;
+  /**
+   * Complete messages (frames) received, refused ones included (a batch is one frame);
+   * acknowledgements of the server's own sends are not messages.
+   */
+  uint64_t messages_received;
+  /**
+   * Messages answered positively (ACK, MSA-1 AA or CA).
+   */
+  uint64_t messages_accepted;
+  /**
+   * Messages answered negatively (NAK, MSA-1 AE, AR, CE or CR) or refused by the library
+   * (empty, larger than MaxMessageSize, no EOL, charset, batch).
+   */
+  uint64_t messages_refused;
+  /**
+   * Messages answered from the duplicate window (DuplicateWindow), not delivered.
+   */
+  uint64_t messages_duplicate;
+  /**
+   * Application bytes received (decrypted, for TLS).
+   */
+  uint64_t bytes_in;
+  /**
+   * Application bytes sent: acknowledgements and the server's own sends.
+   */
+  uint64_t bytes_out;
+  /**
+   * Positive acknowledgements written to the transport.
+   */
+  uint64_t acks_sent;
+  /**
+   * Negative acknowledgements written to the transport.
+   */
+  uint64_t naks_sent;
+  /**
+   * Error events, all codes (per code: in the text form).
+   */
+  uint64_t errors;
+  /**
+   * TLS handshakes completed: data may flow (with SSLAuthenticateClients, the client was
+   * accepted too).
+   */
+  uint64_t tls_handshakes_completed;
+  /**
+   * TLS connections closed before data could flow (per reason: in the text form).
+   */
+  uint64_t tls_handshakes_failed;
+  /**
+   * Acknowledgements whose latency was measured (every reply frame written).
+   */
+  uint64_t ack_latency_count;
+  /**
+   * Sum of those latencies, seconds: from the reactor turn that read the message's end
+   * block to the write call that took the acknowledgement's last byte.
+   */
+  double ack_latency_sum_seconds;
+} mllp_metrics;
+
+/**
  * SSLClientAuthentication: a TLS client presented its certificate (or none).
  */
 typedef struct {
@@ -1750,6 +1829,24 @@ int mllp_hl7_build_ack(const uint8_t *message,
                        const char *text,
                        uint8_t *out,
                        size_t *out_len);
+
+/**
+ * Writes the server's metrics now to `*out` (always on; reading costs a relaxed load per
+ * counter and takes no lock). Returns `MLLP_OK`, or `MLLP_ERR_INVALID_ARGUMENT` when a
+ * pointer is NULL. Any thread, also inside callbacks.
+ */
+int mllp_server_get_metrics(const mllp_server *server, mllp_metrics *out);
+
+/**
+ * The server's metrics in the Prometheus text exposition format 0.0.4 (for a `/metrics`
+ * endpoint: `text/plain; version=0.0.4`): every family with `# HELP` and `# TYPE`, errors
+ * per code, TLS failures per reason, the acknowledgement latency histogram. NUL-terminated,
+ * under the buffer rule: `*len` is the capacity in, the size needed (with the NUL) out;
+ * `MLLP_ERR_BUFFER_TOO_SMALL` when `buf` is NULL or too small. The text can grow between two
+ * calls (a new error code, longer numbers): on `MLLP_ERR_BUFFER_TOO_SMALL` call again with
+ * the size returned. Any thread, also inside callbacks.
+ */
+int mllp_server_get_metrics_text(const mllp_server *server, char *buf, size_t *len);
 
 /**
  * Loads a certificate as the reference's `Certificate(storeType, store, storePassword,

@@ -27,6 +27,7 @@ use crate::dedupe::{Duplicates, Key, Lookup};
 use crate::error::{code, Error, Result};
 use crate::events::{LogLevel, RejectCode, Verdict};
 use crate::hl7;
+use crate::metrics::{Metrics, Outcome};
 
 /// Owner tokens for the duplicate window: one per connection of the process.
 static NEXT_TOKEN: AtomicU64 = AtomicU64::new(1);
@@ -199,8 +200,10 @@ pub struct CharsetInfo {
 #[derive(Debug)]
 enum Answer {
     Verdict(Verdict),
-    /// Exactly these bytes, unframed (the host's, or what a duplicate's original got).
+    /// Exactly these bytes, unframed (the host's).
     Bytes(Vec<u8>),
+    /// A duplicate answered from the window with what its original got (unframed).
+    Duplicate(Vec<u8>),
     /// A resend of a message queued before it on this connection: answered as that one was.
     SameAs {
         key: Key,
@@ -219,6 +222,8 @@ struct Part {
     msh: Vec<u8>,
     /// Claimed in the duplicate window by this connection; settled when answered.
     key: Option<Key>,
+    /// When its frame's end block was read (for the acknowledgement latency).
+    received: Instant,
 }
 
 /// A reply slot in frame order: one message, or a batch answered as one.
@@ -292,6 +297,11 @@ pub struct Connection<W> {
     events: VecDeque<Event<W>>,
     /// Frames found in one chunk of input (kept to avoid an allocation per read).
     found: Vec<Found>,
+    /// The server's counters.
+    metrics: Arc<Metrics>,
+    /// Reply frames in the output not yet written: the offset (in `written` terms) of each
+    /// one's last byte, when its frame arrived, and whether it is positive.
+    marks: VecDeque<(u64, Instant, bool)>,
 }
 
 impl<W> Connection<W> {
@@ -322,7 +332,19 @@ impl<W> Connection<W> {
             msh_pool: Vec::new(),
             events: VecDeque::new(),
             found: Vec::new(),
+            metrics: Arc::new(Metrics::new()),
+            marks: VecDeque::new(),
         }
+    }
+
+    /// Counts into the server's metrics (a connection made alone counts into its own).
+    pub fn set_metrics(&mut self, metrics: Arc<Metrics>) {
+        self.metrics = metrics;
+    }
+
+    /// The counters this connection counts into.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Shares the server's duplicate window (used while DuplicateWindow is not 0).
@@ -405,6 +427,10 @@ impl<W> Connection<W> {
                 found.push(Found::Refused(Refusal::BadTrailer));
             }
         });
+        let frames = found.iter().filter(|f| matches!(f, Found::Message(_) | Found::Refused(_))).count();
+        if frames > 0 {
+            self.metrics.received(frames as u64);
+        }
         // Events follow the order of frames in the stream.
         for f in found.drain(..) {
             match f {
@@ -434,7 +460,7 @@ impl<W> Connection<W> {
         }
         match self.prepare(data) {
             Ok(p) => {
-                let part = self.admit(p);
+                let part = self.admit(p, now.mono);
                 if let Some(part) = part {
                     self.pending.push_back(Pending::One(part));
                     self.flush(now);
@@ -475,7 +501,7 @@ impl<W> Connection<W> {
         }
         let n = prepared.len();
         self.log(LogLevel::Verbose, || format!("batch of {n} messages received"));
-        let parts: Vec<Part> = prepared.into_iter().filter_map(|p| self.admit(p)).collect();
+        let parts: Vec<Part> = prepared.into_iter().filter_map(|p| self.admit(p, now.mono)).collect();
         if self.cfg.ack_mode != AckMode::None {
             self.pending.push_back(Pending::Batch(Box::new((shape, parts))));
             self.flush(now);
@@ -535,7 +561,7 @@ impl<W> Connection<W> {
 
     /// Delivers a prepared message, or answers it from the duplicate window. Returns its reply
     /// slot (None when no reply is due).
-    fn admit(&mut self, p: Prepared) -> Option<Part> {
+    fn admit(&mut self, p: Prepared, received: Instant) -> Option<Part> {
         let Prepared { raw_key, data, raw, msh, charset } = p;
         let ack = self.cfg.ack_mode != AckMode::None;
         let lookup = match (&raw_key, &self.dups) {
@@ -544,7 +570,7 @@ impl<W> Connection<W> {
         };
         let raw_bytes = |data: Vec<u8>, raw: Option<Vec<u8>>| raw.unwrap_or(data);
         let control_id = |m: &[u8]| hl7::parse_msh(m).map(|m| String::from_utf8_lossy(m.control_id).into_owned());
-        let answered = |answer: Answer, msh: Vec<u8>| Part { seq: 0, answer: Some(answer), msh, key: None };
+        let answered = |answer: Answer, msh: Vec<u8>| Part { seq: 0, answer: Some(answer), msh, key: None, received };
         match lookup {
             Lookup::Off | Lookup::New { .. } => {
                 if lookup == (Lookup::New { reused: true }) {
@@ -562,13 +588,13 @@ impl<W> Connection<W> {
                     self.recycle(r);
                 }
                 self.events.push_back(Event::Message { seq, data, ack, charset });
-                ack.then(|| Part { seq, answer: None, msh, key: raw_key.filter(|_| claimed) })
+                ack.then(|| Part { seq, answer: None, msh, key: raw_key.filter(|_| claimed), received })
             }
             Lookup::Duplicate(reply) => {
                 let data = raw_bytes(data, raw);
                 let id = control_id(&data).unwrap_or_default();
                 self.report_duplicate(data, id, reply.clone());
-                Some(answered(Answer::Bytes(reply), msh))
+                Some(answered(Answer::Duplicate(reply), msh))
             }
             Lookup::InProgress { same_owner: true } => {
                 let key = raw_key.expect("looked up by key");
@@ -711,9 +737,12 @@ impl<W> Connection<W> {
         while self.pending.front().is_some_and(Pending::decided) {
             match self.pending.pop_front().expect("front exists") {
                 Pending::One(part) => {
-                    self.resolve(part, now);
+                    let received = part.received;
+                    let outcome = self.resolve(part, now);
+                    self.metrics.answered(outcome);
                     if !self.body.is_empty() {
                         codec::encode_frame(self.decoder.chars(), &self.body, &mut self.out);
+                        self.mark_reply(received, outcome != Outcome::Refused);
                     }
                 }
                 Pending::Batch(b) => self.write_batch(b.0, b.1, now),
@@ -726,10 +755,19 @@ impl<W> Connection<W> {
     fn write_batch(&mut self, shape: hl7::BatchShape, parts: Vec<Part>, now: Time) {
         let mut acks = Vec::with_capacity(parts.len());
         let mut all = true;
+        let mut all_dup = !parts.is_empty();
+        let received = parts.first().map(|p| p.received);
         for part in parts {
-            all &= self.resolve(part, now);
+            let outcome = self.resolve(part, now);
+            all &= outcome != Outcome::Refused;
+            all_dup &= outcome == Outcome::Duplicate;
             acks.push(std::mem::take(&mut self.body));
         }
+        self.metrics.answered(match (all, all_dup) {
+            (false, _) => Outcome::Refused,
+            (true, true) => Outcome::Duplicate,
+            (true, false) => Outcome::Accepted,
+        });
         match self.cfg.ack_mode {
             AckMode::Hl7 => {
                 let mut ts = Vec::with_capacity(14);
@@ -739,17 +777,32 @@ impl<W> Connection<W> {
             _ => self.body.push(if all { self.cfg.ack_char } else { self.cfg.nak_char }),
         }
         codec::encode_frame(self.decoder.chars(), &self.body, &mut self.out);
+        if let Some(t) = received {
+            self.mark_reply(t, all);
+        }
         self.body.clear();
     }
 
+    /// Notes the reply frame just put at the end of the output, for when it is written.
+    fn mark_reply(&mut self, received: Instant, positive: bool) {
+        let end = self.written + (self.out.len() - self.out_pos) as u64;
+        self.marks.push_back((end, received, positive));
+    }
+
     /// Puts the reply content of a decided message in `self.body` (empty: nothing is sent)
-    /// and settles it in the duplicate window. Returns whether it was positive.
-    fn resolve(&mut self, mut part: Part, now: Time) -> bool {
+    /// and settles it in the duplicate window. Returns how it was answered.
+    fn resolve(&mut self, mut part: Part, now: Time) -> Outcome {
         self.body.clear();
+        let mut duplicate = false;
         let positive = match part.answer.take().expect("decided") {
             Answer::Bytes(b) => {
                 self.body.extend_from_slice(&b);
                 self.is_positive(&b)
+            }
+            Answer::Duplicate(b) => {
+                self.body.extend_from_slice(&b);
+                duplicate = true;
+                true
             }
             Answer::SameAs { key, message } => match self.dups.as_ref().and_then(|d| d.reply(&key)) {
                 Some(reply) => {
@@ -758,6 +811,7 @@ impl<W> Connection<W> {
                         .map(|m| String::from_utf8_lossy(m.control_id).into_owned())
                         .unwrap_or_default();
                     self.report_duplicate(message, id, reply);
+                    duplicate = true;
                     true
                 }
                 None => {
@@ -777,7 +831,11 @@ impl<W> Connection<W> {
             part.msh.clear();
             self.msh_pool.push(part.msh);
         }
-        positive
+        match (duplicate, positive) {
+            (true, _) => Outcome::Duplicate,
+            (false, true) => Outcome::Accepted,
+            (false, false) => Outcome::Refused,
+        }
     }
 
     /// True when a reply the host supplied is positive.
@@ -796,7 +854,7 @@ impl<W> Connection<W> {
             return;
         }
         let answer = Some(Answer::Verdict(Verdict::Reject(code)));
-        self.pending.push_back(Pending::One(Part { seq: 0, answer, msh, key: None }));
+        self.pending.push_back(Pending::One(Part { seq: 0, answer, msh, key: None, received: now.mono }));
         self.flush(now);
     }
 
@@ -895,12 +953,20 @@ impl<W> Connection<W> {
         self.out.len() > self.out_pos && self.rate_blocked_until.is_none()
     }
 
-    /// Marks `n` bytes of [`transmit`](Self::transmit) as written; finishes version 1
-    /// synchronous sends whose last byte went.
-    pub fn consume_output(&mut self, n: usize) {
+    /// Marks `n` bytes of [`transmit`](Self::transmit) as written at `now`; finishes version 1
+    /// synchronous sends whose last byte went, and counts the reply frames whose last byte
+    /// went (acknowledgements written, and their latency since their frame arrived).
+    pub fn consume_output(&mut self, n: usize, now: Instant) {
         self.out_pos += n;
         self.rate_bytes += n as u64;
         self.written += n as u64;
+        while let Some(&(end, received, positive)) = self.marks.front() {
+            if end > self.written {
+                break;
+            }
+            self.marks.pop_front();
+            self.metrics.ack_written(positive, now.saturating_duration_since(received));
+        }
         while self.write_waiters.front().is_some_and(|(end, _)| *end <= self.written) {
             let (_, w) = self.write_waiters.pop_front().expect("front exists");
             self.events.push_back(Event::SendDone { waiter: w, result: Ok(()) });
@@ -1022,7 +1088,7 @@ mod tests {
 
     fn drain(c: &mut Connection<u32>) -> Vec<u8> {
         let out = c.transmit(Instant::now()).to_vec();
-        c.consume_output(out.len());
+        c.consume_output(out.len(), Instant::now());
         out
     }
 
@@ -1050,6 +1116,34 @@ mod tests {
         assert_eq!(drain(&mut c), b"\x0b\x06\x1c\r\x0b\x15\x1c\r");
         assert!(!c.decide(1, Verdict::Accept, t0()), "a seq is decided once");
         assert!(c.is_idle());
+    }
+
+    #[test]
+    fn metrics_count_frames_answers_and_latency_at_the_write() {
+        let mut c = Connection::<u32>::new(cfg());
+        let t = t0();
+        let mut bytes = frame(b"MSH|^~\\&|A");
+        bytes.extend(frame(b"MSH|^~\\&|B"));
+        bytes.extend(frame(&[b'x'; 101]));
+        c.handle_input(&bytes, t);
+        let _ = events(&mut c);
+        c.decide(1, Verdict::Accept, t);
+        c.decide(2, NAK, t);
+        let m = c.metrics().snapshot();
+        assert_eq!((m.messages_received, m.messages_accepted, m.messages_refused), (3, 1, 2));
+        assert_eq!(m.acks_sent + m.naks_sent, 0, "counted when written, not when decided");
+        // Three 4-byte reply frames: the first and half the second written 3 ms later, the
+        // rest 30 ms later.
+        assert_eq!(c.transmit(t.mono).len(), 12);
+        c.consume_output(6, t.mono + Duration::from_millis(3));
+        let m = c.metrics().snapshot();
+        assert_eq!((m.acks_sent, m.naks_sent, m.ack_latency.count), (1, 0, 1));
+        assert_eq!(m.ack_latency.buckets[5], 1, "3 ms is in the 5 ms bucket");
+        c.consume_output(6, t.mono + Duration::from_millis(30));
+        let m = c.metrics().snapshot();
+        assert_eq!((m.acks_sent, m.naks_sent, m.ack_latency.count), (1, 2, 3));
+        assert_eq!(m.ack_latency.buckets[8], 2, "30 ms is in the 50 ms bucket");
+        assert!((m.ack_latency.sum_seconds - 0.063).abs() < 1e-9);
     }
 
     #[test]
@@ -1191,9 +1285,9 @@ mod tests {
         c.send(b"MSH|out", Some(3)).unwrap();
         assert!(events(&mut c).is_empty());
         let out = c.transmit(Instant::now()).to_vec();
-        c.consume_output(out.len() - 1);
+        c.consume_output(out.len() - 1, Instant::now());
         assert!(events(&mut c).is_empty(), "not all written yet");
-        c.consume_output(1);
+        c.consume_output(1, Instant::now());
         assert_eq!(events(&mut c), vec![Event::SendDone { waiter: 3, result: Ok(()) }]);
         c.handle_input(b"\x0b\x06\x1c\r", t0());
         assert!(events(&mut c).is_empty());
@@ -1224,14 +1318,14 @@ mod tests {
         c.send(b"0123456789abcdefghij", None).unwrap(); // 23 bytes framed
         let t = Instant::now();
         assert_eq!(c.transmit(t).len(), 10);
-        c.consume_output(10);
+        c.consume_output(10, Instant::now());
         assert!(c.transmit(t + Duration::from_millis(500)).is_empty());
         assert!(!c.wants_write());
         assert_eq!(c.poll_timeout(), Some(t + Duration::from_secs(1)));
         c.handle_timeout(Time::at(t + Duration::from_secs(1), 1));
         assert!(c.wants_write());
         assert_eq!(c.transmit(t + Duration::from_secs(1)).len(), 10);
-        c.consume_output(10);
+        c.consume_output(10, Instant::now());
         assert!(c.transmit(t + Duration::from_millis(1500)).is_empty());
         assert_eq!(c.transmit(t + Duration::from_secs(2)).len(), 3);
     }

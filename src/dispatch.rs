@@ -148,7 +148,7 @@ pub(crate) fn deliver(h: &dyn EventHandler, shared: &Shared, ev: Event) -> Deliv
             return Delivered::default();
         }
         let close_streams = shared.close_streams.load(Ordering::Relaxed);
-        let (reply, reusable) = deliver_message(h, &conn, seq, data, ack, &charset, close_streams);
+        let (reply, reusable) = deliver_message(h, shared, &conn, seq, data, ack, &charset, close_streams);
         return Delivered { reply, reusable };
     }
     Delivered { reply: deliver_other(h, ev), reusable: None }
@@ -230,8 +230,10 @@ fn deliver_other(h: &dyn EventHandler, ev: Event) -> Option<Reply> {
 /// Delivers message `seq` of `conn`: StartTransfer, Transfer pieces, storage, EndTransfer,
 /// Message, then AckOut when `ack`. Returns the host's answer (None when none is due or it
 /// was deferred) and a buffer free for reuse.
+#[allow(clippy::too_many_arguments)]
 fn deliver_message(
     h: &dyn EventHandler,
+    shared: &Shared,
     conn: &ConnShared,
     seq: u64,
     data: Arc<Vec<u8>>,
@@ -250,6 +252,7 @@ fn deliver_message(
     }
     let (stored, displaced) = store(conn, &data, close_streams);
     if let Err(e) = &stored {
+        shared.metrics.error(e.code);
         guarded(|| h.error(&ErrorEvent { connection_id: id, error_code: e.code, description: &e.message }));
     }
     guarded(|| h.end_transfer(&boundary));

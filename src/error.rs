@@ -32,6 +32,9 @@ macro_rules! codes {
         #[cfg_attr(not(test), allow(dead_code))]
         pub(crate) const NAMED_CODES: &[(&str, i32)] = &[ $( (stringify!($name), $value) ),+ ];
 
+        /// Every number in the table, named or not (the metrics count errors per code of it).
+        pub(crate) const TABLE_CODES: &[i32] = &[ $( $value, )+ $( $ovalue, )+ ];
+
         /// The description of a code, as Rust and as C text.
         fn description(code: i32) -> &'static Description {
             match code {

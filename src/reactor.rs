@@ -24,6 +24,7 @@ use crate::connection::{self, Connection, Time};
 use crate::dispatch::{self, guarded, Event, Reply};
 use crate::error::{code, Error, Result};
 use crate::events::{ConnectionId, EventHandler, LogLevel};
+use crate::metrics::TlsFailure;
 use crate::proxy::{self, ProxyMode};
 use crate::shared::{lock, Command, ConnShared, ReactorHandle, Shared, Waiter, QUEUE_HIGH_WATER};
 use crate::tls::Certificate;
@@ -75,6 +76,8 @@ struct Conn {
     /// Its PROXY header was a LOCAL command (the proxy's own connection, a health check) and
     /// no data came since: a reset is then logged, not reported as an error.
     local_idle: bool,
+    /// Why its TLS handshake failed, once known (counted when the connection closes).
+    tls_failure: Option<TlsFailure>,
 }
 
 /// An accepted connection reading its PROXY protocol header, before ConnectionRequest.
@@ -312,6 +315,9 @@ impl Reactor {
     /// once (to `c` when it concerns the connection at hand), in DoEvents mode it comes back
     /// as `Command::Apply` and goes through the same [`Reactor::apply`].
     fn emit(&mut self, mut c: Option<&mut Conn>, ev: Event) {
+        if let Event::Error { error, .. } = &ev {
+            self.shared.metrics.error(error.code);
+        }
         if self.queued_mode() {
             self.enqueue(ev);
             return;
@@ -350,6 +356,7 @@ impl Reactor {
                     if accept {
                         self.admit(held);
                     } else {
+                        self.shared.metrics.connection_refused();
                         self.log(ConnectionId::NONE, LogLevel::Info, || {
                             format!("connection from {addr} refused by ConnectionRequest")
                         });
@@ -371,10 +378,13 @@ impl Reactor {
             Reply::SslAuth { id, accept, status } => self.with_conn(c, id, |this, c| {
                 if c.transport.awaiting_client_decision() {
                     if let Err(e) = c.transport.client_decided(accept, &status) {
+                        c.tls_failure = Some(TlsFailure::ClientRejected);
                         this.error(c.shared.id, e.clone());
                         // Closed once the close_notify is written (see `settle`).
                         c.peer_closed = true;
                         c.closing = Some(e);
+                    } else {
+                        this.shared.metrics.tls_completed();
                     }
                     // Data that arrived meanwhile is read now.
                     this.backlog.push(c.shared.id);
@@ -468,6 +478,7 @@ impl Reactor {
                 code::TOO_MANY_CONNECTIONS,
                 format!("connection from {addr} refused: MaxConnections ({max}) reached"),
             );
+            self.shared.metrics.connection_refused();
             self.error(ConnectionId::NONE, e);
             return;
         }
@@ -577,6 +588,7 @@ impl Reactor {
             None => format!("closed after {} bytes of a PROXY header", p.parser.buffered()),
         };
         let e = Error::new(code::PROXY_HEADER, format!("connection from {peer} closed: {reason}"));
+        self.shared.metrics.connection_refused();
         self.error(ConnectionId::NONE, e);
     }
 
@@ -599,8 +611,10 @@ impl Reactor {
             failed: None,
             local_idle: proxy_local && prefix.is_empty(),
             prefix,
+            tls_failure: None,
         };
         conn.proto.set_duplicates(self.shared.dups.clone());
+        conn.proto.set_metrics(self.shared.metrics.clone());
         if let Err(e) = self.poll.registry().register(&mut conn.stream, token(id), Interest::READABLE) {
             lock(&self.shared.conns).release(id);
             self.error(ConnectionId::NONE, Error::from_io(&e, "register connection"));
@@ -608,6 +622,7 @@ impl Reactor {
         }
         conn.registered = Some(Interest::READABLE);
         lock(&self.shared.conns).insert(shared);
+        self.shared.metrics.connection_accepted();
         let i = id.slot();
         if self.conns.len() <= i {
             self.conns.resize_with(i + 1, || None);
@@ -669,6 +684,9 @@ impl Reactor {
             }
             Err(e) => {
                 let err = c.transport.error(&e);
+                if c.transport.handshake_pending() && c.tls_failure.is_none() {
+                    c.tls_failure = Some(Transport::failure_reason(&e));
+                }
                 self.error(c.shared.id, err.clone());
                 self.close(c, err.code, &err.message);
             }
@@ -740,6 +758,7 @@ impl Reactor {
             match c.transport.read(&mut input, &mut self.buf, paused)? {
                 ReadOutcome::Data { n, short } => {
                     c.local_idle = false;
+                    self.shared.metrics.bytes_in(n);
                     c.shared.activity_ms.store(self.shared.ms_at(self.now.mono), Ordering::Relaxed);
                     c.proto.handle_input(&self.buf[..n], self.now);
                     self.drain_proto(c);
@@ -785,6 +804,9 @@ impl Reactor {
     fn on_handshake_done(&mut self, c: &mut Conn) {
         let id = c.shared.id;
         let (info, auth) = c.transport.handshake_done();
+        if auth.is_none() {
+            self.shared.metrics.tls_completed();
+        }
         if let Some(i) = &info {
             let resumed = if i.resumed { ", session resumed" } else { "" };
             let message = format!("handshake complete: {} {} {}{resumed}", i.version, i.cipher_suite, i.key_exchange);
@@ -815,8 +837,12 @@ impl Reactor {
             match c.transport.write(&mut c.stream, out) {
                 Ok(0) => break,
                 Ok(n) => {
-                    c.proto.consume_output(n);
-                    c.shared.activity_ms.store(self.shared.ms_at(now), Ordering::Relaxed);
+                    // The instant the reply bytes were handed to the transport: the end of
+                    // the acknowledgement latency (one clock read per write call).
+                    let written = Instant::now();
+                    self.shared.metrics.bytes_out(n);
+                    c.proto.consume_output(n, written);
+                    c.shared.activity_ms.store(self.shared.ms_at(written), Ordering::Relaxed);
                 }
                 Err(e) => {
                     result = Err(e);
@@ -838,6 +864,11 @@ impl Reactor {
         let id = c.shared.id;
         c.proto.close();
         self.drain_proto(&mut c);
+        let m = &self.shared.metrics;
+        m.connection_closed();
+        if c.transport.handshake_pending() {
+            m.tls_failed(c.tls_failure.unwrap_or(TlsFailure::Other));
+        }
         // Best effort: a close_notify (or a pending alert) goes out before the socket closes.
         c.transport.shutdown(&mut c.stream, status == 0);
         if c.registered.is_some() {
@@ -973,6 +1004,7 @@ impl Reactor {
                 }
             }
             if let Err(e) = c.transport.handle_timeout(now) {
+                c.tls_failure = Some(TlsFailure::Timeout);
                 self.error(id, e.clone());
                 self.close(c, e.code, &e.message);
                 continue;

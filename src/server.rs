@@ -523,6 +523,20 @@ impl Server {
         Ok(true)
     }
 
+    /// The server's metrics now: connections, messages, bytes, acknowledgements, errors, TLS
+    /// handshakes and the acknowledgement latency histogram (see [`crate::metrics`] for what
+    /// is counted where). Counted since the server was created (Reset does not clear them).
+    /// Cheap: a relaxed load per counter, no lock.
+    pub fn metrics(&self) -> crate::metrics::MetricsSnapshot {
+        self.shared.metrics.snapshot()
+    }
+
+    /// [`Server::metrics`] in the Prometheus text exposition format (0.0.4), for a `/metrics`
+    /// endpoint: every family with `# HELP` and `# TYPE`, errors one series per code seen.
+    pub fn metrics_text(&self) -> String {
+        self.metrics().to_prometheus()
+    }
+
     /// Duplicates answered from the DuplicateWindow so far (the DuplicateCount setting).
     pub fn duplicate_count(&self) -> u64 {
         self.shared.dups.count()

@@ -245,6 +245,8 @@ pub(crate) struct Shared {
     pub epoch: Instant,
     /// The duplicate window every connection shares (DuplicateWindow).
     pub dups: Arc<crate::dedupe::Duplicates>,
+    /// The server's counters (shared with every connection's protocol).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Shared {
@@ -266,6 +268,7 @@ impl Shared {
             queue_cv: Condvar::new(),
             epoch: Instant::now(),
             dups: Arc::new(crate::dedupe::Duplicates::new(0)),
+            metrics: Arc::new(crate::metrics::Metrics::new()),
         }
     }
 

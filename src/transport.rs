@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::error::{code, Error};
+use crate::metrics::TlsFailure;
 use crate::tls::session::{Progress, TlsConn, TlsInfo};
 use crate::tls::{Certificate, TlsContext};
 
@@ -124,6 +125,42 @@ impl Transport {
         match self {
             Transport::Plain => Ok(()),
             Transport::Tls(t) => t.flush(sock).map(|_| ()),
+        }
+    }
+
+    /// True for a TLS connection whose data may not flow yet (handshake or client
+    /// authentication pending): closing it now is a failed handshake.
+    pub fn handshake_pending(&self) -> bool {
+        matches!(self, Transport::Tls(t) if !t.ready)
+    }
+
+    /// Why an I/O failure during the handshake failed it: a refused or unusable certificate
+    /// (ours, the client's, or one chosen in SSLConnectionRequest), another TLS protocol
+    /// error, or the socket (other).
+    pub fn failure_reason(e: &io::Error) -> TlsFailure {
+        if e.kind() != io::ErrorKind::InvalidData {
+            return TlsFailure::Other;
+        }
+        let Some(tls) = e.get_ref().and_then(|x| x.downcast_ref::<rustls::Error>()) else {
+            // The only InvalidData that is not rustls's: the SSLConnectionRequest certificate.
+            return TlsFailure::Certificate;
+        };
+        use rustls::AlertDescription as A;
+        match tls {
+            rustls::Error::InvalidCertificate(_)
+            | rustls::Error::NoCertificatesPresented
+            | rustls::Error::InvalidCertRevocationList(_) => TlsFailure::Certificate,
+            rustls::Error::AlertReceived(
+                A::BadCertificate
+                | A::UnsupportedCertificate
+                | A::CertificateRevoked
+                | A::CertificateExpired
+                | A::CertificateUnknown
+                | A::UnknownCA
+                | A::CertificateRequired
+                | A::AccessDenied,
+            ) => TlsFailure::Certificate,
+            _ => TlsFailure::Protocol,
         }
     }
 

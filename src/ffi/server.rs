@@ -487,3 +487,101 @@ pub extern "C" fn mllp_hl7_build_ack(
         buf.put_slice(&crate::hl7::build_ack_now(message, code, text.map(str::as_bytes)))
     }
 }
+
+/// A server's metrics at one moment (`mllp_server_get_metrics`). Counts run from the server's
+/// creation (Reset does not clear them). `mllp_server_get_metrics_text` gives the same
+/// numbers, with errors per code, TLS failures per reason and the latency histogram's
+/// buckets, in the Prometheus text format.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct mllp_metrics {
+    /// Connections accepted and admitted (Connected fired).
+    pub connections_accepted: u64,
+    /// Connections refused: by ConnectionRequest, MaxConnections (2012), a missing or invalid
+    /// PROXY header (2050), or a failed TLS handshake (such a connection was admitted first,
+    /// so it counts in `connections_accepted` too).
+    pub connections_refused: u64,
+    /// Connections open now.
+    pub connections_open: u64,
+    /// Complete messages (frames) received, refused ones included (a batch is one frame);
+    /// acknowledgements of the server's own sends are not messages.
+    pub messages_received: u64,
+    /// Messages answered positively (ACK, MSA-1 AA or CA).
+    pub messages_accepted: u64,
+    /// Messages answered negatively (NAK, MSA-1 AE, AR, CE or CR) or refused by the library
+    /// (empty, larger than MaxMessageSize, no EOL, charset, batch).
+    pub messages_refused: u64,
+    /// Messages answered from the duplicate window (DuplicateWindow), not delivered.
+    pub messages_duplicate: u64,
+    /// Application bytes received (decrypted, for TLS).
+    pub bytes_in: u64,
+    /// Application bytes sent: acknowledgements and the server's own sends.
+    pub bytes_out: u64,
+    /// Positive acknowledgements written to the transport.
+    pub acks_sent: u64,
+    /// Negative acknowledgements written to the transport.
+    pub naks_sent: u64,
+    /// Error events, all codes (per code: in the text form).
+    pub errors: u64,
+    /// TLS handshakes completed: data may flow (with SSLAuthenticateClients, the client was
+    /// accepted too).
+    pub tls_handshakes_completed: u64,
+    /// TLS connections closed before data could flow (per reason: in the text form).
+    pub tls_handshakes_failed: u64,
+    /// Acknowledgements whose latency was measured (every reply frame written).
+    pub ack_latency_count: u64,
+    /// Sum of those latencies, seconds: from the reactor turn that read the message's end
+    /// block to the write call that took the acknowledgement's last byte.
+    pub ack_latency_sum_seconds: f64,
+}
+
+impl From<&crate::metrics::MetricsSnapshot> for mllp_metrics {
+    fn from(m: &crate::metrics::MetricsSnapshot) -> Self {
+        mllp_metrics {
+            connections_accepted: m.connections_accepted,
+            connections_refused: m.connections_refused,
+            connections_open: m.connections_open,
+            messages_received: m.messages_received,
+            messages_accepted: m.messages_accepted,
+            messages_refused: m.messages_refused,
+            messages_duplicate: m.messages_duplicate,
+            bytes_in: m.bytes_in,
+            bytes_out: m.bytes_out,
+            acks_sent: m.acks_sent,
+            naks_sent: m.naks_sent,
+            errors: m.errors,
+            tls_handshakes_completed: m.tls_handshakes_completed,
+            tls_handshakes_failed: m.tls_handshakes_failed,
+            ack_latency_count: m.ack_latency.count,
+            ack_latency_sum_seconds: m.ack_latency.sum_seconds,
+        }
+    }
+}
+
+/// Writes the server's metrics now to `*out` (always on; reading costs a relaxed load per
+/// counter and takes no lock). Returns `MLLP_OK`, or `MLLP_ERR_INVALID_ARGUMENT` when a
+/// pointer is NULL. Any thread, also inside callbacks.
+#[no_mangle]
+pub extern "C" fn mllp_server_get_metrics(server: *const mllp_server, out: *mut mllp_metrics) -> c_int {
+    ffi_panic_boundary! {
+        let s = &try_ref_from_ptr!(server).server;
+        let out = try_out!(out);
+        out.set(mllp_metrics::from(&s.metrics()))
+    }
+}
+
+/// The server's metrics in the Prometheus text exposition format 0.0.4 (for a `/metrics`
+/// endpoint: `text/plain; version=0.0.4`): every family with `# HELP` and `# TYPE`, errors
+/// per code, TLS failures per reason, the acknowledgement latency histogram. NUL-terminated,
+/// under the buffer rule: `*len` is the capacity in, the size needed (with the NUL) out;
+/// `MLLP_ERR_BUFFER_TOO_SMALL` when `buf` is NULL or too small. The text can grow between two
+/// calls (a new error code, longer numbers): on `MLLP_ERR_BUFFER_TOO_SMALL` call again with
+/// the size returned. Any thread, also inside callbacks.
+#[no_mangle]
+pub extern "C" fn mllp_server_get_metrics_text(server: *const mllp_server, buf: *mut c_char, len: *mut usize) -> c_int {
+    ffi_panic_boundary! {
+        let s = &try_ref_from_ptr!(server).server;
+        let out = try_buf!(buf, len);
+        out.put_str(&s.metrics_text())
+    }
+}

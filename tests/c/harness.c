@@ -2647,6 +2647,112 @@ static void test_proxy(void) {
 }
 
 /* ======================================================================================== */
+/* 14. Metrics through the C ABI                                                              */
+/* ======================================================================================== */
+
+static int g_metrics_text(mllp_server *s, uint64_t id, const char *a, void *b, size_t *l) {
+  (void)id;
+  (void)a;
+  return mllp_server_get_metrics_text(s, (char *)b, l);
+}
+
+/* The value of the sample line `series` in a metrics text, -1 when it is missing. */
+static double metric_value(const char *text, const char *series) {
+  size_t n = strlen(series);
+  const char *p = text;
+  while ((p = strstr(p, series)) != NULL) {
+    if ((p == text || p[-1] == '\n') && p[n] == ' ') return strtod(p + n + 1, NULL);
+    p += n;
+  }
+  return -1;
+}
+
+static void test_metrics(void) {
+  ctx_t c;
+  uint16_t port;
+  mllp_server *s;
+  tu_client a;
+  mllp_metrics m;
+  uint8_t *f = NULL;
+  long n;
+  char *text;
+  size_t len = 0;
+  uint8_t empty[1];
+
+  tu_section("14. Metrics: mllp_server_get_metrics and the Prometheus text");
+  CHECK_RC(mllp_server_get_metrics(NULL, &m), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_server_get_metrics_text(NULL, NULL, &len), MLLP_ERR_INVALID_ARGUMENT);
+  ctx_init(&c);
+  s = start_server(&c, NULL, &port);
+  if (!s) return;
+  CHECK_RC(mllp_server_get_metrics(s, NULL), MLLP_ERR_INVALID_ARGUMENT);
+  CHECK_RC(mllp_server_get_metrics_text(s, NULL, NULL), MLLP_ERR_INVALID_ARGUMENT);
+  memset(&m, 0xA5, sizeof m);
+  CHECK_RC(mllp_server_get_metrics(s, &m), MLLP_OK);
+  CHECK(m.connections_accepted == 0 && m.messages_received == 0 && m.bytes_in == 0 &&
+            m.ack_latency_count == 0 && m.ack_latency_sum_seconds == 0.0,
+        "a new server counts nothing");
+  if (CHECK(tu_connect(&a, port) == 0, "client connects")) {
+    CHECK(tu_send_frame(&a, g_msg, g_msg_len) == 0, "sends the sample");
+    n = tu_recv_frame(&a, &f, 5000);
+    CHECK(n == 1 && f && f[0] == TU_ACK, "ACK (n=%ld)", n);
+    free(f);
+    f = NULL;
+    pthread_mutex_lock(&c.mu);
+    c.ackout_accept = 0;
+    pthread_mutex_unlock(&c.mu);
+    CHECK(tu_send_frame(&a, g_msg, g_msg_len) == 0, "sends it again, AckOut refuses it");
+    n = tu_recv_frame(&a, &f, 5000);
+    CHECK(n == 1 && f && f[0] == TU_NAK, "NAK (n=%ld)", n);
+    free(f);
+    f = NULL;
+    CHECK(tu_send_frame(&a, empty, 0) == 0, "sends an empty frame (refused, 671)");
+    n = tu_recv_frame(&a, &f, 5000);
+    CHECK(n == 1 && f && f[0] == TU_NAK, "NAK (n=%ld)", n);
+    free(f);
+    f = NULL;
+    /* Replies are counted once their write call returned: wait for the third. */
+    WAIT_UNTIL(mllp_server_get_metrics(s, &m) == MLLP_OK && m.acks_sent + m.naks_sent == 3, 5000);
+    CHECK(m.connections_accepted == 1 && m.connections_refused == 0 && m.connections_open == 1,
+          "connections: accepted %llu, refused %llu, open %llu", (unsigned long long)m.connections_accepted,
+          (unsigned long long)m.connections_refused, (unsigned long long)m.connections_open);
+    CHECK(m.messages_received == 3 && m.messages_accepted == 1 && m.messages_refused == 2 &&
+              m.messages_duplicate == 0,
+          "messages: received %llu, accepted %llu, refused %llu, duplicate %llu",
+          (unsigned long long)m.messages_received, (unsigned long long)m.messages_accepted,
+          (unsigned long long)m.messages_refused, (unsigned long long)m.messages_duplicate);
+    CHECK(m.bytes_in == 2 * (g_msg_len + 3) + 3 && m.bytes_out == 12, "bytes in %llu, out %llu",
+          (unsigned long long)m.bytes_in, (unsigned long long)m.bytes_out);
+    CHECK(m.acks_sent == 1 && m.naks_sent == 2, "ACKs %llu, NAKs %llu", (unsigned long long)m.acks_sent,
+          (unsigned long long)m.naks_sent);
+    CHECK(m.errors == 1, "one Error event (671), got %llu", (unsigned long long)m.errors);
+    CHECK(m.tls_handshakes_completed == 0 && m.tls_handshakes_failed == 0, "no TLS");
+    CHECK(m.ack_latency_count == 3 && m.ack_latency_sum_seconds > 0.0, "latency: %llu measured, sum %g s",
+          (unsigned long long)m.ack_latency_count, m.ack_latency_sum_seconds);
+    /* The text form: the buffer rule, and the same numbers. Nothing moves meanwhile. */
+    CHECK_RC(mllp_server_get_metrics_text(s, NULL, &len), MLLP_ERR_BUFFER_TOO_SMALL);
+    check_buffer_rule("metrics text", g_metrics_text, s, 0, NULL, NULL, len, 1);
+    text = (char *)malloc(len);
+    if (text && CHECK_RC(mllp_server_get_metrics_text(s, text, &len), MLLP_OK)) {
+      CHECK(strlen(text) + 1 == len, "NUL-terminated, *len counts the NUL");
+      CHECK(strstr(text, "# TYPE mllp_ack_latency_seconds histogram\n") != NULL, "histogram family");
+      CHECK(metric_value(text, "mllp_messages_received_total") == 3, "mllp_messages_received_total 3");
+      CHECK(metric_value(text, "mllp_messages_total{result=\"refused\"}") == 2, "refused 2");
+      CHECK(metric_value(text, "mllp_acks_sent_total{kind=\"nak\"}") == 2, "NAKs 2");
+      CHECK(metric_value(text, "mllp_errors_total{code=\"671\"}") == 1, "errors{code=671} 1");
+      CHECK(metric_value(text, "mllp_ack_latency_seconds_bucket{le=\"+Inf\"}") == 3, "+Inf bucket 3");
+      CHECK(metric_value(text, "mllp_ack_latency_seconds_count") == 3, "_count 3");
+    }
+    free(text);
+    tu_close(&a);
+    WAIT_UNTIL(mllp_server_get_metrics(s, &m) == MLLP_OK && m.connections_open == 0, 5000);
+    CHECK(m.connections_open == 0 && m.connections_accepted == 1, "closed: open 0, accepted still 1");
+  }
+  free_server(s, &c);
+  ctx_destroy(&c);
+}
+
+/* ======================================================================================== */
 
 typedef struct {
   const char *name;
@@ -2658,7 +2764,7 @@ static const section_t sections[] = {
     {"free", test_free},       {"roundtrip", test_roundtrip}, {"reentrant", test_reentrant},
     {"threads", test_threads}, {"streams", test_streams},   {"doevents", test_doevents},
     {"header", test_header},   {"tls", test_tls},           {"client", test_client},
-    {"proxy", test_proxy},
+    {"proxy", test_proxy},     {"metrics", test_metrics},
 };
 
 int main(int argc, char **argv) {

@@ -286,6 +286,28 @@ struct ErrorEvent {
   std::string_view description;
 };
 
+/// Server::metrics(): the server's counters at one moment (mllp_metrics). Counted since
+/// the server was created; metricsText() adds errors per code, TLS failures per reason and
+/// the latency histogram's buckets.
+struct Metrics {
+  std::uint64_t connectionsAccepted = 0;  ///< accepted and admitted (Connected fired)
+  std::uint64_t connectionsRefused = 0;   ///< ConnectionRequest, MaxConnections, PROXY header, TLS
+  std::uint64_t connectionsOpen = 0;      ///< open now
+  std::uint64_t messagesReceived = 0;     ///< complete messages (frames) received
+  std::uint64_t messagesAccepted = 0;     ///< answered positively (ACK/AA/CA)
+  std::uint64_t messagesRefused = 0;      ///< answered negatively or refused by the library
+  std::uint64_t messagesDuplicate = 0;    ///< answered from the duplicate window
+  std::uint64_t bytesIn = 0;              ///< application bytes received
+  std::uint64_t bytesOut = 0;             ///< application bytes sent
+  std::uint64_t acksSent = 0;             ///< positive acknowledgements written
+  std::uint64_t naksSent = 0;             ///< negative acknowledgements written
+  std::uint64_t errors = 0;               ///< Error events, all codes
+  std::uint64_t tlsHandshakesCompleted = 0;
+  std::uint64_t tlsHandshakesFailed = 0;
+  std::uint64_t ackLatencyCount = 0;      ///< acknowledgements measured
+  double ackLatencySumSeconds = 0;        ///< end block received -> acknowledgement written
+};
+
 /// Log: logLevel 1 Info, 2 Verbose, 3 Debug; logType "INFO", "VERBOSE" or "DEBUG".
 struct LogEvent {
   ConnectionId connectionId = 0;
@@ -1076,6 +1098,33 @@ class Server {
   bool sendAppAck(std::string_view id, ByteView message, AckCode code,
                   std::optional<std::string_view> text = std::nullopt) {
     return sendAppAck(connectionIdFromString(id), message, code, text);
+  }
+  /// The server's metrics now (always on; a relaxed load per counter, no lock).
+  Metrics metrics() const {
+    mllp_metrics m{};
+    detail::check(mllp_server_get_metrics(h(), &m));
+    Metrics r;
+    r.connectionsAccepted = m.connections_accepted;
+    r.connectionsRefused = m.connections_refused;
+    r.connectionsOpen = m.connections_open;
+    r.messagesReceived = m.messages_received;
+    r.messagesAccepted = m.messages_accepted;
+    r.messagesRefused = m.messages_refused;
+    r.messagesDuplicate = m.messages_duplicate;
+    r.bytesIn = m.bytes_in;
+    r.bytesOut = m.bytes_out;
+    r.acksSent = m.acks_sent;
+    r.naksSent = m.naks_sent;
+    r.errors = m.errors;
+    r.tlsHandshakesCompleted = m.tls_handshakes_completed;
+    r.tlsHandshakesFailed = m.tls_handshakes_failed;
+    r.ackLatencyCount = m.ack_latency_count;
+    r.ackLatencySumSeconds = m.ack_latency_sum_seconds;
+    return r;
+  }
+  /// The metrics in the Prometheus text exposition format 0.0.4 (for a /metrics endpoint).
+  std::string metricsText() const {
+    return detail::getString([&](char* b, std::size_t* n) { return mllp_server_get_metrics_text(h(), b, n); });
   }
   /// DuplicateCount: the number of resent messages answered from the DuplicateWindow so far.
   std::uint64_t duplicateCount() const {

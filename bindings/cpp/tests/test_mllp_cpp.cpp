@@ -554,6 +554,44 @@ void testAckOutReject() {
   CHECK(ack.find("MSA|AR") != std::string::npos);
 }
 
+void testMetrics() {
+  mllp::Server s;
+  std::atomic<int> n{0};
+  s.onAckOut([&](mllp::AckOutEvent& e) { e.accept = (n++ % 2) == 0; });  // ACK, NAK, ACK
+  CHECK(s.metrics().messagesReceived == 0);
+  listenLocal(s);
+  Client c(s.localPort());
+  REQUIRE(c.ok());
+  const std::string f = frame("MSH|^~\\&|A|B|C|D|20240101||ADT^A08|M1|P|2.5\r");
+  for (const auto* want : {&kAck, &kNak, &kAck}) {
+    REQUIRE(c.sendAll(f));
+    CHECK(c.recvN(4) == *want);
+  }
+  // Replies are counted once their write returned: wait for the third.
+  mllp::Metrics m;
+  for (int i = 0; i < 500 && (m = s.metrics()).acksSent + m.naksSent < 3; i++)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  CHECK(m.connectionsAccepted == 1);
+  CHECK(m.connectionsOpen == 1);
+  CHECK(m.connectionsRefused == 0);
+  CHECK(m.messagesReceived == 3);
+  CHECK(m.messagesAccepted == 2);
+  CHECK(m.messagesRefused == 1);
+  CHECK(m.messagesDuplicate == 0);
+  CHECK(m.bytesIn == 3 * f.size());
+  CHECK(m.bytesOut == 12);
+  CHECK(m.acksSent == 2);
+  CHECK(m.naksSent == 1);
+  CHECK(m.errors == 0);
+  CHECK(m.ackLatencyCount == 3);
+  CHECK(m.ackLatencySumSeconds > 0);
+  const std::string text = s.metricsText();
+  CHECK(text.find("# TYPE mllp_messages_total counter\n") != std::string::npos);
+  CHECK(text.find("\nmllp_messages_total{result=\"refused\"} 1\n") != std::string::npos);
+  CHECK(text.find("\nmllp_acks_sent_total{kind=\"ack\"} 2\n") != std::string::npos);
+  CHECK(text.find("\nmllp_ack_latency_seconds_count 3\n") != std::string::npos);
+}
+
 void testServerSends() {
   ConnTracker t;
   std::mutex m;
@@ -2113,6 +2151,7 @@ int main(int argc, char** argv) {
       {"connection_request", testConnectionRequest},
       {"receive_message", testReceiveMessage},
       {"ack_out_reject", testAckOutReject},
+      {"metrics", testMetrics},
       {"server_sends", testServerSends},
       {"streams", testStreams},
       {"disconnect_shutdown", testDisconnectAndShutdown},

@@ -309,6 +309,22 @@ namespace Mllp
             get { UIntPtr v; Native.Check(Native.mllp_server_get_connection_count(_h, out v)); return (int)v.ToUInt64(); }
         }
 
+        /// <summary>Extension: the server's metrics now (always on; reading takes no lock):
+        /// connections, messages, bytes, acknowledgements, errors, TLS handshakes and the
+        /// acknowledgement latency. Counted since the server was created.</summary>
+        public MLLPServerMetrics Metrics
+        {
+            get { MetricsNative m; Native.Check(Native.mllp_server_get_metrics(_h, out m)); return new MLLPServerMetrics(m); }
+        }
+
+        /// <summary>Extension: the metrics in the Prometheus text exposition format 0.0.4 (for
+        /// a /metrics endpoint), with errors per code, TLS failures per reason and the
+        /// acknowledgement latency histogram.</summary>
+        public string MetricsText
+        {
+            get { return Native.GetString((byte[] b, ref UIntPtr l) => Native.mllp_server_get_metrics_text(_h, b, ref l)); }
+        }
+
         /// <summary>Extension: DuplicateCount: how many duplicates (DuplicateWindow setting) have
         /// been answered with the original's acknowledgement so far.</summary>
         public long DuplicateCount
@@ -1099,5 +1115,65 @@ namespace Mllp
                 }
             }
         }
+    }
+
+    /// <summary>Extension: a server's metrics at one moment (<see cref="MLLPServer.Metrics"/>).
+    /// <see cref="MLLPServer.MetricsText"/> gives the same numbers, with errors per code, TLS
+    /// failures per reason and the latency histogram's buckets, in the Prometheus text
+    /// format.</summary>
+    public sealed class MLLPServerMetrics
+    {
+        internal MLLPServerMetrics(MetricsNative m)
+        {
+            ConnectionsAccepted = (long)m.ConnectionsAccepted;
+            ConnectionsRefused = (long)m.ConnectionsRefused;
+            ConnectionsOpen = (long)m.ConnectionsOpen;
+            MessagesReceived = (long)m.MessagesReceived;
+            MessagesAccepted = (long)m.MessagesAccepted;
+            MessagesRefused = (long)m.MessagesRefused;
+            MessagesDuplicate = (long)m.MessagesDuplicate;
+            BytesIn = (long)m.BytesIn;
+            BytesOut = (long)m.BytesOut;
+            AcksSent = (long)m.AcksSent;
+            NaksSent = (long)m.NaksSent;
+            Errors = (long)m.Errors;
+            TlsHandshakesCompleted = (long)m.TlsHandshakesCompleted;
+            TlsHandshakesFailed = (long)m.TlsHandshakesFailed;
+            AckLatencyCount = (long)m.AckLatencyCount;
+            AckLatencySumSeconds = m.AckLatencySumSeconds;
+        }
+
+        /// <summary>Connections accepted and admitted (Connected fired).</summary>
+        public long ConnectionsAccepted { get; private set; }
+        /// <summary>Connections refused: ConnectionRequest, MaxConnections, PROXY header, TLS handshake.</summary>
+        public long ConnectionsRefused { get; private set; }
+        /// <summary>Connections open now.</summary>
+        public long ConnectionsOpen { get; private set; }
+        /// <summary>Complete messages (frames) received.</summary>
+        public long MessagesReceived { get; private set; }
+        /// <summary>Messages answered positively (ACK, AA, CA).</summary>
+        public long MessagesAccepted { get; private set; }
+        /// <summary>Messages answered negatively (NAK, AE, AR, CE, CR) or refused by the library.</summary>
+        public long MessagesRefused { get; private set; }
+        /// <summary>Messages answered from the duplicate window (DuplicateWindow).</summary>
+        public long MessagesDuplicate { get; private set; }
+        /// <summary>Application bytes received (decrypted, for TLS).</summary>
+        public long BytesIn { get; private set; }
+        /// <summary>Application bytes sent.</summary>
+        public long BytesOut { get; private set; }
+        /// <summary>Positive acknowledgements written.</summary>
+        public long AcksSent { get; private set; }
+        /// <summary>Negative acknowledgements written.</summary>
+        public long NaksSent { get; private set; }
+        /// <summary>Error events, all codes.</summary>
+        public long Errors { get; private set; }
+        /// <summary>TLS handshakes completed.</summary>
+        public long TlsHandshakesCompleted { get; private set; }
+        /// <summary>TLS handshakes failed.</summary>
+        public long TlsHandshakesFailed { get; private set; }
+        /// <summary>Acknowledgements whose latency was measured.</summary>
+        public long AckLatencyCount { get; private set; }
+        /// <summary>Sum of those latencies, seconds (end block received to acknowledgement written).</summary>
+        public double AckLatencySumSeconds { get; private set; }
     }
 }

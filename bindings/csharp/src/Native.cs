@@ -83,6 +83,28 @@ namespace Mllp
         }
     }
 
+    /// <summary>mllp_metrics.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct MetricsNative
+    {
+        public ulong ConnectionsAccepted;
+        public ulong ConnectionsRefused;
+        public ulong ConnectionsOpen;
+        public ulong MessagesReceived;
+        public ulong MessagesAccepted;
+        public ulong MessagesRefused;
+        public ulong MessagesDuplicate;
+        public ulong BytesIn;
+        public ulong BytesOut;
+        public ulong AcksSent;
+        public ulong NaksSent;
+        public ulong Errors;
+        public ulong TlsHandshakesCompleted;
+        public ulong TlsHandshakesFailed;
+        public ulong AckLatencyCount;
+        public double AckLatencySumSeconds;
+    }
+
     [StructLayout(LayoutKind.Sequential)]
     internal struct ConnectionRequestEvent
     {
@@ -444,6 +466,10 @@ namespace Mllp
                                                             int code, byte[] text, out byte sent);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int mllp_server_get_duplicate_count(MllpServerHandle s, out ulong count);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_server_get_metrics(MllpServerHandle s, out MetricsNative m);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_server_get_metrics_text(MllpServerHandle s, byte[] buf, ref UIntPtr len);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int mllp_hl7_build_ack(byte[] message, UIntPtr messageLen, int code, byte[] text,
                                                       byte[] buf, ref UIntPtr len);

@@ -1664,6 +1664,48 @@ internal static class Tests
         }
     }
 
+    private static void TestMetrics()
+    {
+        using (var s = NewServer())
+        {
+            int n = 0;
+            s.AckOut += (o, e) => e.Accept = (Interlocked.Increment(ref n) % 2) == 1; // ACK, NAK, ACK
+            Equal(0L, s.Metrics.MessagesReceived, "a new server counts nothing");
+            s.StartListening();
+            var f = Frame(s_sample);
+            using (var c = Connect(s))
+            {
+                var ns = c.GetStream();
+                foreach (var want in new[] { Ack, Nak, Ack })
+                {
+                    ns.Write(f, 0, f.Length);
+                    Bytes(want, ReadBlock(ns), "reply");
+                }
+                Check(Wait(() => s.Metrics.AcksSent + s.Metrics.NaksSent == 3), "three replies counted");
+                var m = s.Metrics;
+                Equal(1L, m.ConnectionsAccepted, "ConnectionsAccepted");
+                Equal(1L, m.ConnectionsOpen, "ConnectionsOpen");
+                Equal(0L, m.ConnectionsRefused, "ConnectionsRefused");
+                Equal(3L, m.MessagesReceived, "MessagesReceived");
+                Equal(2L, m.MessagesAccepted, "MessagesAccepted");
+                Equal(1L, m.MessagesRefused, "MessagesRefused");
+                Equal(0L, m.MessagesDuplicate, "MessagesDuplicate");
+                Equal(3L * f.Length, m.BytesIn, "BytesIn");
+                Equal(12L, m.BytesOut, "BytesOut");
+                Equal(2L, m.AcksSent, "AcksSent");
+                Equal(1L, m.NaksSent, "NaksSent");
+                Equal(0L, m.Errors, "Errors");
+                Equal(3L, m.AckLatencyCount, "AckLatencyCount");
+                Check(m.AckLatencySumSeconds > 0, "AckLatencySumSeconds > 0", m.AckLatencySumSeconds.ToString());
+                string text = s.MetricsText;
+                Check(text.Contains("# TYPE mllp_ack_latency_seconds histogram\n"), "histogram family", text);
+                Check(text.Contains("\nmllp_messages_total{result=\"refused\"} 1\n"), "refused 1", text);
+                Check(text.Contains("\nmllp_acks_sent_total{kind=\"ack\"} 2\n"), "ACKs 2", text);
+            }
+            Check(Wait(() => s.Metrics.ConnectionsOpen == 0), "ConnectionsOpen back to 0");
+        }
+    }
+
     private static void TestBatch()
     {
         var batch = SampleFile("batch_adt.hl7");
@@ -2864,6 +2906,7 @@ internal static class Tests
             new KeyValuePair<string, Action>("deferred-ack", TestDeferredAck),
             new KeyValuePair<string, Action>("issue11-settings", TestIssue11Settings),
             new KeyValuePair<string, Action>("duplicate", TestDuplicate),
+            new KeyValuePair<string, Action>("metrics", TestMetrics),
             new KeyValuePair<string, Action>("batch", TestBatch),
             new KeyValuePair<string, Action>("charset", TestCharset),
             new KeyValuePair<string, Action>("acknowledge-with", TestAcknowledgeWith),

@@ -130,5 +130,23 @@ int main(void) {
     F(mllp_ssl_server_authentication_event, status);
     F(mllp_ssl_server_authentication_event, accept);
 
+    S(mllp_metrics, "MetricsNative");
+    F(mllp_metrics, connections_accepted);
+    F(mllp_metrics, connections_refused);
+    F(mllp_metrics, connections_open);
+    F(mllp_metrics, messages_received);
+    F(mllp_metrics, messages_accepted);
+    F(mllp_metrics, messages_refused);
+    F(mllp_metrics, messages_duplicate);
+    F(mllp_metrics, bytes_in);
+    F(mllp_metrics, bytes_out);
+    F(mllp_metrics, acks_sent);
+    F(mllp_metrics, naks_sent);
+    F(mllp_metrics, errors);
+    F(mllp_metrics, tls_handshakes_completed);
+    F(mllp_metrics, tls_handshakes_failed);
+    F(mllp_metrics, ack_latency_count);
+    F(mllp_metrics, ack_latency_sum_seconds);
+
     return 0;
 }

@@ -102,6 +102,7 @@ from .events import (
     SSLStatusEvent,
     StartTransferEvent,
     TransferEvent,
+    Metrics,
 )
 from .server import (
     DEFAULT_DO_EVENTS_WAIT_MS,
@@ -157,6 +158,7 @@ __all__ = [
     "ErrorEvent",
     "LogEvent",
     "MessageEvent",
+    "Metrics",
     "SSLClientAuthenticationEvent",
     "SSLConnectionRequestEvent",
     "SSLStatusEvent",

@@ -16,6 +16,7 @@ from ctypes import (
     POINTER,
     Structure,
     c_char_p,
+    c_double,
     c_int,
     c_size_t,
     c_ssize_t,
@@ -141,6 +142,29 @@ class SslConnectionRequestStruct(Structure):
 
 class SslStatusStruct(Structure):
     _fields_ = [("connection_id", c_uint64), ("message", c_char_p)]
+
+
+class MetricsStruct(Structure):
+    """mllp_metrics (mllp_server_get_metrics)."""
+
+    _fields_ = [
+        ("connections_accepted", c_uint64),
+        ("connections_refused", c_uint64),
+        ("connections_open", c_uint64),
+        ("messages_received", c_uint64),
+        ("messages_accepted", c_uint64),
+        ("messages_refused", c_uint64),
+        ("messages_duplicate", c_uint64),
+        ("bytes_in", c_uint64),
+        ("bytes_out", c_uint64),
+        ("acks_sent", c_uint64),
+        ("naks_sent", c_uint64),
+        ("errors", c_uint64),
+        ("tls_handshakes_completed", c_uint64),
+        ("tls_handshakes_failed", c_uint64),
+        ("ack_latency_count", c_uint64),
+        ("ack_latency_sum_seconds", c_double),
+    ]
 
 
 # The client (sender)
@@ -345,6 +369,8 @@ _decl(
     POINTER(c_uint8),
 )
 _decl("mllp_server_get_duplicate_count", c_int, _SERVER, POINTER(c_uint64))
+_decl("mllp_server_get_metrics", c_int, _SERVER, POINTER(MetricsStruct))
+_decl("mllp_server_get_metrics_text", c_int, _SERVER, c_void_p, _P_SIZE)
 _decl("mllp_hl7_build_ack", c_int, c_char_p, c_size_t, c_int, c_char_p, c_void_p, _P_SIZE)
 
 # TLS

@@ -12,7 +12,7 @@ is not HL7 when there is no DefaultCharset setting).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from enum import IntEnum
 from typing import TYPE_CHECKING, Optional, Union
 
@@ -289,3 +289,47 @@ class SSLServerAuthenticationEvent:
     cert_issuer: str
     status: str
     accept: bool = False
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """:attr:`Server.metrics`: the server's counters at one moment (``mllp_metrics``), counted
+    since the server was created. :meth:`Server.metrics_text` adds errors per code, TLS
+    failures per reason and the latency histogram's buckets (Prometheus text format)."""
+
+    #: Connections accepted and admitted (on_connected fired).
+    connections_accepted: int = 0
+    #: Connections refused: ConnectionRequest, MaxConnections, PROXY header, TLS handshake.
+    connections_refused: int = 0
+    #: Connections open now.
+    connections_open: int = 0
+    #: Complete messages (frames) received.
+    messages_received: int = 0
+    #: Answered positively (ACK, AA, CA).
+    messages_accepted: int = 0
+    #: Answered negatively (NAK, AE, AR, CE, CR) or refused by the library.
+    messages_refused: int = 0
+    #: Answered from the duplicate window (DuplicateWindow).
+    messages_duplicate: int = 0
+    #: Application bytes received (decrypted, for TLS).
+    bytes_in: int = 0
+    #: Application bytes sent.
+    bytes_out: int = 0
+    #: Positive acknowledgements written.
+    acks_sent: int = 0
+    #: Negative acknowledgements written.
+    naks_sent: int = 0
+    #: Error events, all codes.
+    errors: int = 0
+    #: TLS handshakes completed.
+    tls_handshakes_completed: int = 0
+    #: TLS handshakes failed.
+    tls_handshakes_failed: int = 0
+    #: Acknowledgements whose latency was measured.
+    ack_latency_count: int = 0
+    #: Their sum, seconds: end block received -> acknowledgement written.
+    ack_latency_sum_seconds: float = 0.0
+
+    @classmethod
+    def _from_struct(cls, s: object) -> "Metrics":
+        return cls(**{f.name: getattr(s, f.name) for f in fields(cls)})

@@ -73,6 +73,7 @@ from .events import (
     ErrorEvent,
     LogEvent,
     MessageEvent,
+    Metrics,
     SSLClientAuthenticationEvent,
     SSLConnectionRequestEvent,
     SSLStatusEvent,
@@ -1459,6 +1460,19 @@ class Server:
         out = c_size_t(0)
         check(lib.mllp_server_get_connection_count(self._h(), byref(out)))
         return int(out.value)
+
+    @property
+    def metrics(self) -> Metrics:
+        """The server's counters now (always on; reading takes no lock): connections,
+        messages, bytes, acknowledgements, errors, TLS handshakes, latency count and sum."""
+        out = _lib.MetricsStruct()
+        check(lib.mllp_server_get_metrics(self._h(), byref(out)))
+        return Metrics._from_struct(out)
+
+    def metrics_text(self) -> str:
+        """The metrics in the Prometheus text exposition format 0.0.4 (for a ``/metrics``
+        endpoint), with errors per code, TLS failures per reason and the latency histogram."""
+        return _text(_read_buffer(lib.mllp_server_get_metrics_text, self._h(), text=True))
 
     @property
     def duplicate_count(self) -> int:

@@ -56,6 +56,7 @@ STRUCTS = {
     "mllp_client_ack_in_event": L.ClientAckInStruct,
     "mllp_send_done_event": L.SendDoneStruct,
     "mllp_ssl_server_authentication_event": L.SslServerAuthStruct,
+    "mllp_metrics": L.MetricsStruct,
 }
 
 #: header callback typedef -> the binding's CFUNCTYPE

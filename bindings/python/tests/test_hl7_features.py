@@ -270,6 +270,42 @@ def test_duplicate_answered_with_the_original_ack(server: mllp.Server) -> None:
     assert server.duplicate_count == 2 and len(rec.of("duplicate")) == 2
 
 
+def test_metrics_count_known_traffic(server: mllp.Server) -> None:
+    server.config("DuplicateWindow=10")
+    server.config("MaxMessageSize=200")
+    server.on_ack_out = lambda e: setattr(e, "accept", b"NAKME" not in e.message)
+    assert server.metrics == mllp.Metrics()
+    server.start_listening()
+    frames = [
+        (hl7_message("MET1"), ACK),
+        (hl7_message("MET1"), ACK),  # a resend: answered from the window
+        (hl7_message("NAKME"), NAK),
+        (b"x" * 300, NAK),  # larger than MaxMessageSize: refused by the library (671)
+    ]
+    with Client(server) as c:
+        for msg, reply in frames:
+            assert c.send(msg) == reply
+        m = wait_for(
+            lambda: (lambda m: m if m.acks_sent + m.naks_sent == 4 else None)(server.metrics),
+            what="four replies counted",
+        )
+        assert m.connections_accepted == 1 and m.connections_open == 1
+        assert m.messages_received == 4
+        assert (m.messages_accepted, m.messages_refused, m.messages_duplicate) == (1, 2, 1)
+        assert m.bytes_in == sum(len(frame(f)) for f, _ in frames)
+        assert m.bytes_out == 16
+        assert (m.acks_sent, m.naks_sent) == (2, 2)
+        assert m.errors == 1
+        assert m.ack_latency_count == 4 and m.ack_latency_sum_seconds > 0
+        text = server.metrics_text()
+        lines = text.splitlines()
+        assert "# TYPE mllp_ack_latency_seconds histogram" in lines
+        assert 'mllp_messages_total{result="duplicate"} 1' in lines
+        assert 'mllp_errors_total{code="671"} 1' in lines
+        assert 'mllp_ack_latency_seconds_bucket{le="+Inf"} 4' in lines
+    wait_for(lambda: server.metrics.connections_open == 0, what="connection closed")
+
+
 def test_duplicate_window_off_by_default(server: mllp.Server) -> None:
     rec = Recorder(server)
     server.start_listening()

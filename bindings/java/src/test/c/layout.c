@@ -79,5 +79,13 @@ int main(void) {
     F(mllp_ssl_server_authentication_event, cert_issuer);
     F(mllp_ssl_server_authentication_event, status);
     F(mllp_ssl_server_authentication_event, accept); printf("\n");
+    printf("Metrics %zu", sizeof(mllp_metrics));
+    F(mllp_metrics, connections_accepted); F(mllp_metrics, connections_refused);
+    F(mllp_metrics, connections_open); F(mllp_metrics, messages_received);
+    F(mllp_metrics, messages_accepted); F(mllp_metrics, messages_refused);
+    F(mllp_metrics, messages_duplicate); F(mllp_metrics, bytes_in); F(mllp_metrics, bytes_out);
+    F(mllp_metrics, acks_sent); F(mllp_metrics, naks_sent); F(mllp_metrics, errors);
+    F(mllp_metrics, tls_handshakes_completed); F(mllp_metrics, tls_handshakes_failed);
+    F(mllp_metrics, ack_latency_count); F(mllp_metrics, ack_latency_sum_seconds); printf("\n");
     return 0;
 }

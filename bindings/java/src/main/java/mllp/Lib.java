@@ -223,6 +223,8 @@ final class Lib {
     static native int mllp_server_send_app_ack(Pointer s, long id, byte[] message, SizeT messageLen, int code,
             byte[] text, byte[] sent);
     static native int mllp_server_get_duplicate_count(Pointer s, long[] count);
+    static native int mllp_server_get_metrics(Pointer s, Structs.Metrics out);
+    static native int mllp_server_get_metrics_text(Pointer s, byte[] buf, Pointer len);
 
     // ---- HL7 ----
     static native int mllp_hl7_build_ack(byte[] message, SizeT messageLen, int code, byte[] text, byte[] out,

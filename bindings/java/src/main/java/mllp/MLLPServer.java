@@ -508,6 +508,30 @@ public class MLLPServer implements AutoCloseable {
     }
 
     /**
+     * Extension: the server's metrics now (always on; reading takes no lock): connections,
+     * messages, bytes, acknowledgements, errors, TLS handshakes, acknowledgement latency.
+     */
+    public MLLPServerMetrics getMetrics() {
+        Structs.Metrics m = new Structs.Metrics();
+        getter(h -> Lib.mllp_server_get_metrics(h, m));
+        m.read();
+        return new MLLPServerMetrics(m);
+    }
+
+    /**
+     * Extension: the metrics in the Prometheus text exposition format 0.0.4 (for a
+     * {@code /metrics} endpoint), with errors per code, TLS failures per reason and the
+     * acknowledgement latency histogram.
+     */
+    public String getMetricsText() {
+        try {
+            return withHandle(h -> string((b, l) -> Lib.mllp_server_get_metrics_text(h, b, l)));
+        } catch (MLLPException e) {
+            throw unchecked(e);
+        }
+    }
+
+    /**
      * Extension: DuplicateCount: how many duplicates (DuplicateWindow setting) have been
      * answered with the original's acknowledgement so far.
      */

@@ -300,6 +300,32 @@ final class Structs {
         }
     }
 
+    /** mllp_metrics (mllp_server_get_metrics). */
+    @FieldOrder({"connections_accepted", "connections_refused", "connections_open", "messages_received",
+            "messages_accepted", "messages_refused", "messages_duplicate", "bytes_in", "bytes_out", "acks_sent",
+            "naks_sent", "errors", "tls_handshakes_completed", "tls_handshakes_failed", "ack_latency_count",
+            "ack_latency_sum_seconds"})
+    public static class Metrics extends Structure {
+        public long connections_accepted;
+        public long connections_refused;
+        public long connections_open;
+        public long messages_received;
+        public long messages_accepted;
+        public long messages_refused;
+        public long messages_duplicate;
+        public long bytes_in;
+        public long bytes_out;
+        public long acks_sent;
+        public long naks_sent;
+        public long errors;
+        public long tls_handshakes_completed;
+        public long tls_handshakes_failed;
+        public long ack_latency_count;
+        public double ack_latency_sum_seconds;
+
+        public Metrics() {}
+    }
+
     /**
      * Field offsets of the per-message event structs, for reading them straight from the
      * native pointer: a {@link Structure} read per event (reflection over every field) costs

@@ -85,7 +85,8 @@ public class MLLPServerTest {
                 Structs.layout(new Structs.SendResult()),
                 Structs.layout(new Structs.ClientAckIn()),
                 Structs.layout(new Structs.SendDone()),
-                Structs.layout(new Structs.SslServerAuth()));
+                Structs.layout(new Structs.SslServerAuth()),
+                Structs.layout(new Structs.Metrics()));
         assertEquals(expected, actual);
     }
 
@@ -1331,6 +1332,51 @@ public class MLLPServerTest {
             String d = MLLPServer.errorDescription(code);
             assertTrue(d != null && !d.isEmpty(), "description of " + code);
         }
+    }
+
+    @Test
+    @Timeout(20)
+    public void metricsCountKnownTraffic() throws Exception {
+        MLLPServer s = track(new MLLPServer());
+        int[] n = {0};
+        s.addMLLPServerEventListener(new DefaultMLLPServerEventListener() {
+            @Override
+            public void ackOut(MLLPServerAckOutEvent e) {
+                e.accept = (n[0]++ % 2) == 0; // ACK, NAK, ACK
+            }
+        });
+        assertEquals(0, s.getMetrics().getMessagesReceived());
+        s.setLocalHost("127.0.0.1");
+        s.startListening();
+        byte[] msg = sample("adt_a01.hl7");
+        try (Client c = new Client(s.getLocalPort())) {
+            for (byte want : new byte[] {ACK, NAK, ACK}) {
+                c.sendFrame(msg);
+                assertArrayEquals(new byte[] {SB, want, EB, CR}, c.readFrameRaw());
+            }
+            waitUntil("three replies counted", 5000,
+                    () -> s.getMetrics().getAcksSent() + s.getMetrics().getNaksSent() == 3);
+            MLLPServerMetrics m = s.getMetrics();
+            assertEquals(1, m.getConnectionsAccepted());
+            assertEquals(1, m.getConnectionsOpen());
+            assertEquals(0, m.getConnectionsRefused());
+            assertEquals(3, m.getMessagesReceived());
+            assertEquals(2, m.getMessagesAccepted());
+            assertEquals(1, m.getMessagesRefused());
+            assertEquals(0, m.getMessagesDuplicate());
+            assertEquals(3L * (msg.length + 3), m.getBytesIn());
+            assertEquals(12, m.getBytesOut());
+            assertEquals(2, m.getAcksSent());
+            assertEquals(1, m.getNaksSent());
+            assertEquals(0, m.getErrors());
+            assertEquals(3, m.getAckLatencyCount());
+            assertTrue(m.getAckLatencySumSeconds() > 0);
+            String text = s.getMetricsText();
+            assertTrue(text.contains("# TYPE mllp_ack_latency_seconds histogram\n"), text);
+            assertTrue(text.contains("\nmllp_messages_total{result=\"refused\"} 1\n"), text);
+            assertTrue(text.contains("\nmllp_acks_sent_total{kind=\"nak\"} 1\n"), text);
+        }
+        waitUntil("connection closed", 5000, () -> s.getMetrics().getConnectionsOpen() == 0);
     }
 
     @Test
