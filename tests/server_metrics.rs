@@ -209,7 +209,7 @@ fn tls_handshake_timeout_and_client_rejected() {
     let rec = Rec::new();
     rec.on_client_auth(|e| e.accept = false);
     let s = server(&ca.issue("localhost", false), &[], &rec);
-    s.set_ssl_authenticate_clients(true);
+    s.set_ssl_authenticate_clients(true).unwrap();
     s.start_listening().unwrap();
     let leaf = ca.issue("client", true);
     let cfg = client_config(ClientOpts { client_cert: Some(&leaf), ..ClientOpts::trusting(vec![ca.der()]) });
