@@ -2661,7 +2661,6 @@ static mhd_result on_http(void *cls, struct MHD_Connection *c, const char *url, 
         return http_text(c, MHD_HTTP_OK, "ok");
     }
     if (strcmp(url, "/metrics") == 0) {
-#ifdef MLLP_HAVE_METRICS_API
         size_t len = 0;
         char *buf = NULL;
         int rc = mllp_server_get_metrics_text(http.server, NULL, &len);
@@ -2676,10 +2675,6 @@ static mhd_result on_http(void *cls, struct MHD_Connection *c, const char *url, 
             return http_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "metrics unavailable");
         }
         return http_reply(c, MHD_HTTP_OK, "text/plain; version=0.0.4", buf, len - 1, 1);
-#else
-        return http_text(c, MHD_HTTP_NOT_IMPLEMENTED,
-                         "this mllp-listen was built against a library without metrics");
-#endif
     }
     return http_text(c, MHD_HTTP_NOT_FOUND, "not found");
 }
