@@ -132,7 +132,7 @@ with open(raw, "w") as out:
 med = statistics.median
 base = {r["round"]: r["msgs_per_sec"] for r in results["baseline"] if r.get("msgs_per_sec")}
 print(f"1 connection x 1 KiB, MLLP acknowledgements, against mllp-listen; {rounds} rounds of {messages} messages; raw: {raw}\n")
-print("| sender | msg/s median | min–max | ratio to baseline (median of per-round ratios) | client CPU µs/msg median |")
+print("| sender | msg/s median | min–max | ratio to baseline: median of per-round ratios (min–max) | client CPU µs/msg median |")
 print("|---|---:|---:|---:|---:|")
 names = {"baseline": "mllp-bench (baseline)", "client": "mllp-bench --via-client (mllp::client)", "mllp-send": "mllp-send FILE"}
 for m in modes:
@@ -140,7 +140,7 @@ for m in modes:
     ratios = [r["msgs_per_sec"] / base[r["round"]] for r in results[m] if r.get("msgs_per_sec") and r["round"] in base]
     cpu = [r["client_cpu_us_per_msg"] for r in results[m] if r.get("client_cpu_us_per_msg")]
     cpu_s = f"{med(cpu):.2f}" if cpu else "– (not measured)"
-    print(f"| {names[m]} | {med(v):,.0f} | {min(v):,.0f}–{max(v):,.0f} | {med(ratios):.3f}× | {cpu_s} |" if v else f"| {names[m]} | – | – | – | – |")
+    print(f"| {names[m]} | {med(v):,.0f} | {min(v):,.0f}–{max(v):,.0f} | {med(ratios):.3f}× ({min(ratios):.2f}–{max(ratios):.2f}) | {cpu_s} |" if v else f"| {names[m]} | – | – | – | – |")
 print()
 for k, v in mem.items():
     print(f"Memory per client connection ({k}): {v['bytes_per_client']:,.0f} bytes "

@@ -14,7 +14,6 @@ pub mod sender;
 pub mod settings;
 pub mod tls;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::ThreadId;
@@ -123,6 +122,13 @@ pub struct SendResult {
     pub attempts: u32,
 }
 
+/// What a blocking send learns of its message's end.
+struct Finished {
+    result: Result<()>,
+    ack: Option<AckKind>,
+    attempts: u32,
+}
+
 /// An event waiting to be delivered (owned, so no lock is held while the host runs).
 enum Pending {
     Connected(u64),
@@ -144,8 +150,11 @@ struct State {
     /// Built client TLS configuration and the settings it was built from (kept: it holds the
     /// session cache).
     tls_config: Option<(tls::ClientTlsSettings, Arc<rustls::ClientConfig>)>,
-    /// Outcomes kept for blocking senders (only ids in `waiting`).
-    waiting: HashMap<u64, Option<Outcome>>,
+    /// Blocking sends in progress and, once known, their outcomes (one per thread blocked in
+    /// `send`, so a short list).
+    waiting: Vec<(u64, Option<Finished>)>,
+    /// The delivery queue's spare buffer (kept to avoid an allocation per turn).
+    spare: Vec<Pending>,
     queue: Vec<Pending>,
 }
 
@@ -187,7 +196,8 @@ impl Client {
                 connected: false,
                 tls_info: None,
                 tls_config: None,
-                waiting: HashMap::new(),
+                waiting: Vec::new(),
+                spare: Vec::new(),
                 queue: Vec::new(),
             }),
             drive: Mutex::new(Drive { poll, events: Events::with_capacity(8), io: None }),
@@ -329,7 +339,7 @@ impl Client {
             let mut st = lock(&self.state);
             let q = st.sender.queue(data.to_vec(), Instant::now());
             if let Ok(id) = q {
-                st.waiting.insert(id, None);
+                st.waiting.push((id, None));
             }
             q
         };
@@ -340,14 +350,15 @@ impl Client {
                 return (Err(e), None);
             }
         };
-        self.run(&mut d, None, |st| st.waiting.get(&id).is_some_and(|o| o.is_some()));
-        let outcome = lock(&self.state).waiting.remove(&id).flatten();
+        self.run(&mut d, None, |st| st.waiting.iter().any(|(w, o)| *w == id && o.is_some()));
+        let outcome = {
+            let mut st = lock(&self.state);
+            let at = st.waiting.iter().position(|(w, _)| *w == id);
+            at.and_then(|i| st.waiting.swap_remove(i).1)
+        };
         self.end(d);
         match outcome {
-            Some(o) => {
-                let r = SendResult { message_id: o.id, ack: o.ack, attempts: o.attempts };
-                (o.result, Some(r))
-            }
+            Some(Finished { result, ack, attempts }) => (result, Some(SendResult { message_id: id, ack, attempts })),
             None => (Err(Error::new(code::BAD_STATE, "the send ended without an outcome")), None),
         }
     }
@@ -386,8 +397,8 @@ impl Client {
             let p = match ev {
                 SenderEvent::AckIn { message, ack } => Pending::AckIn(conn, message, ack),
                 SenderEvent::Done(o) => {
-                    if let Some(slot) = st.waiting.get_mut(&o.id) {
-                        *slot = Some(o.clone());
+                    if let Some((_, slot)) = st.waiting.iter_mut().find(|(w, _)| *w == o.id) {
+                        *slot = Some(Finished { result: o.result.clone(), ack: o.ack, attempts: o.attempts });
                     }
                     Pending::Done(conn, o)
                 }
@@ -400,12 +411,16 @@ impl Client {
 
     /// Delivers queued events to the handler, with no lock held.
     fn deliver(&self) {
-        let evs = std::mem::take(&mut lock(&self.state).queue);
-        if evs.is_empty() {
-            return;
-        }
+        let mut evs = {
+            let mut st = lock(&self.state);
+            if st.queue.is_empty() {
+                return;
+            }
+            let spare = std::mem::take(&mut st.spare);
+            std::mem::replace(&mut st.queue, spare)
+        };
         let h = self.handler();
-        for ev in evs {
+        for ev in evs.drain(..) {
             guarded(|| match ev {
                 Pending::Connected(c) => {
                     h.connected(&StatusEvent { connection_id: c.into(), status_code: 0, description: "OK" })
@@ -440,6 +455,7 @@ impl Client {
                 Pending::SslStatus(c, m) => h.ssl_status(&SslStatusEvent { connection_id: c.into(), message: &m }),
             });
         }
+        lock(&self.state).spare = evs;
     }
 
     /// The TLS configuration for the current settings (built once per change of them).

@@ -219,6 +219,8 @@ pub struct Sender {
     written: u64,
     queued_bytes: u64,
     events: VecDeque<Event>,
+    /// Frames found in one chunk of input (kept to avoid an allocation per read).
+    found: Vec<std::result::Result<Vec<u8>, &'static str>>,
 }
 
 impl Sender {
@@ -239,6 +241,7 @@ impl Sender {
             written: 0,
             queued_bytes: 0,
             events: VecDeque::new(),
+            found: Vec::new(),
         }
     }
 
@@ -437,7 +440,7 @@ impl Sender {
 
     /// Bytes from the server.
     pub fn handle_input(&mut self, data: &[u8], now: Instant) {
-        let mut frames: Vec<std::result::Result<Vec<u8>, &'static str>> = Vec::new();
+        let mut frames = std::mem::take(&mut self.found);
         let Sender { decoder, frame, .. } = self;
         decoder.feed(data, |ev| match ev {
             DecodeEvent::Start => frame.clear(),
@@ -446,7 +449,7 @@ impl Sender {
             DecodeEvent::Oversize => frames.push(Err("an acknowledgement larger than MaxMessageSize")),
             DecodeEvent::Aborted(_) => frames.push(Err("a malformed acknowledgement frame")),
         });
-        for f in frames {
+        for f in frames.drain(..) {
             match f {
                 Ok(frame) => self.on_frame(frame, now),
                 Err(what) => self.events.push_back(Event::Error(Error::new(
@@ -455,6 +458,7 @@ impl Sender {
                 ))),
             }
         }
+        self.found = frames;
         self.pump(now);
     }
 
