@@ -799,6 +799,12 @@ class Connection {
     detail::check(mllp_connection_get_connected(h_, id_, &v));
     return v != 0;
   }
+  /// True while a message is partly received (a start block came, its end block not yet).
+  bool receiving() const {
+    std::uint8_t v = 0;
+    detail::check(mllp_connection_get_receiving(h_, id_, &v));
+    return v != 0;
+  }
   /// RemoteHost: the client's IP address.
   std::string remoteHost() const {
     return detail::getString([&](char* b, std::size_t* n) { return mllp_connection_get_remote_host(h_, id_, b, n); });

@@ -43,6 +43,19 @@ namespace Mllp
             }
         }
 
+        /// <summary>True while a message is partly received (a start block came, its end block not yet).</summary>
+        public bool Receiving
+        {
+            get
+            {
+                byte v;
+                int rc = Native.mllp_connection_get_receiving(H, Id, out v);
+                if (rc == Native.MLLP_ERR_NO_SUCH_CONNECTION) return false;
+                Native.Check(rc);
+                return v != 0;
+            }
+        }
+
         /// <summary>The client's IP address.</summary>
         public string RemoteHost
         {

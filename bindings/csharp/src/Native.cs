@@ -395,6 +395,8 @@ namespace Mllp
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int mllp_connection_get_connected(MllpServerHandle s, ulong id, out byte v);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int mllp_connection_get_receiving(MllpServerHandle s, ulong id, out byte v);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int mllp_connection_get_remote_host(MllpServerHandle s, ulong id, byte[] buf, ref UIntPtr len);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int mllp_connection_get_remote_port(MllpServerHandle s, ulong id, out ushort v);

@@ -315,6 +315,7 @@ _decl("mllp_server_on_thread_stop", c_int, _SERVER, THREAD_CB)
 _decl("mllp_server_set_user_data", c_int, _SERVER, c_void_p, RELEASE_CB)
 
 _decl("mllp_connection_get_connected", c_int, _SERVER, c_uint64, POINTER(c_uint8))
+_decl("mllp_connection_get_receiving", c_int, _SERVER, c_uint64, POINTER(c_uint8))
 _decl("mllp_connection_get_remote_host", c_int, _SERVER, c_uint64, c_void_p, _P_SIZE)
 _decl("mllp_connection_get_remote_port", c_int, _SERVER, c_uint64, POINTER(c_uint16))
 _decl("mllp_connection_get_local_address", c_int, _SERVER, c_uint64, c_void_p, _P_SIZE)

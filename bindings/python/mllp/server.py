@@ -876,6 +876,16 @@ class Connection:
         return bool(out.value)
 
     @property
+    def receiving(self) -> bool:
+        """True while a message is partly received (a start block came, its end block not yet)."""
+        out = c_uint8(0)
+        rc = lib.mllp_connection_get_receiving(self._server._h(), self.connection_id, byref(out))
+        if rc == ERR_NO_SUCH_CONNECTION:
+            return False
+        check(rc)
+        return bool(out.value)
+
+    @property
     def remote_host(self) -> str:
         """The client's IP address."""
         h = self._server._h()

@@ -135,6 +135,21 @@ def test_connection_request_accept(server: mllp.Server) -> None:
     assert server.on_connection_request.handler is on_request
 
 
+def test_connection_receiving_while_a_message_is_partly_sent(server: mllp.Server) -> None:
+    server.start_listening()
+    with connect(server) as c:
+        cid = one_connection(server)
+        conn = server.connections[cid]
+        assert conn.receiving is False
+        whole = frame(ADT_A01)
+        c.sendall(whole[:20])  # a start block and part of the message
+        wait_for(lambda: conn.receiving, what="receiving")
+        c.sendall(whole[20:])
+        assert recv_exact(c, 4) == ACK
+        # The flag is published at the end of the reactor's turn, after the ACK was written.
+        wait_for(lambda: not conn.receiving, what="receiving to end")
+
+
 def test_connection_request_refuse(server: mllp.Server) -> None:
     requests: List[mllp.ConnectionRequestEvent] = []
     connected: List[mllp.ConnectedEvent] = []

@@ -177,6 +177,7 @@ final class Lib {
 
     // ---- connection ----
     static native int mllp_connection_get_connected(Pointer s, long id, byte[] out);
+    static native int mllp_connection_get_receiving(Pointer s, long id, byte[] out);
     static native int mllp_connection_get_remote_host(Pointer s, long id, byte[] buf, Pointer len);
     static native int mllp_connection_get_remote_port(Pointer s, long id, short[] out);
     static native int mllp_connection_get_local_address(Pointer s, long id, byte[] buf, Pointer len);

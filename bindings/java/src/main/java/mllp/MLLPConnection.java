@@ -59,6 +59,17 @@ public class MLLPConnection {
         return out[0] != 0;
     }
 
+    /** True while a message is partly received (a start block came, its end block not yet). */
+    public boolean isReceiving() {
+        byte[] out = new byte[1];
+        try {
+            server.run(h -> Lib.mllp_connection_get_receiving(h, id, out));
+        } catch (MLLPException e) {
+            return false;
+        }
+        return out[0] != 0;
+    }
+
     /** The client's IP address. */
     public String getRemoteHost() throws MLLPException {
         return server.withHandle(h -> MLLPServer.string((b, l) -> Lib.mllp_connection_get_remote_host(h, id, b, l)));
