@@ -378,29 +378,11 @@ impl EventHandler for Callbacks {
     }
 
     fn error(&self, e: &ErrorEvent<'_>) {
-        let Some(f) = self.error else { return };
-        let d = c_text(e.description);
-        let ev = mllp_error_event {
-            connection_id: e.connection_id.raw(),
-            error_code: e.error_code,
-            description: d.as_ptr(),
-        };
-        // SAFETY: a host callback; the event and its string are valid for the call.
-        unsafe { f(self.user(), &ev) };
+        error(self.error, self.user(), e);
     }
 
     fn log(&self, e: &LogEvent<'_>) {
-        let Some(f) = self.log else { return };
-        let m = c_text(e.message);
-        let t = c_text(e.log_type);
-        let ev = mllp_log_event {
-            connection_id: e.connection_id.raw(),
-            log_level: e.log_level as c_int,
-            message: m.as_ptr(),
-            log_type: t.as_ptr(),
-        };
-        // SAFETY: a host callback; the event and its strings are valid for the call.
-        unsafe { f(self.user(), &ev) };
+        log(self.log, self.user(), e);
     }
 
     fn ssl_client_authentication(&self, e: &mut crate::events::SslClientAuthenticationEvent<'_>) {
@@ -430,12 +412,37 @@ impl EventHandler for Callbacks {
     }
 }
 
-fn status(f: mllp_status_cb, user: *mut c_void, e: &StatusEvent<'_>) {
+/// Calls a Connected/Disconnected callback (server or client) with `e`.
+pub(crate) fn status(f: mllp_status_cb, user: *mut c_void, e: &StatusEvent<'_>) {
     let Some(f) = f else { return };
     let d = c_text(e.description);
     let ev =
         mllp_status_event { connection_id: e.connection_id.raw(), status_code: e.status_code, description: d.as_ptr() };
     // SAFETY: a host callback; the event and its string are valid for the call.
+    unsafe { f(user, &ev) };
+}
+
+/// Calls an Error callback (server or client) with `e`.
+pub(crate) fn error(f: mllp_error_cb, user: *mut c_void, e: &ErrorEvent<'_>) {
+    let Some(f) = f else { return };
+    let d = c_text(e.description);
+    let ev =
+        mllp_error_event { connection_id: e.connection_id.raw(), error_code: e.error_code, description: d.as_ptr() };
+    // SAFETY: a host callback; the event and its string are valid for the call.
+    unsafe { f(user, &ev) };
+}
+
+/// Calls a Log callback (server or client) with `e`.
+pub(crate) fn log(f: mllp_log_cb, user: *mut c_void, e: &LogEvent<'_>) {
+    let Some(f) = f else { return };
+    let (m, t) = (c_text(e.message), c_text(e.log_type));
+    let ev = mllp_log_event {
+        connection_id: e.connection_id.raw(),
+        log_level: e.log_level as c_int,
+        message: m.as_ptr(),
+        log_type: t.as_ptr(),
+    };
+    // SAFETY: a host callback; the event and its strings are valid for the call.
     unsafe { f(user, &ev) };
 }
 

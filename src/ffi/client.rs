@@ -9,10 +9,7 @@
 use std::ffi::{c_char, c_int, c_void};
 use std::sync::{Arc, Mutex};
 
-use super::callbacks::{
-    mllp_error_cb, mllp_error_event, mllp_log_cb, mllp_log_event, mllp_release_cb, mllp_status_cb, mllp_status_event,
-    UserData,
-};
+use super::callbacks::{error, log, mllp_error_cb, mllp_log_cb, mllp_release_cb, mllp_status_cb, status, UserData};
 use super::macros::{free_handle, ref_from_ptr, to_handle, Handle, Out};
 use super::tls::{mllp_certificate, mllp_ssl_status_cb, mllp_ssl_status_event};
 use super::{c_text, c_text_or_empty, fail, rc, MLLP_OK};
@@ -137,18 +134,6 @@ impl ClientCallbacks {
     fn user(&self) -> *mut c_void {
         self.user.as_ref().map_or(std::ptr::null_mut(), |u| u.ptr)
     }
-
-    fn status(&self, f: mllp_status_cb, e: &StatusEvent<'_>) {
-        let Some(f) = f else { return };
-        let d = c_text(e.description);
-        let ev = mllp_status_event {
-            connection_id: e.connection_id.raw(),
-            status_code: e.status_code,
-            description: d.as_ptr(),
-        };
-        // SAFETY: a host callback; the event and its string are valid for the call.
-        unsafe { f(self.user(), &ev) };
-    }
 }
 
 fn kind_c(k: Option<crate::client::AckKind>) -> c_int {
@@ -157,11 +142,11 @@ fn kind_c(k: Option<crate::client::AckKind>) -> c_int {
 
 impl ClientHandler for ClientCallbacks {
     fn connected(&self, e: &StatusEvent<'_>) {
-        self.status(self.connected, e);
+        status(self.connected, self.user(), e);
     }
 
     fn disconnected(&self, e: &StatusEvent<'_>) {
-        self.status(self.disconnected, e);
+        status(self.disconnected, self.user(), e);
     }
 
     fn ack_in(&self, e: &AckInEvent<'_>) {
@@ -202,28 +187,11 @@ impl ClientHandler for ClientCallbacks {
     }
 
     fn error(&self, e: &ErrorEvent<'_>) {
-        let Some(f) = self.error else { return };
-        let d = c_text(e.description);
-        let ev = mllp_error_event {
-            connection_id: e.connection_id.raw(),
-            error_code: e.error_code,
-            description: d.as_ptr(),
-        };
-        // SAFETY: a host callback; the event and its string are valid for the call.
-        unsafe { f(self.user(), &ev) };
+        error(self.error, self.user(), e);
     }
 
     fn log(&self, e: &LogEvent<'_>) {
-        let Some(f) = self.log else { return };
-        let (m, t) = (c_text(e.message), c_text(e.log_type));
-        let ev = mllp_log_event {
-            connection_id: e.connection_id.raw(),
-            log_level: e.log_level as c_int,
-            message: m.as_ptr(),
-            log_type: t.as_ptr(),
-        };
-        // SAFETY: a host callback; the event and its strings are valid for the call.
-        unsafe { f(self.user(), &ev) };
+        log(self.log, self.user(), e);
     }
 
     fn ssl_server_authentication(&self, e: &mut SslServerAuthenticationEvent<'_, '_>) {
