@@ -2635,7 +2635,10 @@ static void test_proxy(void) {
   }
   if (CHECK(tu_connect(&a, port) == 0, "a second client connects")) {
     int before = count(&c, EV_ERROR);
-    CHECK(tu_send_frame(&a, g_msg, g_msg_len) == 0, "and sends a message with no header");
+    /* The server may close as soon as it sees the first byte, so a later part of this send
+     * can fail: its result is not the point. */
+    (void)tu_send_frame(&a, g_msg, g_msg_len);
+    tu_note("sent a message with no header");
     CHECK(tu_wait_closed(&a, 5000), "the connection is closed");
     WAIT_UNTIL(count(&c, EV_ERROR) > before, 5000);
     CHECK(get_int(&c, &c.last_error_code) == MLLP_ERR_PROXY_HEADER, "Error %d (MLLP_ERR_PROXY_HEADER)",
