@@ -2,7 +2,9 @@
 """Turns the JSON lines written by bench/run.sh into the markdown report (medians of repeated
 runs, ratios against the reference responder measured in the same run, target checks)."""
 import argparse
+import importlib.util
 import json
+import os
 import statistics
 from collections import defaultdict
 
@@ -258,6 +260,19 @@ def main():
     scaling("idle", "Server memory against idle connection count", "server_bytes_per_conn",
             ["idle-1000", "idle-5000", "idle-10000"], "idle connections",
             "bytes of server RSS per idle connection ((RSS after − RSS before) / connections held):")
+
+    # Groups from bench/groups: NAME.py's section(rows) returns markdown lines for group NAME.
+    groups_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "groups")
+    for g in sorted({k[0] for k in runs if k[0]}):
+        path = os.path.join(groups_dir, f"{g}.py")
+        if not os.path.exists(path):
+            continue
+        spec = importlib.util.spec_from_file_location(f"bench_group_{g}", path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        rows = [r for k, rs in runs.items() if k[0] == g for r in rs]
+        out.extend(mod.section(rows))
+        w("")
 
     print("\n".join(out))
 

@@ -4,7 +4,7 @@
 # the same load (mllp-bench).
 #
 #   bench/run.sh [--quick] [--repeats R] [--scale-repeats R] [--duration SECS]
-#                [--groups main,tool,conns,sizes,idle] [--servers listen,ref,python,node]
+#                [--groups main,tool,conns,sizes,idle,...] [--servers listen,ref,python,node]
 #                [--skip-build]
 #
 # --quick: one repetition of everything and 2 s runs (default: 3 repetitions of 3 s, medians).
@@ -21,7 +21,11 @@ REPEATS=3
 DURATION=3
 WARMUP=0.5s
 QUICK=0
+# Built-in groups, then every bench/groups/NAME.sh (see "Groups from bench/groups" below).
 GROUPS_SEL="main,tool,conns,sizes,idle"
+for f in "$ROOT"/bench/groups/*.sh; do
+    [ -e "$f" ] && GROUPS_SEL+=",$(basename "$f" .sh)"
+done
 SERVERS_SEL="listen,ref,python,node"
 SKIP_BUILD=0
 SCALE_REPEATS=""
@@ -273,6 +277,16 @@ if has "$GROUPS_SEL" idle; then
         done
     done
 fi
+
+# Groups from bench/groups: NAME.sh is sourced when NAME is selected (all are by default). It
+# runs its scenarios with the helpers above (start_server, stop_server, run_load, run_idle,
+# record, say; REPEATS, SCALE_REPEATS, DURATION, WARMUP, WORK, BENCH, LISTEN, REF) and records
+# its results under group NAME; bench/groups/NAME.py, if present, reports them (report.py).
+for f in "$ROOT"/bench/groups/*.sh; do
+    [ -e "$f" ] || continue
+    g=$(basename "$f" .sh)
+    has "$GROUPS_SEL" "$g" && source "$f"
+done
 
 END_TIME=$(date +%s)
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
