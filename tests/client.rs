@@ -409,3 +409,33 @@ fn a_plain_client_against_a_tls_server_fails_cleanly() {
     assert!([code::ACK_TIMEOUT, code::DROPPED].contains(&e.code), "{e}");
     let _ = TcpStream::connect(("127.0.0.1", srv.local_port()));
 }
+
+#[test]
+fn dropping_the_client_ends_every_unfinished_message_with_672() {
+    // A server that reads and never answers: the first message is in flight, the rest queued.
+    let (port, conns) = scripted(|_, _, _| Act::Silent);
+    let (c, h) = client(port, &["MaxOutstanding=1"]);
+    let ids: Vec<u64> = (0..3).map(|i| c.send_async(&hl7(&format!("D{i}"))).unwrap()).collect();
+    c.do_events(300).unwrap();
+    assert!(wait_until(WAIT, || conns.load(Ordering::SeqCst) == 1));
+    assert_eq!(c.pending(), 3);
+    drop(c);
+    let s = h.seen.lock().unwrap();
+    let done: Vec<(u64, i32)> = s.done.iter().map(|d| (d.0, d.2)).collect();
+    assert_eq!(done, ids.iter().map(|&id| (id, code::INTERRUPTED)).collect::<Vec<_>>());
+    assert_eq!((s.connected, s.disconnected), (1, 1));
+}
+
+#[test]
+fn close_keeps_the_client_usable() {
+    let ctx = setup(&[]);
+    let (c, h) = client(ctx.port, &[]);
+    let queued = c.send_async(&hl7("Q1")).unwrap();
+    c.close().unwrap();
+    assert_eq!(c.pending(), 0);
+    assert_eq!(h.seen.lock().unwrap().done, vec![(queued, "Q1".to_string(), code::INTERRUPTED, None, 0)]);
+    // Never connected: no Disconnected. A later send connects and is acknowledged.
+    assert_eq!(h.seen.lock().unwrap().disconnected, 0);
+    c.send(&hl7("Q2")).unwrap();
+    assert_eq!(h.seen.lock().unwrap().done.last().unwrap().2, 0);
+}

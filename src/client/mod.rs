@@ -321,6 +321,26 @@ impl Client {
         Ok(())
     }
 
+    /// Closes the connection (Disconnected) and ends every message not yet finished with a
+    /// SendDone carrying 672 (INTERRUPTED): the host hears of every message it queued, unsent
+    /// ones included. The handler runs on the calling thread before this returns. The client
+    /// stays usable: a later send connects again. Dropping the client does this too.
+    pub fn close(&self) -> Result<()> {
+        let mut d = self.begin()?;
+        self.close_io(&mut d, Error::new(code::OK, "the client was closed"));
+        {
+            let mut st = lock(&self.state);
+            if st.sender.pending() > 0 {
+                let why = Error::new(code::INTERRUPTED, "the client was closed before the send completed");
+                st.sender.abandon(why);
+                Self::collect(&mut st);
+            }
+        }
+        self.deliver();
+        self.end(d);
+        Ok(())
+    }
+
     /// Sends a message and waits for its outcome: Ok once positively acknowledged (or written,
     /// with AckMode None); Err with the last failure after the retries. Connects when needed.
     pub fn send(&self, data: &[u8]) -> Result<SendResult> {
@@ -683,10 +703,8 @@ fn write_out(io: &mut Io, sender: &mut Sender, now: Instant) -> std::io::Result<
 }
 
 impl Drop for Client {
+    /// As [`close`](Client::close) (skipped when dropped from inside one of its own handlers).
     fn drop(&mut self) {
-        let d = self.drive.get_mut().unwrap_or_else(|e| e.into_inner());
-        if let Some(mut io) = d.io.take() {
-            io.close();
-        }
+        let _ = self.close();
     }
 }

@@ -253,8 +253,10 @@ pub extern "C" fn mllp_client_new() -> *mut mllp_client {
     }
 }
 
-/// Closes the connection (messages not finished are dropped without a SendDone event),
-/// releases the user pointer and frees the handle. NULL is accepted (returns `MLLP_OK`).
+/// Closes the connection (Disconnected) and ends every message not yet finished with a
+/// SendDone event carrying `MLLP_ERR_INTERRUPTED`, on the calling thread before it returns
+/// (from those callbacks, calls that drive I/O return `MLLP_ERR_REENTRANT`); then releases the
+/// user pointer and frees the handle. NULL is accepted (returns `MLLP_OK`).
 /// Returns `MLLP_ERR_REENTRANT` and frees nothing when called from one of this client's
 /// callbacks. After `MLLP_OK` the handle is invalid; no other call on it may be in progress or
 /// follow.
@@ -265,6 +267,8 @@ pub extern "C" fn mllp_client_free(client: *mut mllp_client) -> c_int {
             return MLLP_OK;
         };
         try_mllp!(c.client.check_free());
+        // Unfinished messages get their SendDone while the handle is still whole.
+        try_mllp!(c.client.close());
         // SAFETY: the handle came from mllp_client_new, no callback of it is running on this
         // thread, and the caller gives it up (no other call may be in progress or follow).
         unsafe { free_handle(client) };

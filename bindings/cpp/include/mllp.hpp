@@ -1510,7 +1510,7 @@ struct ClientState {
 }  // namespace detail
 
 /// The MLLP client (sender). Owns its handle: move-only; the destructor closes the connection
-/// (Disconnected fires) and frees it. Messages not finished are dropped with it (no SendDone).
+/// (Disconnected fires) and frees it. Messages not finished end with it: SendDone with 672 each.
 ///
 ///   mllp::Client c;
 ///   c.setRemotePort(2575);

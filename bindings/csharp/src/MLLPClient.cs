@@ -279,7 +279,8 @@ namespace Mllp
         /// SendDone ResultCode and Description). The client has no thread: the task completes
         /// only while some thread calls <see cref="DoEvents"/> (or a blocking method) on this
         /// client. Continuations run asynchronously, never inside the native callback. Tasks
-        /// still pending at Dispose fault with ObjectDisposedException.</summary>
+        /// still pending at Dispose fault with MLLPException 672 (Interrupted: the SendDone that
+        /// Dispose raises for every unfinished message).</summary>
         public Task<SendResult> SendAsync(byte[] data)
         {
             if (data == null) throw new ArgumentNullException("data");

@@ -2438,7 +2438,7 @@ internal static class Tests
                 Check(got.SequenceEqual(Enumerable.Range(0, 20).Select(i => "ASYNC" + i)), "in order");
             }
         }
-        // A failed message faults its task with the code; Dispose faults the ones left.
+        // A failed message faults its task with the code; Dispose ends the ones left (SendDone 672).
         using (var raw = new RawServer(ns => { while (ReadBlock(ns) != null) { } }))
         {
             Task<SendResult> failed, left;
@@ -2454,8 +2454,9 @@ internal static class Tests
             Check(failed.IsFaulted && failed.Exception.InnerException is MLLPException
                   && ((MLLPException)failed.Exception.InnerException).Code == MLLPException.AckTimeout,
                   "a failed SendAsync task faults with MLLPException 2040");
-            Check(left.IsFaulted && left.Exception.InnerException is ObjectDisposedException,
-                  "a task left at Dispose faults with ObjectDisposedException", left.Status.ToString());
+            Check(left.IsFaulted && left.Exception.InnerException is MLLPException
+                  && ((MLLPException)left.Exception.InnerException).Code == MLLPException.Interrupted,
+                  "a task left at Dispose faults with MLLPException 672 (its SendDone)", left.Status.ToString());
         }
     }
 

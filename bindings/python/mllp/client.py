@@ -414,8 +414,9 @@ class Client:
         return self._handle is None
 
     def close(self) -> None:
-        """Closes the connection (Disconnected fires, on this thread), drops the messages not
-        finished (no SendDone for them) and frees the client. Idempotent. MLLPError 2006 from one of its handlers."""
+        """Closes the connection (Disconnected fires, on this thread), ends every message not
+        finished (SendDone with result code 672, on this thread) and frees the client.
+        Idempotent. MLLPError 2006 from one of its handlers."""
         h = self._handle
         if h is None:
             return

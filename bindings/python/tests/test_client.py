@@ -414,6 +414,18 @@ def test_ack_never_comes() -> None:
         assert c.pending == 0
 
 
+def test_close_ends_unfinished_messages_with_672() -> None:
+    with RawServer(Conn.wait_closed) as raw:
+        c = make_client(raw.port, timeout=5)
+        done: List[mllp.SendDoneEvent] = []
+        c.on_send_done = done.append
+        ids = [c.send_async(ADT_A01) for _ in range(3)]
+        c.do_events(300)  # connects and sends the first; no acknowledgement comes
+        assert c.pending == 3
+        c.close()
+        assert [(d.message_id, d.result_code) for d in done] == [(i, mllp.ERR_INTERRUPTED) for i in ids]
+
+
 @pytest.mark.parametrize("then_correct", [False, True])
 def test_ack_for_the_wrong_control_id(then_correct: bool) -> None:
     def behave(conn: Conn) -> None:

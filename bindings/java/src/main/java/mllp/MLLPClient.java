@@ -376,7 +376,8 @@ public class MLLPClient implements AutoCloseable {
     }
 
     /**
-     * Disconnects (Disconnected fires when connected) and frees the native client. Idempotent;
+     * Disconnects (Disconnected fires when connected), ends every message not finished
+     * (sendDone with result code 672, on this thread) and frees the native client. Idempotent;
      * calls made after it throw MLLPException 211. Throws IllegalStateException (cause:
      * MLLPException 2006) when called from one of this client's events.
      */
