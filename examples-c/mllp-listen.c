@@ -522,6 +522,7 @@ static void remove_leftovers(int fd, const char *dir) {
     int dfd = dup(fd);
     DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
     if (!d) die_usage("--out-dir %s: cannot list: %s", dir, strerror(errno));
+    rewinddir(d);
     size_t removed = 0, kept = 0, failed = 0;
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
@@ -599,6 +600,7 @@ static void open_out_dir(const char *dir) {
     int dfd = dup(fd);
     DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
     if (!d) die_usage("--out-dir %s: cannot list: %s", dir, strerror(errno));
+    rewinddir(d); /* the dup shares fd's offset, which remove_leftovers' listing moved */
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         if (!isdigit((unsigned char)e->d_name[0])) continue;
