@@ -76,10 +76,10 @@ class Traced(Listener):
     CALLS = ("openat,write,writev,sendto,sendmsg,fdatasync,fsync,syncfs,rename,renameat,"
              "renameat2,link,linkat,mkdir,mkdirat,listen")
 
-    def __init__(self, tmp_path, *args):
+    def __init__(self, tmp_path, *args, inject=()):
         self.trace = tmp_path / f"trace-{time.monotonic_ns()}.txt"
         self.args = [STRACE, "-f", "-ttt", "-T", "-y", "-s", "4096", "-o", str(self.trace),
-                     "-e", "trace=" + self.CALLS, "--", str(LISTEN), "--port", "0",
+                     "-e", "trace=" + self.CALLS, *inject, "--", str(LISTEN), "--port", "0",
                      *map(str, args)]
         self.err_path = tmp_path / f"stderr-{time.monotonic_ns()}.txt"
         self._err = open(self.err_path, "wb")
@@ -209,9 +209,10 @@ def check_order(calls, out_dir, acked_ids):
     return seen
 
 
-def send_pipelined(port, prefix, conns, per_conn):
+def send_pipelined(port, prefix, conns, per_conn, refused=None):
     """`conns` connections each send `per_conn` messages at once, then read the replies.
-    Returns {control id: message} of those acknowledged with AA."""
+    Returns {control id: message} of those acknowledged with AA; those answered AE go to
+    `refused` when given (else they are errors)."""
     acked, errors, lock = {}, [], threading.Lock()
 
     def run(i):
@@ -225,6 +226,9 @@ def send_pipelined(port, prefix, conns, per_conn):
                 if b"MSA|AA|" + cid.encode() in r:
                     with lock:
                         acked[cid] = m
+                elif refused is not None and b"MSA|AE|" + cid.encode() in r:
+                    with lock:
+                        refused[cid] = m
                 else:
                     errors.append((cid, r))
             c.close()
@@ -288,6 +292,65 @@ def test_single_messages_use_fdatasync_under_strace(tmp_path):
     seen = check_order(calls, out_dir, acked)
     assert {s for s, _ in seen.values()} == {"fdatasync"}, seen
     assert not [c for c in calls if c.name == "syncfs"]
+
+
+@needs_strace
+@pytest.mark.parametrize("fault", ["syncfs", "directory-fsync"])
+def test_sync_failure_refuses_the_whole_batch(tmp_path, fault):
+    """strace injects EIO: into every syncfs (each batch of several files is refused whole,
+    batches of one still go through fdatasync), or into the first directory fsync (that
+    batch's names are removed again and it is refused). A refused message (AE) is under no
+    final name, an accepted one (AA) is stored byte-exact; no temporary file is left."""
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()  # exists: the first fsync mllp-listen makes is a batch's directory fsync
+    if fault == "syncfs" and not syncfs_expected(out_dir):
+        pytest.skip("syncfs is used on ext4 and XFS only (Linux 5.8+)")
+    inject = {"syncfs": ["-e", "inject=syncfs:error=EIO"],
+              "directory-fsync": ["-e", "inject=fsync:error=EIO:when=1"]}[fault]
+    lst = Traced(tmp_path, "--out-dir", out_dir, "--ack", "hl7", inject=inject)
+    refused = {}
+    try:
+        acked = send_pipelined(lst.port, "E", conns=20, per_conn=5, refused=refused)
+        calls = lst.stop_traced()
+    finally:
+        lst.kill()
+    assert len(acked) + len(refused) == 100
+    failed = [c for c in calls if c.result < 0 and
+              (c.name == "syncfs" if fault == "syncfs" else c.name == "fsync")]
+    assert failed, "nothing was injected"
+    assert refused, "a failed sync refused nothing"
+    stored = list(final_files(out_dir).values())
+    assert sorted(stored) == sorted(acked.values())
+    for m in refused.values():
+        assert m not in stored
+    assert not temporary_files(out_dir)
+    step = "syncfs" if fault == "syncfs" else "fsync directory"
+    err = lst.err_path.read_text("utf-8", "replace")
+    assert f"({step}: Input/output error); refusing it" in err, err
+    check_order(calls, out_dir, acked)
+
+
+def test_order_checker_finds_an_ack_before_the_directory_fsync():
+    """The checker above on a made-up trace whose ACK leaves before the directory fsync: it
+    must fail (and pass once the fsync comes first)."""
+    def trace(dir_sync_first):
+        lines = [
+            '10 100.000100 openat(3</o>, ".tmp-10-1", O_WRONLY|O_CREAT) = 7</o/.tmp-10-1> <0.000010>',
+            '10 100.000200 write(7</o/.tmp-10-1>, "MSH|^~\\&|A|B|C|D|1||ADT^A01|X1|P|2.5\\r", 40) = 40 <0.000010>',
+            '10 100.000300 syncfs(3</o>) = 0 <0.000100>',
+            '10 100.000500 renameat2(3</o>, ".tmp-10-1", 3</o>, "0000000001-1-1.hl7", RENAME_NOREPLACE) = 0 <0.000010>',
+        ]
+        fsync = '10 %s fsync(3</o>) = 0 <0.000100>'
+        ack = '11 %s sendto(9<socket:[1]>, "\\vMSH|...\\rMSA|AA|X1\\r\\34\\r", 30, MSG_NOSIGNAL, NULL, 0) = 30 <0.000010>'
+        if dir_sync_first:
+            lines += [fsync % "100.000600", ack % "100.000800"]
+        else:
+            lines += [ack % "100.000600", fsync % "100.000700"]
+        return parse_strace("\n".join(lines))
+
+    assert check_order(trace(True), "/o", ["X1"]) == {"X1": ("syncfs", "0000000001-1-1.hl7")}
+    with pytest.raises(AssertionError, match="no fsync of /o"):
+        check_order(trace(False), "/o", ["X1"])
 
 
 @needs_strace
