@@ -1434,8 +1434,12 @@ static uint8_t *build_reply(const uint8_t *m, size_t n, size_t *len) {
  * batch is still refused. On an error the whole batch is refused and its temporary files
  * removed: syncfs does not say which file failed (the error may even be another program's on
  * the same file system: refusing then is only cautious; the sender resends).
- * Cost: syncfs also writes back whatever else is dirty on that file system. Put DIR on a file
- * system of its own when other programs write a lot to the same one.
+ * Cost: syncfs also writes back whatever else is dirty on that file system. The first batch
+ * pays for what had piled up; after that each syncfs finds only what other programs dirtied
+ * since the previous one (a few ms earlier under load), which the kernel would have written
+ * within dirty_expire_centisecs anyway. It slows batches down only when other programs write
+ * to the same file system at a good part of the device's bandwidth: then put DIR on a file
+ * system of its own.
  *
  * One file (or another file system): fdatasync. For a single file it is never worse than
  * syncfs: the same one commit and flush, without the write-back of other programs' data;
