@@ -1428,10 +1428,11 @@ static uint8_t *build_reply(const uint8_t *m, size_t n, size_t *len) {
  * once to each open file (DIR's, sampled when it was opened), so a failed write of one of
  * our files fails the call; before 5.8 syncfs returned 0 regardless (only EBADF), hence
  * syncfs_usable's version check. Since 5.17 ("vfs: make sync_filesystem return errors from
- * ->sync_fs") a failed journal
- * commit / log force is returned as well; before that it is not, but it aborts the journal
- * (ext4) or shuts the file system down (XFS), so the directory fsync of step 5 fails and the
- * batch is still refused. On an error the whole batch is refused and its temporary files
+ * ->sync_fs") a failed journal commit / log force is returned as well; before that it is
+ * not, but it aborts the journal (ext4) or shuts the file system down (XFS), so the
+ * directory fsync of step 5 fails and the batch is still refused. (ext4 means with its
+ * journal, the default: ext4 made without one has no crash consistency to keep, fsck
+ * repairs it, fdatasync or not.) On an error the whole batch is refused and its temporary files
  * removed: syncfs does not say which file failed (the error may even be another program's on
  * the same file system: refusing then is only cautious; the sender resends).
  * Cost: syncfs also writes back whatever else is dirty on that file system. The first batch
