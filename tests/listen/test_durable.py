@@ -6,6 +6,9 @@
   file gets its final name, and the directory is fsynced after that name was given and before
   the acknowledgement naming the message (--ack hl7: MSA-2 is its MSH-10) is written to the
   socket.
+  The checker itself is tested on made-up traces in each wrong order.
+- A failed sync (EIO injected by strace into syncfs, or into the directory fsync) refuses the
+  whole batch: no final name, no temporary file left, the accepted ones stored.
 - A directory --out-dir creates is fsynced, and so is its parent, before the server listens.
 - Temporary files (.tmp-PID-N) an earlier process left are removed at start-up, never given
   final names; kept while another mllp-listen uses the directory.
@@ -33,8 +36,21 @@ from test_listen import ACK, LISTEN, Client, Listener, listen  # noqa: F401
 IO_TIMEOUT = 30  # strace slows every system call down
 STRACE = shutil.which("strace")
 
+
+def _can_trace():
+    """strace is installed and may trace here (a container may forbid ptrace)."""
+    if STRACE is None:
+        return False
+    try:
+        return subprocess.run([STRACE, "-f", "-o", os.devnull, "true"], capture_output=True,
+                              timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
 pytestmark = pytest.mark.skipif(not LISTEN.is_file(), reason=f"{LISTEN} not built")
-needs_strace = pytest.mark.skipif(STRACE is None, reason="strace not installed (tests/setup.sh)")
+needs_strace = pytest.mark.skipif(
+    not _can_trace(), reason="strace not installed (tests/setup.sh) or ptrace not allowed")
 
 
 def _msg(cid, body=b"PID|1||P1^^^H^MR||DOE^JOHN\r"):
@@ -330,27 +346,34 @@ def test_sync_failure_refuses_the_whole_batch(tmp_path, fault):
     check_order(calls, out_dir, acked)
 
 
-def test_order_checker_finds_an_ack_before_the_directory_fsync():
-    """The checker above on a made-up trace whose ACK leaves before the directory fsync: it
-    must fail (and pass once the fsync comes first)."""
-    def trace(dir_sync_first):
-        lines = [
-            '10 100.000100 openat(3</o>, ".tmp-10-1", O_WRONLY|O_CREAT) = 7</o/.tmp-10-1> <0.000010>',
-            '10 100.000200 write(7</o/.tmp-10-1>, "MSH|^~\\&|A|B|C|D|1||ADT^A01|X1|P|2.5\\r", 40) = 40 <0.000010>',
-            '10 100.000300 syncfs(3</o>) = 0 <0.000100>',
-            '10 100.000500 renameat2(3</o>, ".tmp-10-1", 3</o>, "0000000001-1-1.hl7", RENAME_NOREPLACE) = 0 <0.000010>',
-        ]
-        fsync = '10 %s fsync(3</o>) = 0 <0.000100>'
-        ack = '11 %s sendto(9<socket:[1]>, "\\vMSH|...\\rMSA|AA|X1\\r\\34\\r", 30, MSG_NOSIGNAL, NULL, 0) = 30 <0.000010>'
-        if dir_sync_first:
-            lines += [fsync % "100.000600", ack % "100.000800"]
-        else:
-            lines += [ack % "100.000600", fsync % "100.000700"]
-        return parse_strace("\n".join(lines))
+EVENTS = {  # one message's calls as strace -f -ttt -T -y writes them (%s: start time)
+    "open": '10 %s openat(3</o>, ".tmp-10-1", O_WRONLY|O_CREAT) = 7</o/.tmp-10-1> <0.000010>',
+    "write": '10 %s write(7</o/.tmp-10-1>, "MSH|^~\\&|A|B|C|D|1||ADT^A01|X1|P|2.5\\r", 40)'
+             ' = 40 <0.000010>',
+    "syncfs": '10 %s syncfs(3</o>) = 0 <0.000100>',
+    "name": '10 %s renameat2(3</o>, ".tmp-10-1", 3</o>, "0000000001-1-1.hl7",'
+            ' RENAME_NOREPLACE) = 0 <0.000010>',
+    "dirsync": '10 %s fsync(3</o>) = 0 <0.000100>',
+    "ack": '11 %s sendto(9<socket:[1]>, "\\vMSH|...\\rMSA|AA|X1\\r\\34\\r", 30,'
+           ' MSG_NOSIGNAL, NULL, 0) = 30 <0.000010>',
+}
 
-    assert check_order(trace(True), "/o", ["X1"]) == {"X1": ("syncfs", "0000000001-1-1.hl7")}
-    with pytest.raises(AssertionError, match="no fsync of /o"):
-        check_order(trace(False), "/o", ["X1"])
+
+@pytest.mark.parametrize("order,error", [
+    ("open write syncfs name dirsync ack", None),
+    ("open write syncfs name ack dirsync", "no fsync of /o"),
+    ("open write name syncfs dirsync ack", "no data sync"),
+    ("open syncfs write name dirsync ack", "no data sync"),
+])
+def test_order_checker_on_made_up_traces(order, error):
+    """The checker above must pass the right order and fail each wrong one."""
+    lines = [EVENTS[e] % f"100.{(i + 1) * 1000:06d}" for i, e in enumerate(order.split())]
+    calls = parse_strace("\n".join(lines))
+    if error is None:
+        assert check_order(calls, "/o", ["X1"]) == {"X1": ("syncfs", "0000000001-1-1.hl7")}
+    else:
+        with pytest.raises(AssertionError, match=error):
+            check_order(calls, "/o", ["X1"])
 
 
 @needs_strace
