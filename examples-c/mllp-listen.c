@@ -1406,10 +1406,12 @@ static uint8_t *build_reply(const uint8_t *m, size_t n, size_t *len) {
     return NULL; /* cannot build one: the library's own reply, not recorded as bytes */
 }
 
-/* Step 2 of commit_batch: makes the data of the batch's new files durable and closes them;
- * a file that fails is refused (job_fail) and its temporary name removed.
+/* Step 2 of commit_batch: makes the data of the batch's `pending` new files durable (and
+ * closes them, when `by_syncfs` is not set: commit_batch closed them already then); a file
+ * that fails is refused (job_fail) and its temporary name removed.
  *
- * Two or more files on ext4 or XFS (app.use_syncfs): one syncfs(DIR) for all of them. Before
+ * Two or more files on ext4 or XFS (app.use_syncfs; commit_batch sets `by_syncfs`): one
+ * syncfs(DIR) for all of them. Before
  * this, each file had its own fdatasync, and on ext4 each fdatasync is a journal commit plus
  * a device cache flush of its own (~140 us here), even when the write-back of all of them
  * had been started together; a batch of 50 cost 50 of them. syncfs (fs/sync.c
@@ -1446,23 +1448,11 @@ static uint8_t *build_reply(const uint8_t *m, size_t n, size_t *len) {
  * syncfs: the same one commit and flush, without the write-back of other programs' data;
  * at low load, when batches hold one message, latency stays that of one fdatasync. For more
  * files there, the write-back of all of them is started first (a hint) so they overlap. */
-static void sync_batch_data(job *batch, int pending) {
+static void sync_batch_data(job *batch, int pending, int by_syncfs) {
     if (pending == 0) return;
 #if defined(__linux__)
-    if (pending > 1 && app.use_syncfs) {
-        int left = 0;
-        for (job *j = batch; j; j = j->next) {
-            if (j->step || j->duplicate) continue;
-            int fd = j->fd;
-            j->fd = -1;
-            if (close(fd) != 0) {
-                job_fail(j, "close");
-                job_discard(j);
-                continue;
-            }
-            left++;
-        }
-        if (left > 0 && syncfs(app.dir_fd) != 0) {
+    if (by_syncfs) { /* the files are closed already */
+        if (syncfs(app.dir_fd) != 0) {
             for (job *j = batch; j; j = j->next) {
                 if (j->step || j->duplicate) continue;
                 job_fail(j, "syncfs");
@@ -1533,6 +1523,13 @@ static void commit_batch(job *batch) {
             }
         }
     }
+    /* One syncfs for the batch (sync_batch_data) when it holds more than one new file; then
+     * each file is closed as soon as it is written (syncfs needs no descriptor of it), so a
+     * batch holds one descriptor at a time however large it is. */
+    int fresh = 0;
+    for (job *j = batch; j && storing; j = j->next)
+        if (!j->duplicate) fresh++;
+    int by_syncfs = app.use_syncfs && fresh > 1;
     int pending = 0;
     for (job *j = batch; j && storing; j = j->next) {
         if (j->duplicate) continue;
@@ -1548,9 +1545,18 @@ static void commit_batch(job *batch) {
             job_discard(j);
             continue;
         }
+        if (by_syncfs) {
+            int fd = j->fd;
+            j->fd = -1;
+            if (close(fd) != 0) {
+                job_fail(j, "close");
+                job_discard(j);
+                continue;
+            }
+        }
         pending++;
     }
-    sync_batch_data(batch, pending);
+    sync_batch_data(batch, pending, by_syncfs);
     if (dd.enabled) {
         /* 3: the records, durable before any of their files gets its final name */
         dbuf records = {0};
