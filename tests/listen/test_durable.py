@@ -108,7 +108,8 @@ class Traced(Listener):
         m = re.fullmatch(r"listening on (\S+):(\d+)", self.banner or "")
         if not m:
             self.kill()
-            raise AssertionError(f"no banner ({self.banner!r}); stderr: {self.stderr()}")
+            err = self.err_path.read_text("utf-8", "replace")
+            raise AssertionError(f"no banner ({self.banner!r}); stderr: {err}")
         self.host, self.port = m.group(1), int(m.group(2))
 
     def traced_pid(self, timeout=10):
