@@ -29,9 +29,9 @@
  * Group commit (--out-dir with acknowledgements): AckOut does not touch the disk. It copies
  * the message into a bounded queue and defers the decision (ev->defer). A writer thread takes
  * everything queued as one batch, writes each message to its own hidden temporary file, makes
- * the data of the whole batch durable (fdatasync per file, after starting the write-back of
- * all of them, so one journal commit serves the batch), links every file to its final name,
- * fsyncs the directory once, and only then acknowledges each message
+ * the data of the whole batch durable (one syncfs on ext4 and XFS, so one journal commit
+ * serves the batch; fdatasync for a batch of one), gives every file its final name, fsyncs
+ * the directory once, and only then acknowledges each message
  * (mllp_server_acknowledge) and prints its line. While a batch is being synced, new messages
  * gather for the next one, so many connections share each sync. When the queue is full
  * (bytes or count) AckOut waits, and the library stops reading. With --ack none nothing is
@@ -56,10 +56,11 @@
  * groups across connections before the acknowledgements leave; duplicates are answered from
  * the table (see the --pg section). Built when CMake finds libpq (MLLP_LISTEN_PG).
  *
- * C11 + POSIX.1-2008 (sync_file_range on Linux, as a hint only).
+ * C11 + POSIX.1-2008; on Linux also sync_file_range (a hint), syncfs, renameat2 and flock
+ * (--out-dir, see commit_batch and remove_leftovers).
  */
 #if defined(__linux__)
-#define _GNU_SOURCE /* sync_file_range */
+#define _GNU_SOURCE /* sync_file_range, syncfs, renameat2, flock */
 #endif
 #define _POSIX_C_SOURCE 200809L
 
@@ -81,6 +82,11 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#if defined(__linux__)
+#include <sys/file.h>
+#include <sys/utsname.h>
+#include <sys/vfs.h>
+#endif
 
 #include "mllp.h"
 #ifdef MLLP_LISTEN_PG
@@ -180,6 +186,7 @@ typedef struct {
     int ack_hl7;           /* AckMode=HL7: HL7 ACKs, MSH-15/16, application acknowledgements */
     int dir_fd;            /* --out-dir, opened; -1 without */
     const char *dir;       /* for messages */
+    int use_syncfs;        /* a batch's data is synced with one syncfs (see commit_batch) */
     uint64_t file_counter; /* last number used for a stored file (under num_lock) */
     pthread_mutex_t num_lock;
     long pid;
@@ -424,36 +431,165 @@ static int write_all(int fd, const uint8_t *p, size_t n) {
     return 0;
 }
 
-/* mkdir -p */
-static int make_dirs(const char *path) {
+/* fsync of the directory `path`. Returns 0, or -1 with errno. */
+static int fsync_dir_path(const char *path) {
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    int rc = fsync(fd);
+    int e = errno;
+    close(fd);
+    errno = e;
+    return rc;
+}
+
+/* mkdir -p, durably: a directory it creates is fsynced, and so is its parent (the entry
+ * naming it), before the next one is made, so after a crash DIR is either missing or
+ * reachable, never a name that a power cut takes back while messages in it were
+ * acknowledged. Directories that already exist are left alone. Returns 0, or -1 with errno
+ * and *step ("create" or "fsync"). */
+static int make_dirs(const char *path, const char **step) {
     size_t n = strlen(path);
     char *tmp = malloc(n + 1);
+    *step = "create";
     if (!tmp) return -1;
     memcpy(tmp, path, n + 1);
     for (size_t i = 1; i <= n; i++) {
         if (tmp[i] != '/' && tmp[i] != '\0') continue;
         char saved = tmp[i];
         tmp[i] = '\0';
-        if (mkdir(tmp, 0777) != 0 && errno != EEXIST) {
-            int e = errno;
-            free(tmp);
-            errno = e;
-            return -1;
+        int made = mkdir(tmp, 0777) == 0;
+        if (!made && errno != EEXIST) goto fail;
+        if (made) {
+            /* A prefix that mkdir created never ends in '/' (a doubled or trailing slash names
+             * the directory made one step before, EEXIST), so its parent is what precedes its
+             * last slash. */
+            *step = "fsync";
+            if (fsync_dir_path(tmp) != 0) goto fail;
+            char *slash = strrchr(tmp, '/');
+            int rc;
+            if (!slash) {
+                rc = fsync_dir_path(".");
+            } else if (slash == tmp) {
+                rc = fsync_dir_path("/");
+            } else {
+                *slash = '\0';
+                rc = fsync_dir_path(tmp);
+                *slash = '/';
+            }
+            if (rc != 0) goto fail;
+            *step = "create";
         }
         tmp[i] = saved;
     }
     free(tmp);
     return 0;
+fail: {
+    int e = errno;
+    free(tmp);
+    errno = e;
+    return -1;
+}
 }
 
-/* Opens (creating it if missing) the output directory and proves it writable; starts the
- * file counter after the highest number already used there so nothing is overwritten and
- * names keep sorting in arrival order across runs. */
+/* Leftovers of an earlier run: temporary files are named ".tmp-<pid>-<something>" (messages
+ * being stored, the start-up and health probes). A process killed or crashed between
+ * creating one and giving it its final name leaves it behind; it was never acknowledged
+ * (acknowledgements leave only after the final name is durable), so it is removed, never
+ * renamed to a final name. */
+static int leftover_name(const char *name) {
+    if (strncmp(name, ".tmp-", 5) != 0 || !isdigit((unsigned char)name[5])) return 0;
+    const char *p = name + 5;
+    while (isdigit((unsigned char)*p)) p++;
+    return *p == '-';
+}
+
+/* Start-up, before this process creates any temporary file: removes the leftovers (above) in
+ * DIR, unless another mllp-listen is using DIR now (its temporary files are live).
+ * Which processes use DIR is told by a lock on DIR itself, not by process ids: every
+ * mllp-listen holds a shared flock on its open DIR for its whole life; here we first try for
+ * the exclusive lock without waiting. Got it: nobody else is running on DIR, so every
+ * .tmp-<pid>-* file is a leftover (our own pid included: a restarted container often gets the
+ * same pid, and we have created none yet). Not got it: everything is kept (one line says so);
+ * the next start-up with DIR to itself removes them. Then we take the shared lock (waiting
+ * while another starter holds the exclusive one: it only removes leftovers, and ours do not
+ * exist yet). A lock rather than "is that pid alive": pids are reused and mean nothing
+ * across pid namespaces (two containers sharing a volume), the lock is released by the
+ * kernel whatever way a process ends. Logs one line with the count when there were any. */
+static void remove_leftovers(int fd, const char *dir) {
+#if defined(__linux__)
+    int exclusive = flock(fd, LOCK_EX | LOCK_NB) == 0;
+    int lock_err = exclusive ? 0 : errno;
+    int dfd = dup(fd);
+    DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+    if (!d) die_usage("--out-dir %s: cannot list: %s", dir, strerror(errno));
+    rewinddir(d);
+    size_t removed = 0, kept = 0, failed = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (!leftover_name(e->d_name)) continue;
+        if (!exclusive)
+            kept++;
+        else if (unlinkat(fd, e->d_name, 0) == 0)
+            removed++;
+        else
+            failed++;
+    }
+    closedir(d);
+    /* Durable removal is not needed for safety (a removal lost in a crash is redone at the
+     * next start-up); one fsync keeps that from happening. */
+    if (removed > 0) (void)fsync(fd);
+    if (removed > 0 || failed > 0)
+        log_line("info", 0, "leftovers_removed", 0, "out-dir: ",
+                 "%s: removed %zu temporary file(s) left by an earlier run (never acknowledged, "
+                 "not given final names)%s",
+                 dir, removed, failed ? "; some could not be removed" : "");
+    if (kept > 0)
+        log_line("info", 0, "leftovers_kept", 0, "out-dir: ",
+                 "%s: kept %zu temporary file(s): %s", dir, kept,
+                 lock_err == EWOULDBLOCK ? "another mllp-listen is using this directory"
+                                         : "cannot lock the directory");
+    if (lock_err == 0 || lock_err == EWOULDBLOCK) {
+        while (flock(fd, LOCK_SH) != 0 && errno == EINTR) {
+        }
+    }
+#else
+    (void)fd;
+    (void)dir;
+#endif
+}
+
+/* Whether the data of a batch of files may be made durable with one syncfs of DIR's file
+ * system instead of one fdatasync per file (see commit_batch): only on ext4 and XFS, whose
+ * sync_fs commits the journal / forces the log with a cache flush, and only from Linux 5.8,
+ * which reports write-back errors of the file system to syncfs (the superblock's errseq,
+ * sampled when DIR was opened). Elsewhere, or on an older kernel, fdatasync per file. */
+static int syncfs_usable(int fd) {
+#if defined(__linux__)
+    struct utsname u;
+    unsigned major = 0, minor = 0;
+    if (uname(&u) != 0 || sscanf(u.release, "%u.%u", &major, &minor) != 2) return 0;
+    if (major < 5 || (major == 5 && minor < 8)) return 0;
+    struct statfs sf;
+    if (fstatfs(fd, &sf) != 0) return 0;
+    return sf.f_type == 0xEF53 /* EXT4_SUPER_MAGIC (also ext2/3 driven by ext4) */ ||
+           sf.f_type == 0x58465342 /* XFS_SUPER_MAGIC */;
+#else
+    (void)fd;
+    return 0;
+#endif
+}
+
+/* Opens (creating it if missing) the output directory, removes what an earlier crash left in
+ * it and proves it writable; starts the file counter after the highest number already used
+ * there so nothing is overwritten and names keep sorting in arrival order across runs. */
 static void open_out_dir(const char *dir) {
     if (dir[0] == '\0') die_usage("--out-dir: empty path");
-    if (make_dirs(dir) != 0) die_usage("--out-dir %s: cannot create: %s", dir, strerror(errno));
+    const char *step;
+    if (make_dirs(dir, &step) != 0)
+        die_usage("--out-dir %s: cannot %s: %s", dir, step, strerror(errno));
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) die_usage("--out-dir %s: cannot open: %s", dir, strerror(errno));
+    remove_leftovers(fd, dir);
     char probe[64];
     snprintf(probe, sizeof probe, ".tmp-%ld-probe", app.pid);
     int pfd = openat(fd, probe, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -464,6 +600,7 @@ static void open_out_dir(const char *dir) {
     int dfd = dup(fd);
     DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
     if (!d) die_usage("--out-dir %s: cannot list: %s", dir, strerror(errno));
+    rewinddir(d); /* the dup shares fd's offset, which remove_leftovers' listing moved */
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         if (!isdigit((unsigned char)e->d_name[0])) continue;
@@ -473,6 +610,7 @@ static void open_out_dir(const char *dir) {
         if (errno == 0 && *end == '-' && v > app.file_counter) app.file_counter = v;
     }
     closedir(d);
+    app.use_syncfs = syncfs_usable(fd);
     app.dir_fd = fd;
     app.dir = dir;
 }
@@ -484,13 +622,19 @@ static uint64_t next_file_number(void) {
     return num;
 }
 
-/* Gives the complete (synced, closed) temporary file `tmp` the final name `final`: link (never
- * replaces an existing file), then remove the temporary name; on a file system without hard
- * links, rename after checking the name is free (we are the only writer of our names, and
- * only one thread names files: the writer thread, or with --ack none the thread delivering
- * events). The directory is not fsynced here. Returns 0, or -1 with errno (EEXIST: the name
- * is taken; the temporary file is then left to the caller). */
+/* Gives the complete (synced, closed) temporary file `tmp` the final name `final`, never
+ * replacing an existing file: on Linux one renameat2(RENAME_NOREPLACE) (ext4, XFS, btrfs,
+ * tmpfs...); where the file system does not support that flag, link, then remove the
+ * temporary name; on a file system without hard links, rename after checking the name is
+ * free (we are the only writer of our names, and only one thread names files: the writer
+ * thread, or with --ack none the thread delivering events). The directory is not fsynced
+ * here. Returns 0, or -1 with errno (EEXIST: the name is taken; the temporary file is then
+ * left to the caller). */
 static int link_named(const char *tmp, const char *final) {
+#if defined(__linux__) && defined(RENAME_NOREPLACE)
+    if (renameat2(app.dir_fd, tmp, app.dir_fd, final, RENAME_NOREPLACE) == 0) return 0;
+    if (errno != EINVAL && errno != ENOSYS && errno != ENOTSUP) return -1;
+#endif
     if (linkat(app.dir_fd, tmp, app.dir_fd, final, 0) == 0) {
         unlinkat(app.dir_fd, tmp, 0);
         return 0;
@@ -1262,19 +1406,100 @@ static uint8_t *build_reply(const uint8_t *m, size_t n, size_t *len) {
     return NULL; /* cannot build one: the library's own reply, not recorded as bytes */
 }
 
+/* Step 2 of commit_batch: makes the data of the batch's `pending` new files durable (and
+ * closes them, when `by_syncfs` is not set: commit_batch closed them already then); a file
+ * that fails is refused (job_fail) and its temporary name removed.
+ *
+ * Two or more files on ext4 or XFS (app.use_syncfs; commit_batch sets `by_syncfs`): one
+ * syncfs(DIR) for all of them. Before
+ * this, each file had its own fdatasync, and on ext4 each fdatasync is a journal commit plus
+ * a device cache flush of its own (~140 us here), even when the write-back of all of them
+ * had been started together; a batch of 50 cost 50 of them. syncfs (fs/sync.c
+ * sync_filesystem) starts the write-back of every dirty inode of the file system, waits for
+ * all of it (sync_inodes_sb), then calls the file system's sync_fs with wait: ext4_sync_fs
+ * commits the running journal transaction (the blocks allocated for the batch's data, the
+ * sizes) and waits for it, the commit carrying the cache flush (or issues a flush itself
+ * when there was nothing to commit); xfs_fs_sync_fs forces the log synchronously, the log
+ * write carrying the flush (REQ_PREFLUSH|REQ_FUA) that makes the data written before it
+ * stable. So when syncfs returns 0, every file's data and what is needed to read it back
+ * are on stable storage, for one commit and one flush per batch.
+ * Errors: since Linux 5.8 (kernel commit "vfs: track per-sb writeback errors and report
+ * them to syncfs"; syncfs(2): "since Linux 5.8, syncfs() will also report an error if one or
+ * more inodes failed to be written back since the last syncfs() call") a write-back error
+ * anywhere on the file system is recorded in the superblock's errseq and syncfs returns it
+ * once to each open file (DIR's, sampled when it was opened), so a failed write of one of
+ * our files fails the call; before 5.8 syncfs returned 0 regardless (only EBADF), hence
+ * syncfs_usable's version check. Since 5.17 ("vfs: make sync_filesystem return errors from
+ * ->sync_fs") a failed journal commit / log force is returned as well; before that it is
+ * not, but it aborts the journal (ext4) or shuts the file system down (XFS), so the
+ * directory fsync of step 5 fails and the batch is still refused. (ext4 means with its
+ * journal, the default: ext4 made without one has no crash consistency to keep, fsck
+ * repairs it, fdatasync or not.) On an error the whole batch is refused and its temporary files
+ * removed: syncfs does not say which file failed (the error may even be another program's on
+ * the same file system: refusing then is only cautious; the sender resends).
+ * Cost: syncfs also writes back whatever else is dirty on that file system. The first batch
+ * pays for what had piled up; after that each syncfs finds only what other programs dirtied
+ * since the previous one (a few ms earlier under load), which the kernel would have written
+ * within dirty_expire_centisecs anyway. It slows batches down only when other programs write
+ * to the same file system at a good part of the device's bandwidth: then put DIR on a file
+ * system of its own.
+ *
+ * One file (or another file system): fdatasync. For a single file it is never worse than
+ * syncfs: the same one commit and flush, without the write-back of other programs' data;
+ * at low load, when batches hold one message, latency stays that of one fdatasync. For more
+ * files there, the write-back of all of them is started first (a hint) so they overlap. */
+static void sync_batch_data(job *batch, int pending, int by_syncfs) {
+    if (pending == 0) return;
+#if defined(__linux__)
+    if (by_syncfs) { /* the files are closed already */
+        if (syncfs(app.dir_fd) != 0) {
+            for (job *j = batch; j; j = j->next) {
+                if (j->step || j->duplicate) continue;
+                job_fail(j, "syncfs");
+                job_discard(j);
+            }
+        }
+        return;
+    }
+#endif
+#if defined(__linux__) && defined(SYNC_FILE_RANGE_WRITE)
+    /* A hint: start the write-back of every file now, so the fdatasyncs below overlap instead
+     * of each allocating and committing on its own. Errors show in fdatasync. */
+    for (job *j = batch; j && pending > 1; j = j->next)
+        if (!j->step && !j->duplicate && j->len > 0)
+            (void)sync_file_range(j->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+#endif
+    for (job *j = batch; j; j = j->next) {
+        if (j->step || j->duplicate) continue;
+        if (fdatasync(j->fd) != 0) {
+            job_fail(j, "fsync");
+            job_discard(j);
+            continue;
+        }
+        int fd = j->fd;
+        j->fd = -1;
+        if (close(fd) != 0) {
+            job_fail(j, "close");
+            job_discard(j);
+        }
+    }
+}
+
 /* Stores a batch durably, then prints and acknowledges (or refuses) each message in queue
  * order and frees the jobs. Durability of file data and of names, with as few syncs as the
  * order allows:
- *  1. write every message to its own new temporary file (and start its write-back);
- *  2. fdatasync each file: the data and what is needed to read it back (size, blocks). The
- *     write-back of all files was already started, so on a journaling file system the first
- *     fdatasync commits the allocations of the whole batch and the rest find it done;
+ *  1. write every message to its own new temporary file;
+ *  2. make the data of all of them durable (sync_batch_data: one syncfs for the batch on
+ *     ext4 and XFS, fdatasync for a single file or elsewhere): the data and what is needed
+ *     to read it back (size, blocks). If that fails, the whole batch is refused;
  *  3. --dedupe: choose each final name, build each acknowledgement, append the records of
  *     the batch to the index and fdatasync it once (see the --dedupe section for why before 4);
- *  4. only then link each file to its final name: a final name never points to data that
- *     is not on disk yet;
+ *  4. only then give each file its final name (renameat2 RENAME_NOREPLACE, or link): a final
+ *     name never points to data that is not on disk yet;
  *  5. one fsync of the directory makes every new name (and removed temporary name) durable;
+ *     if it fails, the names are removed again and the whole batch refused;
  *  6. acknowledge, then send the application acknowledgements MSH-16 asks for (--ack hl7).
+ * So a batch of N messages costs two journal commits (three with --dedupe) instead of N + 1.
  * --dedupe: before 1, a message whose record and file are found is marked a duplicate; it is
  * not stored and is answered with the recorded acknowledgement in 6.
  * Without --out-dir (the writer runs for --ack hl7's application acknowledgements) only 6. */
@@ -1298,6 +1523,13 @@ static void commit_batch(job *batch) {
             }
         }
     }
+    /* One syncfs for the batch (sync_batch_data) when it holds more than one new file; then
+     * each file is closed as soon as it is written (syncfs needs no descriptor of it), so a
+     * batch holds one descriptor at a time however large it is. */
+    int fresh = 0;
+    for (job *j = batch; j && storing; j = j->next)
+        if (!j->duplicate) fresh++;
+    int by_syncfs = app.use_syncfs && fresh > 1;
     int pending = 0;
     for (job *j = batch; j && storing; j = j->next) {
         if (j->duplicate) continue;
@@ -1313,29 +1545,18 @@ static void commit_batch(job *batch) {
             job_discard(j);
             continue;
         }
+        if (by_syncfs) {
+            int fd = j->fd;
+            j->fd = -1;
+            if (close(fd) != 0) {
+                job_fail(j, "close");
+                job_discard(j);
+                continue;
+            }
+        }
         pending++;
     }
-#if defined(__linux__) && defined(SYNC_FILE_RANGE_WRITE)
-    /* A hint: start the write-back of every file now, so the fdatasyncs below overlap instead
-     * of each allocating and committing on its own. Errors show in fdatasync. */
-    for (job *j = batch; j && pending > 1; j = j->next)
-        if (!j->step && !j->duplicate && j->len > 0)
-            (void)sync_file_range(j->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
-#endif
-    for (job *j = batch; j && pending; j = j->next) {
-        if (j->step || j->duplicate) continue;
-        if (fdatasync(j->fd) != 0) {
-            job_fail(j, "fsync");
-            job_discard(j);
-            continue;
-        }
-        int fd = j->fd;
-        j->fd = -1;
-        if (close(fd) != 0) {
-            job_fail(j, "close");
-            job_discard(j);
-        }
-    }
+    sync_batch_data(batch, pending, by_syncfs);
     if (dd.enabled) {
         /* 3: the records, durable before any of their files gets its final name */
         dbuf records = {0};

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian 12 machine lacks for building and testing mllp:
-# cmake, valgrind, openssl, haproxy, mono, nuget, Maven, libpq-dev, libmicrohttpd-dev, postgresql and postgresql-client
+# cmake, valgrind, strace, openssl, haproxy, mono, nuget, Maven, libpq-dev, libmicrohttpd-dev, postgresql and postgresql-client
 # (apt; Maven fetches JNA and JUnit for the Java binding from Maven Central; PostgreSQL is for
 # mllp-listen --pg, whose tests start their own server; HAProxy for the PROXY protocol and
 # scale-out tests), python-hl7 (a real MLLP client used by the tests),
@@ -35,6 +35,8 @@ command -v psql >/dev/null 2>&1 || pkgs+=(postgresql-client)
 pkg-config --exists libmicrohttpd 2>/dev/null || pkgs+=(libmicrohttpd-dev)
 # tests/proxy runs mllp-listen behind HAProxy (PROXY protocol); Debian's haproxy is in /usr/sbin.
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || pkgs+=(haproxy)
+# tests/listen/test_durable.py reads the order of mllp-listen's syncs from strace -f.
+command -v strace >/dev/null 2>&1 || pkgs+=(strace)
 # The Python binding's README test creates a fresh venv (Debian's python3 needs python3-venv).
 python3 -c "import ensurepip, venv" 2>/dev/null || pkgs+=(python3-venv)
 if [ ${#pkgs[@]} -gt 0 ]; then
