@@ -1190,8 +1190,10 @@ int mllp_server_set_user_data(mllp_server *server, void *user, mllp_release_cb r
 mllp_client *mllp_client_new(void);
 
 /**
- * Closes the connection (messages not finished are dropped without a SendDone event),
- * releases the user pointer and frees the handle. NULL is accepted (returns `MLLP_OK`).
+ * Closes the connection (Disconnected) and ends every message not yet finished with a
+ * SendDone event carrying `MLLP_ERR_INTERRUPTED`, on the calling thread before it returns
+ * (from those callbacks, calls that drive I/O return `MLLP_ERR_REENTRANT`); then releases the
+ * user pointer and frees the handle. NULL is accepted (returns `MLLP_OK`).
  * Returns `MLLP_ERR_REENTRANT` and frees nothing when called from one of this client's
  * callbacks. After `MLLP_OK` the handle is invalid; no other call on it may be in progress or
  * follow.
