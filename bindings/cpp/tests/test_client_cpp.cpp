@@ -231,6 +231,8 @@ void testSyncSend() {
   });
   listenLocal(s);
 
+  // Declared before the client: its destructor fires Disconnected for the last connection.
+  std::vector<mllp::ConnectionId> disconnects;
   mllp::Client c;
   aim(c, s.localPort());
   CHECK(c.config("AckMode") == "MLLP");  // the default for version 2
@@ -271,13 +273,9 @@ void testSyncSend() {
   // A second message on the same connection; then disconnect and send again (reconnects).
   const mllp::SendResult r2 = c.send(hl7Message("SECOND"));
   CHECK(r2.messageId > r.messageId);
-  bool disconnected = false;
-  c.onDisconnected([&](const mllp::DisconnectedEvent& e) {
-    disconnected = true;
-    CHECK(e.connectionId == 1);
-  });
+  c.onDisconnected([&](const mllp::DisconnectedEvent& e) { disconnects.push_back(e.connectionId); });
   c.disconnect();
-  CHECK(disconnected);
+  CHECK((disconnects == std::vector<mllp::ConnectionId>{1}));
   CHECK(!c.connected());
   CHECK(c.send(hl7Message("THIRD")).attempts == 1);
   CHECK((connected == std::vector<mllp::ConnectionId>{1, 2}));
