@@ -1365,6 +1365,17 @@ static void job_discard(job *j) {
     unlinkat(app.dir_fd, j->tmp, 0);
 }
 
+/* Closes a job's complete temporary file; a failed close fails the job (the data may not be
+ * what was written) and removes the file. Returns 0, or -1 when the job failed. */
+static int job_close(job *j) {
+    int fd = j->fd;
+    j->fd = -1;
+    if (close(fd) == 0) return 0;
+    job_fail(j, "close");
+    job_discard(j);
+    return -1;
+}
+
 /* The acknowledgement --dedupe records and then sends for a stored message: 0x06 in MLLP
  * mode; in HL7 mode an ACK built here (mllp_hl7_build_ack, a fresh MSH-10), MSA-1 AA, or in
  * enhanced mode (MSH-15 or MSH-16 valued) the accept acknowledgement CA when MSH-15 says one
@@ -1476,12 +1487,7 @@ static void sync_batch_data(job *batch, int pending, int by_syncfs) {
             job_discard(j);
             continue;
         }
-        int fd = j->fd;
-        j->fd = -1;
-        if (close(fd) != 0) {
-            job_fail(j, "close");
-            job_discard(j);
-        }
+        (void)job_close(j);
     }
 }
 
@@ -1545,15 +1551,7 @@ static void commit_batch(job *batch) {
             job_discard(j);
             continue;
         }
-        if (by_syncfs) {
-            int fd = j->fd;
-            j->fd = -1;
-            if (close(fd) != 0) {
-                job_fail(j, "close");
-                job_discard(j);
-                continue;
-            }
-        }
+        if (by_syncfs && job_close(j) != 0) continue;
         pending++;
     }
     sync_batch_data(batch, pending, by_syncfs);

@@ -383,11 +383,6 @@ impl Client {
         }
     }
 
-    /// Ok when the client may be freed now: not from inside one of its own event handlers.
-    pub fn check_free(&self) -> Result<()> {
-        self.check_not_reentrant()
-    }
-
     /// Queues a message and returns its id at once; its SendDone event comes from
     /// [`do_events`](Self::do_events) (or a later blocking call).
     pub fn send_async(&self, data: &[u8]) -> Result<u64> {

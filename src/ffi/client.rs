@@ -266,8 +266,8 @@ pub extern "C" fn mllp_client_free(client: *mut mllp_client) -> c_int {
         let Some(c) = ref_from_ptr(client) else {
             return MLLP_OK;
         };
-        try_mllp!(c.client.check_free());
-        // Unfinished messages get their SendDone while the handle is still whole.
+        // Unfinished messages get their SendDone while the handle is still whole; from one of
+        // this client's callbacks this is REENTRANT and nothing is freed.
         try_mllp!(c.client.close());
         // SAFETY: the handle came from mllp_client_new, no callback of it is running on this
         // thread, and the caller gives it up (no other call may be in progress or follow).
