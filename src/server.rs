@@ -226,6 +226,9 @@ impl Server {
             if k == "duplicatecount" {
                 return Ok(self.duplicate_count().to_string());
             }
+            if k == "bufferedbytes" {
+                return Ok(self.buffered_bytes().to_string());
+            }
             return self.settings().get(key);
         };
         let k = key.to_ascii_lowercase();
@@ -535,6 +538,12 @@ impl Server {
     /// endpoint: every family with `# HELP` and `# TYPE`, errors one series per code seen.
     pub fn metrics_text(&self) -> String {
         self.metrics().to_prometheus()
+    }
+
+    /// Partial-message bytes buffered across all connections now (the read-only
+    /// BufferedBytes setting; MaxBufferedBytes bounds it).
+    pub fn buffered_bytes(&self) -> u64 {
+        self.shared.buffered_bytes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Duplicates answered from the DuplicateWindow so far (the DuplicateCount setting).
