@@ -14,6 +14,11 @@
 //! decides), the classification of acknowledgements the peer sends back, waiters for
 //! synchronous sends, ReceiveTimeout, the rate limit and the bounds past which the connection
 //! stops asking for input. The reactor only moves bytes and time in and out.
+//!
+//! Errors a peer can repeat at a high rate (one per frame, or per byte for start blocks) are
+//! coalesced per kind: the first at once, then one "repeated N times" report per
+//! [`STORM_INTERVAL`] (a deadline of [`Connection::poll_timeout`]); [`Connection::work`]
+//! tells the driver how much decoding a chunk caused.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,10 +45,12 @@ pub const PENDING_HIGH_WATER: usize = 64;
 const SPARE_KEEP_LIMIT: usize = 1 << 20;
 /// Largest message buffer kept for reuse.
 const RECYCLE_LIMIT: usize = 16 << 20;
-/// Repeated errors of one kind on one connection: the first is reported at once, the rest
-/// at most once per interval as one "repeated N times" report (an error storm costs a few
-/// events, not one per bad frame).
+/// Repeated errors of one kind on one connection: the first few (STORM_BURST) are reported at
+/// once, the rest at most once per interval as one "repeated N times" report (an error storm
+/// costs a few events, not one per bad frame).
 pub const STORM_INTERVAL: Duration = Duration::from_secs(1);
+/// Errors of one kind reported one by one per interval before the rest are counted.
+pub const STORM_BURST: u32 = 3;
 
 /// The current time: monotonic for deadlines; the wall clock (for HL7 timestamps) as a
 /// reference pair, so that it is computed only when an HL7 acknowledgement needs it.
@@ -324,6 +331,7 @@ enum Storm {
 
 impl Storm {
     const COUNT: usize = 5;
+    const ALL: [Storm; Storm::COUNT] = [Storm::Restarted, Storm::Oversize, Storm::Empty, Storm::BadTrailer, Storm::StrayAck];
 
     fn describe(self, cfg: &Config) -> String {
         match self {
@@ -351,8 +359,10 @@ impl Storm {
 /// The reporting window of one [`Storm`] kind.
 #[derive(Clone, Copy, Debug, Default)]
 struct StormState {
-    /// When the current window began (None: nothing reported lately, the next one goes out at once).
+    /// When the current window began (None: nothing reported yet).
     since: Option<Instant>,
+    /// Errors reported one by one in the window (at most STORM_BURST).
+    reported: u32,
     /// Errors in the window not reported yet.
     suppressed: u64,
 }
@@ -399,26 +409,29 @@ impl<W> Connection<W> {
         self.work
     }
 
-    /// `n` errors of kind `kind` (code 671) at `now`: the first of a window is reported at
-    /// once, the rest are counted and reported together when the window ends.
+    /// `n` errors of kind `kind` (code 671) at `now`: the first STORM_BURST of a window are
+    /// reported one by one, the rest counted and reported together when the window ends.
+    /// While errors keep coming, every window gets one report, no burst.
     fn storm(&mut self, kind: Storm, n: u64, now: Instant) {
         if n == 0 {
             return;
         }
         let st = &mut self.storms[kind as usize];
-        match st.since {
-            Some(t) if now < t + STORM_INTERVAL => st.suppressed += n,
-            Some(_) if st.suppressed > 0 => {
-                // The window is over: one report for what it held and these.
+        if st.since.map_or(true, |t| now >= t + STORM_INTERVAL) {
+            if st.suppressed > 0 {
+                // Still storming: one report for what the window held and these.
                 let total = st.suppressed + n;
-                *st = StormState { since: Some(now), suppressed: 0 };
-                self.storm_report(kind, total);
+                *st = StormState { since: Some(now), reported: STORM_BURST, suppressed: 0 };
+                return self.storm_report(kind, total);
             }
-            _ => {
-                *st = StormState { since: Some(now), suppressed: n - 1 };
-                let message = kind.describe(&self.cfg);
-                self.error(code::INVALID_DATA, message);
-            }
+            *st = StormState { since: Some(now), reported: 0, suppressed: 0 };
+        }
+        let each = n.min(u64::from(STORM_BURST - st.reported));
+        st.reported += each as u32;
+        st.suppressed += n - each;
+        for _ in 0..each {
+            let message = kind.describe(&self.cfg);
+            self.error(code::INVALID_DATA, message);
         }
     }
 
@@ -434,17 +447,15 @@ impl<W> Connection<W> {
         self.error(code::INVALID_DATA, message);
     }
 
-    /// Reports what every window holds (at its end, or when the connection closes).
+    /// Reports what every window holds: at its end (`now`; a new window begins, without a
+    /// burst), or when the connection closes (None).
     fn flush_storms(&mut self, now: Option<Instant>) {
-        for i in 0..Storm::COUNT {
+        for (i, kind) in Storm::ALL.into_iter().enumerate() {
             let st = self.storms[i];
             let due = now.map_or(true, |n| st.since.is_some_and(|t| n >= t + STORM_INTERVAL));
             if st.suppressed > 0 && due {
-                self.storms[i] = StormState::default();
-                let kind = [Storm::Restarted, Storm::Oversize, Storm::Empty, Storm::BadTrailer, Storm::StrayAck][i];
+                self.storms[i] = StormState { since: now, reported: STORM_BURST, suppressed: 0 };
                 self.storm_report(kind, st.suppressed);
-            } else if due && st.since.is_some() {
-                self.storms[i] = StormState::default();
             }
         }
     }
@@ -1482,7 +1493,8 @@ mod tests {
         // The first start block opens a frame; each of the others restarts it.
         assert_eq!(c.work(), 99_999);
         let ev = events(&mut c);
-        assert!(matches!(&ev[..], [Event::Error(e)] if e.message.starts_with("start block inside a frame")), "{ev:?}");
+        assert_eq!(ev.len(), STORM_BURST as usize, "{ev:?}");
+        assert!(ev.iter().all(|e| matches!(e, Event::Error(e) if e.message.starts_with("start block inside a frame"))));
         c.handle_input(&storm, t);
         assert!(events(&mut c).is_empty(), "the rest of the window is counted, not reported");
         // The report comes when the window ends (the driver wakes up for it).
@@ -1492,13 +1504,21 @@ mod tests {
         match &events(&mut c)[..] {
             [Event::Error(e)] => {
                 assert_eq!(e.code, code::INVALID_DATA);
-                assert!(e.message.contains("repeated 199998 times"), "{}", e.message);
+                assert!(e.message.contains("repeated 199996 times"), "{}", e.message);
             }
             other => panic!("{other:?}"),
         }
         // The driver counts each Error event; the connection counts the rest they stand for.
-        assert_eq!(c.metrics().snapshot().errors_with(code::INVALID_DATA), 199_997);
+        assert_eq!(c.metrics().snapshot().errors_with(code::INVALID_DATA), 199_995);
         assert!(c.storm_deadline().is_none());
+        // Still storming: the next window has no burst, only its report.
+        c.handle_input(&storm[..10], after(t, 1));
+        assert!(events(&mut c).is_empty());
+        c.handle_timeout(after(t, 2));
+        assert!(matches!(&events(&mut c)[..], [Event::Error(e)] if e.message.contains("repeated 10 times")));
+        // After a quiet interval the next error is reported at once again.
+        c.handle_input(&storm[..1], after(t, 4));
+        assert_eq!(events(&mut c).len(), 1);
     }
 
     #[test]
@@ -1508,7 +1528,7 @@ mod tests {
         c.handle_input(&b"\x0b\x1c\x0d".repeat(20_000), t);
         assert_eq!(c.work(), 20_000);
         let ev = events(&mut c);
-        assert_eq!(ev.len(), 1, "{:?}", &ev[..ev.len().min(3)]);
+        assert_eq!(ev.len(), STORM_BURST as usize, "{:?}", &ev[..ev.len().min(5)]);
         assert_eq!(drain(&mut c), b"\x0b\x15\x1c\r".repeat(20_000), "every frame is answered, in order");
         // A message between two runs keeps its place; the runs are still coalesced.
         c.handle_input(&[b"\x0b\x1c\x0d".repeat(10), frame(b"MSH|x"), b"\x0b\x1c\x0d".repeat(10)].concat(), t);
@@ -1518,7 +1538,7 @@ mod tests {
         assert_eq!(drain(&mut c), [&nak[..], b"\x0b\x06\x1c\r", &nak[..]].concat());
         // Closing reports what the window still holds.
         c.close();
-        assert!(matches!(&events(&mut c)[..], [Event::Error(e)] if e.message.contains("repeated 20019 times")));
+        assert!(matches!(&events(&mut c)[..], [Event::Error(e)] if e.message.contains("repeated 20017 times")));
     }
 
     #[test]

@@ -7,6 +7,14 @@
 //! edge-triggered and drained; interest is recomputed after every event so that a connection
 //! whose output is backed up (or whose replies await decisions) is not read from: a slow peer
 //! costs only its own bounded buffers and never delays the others.
+//!
+//! Server-wide bounds live here too (README "Resource bounds"): the partial-message bytes of
+//! all connections are summed after every read and kept within MaxBufferedBytes by closing
+//! the connections holding the most (2013); with MaxConnections=0 accepting stops at the
+//! descriptor limit less a reserve and resumes as connections close (and every 100 ms while
+//! accept fails with EMFILE, since the listener is edge-triggered); IdleTimeout closes silent
+//! connections; and the read budget charges a connection for the frames it decodes, so a
+//! storm of bad frames is read in small pieces and never stalls the other connections.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
@@ -49,6 +57,8 @@ const STORM_WORK: u64 = 1024;
 const STORM_CHUNK: usize = 16 * 1024;
 /// How often accepting is retried while it fails for want of descriptors (EMFILE, ENFILE).
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+/// A pause in accepting (limit reached, descriptors ran out) is reported at most this often.
+const PAUSE_REPORT_INTERVAL: Duration = Duration::from_secs(10);
 /// Accepted connections still delivering their PROXY protocol header (ProxyProtocol); the
 /// rest wait in the kernel's backlog.
 const MAX_PROXY_PENDING: usize = 1024;
@@ -192,6 +202,8 @@ struct Reactor {
     accept_paused: bool,
     /// When accepting is tried again after it failed for want of descriptors.
     accept_retry: Option<Instant>,
+    /// When a pause in accepting was last reported.
+    pause_reported: Option<Instant>,
 }
 
 /// The connection limit for MaxConnections=0: RLIMIT_NOFILE's soft limit less a reserve of
@@ -278,6 +290,7 @@ impl Reactor {
             fd_cap: derived_connection_limit(),
             accept_paused: false,
             accept_retry: None,
+            pause_reported: None,
         }
     }
 
@@ -535,9 +548,7 @@ impl Reactor {
             };
             match l.accept() {
                 Ok((stream, addr)) => {
-                    if std::mem::take(&mut self.accept_paused) {
-                        self.log(ConnectionId::NONE, LogLevel::Info, || "accepting connections again".to_string());
-                    }
+                    self.accept_paused = false;
                     self.on_accept(stream, addr)
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -562,14 +573,18 @@ impl Reactor {
     }
 
     /// Stops accepting until a connection closes; `failure` (descriptors ran out) also
-    /// retries every ACCEPT_RETRY. Reported once per pause, not per retry.
+    /// retries every ACCEPT_RETRY. Reported at most once per PAUSE_REPORT_INTERVAL, not per
+    /// retry or per connection let in.
     fn pause_accepting(&mut self, failure: Option<io::Error>) {
+        let now = Instant::now();
         if failure.is_some() {
-            self.accept_retry = Some(Instant::now() + ACCEPT_RETRY);
+            self.accept_retry = Some(now + ACCEPT_RETRY);
         }
-        if std::mem::replace(&mut self.accept_paused, true) {
+        self.accept_paused = true;
+        if self.pause_reported.is_some_and(|t| now < t + PAUSE_REPORT_INTERVAL) {
             return;
         }
+        self.pause_reported = Some(now);
         match failure {
             Some(e) => self.error(ConnectionId::NONE, Error::from_io(&e, "accept (retried every 100 ms)")),
             None => {
