@@ -315,7 +315,7 @@ pub struct Connection<W> {
     marks: VecDeque<(u64, Instant, bool)>,
     /// Coalescing of repeated errors, one entry per [`Storm`] kind.
     storms: [StormState; Storm::COUNT],
-    /// Frames, refusals and restarts decoded so far (the driver's measure of work done).
+    /// Frames refused or discarded on their own so far (the driver's measure of a storm).
     work: u64,
 }
 
@@ -402,9 +402,11 @@ impl<W> Connection<W> {
         }
     }
 
-    /// Frames, refusals and discarded partial frames decoded so far: a driver compares it
-    /// before and after [`handle_input`](Self::handle_input) to charge a chunk for the work it
-    /// caused, not only for its bytes.
+    /// Frames the connection refused or discarded on its own so far (empty, oversized, badly
+    /// terminated, stray one-byte ACK/NAK, partial frames cut by a start block): a driver
+    /// compares it before and after [`handle_input`](Self::handle_input) to charge a chunk
+    /// for the work it caused, not only for its bytes (messages are the host's work and
+    /// are bounded by the replies awaiting decisions).
     pub fn work(&self) -> u64 {
         self.work
     }
@@ -562,14 +564,14 @@ impl<W> Connection<W> {
         });
         let mut frames = 0;
         for f in &found {
-            let (n, frame) = match f {
-                Found::Message(_) | Found::AckIn(_) => (1, matches!(f, Found::Message(_))),
-                Found::Refused(_, n) | Found::StrayAck(n) => (*n, true),
-                Found::Restarted(n) => (*n, false),
-            };
-            self.work += n;
-            if frame {
-                frames += n;
+            match f {
+                Found::Message(_) => frames += 1,
+                Found::AckIn(_) => {}
+                Found::Refused(_, n) | Found::StrayAck(n) => {
+                    frames += n;
+                    self.work += n;
+                }
+                Found::Restarted(n) => self.work += n,
             }
         }
         if frames > 0 {

@@ -46,8 +46,8 @@ const READ_CHUNK: usize = 256 * 1024;
 const MAX_HELD: usize = 1024;
 /// Reads per readiness event before other connections get their turn (fairness).
 const READ_BUDGET: usize = 16;
-/// Decoding work (frames, refusals, discarded partial frames) that costs as much of the read
-/// budget as one read: a chunk of bad frames ends the connection's turn early.
+/// Refused or discarded frames (see `Connection::work`) that cost as much of the read budget
+/// as one read: a chunk of bad frames ends the connection's turn early.
 const WORK_PER_READ: u64 = 4096;
 /// A read that found more work than this puts the connection in storm mode: it is then read
 /// STORM_CHUNK bytes per turn until its reads are ordinary again (each turn's work stays small,

@@ -72,6 +72,35 @@ def test_descriptor_limit_backlog_drains_and_files_are_created(tmp_path):
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
+def test_accept_out_of_descriptors_is_retried_and_the_backlog_drains(tmp_path):
+    """MaxConnections set high (no derived limit): accept runs out of descriptors (EMFILE).
+    It is retried on a timer and after closes, so every client is answered once others
+    leave, without a new arrival; stderr reports it a few times, not per retry."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(max(soft, 4096), hard), hard))
+    lst = LimitedListener(tmp_path, 128, "--config", "MaxConnections=100000")
+    clients = []
+    try:
+        for i in range(300):
+            c = Client(lst.port, timeout=30)
+            c.send(MSG % i)
+            clients.append(c)
+        for i, c in enumerate(clients):
+            assert c.recv_frame(30) in (ACK, NAK), f"client {i} not answered"
+            c.close()
+        err = lst.stderr()
+        assert "Too many open files" in err
+        assert err.count("Too many open files") <= 5, err[-2000:]
+        c = Client(lst.port)
+        assert c.roundtrip(MSG % 300) == ACK
+        c.close()
+    finally:
+        for c in clients:
+            c.close()
+        lst.kill()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
 def probe_during(port, storm):
     """Runs storm(sock) on a connection of its own while a second client does round trips;
     returns the slowest round trip, seconds, and how many there were."""
