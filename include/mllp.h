@@ -164,6 +164,13 @@
 #define MLLP_ERR_TOO_MANY_CONNECTIONS 2012
 
 /**
+ * A connection was closed because the server-wide budget for buffered input
+ * (MaxBufferedBytes) was spent and it held the most partial-message data; reported through
+ * the Error and Disconnected events (2013).
+ */
+#define MLLP_ERR_MEMORY_BUDGET 2013
+
+/**
  * A certificate or key could not be loaded or used: wrong password, key mismatch, expired,
  * no private key, bad format (2020).
  */

@@ -161,6 +161,17 @@ impl Decoder {
                     }
                 }
                 State::Content => {
+                    if self.len == 0 && rest[0] == start && start != end {
+                        // A run of start blocks (a storm, or a sender resynchronising): each
+                        // restarts the empty frame. No search per byte; same events.
+                        let run = rest.iter().take_while(|&&b| b == start).count();
+                        for _ in 0..run {
+                            f(DecodeEvent::Aborted(AbortReason::Restarted));
+                            f(DecodeEvent::Start);
+                        }
+                        i += run;
+                        continue;
+                    }
                     let hit = find2(end, start, rest);
                     let run = hit.unwrap_or(rest.len());
                     if run > 0 {

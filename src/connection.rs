@@ -555,7 +555,11 @@ impl<W> Connection<W> {
             }
             DecodeEvent::Aborted(AbortReason::Restarted) => {
                 msg.clear();
-                push_repeated(&mut found, Found::Restarted(1));
+                // The hot path of a start-block storm: one increment per byte.
+                match found.last_mut() {
+                    Some(Found::Restarted(n)) => *n += 1,
+                    _ => found.push(Found::Restarted(1)),
+                }
             }
             DecodeEvent::Aborted(AbortReason::BadTrailer) => {
                 msg.clear();
@@ -1192,6 +1196,7 @@ enum Found {
 }
 
 /// Appends `f`, or adds its count to the last entry when that is the same kind.
+#[inline]
 fn push_repeated(found: &mut Vec<Found>, f: Found) {
     match (found.last_mut(), &f) {
         (Some(Found::Refused(a, n)), Found::Refused(b, 1)) if a == b => *n += 1,
