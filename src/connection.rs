@@ -331,7 +331,8 @@ enum Storm {
 
 impl Storm {
     const COUNT: usize = 5;
-    const ALL: [Storm; Storm::COUNT] = [Storm::Restarted, Storm::Oversize, Storm::Empty, Storm::BadTrailer, Storm::StrayAck];
+    const ALL: [Storm; Storm::COUNT] =
+        [Storm::Restarted, Storm::Oversize, Storm::Empty, Storm::BadTrailer, Storm::StrayAck];
 
     fn describe(self, cfg: &Config) -> String {
         match self {
@@ -1485,7 +1486,10 @@ mod tests {
         c.send(b"MSH|out", Some(1)).unwrap();
         drain(&mut c);
         c.handle_input(b"\x0b\x06\x1c\r", t0());
-        assert_eq!(events(&mut c)[..2], [Event::SendDone { waiter: 1, result: Ok(()) }, Event::AckIn { accepted: true }]);
+        assert_eq!(
+            events(&mut c)[..2],
+            [Event::SendDone { waiter: 1, result: Ok(()) }, Event::AckIn { accepted: true }]
+        );
         // And the next one, with nothing awaited any more, is refused again.
         c.handle_input(b"\x0b\x06\x1c\r", after(t0(), 5));
         assert!(matches!(&events(&mut c)[..], [Event::Error(e)] if e.code == code::INVALID_DATA));
