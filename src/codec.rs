@@ -366,6 +366,34 @@ mod tests {
     }
 
     #[test]
+    fn a_run_of_start_blocks_restarts_the_frame_at_each() {
+        let mut d = dec(100);
+        let (ev, _) = events(&mut d, b"\x0bab\x0b\x0b\x0bcd\x1c\x0d");
+        let r = Ev::Aborted(AbortReason::Restarted);
+        assert_eq!(
+            ev,
+            [
+                Ev::Start,
+                Ev::Data(b"ab".to_vec()),
+                r.clone(),
+                Ev::Start,
+                r.clone(),
+                Ev::Start,
+                r,
+                Ev::Start,
+                Ev::Data(b"cd".to_vec()),
+                Ev::End
+            ]
+        );
+        // Across feeds too.
+        let (ev, _) = events(&mut d, b"\x0b");
+        assert_eq!(ev, [Ev::Start]);
+        let (ev, _) = events(&mut d, b"\x0b\x0b");
+        assert_eq!(ev.len(), 4);
+        assert!(d.in_frame() && d.frame_len() == 0);
+    }
+
+    #[test]
     fn default_chars() {
         let c = FrameChars::default();
         assert_eq!((c.start, c.end, c.eol), (0x0B, 0x1C, 0x0D));

@@ -1496,7 +1496,7 @@ mod tests {
     }
 
     #[test]
-    fn a_storm_of_start_blocks_is_one_error_then_one_report_per_interval() {
+    fn a_storm_of_start_blocks_is_a_burst_then_one_report_per_interval() {
         let mut c = Connection::<u32>::new(Config { max_message_size: 1 << 20, ..cfg() });
         let t = t0();
         let storm = vec![0x0bu8; 100_000];

@@ -1269,6 +1269,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_descriptor_reserve_is_max_64_and_an_eighth() {
+        assert_eq!(fd_reserve(256), 64);
+        assert_eq!(fd_reserve(1024), 128);
+        assert_eq!(fd_reserve(20000), 2500);
+        let soft = nofile_limit();
+        assert_eq!(derived_connection_limit(), soft.saturating_sub(fd_reserve(soft)).max(1));
+    }
+
+    #[test]
     fn clock_gives_the_wall_clock_second() {
         let mut c = Clock::new();
         let sys = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
