@@ -366,6 +366,7 @@ impl Settings {
             }
             "idletimeout" => self.idle_timeout = parse_num(value, "number of seconds")?,
             "bufferedbytes" => return Err(Error::new(code::INVALID_VALUE, "BufferedBytes is read-only")),
+            "connectionlimit" => return Err(Error::new(code::INVALID_VALUE, "ConnectionLimit is read-only")),
             "duplicatewindow" => {
                 let v: u32 = parse_num(value, "number of messages")?;
                 if v > crate::dedupe::MAX_WINDOW {

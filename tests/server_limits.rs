@@ -77,6 +77,21 @@ fn partial_frames_beyond_the_budget_are_closed_and_complete_senders_are_served()
 }
 
 #[test]
+fn connection_limit_is_max_connections_or_derived_from_the_descriptor_limit() {
+    let ctx = setup(&[]);
+    let derived: u64 = ctx.server.config("ConnectionLimit").unwrap().parse().unwrap();
+    // This process's soft RLIMIT_NOFILE, read from /proc (Linux).
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+    let line = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
+    // "unlimited" counts as 2^20 descriptors.
+    let soft: u64 = line.split_whitespace().nth(3).unwrap().parse().unwrap_or(1 << 20);
+    assert_eq!(derived, soft - (soft / 8).max(64), "soft limit {soft}");
+    ctx.server.config("MaxConnections=10").unwrap();
+    assert_eq!(ctx.server.config("ConnectionLimit").unwrap(), "10");
+    assert_eq!(ctx.server.config("ConnectionLimit=5").unwrap_err().code, code::INVALID_VALUE);
+}
+
+#[test]
 fn idle_connections_are_closed_after_idle_timeout() {
     let ctx = setup(&["IdleTimeout=1"]);
     let mut idle = ctx.connect();

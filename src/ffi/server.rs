@@ -219,6 +219,7 @@ pub extern "C" fn mllp_server_set_local_host(server: *mut mllp_server, host: *co
 /// - `MaxBufferedBytes=N` (default 1 GiB): partial-message bytes held across all
 ///   connections; past it the connections holding the most are closed
 ///   (`MLLP_ERR_MEMORY_BUDGET`). `BufferedBytes` (read-only): what is held now.
+/// - `ConnectionLimit` (read-only): the limit in force (MaxConnections, or the derived one).
 /// - `IdleTimeout=N` (seconds, default 0 = off): a connection without traffic for N seconds
 ///   is closed (Disconnected with `MLLP_ERR_TIMEOUT`).
 ///
