@@ -1680,6 +1680,7 @@ int mllp_server_set_local_host(mllp_server *server, const char *host);
  * - `MaxBufferedBytes=N` (default 1 GiB): partial-message bytes held across all
  *   connections; past it the connections holding the most are closed
  *   (`MLLP_ERR_MEMORY_BUDGET`). `BufferedBytes` (read-only): what is held now.
+ * - `ConnectionLimit` (read-only): the limit in force (MaxConnections, or the derived one).
  * - `IdleTimeout=N` (seconds, default 0 = off): a connection without traffic for N seconds
  *   is closed (Disconnected with `MLLP_ERR_TIMEOUT`).
  *
