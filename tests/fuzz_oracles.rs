@@ -108,17 +108,20 @@ fn connection_op() -> impl Strategy<Value = connection::Op> {
 
 /// Segments a batch is made of, valid and not.
 fn batch_segment() -> impl Strategy<Value = Vec<u8>> {
+    let fixed = [
+        &b"FHS|^~\\&|S"[..],
+        b"BHS|^~\\&|S",
+        b"PID|1",
+        b"BTS",
+        b"BTS| +1 ",
+        b"FTS|x",
+        b"MSH",
+    ];
     prop_oneof![
-        Just(b"FHS|^~\\&|S".to_vec()),
-        Just(b"BHS|^~\\&|S".to_vec()),
+        2 => prop::sample::select(fixed.to_vec()).prop_map(<[u8]>::to_vec),
         (0u32..100).prop_map(|i| format!("MSH|^~\\&|A|B|C|D|1||ADT^A01|{i}|P|2.5").into_bytes()),
-        Just(b"PID|1".to_vec()),
         (0usize..4).prop_map(|n| format!("BTS|{n}").into_bytes()),
         (0usize..3).prop_map(|n| format!("FTS|{n}").into_bytes()),
-        Just(b"BTS".to_vec()),
-        Just(b"BTS| +1 ".to_vec()),
-        Just(b"FTS|x".to_vec()),
-        Just(b"MSH".to_vec()),
         "[A-Z]{3}[|#]?[a-z0-9]{0,3}".prop_map(String::into_bytes),
     ]
 }
@@ -237,7 +240,7 @@ proptest! {
             "PROXY (TCP4|TCP6|UNKNOWN|TCP5)( [0-9a-f.:]{0,16}){0,5}( )?\r\n",
             "PROXY TCP4 (0|1|01|255|256)\\.[0-9]\\.[0-9]\\.(0|00|99) [0-9]\\.[0-9]\\.[0-9]\\.[0-9] (0|1|01|65535|65536) [0-9]{1,5}\r\n",
             "PROXY TCP6 [0-9a-f:]{2,12} ::(ffff:1\\.2\\.3\\.4|1) [0-9]{1,5} [0-9]{1,5}\r\n",
-            "PROXY UNKNOWN[ -~\t\0]{0,20}\r\n",
+            "PROXY UNKNOWN[ -~\\t\\x00]{0,20}\r\n",
         ],
         tail in prop::collection::vec(any::<u8>(), 0..8),
         cuts in prop::collection::vec(any::<usize>(), 0..6),
@@ -280,22 +283,23 @@ proptest! {
 #[test]
 fn valid_batches_are_accepted_by_the_oracle() {
     // The generator of valid batches and the oracle agree that they are valid.
+    use proptest::strategy::ValueTree;
     let runner = &mut proptest::test_runner::TestRunner::deterministic();
     for _ in 0..200 {
         let f = valid_batch().new_tree(runner).unwrap().current();
-        assert!(batch::split(&f).is_ok(), "{}", String::from_utf8_lossy(&f));
+        assert!(batch::split(&f).is_some(), "{}", String::from_utf8_lossy(&f));
     }
 }
 
 #[test]
 fn samples_pass_every_oracle() {
     for s in SAMPLES {
-        hl7::check(s, AckCode::AA, b"20260101000000", b"ACK1", Some(b"a|b^c\rd"));
+        hl7::check(s, AckCode::AA, b"20260101000000", b"ACK1", Some(&b"a|b^c\rd"[..]));
         batch::check(s);
         let mut framed = vec![0x0B];
         framed.extend_from_slice(s);
         framed.extend_from_slice(&[0x1C, 0x0D]);
         framing::check((0x0B, 0x1C, 0x0D, 1 << 20), &[framing::Op::Feed(framed)]);
     }
-    assert!(batch::split(SAMPLES[3]).is_ok());
+    assert!(batch::split(SAMPLES[3]).is_some());
 }

@@ -29,6 +29,9 @@ cargo test --quiet --test header
 step "Rust unit, property and integration tests"
 cargo test --workspace --all-targets
 
+step "fuzz targets, each against its oracle, for a bounded time"
+FUZZ_SECONDS="${FUZZ_SECONDS:-60}" bash tests/fuzz/run.sh
+
 step "C build, C harness (plain, AddressSanitizer, valgrind) and mllp-listen end to end (ctest)"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j2

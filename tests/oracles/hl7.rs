@@ -19,7 +19,7 @@ pub fn segments(msg: &[u8]) -> Vec<&[u8]> {
     msg.split(|&b| b == b'\r' || b == b'\n').filter(|s| !s.is_empty()).collect()
 }
 
-fn named<'a>(seg: &'a [u8], name: &[u8]) -> bool {
+fn named(seg: &[u8], name: &[u8]) -> bool {
     seg.len() >= 4 && &seg[..3] == name && is_sep(seg[3])
 }
 

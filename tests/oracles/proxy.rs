@@ -200,6 +200,7 @@ pub fn check(mode: ProxyMode, data: &[u8], cuts: &[usize]) {
     let mut at = 0;
     let mut paced = Verdict::NeedMore;
     while at < data.len() {
+        assert!(p.max_read() >= 1, "max_read is at least 1 before a verdict");
         let piece = &data[at..data.len().min(at + p.max_read())];
         match p.feed(piece) {
             Progress::NeedMore => at += piece.len(),
