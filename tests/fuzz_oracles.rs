@@ -119,10 +119,10 @@ fn batch_segment() -> impl Strategy<Value = Vec<u8>> {
     ];
     prop_oneof![
         2 => prop::sample::select(fixed.to_vec()).prop_map(<[u8]>::to_vec),
-        (0u32..100).prop_map(|i| format!("MSH|^~\\&|A|B|C|D|1||ADT^A01|{i}|P|2.5").into_bytes()),
-        (0usize..4).prop_map(|n| format!("BTS|{n}").into_bytes()),
-        (0usize..3).prop_map(|n| format!("FTS|{n}").into_bytes()),
-        "[A-Z]{3}[|#]?[a-z0-9]{0,3}".prop_map(String::into_bytes),
+        2 => (0u32..100).prop_map(|i| format!("MSH|^~\\&|A|B|C|D|1||ADT^A01|{i}|P|2.5").into_bytes()),
+        1 => (0usize..4).prop_map(|n| format!("BTS|{n}").into_bytes()),
+        1 => (0usize..3).prop_map(|n| format!("FTS|{n}").into_bytes()),
+        1 => "[A-Z]{3}[|#]?[a-z0-9]{0,3}".prop_map(String::into_bytes),
     ]
 }
 
