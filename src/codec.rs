@@ -683,7 +683,8 @@ mod tests {
 
     /// Three distinct framing bytes, often from a small alphabet that collides with content.
     fn distinct_chars() -> impl Strategy<Value = FrameChars> {
-        let c = || prop_oneof![2 => prop::sample::select(vec![SB, EB, CR, b'<', b'>', b'\n', 0, 0xFF]), 1 => any::<u8>()];
+        let c =
+            || prop_oneof![2 => prop::sample::select(vec![SB, EB, CR, b'<', b'>', b'\n', 0, 0xFF]), 1 => any::<u8>()];
         (c(), c(), c())
             .prop_filter("distinct", |(s, e, l)| s != e && s != l && e != l)
             .prop_map(|(start, end, eol)| FrameChars { start, end, eol })

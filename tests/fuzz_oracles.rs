@@ -108,15 +108,7 @@ fn connection_op() -> impl Strategy<Value = connection::Op> {
 
 /// Segments a batch is made of, valid and not.
 fn batch_segment() -> impl Strategy<Value = Vec<u8>> {
-    let fixed = [
-        &b"FHS|^~\\&|S"[..],
-        b"BHS|^~\\&|S",
-        b"PID|1",
-        b"BTS",
-        b"BTS| +1 ",
-        b"FTS|x",
-        b"MSH",
-    ];
+    let fixed = [&b"FHS|^~\\&|S"[..], b"BHS|^~\\&|S", b"PID|1", b"BTS", b"BTS| +1 ", b"FTS|x", b"MSH"];
     prop_oneof![
         2 => prop::sample::select(fixed.to_vec()).prop_map(<[u8]>::to_vec),
         2 => (0u32..100).prop_map(|i| format!("MSH|^~\\&|A|B|C|D|1||ADT^A01|{i}|P|2.5").into_bytes()),

@@ -205,8 +205,7 @@ pub fn check(mode: AckMode, ops: &[Op], cuts: &[usize]) {
                     _ => Reply::Msa { batch: false, acks: vec![("AR".into(), id.clone())] },
                 },
                 Slot::Msgs { batch, seqs } => {
-                    let Some(vs) = seqs.iter().map(|(s, _)| decided.get(s).copied()).collect::<Option<Vec<_>>>()
-                    else {
+                    let Some(vs) = seqs.iter().map(|(s, _)| decided.get(s).copied()).collect::<Option<Vec<_>>>() else {
                         break;
                     };
                     match mode {

@@ -30,7 +30,8 @@ pub enum Verdict {
 const SIG: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
 
 fn port(s: &str) -> Option<u16> {
-    let ok = !s.is_empty() && s.len() <= 5 && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
+    let ok =
+        !s.is_empty() && s.len() <= 5 && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
     ok.then(|| s.parse::<u32>().ok()).flatten().and_then(|p| u16::try_from(p).ok())
 }
 
@@ -42,7 +43,10 @@ fn ipv4(s: &str) -> Option<Ipv4Addr> {
     }
     let mut o = [0u8; 4];
     for (k, p) in parts.iter().enumerate() {
-        let ok = !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()) && (*p == "0" || !p.starts_with('0'));
+        let ok = !p.is_empty()
+            && p.len() <= 3
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && (*p == "0" || !p.starts_with('0'));
         o[k] = if ok { p.parse::<u16>().ok().and_then(|v| u8::try_from(v).ok())? } else { return None };
     }
     Some(Ipv4Addr::from(o))
@@ -81,9 +85,8 @@ fn oracle_v1(data: &[u8]) -> Verdict {
         }
         Some(i) => {
             let line = &window[..=i];
-            let ok = line.starts_with(b"PROXY ")
-                && line.ends_with(b"\r\n")
-                && line[..line.len() - 2].iter().all(printable);
+            let ok =
+                line.starts_with(b"PROXY ") && line.ends_with(b"\r\n") && line[..line.len() - 2].iter().all(printable);
             match ok.then(|| v1(line)).flatten() {
                 Some(a) => Verdict::Done(Version::V1, a, line.len()),
                 None => Verdict::Invalid,
