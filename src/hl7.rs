@@ -227,7 +227,14 @@ pub fn ack_wanted(ack_type: &[u8], positive: bool) -> bool {
     }
 }
 
-const DEFAULT_ENCODING: &[u8] = b"^~\\&";
+const DEFAULT_ENCODING: [u8; 4] = *b"^~\\&";
+
+/// The encoding characters of an acknowledgement whose message has an empty MSH-2: `^~\&`,
+/// with `#` in place of the one that is the field separator `sep` (when one is): MSH-2 must
+/// not hold the field separator, or every field after it would shift.
+fn default_encoding(sep: u8) -> [u8; 4] {
+    DEFAULT_ENCODING.map(|e| if e == sep { b'#' } else { e })
+}
 
 /// Appends `value` to `out`, escaping the bytes that would otherwise end or split the field:
 /// the separators as `\F\ \S\ \R\ \E\ \T\` and CR/LF as `\X0D\` / `\X0A\` (with the message's
@@ -276,8 +283,9 @@ fn push_escaped(out: &mut Vec<u8>, value: &[u8], field_sep: u8, encoding: &[u8])
 /// applications/facilities, MSH-9 `ACK`, MSH-11 `P`, MSH-12 `2.5`, and MSA-2 empty.
 ///
 /// `timestamp`, `control_id` and `text` are escaped; fields copied from `msg` are already in its
-/// encoding and are copied verbatim. An empty received MSH-2 is replaced by `^~\&`, since an
-/// ACK without encoding characters would not be valid.
+/// encoding and are copied verbatim. An empty received MSH-2 is replaced by `^~\&` (with `#`
+/// for the one that is the message's field separator, if any), since an ACK without encoding
+/// characters would not be valid.
 pub fn build_ack(
     msg: &[u8],
     code: AckCode,
@@ -287,10 +295,11 @@ pub fn build_ack(
     out: &mut Vec<u8>,
 ) {
     let msh = parse_msh(msg);
-    let (sep, encoding) = match &msh {
-        Some(m) if !m.encoding.is_empty() => (m.field_sep, m.encoding),
-        Some(m) => (m.field_sep, DEFAULT_ENCODING),
-        None => (b'|', DEFAULT_ENCODING),
+    let sep = msh.as_ref().map_or(b'|', |m| m.field_sep);
+    let fallback = default_encoding(sep);
+    let encoding: &[u8] = match &msh {
+        Some(m) if !m.encoding.is_empty() => m.encoding,
+        _ => &fallback,
     };
     let empty: &[u8] = &[];
     let charset = msh.as_ref().map_or(&[][..], |m| m.charset);
@@ -724,7 +733,8 @@ pub fn split_batch(frame: &[u8]) -> Result<Batch<'_>, String> {
 fn push_header_ack(out: &mut Vec<u8>, seg: &[u8], timestamp: &[u8]) {
     let sep = seg[3];
     let enc = seg_field(seg, 1);
-    let enc = if enc.is_empty() { DEFAULT_ENCODING } else { enc };
+    let fallback = default_encoding(sep);
+    let enc = if enc.is_empty() { &fallback[..] } else { enc };
     out.extend_from_slice(&seg[..3]);
     out.push(sep);
     out.extend_from_slice(enc);
@@ -934,6 +944,25 @@ mod tests {
         // No trigger: MSH-9 is just ACK.
         let out = ack(b"MSH|^~\\&|A|B|C|D|2026||QRY|Q1|D|2.3", AckCode::AA, None);
         assert_eq!(out, &b"MSH|^~\\&|C|D|A|B|20261125083100||ACK|ACK42|D|2.3\rMSA|AA|Q1\r"[..]);
+    }
+
+    #[test]
+    fn empty_msh2_default_encoding_never_holds_the_field_separator() {
+        // Found by the hl7 fuzz target's oracle: with '^' as the field separator and MSH-2
+        // empty, the ACK's MSH-2 was `^~\&`, so it began with a field separator and every
+        // field after it moved one place.
+        let msg = b"MSH^^A^B^C^D^2026^^ADT^X1^P^2.5\r";
+        assert_eq!(
+            ack(msg, AckCode::AA, None),
+            &b"MSH^#~\\&^C^D^A^B^20261125083100^^ACK^ACK42^P^2.5\rMSA^AA^X1\r"[..]
+        );
+        assert_eq!(default_encoding(b'|'), *b"^~\\&");
+        assert_eq!(default_encoding(b'&'), *b"^~\\#");
+        // The batch acknowledgement's headers likewise.
+        let shape = BatchShape { fhs: None, groups: vec![(Some(b"BHS~~S".to_vec()), 0)] };
+        let mut out = Vec::new();
+        build_batch_ack(&shape, &[], TS, &mut out);
+        assert!(out.starts_with(b"BHS~^#\\&~~~S~"), "{}", String::from_utf8_lossy(&out));
     }
 
     #[test]
