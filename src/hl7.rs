@@ -241,6 +241,13 @@ fn default_encoding(sep: u8) -> [u8; 4] {
 /// own escape character). Without an escape character in `encoding` they become spaces.
 fn push_escaped(out: &mut Vec<u8>, value: &[u8], field_sep: u8, encoding: &[u8]) {
     let esc = encoding.get(2).copied();
+    // Without an escape character a special byte becomes a space, or when a space is itself a
+    // separator the first of `_ . -` that is not (one is: there are at most three separators).
+    let special = |c: u8| c == field_sep || encoding.iter().take(4).any(|&e| e == c);
+    let blank = match esc {
+        Some(_) => b' ',
+        None => [b' ', b'_', b'.', b'-'].into_iter().find(|&c| !special(c)).unwrap_or(b'_'),
+    };
     for &b in value {
         let code: Option<&[u8]> = if b == field_sep {
             Some(b"F")
@@ -266,7 +273,7 @@ fn push_escaped(out: &mut Vec<u8>, value: &[u8], field_sep: u8, encoding: &[u8])
                 out.extend_from_slice(code);
                 out.push(esc);
             }
-            (Some(_), None) => out.push(b' '),
+            (Some(_), None) => out.push(blank),
         }
     }
 }
@@ -963,6 +970,23 @@ mod tests {
         let mut out = Vec::new();
         build_batch_ack(&shape, &[], TS, &mut out);
         assert!(out.starts_with(b"BHS~^#\\&~~~S~"), "{}", String::from_utf8_lossy(&out));
+    }
+
+    #[test]
+    fn without_escape_character_special_bytes_become_a_byte_that_is_not_special() {
+        // Found by the hl7 fuzz target's oracle: MSH-2 without an escape character turned a
+        // special byte into a space, which split the field when the space was the field separator.
+        let msg = b"MSH ^~ A B C D 2026  ADT^A01 X1 P 2.5\r";
+        assert_eq!(
+            ack(msg, AckCode::AE, Some(b"a b^c~d")),
+            &b"MSH ^~ C D A B 20261125083100  ACK^A01^ACK ACK42 P 2.5\rMSA AE X1 a_b_c_d\r"[..]
+        );
+        // A space as the component separator too, and '_' as the field separator.
+        let msg = b"MSH_ ~_A\r";
+        assert_eq!(ack(msg, AckCode::AA, Some(b"x y_z")), &b"MSH_ ~___A__20261125083100__ACK_ACK42_P_\rMSA_AA__x.y.z\r"[..]);
+        // With an escape character the separators are escaped, a space as any other.
+        let msg = b"MSH ^~\\& A\r";
+        assert_eq!(ack(msg, AckCode::AA, Some(b"a b")), &b"MSH ^~\\&   A  20261125083100  ACK ACK42 P \rMSA AA  a\\F\\b\r"[..]);
     }
 
     #[test]
