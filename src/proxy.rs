@@ -248,6 +248,11 @@ impl Parser {
         if !line.ends_with(b"\r\n") || line[..line.len() - 2].contains(&b'\r') {
             return Progress::Invalid(v1_reason(line, "line not ended by CRLF"));
         }
+        // The same bytes are refused in a complete line as in a partial one: whether a NUL
+        // (or any control byte) is accepted must not depend on how the line was cut.
+        if let Some(b) = line[..line.len() - 2].iter().find(|b| !(0x20..=0x7E).contains(*b)) {
+            return Progress::Invalid(v1_reason(line, &format!("unexpected byte {}", show_byte(*b))));
+        }
         let consumed = self.buf.len() - start;
         let header = |addresses| Progress::Done {
             header: Header { version: Version::V1, addresses, len: line.len() },
@@ -455,6 +460,19 @@ mod tests {
         let r = invalid(whole(ProxyMode::Any, b"\x0bMSH|"));
         assert!(r.contains("0x0B"), "{r}");
         assert!(invalid(whole(ProxyMode::V1, b"\x0b")).contains("v1"));
+    }
+
+    #[test]
+    fn v1_refuses_control_bytes_however_the_line_is_cut() {
+        // Found by the proxy fuzz target's oracle: a NUL after UNKNOWN was refused when the
+        // line came in pieces but accepted when it came whole.
+        for line in [&b"PROXY UNKNOWN \0\r\n"[..], b"PROXY UNKNOWN a\tb\r\n", b"PROXY UNKNOWN \x7f\r\n", b"PROXY UNKNOWN \xc3\xa9\r\n"] {
+            assert!(invalid(whole(ProxyMode::V1, line)).contains("unexpected byte"), "{line:?}");
+            let mut p = Parser::new(ProxyMode::Any);
+            let r = line.iter().map(|b| p.feed(std::slice::from_ref(b))).find(|r| *r != Progress::NeedMore);
+            assert!(matches!(r, Some(Progress::Invalid(_))), "{line:?} byte by byte: {r:?}");
+        }
+        done(whole(ProxyMode::V1, b"PROXY UNKNOWN ~ !\r\n"));
     }
 
     #[test]
