@@ -232,7 +232,7 @@ proptest! {
             "PROXY (TCP4|TCP6|UNKNOWN|TCP5)( [0-9a-f.:]{0,16}){0,5}( )?\r\n",
             "PROXY TCP4 (0|1|01|255|256)\\.[0-9]\\.[0-9]\\.(0|00|99) [0-9]\\.[0-9]\\.[0-9]\\.[0-9] (0|1|01|65535|65536) [0-9]{1,5}\r\n",
             "PROXY TCP6 [0-9a-f:]{2,12} ::(ffff:1\\.2\\.3\\.4|1) [0-9]{1,5} [0-9]{1,5}\r\n",
-            "PROXY UNKNOWN[ -~\\t\\x00]{0,20}\r\n",
+            "PROXY UNKNOWN[ -~]{0,12}[\\t\\x00\\x7f]?[ -~]{0,6}\r\n",
         ],
         tail in prop::collection::vec(any::<u8>(), 0..8),
         cuts in prop::collection::vec(any::<usize>(), 0..6),

@@ -19,7 +19,7 @@ use mllp::events::{RejectCode, Verdict};
 use mllp::AckMode;
 
 /// The largest message the connection under test accepts.
-pub const MAX: usize = 64;
+pub const MAX: usize = 512;
 
 /// One step of a script.
 #[derive(Clone, Debug)]
