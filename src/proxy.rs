@@ -259,6 +259,9 @@ impl Parser {
             consumed,
         };
         match ppp::v1::Header::try_from(line) {
+            Ok(h) if !matches!(h.addresses, ppp::v1::Addresses::Unknown) && !v1_ports_are_digits(line) => {
+                Progress::Invalid(v1_reason(line, "a port is not a decimal number"))
+            }
             Ok(h) => match h.addresses {
                 ppp::v1::Addresses::Tcp4(a) => header(Addresses::Proxy {
                     source: SocketAddr::new(IpAddr::V4(a.source_address), a.source_port),
@@ -339,6 +342,12 @@ impl Parser {
         };
         Progress::Done { header: Header { version: Version::V2, addresses, len: total }, consumed }
     }
+}
+
+/// True when the two ports of a complete TCP4/TCP6 line (its 5th and 6th fields) are decimal
+/// digits only: ppp reads them with `u16::from_str`, which also takes a leading `+`.
+fn v1_ports_are_digits(line: &[u8]) -> bool {
+    line[..line.len() - 2].split(|&b| b == b' ').skip(4).all(|p| !p.is_empty() && p.iter().all(u8::is_ascii_digit))
 }
 
 /// The length field of a v2 header's fixed part.
@@ -473,6 +482,16 @@ mod tests {
             assert!(matches!(r, Some(Progress::Invalid(_))), "{line:?} byte by byte: {r:?}");
         }
         done(whole(ProxyMode::V1, b"PROXY UNKNOWN ~ !\r\n"));
+    }
+
+    #[test]
+    fn v1_ports_are_decimal_digits_only() {
+        // Found by the proxy oracle: "+5" was read as port 5.
+        for line in [&b"PROXY TCP4 1.2.3.4 5.6.7.8 +5 6\r\n"[..], b"PROXY TCP6 ::1 ::2 5 +6\r\n"] {
+            assert!(invalid(whole(ProxyMode::V1, line)).contains("port"), "{line:?}");
+        }
+        let (h, _) = done(whole(ProxyMode::V1, b"PROXY TCP4 1.2.3.4 5.6.7.8 0 65535\r\n"));
+        assert_eq!(h.addresses, Addresses::Proxy { source: sa("1.2.3.4:0"), destination: sa("5.6.7.8:65535") });
     }
 
     #[test]
