@@ -230,7 +230,7 @@ proptest! {
     fn proxy_v1_lines(
         line in prop_oneof![
             "PROXY (TCP4|TCP6|UNKNOWN|TCP5)( [0-9a-f.:]{0,16}){0,5}( )?\r\n",
-            "PROXY TCP4 (0|1|01|255|256)\\.[0-9]\\.[0-9]\\.(0|00|99) [0-9]\\.[0-9]\\.[0-9]\\.[0-9] (0|1|01|65535|65536) [0-9]{1,5}\r\n",
+            "PROXY TCP4 (0|1|01|255|256)\\.[0-9]\\.[0-9]\\.(0|00|99) [0-9]\\.[0-9]\\.[0-9]\\.[0-9] (0|1|01|65535|65536|\\+5) [0-9]{1,5}\r\n",
             "PROXY TCP6 [0-9a-f:]{2,12} ::(ffff:1\\.2\\.3\\.4|1) [0-9]{1,5} [0-9]{1,5}\r\n",
             "PROXY UNKNOWN[ -~]{0,12}[\\t\\x00\\x7f]?[ -~]{0,6}\r\n",
         ],
@@ -294,4 +294,27 @@ fn samples_pass_every_oracle() {
         framing::check((0x0B, 0x1C, 0x0D, 1 << 20), &[framing::Op::Feed(framed)]);
     }
     assert!(batch::split(SAMPLES[3]).is_some());
+}
+
+#[test]
+fn proxy_edge_cases_agree_with_the_specification() {
+    for line in [
+        &b"PROXY TCP4 1.2.3.4 5.6.7.8 +5 6\r\n"[..],
+        b"PROXY TCP4 1.2.3.4 5.6.7.8 5 +6\r\n",
+        b"PROXY TCP4 1.2.3.4 5.6.7.8 00 6\r\n",
+        b"PROXY TCP4 1.2.3.4 5.6.7.8 0 65535\r\n",
+        b"PROXY TCP4 01.2.3.4 5.6.7.8 1 2\r\n",
+        b"PROXY TCP6 ::ffff:1.2.3.4 ::1 1 2\r\n",
+        b"PROXY TCP6 1.2.3.4 ::1 1 2\r\n",
+        b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2 \r\n",
+        b"PROXY TCP4  1.2.3.4 5.6.7.8 1 2\r\n",
+        b"PROXY UNKNOWNX\r\n",
+        b"PROXY UNKNOWN\r\n",
+        b"PROXY UNKNOWN a b c d e f g h\r\n",
+        b"PROXY \r\n",
+        b"PROXY\r\n",
+    ] {
+        proxy::check(ProxyMode::Any, line, &[]);
+        proxy::check(ProxyMode::V1, line, &[7, 20]);
+    }
 }
