@@ -629,9 +629,10 @@ fn count_field(seg: &[u8], name: &str) -> Result<Option<usize>, String> {
 }
 
 /// Splits a batch frame — `[FHS] {[BHS] {MSH …} [BTS]} [FTS]` — into its messages and checks
-/// it: a BHS needs its BTS, an FHS its FTS, BTS-1 and FTS-1 (when valued) must equal the number
-/// of messages and of batches, and nothing but messages may stand between the headers. Err
-/// with the reason for anything else: a malformed batch is refused whole.
+/// it: a BHS needs its BTS, an FHS its FTS (a trailer may be its bare name), BTS-1 and FTS-1
+/// (when valued) must equal the number of messages and of batches, and nothing but messages
+/// may stand between the headers. Err with the reason for anything else: a malformed batch is
+/// refused whole.
 pub fn split_batch(frame: &[u8]) -> Result<Batch<'_>, String> {
     // (start of segment, end of segment content, end including terminators)
     let mut segs = Vec::new();
@@ -649,9 +650,12 @@ pub fn split_batch(frame: &[u8]) -> Result<Batch<'_>, String> {
             segs.push((start, end, i));
         }
     }
+    // A trailer may also be just its name: HL7 omits empty trailing fields, so `BTS` alone is
+    // a BTS without a count.
     let name = |s: &(usize, usize, usize)| -> Option<&[u8; 3]> {
         let seg = &frame[s.0..s.1];
-        (seg.len() >= 4 && is_separator(seg[3])).then(|| seg[..3].try_into().expect("three bytes"))
+        let bare_trailer = seg == b"BTS" || seg == b"FTS";
+        (bare_trailer || seg.len() >= 4 && is_separator(seg[3])).then(|| seg[..3].try_into().expect("three bytes"))
     };
     let mut batch = Batch { fhs: None, groups: Vec::new() };
     let mut fts_seen = false;
@@ -959,10 +963,7 @@ mod tests {
         // empty, the ACK's MSH-2 was `^~\&`, so it began with a field separator and every
         // field after it moved one place.
         let msg = b"MSH^^A^B^C^D^2026^^ADT^X1^P^2.5\r";
-        assert_eq!(
-            ack(msg, AckCode::AA, None),
-            &b"MSH^#~\\&^C^D^A^B^20261125083100^^ACK^ACK42^P^2.5\rMSA^AA^X1\r"[..]
-        );
+        assert_eq!(ack(msg, AckCode::AA, None), &b"MSH^#~\\&^C^D^A^B^20261125083100^^ACK^ACK42^P^2.5\rMSA^AA^X1\r"[..]);
         assert_eq!(default_encoding(b'|'), *b"^~\\&");
         assert_eq!(default_encoding(b'&'), *b"^~\\#");
         // The batch acknowledgement's headers likewise.
@@ -983,10 +984,16 @@ mod tests {
         );
         // A space as the component separator too, and '_' as the field separator.
         let msg = b"MSH_ ~_A\r";
-        assert_eq!(ack(msg, AckCode::AA, Some(b"x y_z")), &b"MSH_ ~___A__20261125083100__ACK_ACK42_P_\rMSA_AA__x.y.z\r"[..]);
+        assert_eq!(
+            ack(msg, AckCode::AA, Some(b"x y_z")),
+            &b"MSH_ ~___A__20261125083100__ACK_ACK42_P_\rMSA_AA__x.y.z\r"[..]
+        );
         // With an escape character the separators are escaped, a space as any other.
         let msg = b"MSH ^~\\& A\r";
-        assert_eq!(ack(msg, AckCode::AA, Some(b"a b")), &b"MSH ^~\\&   A  20261125083100  ACK ACK42 P \rMSA AA  a\\F\\b\r"[..]);
+        assert_eq!(
+            ack(msg, AckCode::AA, Some(b"a b")),
+            &b"MSH ^~\\&   A  20261125083100  ACK ACK42 P \rMSA AA  a\\F\\b\r"[..]
+        );
     }
 
     #[test]
@@ -1192,6 +1199,11 @@ mod tests {
         assert!(split_batch(b"BHS|^~\\&\rMSH|^~\\&\rBTS|x\r").unwrap_err().contains("not a count"));
         assert!(split_batch(b"BHS|^~\\&\rBTS|0\rMSH|^~\\&\r").is_err());
         assert!(split_batch(b"FHS|^~\\&\rFTS|0\rMSH|^~\\&\r").unwrap_err().contains("after FTS"));
+        // Trailers without fields (found by the batch oracle's grammar: HL7 omits empty
+        // trailing fields, and a bare BTS was read as a segment of the last message).
+        let b = split_batch(b"FHS|^~\\&\rBHS|^~\\&\rMSH|^~\\&|A\rPID|1\rBTS\rFTS\r").unwrap();
+        assert_eq!(b.messages().collect::<Vec<_>>(), [&b"MSH|^~\\&|A\rPID|1\r"[..]]);
+        assert!(split_batch(b"BHS|^~\\&\rMSH|^~\\&|A\rBTS").is_ok());
     }
 
     use proptest::prelude::*;

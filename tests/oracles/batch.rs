@@ -1,8 +1,9 @@
 //! Oracle for `mllp::hl7::split_batch`: the batch grammar
 //! `[FHS] { BHS {message} BTS | message+ (only inside FHS) } [FTS]` read by recursive descent
 //! over the segments (CR/LF-terminated), where a message is an MSH and the segments after it
-//! up to the next header, trailer or MSH. An FHS needs its FTS, a BHS its BTS; BTS-1 and
-//! FTS-1, when valued (spaces trimmed), are counts that must match; nothing may follow FTS.
+//! up to the next header, trailer or MSH (a trailer may be its bare name). An FHS needs its
+//! FTS, a BHS its BTS; BTS-1 and FTS-1, when valued (spaces trimmed), are counts that must
+//! match; nothing may follow FTS.
 //!
 //! Shared by tests/fuzz_oracles.rs and fuzz/fuzz_targets/batch.rs (included with `#[path]`).
 
@@ -21,7 +22,11 @@ impl Seg<'_> {
         let b = self.bytes;
         let sep = |c: u8| !c.is_ascii_alphanumeric();
         let name = b.get(..3)?;
-        (b.len() >= 4 && sep(b[3]) && [&b"FHS"[..], b"BHS", b"MSH", b"BTS", b"FTS"].contains(&name)).then_some(name)
+        // A trailer may be its name alone (HL7 omits empty trailing fields); a header needs
+        // its field separator.
+        let bare_trailer = b.len() == 3 && (name == b"BTS" || name == b"FTS");
+        let structural = [&b"FHS"[..], b"BHS", b"MSH", b"BTS", b"FTS"].contains(&name);
+        (bare_trailer || b.len() >= 4 && sep(b[3]) && structural).then_some(name)
     }
 
     fn is(&self, name: &[u8]) -> bool {
@@ -30,6 +35,9 @@ impl Seg<'_> {
 
     /// Field 1 of a trailer, spaces trimmed.
     fn count(&self) -> Result<Option<usize>, ()> {
+        if self.bytes.len() < 4 {
+            return Ok(None);
+        }
         let f = self.bytes[4..].split(|&b| b == self.bytes[3]).next().unwrap_or(&[]);
         let s = String::from_utf8_lossy(f);
         let t = s.trim_matches(' ');
