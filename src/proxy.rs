@@ -475,7 +475,12 @@ mod tests {
     fn v1_refuses_control_bytes_however_the_line_is_cut() {
         // Found by the proxy fuzz target's oracle: a NUL after UNKNOWN was refused when the
         // line came in pieces but accepted when it came whole.
-        for line in [&b"PROXY UNKNOWN \0\r\n"[..], b"PROXY UNKNOWN a\tb\r\n", b"PROXY UNKNOWN \x7f\r\n", b"PROXY UNKNOWN \xc3\xa9\r\n"] {
+        for line in [
+            &b"PROXY UNKNOWN \0\r\n"[..],
+            b"PROXY UNKNOWN a\tb\r\n",
+            b"PROXY UNKNOWN \x7f\r\n",
+            b"PROXY UNKNOWN \xc3\xa9\r\n",
+        ] {
             assert!(invalid(whole(ProxyMode::V1, line)).contains("unexpected byte"), "{line:?}");
             let mut p = Parser::new(ProxyMode::Any);
             let r = line.iter().map(|b| p.feed(std::slice::from_ref(b))).find(|r| *r != Progress::NeedMore);
