@@ -52,11 +52,14 @@ impl Seg<'_> {
     }
 }
 
-/// What the oracle reads: the FHS, and per batch its BHS and its messages.
+/// One batch as the oracle reads it: its BHS (None inside an FHS without one) and messages.
+pub type Group<'a> = (Option<&'a [u8]>, Vec<&'a [u8]>);
+
+/// What the oracle reads: the FHS, and the batches.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Split<'a> {
     pub fhs: Option<&'a [u8]>,
-    pub groups: Vec<(Option<&'a [u8]>, Vec<&'a [u8]>)>,
+    pub groups: Vec<Group<'a>>,
 }
 
 struct P<'a> {
@@ -160,8 +163,7 @@ pub fn check(frame: &[u8]) {
         (Err(_), None) => {}
         (Ok(b), Some(w)) => {
             assert_eq!(b.fhs, w.fhs, "FHS");
-            let groups: Vec<(Option<&[u8]>, Vec<&[u8]>)> =
-                b.groups.iter().map(|g| (g.bhs, g.messages.clone())).collect();
+            let groups: Vec<Group> = b.groups.iter().map(|g| (g.bhs, g.messages.clone())).collect();
             assert_eq!(groups, w.groups, "batches and messages");
             for m in b.messages() {
                 let off = m.as_ptr() as usize - frame.as_ptr() as usize;

@@ -221,10 +221,13 @@ pub fn check(msg: &[u8], code: AckCode, timestamp: &[u8], control_id: &[u8], tex
     }
 }
 
+/// A case for [`check`]: message, code, timestamp, control id, text.
+pub type Case = (Vec<u8>, AckCode, Vec<u8>, Vec<u8>, Option<Vec<u8>>);
+
 /// Splits fuzzer bytes into a message and the builder's other inputs: the first byte picks
 /// the code and whether there is a text; the next three are lengths of timestamp, control id
 /// and text taken from the end of the data.
-pub fn case_from_bytes(data: &[u8]) -> (Vec<u8>, AckCode, Vec<u8>, Vec<u8>, Option<Vec<u8>>) {
+pub fn case_from_bytes(data: &[u8]) -> Case {
     let get = |i: usize| data.get(i).copied().unwrap_or(0);
     let codes = [AckCode::AA, AckCode::AE, AckCode::AR, AckCode::CA, AckCode::CE, AckCode::CR];
     let code = codes[usize::from(get(0) % 6)];
