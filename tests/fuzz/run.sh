@@ -78,7 +78,8 @@ status=0
 for t in "${targets[@]}"; do
   echo "==== fuzz target $t (${per}s)"
   mkdir -p "fuzz/corpus/$t"
-  if ! (cd fuzz && cargo "${toolchain[@]}" fuzz run "${sanitizer[@]}" --release "$t" "corpus/$t" -- \
+  # The corpus is cargo-fuzz's default, fuzz/corpus/TARGET (seeded above).
+  if ! (cd fuzz && cargo "${toolchain[@]}" fuzz run "${sanitizer[@]}" --release "$t" -- \
         -max_total_time="$per" -timeout=20 -rss_limit_mb=2048 -print_final_stats=1); then
     echo "fuzz target $t failed: see fuzz/artifacts/$t/" >&2
     status=1
