@@ -920,6 +920,9 @@ impl<W> Connection<W> {
             (true, true) => Outcome::Duplicate,
             (true, false) => Outcome::Accepted,
         });
+        // A batch without messages resolved nothing: what an earlier reply left in the body
+        // must not become part of this one.
+        self.body.clear();
         match self.cfg.ack_mode {
             AckMode::Hl7 => {
                 let mut ts = Vec::with_capacity(14);
@@ -1801,6 +1804,27 @@ mod tests {
         assert_eq!(segs[7], "MSA|AA|B00002");
         assert_eq!(segs[8], "BTS|3");
         assert_eq!(segs[9], "FTS|1");
+    }
+
+    #[test]
+    fn an_empty_batch_reply_holds_nothing_of_the_previous_reply() {
+        // Found by the connection fuzz target's oracle: a batch without messages was answered
+        // with the previous reply's bytes in front of its own (`\x15\x06` in MLLP mode).
+        for mode in [AckMode::Mllp, AckMode::Hl7] {
+            let mut c = Connection::<u32>::new(Config { ack_mode: mode, process_batch: true, ..cfg() });
+            c.handle_input(b"\x0b\x1c\r", t0());
+            c.handle_input(&frame(b"BHS|^~\\&|S\rBTS|0\r"), t0());
+            let out = frames(&drain(&mut c));
+            assert_eq!(out.len(), 2);
+            match mode {
+                AckMode::Mllp => assert_eq!(out, [vec![0x15], vec![0x06]]),
+                _ => {
+                    assert!(out[1].starts_with(b"BHS|"), "{}", String::from_utf8_lossy(&out[1]));
+                    assert!(out[1].ends_with(b"\rBTS|0\r"));
+                    assert!(!out[1].windows(3).any(|w| w == b"MSA"), "no acknowledgement of a message");
+                }
+            }
+        }
     }
 
     #[test]
