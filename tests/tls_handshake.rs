@@ -175,6 +175,55 @@ fn cipher_suite_restriction_and_the_negotiated_suite() {
     rec.wait_error_and_disconnect(code::TLS_HANDSHAKE);
 }
 
+/// True where ring runs AES-GCM in hardware (the server then prefers AES-128-GCM).
+fn aes_in_hardware() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("aes") && std::arch::is_x86_feature_detected!("pclmulqdq")
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        std::arch::is_aarch64_feature_detected!("aes") && std::arch::is_aarch64_feature_detected!("pmull")
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        false
+    }
+}
+
+#[test]
+fn the_server_picks_the_cheapest_suite_whatever_the_client_order() {
+    let (ca, _rec, s, port) = setup(&[]);
+    let (tls13, tls12) = if aes_in_hardware() {
+        (rustls::CipherSuite::TLS13_AES_128_GCM_SHA256, rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256)
+    } else {
+        (
+            rustls::CipherSuite::TLS13_CHACHA20_POLY1305_SHA256,
+            rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        )
+    };
+    // rustls's client lists AES-256-GCM first; the server's order wins.
+    for versions in [&[&TLS13][..], &[&TLS12][..]] {
+        let mut c = Client::connect(port, &client_config(opts(&ca, versions)));
+        assert_eq!(c.round_trip(MSG).unwrap(), ACK_FRAME);
+        let want = if versions[0] == &TLS13 { tls13 } else { tls12 };
+        assert_eq!(c.conn.negotiated_cipher_suite().unwrap().suite(), want);
+    }
+    // A client offering only AES-256-GCM still gets it.
+    let cfg = client_config(ClientOpts { suites: Some(vec![cs::TLS13_AES_256_GCM_SHA384]), ..opts(&ca, &[&TLS13]) });
+    let mut c = Client::connect(port, &cfg);
+    assert_eq!(c.round_trip(MSG).unwrap(), ACK_FRAME);
+    assert_eq!(c.conn.negotiated_cipher_suite().unwrap().suite(), rustls::CipherSuite::TLS13_AES_256_GCM_SHA384);
+    // A listed order is the server's order too: AES-256-GCM before AES-128-GCM here.
+    s.config("SSLEnabledCipherSuites=TLS_AES_256_GCM_SHA384;TLS_AES_128_GCM_SHA256").unwrap();
+    let mut c = Client::connect(port, &client_config(ClientOpts {
+        suites: Some(vec![cs::TLS13_AES_128_GCM_SHA256, cs::TLS13_AES_256_GCM_SHA384]),
+        ..opts(&ca, &[&TLS13])
+    }));
+    assert_eq!(c.round_trip(MSG).unwrap(), ACK_FRAME);
+    assert_eq!(c.conn.negotiated_cipher_suite().unwrap().suite(), rustls::CipherSuite::TLS13_AES_256_GCM_SHA384);
+}
+
 #[test]
 fn cipher_suite_settings_are_checked() {
     let s = mllp::Server::new();
