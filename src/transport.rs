@@ -328,8 +328,12 @@ impl TlsPipe {
                 match self.conn.read_plain(buf) {
                     Ok(0) => return Ok(ReadOutcome::Closed),
                     // Less than asked for: rustls holds no more plaintext, and if the socket
-                    // read behind it was short too, the next read would only say WouldBlock.
-                    Ok(n) => return Ok(ReadOutcome::Data { n, short: n < buf.len() && self.sock_drained }),
+                    // read behind it was short too, the next read would only say WouldBlock
+                    // (unless a close_notify came with the data: the next read reports it).
+                    Ok(n) => {
+                        let short = n < buf.len() && self.sock_drained && !self.conn.peer_closed();
+                        return Ok(ReadOutcome::Data { n, short });
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(ReadOutcome::Closed),
                     Err(e) => return Err(e),

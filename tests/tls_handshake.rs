@@ -484,3 +484,25 @@ fn ssl_status_and_log_ssl_packets() {
         assert_eq!(s.config("LogSSLPackets").unwrap(), if log_packets { "True" } else { "False" });
     }
 }
+
+#[test]
+fn a_message_and_close_notify_in_one_segment_get_the_ack_and_the_close() {
+    use std::io::Read;
+    let (ca, rec, _s, port) = setup(&[]);
+    let mut c = Client::connect(port, &client_config(opts(&ca, &[&TLS13])));
+    c.handshake().unwrap();
+    // One write of both records, the socket left open: the server learns of the close only
+    // from the close_notify read with the message (no end of stream, no further readiness).
+    c.conn.writer().write_all(&frame(MSG)).unwrap();
+    c.conn.send_close_notify();
+    let mut out = Vec::new();
+    while c.conn.wants_write() {
+        c.conn.write_tls(&mut out).unwrap();
+    }
+    c.sock.write_all(&out).unwrap();
+    let mut ack = [0u8; 4];
+    rustls::Stream::new(&mut c.conn, &mut c.sock).read_exact(&mut ack).unwrap();
+    assert_eq!(ack.to_vec(), ACK_FRAME);
+    assert!(c.closed_by_server(), "the server answers the close_notify by closing");
+    assert!(rec.wait_for(WAIT, |evs| evs.iter().any(|e| matches!(e, Ev::Disconnected { code: 0, .. }))));
+}

@@ -294,7 +294,7 @@ fn run_handshakes(o: &Opts, addr: SocketAddr, name: ServerName<'static>) {
                     let mut t = Tally::default();
                     while !stop.load(Ordering::Relaxed) && Instant::now() < hard_end {
                         let t0 = Instant::now();
-                        match one(&addr, cfg, name, Some(msg)) {
+                        match one(&addr, cfg, name, Some(msg.as_slice())) {
                             Ok((mut sock, mut conn, resumed)) => {
                                 conn.send_close_notify();
                                 let _ = conn.write_tls(&mut sock);
