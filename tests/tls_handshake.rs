@@ -216,10 +216,13 @@ fn the_server_picks_the_cheapest_suite_whatever_the_client_order() {
     assert_eq!(c.conn.negotiated_cipher_suite().unwrap().suite(), rustls::CipherSuite::TLS13_AES_256_GCM_SHA384);
     // A listed order is the server's order too: AES-256-GCM before AES-128-GCM here.
     s.config("SSLEnabledCipherSuites=TLS_AES_256_GCM_SHA384;TLS_AES_128_GCM_SHA256").unwrap();
-    let mut c = Client::connect(port, &client_config(ClientOpts {
-        suites: Some(vec![cs::TLS13_AES_128_GCM_SHA256, cs::TLS13_AES_256_GCM_SHA384]),
-        ..opts(&ca, &[&TLS13])
-    }));
+    let mut c = Client::connect(
+        port,
+        &client_config(ClientOpts {
+            suites: Some(vec![cs::TLS13_AES_128_GCM_SHA256, cs::TLS13_AES_256_GCM_SHA384]),
+            ..opts(&ca, &[&TLS13])
+        }),
+    );
     assert_eq!(c.round_trip(MSG).unwrap(), ACK_FRAME);
     assert_eq!(c.conn.negotiated_cipher_suite().unwrap().suite(), rustls::CipherSuite::TLS13_AES_256_GCM_SHA384);
 }

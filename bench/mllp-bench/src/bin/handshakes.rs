@@ -414,9 +414,10 @@ fn run_idle(o: &Opts, addr: SocketAddr, name: ServerName<'static>) {
         _ => None,
     };
     drop(held);
-    let scenario = o.scenario.clone().unwrap_or_else(|| {
-        format!("idle-tls-{}{}", o.idle, if o.idle_message { "-after-message" } else { "" })
-    });
+    let scenario = o
+        .scenario
+        .clone()
+        .unwrap_or_else(|| format!("idle-tls-{}{}", o.idle, if o.idle_message { "-after-message" } else { "" }));
     let r = IdleResult {
         scenario: &scenario,
         connections: o.idle,

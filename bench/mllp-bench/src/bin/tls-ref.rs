@@ -287,8 +287,7 @@ fn main() {
             }
             if r.is_ok() && c.tls.wants_write() != c.writable {
                 c.writable = c.tls.wants_write();
-                let interest =
-                    if c.writable { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
+                let interest = if c.writable { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
                 r = poll.registry().reregister(&mut c.sock, Token(i), interest);
             }
             if r.is_err() {
