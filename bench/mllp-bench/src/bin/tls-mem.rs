@@ -42,11 +42,8 @@ fn remember(ptr: usize, size: usize) {
 }
 
 fn forget(ptr: usize) {
-    for i in 0..SLOTS {
-        if SLOT_PTR[i].load(Ordering::Acquire) == ptr {
-            SLOT_PTR[i].store(0, Ordering::Release);
-            return;
-        }
+    if let Some(slot) = SLOT_PTR.iter().find(|s| s.load(Ordering::Acquire) == ptr) {
+        slot.store(0, Ordering::Release);
     }
 }
 
