@@ -161,6 +161,17 @@ impl Decoder {
                     }
                 }
                 State::Content => {
+                    if self.len == 0 && rest[0] == start && start != end {
+                        // A run of start blocks (a storm, or a sender resynchronising): each
+                        // restarts the empty frame. No search per byte; same events.
+                        let run = rest.iter().take_while(|&&b| b == start).count();
+                        for _ in 0..run {
+                            f(DecodeEvent::Aborted(AbortReason::Restarted));
+                            f(DecodeEvent::Start);
+                        }
+                        i += run;
+                        continue;
+                    }
                     let hit = find2(end, start, rest);
                     let run = hit.unwrap_or(rest.len());
                     if run > 0 {
@@ -352,6 +363,34 @@ mod tests {
             assert_eq!(d.frame_len(), cur.as_ref().map_or(0, Vec::len));
         }
         (msgs, others, skipped)
+    }
+
+    #[test]
+    fn a_run_of_start_blocks_restarts_the_frame_at_each() {
+        let mut d = dec(100);
+        let (ev, _) = events(&mut d, b"\x0bab\x0b\x0b\x0bcd\x1c\x0d");
+        let r = Ev::Aborted(AbortReason::Restarted);
+        assert_eq!(
+            ev,
+            [
+                Ev::Start,
+                Ev::Data(b"ab".to_vec()),
+                r.clone(),
+                Ev::Start,
+                r.clone(),
+                Ev::Start,
+                r,
+                Ev::Start,
+                Ev::Data(b"cd".to_vec()),
+                Ev::End
+            ]
+        );
+        // Across feeds too.
+        let (ev, _) = events(&mut d, b"\x0b");
+        assert_eq!(ev, [Ev::Start]);
+        let (ev, _) = events(&mut d, b"\x0b\x0b");
+        assert_eq!(ev.len(), 4);
+        assert!(d.in_frame() && d.frame_len() == 0);
     }
 
     #[test]

@@ -226,6 +226,12 @@ impl Server {
             if k == "duplicatecount" {
                 return Ok(self.duplicate_count().to_string());
             }
+            if k == "bufferedbytes" {
+                return Ok(self.buffered_bytes().to_string());
+            }
+            if k == "connectionlimit" {
+                return Ok(self.connection_limit().to_string());
+            }
             return self.settings().get(key);
         };
         let k = key.to_ascii_lowercase();
@@ -535,6 +541,22 @@ impl Server {
     /// endpoint: every family with `# HELP` and `# TYPE`, errors one series per code seen.
     pub fn metrics_text(&self) -> String {
         self.metrics().to_prometheus()
+    }
+
+    /// Partial-message bytes buffered across all connections now (the read-only
+    /// BufferedBytes setting; MaxBufferedBytes bounds it).
+    pub fn buffered_bytes(&self) -> u64 {
+        self.shared.buffered_bytes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The connection limit in force (the read-only ConnectionLimit setting): MaxConnections,
+    /// or when it is 0 the limit derived from the descriptor limit (soft RLIMIT_NOFILE less
+    /// max(64, limit/8)).
+    pub fn connection_limit(&self) -> u64 {
+        match self.settings().max_connections {
+            0 => crate::reactor::derived_connection_limit() as u64,
+            n => u64::from(n),
+        }
     }
 
     /// Duplicates answered from the DuplicateWindow so far (the DuplicateCount setting).

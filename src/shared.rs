@@ -247,6 +247,9 @@ pub(crate) struct Shared {
     pub dups: Arc<crate::dedupe::Duplicates>,
     /// The server's counters (shared with every connection's protocol).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Partial-message bytes buffered across all connections (the BufferedBytes setting;
+    /// bounded by MaxBufferedBytes), kept by the reactor.
+    pub buffered_bytes: AtomicU64,
 }
 
 impl Shared {
@@ -269,6 +272,7 @@ impl Shared {
             epoch: Instant::now(),
             dups: Arc::new(crate::dedupe::Duplicates::new(0)),
             metrics: Arc::new(crate::metrics::Metrics::new()),
+            buffered_bytes: AtomicU64::new(0),
         }
     }
 
