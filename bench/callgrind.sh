@@ -5,26 +5,29 @@
 # start-up and shut-down.
 #
 #   bench/callgrind.sh [--listen BINARY] [--listen-args ARGS] [--connections N] [--small M] [--large M]
-#                      [--ack mllp|hl7]
+#                      [--ack mllp|hl7] [--bench-args ARGS]
 #
 # Defaults: this tree's build/examples-c/mllp-listen, 50 connections, 200 and 2000 messages
 # per connection of 1 KiB, MLLP acknowledgements. Load: this tree's target/release/mllp-bench.
 # --listen-args: extra mllp-listen arguments, split on spaces (e.g. "--config DuplicateWindow=100000").
+# --bench-args: extra mllp-bench arguments, split on spaces. TLS: --listen-args "--tls-cert C
+# --tls-key K" --bench-args --tls.
 # Prints one line: instructions per message (user space; system calls are the kernel's).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 LISTEN="$ROOT/build/examples-c/mllp-listen"
 BENCH="$ROOT/target/release/mllp-bench"
-CONNS=50 SMALL=200 LARGE=2000 ACK=mllp LISTEN_ARGS=""
+CONNS=50 SMALL=200 LARGE=2000 ACK=mllp LISTEN_ARGS="" BENCH_ARGS=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --listen) LISTEN=$2; shift ;;
         --listen-args) LISTEN_ARGS=$2; shift ;;
+        --bench-args) BENCH_ARGS=$2; shift ;;
         --connections) CONNS=$2; shift ;;
         --small) SMALL=$2; shift ;;
         --large) LARGE=$2; shift ;;
         --ack) ACK=$2; shift ;;
-        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
         *) echo "callgrind.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -43,7 +46,7 @@ count() {
     pid=$!
     for _ in $(seq 1 300); do grep -q "listening on" "$log" && break; sleep 0.1; done
     timeout 900 "$BENCH" --port "$port" --connections "$CONNS" --messages "$msgs" --size 1024 --ack "$ACK" \
-        --deadline 900 --json >"$WORK/bench-$1.json"
+        --deadline 900 --json $BENCH_ARGS >"$WORK/bench-$1.json"
     kill -TERM "$pid"
     wait "$pid" || true
     grep -E '^(summary|totals):' "$out" | head -1 | awk '{print $2}'
@@ -52,4 +55,4 @@ small=$(count "$SMALL")
 large=$(count "$LARGE")
 extra=$(( CONNS * (LARGE - SMALL) ))
 echo "$(basename "$LISTEN") ($LISTEN): $(( (large - small) / extra )) instructions per message" \
-     "($CONNS connections, 1 KiB, --ack $ACK; totals $small and $large for $SMALL and $LARGE messages per connection)"
+     "($CONNS connections, 1 KiB, --ack $ACK${BENCH_ARGS:+ $BENCH_ARGS}; totals $small and $large for $SMALL and $LARGE messages per connection)"

@@ -16,8 +16,9 @@ use crate::tls::{Certificate, TlsContext};
 
 /// What one [`Transport::read`] produced.
 pub(crate) enum ReadOutcome {
-    /// `n` bytes of application data in the buffer. `short`: a plain read shorter than the
-    /// buffer, which on an edge means the socket is drained.
+    /// `n` bytes of application data in the buffer. `short`: a read shorter than the buffer
+    /// from a socket that is drained on an edge (plain: the read itself; TLS: the plaintext
+    /// rustls held, decrypted from a short socket read).
     Data { n: usize, short: bool },
     /// The peer closed its side.
     Closed,
@@ -51,6 +52,23 @@ pub(crate) struct TlsPipe {
     handshake_deadline: Option<Instant>,
     /// LogSSLPackets lines not yet reported.
     status: Vec<String>,
+    /// The last socket read returned less than rustls asked for: on an edge the socket is
+    /// drained, as a short plain read says (see [`ReadOutcome::Data`]).
+    sock_drained: bool,
+}
+
+/// A reader that notes whether its last read was short.
+struct Probe<'a, R> {
+    inner: &'a mut R,
+    short: bool,
+}
+
+impl<R: Read> Read for Probe<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.short = n < buf.len();
+        Ok(n)
+    }
 }
 
 impl Transport {
@@ -63,6 +81,7 @@ impl Transport {
                 conn: TlsConn::new(ctx),
                 ready: false,
                 status: Vec::new(),
+                sock_drained: false,
             })),
         }
     }
@@ -308,7 +327,13 @@ impl TlsPipe {
                 }
                 match self.conn.read_plain(buf) {
                     Ok(0) => return Ok(ReadOutcome::Closed),
-                    Ok(n) => return Ok(ReadOutcome::Data { n, short: false }),
+                    // Less than asked for: rustls holds no more plaintext, and if the socket
+                    // read behind it was short too, the next read would only say WouldBlock
+                    // (unless a close_notify came with the data: the next read reports it).
+                    Ok(n) => {
+                        let short = n < buf.len() && self.sock_drained && !self.conn.peer_closed();
+                        return Ok(ReadOutcome::Data { n, short });
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(ReadOutcome::Closed),
                     Err(e) => return Err(e),
@@ -317,7 +342,10 @@ impl TlsPipe {
                 // Waiting for SSLClientAuthentication.
                 return Ok(ReadOutcome::WouldBlock);
             }
-            match self.conn.read_tls(sock) {
+            let mut probe = Probe { inner: sock, short: false };
+            let read = self.conn.read_tls(&mut probe);
+            self.sock_drained = probe.short;
+            match read {
                 Ok(0) => {
                     // Plaintext that came with the close is still delivered first.
                     self.conn.process()?;

@@ -175,6 +175,58 @@ fn cipher_suite_restriction_and_the_negotiated_suite() {
     rec.wait_error_and_disconnect(code::TLS_HANDSHAKE);
 }
 
+/// True where ring runs AES-GCM in hardware (the server then prefers AES-128-GCM).
+fn aes_in_hardware() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("aes") && std::arch::is_x86_feature_detected!("pclmulqdq")
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        std::arch::is_aarch64_feature_detected!("aes") && std::arch::is_aarch64_feature_detected!("pmull")
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        false
+    }
+}
+
+#[test]
+fn the_server_picks_the_cheapest_suite_whatever_the_client_order() {
+    let (ca, _rec, s, port) = setup(&[]);
+    let (tls13, tls12) = if aes_in_hardware() {
+        (rustls::CipherSuite::TLS13_AES_128_GCM_SHA256, rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256)
+    } else {
+        (
+            rustls::CipherSuite::TLS13_CHACHA20_POLY1305_SHA256,
+            rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        )
+    };
+    // rustls's client lists AES-256-GCM first; the server's order wins.
+    for versions in [&[&TLS13][..], &[&TLS12][..]] {
+        let mut c = Client::connect(port, &client_config(opts(&ca, versions)));
+        assert_eq!(c.round_trip(MSG).unwrap(), ACK_FRAME);
+        let want = if versions[0] == &TLS13 { tls13 } else { tls12 };
+        assert_eq!(c.conn.negotiated_cipher_suite().unwrap().suite(), want);
+    }
+    // A client offering only AES-256-GCM still gets it.
+    let cfg = client_config(ClientOpts { suites: Some(vec![cs::TLS13_AES_256_GCM_SHA384]), ..opts(&ca, &[&TLS13]) });
+    let mut c = Client::connect(port, &cfg);
+    assert_eq!(c.round_trip(MSG).unwrap(), ACK_FRAME);
+    assert_eq!(c.conn.negotiated_cipher_suite().unwrap().suite(), rustls::CipherSuite::TLS13_AES_256_GCM_SHA384);
+    // A listed order is the server's order too: AES-256-GCM before AES-128-GCM here.
+    s.config("SSLEnabledCipherSuites=TLS_AES_256_GCM_SHA384;TLS_AES_128_GCM_SHA256").unwrap();
+    let mut c = Client::connect(
+        port,
+        &client_config(ClientOpts {
+            suites: Some(vec![cs::TLS13_AES_128_GCM_SHA256, cs::TLS13_AES_256_GCM_SHA384]),
+            ..opts(&ca, &[&TLS13])
+        }),
+    );
+    assert_eq!(c.round_trip(MSG).unwrap(), ACK_FRAME);
+    assert_eq!(c.conn.negotiated_cipher_suite().unwrap().suite(), rustls::CipherSuite::TLS13_AES_256_GCM_SHA384);
+}
+
 #[test]
 fn cipher_suite_settings_are_checked() {
     let s = mllp::Server::new();
@@ -434,4 +486,26 @@ fn ssl_status_and_log_ssl_packets() {
         }
         assert_eq!(s.config("LogSSLPackets").unwrap(), if log_packets { "True" } else { "False" });
     }
+}
+
+#[test]
+fn a_message_and_close_notify_in_one_segment_get_the_ack_and_the_close() {
+    use std::io::Read;
+    let (ca, rec, _s, port) = setup(&[]);
+    let mut c = Client::connect(port, &client_config(opts(&ca, &[&TLS13])));
+    c.handshake().unwrap();
+    // One write of both records, the socket left open: the server learns of the close only
+    // from the close_notify read with the message (no end of stream, no further readiness).
+    c.conn.writer().write_all(&frame(MSG)).unwrap();
+    c.conn.send_close_notify();
+    let mut out = Vec::new();
+    while c.conn.wants_write() {
+        c.conn.write_tls(&mut out).unwrap();
+    }
+    c.sock.write_all(&out).unwrap();
+    let mut ack = [0u8; 4];
+    rustls::Stream::new(&mut c.conn, &mut c.sock).read_exact(&mut ack).unwrap();
+    assert_eq!(ack.to_vec(), ACK_FRAME);
+    assert!(c.closed_by_server(), "the server answers the close_notify by closing");
+    assert!(rec.wait_for(WAIT, |evs| evs.iter().any(|e| matches!(e, Ev::Disconnected { code: 0, .. }))));
 }

@@ -199,6 +199,49 @@ pub(crate) fn suite_name(s: rustls::CipherSuite) -> String {
     }
 }
 
+/// True for the SSLEnabledCipherSuites value that enables every suite.
+fn is_all(list: &str) -> bool {
+    matches!(list.trim(), "" | "*")
+}
+
+/// True when the CPU has AES and carry-less multiply instructions (ring then runs AES-GCM in
+/// hardware; without them ChaCha20-Poly1305 is the faster cipher).
+fn aes_in_hardware() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("aes") && std::arch::is_x86_feature_detected!("pclmulqdq")
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        std::arch::is_aarch64_feature_detected!("aes") && std::arch::is_aarch64_feature_detected!("pmull")
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        false
+    }
+}
+
+/// Orders every suite the server enables by the cost of its bulk cipher, cheapest first (the
+/// server picks by its own order, see `make_config`): AES-128-GCM (10 rounds against
+/// AES-256's 14) before AES-256-GCM before ChaCha20-Poly1305 where AES runs in hardware,
+/// ChaCha20-Poly1305 first where it does not. Every suite stays enabled; a client that
+/// offers only one of them still gets it.
+fn prefer_cheapest(suites: &mut [rustls::SupportedCipherSuite]) {
+    let hw = aes_in_hardware();
+    suites.sort_by_key(|s| {
+        let name = suite_name(s.suite());
+        let (aes128, aes256, chacha) =
+            (name.contains("AES_128_GCM"), name.contains("AES_256_GCM"), name.contains("CHACHA20"));
+        match (hw, aes128, aes256, chacha) {
+            (true, true, ..) => 0,
+            (true, _, true, _) => 1,
+            (false, _, _, true) => 0,
+            (false, true, ..) => 1,
+            _ => 2,
+        }
+    });
+}
+
 pub(crate) fn select_suites(p: &CryptoProvider, list: &str) -> Result<Vec<rustls::SupportedCipherSuite>> {
     let list = list.trim();
     if list.is_empty() || list == "*" {
@@ -340,6 +383,9 @@ impl TlsContext {
     pub fn build(s: &TlsSettings) -> Result<Arc<TlsContext>> {
         let mut p = provider();
         p.cipher_suites = select_suites(&p, &s.cipher_suites)?;
+        if is_all(&s.cipher_suites) {
+            prefer_cheapest(&mut p.cipher_suites);
+        }
         let provider = Arc::new(p);
         let versions = protocol_versions(s.enabled_protocols)?;
         if !provider.cipher_suites.iter().any(|cs| versions.iter().any(|v| cs.version() == *v)) {
@@ -484,6 +530,9 @@ impl Parts {
             None => builder.with_no_client_auth(),
         };
         let mut cfg = builder.with_cert_resolver(Arc::new(Single(Arc::new(ck))));
+        // The server's order of suites decides (the cheapest first with `*`, else the order
+        // of SSLEnabledCipherSuites): rustls clients, for one, list AES-256-GCM first.
+        cfg.ignore_client_order = true;
         cfg.session_storage = self.sessions.clone();
         if let Some(t) = &self.ticketer {
             cfg.ticketer = t.clone();
@@ -527,6 +576,25 @@ mod tests {
         assert!(e.message.contains("not supported"), "{}", e.message);
         assert!(s.set("NoSuch", "1").is_none());
         assert_eq!(s.set("SSLNegotiatedCipher", "x").unwrap().unwrap_err().code, code::INVALID_VALUE);
+    }
+
+    #[test]
+    fn every_suite_stays_enabled_cheapest_first() {
+        let mut suites = provider().cipher_suites;
+        let before = suites.len();
+        prefer_cheapest(&mut suites);
+        assert_eq!(suites.len(), before);
+        let names: Vec<String> = suites.iter().map(|s| suite_name(s.suite())).collect();
+        let first = if aes_in_hardware() { "AES_128_GCM" } else { "CHACHA20" };
+        let pos = |v: &str, what: &str| names.iter().position(|n| n.starts_with(v) && n.contains(what)).unwrap();
+        // Per protocol (TLS 1.3 names have no _WITH_), the preferred cipher comes first.
+        assert!(names.iter().find(|n| !n.contains("_WITH_")).unwrap().contains(first), "{names:?}");
+        assert!(names.iter().find(|n| n.contains("_WITH_")).unwrap().contains(first), "{names:?}");
+        if aes_in_hardware() {
+            assert!(pos("TLS_AES", "AES_128") < pos("TLS_AES", "AES_256"), "{names:?}");
+            assert!(pos("TLS_AES", "AES_256") < pos("TLS_CHACHA", "CHACHA20"), "{names:?}");
+        }
+        assert!(is_all("*") && is_all(" ") && !is_all("TLS_AES_128_GCM_SHA256"));
     }
 
     fn pem_cert(not_after_past: bool) -> Arc<Certificate> {

@@ -72,6 +72,8 @@ pub(crate) struct TlsConn {
     /// Alert bytes to send before closing after a failure.
     alert: Vec<u8>,
     handshake_done: bool,
+    /// The peer's close_notify was processed (its plaintext may still be unread).
+    peer_closed: bool,
 }
 
 fn tls_err(e: rustls::Error) -> io::Error {
@@ -80,12 +82,24 @@ fn tls_err(e: rustls::Error) -> io::Error {
 
 impl TlsConn {
     pub fn new(ctx: Arc<TlsContext>) -> Self {
-        TlsConn { state: State::Accepting(Box::default()), ctx, alert: Vec::new(), handshake_done: false }
+        TlsConn {
+            state: State::Accepting(Box::default()),
+            ctx,
+            alert: Vec::new(),
+            handshake_done: false,
+            peer_closed: false,
+        }
     }
 
     /// True once the handshake completed.
     pub fn established(&self) -> bool {
         self.handshake_done
+    }
+
+    /// True once the peer's close_notify was processed: a read of plaintext ends with
+    /// end of stream, whatever the socket says.
+    pub fn peer_closed(&self) -> bool {
+        self.peer_closed
     }
 
     /// True while waiting for the host's certificate decision.
@@ -122,9 +136,10 @@ impl TlsConn {
                 }
             },
             State::Active(c) => {
-                if let Err(e) = c.process_new_packets() {
+                match c.process_new_packets() {
+                    Ok(io) => self.peer_closed = io.peer_has_closed(),
                     // rustls queued an alert; write_tls sends it.
-                    return Err(tls_err(e));
+                    Err(e) => return Err(tls_err(e)),
                 }
                 if !self.handshake_done && !c.is_handshaking() {
                     self.handshake_done = true;
