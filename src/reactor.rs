@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use crate::bufpool;
 use crate::config::{EventMode, Settings};
 use crate::connection::{self, Connection, Time};
 use crate::dispatch::{self, guarded, Event, Reply};
@@ -41,6 +42,8 @@ const READ_BUDGET: usize = 16;
 /// Accepted connections still delivering their PROXY protocol header (ProxyProtocol); the
 /// rest wait in the kernel's backlog.
 const MAX_PROXY_PENDING: usize = 1024;
+/// Least time between two checks of the shared buffer pool for entries to expire.
+const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
 /// The bit that marks the token of a connection still reading its PROXY header (connection
 /// tokens are `generation << 32 | slot`, and no slot is reused 2^31 times).
 const PROXY_TOKEN: usize = 1 << 63;
@@ -140,9 +143,12 @@ struct Reactor {
     shared: Arc<Shared>,
     poll: Poll,
     listener: Option<TcpListener>,
-    conns: Vec<Option<Conn>>,
+    /// Boxed: a slot is a pointer, so the table's spare capacity costs 8 bytes per slot and
+    /// taking a connection out for a turn moves no struct.
+    conns: Vec<Option<Box<Conn>>>,
     settings: Settings,
-    proto_cfg: connection::Config,
+    /// The protocol settings every connection shares.
+    proto_cfg: Arc<connection::Config>,
     settings_gen: u64,
     handler: Arc<dyn EventHandler>,
     handler_gen: u64,
@@ -165,6 +171,8 @@ struct Reactor {
     /// The time of the current turn (one clock read per connection turn, not per call).
     now: Time,
     clock: Clock,
+    /// When the shared buffer pool is next checked for entries to expire (None: it is empty).
+    next_sweep: Option<Instant>,
 }
 
 /// Reads the clocks cheaply: the monotonic clock each time; the wall clock (only needed in
@@ -203,7 +211,7 @@ impl Reactor {
             poll,
             listener: None,
             conns: Vec::new(),
-            proto_cfg: connection::Config::from_settings(&settings),
+            proto_cfg: Arc::new(connection::Config::from_settings(&settings)),
             settings,
             handler,
             timers: BinaryHeap::new(),
@@ -217,6 +225,7 @@ impl Reactor {
             exit: false,
             now: Time::now(),
             clock: Clock::new(),
+            next_sweep: None,
         }
     }
 
@@ -232,7 +241,11 @@ impl Reactor {
             let timeout = if self.backlog.is_empty() {
                 let conn = self.timers.peek().map(|Reverse((t, _))| *t);
                 let proxy = self.proxy_timers.first().map(|(t, _)| *t);
-                [conn, proxy].into_iter().flatten().min().map(|t| t.saturating_duration_since(Instant::now()))
+                [conn, proxy, self.next_sweep]
+                    .into_iter()
+                    .flatten()
+                    .min()
+                    .map(|t| t.saturating_duration_since(Instant::now()))
             } else {
                 Some(Duration::ZERO)
             };
@@ -283,9 +296,9 @@ impl Reactor {
         if g != self.settings_gen {
             self.settings_gen = g;
             self.settings = lock(&self.shared.settings).clone();
-            self.proto_cfg = connection::Config::from_settings(&self.settings);
+            self.proto_cfg = Arc::new(connection::Config::from_settings(&self.settings));
             for c in self.conns.iter_mut().flatten() {
-                c.proto.reconfigure(self.proto_cfg);
+                c.proto.reconfigure(self.proto_cfg.clone());
             }
         }
         let g = self.shared.handler_gen.load(Ordering::Acquire);
@@ -324,7 +337,7 @@ impl Reactor {
         }
         let d = dispatch::deliver(&*self.handler, &self.shared, ev);
         if let (Some(c), Some(buf)) = (c.as_deref_mut(), d.reusable) {
-            c.proto.recycle(buf);
+            c.proto.recycle(buf, self.now.mono);
         }
         if let Some(r) = d.reply {
             self.apply(c, r);
@@ -599,10 +612,10 @@ impl Reactor {
         let local = stream.local_addr().unwrap_or(addr);
         let id = lock(&self.shared.conns).reserve();
         let shared = Arc::new(ConnShared::new(id, addr, local, s.default_timeout));
-        let mut conn = Conn {
+        let mut conn = Box::new(Conn {
             shared: shared.clone(),
             stream,
-            proto: Connection::new(self.proto_cfg),
+            proto: Connection::new(self.proto_cfg.clone()),
             transport: Transport::new(lock(&self.shared.tls_ctx).clone(), self.now.mono),
             registered: None,
             peer_closed: false,
@@ -612,7 +625,8 @@ impl Reactor {
             local_idle: proxy_local && prefix.is_empty(),
             prefix,
             tls_failure: None,
-        };
+        });
+        conn.proto.set_pool(self.shared.pool.clone());
         conn.proto.set_duplicates(self.shared.dups.clone());
         conn.proto.set_metrics(self.shared.metrics.clone());
         if let Err(e) = self.poll.registry().register(&mut conn.stream, token(id), Interest::READABLE) {
@@ -639,7 +653,7 @@ impl Reactor {
 
     // ----- connection I/O -----
 
-    fn take(&mut self, id: ConnectionId) -> Option<Conn> {
+    fn take(&mut self, id: ConnectionId) -> Option<Box<Conn>> {
         let c = self.conns.get_mut(id.slot())?;
         match c {
             Some(conn) if conn.shared.id == id => c.take(),
@@ -647,7 +661,7 @@ impl Reactor {
         }
     }
 
-    fn put(&mut self, conn: Conn) {
+    fn put(&mut self, conn: Box<Conn>) {
         let i = conn.shared.id.slot();
         self.conns[i] = Some(conn);
     }
@@ -667,7 +681,7 @@ impl Reactor {
 
     /// After I/O: flush replies, then close the connection or update its interest and timer.
     /// Either path turns what the connection reported into events (flush and close drain it).
-    fn settle(&mut self, mut c: Conn, mut result: io::Result<()>) {
+    fn settle(&mut self, mut c: Box<Conn>, mut result: io::Result<()>) {
         if let Some(e) = c.failed.take() {
             result = Err(e);
         }
@@ -700,9 +714,34 @@ impl Reactor {
                 c.shared.receiving.store(c.proto.in_frame(), Ordering::Relaxed);
                 self.update_interest(&mut c);
                 self.arm_timer(&mut c);
+                self.note_retained(&mut c);
                 self.put(c);
             }
         }
+    }
+
+    /// After a turn on a connection: a quiescent one (nothing buffered, nothing pending) gives
+    /// its buffers back at once, message buffers to the shared pool where the next message of
+    /// any connection takes them (so an idle connection holds none, and memory in use follows
+    /// the messages in flight, not the connections); then what it still holds is published
+    /// (`Server::retained_bytes`).
+    fn note_retained(&mut self, c: &mut Conn) {
+        if c.proto.is_quiescent() {
+            c.proto.release_idle(self.now.mono);
+        }
+        c.shared.retained.store(c.proto.retained_bytes(), Ordering::Relaxed);
+        if self.next_sweep.is_none() && self.shared.pool.bytes() > 0 {
+            self.next_sweep = Some(self.now.mono + bufpool::EXPIRY);
+        }
+    }
+
+    /// Frees pooled buffers unused for `bufpool::EXPIRY`, when due.
+    fn sweep(&mut self) {
+        let now = self.now.mono;
+        if self.next_sweep.is_none_or(|t| now < t) {
+            return;
+        }
+        self.next_sweep = self.shared.pool.expire(now).map(|t| t.max(now + SWEEP_INTERVAL));
     }
 
     fn reads_paused(&self, c: &Conn) -> bool {
@@ -754,6 +793,32 @@ impl Reactor {
             }
             budget -= 1;
             let paused = self.reads_paused(c);
+            if !paused && c.prefix.is_empty() && matches!(c.transport, Transport::Plain) {
+                // The middle of a large message: read straight into its buffer.
+                if let Some(buf) = c.proto.direct_input(READ_CHUNK) {
+                    let from = buf.len();
+                    let room = (buf.capacity() - from).min(READ_CHUNK);
+                    match recv_append(&c.stream, buf, room) {
+                        Ok(0) => {
+                            c.peer_closed = true;
+                            break;
+                        }
+                        Ok(n) => {
+                            self.shared.metrics.bytes_in(n);
+                            c.shared.activity_ms.store(self.shared.ms_at(self.now.mono), Ordering::Relaxed);
+                            c.proto.direct_input_done(from, self.now);
+                            self.drain_proto(c);
+                            if n < room && how == ReadHow::Edge && !c.proto.in_frame() {
+                                break;
+                            }
+                            continue;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
             let mut input = Input { prefix: &mut c.prefix, sock: &mut c.stream };
             match c.transport.read(&mut input, &mut self.buf, paused)? {
                 ReadOutcome::Data { n, short } => {
@@ -860,7 +925,7 @@ impl Reactor {
 
     /// Closes a connection: a partial message is discarded (error 672), waiting sends fail,
     /// the host's streams are released and Disconnected fires.
-    fn close(&mut self, mut c: Conn, status: i32, description: &str) {
+    fn close(&mut self, mut c: Box<Conn>, status: i32, description: &str) {
         let id = c.shared.id;
         c.proto.close();
         self.drain_proto(&mut c);
@@ -967,6 +1032,7 @@ impl Reactor {
 
     fn run_timers(&mut self) {
         self.now = self.clock.now();
+        self.sweep();
         let now = self.now.mono;
         while let Some(&(at, key)) = self.proxy_timers.first() {
             if at > now {
@@ -1013,6 +1079,19 @@ impl Reactor {
             self.settle(c, Ok(()));
         }
     }
+}
+
+/// Reads at most `max` bytes from `sock` into the spare capacity of `buf` (which must have
+/// that much), appending them: no intermediate buffer, no copy.
+fn recv_append(sock: &TcpStream, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+    let len = buf.len();
+    let spare = &mut buf.spare_capacity_mut()[..max];
+    let n = socket2::SockRef::from(sock).recv(spare)?;
+    debug_assert!(n <= max);
+    // SAFETY: recv(2) wrote the first n bytes of `spare`, the capacity right after the
+    // initialised `len` bytes, and n <= max <= the spare capacity: len + n bytes are initialised.
+    unsafe { buf.set_len(len + n.min(max)) };
+    Ok(n)
 }
 
 /// A peer that reset the connection (HAProxy closes its health checks with a reset).

@@ -53,6 +53,9 @@ pub(crate) struct ConnShared {
     pub receiving: AtomicBool,
     /// Negotiated TLS parameters, once the handshake completed.
     pub tls_info: Mutex<Option<crate::tls::session::TlsInfo>>,
+    /// Heap bytes its protocol state holds (buffer and queue capacities), published by the
+    /// reactor after each turn on the connection (`Server::retained_bytes`).
+    pub retained: AtomicUsize,
 }
 
 impl ConnShared {
@@ -76,6 +79,7 @@ impl ConnShared {
             activity_ms: AtomicU64::new(0),
             receiving: AtomicBool::new(false),
             tls_info: Mutex::new(None),
+            retained: AtomicUsize::new(0),
         }
     }
 
@@ -228,6 +232,8 @@ pub(crate) struct Shared {
     pub settings_gen: AtomicU64,
     /// CloseStreamAfterTransfer, readable without the settings lock on every message.
     pub close_streams: AtomicBool,
+    /// KeepOutputData, likewise.
+    pub keep_output: AtomicBool,
     pub handler: Mutex<Arc<dyn EventHandler>>,
     pub handler_gen: AtomicU64,
     pub conns: Mutex<ConnTable>,
@@ -247,6 +253,8 @@ pub(crate) struct Shared {
     pub dups: Arc<crate::dedupe::Duplicates>,
     /// The server's counters (shared with every connection's protocol).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Message buffers shared by the connections (see `bufpool`).
+    pub pool: Arc<crate::bufpool::BufPool>,
 }
 
 impl Shared {
@@ -255,6 +263,7 @@ impl Shared {
             settings: Mutex::new(Settings::default()),
             settings_gen: AtomicU64::new(1),
             close_streams: AtomicBool::new(Settings::default().close_stream_after_transfer),
+            keep_output: AtomicBool::new(Settings::default().keep_output_data),
             handler: Mutex::new(Arc::new(NoHandler)),
             handler_gen: AtomicU64::new(1),
             conns: Mutex::new(ConnTable::default()),
@@ -269,6 +278,7 @@ impl Shared {
             epoch: Instant::now(),
             dups: Arc::new(crate::dedupe::Duplicates::new(0)),
             metrics: Arc::new(crate::metrics::Metrics::new()),
+            pool: Arc::new(crate::bufpool::BufPool::new()),
         }
     }
 
@@ -300,8 +310,12 @@ impl Shared {
     }
 
     pub fn bump_settings(&self) {
-        let close = lock(&self.settings).close_stream_after_transfer;
+        let (close, keep) = {
+            let s = lock(&self.settings);
+            (s.close_stream_after_transfer, s.keep_output_data)
+        };
         self.close_streams.store(close, Ordering::Relaxed);
+        self.keep_output.store(keep, Ordering::Relaxed);
         self.settings_gen.fetch_add(1, Ordering::Release);
     }
 }
