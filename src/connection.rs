@@ -417,13 +417,21 @@ impl<W> Connection<W> {
         self.decode(data, now);
     }
 
-    /// While a large frame's content is arriving (at least [`DIRECT_MIN`] bytes of it so far),
-    /// the buffer it is assembled in, with room for at least a few KiB more (up to `want`
+    /// True between frames when the previous message was large (at least [`DIRECT_MIN`]
+    /// bytes): a driver then reads only the start of the next frame through
+    /// [`handle_input`](Self::handle_input), and the rest through
+    /// [`direct_input`](Self::direct_input).
+    pub fn expects_large(&self) -> bool {
+        self.last_len >= DIRECT_MIN && !self.decoder.in_frame()
+    }
+
+    /// While a large frame's content is arriving (at least [`DIRECT_MIN`] bytes of it so far,
+    /// or its buffer was sized for a large message), the buffer it is assembled in, with room for at least a few KiB more (up to `want`
     /// bytes): the driver appends what it reads from the peer straight to it, sparing a copy
     /// of every byte, then calls [`direct_input_done`](Self::direct_input_done). None
     /// otherwise: use [`handle_input`](Self::handle_input).
     pub fn direct_input(&mut self, want: usize) -> Option<&mut Vec<u8>> {
-        if !self.decoder.in_content() || self.msg.len() < DIRECT_MIN {
+        if !self.decoder.in_content() || self.msg.len().max(self.msg.capacity()) < DIRECT_MIN {
             return None;
         }
         if self.msg.capacity() - self.msg.len() < DIRECT_MIN_ROOM {
@@ -432,8 +440,8 @@ impl<W> Connection<W> {
         Some(&mut self.msg)
     }
 
-    /// The driver appended bytes read from the peer to the buffer [`direct_input`]
-    /// (Self::direct_input) gave, from offset `from` on: they are decoded as
+    /// The driver appended bytes read from the peer, from offset `from` on, to the buffer
+    /// [`direct_input`](Self::direct_input) gave: they are decoded as
     /// [`handle_input`](Self::handle_input) would (content stays where it is; whatever follows
     /// the content's end is fed as usual).
     pub fn direct_input_done(&mut self, from: usize, now: Time) {

@@ -312,11 +312,14 @@ fn store(
         match f.output_stream.take() {
             Some(s) => (Some(s), String::new()),
             None if !f.output_file.is_empty() => (None, f.output_file.clone()),
-            None if keep_output => return (Ok(()), Some(std::mem::replace(&mut f.output_data, data.clone()))),
+            None if keep_output => {
+                let old = f.output_data.replace(data.clone());
+                return (Ok(()), Some(old.unwrap_or_default()));
+            }
             None => {
                 // Not kept: the message's own buffer is reused (a value kept before the
                 // setting changed is dropped).
-                let old = std::mem::take(&mut f.output_data);
+                let old = f.output_data.take();
                 drop(f);
                 drop(old);
                 return (Ok(()), None);

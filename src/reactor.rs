@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use crate::bufpool;
 use crate::config::{EventMode, Settings};
 use crate::connection::{self, Connection, Time};
 use crate::dispatch::{self, guarded, Event, Reply};
@@ -42,8 +41,16 @@ const READ_BUDGET: usize = 16;
 /// Accepted connections still delivering their PROXY protocol header (ProxyProtocol); the
 /// rest wait in the kernel's backlog.
 const MAX_PROXY_PENDING: usize = 1024;
+/// A quiescent connection (nothing buffered, nothing pending) quiet for this long gives its
+/// buffers back. Not at once: a sender in a closed loop is quiescent between its messages, and
+/// returning and re-making its buffers each time would cost more than the message.
+const IDLE_RELEASE: Duration = Duration::from_millis(25);
 /// Least time between two checks of the shared buffer pool for entries to expire.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
+/// Bytes read at the start of a frame on a connection whose previous message was large: just
+/// the start block and a little content, so that the rest is read straight into the frame's
+/// buffer (`Connection::direct_input`) instead of being copied there.
+const LEAD_READ: usize = 512;
 /// The bit that marks the token of a connection still reading its PROXY header (connection
 /// tokens are `generation << 32 | slot`, and no slot is reused 2^31 times).
 const PROXY_TOKEN: usize = 1 << 63;
@@ -81,6 +88,8 @@ struct Conn {
     local_idle: bool,
     /// Why its TLS handshake failed, once known (counted when the connection closes).
     tls_failure: Option<TlsFailure>,
+    /// On the reactor's list of connections to give their buffers back once quiet.
+    listed: bool,
 }
 
 /// An accepted connection reading its PROXY protocol header, before ConnectionRequest.
@@ -171,7 +180,10 @@ struct Reactor {
     /// The time of the current turn (one clock read per connection turn, not per call).
     now: Time,
     clock: Clock,
-    /// When the shared buffer pool is next checked for entries to expire (None: it is empty).
+    /// Connections holding buffers: checked each IDLE_RELEASE, they give them back once
+    /// quiescent and quiet that long.
+    sweep_list: Vec<ConnectionId>,
+    /// When the list and the shared buffer pool are next checked (None: both are empty).
     next_sweep: Option<Instant>,
 }
 
@@ -225,6 +237,7 @@ impl Reactor {
             exit: false,
             now: Time::now(),
             clock: Clock::new(),
+            sweep_list: Vec::new(),
             next_sweep: None,
         }
     }
@@ -625,6 +638,7 @@ impl Reactor {
             local_idle: proxy_local && prefix.is_empty(),
             prefix,
             tls_failure: None,
+            listed: false,
         });
         conn.proto.set_pool(self.shared.pool.clone());
         conn.proto.set_duplicates(self.shared.dups.clone());
@@ -720,28 +734,48 @@ impl Reactor {
         }
     }
 
-    /// After a turn on a connection: a quiescent one (nothing buffered, nothing pending) gives
-    /// its buffers back at once, message buffers to the shared pool where the next message of
-    /// any connection takes them (so an idle connection holds none, and memory in use follows
-    /// the messages in flight, not the connections); then what it still holds is published
-    /// (`Server::retained_bytes`).
+    /// After a turn on a connection: publishes what it holds (`Server::retained_bytes`) and
+    /// lists a connection holding buffers, so that it gives them back once it is quiescent and
+    /// quiet for IDLE_RELEASE (see `sweep`).
     fn note_retained(&mut self, c: &mut Conn) {
-        if c.proto.is_quiescent() {
-            c.proto.release_idle(self.now.mono);
+        let held = c.proto.retained_bytes();
+        c.shared.retained.store(held, Ordering::Relaxed);
+        if held > 0 && !c.listed {
+            c.listed = true;
+            self.sweep_list.push(c.shared.id);
         }
-        c.shared.retained.store(c.proto.retained_bytes(), Ordering::Relaxed);
-        if self.next_sweep.is_none() && self.shared.pool.bytes() > 0 {
-            self.next_sweep = Some(self.now.mono + bufpool::EXPIRY);
+        let due = self.now.mono + IDLE_RELEASE;
+        if self.next_sweep.is_none_or(|t| t > due) && (c.listed || self.shared.pool.bytes() > 0) {
+            self.next_sweep = Some(due);
         }
     }
 
-    /// Frees pooled buffers unused for `bufpool::EXPIRY`, when due.
+    /// When due: listed connections that are quiescent (nothing buffered, nothing pending) and
+    /// were quiet for IDLE_RELEASE give their buffers back, message buffers to the shared pool
+    /// where the next message of any connection takes them (so an idle connection holds none,
+    /// and memory in use follows the messages in flight, not the connections); pooled buffers
+    /// unused for `bufpool::EXPIRY` are freed.
     fn sweep(&mut self) {
         let now = self.now.mono;
         if self.next_sweep.is_none_or(|t| now < t) {
             return;
         }
-        self.next_sweep = self.shared.pool.expire(now).map(|t| t.max(now + SWEEP_INTERVAL));
+        let quiet_ms = self.shared.ms_at(now).saturating_sub(IDLE_RELEASE.as_millis() as u64);
+        let mut list = std::mem::take(&mut self.sweep_list);
+        list.retain(|&id| {
+            let Some(c) = self.conns.get_mut(id.slot()).and_then(|c| c.as_mut()).filter(|c| c.shared.id == id) else {
+                return false;
+            };
+            if c.shared.activity_ms.load(Ordering::Relaxed) > quiet_ms || !c.proto.release_idle(now) {
+                return true;
+            }
+            c.shared.retained.store(c.proto.retained_bytes(), Ordering::Relaxed);
+            c.listed = false;
+            false
+        });
+        self.sweep_list = list;
+        let pool_next = self.shared.pool.expire(now).map(|t| t.max(now + SWEEP_INTERVAL));
+        self.next_sweep = if self.sweep_list.is_empty() { pool_next } else { Some(now + IDLE_RELEASE) };
     }
 
     fn reads_paused(&self, c: &Conn) -> bool {
@@ -819,8 +853,11 @@ impl Reactor {
                     }
                 }
             }
+            // A large message is expected: read only its start, the rest goes straight to its
+            // buffer on the next pass.
+            let chunk = if c.proto.expects_large() { LEAD_READ } else { READ_CHUNK };
             let mut input = Input { prefix: &mut c.prefix, sock: &mut c.stream };
-            match c.transport.read(&mut input, &mut self.buf, paused)? {
+            match c.transport.read(&mut input, &mut self.buf[..chunk], paused)? {
                 ReadOutcome::Data { n, short } => {
                     c.local_idle = false;
                     self.shared.metrics.bytes_in(n);
@@ -877,7 +914,7 @@ impl Reactor {
             let message = format!("handshake complete: {} {} {}{resumed}", i.version, i.cipher_suite, i.key_exchange);
             self.notify(Event::SslStatus { id, message });
         }
-        *lock(&c.shared.tls_info) = info;
+        *lock(&c.shared.tls_info) = info.map(Box::new);
         if let Some(a) = auth {
             let ev = Event::SslClientAuth {
                 id,

@@ -556,7 +556,7 @@ impl Server {
         };
         let held: usize = conns
             .iter()
-            .map(|c| c.retained.load(Ordering::Relaxed) + lock(&c.fields).output_data.capacity())
+            .map(|c| c.retained.load(Ordering::Relaxed) + lock(&c.fields).output_data.as_ref().map_or(0, |d| d.capacity()))
             .sum();
         held + self.shared.pool.bytes()
     }
@@ -712,7 +712,7 @@ impl Server {
     /// OutputData: the last message received on the connection (when no output stream or file
     /// took it). Shared, not copied.
     pub fn output_data(&self, id: ConnectionId) -> Result<Arc<Vec<u8>>> {
-        Ok(lock(&self.shared.conn(id)?.fields).output_data.clone())
+        Ok(lock(&self.shared.conn(id)?.fields).output_data.clone().unwrap_or_default())
     }
 
     /// OutputFileName of a connection.

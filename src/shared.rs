@@ -30,7 +30,8 @@ pub(crate) struct ConnFields {
     pub input_data: Vec<u8>,
     pub input_file: String,
     pub input_stream: Option<Box<dyn Read + Send>>,
-    pub output_data: Arc<Vec<u8>>,
+    /// OutputData (None until a message is kept: no allocation per connection).
+    pub output_data: Option<Arc<Vec<u8>>>,
     pub output_file: String,
     pub output_stream: Option<Box<dyn Write + Send>>,
 }
@@ -51,8 +52,9 @@ pub(crate) struct ConnShared {
     /// A message is partly received (its start block came, its end block not yet): set by
     /// the reactor after each turn on the connection, for hosts draining before shutdown.
     pub receiving: AtomicBool,
-    /// Negotiated TLS parameters, once the handshake completed.
-    pub tls_info: Mutex<Option<crate::tls::session::TlsInfo>>,
+    /// Negotiated TLS parameters, once the handshake completed (boxed: a plain connection
+    /// pays one pointer for them).
+    pub tls_info: Mutex<Option<Box<crate::tls::session::TlsInfo>>>,
     /// Heap bytes its protocol state holds (buffer and queue capacities), published by the
     /// reactor after each turn on the connection (`Server::retained_bytes`).
     pub retained: AtomicUsize,
@@ -70,7 +72,7 @@ impl ConnShared {
                 input_data: Vec::new(),
                 input_file: String::new(),
                 input_stream: None,
-                output_data: Arc::new(Vec::new()),
+                output_data: None,
                 output_file: String::new(),
                 output_stream: None,
             }),
