@@ -50,11 +50,16 @@ impl BufPool {
         }
         let mut g = self.bufs.lock().unwrap_or_else(|e| e.into_inner());
         let suits = |cap: usize| cap >= want && (cap <= SMALL || cap / MAX_OVERSIZE <= want);
-        let fits = g.iter().enumerate().filter(|(_, (b, _))| suits(b.capacity())).min_by_key(|(_, (b, _))| b.capacity());
+        let fits =
+            g.iter().enumerate().filter(|(_, (b, _))| suits(b.capacity())).min_by_key(|(_, (b, _))| b.capacity());
         let pick = fits.map(|(i, _)| i).or_else(|| {
             // None suits: the largest if it is too small, which grows once (fewer page faults
             // than a new one).
-            g.iter().enumerate().filter(|(_, (b, _))| b.capacity() < want).max_by_key(|(_, (b, _))| b.capacity()).map(|(i, _)| i)
+            g.iter()
+                .enumerate()
+                .filter(|(_, (b, _))| b.capacity() < want)
+                .max_by_key(|(_, (b, _))| b.capacity())
+                .map(|(i, _)| i)
         });
         match pick {
             Some(i) => {

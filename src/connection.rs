@@ -475,11 +475,7 @@ impl<W> Connection<W> {
                     // (senders tend to send alike); a reused buffer is already faulted in.
                     let last = if *last_len >= DIRECT_MIN { *last_len + DIRECT_SLACK } else { *last_len };
                     let want = d.len().max(last).max(MIN_FRAME_BUF);
-                    *msg = if spare.capacity() >= want {
-                        std::mem::take(spare)
-                    } else {
-                        pool.take(want)
-                    };
+                    *msg = if spare.capacity() >= want { std::mem::take(spare) } else { pool.take(want) };
                 }
                 msg.extend_from_slice(d)
             }
@@ -1263,8 +1259,10 @@ mod tests {
         if !rest.is_empty() {
             c.handle_input(rest, t0());
         }
-        let got: Vec<Vec<u8>> =
-            events(&mut c).into_iter().filter_map(|e| if let Event::Message { data, .. } = e { Some(data) } else { None }).collect();
+        let got: Vec<Vec<u8>> = events(&mut c)
+            .into_iter()
+            .filter_map(|e| if let Event::Message { data, .. } = e { Some(data) } else { None })
+            .collect();
         assert_eq!(got.len(), 2);
         assert!(got[0] == big, "first message intact");
         assert_eq!(got[1], b"MSH|^~\\&|second");

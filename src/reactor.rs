@@ -745,7 +745,7 @@ impl Reactor {
             self.sweep_list.push(c.shared.id);
         }
         let due = self.now.mono + IDLE_RELEASE;
-        if self.next_sweep.is_none_or(|t| t > due) && (c.listed || self.shared.pool.bytes() > 0) {
+        if self.next_sweep.map_or(true, |t| t > due) && (c.listed || self.shared.pool.bytes() > 0) {
             self.next_sweep = Some(due);
         }
     }
@@ -757,7 +757,7 @@ impl Reactor {
     /// unused for `bufpool::EXPIRY` are freed.
     fn sweep(&mut self) {
         let now = self.now.mono;
-        if self.next_sweep.is_none_or(|t| now < t) {
+        if self.next_sweep.map_or(true, |t| now < t) {
             return;
         }
         let quiet_ms = self.shared.ms_at(now).saturating_sub(IDLE_RELEASE.as_millis() as u64);

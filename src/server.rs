@@ -556,7 +556,9 @@ impl Server {
         };
         let held: usize = conns
             .iter()
-            .map(|c| c.retained.load(Ordering::Relaxed) + lock(&c.fields).output_data.as_ref().map_or(0, |d| d.capacity()))
+            .map(|c| {
+                c.retained.load(Ordering::Relaxed) + lock(&c.fields).output_data.as_ref().map_or(0, |d| d.capacity())
+            })
             .sum();
         held + self.shared.pool.bytes()
     }
