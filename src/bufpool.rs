@@ -49,7 +49,8 @@ impl BufPool {
             return Vec::with_capacity(want);
         }
         let mut g = self.bufs.lock().unwrap_or_else(|e| e.into_inner());
-        let suits = |cap: usize| cap >= want && (cap <= SMALL || cap / MAX_OVERSIZE <= want);
+        // A large request (a large message is arriving) takes any buffer large enough.
+        let suits = |cap: usize| cap >= want && (cap <= SMALL || want >= SMALL || cap / MAX_OVERSIZE <= want);
         let fits =
             g.iter().enumerate().filter(|(_, (b, _))| suits(b.capacity())).min_by_key(|(_, (b, _))| b.capacity());
         let pick = fits.map(|(i, _)| i).or_else(|| {

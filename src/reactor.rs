@@ -44,7 +44,7 @@ const MAX_PROXY_PENDING: usize = 1024;
 /// A quiescent connection (nothing buffered, nothing pending) quiet for this long gives its
 /// buffers back. Not at once: a sender in a closed loop is quiescent between its messages, and
 /// returning and re-making its buffers each time would cost more than the message.
-const IDLE_RELEASE: Duration = Duration::from_millis(25);
+const IDLE_RELEASE: Duration = Duration::from_millis(10);
 /// Least time between two checks of the shared buffer pool for entries to expire.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
 /// Bytes read at the start of a frame on a connection whose previous message was large: just
@@ -76,8 +76,9 @@ struct Conn {
     /// The deadline this connection has in the timer heap (at most one live entry, so the
     /// heap stays bounded by the number of connections whatever the message rate).
     armed: Option<Instant>,
-    /// Why the connection closes once its output is flushed (None: the peer closed).
-    closing: Option<Error>,
+    /// Why the connection closes once its output is flushed (None: the peer closed; boxed,
+    /// as it is rare and every connection pays for the field).
+    closing: Option<Box<Error>>,
     /// An I/O failure met while applying a decision inline; the next settle closes.
     failed: Option<io::Error>,
     /// Bytes that arrived behind the PROXY protocol header in its last read: they are read
@@ -408,7 +409,7 @@ impl Reactor {
                         this.error(c.shared.id, e.clone());
                         // Closed once the close_notify is written (see `settle`).
                         c.peer_closed = true;
-                        c.closing = Some(e);
+                        c.closing = Some(Box::new(e));
                     } else {
                         this.shared.metrics.tls_completed();
                     }

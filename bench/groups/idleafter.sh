@@ -3,9 +3,10 @@
 # for its acknowledgement), then all are held idle and the server's RSS growth per connection is
 # recorded (mllp-bench --idle N --idle-after S). Plain and HL7 acknowledgements; a connection that
 # never sent is the baseline. N is bounded by the open-file limit (max_idle); large sizes use
-# fewer connections. IDLEAFTER_N / IDLEAFTER_BIG_N override the counts (e.g. for a smoke run).
+# fewer connections (mllp-bench sends one warm-up message first, so the server's one-time set-up
+# is not counted per connection). IDLEAFTER_N / IDLEAFTER_BIG_N override the counts (e.g. for a smoke run).
 IDLEAFTER_N=${IDLEAFTER_N:-10000}
-IDLEAFTER_BIG_N=${IDLEAFTER_BIG_N:-200}
+IDLEAFTER_BIG_N=${IDLEAFTER_BIG_N:-1000}
 idleafter_run() { # SERVER-ACK VARIANT REPEAT N SIZE
     local ack=$1 variant=$2 rep=$3 n size=$5 json
     n=$(max_idle "$4")

@@ -25,7 +25,9 @@
 //! and reports the server's resident memory before and after (needs `--server-pid`). With
 //! `--idle-after BYTES` each connection first sends one message of that size and waits for its
 //! acknowledgement (one connection at a time), then is held idle like the others: what an idle
-//! connection costs the server after traffic.
+//! connection costs the server after traffic. (One warm-up message on a connection of its own
+//! goes first, 1.5 s before the "before" sample, so what the server sets up once is not
+//! counted per connection.)
 //!
 //! `--sources K` spreads connections over the source addresses 127.0.0.1 … 127.0.0.K (loopback
 //! only), for more connections than one source address has ephemeral ports.
@@ -1106,6 +1108,17 @@ impl Conn {
 fn run_idle(o: &Opts, addr: SocketAddr, tls: Option<&TlsSetup>) {
     let deadline = Instant::now() + Duration::from_secs_f64(o.deadline);
     let limit = raise_nofile(o.idle as u64 + 64);
+    if let Some(size) = o.idle_after {
+        // One message of that size on a connection of its own first, then a pause: what the
+        // server sets up once (its read buffer, a pooled message buffer, which expires after a
+        // second) is in the "before" sample, so the difference is what each idle connection costs.
+        let warm =
+            connect_from(addr, 0, 1, Duration::from_secs(10)).and_then(|mut s| send_one(&mut s, size, 0, deadline));
+        if let Err(e) = warm {
+            die(&format!("--idle-after warm-up message: {e}"));
+        }
+        std::thread::sleep(Duration::from_millis(1500));
+    }
     let rss_before = o.server_pid.and_then(proc_rss_kb);
     let cpu_before = o.server_pid.and_then(proc_cpu);
     let t0 = Instant::now();
