@@ -435,7 +435,7 @@ impl<W> Connection<W> {
             return None;
         }
         if self.msg.capacity() - self.msg.len() < DIRECT_MIN_ROOM {
-            self.msg.reserve(want);
+            grow(&self.pool, &mut self.msg, want);
         }
         Some(&mut self.msg)
     }
@@ -476,6 +476,8 @@ impl<W> Connection<W> {
                     let last = if *last_len >= DIRECT_MIN { *last_len + DIRECT_SLACK } else { *last_len };
                     let want = d.len().max(last).max(MIN_FRAME_BUF);
                     *msg = if spare.capacity() >= want { std::mem::take(spare) } else { pool.take(want) };
+                } else if msg.capacity() - msg.len() < d.len() {
+                    grow(pool, msg, d.len());
                 }
                 msg.extend_from_slice(d)
             }
@@ -1167,6 +1169,18 @@ impl<W> Connection<W> {
             self.events.push_back(Event::SendDone { waiter: w, result: Err(lost.clone()) });
         }
     }
+}
+
+/// Makes room for `extra` more bytes in a frame's buffer: a larger pooled buffer when there is
+/// one (the content so far is copied into it, as a reallocation would copy it, and the old
+/// buffer goes to the pool), else a new one of twice the size. One large buffer then serves
+/// the large messages of every connection in turn instead of each growing its own.
+fn grow(pool: &BufPool, msg: &mut Vec<u8>, extra: usize) {
+    let need = msg.len() + extra;
+    let mut bigger = pool.take(need.max(msg.capacity() * 2));
+    bigger.extend_from_slice(msg);
+    let old = std::mem::replace(msg, bigger);
+    pool.give(old, Instant::now());
 }
 
 /// A frame found while decoding, acted on once decoding of the chunk is done.
