@@ -289,10 +289,9 @@ pub struct Connection<W> {
     pending: VecDeque<Pending>,
     /// Messages delivered so far (the last sequence number given out).
     seq: u64,
-    /// One entry per data frame sent and awaiting the peer's acknowledgement, oldest first.
-    ack_waiters: VecDeque<Option<W>>,
-    /// Version 1 synchronous sends: done once `written` reaches the offset.
-    write_waiters: VecDeque<(u64, W)>,
+    /// Frames the server sent that await something (None until the first send: most
+    /// connections only receive, and every connection pays for the field).
+    sends: Option<Box<Sends<W>>>,
     /// Bytes handed to the transport so far.
     written: u64,
     /// Bytes to write to the peer, from `out_pos` on.
@@ -336,8 +335,7 @@ impl<W> Connection<W> {
             last_len: 0,
             pending: VecDeque::new(),
             seq: 0,
-            ack_waiters: VecDeque::new(),
-            write_waiters: VecDeque::new(),
+            sends: None,
             written: 0,
             out: Vec::new(),
             out_pos: 0,
@@ -460,10 +458,10 @@ impl<W> Connection<W> {
 
     fn decode(&mut self, data: &[u8], now: Time) {
         let mut found = std::mem::take(&mut self.found);
-        let Connection { decoder, msg, spare, pool, last_len, frames_started, cfg, ack_waiters, .. } = &mut *self;
+        let Connection { decoder, msg, spare, pool, last_len, frames_started, cfg, sends, .. } = &mut *self;
         let (ack, nak) = (cfg.ack_char, cfg.nak_char);
         // Sends still awaiting an answer, counted down as answers are found in this chunk.
-        let mut awaiting = ack_waiters.len();
+        let mut awaiting = sends.as_ref().map_or(0, |s| s.acks.len());
         let skipped = decoder.feed(data, |ev| match ev {
             DecodeEvent::Start => {
                 msg.clear();
@@ -713,7 +711,7 @@ impl<W> Connection<W> {
         } else {
             Err(Error::new(code::NAK_RECEIVED, "the client answered with a negative acknowledgement"))
         };
-        if let Some(Some(w)) = self.ack_waiters.pop_front() {
+        if let Some(Some(w)) = self.sends.as_mut().and_then(|s| s.acks.pop_front()) {
             self.events.push_back(Event::SendDone { waiter: w, result: result.clone() });
         }
         // Version 1 has no acknowledgements: a stray ACK byte there is not reported.
@@ -768,8 +766,7 @@ impl<W> Connection<W> {
             + self.msh_pool.capacity() * std::mem::size_of::<Vec<u8>>()
             + self.found.capacity() * std::mem::size_of::<Found>()
             + q(&self.pending)
-            + q(&self.ack_waiters)
-            + q(&self.write_waiters)
+            + self.sends.as_ref().map_or(0, |s| std::mem::size_of::<Sends<W>>() + q(&s.acks) + q(&s.writes))
             + q(&self.events)
             + q(&self.marks)
     }
@@ -797,8 +794,14 @@ impl<W> Connection<W> {
         self.pending = VecDeque::new();
         self.events = VecDeque::new();
         self.marks = VecDeque::new();
-        self.write_waiters.shrink_to_fit();
-        self.ack_waiters.shrink_to_fit();
+        match &mut self.sends {
+            Some(s) if s.acks.is_empty() && s.writes.is_empty() => self.sends = None,
+            Some(s) => {
+                s.acks.shrink_to_fit();
+                s.writes.shrink_to_fit();
+            }
+            None => {}
+        }
         true
     }
 
@@ -1038,11 +1041,13 @@ impl<W> Connection<W> {
             return Err((e, waiter));
         }
         codec::encode_frame(chars, payload, &mut self.out);
+        let end = self.written + (self.out.len() - self.out_pos) as u64;
+        let sends =
+            self.sends.get_or_insert_with(|| Box::new(Sends { acks: VecDeque::new(), writes: VecDeque::new() }));
         if self.cfg.version == 2 {
-            self.ack_waiters.push_back(waiter);
+            sends.acks.push_back(waiter);
         } else if let Some(w) = waiter {
-            let end = self.written + (self.out.len() - self.out_pos) as u64;
-            self.write_waiters.push_back((end, w));
+            sends.writes.push_back((end, w));
         }
         let len = payload.len();
         self.log(LogLevel::Verbose, || format!("sending {len} bytes"));
@@ -1051,7 +1056,7 @@ impl<W> Connection<W> {
 
     /// Data frames sent and not yet acknowledged by the peer.
     pub fn awaiting_acks(&self) -> usize {
-        self.ack_waiters.len()
+        self.sends.as_ref().map_or(0, |s| s.acks.len())
     }
 
     /// All bytes waiting to be written, whatever the rate limit says.
@@ -1108,9 +1113,11 @@ impl<W> Connection<W> {
             self.marks.pop_front();
             self.metrics.ack_written(positive, now.saturating_duration_since(received));
         }
-        while self.write_waiters.front().is_some_and(|(end, _)| *end <= self.written) {
-            let (_, w) = self.write_waiters.pop_front().expect("front exists");
-            self.events.push_back(Event::SendDone { waiter: w, result: Ok(()) });
+        if let Some(s) = self.sends.as_mut() {
+            while s.writes.front().is_some_and(|(end, _)| *end <= self.written) {
+                let (_, w) = s.writes.pop_front().expect("front exists");
+                self.events.push_back(Event::SendDone { waiter: w, result: Ok(()) });
+            }
         }
         if self.out_pos >= self.out.len() {
             self.out.clear();
@@ -1163,8 +1170,13 @@ impl<W> Connection<W> {
             }
         }
         let lost = Error::new(code::INTERRUPTED, "connection closed before the send completed");
-        let waiters: Vec<W> =
-            self.ack_waiters.drain(..).flatten().chain(self.write_waiters.drain(..).map(|(_, w)| w)).collect();
+        let waiters: Vec<W> = match self.sends.take() {
+            Some(s) => {
+                let Sends { acks, writes } = *s;
+                acks.into_iter().flatten().chain(writes.into_iter().map(|(_, w)| w)).collect()
+            }
+            None => Vec::new(),
+        };
         for w in waiters {
             self.events.push_back(Event::SendDone { waiter: w, result: Err(lost.clone()) });
         }
@@ -1181,6 +1193,14 @@ fn grow(pool: &BufPool, msg: &mut Vec<u8>, extra: usize) {
     bigger.extend_from_slice(msg);
     let old = std::mem::replace(msg, bigger);
     pool.give(old, Instant::now());
+}
+
+/// What frames sent by the server await.
+struct Sends<W> {
+    /// One entry per data frame sent and awaiting the peer's acknowledgement, oldest first.
+    acks: VecDeque<Option<W>>,
+    /// Version 1 synchronous sends: done once `written` reaches the offset.
+    writes: VecDeque<(u64, W)>,
 }
 
 /// A frame found while decoding, acted on once decoding of the chunk is done.
