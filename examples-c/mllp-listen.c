@@ -109,6 +109,7 @@ static const char USAGE[] =
     "                   [--pg CONNINFO [--pg-table NAME] [--pg-batch N] [--pg-group N]\n"
     "                    [--pg-timeout S]]\n"
     "                   [--metrics ADDR:PORT] [--drain-timeout S] [--log-format text|json]\n"
+    "                   [--idle-timeout S] [--max-buffered BYTES]\n"
     "\n"
     "Receives HL7 v2 messages over MLLP and acknowledges them.\n"
     "\n"
@@ -162,6 +163,11 @@ static const char USAGE[] =
     "                      the middle of a message to finish it\n"
     "  --log-format F      stderr lines as text (default) or json (one object per line:\n"
     "                      time, level, connection, event, code, message)\n"
+    "  --idle-timeout S    close connections without traffic for S seconds (IdleTimeout;\n"
+    "                      default 0 = never)\n"
+    "  --max-buffered BYTES  bound on partial-message bytes held across all connections\n"
+    "                      (MaxBufferedBytes, default 1 GiB); past it the connections\n"
+    "                      holding the most are closed (error 2013)\n"
     "  --quiet             no per-message lines, no error lines\n"
     "  --help              show this help\n"
     "\n"
@@ -3004,6 +3010,8 @@ typedef struct {
     size_t config_count;
     const char *tls_cert, *tls_key, *client_ca, *client_crl;
     int dedupe, batch;
+    long idle_timeout;      /* -1: not given */
+    long long max_buffered; /* -1: not given */
     const char *pg_extra; /* a --pg-* option given (needs --pg) */
 } options;
 
@@ -3011,6 +3019,8 @@ static void parse_args(int argc, char **argv, options *o) {
     o->host = "127.0.0.1";
     o->port = 2575;
     o->version = 2;
+    o->idle_timeout = -1;
+    o->max_buffered = -1;
     o->configs = calloc((size_t)argc, sizeof *o->configs);
     if (!o->configs) die_usage("out of memory");
     for (int i = 1; i < argc; i++) {
@@ -3041,7 +3051,8 @@ static void parse_args(int argc, char **argv, options *o) {
                                                  "--tls-cert", "--tls-key",  "--client-ca",
                                                  "--pg",       "--pg-table", "--pg-batch",
                                                  "--pg-group", "--pg-timeout", "--client-crl",
-                                                 "--metrics",  "--drain-timeout", "--log-format"};
+                                                 "--metrics",  "--drain-timeout", "--log-format",
+                                                 "--idle-timeout", "--max-buffered"};
         const char *name = NULL, *value = NULL;
         for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++) {
             size_t n = strlen(with_value[k]);
@@ -3106,6 +3117,15 @@ static void parse_args(int argc, char **argv, options *o) {
 #else
             die_usage("--metrics: this mllp-listen was built without libmicrohttpd (HTTP support)");
 #endif
+        } else if (strcmp(name, "--idle-timeout") == 0) {
+            o->idle_timeout = parse_long(name, value, 0, 86400L * 365);
+        } else if (strcmp(name, "--max-buffered") == 0) {
+            char *end = NULL;
+            errno = 0;
+            long long x = strtoll(value, &end, 10);
+            if (value[0] == '\0' || *end != '\0' || errno != 0 || x < 1)
+                die_usage("%s: invalid value '%s' (expected a number of bytes, at least 1)", name, value);
+            o->max_buffered = x;
         } else if (strcmp(name, "--drain-timeout") == 0) {
             ops.drain_timeout_s = parse_long(name, value, 0, 3600);
         } else if (strcmp(name, "--log-format") == 0) {
@@ -3490,6 +3510,16 @@ int main(int argc, char **argv) {
     if (o.batch) check(mllp_server_config(server, "ProcessBatch=True", NULL, NULL), "--batch");
     /* OutputData is never read here: no copy of the last message is kept per connection. */
     check(mllp_server_config(server, "KeepOutputData=False", NULL, NULL), "KeepOutputData");
+    if (o.idle_timeout >= 0) {
+        char kv[64];
+        snprintf(kv, sizeof kv, "IdleTimeout=%ld", o.idle_timeout);
+        check(mllp_server_config(server, kv, NULL, NULL), "--idle-timeout");
+    }
+    if (o.max_buffered >= 0) {
+        char kv[64];
+        snprintf(kv, sizeof kv, "MaxBufferedBytes=%lld", o.max_buffered);
+        check(mllp_server_config(server, kv, NULL, NULL), "--max-buffered");
+    }
     for (size_t i = 0; i < o.config_count; i++) {
         int rc = mllp_server_config(server, o.configs[i], NULL, NULL);
         if (rc != MLLP_OK) {

@@ -164,6 +164,13 @@
 #define MLLP_ERR_TOO_MANY_CONNECTIONS 2012
 
 /**
+ * A connection was closed because the server-wide budget for buffered input
+ * (MaxBufferedBytes) was spent and it held the most partial-message data; reported through
+ * the Error and Disconnected events (2013).
+ */
+#define MLLP_ERR_MEMORY_BUDGET 2013
+
+/**
  * A certificate or key could not be loaded or used: wrong password, key mismatch, expired,
  * no private key, bad format (2020).
  */
@@ -1491,7 +1498,7 @@ int mllp_connection_set_input_file_name(mllp_server *server,
 
 /**
  * OutputData (OutputDataB): the last message received on the connection when no output
- * stream or OutputFileName took it, under the buffer rule.
+ * stream or OutputFileName took it (empty with KeepOutputData=False), under the buffer rule.
  */
 int mllp_connection_get_output_data(const mllp_server *server,
                                     uint64_t connection_id,
@@ -1665,6 +1672,17 @@ int mllp_server_set_local_host(mllp_server *server, const char *host);
  * - `DefaultCharset=NAME`: the character set of messages whose MSH-18 is empty.
  * - `DecodeToUTF8=True`: messages are handed over converted to UTF-8; one that cannot be
  *   converted is refused (`MLLP_ERR_CHARSET`).
+ *
+ * Resource bounds (README "Resource bounds"):
+ * - `MaxConnections=N`: 0 (default) derives the limit from the descriptor limit (soft
+ *   RLIMIT_NOFILE less max(64, limit/8)); connections beyond it wait in the backlog. Above
+ *   0, connections beyond N are refused (`MLLP_ERR_TOO_MANY_CONNECTIONS`).
+ * - `MaxBufferedBytes=N` (default 1 GiB): partial-message bytes held across all
+ *   connections; past it the connections holding the most are closed
+ *   (`MLLP_ERR_MEMORY_BUDGET`). `BufferedBytes` (read-only): what is held now.
+ * - `ConnectionLimit` (read-only): the limit in force (MaxConnections, or the derived one).
+ * - `IdleTimeout=N` (seconds, default 0 = off): a connection without traffic for N seconds
+ *   is closed (Disconnected with `MLLP_ERR_TIMEOUT`).
  *
  * Behind a load balancer (README "PROXY protocol"):
  * - `ProxyProtocol=None|V1|V2|Any`: every new connection must start with a PROXY protocol

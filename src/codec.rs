@@ -161,6 +161,17 @@ impl Decoder {
                     }
                 }
                 State::Content => {
+                    if self.len == 0 && rest[0] == start && start != end {
+                        // A run of start blocks (a storm, or a sender resynchronising): each
+                        // restarts the empty frame. No search per byte; same events.
+                        let run = rest.iter().take_while(|&&b| b == start).count();
+                        for _ in 0..run {
+                            f(DecodeEvent::Aborted(AbortReason::Restarted));
+                            f(DecodeEvent::Start);
+                        }
+                        i += run;
+                        continue;
+                    }
                     let hit = find2(end, start, rest);
                     let run = hit.unwrap_or(rest.len());
                     if run > 0 {
@@ -374,6 +385,34 @@ mod tests {
             assert_eq!(d.frame_len(), cur.as_ref().map_or(0, Vec::len));
         }
         (msgs, others, skipped)
+    }
+
+    #[test]
+    fn a_run_of_start_blocks_restarts_the_frame_at_each() {
+        let mut d = dec(100);
+        let (ev, _) = events(&mut d, b"\x0bab\x0b\x0b\x0bcd\x1c\x0d");
+        let r = Ev::Aborted(AbortReason::Restarted);
+        assert_eq!(
+            ev,
+            [
+                Ev::Start,
+                Ev::Data(b"ab".to_vec()),
+                r.clone(),
+                Ev::Start,
+                r.clone(),
+                Ev::Start,
+                r,
+                Ev::Start,
+                Ev::Data(b"cd".to_vec()),
+                Ev::End
+            ]
+        );
+        // Across feeds too.
+        let (ev, _) = events(&mut d, b"\x0b");
+        assert_eq!(ev, [Ev::Start]);
+        let (ev, _) = events(&mut d, b"\x0b\x0b");
+        assert_eq!(ev.len(), 4);
+        assert!(d.in_frame() && d.frame_len() == 0);
     }
 
     #[test]
@@ -723,7 +762,84 @@ mod tests {
         chunks
     }
 
+    /// Three distinct framing bytes, often from a small alphabet that collides with content.
+    fn distinct_chars() -> impl Strategy<Value = FrameChars> {
+        let c =
+            || prop_oneof![2 => prop::sample::select(vec![SB, EB, CR, b'<', b'>', b'\n', 0, 0xFF]), 1 => any::<u8>()];
+        (c(), c(), c())
+            .prop_filter("distinct", |(s, e, l)| s != e && s != l && e != l)
+            .prop_map(|(start, end, eol)| FrameChars { start, end, eol })
+    }
+
+    /// Feeds `bytes`, collecting complete messages (as `Ev::Data`) and abandoned frames into
+    /// `got`; `cur` is the frame in progress across calls. Returns the bytes skipped.
+    fn collect(d: &mut Decoder, bytes: &[u8], got: &mut Vec<Ev>, cur: &mut Option<Vec<u8>>) -> usize {
+        d.feed(bytes, |e| match e {
+            DecodeEvent::Start => *cur = Some(Vec::new()),
+            DecodeEvent::Data(b) => cur.as_mut().expect("Data inside a frame").extend_from_slice(b),
+            DecodeEvent::End => got.push(Ev::Data(cur.take().expect("End inside a frame"))),
+            other => {
+                cur.take().expect("abandoned inside a frame");
+                got.push(own(other));
+            }
+        })
+    }
+
     proptest! {
+        /// Oracle: frames built with their own framing bytes and maximum (changed on the
+        /// decoder between frames), some switching to other framing bytes halfway through their
+        /// content, come back as exactly their payloads (or Oversize) whatever the split, and
+        /// only the bytes between frames count as skipped.
+        #[test]
+        fn prop_settings_changed_mid_stream(
+            frames in prop::collection::vec(
+                (distinct_chars(),
+                 prop::option::of((distinct_chars(), any::<usize>())),
+                 prop::collection::vec(any::<u8>(), 0..6),
+                 prop::collection::vec(noisy_byte(), 0..40),
+                 prop_oneof![Just(usize::MAX), 0usize..48],
+                 any::<usize>()),
+                0..8),
+        ) {
+            let mut d = Decoder::new(FrameChars::default(), usize::MAX);
+            let (mut want, mut got, mut cur) = (Vec::new(), Vec::new(), None);
+            let (mut garbage, mut skipped) = (0, 0);
+            for (chars, switch, junk, payload, max, cut) in &frames {
+                let (chars, max) = (*chars, *max);
+                d.set_chars(chars);
+                d.set_max_message_size(max);
+                prop_assert_eq!(d.chars(), chars);
+                let junk: Vec<u8> = junk.iter().copied().filter(|&b| b != chars.start).collect();
+                let banned = |b: u8, c: FrameChars| b == c.start || b == c.end;
+                let mut payload: Vec<u8> = payload.iter().copied().filter(|&b| !banned(b, chars)).collect();
+                // The bytes fed before the switch of framing bytes (if any) and after it.
+                let mut first = junk.clone();
+                first.push(chars.start);
+                let mut second = Vec::new();
+                let mut end = chars;
+                if let Some((other, at)) = switch {
+                    payload.retain(|&b| !banned(b, *other));
+                    let at = at % (payload.len() + 1);
+                    first.extend_from_slice(&payload[..at]);
+                    second.extend_from_slice(&payload[at..]);
+                    end = *other;
+                } else {
+                    first.extend_from_slice(&payload);
+                }
+                second.extend_from_slice(&[end.end, end.eol]);
+                garbage += junk.len();
+                want.push(if payload.len() <= max { Ev::Data(payload.clone()) } else { Ev::Oversize });
+                let cut = cut % (first.len() + 1);
+                skipped += collect(&mut d, &first[..cut], &mut got, &mut cur);
+                skipped += collect(&mut d, &first[cut..], &mut got, &mut cur);
+                d.set_chars(end);
+                skipped += collect(&mut d, &second, &mut got, &mut cur);
+                prop_assert!(!d.in_frame());
+                prop_assert_eq!(&got, &want);
+            }
+            prop_assert_eq!(skipped, garbage);
+        }
+
         #[test]
         fn prop_split_feeding_matches_whole(
             frames in prop::collection::vec(

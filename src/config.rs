@@ -87,8 +87,15 @@ pub struct Settings {
     pub keep_output_data: bool,
     /// MaxMessageSize setting: largest message content accepted, bytes.
     pub max_message_size: usize,
-    /// MaxConnections setting: most simultaneous connections (0 = no limit).
+    /// MaxConnections setting: most simultaneous connections (0 = derived from the
+    /// descriptor limit: RLIMIT_NOFILE minus a reserve of max(64, limit/8) descriptors).
     pub max_connections: u32,
+    /// MaxBufferedBytes setting: the server-wide bound on partial-message bytes buffered
+    /// across all connections; past it the connections holding the most are closed (2013).
+    pub max_buffered_bytes: u64,
+    /// IdleTimeout setting: seconds without traffic after which a connection is closed
+    /// (201; 0 = off). A connection whose replies await the host's decision is not idle.
+    pub idle_timeout: u32,
     /// AckMode setting; `None` = derived from Version (2 → MLLP, 1 → None).
     pub ack_mode: Option<AckMode>,
     /// EventMode setting.
@@ -111,6 +118,9 @@ pub struct Settings {
     /// The SSL properties and settings.
     pub tls: crate::tls::TlsSettings,
 }
+
+/// Default MaxBufferedBytes: 1 GiB.
+pub const DEFAULT_MAX_BUFFERED_BYTES: u64 = 1 << 30;
 
 /// Default MaxMessageSize: 64 MiB.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
@@ -143,6 +153,8 @@ impl Default for Settings {
             keep_output_data: true,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             max_connections: 0,
+            max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
+            idle_timeout: 0,
             ack_mode: None,
             event_mode: EventMode::Thread,
             duplicate_window: 0,
@@ -274,6 +286,8 @@ impl Settings {
             "version" => self.version.to_string(),
             "maxmessagesize" => self.max_message_size.to_string(),
             "maxconnections" => self.max_connections.to_string(),
+            "maxbufferedbytes" => self.max_buffered_bytes.to_string(),
+            "idletimeout" => self.idle_timeout.to_string(),
             "ackmode" => self.effective_ack_mode().name().to_string(),
             "duplicatewindow" => self.duplicate_window.to_string(),
             "processbatch" => tf(self.process_batch),
@@ -349,6 +363,16 @@ impl Settings {
                 self.max_message_size = v;
             }
             "maxconnections" => self.max_connections = parse_num(value, "connection count")?,
+            "maxbufferedbytes" => {
+                let v: u64 = parse_num(value, "size in bytes")?;
+                if v == 0 {
+                    return Err(Error::new(code::INVALID_VALUE, "MaxBufferedBytes must be at least 1"));
+                }
+                self.max_buffered_bytes = v;
+            }
+            "idletimeout" => self.idle_timeout = parse_num(value, "number of seconds")?,
+            "bufferedbytes" => return Err(Error::new(code::INVALID_VALUE, "BufferedBytes is read-only")),
+            "connectionlimit" => return Err(Error::new(code::INVALID_VALUE, "ConnectionLimit is read-only")),
             "duplicatewindow" => {
                 let v: u32 = parse_num(value, "number of messages")?;
                 if v > crate::dedupe::MAX_WINDOW {
@@ -479,6 +503,8 @@ mod tests {
             ("AbsoluteTimeout", "yes", "True"),
             ("MaxMessageSize", "1024", "1024"),
             ("MaxConnections", "10", "10"),
+            ("MaxBufferedBytes", "1048576", "1048576"),
+            ("IdleTimeout", "30", "30"),
             ("AckMode", "hl7", "HL7"),
             ("EventMode", "doevents", "DoEvents"),
             ("ProxyProtocol", "v2", "V2"),
@@ -512,6 +538,10 @@ mod tests {
     fn bad_values_and_names_are_errors() {
         let mut s = Settings::default();
         assert_eq!(s.set("ACKChar", "0x100").unwrap_err().code, code::INVALID_VALUE);
+        assert_eq!(s.set("MaxBufferedBytes", "0").unwrap_err().code, code::INVALID_VALUE);
+        assert_eq!(s.set("BufferedBytes", "5").unwrap_err().code, code::INVALID_VALUE);
+        assert_eq!(s.get("MaxBufferedBytes").unwrap(), (1u64 << 30).to_string());
+        assert_eq!(s.get("IdleTimeout").unwrap(), "0");
         assert_eq!(s.set("LogLevel", "4").unwrap_err().code, code::INVALID_VALUE);
         assert_eq!(s.set("Linger", "maybe").unwrap_err().code, code::INVALID_VALUE);
         assert_eq!(s.set("Version", "3").unwrap_err().code, code::INVALID_VALUE);

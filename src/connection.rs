@@ -14,6 +14,11 @@
 //! decides), the classification of acknowledgements the peer sends back, waiters for
 //! synchronous sends, ReceiveTimeout, the rate limit and the bounds past which the connection
 //! stops asking for input. The reactor only moves bytes and time in and out.
+//!
+//! Errors a peer can repeat at a high rate (one per frame, or per byte for start blocks) are
+//! coalesced per kind: the first at once, then one "repeated N times" report per
+//! [`STORM_INTERVAL`] (a deadline of [`Connection::poll_timeout`]); [`Connection::work`]
+//! tells the driver how much decoding a chunk caused.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -53,6 +58,12 @@ pub const DIRECT_MIN: usize = 64 << 10;
 const DIRECT_SLACK: usize = 64 << 10;
 /// A direct read needs at least this much room before the buffer grows.
 const DIRECT_MIN_ROOM: usize = 4 << 10;
+/// Repeated errors of one kind on one connection: the first few (STORM_BURST) are reported at
+/// once, the rest at most once per interval as one "repeated N times" report (an error storm
+/// costs a few events, not one per bad frame).
+pub const STORM_INTERVAL: Duration = Duration::from_secs(1);
+/// Errors of one kind reported one by one per interval before the rest are counted.
+pub const STORM_BURST: u32 = 3;
 
 /// The current time: monotonic for deadlines; the wall clock (for HL7 timestamps) as a
 /// reference pair, so that it is computed only when an HL7 acknowledgement needs it.
@@ -320,6 +331,59 @@ pub struct Connection<W> {
     /// Reply frames in the output not yet written: the offset (in `written` terms) of each
     /// one's last byte, when its frame arrived, and whether it is positive.
     marks: VecDeque<(u64, Instant, bool)>,
+    /// Coalescing of repeated errors, one entry per [`Storm`] kind.
+    storms: [StormState; Storm::COUNT],
+    /// Frames refused or discarded on their own so far (the driver's measure of a storm).
+    work: u64,
+}
+
+/// A kind of error that a peer can repeat at a high rate (one per frame or per byte).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Storm {
+    Restarted,
+    Oversize,
+    Empty,
+    BadTrailer,
+    StrayAck,
+}
+
+impl Storm {
+    const COUNT: usize = 5;
+    const ALL: [Storm; Storm::COUNT] =
+        [Storm::Restarted, Storm::Oversize, Storm::Empty, Storm::BadTrailer, Storm::StrayAck];
+
+    fn describe(self, cfg: &Config) -> String {
+        match self {
+            Storm::Restarted => "start block inside a frame: partial message discarded".to_string(),
+            Storm::Oversize => Refusal::Oversize.describe(cfg.max_message_size),
+            Storm::Empty => Refusal::Empty.describe(cfg.max_message_size),
+            Storm::BadTrailer => Refusal::BadTrailer.describe(cfg.max_message_size),
+            Storm::StrayAck => format!(
+                "one-byte message equal to ACKChar ({}) or NAKChar ({}) while nothing on this connection awaits an acknowledgement: refused (not answered)",
+                crate::config::hex(cfg.ack_char),
+                crate::config::hex(cfg.nak_char)
+            ),
+        }
+    }
+
+    fn of(r: Refusal) -> Storm {
+        match r {
+            Refusal::Oversize => Storm::Oversize,
+            Refusal::Empty => Storm::Empty,
+            Refusal::BadTrailer => Storm::BadTrailer,
+        }
+    }
+}
+
+/// The reporting window of one [`Storm`] kind.
+#[derive(Clone, Copy, Debug, Default)]
+struct StormState {
+    /// When the current window began (None: nothing reported yet).
+    since: Option<Instant>,
+    /// Errors reported one by one in the window (at most STORM_BURST).
+    reported: u32,
+    /// Errors in the window not reported yet.
+    suppressed: u64,
 }
 
 impl<W> Connection<W> {
@@ -354,7 +418,74 @@ impl<W> Connection<W> {
             found: Vec::new(),
             metrics: Arc::new(Metrics::new()),
             marks: VecDeque::new(),
+            storms: [StormState::default(); Storm::COUNT],
+            work: 0,
         }
+    }
+
+    /// Frames the connection refused or discarded on its own so far (empty, oversized, badly
+    /// terminated, stray one-byte ACK/NAK, partial frames cut by a start block): a driver
+    /// compares it before and after [`handle_input`](Self::handle_input) to charge a chunk
+    /// for the work it caused, not only for its bytes (messages are the host's work and
+    /// are bounded by the replies awaiting decisions).
+    pub fn work(&self) -> u64 {
+        self.work
+    }
+
+    /// `n` errors of kind `kind` (code 671) at `now`: the first STORM_BURST of a window are
+    /// reported one by one, the rest counted and reported together when the window ends.
+    /// While errors keep coming, every window gets one report, no burst.
+    fn storm(&mut self, kind: Storm, n: u64, now: Instant) {
+        if n == 0 {
+            return;
+        }
+        let st = &mut self.storms[kind as usize];
+        if st.since.map_or(true, |t| now >= t + STORM_INTERVAL) {
+            if st.suppressed > 0 {
+                // Still storming: one report for what the window held and these.
+                let total = st.suppressed + n;
+                *st = StormState { since: Some(now), reported: STORM_BURST, suppressed: 0 };
+                return self.storm_report(kind, total);
+            }
+            *st = StormState { since: Some(now), reported: 0, suppressed: 0 };
+        }
+        let each = n.min(u64::from(STORM_BURST - st.reported));
+        st.reported += each as u32;
+        st.suppressed += n - each;
+        for _ in 0..each {
+            let message = kind.describe(&self.cfg);
+            self.error(code::INVALID_DATA, message);
+        }
+    }
+
+    /// One Error event standing for `count` errors of `kind`. The driver counts the event in
+    /// the metrics; the others it stands for are counted here.
+    fn storm_report(&mut self, kind: Storm, count: u64) {
+        self.metrics.errors_n(code::INVALID_DATA, count - 1);
+        let secs = STORM_INTERVAL.as_secs();
+        let message = match count {
+            1 => kind.describe(&self.cfg),
+            _ => format!("{} (repeated {count} times in {secs} s)", kind.describe(&self.cfg)),
+        };
+        self.error(code::INVALID_DATA, message);
+    }
+
+    /// Reports what every window holds: at its end (`now`; a new window begins, without a
+    /// burst), or when the connection closes (None).
+    fn flush_storms(&mut self, now: Option<Instant>) {
+        for (i, kind) in Storm::ALL.into_iter().enumerate() {
+            let st = self.storms[i];
+            let due = now.map_or(true, |n| st.since.is_some_and(|t| n >= t + STORM_INTERVAL));
+            if st.suppressed > 0 && due {
+                self.storms[i] = StormState { since: now, reported: STORM_BURST, suppressed: 0 };
+                self.storm_report(kind, st.suppressed);
+            }
+        }
+    }
+
+    /// The end of the earliest reporting window that holds suppressed errors.
+    fn storm_deadline(&self) -> Option<Instant> {
+        self.storms.iter().filter(|s| s.suppressed > 0).filter_map(|s| s.since).min().map(|t| t + STORM_INTERVAL)
     }
 
     /// Counts into the server's metrics (a connection made alone counts into its own).
@@ -424,8 +555,8 @@ impl<W> Connection<W> {
     }
 
     /// While a large frame's content is arriving (at least [`DIRECT_MIN`] bytes of it so far,
-    /// or its buffer was sized for a large message), the buffer it is assembled in, with room for at least a few KiB more (up to `want`
-    /// bytes): the driver appends what it reads from the peer straight to it, sparing a copy
+    /// or its buffer was sized for a large message), the buffer it is assembled in, with room
+    /// for at least a few KiB more (up to `want` bytes): the driver appends what it reads from the peer straight to it, sparing a copy
     /// of every byte, then calls [`direct_input_done`](Self::direct_input_done). None
     /// otherwise: use [`handle_input`](Self::handle_input).
     pub fn direct_input(&mut self, want: usize) -> Option<&mut Vec<u8>> {
@@ -481,11 +612,16 @@ impl<W> Connection<W> {
             }
             DecodeEvent::End => {
                 if msg.is_empty() {
-                    found.push(Found::Refused(Refusal::Empty));
-                } else if msg.len() == 1 && (msg[0] == ack || msg[0] == nak) {
+                    push_repeated(&mut found, Found::Refused(Refusal::Empty, 1));
+                } else if msg.len() == 1 && (msg[0] == ack || msg[0] == nak) && awaiting > 0 {
                     // A commit acknowledgement of something we sent, not a message.
-                    awaiting = awaiting.saturating_sub(1);
+                    awaiting -= 1;
                     found.push(Found::AckIn(msg[0] == ack));
+                    msg.clear();
+                } else if msg.len() == 1 && (msg[0] == ack || msg[0] == nak) {
+                    // Nothing awaits an acknowledgement: refused and reported, not answered
+                    // (a commit byte answered with a commit byte could bounce between peers).
+                    push_repeated(&mut found, Found::StrayAck(1));
                     msg.clear();
                 } else if awaiting > 0 && hl7::is_ack_message(msg) {
                     awaiting -= 1;
@@ -499,34 +635,49 @@ impl<W> Connection<W> {
             }
             DecodeEvent::Oversize => {
                 msg.clear();
-                found.push(Found::Refused(Refusal::Oversize));
+                push_repeated(&mut found, Found::Refused(Refusal::Oversize, 1));
             }
             DecodeEvent::Aborted(AbortReason::Restarted) => {
                 msg.clear();
-                found.push(Found::Restarted);
+                // The hot path of a start-block storm: one increment per byte.
+                match found.last_mut() {
+                    Some(Found::Restarted(n)) => *n += 1,
+                    _ => found.push(Found::Restarted(1)),
+                }
             }
             DecodeEvent::Aborted(AbortReason::BadTrailer) => {
                 msg.clear();
-                found.push(Found::Refused(Refusal::BadTrailer));
+                push_repeated(&mut found, Found::Refused(Refusal::BadTrailer, 1));
             }
         });
-        let frames = found.iter().filter(|f| matches!(f, Found::Message(_) | Found::Refused(_))).count();
+        let mut frames = 0;
+        for f in &found {
+            match f {
+                Found::Message(_) => frames += 1,
+                Found::AckIn(_) => {}
+                Found::Refused(_, n) | Found::StrayAck(n) => {
+                    frames += n;
+                    self.work += n;
+                }
+                Found::Restarted(n) => self.work += n,
+            }
+        }
         if frames > 0 {
-            self.metrics.received(frames as u64);
+            self.metrics.received(frames);
         }
         // Events follow the order of frames in the stream.
         for f in found.drain(..) {
             match f {
                 Found::Message(data) => self.on_frame(data, now),
-                Found::Refused(r) => {
-                    let max = self.cfg.max_message_size;
-                    self.error(code::INVALID_DATA, r.describe(max));
-                    self.refuse(Vec::new(), RejectCode::AR, now);
+                Found::Refused(r, n) => {
+                    self.storm(Storm::of(r), n, now.mono);
+                    for _ in 0..n {
+                        self.refuse(Vec::new(), RejectCode::AR, now);
+                    }
                 }
                 Found::AckIn(accepted) => self.on_ack_in(accepted),
-                Found::Restarted => {
-                    self.error(code::INVALID_DATA, "start block inside a frame: partial message discarded")
-                }
+                Found::StrayAck(n) => self.storm(Storm::StrayAck, n, now.mono),
+                Found::Restarted(n) => self.storm(Storm::Restarted, n, now.mono),
             }
         }
         self.found = found;
@@ -818,7 +969,7 @@ impl<W> Connection<W> {
     /// The earliest deadline the driver must wake up for: the end of the frame in progress
     /// (ReceiveTimeout) or of a rate-limit pause.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [self.frame_deadline, self.rate_blocked_until].into_iter().flatten().min()
+        [self.frame_deadline, self.rate_blocked_until, self.storm_deadline()].into_iter().flatten().min()
     }
 
     /// Acts on deadlines that have passed at `now`: a frame past its ReceiveTimeout is
@@ -827,6 +978,7 @@ impl<W> Connection<W> {
         if self.rate_blocked_until.is_some_and(|t| t <= now.mono) {
             self.rate_blocked_until = None;
         }
+        self.flush_storms(Some(now.mono));
         if self.frame_deadline.is_some_and(|t| t <= now.mono) && self.decoder.in_frame() {
             let n = self.decoder.frame_len();
             self.decoder.reset();
@@ -912,6 +1064,9 @@ impl<W> Connection<W> {
             (true, true) => Outcome::Duplicate,
             (true, false) => Outcome::Accepted,
         });
+        // A batch without messages resolved nothing: what an earlier reply left in the body
+        // must not become part of this one.
+        self.body.clear();
         match self.cfg.ack_mode {
             AckMode::Hl7 => {
                 let mut ts = Vec::with_capacity(14);
@@ -1151,6 +1306,7 @@ impl<W> Connection<W> {
     /// The connection closed: a partial message is reported (672) and discarded, and every
     /// waiting synchronous send fails (672).
     pub fn close(&mut self) {
+        self.flush_storms(None);
         if self.decoder.in_frame() && self.decoder.frame_len() > 0 {
             let n = self.decoder.frame_len();
             self.error(
@@ -1203,13 +1359,27 @@ struct Sends<W> {
     writes: VecDeque<(u64, W)>,
 }
 
-/// A frame found while decoding, acted on once decoding of the chunk is done.
+/// A frame found while decoding, acted on once decoding of the chunk is done. Runs of the
+/// same refusal are one entry with a count (a storm of bad frames costs no memory per frame).
 enum Found {
     Message(Vec<u8>),
-    Refused(Refusal),
+    /// Refused frames in a row, each answered with a NAK.
+    Refused(Refusal, u64),
     AckIn(bool),
-    /// A partial frame was abandoned because a new start block arrived (no reply).
-    Restarted,
+    /// One-byte ACKChar/NAKChar messages in a row while nothing awaited one (not answered).
+    StrayAck(u64),
+    /// Partial frames abandoned because a new start block arrived (no reply).
+    Restarted(u64),
+}
+
+/// Appends `f`, or adds its count to the last entry when that is the same kind.
+#[inline]
+fn push_repeated(found: &mut Vec<Found>, f: Found) {
+    match (found.last_mut(), &f) {
+        (Some(Found::Refused(a, n)), Found::Refused(b, 1)) if a == b => *n += 1,
+        (Some(Found::StrayAck(n)), Found::StrayAck(1)) | (Some(Found::Restarted(n)), Found::Restarted(1)) => *n += 1,
+        _ => found.push(f),
+    }
 }
 
 /// Why the server refused a frame on its own (no host decision is asked for).
@@ -1522,8 +1692,100 @@ mod tests {
         assert!(events(&mut c).is_empty(), "not all written yet");
         c.consume_output(1, Instant::now());
         assert_eq!(events(&mut c), vec![Event::SendDone { waiter: 3, result: Ok(()) }]);
+        // Version 1 awaits no acknowledgement: a one-byte ACK is refused (reported, not answered).
         c.handle_input(b"\x0b\x06\x1c\r", t0());
+        assert!(matches!(&events(&mut c)[..], [Event::Error(e)] if e.code == code::INVALID_DATA));
+        assert!(drain(&mut c).is_empty());
+    }
+
+    // ----- issue 15: one-byte ACK/NAK, error storms -----
+
+    #[test]
+    fn a_one_byte_ack_or_nak_with_nothing_awaited_is_refused_not_dropped() {
+        let mut c = Connection::<u32>::new(cfg());
+        for byte in [0x06u8, 0x15] {
+            c.handle_input(&[0x0b, byte, 0x1c, 0x0d], t0());
+            let ev = events(&mut c);
+            match &ev[..] {
+                [Event::Error(e)] => {
+                    assert_eq!(e.code, code::INVALID_DATA);
+                    assert!(e.message.contains("ACKChar (0x06)") && e.message.contains("nothing"), "{}", e.message);
+                }
+                other => panic!("{other:?}"),
+            }
+            // Not answered: a commit byte answered with one could bounce between two peers.
+            assert!(drain(&mut c).is_empty());
+            c.handle_timeout(after(t0(), 2));
+            events(&mut c);
+        }
+        // While a send awaits its acknowledgement the same bytes are that acknowledgement.
+        c.send(b"MSH|out", Some(1)).unwrap();
+        drain(&mut c);
+        c.handle_input(b"\x0b\x06\x1c\r", t0());
+        assert_eq!(
+            events(&mut c)[..2],
+            [Event::SendDone { waiter: 1, result: Ok(()) }, Event::AckIn { accepted: true }]
+        );
+        // And the next one, with nothing awaited any more, is refused again.
+        c.handle_input(b"\x0b\x06\x1c\r", after(t0(), 5));
+        assert!(matches!(&events(&mut c)[..], [Event::Error(e)] if e.code == code::INVALID_DATA));
+    }
+
+    #[test]
+    fn a_storm_of_start_blocks_is_a_burst_then_one_report_per_interval() {
+        let mut c = Connection::<u32>::new(Config { max_message_size: 1 << 20, ..cfg() });
+        let t = t0();
+        let storm = vec![0x0bu8; 100_000];
+        c.handle_input(&storm, t);
+        // The first start block opens a frame; each of the others restarts it.
+        assert_eq!(c.work(), 99_999);
+        let ev = events(&mut c);
+        assert_eq!(ev.len(), STORM_BURST as usize, "{ev:?}");
+        assert!(ev.iter().all(|e| matches!(e, Event::Error(e) if e.message.starts_with("start block inside a frame"))));
+        c.handle_input(&storm, t);
+        assert!(events(&mut c).is_empty(), "the rest of the window is counted, not reported");
+        // The report comes when the window ends (the driver wakes up for it).
+        let end = c.poll_timeout().expect("a deadline for the report");
+        assert!(end <= t.mono + STORM_INTERVAL);
+        c.handle_timeout(after(t, 1));
+        match &events(&mut c)[..] {
+            [Event::Error(e)] => {
+                assert_eq!(e.code, code::INVALID_DATA);
+                assert!(e.message.contains("repeated 199996 times"), "{}", e.message);
+            }
+            other => panic!("{other:?}"),
+        }
+        // The driver counts each Error event; the connection counts the rest they stand for.
+        assert_eq!(c.metrics().snapshot().errors_with(code::INVALID_DATA), 199_995);
+        assert!(c.storm_deadline().is_none());
+        // Still storming: the next window has no burst, only its report.
+        c.handle_input(&storm[..10], after(t, 1));
         assert!(events(&mut c).is_empty());
+        c.handle_timeout(after(t, 2));
+        assert!(matches!(&events(&mut c)[..], [Event::Error(e)] if e.message.contains("repeated 10 times")));
+        // After a quiet interval the next error is reported at once again.
+        c.handle_input(&storm[..1], after(t, 4));
+        assert_eq!(events(&mut c).len(), 1);
+    }
+
+    #[test]
+    fn a_storm_of_empty_frames_gets_every_nak_and_few_errors() {
+        let mut c = Connection::<u32>::new(cfg());
+        let t = t0();
+        c.handle_input(&b"\x0b\x1c\x0d".repeat(20_000), t);
+        assert_eq!(c.work(), 20_000);
+        let ev = events(&mut c);
+        assert_eq!(ev.len(), STORM_BURST as usize, "{:?}", &ev[..ev.len().min(5)]);
+        assert_eq!(drain(&mut c), b"\x0b\x15\x1c\r".repeat(20_000), "every frame is answered, in order");
+        // A message between two runs keeps its place; the runs are still coalesced.
+        c.handle_input(&[b"\x0b\x1c\x0d".repeat(10), frame(b"MSH|x"), b"\x0b\x1c\x0d".repeat(10)].concat(), t);
+        assert!(matches!(&events(&mut c)[..], [Event::Message { seq: 1, .. }]));
+        c.decide(1, Verdict::Accept, t);
+        let nak = b"\x0b\x15\x1c\r".repeat(10);
+        assert_eq!(drain(&mut c), [&nak[..], b"\x0b\x06\x1c\r", &nak[..]].concat());
+        // Closing reports what the window still holds.
+        c.close();
+        assert!(matches!(&events(&mut c)[..], [Event::Error(e)] if e.message.contains("repeated 20017 times")));
     }
 
     #[test]
@@ -1775,6 +2037,27 @@ mod tests {
         assert_eq!(segs[7], "MSA|AA|B00002");
         assert_eq!(segs[8], "BTS|3");
         assert_eq!(segs[9], "FTS|1");
+    }
+
+    #[test]
+    fn an_empty_batch_reply_holds_nothing_of_the_previous_reply() {
+        // Found by the connection fuzz target's oracle: a batch without messages was answered
+        // with the previous reply's bytes in front of its own (`\x15\x06` in MLLP mode).
+        for mode in [AckMode::Mllp, AckMode::Hl7] {
+            let mut c = Connection::<u32>::new(Config { ack_mode: mode, process_batch: true, ..cfg() });
+            c.handle_input(b"\x0b\x1c\r", t0());
+            c.handle_input(&frame(b"BHS|^~\\&|S\rBTS|0\r"), t0());
+            let out = frames(&drain(&mut c));
+            assert_eq!(out.len(), 2);
+            match mode {
+                AckMode::Mllp => assert_eq!(out, [vec![0x15], vec![0x06]]),
+                _ => {
+                    assert!(out[1].starts_with(b"BHS|"), "{}", String::from_utf8_lossy(&out[1]));
+                    assert!(out[1].ends_with(b"\rBTS|0\r"));
+                    assert!(!out[1].windows(3).any(|w| w == b"MSA"), "no acknowledgement of a message");
+                }
+            }
+        }
     }
 
     #[test]

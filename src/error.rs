@@ -118,6 +118,9 @@ codes! {
     SEND_INTERRUPTED = 2011, "Synchronous send interrupted";
     /// The maximum number of connections is reached.
     TOO_MANY_CONNECTIONS = 2012, "Too many connections";
+    /// A connection was closed because the server-wide budget for buffered input
+    /// (MaxBufferedBytes) was spent and it held the most partial-message data.
+    MEMORY_BUDGET = 2013, "Buffered-input budget exceeded (MaxBufferedBytes)";
     /// A certificate or key could not be loaded or used (wrong password, key mismatch,
     /// expired, no private key, bad format).
     CERTIFICATE = 2020, "Certificate error";

@@ -227,13 +227,27 @@ pub fn ack_wanted(ack_type: &[u8], positive: bool) -> bool {
     }
 }
 
-const DEFAULT_ENCODING: &[u8] = b"^~\\&";
+const DEFAULT_ENCODING: [u8; 4] = *b"^~\\&";
+
+/// The encoding characters of an acknowledgement whose message has an empty MSH-2: `^~\&`,
+/// with `#` in place of the one that is the field separator `sep` (when one is): MSH-2 must
+/// not hold the field separator, or every field after it would shift.
+fn default_encoding(sep: u8) -> [u8; 4] {
+    DEFAULT_ENCODING.map(|e| if e == sep { b'#' } else { e })
+}
 
 /// Appends `value` to `out`, escaping the bytes that would otherwise end or split the field:
 /// the separators as `\F\ \S\ \R\ \E\ \T\` and CR/LF as `\X0D\` / `\X0A\` (with the message's
 /// own escape character). Without an escape character in `encoding` they become spaces.
 fn push_escaped(out: &mut Vec<u8>, value: &[u8], field_sep: u8, encoding: &[u8]) {
     let esc = encoding.get(2).copied();
+    // Without an escape character a special byte becomes a space, or when a space is itself a
+    // separator the first of `_ . -` that is not (one is: there are at most three separators).
+    let special = |c: u8| c == field_sep || encoding.iter().take(4).any(|&e| e == c);
+    let blank = match esc {
+        Some(_) => b' ',
+        None => [b' ', b'_', b'.', b'-'].into_iter().find(|&c| !special(c)).unwrap_or(b'_'),
+    };
     for &b in value {
         let code: Option<&[u8]> = if b == field_sep {
             Some(b"F")
@@ -259,7 +273,7 @@ fn push_escaped(out: &mut Vec<u8>, value: &[u8], field_sep: u8, encoding: &[u8])
                 out.extend_from_slice(code);
                 out.push(esc);
             }
-            (Some(_), None) => out.push(b' '),
+            (Some(_), None) => out.push(blank),
         }
     }
 }
@@ -276,8 +290,9 @@ fn push_escaped(out: &mut Vec<u8>, value: &[u8], field_sep: u8, encoding: &[u8])
 /// applications/facilities, MSH-9 `ACK`, MSH-11 `P`, MSH-12 `2.5`, and MSA-2 empty.
 ///
 /// `timestamp`, `control_id` and `text` are escaped; fields copied from `msg` are already in its
-/// encoding and are copied verbatim. An empty received MSH-2 is replaced by `^~\&`, since an
-/// ACK without encoding characters would not be valid.
+/// encoding and are copied verbatim. An empty received MSH-2 is replaced by `^~\&` (with `#`
+/// for the one that is the message's field separator, if any), since an ACK without encoding
+/// characters would not be valid.
 pub fn build_ack(
     msg: &[u8],
     code: AckCode,
@@ -287,10 +302,11 @@ pub fn build_ack(
     out: &mut Vec<u8>,
 ) {
     let msh = parse_msh(msg);
-    let (sep, encoding) = match &msh {
-        Some(m) if !m.encoding.is_empty() => (m.field_sep, m.encoding),
-        Some(m) => (m.field_sep, DEFAULT_ENCODING),
-        None => (b'|', DEFAULT_ENCODING),
+    let sep = msh.as_ref().map_or(b'|', |m| m.field_sep);
+    let fallback = default_encoding(sep);
+    let encoding: &[u8] = match &msh {
+        Some(m) if !m.encoding.is_empty() => m.encoding,
+        _ => &fallback,
     };
     let empty: &[u8] = &[];
     let charset = msh.as_ref().map_or(&[][..], |m| m.charset);
@@ -613,9 +629,10 @@ fn count_field(seg: &[u8], name: &str) -> Result<Option<usize>, String> {
 }
 
 /// Splits a batch frame — `[FHS] {[BHS] {MSH …} [BTS]} [FTS]` — into its messages and checks
-/// it: a BHS needs its BTS, an FHS its FTS, BTS-1 and FTS-1 (when valued) must equal the number
-/// of messages and of batches, and nothing but messages may stand between the headers. Err
-/// with the reason for anything else: a malformed batch is refused whole.
+/// it: a BHS needs its BTS, an FHS its FTS (a trailer may be its bare name), BTS-1 and FTS-1
+/// (when valued) must equal the number of messages and of batches, and nothing but messages
+/// may stand between the headers. Err with the reason for anything else: a malformed batch is
+/// refused whole.
 pub fn split_batch(frame: &[u8]) -> Result<Batch<'_>, String> {
     // (start of segment, end of segment content, end including terminators)
     let mut segs = Vec::new();
@@ -633,9 +650,12 @@ pub fn split_batch(frame: &[u8]) -> Result<Batch<'_>, String> {
             segs.push((start, end, i));
         }
     }
+    // A trailer may also be just its name: HL7 omits empty trailing fields, so `BTS` alone is
+    // a BTS without a count.
     let name = |s: &(usize, usize, usize)| -> Option<&[u8; 3]> {
         let seg = &frame[s.0..s.1];
-        (seg.len() >= 4 && is_separator(seg[3])).then(|| seg[..3].try_into().expect("three bytes"))
+        let bare_trailer = seg == b"BTS" || seg == b"FTS";
+        (bare_trailer || seg.len() >= 4 && is_separator(seg[3])).then(|| seg[..3].try_into().expect("three bytes"))
     };
     let mut batch = Batch { fhs: None, groups: Vec::new() };
     let mut fts_seen = false;
@@ -724,7 +744,8 @@ pub fn split_batch(frame: &[u8]) -> Result<Batch<'_>, String> {
 fn push_header_ack(out: &mut Vec<u8>, seg: &[u8], timestamp: &[u8]) {
     let sep = seg[3];
     let enc = seg_field(seg, 1);
-    let enc = if enc.is_empty() { DEFAULT_ENCODING } else { enc };
+    let fallback = default_encoding(sep);
+    let enc = if enc.is_empty() { &fallback[..] } else { enc };
     out.extend_from_slice(&seg[..3]);
     out.push(sep);
     out.extend_from_slice(enc);
@@ -937,6 +958,45 @@ mod tests {
     }
 
     #[test]
+    fn empty_msh2_default_encoding_never_holds_the_field_separator() {
+        // Found by the hl7 fuzz target's oracle: with '^' as the field separator and MSH-2
+        // empty, the ACK's MSH-2 was `^~\&`, so it began with a field separator and every
+        // field after it moved one place.
+        let msg = b"MSH^^A^B^C^D^2026^^ADT^X1^P^2.5\r";
+        assert_eq!(ack(msg, AckCode::AA, None), &b"MSH^#~\\&^C^D^A^B^20261125083100^^ACK^ACK42^P^2.5\rMSA^AA^X1\r"[..]);
+        assert_eq!(default_encoding(b'|'), *b"^~\\&");
+        assert_eq!(default_encoding(b'&'), *b"^~\\#");
+        // The batch acknowledgement's headers likewise.
+        let shape = BatchShape { fhs: None, groups: vec![(Some(b"BHS~~S".to_vec()), 0)] };
+        let mut out = Vec::new();
+        build_batch_ack(&shape, &[], TS, &mut out);
+        assert!(out.starts_with(b"BHS~^#\\&~~~S~"), "{}", String::from_utf8_lossy(&out));
+    }
+
+    #[test]
+    fn without_escape_character_special_bytes_become_a_byte_that_is_not_special() {
+        // Found by the hl7 fuzz target's oracle: MSH-2 without an escape character turned a
+        // special byte into a space, which split the field when the space was the field separator.
+        let msg = b"MSH ^~ A B C D 2026  ADT^A01 X1 P 2.5\r";
+        assert_eq!(
+            ack(msg, AckCode::AE, Some(b"a b^c~d")),
+            &b"MSH ^~ C D A B 20261125083100  ACK^A01^ACK ACK42 P 2.5\rMSA AE X1 a_b_c_d\r"[..]
+        );
+        // A space as the component separator too, and '_' as the field separator.
+        let msg = b"MSH_ ~_A\r";
+        assert_eq!(
+            ack(msg, AckCode::AA, Some(b"x y_z")),
+            &b"MSH_ ~___A__20261125083100__ACK_ACK42_P_\rMSA_AA__x.y.z\r"[..]
+        );
+        // With an escape character the separators are escaped, a space as any other.
+        let msg = b"MSH ^~\\& A\r";
+        assert_eq!(
+            ack(msg, AckCode::AA, Some(b"a b")),
+            &b"MSH ^~\\&   A  20261125083100  ACK ACK42 P \rMSA AA  a\\F\\b\r"[..]
+        );
+    }
+
+    #[test]
     fn ack_for_adt_a01_exact() {
         assert_eq!(
             ack(ADT_A01, AckCode::AA, None),
@@ -1139,6 +1199,11 @@ mod tests {
         assert!(split_batch(b"BHS|^~\\&\rMSH|^~\\&\rBTS|x\r").unwrap_err().contains("not a count"));
         assert!(split_batch(b"BHS|^~\\&\rBTS|0\rMSH|^~\\&\r").is_err());
         assert!(split_batch(b"FHS|^~\\&\rFTS|0\rMSH|^~\\&\r").unwrap_err().contains("after FTS"));
+        // Trailers without fields (found by the batch oracle's grammar: HL7 omits empty
+        // trailing fields, and a bare BTS was read as a segment of the last message).
+        let b = split_batch(b"FHS|^~\\&\rBHS|^~\\&\rMSH|^~\\&|A\rPID|1\rBTS\rFTS\r").unwrap();
+        assert_eq!(b.messages().collect::<Vec<_>>(), [&b"MSH|^~\\&|A\rPID|1\r"[..]]);
+        assert!(split_batch(b"BHS|^~\\&\rMSH|^~\\&|A\rBTS").is_ok());
     }
 
     use proptest::prelude::*;

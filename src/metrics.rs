@@ -223,8 +223,13 @@ impl Metrics {
 
     /// An Error event with `code`.
     pub(crate) fn error(&self, code: i32) {
+        self.errors_n(code, 1);
+    }
+
+    /// `n` errors of `code` (the ones a coalesced report stands for).
+    pub(crate) fn errors_n(&self, code: i32, n: u64) {
         let i = TABLE_CODES.iter().position(|&c| c == code).unwrap_or(TABLE_CODES.len());
-        add(&self.errors[i], 1);
+        add(&self.errors[i], n);
     }
 
     pub(crate) fn tls_completed(&self) {

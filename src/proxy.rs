@@ -248,12 +248,20 @@ impl Parser {
         if !line.ends_with(b"\r\n") || line[..line.len() - 2].contains(&b'\r') {
             return Progress::Invalid(v1_reason(line, "line not ended by CRLF"));
         }
+        // The same bytes are refused in a complete line as in a partial one: whether a NUL
+        // (or any control byte) is accepted must not depend on how the line was cut.
+        if let Some(b) = line[..line.len() - 2].iter().find(|b| !(0x20..=0x7E).contains(*b)) {
+            return Progress::Invalid(v1_reason(line, &format!("unexpected byte {}", show_byte(*b))));
+        }
         let consumed = self.buf.len() - start;
         let header = |addresses| Progress::Done {
             header: Header { version: Version::V1, addresses, len: line.len() },
             consumed,
         };
         match ppp::v1::Header::try_from(line) {
+            Ok(h) if !matches!(h.addresses, ppp::v1::Addresses::Unknown) && !v1_ports_are_digits(line) => {
+                Progress::Invalid(v1_reason(line, "a port is not a decimal number"))
+            }
             Ok(h) => match h.addresses {
                 ppp::v1::Addresses::Tcp4(a) => header(Addresses::Proxy {
                     source: SocketAddr::new(IpAddr::V4(a.source_address), a.source_port),
@@ -334,6 +342,12 @@ impl Parser {
         };
         Progress::Done { header: Header { version: Version::V2, addresses, len: total }, consumed }
     }
+}
+
+/// True when the two ports of a complete TCP4/TCP6 line (its 5th and 6th fields) are decimal
+/// digits only: ppp reads them with `u16::from_str`, which also takes a leading `+`.
+fn v1_ports_are_digits(line: &[u8]) -> bool {
+    line[..line.len() - 2].split(|&b| b == b' ').skip(4).all(|p| !p.is_empty() && p.iter().all(u8::is_ascii_digit))
 }
 
 /// The length field of a v2 header's fixed part.
@@ -455,6 +469,34 @@ mod tests {
         let r = invalid(whole(ProxyMode::Any, b"\x0bMSH|"));
         assert!(r.contains("0x0B"), "{r}");
         assert!(invalid(whole(ProxyMode::V1, b"\x0b")).contains("v1"));
+    }
+
+    #[test]
+    fn v1_refuses_control_bytes_however_the_line_is_cut() {
+        // Found by the proxy fuzz target's oracle: a NUL after UNKNOWN was refused when the
+        // line came in pieces but accepted when it came whole.
+        for line in [
+            &b"PROXY UNKNOWN \0\r\n"[..],
+            b"PROXY UNKNOWN a\tb\r\n",
+            b"PROXY UNKNOWN \x7f\r\n",
+            b"PROXY UNKNOWN \xc3\xa9\r\n",
+        ] {
+            assert!(invalid(whole(ProxyMode::V1, line)).contains("unexpected byte"), "{line:?}");
+            let mut p = Parser::new(ProxyMode::Any);
+            let r = line.iter().map(|b| p.feed(std::slice::from_ref(b))).find(|r| *r != Progress::NeedMore);
+            assert!(matches!(r, Some(Progress::Invalid(_))), "{line:?} byte by byte: {r:?}");
+        }
+        done(whole(ProxyMode::V1, b"PROXY UNKNOWN ~ !\r\n"));
+    }
+
+    #[test]
+    fn v1_ports_are_decimal_digits_only() {
+        // Found by the proxy oracle: "+5" was read as port 5.
+        for line in [&b"PROXY TCP4 1.2.3.4 5.6.7.8 +5 6\r\n"[..], b"PROXY TCP6 ::1 ::2 5 +6\r\n"] {
+            assert!(invalid(whole(ProxyMode::V1, line)).contains("port"), "{line:?}");
+        }
+        let (h, _) = done(whole(ProxyMode::V1, b"PROXY TCP4 1.2.3.4 5.6.7.8 0 65535\r\n"));
+        assert_eq!(h.addresses, Addresses::Proxy { source: sa("1.2.3.4:0"), destination: sa("5.6.7.8:65535") });
     }
 
     #[test]

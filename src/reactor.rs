@@ -7,6 +7,14 @@
 //! edge-triggered and drained; interest is recomputed after every event so that a connection
 //! whose output is backed up (or whose replies await decisions) is not read from: a slow peer
 //! costs only its own bounded buffers and never delays the others.
+//!
+//! Server-wide bounds live here too (README "Resource bounds"): the partial-message bytes of
+//! all connections are summed after every read and kept within MaxBufferedBytes by closing
+//! the connections holding the most (2013); with MaxConnections=0 accepting stops at the
+//! descriptor limit less a reserve and resumes as connections close (and every 100 ms while
+//! accept fails with EMFILE, since the listener is edge-triggered); IdleTimeout closes silent
+//! connections; and the read budget charges a connection for the frames it decodes, so a
+//! storm of bad frames is read in small pieces and never stalls the other connections.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
@@ -38,6 +46,19 @@ const READ_CHUNK: usize = 256 * 1024;
 const MAX_HELD: usize = 1024;
 /// Reads per readiness event before other connections get their turn (fairness).
 const READ_BUDGET: usize = 16;
+/// Refused or discarded frames (see `Connection::work`) that cost as much of the read budget
+/// as one read: a chunk of bad frames ends the connection's turn early.
+const WORK_PER_READ: u64 = 4096;
+/// A read that found more work than this puts the connection in storm mode: it is then read
+/// STORM_CHUNK bytes per turn until its reads are ordinary again (each turn's work stays small,
+/// so other connections wait for it no more than a fraction of a millisecond).
+const STORM_WORK: u64 = 1024;
+/// Bytes read per turn from a connection in storm mode.
+const STORM_CHUNK: usize = 16 * 1024;
+/// How often accepting is retried while it fails for want of descriptors (EMFILE, ENFILE).
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+/// A pause in accepting (limit reached, descriptors ran out) is reported at most this often.
+const PAUSE_REPORT_INTERVAL: Duration = Duration::from_secs(10);
 /// Accepted connections still delivering their PROXY protocol header (ProxyProtocol); the
 /// rest wait in the kernel's backlog.
 const MAX_PROXY_PENDING: usize = 1024;
@@ -91,6 +112,13 @@ struct Conn {
     tls_failure: Option<TlsFailure>,
     /// On the reactor's list of connections to give their buffers back once quiet.
     listed: bool,
+    /// Its partial-message bytes as last counted in the server-wide total (MaxBufferedBytes).
+    buffered: usize,
+    /// The last time bytes were read from or written to it (IdleTimeout).
+    last_io: Instant,
+    /// Bytes read per read call: READ_CHUNK, or STORM_CHUNK while its input is a storm of
+    /// bad frames.
+    read_cap: usize,
 }
 
 /// An accepted connection reading its PROXY protocol header, before ConnectionRequest.
@@ -186,6 +214,47 @@ struct Reactor {
     sweep_list: Vec<ConnectionId>,
     /// When the list and the shared buffer pool are next checked (None: both are empty).
     next_sweep: Option<Instant>,
+    /// Partial-message bytes of every connection (the server-wide MaxBufferedBytes budget).
+    buffered_total: u64,
+    /// The connection limit when MaxConnections is 0: the descriptor limit less a reserve.
+    fd_cap: usize,
+    /// Accepting stopped at the connection limit derived from the descriptor limit (or for
+    /// want of descriptors): resumed when a connection closes or at `accept_retry`.
+    accept_paused: bool,
+    /// When accepting is tried again after it failed for want of descriptors.
+    accept_retry: Option<Instant>,
+    /// When a pause in accepting was last reported.
+    pause_reported: Option<Instant>,
+}
+
+/// The connection limit for MaxConnections=0: RLIMIT_NOFILE's soft limit less a reserve of
+/// max(64, limit/8) descriptors, so that the host's files, database connections and metrics
+/// endpoint keep working with every connection in use.
+pub(crate) fn derived_connection_limit() -> usize {
+    let soft = nofile_limit();
+    soft.saturating_sub(fd_reserve(soft)).max(1)
+}
+
+/// Descriptors kept out of the connection limit derived from a descriptor limit of `soft`.
+fn fd_reserve(soft: usize) -> usize {
+    (soft / 8).max(64)
+}
+
+#[cfg(unix)]
+fn nofile_limit() -> usize {
+    let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes one rlimit into the valid, exclusively borrowed `r`.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) };
+    if rc != 0 || r.rlim_cur == libc::RLIM_INFINITY {
+        return 1 << 20;
+    }
+    usize::try_from(r.rlim_cur).unwrap_or(1 << 20)
+}
+
+#[cfg(not(unix))]
+fn nofile_limit() -> usize {
+    // No per-process descriptor limit to derive from (Windows' socket limit is far higher).
+    1 << 16
 }
 
 /// Reads the clocks cheaply: the monotonic clock each time; the wall clock (only needed in
@@ -240,6 +309,11 @@ impl Reactor {
             clock: Clock::new(),
             sweep_list: Vec::new(),
             next_sweep: None,
+            buffered_total: 0,
+            fd_cap: derived_connection_limit(),
+            accept_paused: false,
+            accept_retry: None,
+            pause_reported: None,
         }
     }
 
@@ -255,7 +329,7 @@ impl Reactor {
             let timeout = if self.backlog.is_empty() {
                 let conn = self.timers.peek().map(|Reverse((t, _))| *t);
                 let proxy = self.proxy_timers.first().map(|(t, _)| *t);
-                [conn, proxy, self.next_sweep]
+                [conn, proxy, self.next_sweep, self.accept_retry]
                     .into_iter()
                     .flatten()
                     .min()
@@ -294,6 +368,10 @@ impl Reactor {
             }
             self.run_commands();
             self.run_timers();
+            if self.accept_retry.is_some_and(|t| t <= Instant::now()) {
+                self.accept_retry = None;
+                self.accept_again = true;
+            }
             if std::mem::take(&mut self.accept_again) {
                 self.accept_all();
             }
@@ -388,8 +466,8 @@ impl Reactor {
                             format!("connection from {addr} refused by ConnectionRequest")
                         });
                     }
-                    if self.held.len() + 1 == MAX_HELD {
-                        self.accept_all();
+                    if self.held.len() + 1 == MAX_HELD || (self.accept_paused && !accept) {
+                        self.accept_again = true;
                     }
                 }
             }
@@ -482,18 +560,63 @@ impl Reactor {
             if self.held.len() >= MAX_HELD || self.proxied.len() >= MAX_PROXY_PENDING {
                 return;
             }
+            // MaxConnections=0: at the limit derived from the descriptor limit the rest wait
+            // in the backlog (accepting resumes when a connection closes).
+            if self.settings.max_connections == 0 && self.open_count() >= self.fd_cap {
+                self.pause_accepting(None);
+                return;
+            }
             let Some(l) = self.listener.as_ref() else {
                 return;
             };
             match l.accept() {
-                Ok((stream, addr)) => self.on_accept(stream, addr),
+                Ok((stream, addr)) => {
+                    self.accept_paused = false;
+                    self.on_accept(stream, addr)
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)) =>
+                {
+                    // Out of descriptors: the listener is edge-triggered, so the backlog is
+                    // retried on a timer and after every close, not at the next arrival.
+                    self.pause_accepting(Some(e));
+                    return;
+                }
                 Err(e) => {
-                    // EMFILE and friends: report and retry at the next readiness or command.
                     self.error(ConnectionId::NONE, Error::from_io(&e, "accept"));
                     return;
                 }
+            }
+        }
+    }
+
+    /// Connections open or being admitted (what the derived connection limit bounds).
+    fn open_count(&self) -> usize {
+        lock(&self.shared.conns).count + self.held.len() + self.proxied.len()
+    }
+
+    /// Stops accepting until a connection closes; `failure` (descriptors ran out) also
+    /// retries every ACCEPT_RETRY. Reported at most once per PAUSE_REPORT_INTERVAL, not per
+    /// retry or per connection let in.
+    fn pause_accepting(&mut self, failure: Option<io::Error>) {
+        let now = Instant::now();
+        if failure.is_some() {
+            self.accept_retry = Some(now + ACCEPT_RETRY);
+        }
+        self.accept_paused = true;
+        if self.pause_reported.is_some_and(|t| now < t + PAUSE_REPORT_INTERVAL) {
+            return;
+        }
+        self.pause_reported = Some(now);
+        match failure {
+            Some(e) => self.error(ConnectionId::NONE, Error::from_io(&e, "accept (retried every 100 ms)")),
+            None => {
+                let (cap, soft) = (self.fd_cap, nofile_limit());
+                self.log(ConnectionId::NONE, LogLevel::Info, || {
+                    format!("connection limit {cap} reached (descriptor limit {soft} less a reserve of {}): new connections wait until one closes", fd_reserve(soft))
+                });
             }
         }
     }
@@ -576,7 +699,7 @@ impl Reactor {
     fn proxy_leave(&mut self, key: u64, p: &mut ProxyPending) {
         self.proxy_timers.remove(&(p.deadline, key));
         let _ = self.poll.registry().deregister(&mut p.stream);
-        if self.proxied.len() + 1 == MAX_PROXY_PENDING {
+        if self.proxied.len() + 1 == MAX_PROXY_PENDING || self.accept_paused {
             self.accept_again = true;
         }
     }
@@ -640,6 +763,9 @@ impl Reactor {
             prefix,
             tls_failure: None,
             listed: false,
+            buffered: 0,
+            last_io: self.now.mono,
+            read_cap: READ_CHUNK,
         });
         conn.proto.set_pool(self.shared.pool.clone());
         conn.proto.set_duplicates(self.shared.dups.clone());
@@ -699,6 +825,10 @@ impl Reactor {
     fn settle(&mut self, mut c: Box<Conn>, mut result: io::Result<()>) {
         if let Some(e) = c.failed.take() {
             result = Err(e);
+        }
+        if self.buffered_total > self.settings.max_buffered_bytes && self.enforce_budget(&c) {
+            let _ = self.flush(&mut c);
+            return self.evict(c);
         }
         if result.is_ok() {
             result = self.flush(&mut c);
@@ -807,10 +937,11 @@ impl Reactor {
         }
     }
 
-    /// Puts the connection's next deadline (protocol or TLS handshake) in the timer heap
-    /// unless an entry at or before it is there already.
+    /// Puts the connection's next deadline (protocol, TLS handshake or IdleTimeout) in the
+    /// timer heap unless an entry at or before it is there already.
     fn arm_timer(&mut self, c: &mut Conn) {
-        let next = [c.proto.poll_timeout(), c.transport.poll_timeout()].into_iter().flatten().min();
+        let next =
+            [c.proto.poll_timeout(), c.transport.poll_timeout(), self.idle_deadline(c)].into_iter().flatten().min();
         if let Some(t) = next {
             if c.armed.map_or(true, |a| t < a) {
                 c.armed = Some(t);
@@ -819,8 +950,56 @@ impl Reactor {
         }
     }
 
+    /// When the connection counts as idle (IdleTimeout): no traffic since, and nothing
+    /// awaits the host or the peer (undecided replies, unwritten output).
+    fn idle_deadline(&self, c: &Conn) -> Option<Instant> {
+        let t = self.settings.idle_timeout;
+        let busy = c.proto.pending_replies() > 0 || c.proto.queued_output() > 0;
+        (t > 0 && !busy).then(|| c.last_io + Duration::from_secs(t as u64))
+    }
+
+    /// Brings the server-wide total of partial-message bytes up to date with `c`'s.
+    fn count_buffered(&mut self, c: &mut Conn) {
+        let now = c.proto.partial_len();
+        if now != c.buffered {
+            self.buffered_total = self.buffered_total + now as u64 - c.buffered as u64;
+            c.buffered = now;
+            self.shared.buffered_bytes.store(self.buffered_total, Ordering::Relaxed);
+        }
+    }
+
+    /// Over MaxBufferedBytes: closes the connections holding the most partial-message data
+    /// (error 2013) until the total is within the budget again. Returns true when `c`, the
+    /// connection at hand, is the one to close (the caller closes it).
+    fn enforce_budget(&mut self, c: &Conn) -> bool {
+        let max = self.settings.max_buffered_bytes;
+        while self.buffered_total > max {
+            let other = self.conns.iter().flatten().max_by_key(|o| o.buffered).map(|o| (o.shared.id, o.buffered));
+            match other {
+                Some((id, n)) if n > c.buffered => {
+                    let Some(o) = self.take(id) else { return false };
+                    self.evict(o);
+                }
+                _ => return c.buffered > 0,
+            }
+        }
+        false
+    }
+
+    /// Closes a connection for the buffered-input budget (error 2013).
+    fn evict(&mut self, c: Box<Conn>) {
+        let (n, max) = (c.buffered, self.settings.max_buffered_bytes);
+        let e = Error::new(
+            code::MEMORY_BUDGET,
+            format!("connection closed: MaxBufferedBytes ({max}) spent and it held the most partial-message data ({n} bytes)"),
+        );
+        self.error(c.shared.id, e.clone());
+        self.close(c, e.code, &e.message);
+    }
+
     fn read(&mut self, c: &mut Conn, how: ReadHow) -> io::Result<()> {
-        let mut budget = READ_BUDGET;
+        // The budget counts reads and the decoding work they caused (see WORK_PER_READ).
+        let mut budget = READ_BUDGET as u64;
         loop {
             if budget == 0 {
                 self.backlog.push(c.shared.id);
@@ -839,10 +1018,17 @@ impl Reactor {
                             break;
                         }
                         Ok(n) => {
+                            c.last_io = self.now.mono;
                             self.shared.metrics.bytes_in(n);
                             c.shared.activity_ms.store(self.shared.ms_at(self.now.mono), Ordering::Relaxed);
                             c.proto.direct_input_done(from, self.now);
+                            self.count_buffered(c);
                             self.drain_proto(c);
+                            if self.buffered_total > self.settings.max_buffered_bytes {
+                                // Over the budget: as for a read through the transport.
+                                self.backlog.push(c.shared.id);
+                                break;
+                            }
                             if n < room && how == ReadHow::Edge && !c.proto.in_frame() {
                                 break;
                             }
@@ -858,13 +1044,31 @@ impl Reactor {
             // buffer on the next pass.
             let chunk = if c.proto.expects_large() { LEAD_READ } else { READ_CHUNK };
             let mut input = Input { prefix: &mut c.prefix, sock: &mut c.stream };
-            match c.transport.read(&mut input, &mut self.buf[..chunk], paused)? {
+            let cap = c.read_cap.min(self.buf.len()).min(chunk);
+            match c.transport.read(&mut input, &mut self.buf[..cap], paused)? {
                 ReadOutcome::Data { n, short } => {
                     c.local_idle = false;
+                    c.last_io = self.now.mono;
                     self.shared.metrics.bytes_in(n);
                     c.shared.activity_ms.store(self.shared.ms_at(self.now.mono), Ordering::Relaxed);
+                    let work = c.proto.work();
                     c.proto.handle_input(&self.buf[..n], self.now);
+                    let work = c.proto.work() - work;
+                    self.count_buffered(c);
                     self.drain_proto(c);
+                    // A storm of bad frames (or start blocks) is read in small pieces and
+                    // ends the turn, so other connections never wait long for it.
+                    c.read_cap = if work > STORM_WORK { STORM_CHUNK } else { READ_CHUNK };
+                    budget = budget.saturating_sub(work / WORK_PER_READ);
+                    if work > STORM_WORK {
+                        budget = 0;
+                    }
+                    if self.buffered_total > self.settings.max_buffered_bytes {
+                        // Over the budget: settle decides who is closed; if this connection
+                        // survives it is read again (readiness is edge-triggered).
+                        self.backlog.push(c.shared.id);
+                        break;
+                    }
                     // A short read that completed the message at hand is the request/response
                     // case: the client now waits for our reply, so the read that would only
                     // say WouldBlock is skipped (a third of the syscalls per message).
@@ -943,6 +1147,7 @@ impl Reactor {
                     // The instant the reply bytes were handed to the transport: the end of
                     // the acknowledgement latency (one clock read per write call).
                     let written = Instant::now();
+                    c.last_io = written;
                     self.shared.metrics.bytes_out(n);
                     c.proto.consume_output(n, written);
                     c.shared.activity_ms.store(self.shared.ms_at(written), Ordering::Relaxed);
@@ -966,6 +1171,11 @@ impl Reactor {
     fn close(&mut self, mut c: Box<Conn>, status: i32, description: &str) {
         let id = c.shared.id;
         c.proto.close();
+        self.count_buffered(&mut c);
+        if self.accept_paused {
+            // A descriptor and a connection slot are free: the backlog is accepted now.
+            self.accept_again = true;
+        }
         self.drain_proto(&mut c);
         let m = &self.shared.metrics;
         m.connection_closed();
@@ -1114,6 +1324,13 @@ impl Reactor {
                 continue;
             }
             c.proto.handle_timeout(self.now);
+            self.count_buffered(&mut c);
+            if self.idle_deadline(&c).is_some_and(|t| t <= now) {
+                let secs = self.settings.idle_timeout;
+                let why = format!("IdleTimeout: no traffic for {secs} s");
+                self.close(c, code::TIMEOUT, &why);
+                continue;
+            }
             self.settle(c, Ok(()));
         }
     }
@@ -1170,6 +1387,15 @@ fn apply_socket_options(stream: &TcpStream, s: &Settings) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_descriptor_reserve_is_max_64_and_an_eighth() {
+        assert_eq!(fd_reserve(256), 64);
+        assert_eq!(fd_reserve(1024), 128);
+        assert_eq!(fd_reserve(20000), 2500);
+        let soft = nofile_limit();
+        assert_eq!(derived_connection_limit(), soft.saturating_sub(fd_reserve(soft)).max(1));
+    }
 
     #[test]
     fn clock_gives_the_wall_clock_second() {

@@ -226,6 +226,12 @@ impl Server {
             if k == "duplicatecount" {
                 return Ok(self.duplicate_count().to_string());
             }
+            if k == "bufferedbytes" {
+                return Ok(self.buffered_bytes().to_string());
+            }
+            if k == "connectionlimit" {
+                return Ok(self.connection_limit().to_string());
+            }
             return self.settings().get(key);
         };
         let k = key.to_ascii_lowercase();
@@ -563,6 +569,22 @@ impl Server {
         held + self.shared.pool.bytes()
     }
 
+    /// Partial-message bytes buffered across all connections now (the read-only
+    /// BufferedBytes setting; MaxBufferedBytes bounds it).
+    pub fn buffered_bytes(&self) -> u64 {
+        self.shared.buffered_bytes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The connection limit in force (the read-only ConnectionLimit setting): MaxConnections,
+    /// or when it is 0 the limit derived from the descriptor limit (soft RLIMIT_NOFILE less
+    /// max(64, limit/8)).
+    pub fn connection_limit(&self) -> u64 {
+        match self.settings().max_connections {
+            0 => crate::reactor::derived_connection_limit() as u64,
+            n => u64::from(n),
+        }
+    }
+
     /// Duplicates answered from the DuplicateWindow so far (the DuplicateCount setting).
     pub fn duplicate_count(&self) -> u64 {
         self.shared.dups.count()
@@ -712,7 +734,7 @@ impl Server {
     }
 
     /// OutputData: the last message received on the connection (when no output stream or file
-    /// took it). Shared, not copied.
+    /// took it; empty with KeepOutputData=False). Shared, not copied.
     pub fn output_data(&self, id: ConnectionId) -> Result<Arc<Vec<u8>>> {
         Ok(lock(&self.shared.conn(id)?.fields).output_data.clone().unwrap_or_default())
     }

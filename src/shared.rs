@@ -257,6 +257,9 @@ pub(crate) struct Shared {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Message buffers shared by the connections (see `bufpool`).
     pub pool: Arc<crate::bufpool::BufPool>,
+    /// Partial-message bytes buffered across all connections (the BufferedBytes setting;
+    /// bounded by MaxBufferedBytes), kept by the reactor.
+    pub buffered_bytes: AtomicU64,
 }
 
 impl Shared {
@@ -281,6 +284,7 @@ impl Shared {
             dups: Arc::new(crate::dedupe::Duplicates::new(0)),
             metrics: Arc::new(crate::metrics::Metrics::new()),
             pool: Arc::new(crate::bufpool::BufPool::new()),
+            buffered_bytes: AtomicU64::new(0),
         }
     }
 

@@ -29,6 +29,13 @@ cargo test --quiet --test header
 step "Rust unit, property and integration tests"
 cargo test --workspace --all-targets
 
+# The same oracles ran above as property tests (tests/fuzz_oracles.rs); FUZZ_SECONDS=0 skips
+# the fuzzer (its first build compiles the library and its dependencies once more).
+if [ "${FUZZ_SECONDS:-60}" != 0 ]; then
+  step "fuzz targets, each against its oracle, for a bounded time"
+  FUZZ_SECONDS="${FUZZ_SECONDS:-60}" bash tests/fuzz/run.sh
+fi
+
 step "C build, C harness (plain, AddressSanitizer, valgrind) and mllp-listen end to end (ctest)"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j2

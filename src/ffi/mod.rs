@@ -82,6 +82,10 @@ pub const MLLP_ERR_SHUT_DOWN: c_int = 2010;
 pub const MLLP_ERR_SEND_INTERRUPTED: c_int = 2011;
 /// MaxConnections reached; reported through the Error event (2012).
 pub const MLLP_ERR_TOO_MANY_CONNECTIONS: c_int = 2012;
+/// A connection was closed because the server-wide budget for buffered input
+/// (MaxBufferedBytes) was spent and it held the most partial-message data; reported through
+/// the Error and Disconnected events (2013).
+pub const MLLP_ERR_MEMORY_BUDGET: c_int = 2013;
 
 /// A certificate or key could not be loaded or used: wrong password, key mismatch, expired,
 /// no private key, bad format (2020).

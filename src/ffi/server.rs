@@ -212,6 +212,17 @@ pub extern "C" fn mllp_server_set_local_host(server: *mut mllp_server, host: *co
 /// - `DecodeToUTF8=True`: messages are handed over converted to UTF-8; one that cannot be
 ///   converted is refused (`MLLP_ERR_CHARSET`).
 ///
+/// Resource bounds (README "Resource bounds"):
+/// - `MaxConnections=N`: 0 (default) derives the limit from the descriptor limit (soft
+///   RLIMIT_NOFILE less max(64, limit/8)); connections beyond it wait in the backlog. Above
+///   0, connections beyond N are refused (`MLLP_ERR_TOO_MANY_CONNECTIONS`).
+/// - `MaxBufferedBytes=N` (default 1 GiB): partial-message bytes held across all
+///   connections; past it the connections holding the most are closed
+///   (`MLLP_ERR_MEMORY_BUDGET`). `BufferedBytes` (read-only): what is held now.
+/// - `ConnectionLimit` (read-only): the limit in force (MaxConnections, or the derived one).
+/// - `IdleTimeout=N` (seconds, default 0 = off): a connection without traffic for N seconds
+///   is closed (Disconnected with `MLLP_ERR_TIMEOUT`).
+///
 /// Behind a load balancer (README "PROXY protocol"):
 /// - `ProxyProtocol=None|V1|V2|Any`: every new connection must start with a PROXY protocol
 ///   header (before TLS and MLLP); ConnectionRequest, RemoteHost and RemotePort report the

@@ -77,6 +77,7 @@ constexpr int Io = MLLP_ERR_IO;                                     // 2009
 constexpr int ShutDown = MLLP_ERR_SHUT_DOWN;                        // 2010
 constexpr int SendInterrupted = MLLP_ERR_SEND_INTERRUPTED;          // 2011
 constexpr int TooManyConnections = MLLP_ERR_TOO_MANY_CONNECTIONS;   // 2012
+constexpr int MemoryBudget = MLLP_ERR_MEMORY_BUDGET;                 // 2013
 constexpr int Certificate = MLLP_ERR_CERTIFICATE;                   // 2020
 constexpr int TlsHandshake = MLLP_ERR_TLS_HANDSHAKE;                // 2021
 constexpr int TlsClientRejected = MLLP_ERR_TLS_CLIENT_REJECTED;     // 2022

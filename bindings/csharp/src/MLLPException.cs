@@ -44,6 +44,9 @@ namespace Mllp
         public const int ShutDown = 2010;
         public const int SendInterrupted = 2011;
         public const int TooManyConnections = 2012;
+        /// <summary>A connection was closed because the server-wide budget for buffered input
+        /// (MaxBufferedBytes) was spent and it held the most partial-message data.</summary>
+        public const int MemoryBudget = 2013;
         /// <summary>A certificate or key could not be loaded or used (wrong password, key
         /// mismatch, expired, no private key, bad format).</summary>
         public const int CertificateError = 2020;

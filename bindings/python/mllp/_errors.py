@@ -55,6 +55,9 @@ ERR_SHUT_DOWN = 2010
 ERR_SEND_INTERRUPTED = 2011
 #: MaxConnections reached; reported through the Error event (2012).
 ERR_TOO_MANY_CONNECTIONS = 2012
+#: A connection was closed because the server-wide budget for buffered input
+#: (MaxBufferedBytes) was spent and it held the most partial-message data (2013).
+ERR_MEMORY_BUDGET = 2013
 #: A certificate or key could not be loaded or used: wrong password, key mismatch, expired,
 #: no private key, bad format (2020).
 ERR_CERTIFICATE = 2020

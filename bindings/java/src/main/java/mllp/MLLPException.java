@@ -38,6 +38,8 @@ public class MLLPException extends Exception {
     public static final int SHUT_DOWN = 2010;
     public static final int SEND_INTERRUPTED = 2011;
     public static final int TOO_MANY_CONNECTIONS = 2012;
+    /** A connection was closed for the buffered-input budget (MaxBufferedBytes). */
+    public static final int MEMORY_BUDGET = 2013;
     public static final int CERTIFICATE = 2020;
     public static final int TLS_HANDSHAKE = 2021;
     public static final int TLS_CLIENT_REJECTED = 2022;
