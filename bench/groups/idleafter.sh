@@ -5,7 +5,7 @@
 # never sent is the baseline. N is bounded by the open-file limit (max_idle); large sizes use
 # fewer connections (mllp-bench sends one warm-up message first, so the server's one-time set-up
 # is not counted per connection). IDLEAFTER_N / IDLEAFTER_BIG_N override the counts (e.g. for a smoke run).
-IDLEAFTER_N=${IDLEAFTER_N:-10000}
+IDLEAFTER_N=${IDLEAFTER_N:-10000}  # mllp-listen accepts at most the descriptor limit less 1/8 (MaxConnections=0)
 IDLEAFTER_BIG_N=${IDLEAFTER_BIG_N:-1000}
 idleafter_run() { # SERVER-ACK VARIANT REPEAT N SIZE
     local ack=$1 variant=$2 rep=$3 n size=$5 json
