@@ -3508,6 +3508,8 @@ int main(int argc, char **argv) {
     if (o.ack) check(mllp_server_config(server, o.ack, NULL, NULL), "--ack");
     if (o.dedupe) check(mllp_server_config(server, "DuplicateWindow=100000", NULL, NULL), "--dedupe");
     if (o.batch) check(mllp_server_config(server, "ProcessBatch=True", NULL, NULL), "--batch");
+    /* OutputData is never read here: no copy of the last message is kept per connection. */
+    check(mllp_server_config(server, "KeepOutputData=False", NULL, NULL), "KeepOutputData");
     if (o.idle_timeout >= 0) {
         char kv[64];
         snprintf(kv, sizeof kv, "IdleTimeout=%ld", o.idle_timeout);

@@ -1498,7 +1498,7 @@ int mllp_connection_set_input_file_name(mllp_server *server,
 
 /**
  * OutputData (OutputDataB): the last message received on the connection when no output
- * stream or OutputFileName took it, under the buffer rule.
+ * stream or OutputFileName took it (empty with KeepOutputData=False), under the buffer rule.
  */
 int mllp_connection_get_output_data(const mllp_server *server,
                                     uint64_t connection_id,

@@ -208,6 +208,28 @@ impl Decoder {
         skipped
     }
 
+    /// True while reading a frame's content (after its start block, before its end block).
+    pub fn in_content(&self) -> bool {
+        self.state == State::Content
+    }
+
+    /// Inside a frame's content, takes the leading run of `input` that is content (up to the
+    /// first start or end block byte) as [`feed`](Self::feed) would, without reporting it: the
+    /// caller already has those bytes where it wants them. Returns the run's length; 0 outside
+    /// content, and 0 when the run would exceed the maximum size (feed those bytes instead, so
+    /// that Oversize is reported). Feed the rest of `input` after the run as usual.
+    pub fn consume_content(&mut self, input: &[u8]) -> usize {
+        if self.state != State::Content {
+            return 0;
+        }
+        let run = find2(self.chars.end, self.chars.start, input).unwrap_or(input.len());
+        if run > self.max_message_size.saturating_sub(self.len) {
+            return 0;
+        }
+        self.len += run;
+        run
+    }
+
     /// True between a Start and its End/Oversize/Aborted (i.e. a partial frame is pending).
     pub fn in_frame(&self) -> bool {
         matches!(self.state, State::Content | State::AfterEnd)
@@ -397,6 +419,26 @@ mod tests {
     fn default_chars() {
         let c = FrameChars::default();
         assert_eq!((c.start, c.end, c.eol), (0x0B, 0x1C, 0x0D));
+    }
+
+    #[test]
+    fn consume_content_takes_the_run_feed_would_report() {
+        let mut d = dec(10);
+        assert_eq!(d.consume_content(b"abc"), 0, "outside a frame");
+        let (ev, _) = events(&mut d, b"\x0bab");
+        assert_eq!(ev, [Ev::Start, Ev::Data(b"ab".to_vec())]);
+        assert!(d.in_content());
+        assert_eq!(d.consume_content(b"cdef\x1c\x0d"), 4);
+        assert_eq!(d.frame_len(), 6);
+        // The rest is fed as usual.
+        let (ev, _) = events(&mut d, b"\x1c\x0d");
+        assert_eq!(ev, [Ev::End]);
+        // A run past the maximum is left for feed, which reports Oversize.
+        let _ = events(&mut d, b"\x0b12345678");
+        assert_eq!(d.consume_content(b"abc"), 0);
+        assert_eq!(d.frame_len(), 8);
+        let (ev, _) = events(&mut d, b"abc");
+        assert_eq!(ev, [Ev::Oversize]);
     }
 
     #[test]

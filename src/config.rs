@@ -82,6 +82,9 @@ pub struct Settings {
     pub absolute_timeout: bool,
     /// CloseStreamAfterTransfer setting: close (release) a connection's streams after a transfer.
     pub close_stream_after_transfer: bool,
+    /// KeepOutputData setting: OutputData keeps the last message received (when no output
+    /// stream or file takes it). False frees a message's buffer for reuse once it is delivered.
+    pub keep_output_data: bool,
     /// MaxMessageSize setting: largest message content accepted, bytes.
     pub max_message_size: usize,
     /// MaxConnections setting: most simultaneous connections (0 = derived from the
@@ -147,6 +150,7 @@ impl Default for Settings {
             max_transfer_rate: 0,
             absolute_timeout: false,
             close_stream_after_transfer: true,
+            keep_output_data: true,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             max_connections: 0,
             max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
@@ -274,6 +278,7 @@ impl Settings {
             "maxtransferrate" => self.max_transfer_rate.to_string(),
             "absolutetimeout" => tf(self.absolute_timeout),
             "closestreamaftertransfer" => tf(self.close_stream_after_transfer),
+            "keepoutputdata" => tf(self.keep_output_data),
             "buildinfo" => build_info(),
             "localhost" => self.local_host.clone(),
             "localport" => self.local_port.to_string(),
@@ -344,6 +349,7 @@ impl Settings {
             "maxtransferrate" => self.max_transfer_rate = parse_num(value, "rate in bytes per second")?,
             "absolutetimeout" => self.absolute_timeout = parse_bool(value)?,
             "closestreamaftertransfer" => self.close_stream_after_transfer = parse_bool(value)?,
+            "keepoutputdata" => self.keep_output_data = parse_bool(value)?,
             "buildinfo" => return Err(Error::new(code::INVALID_VALUE, "BuildInfo is read-only")),
             "localhost" => self.local_host = value.trim().to_string(),
             "localport" => self.local_port = parse_num(value, "port (0-65535)")?,

@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::bufpool::BufPool;
 use crate::charset::Charset;
 use crate::codec::{self, AbortReason, DecodeEvent, Decoder, FrameChars};
 use crate::config::{AckMode, Settings};
@@ -41,10 +42,22 @@ static NEXT_TOKEN: AtomicU64 = AtomicU64::new(1);
 pub const OUT_HIGH_WATER: usize = 1 << 20;
 /// Undecided replies past this stop reading from the peer (pipelining senders).
 pub const PENDING_HIGH_WATER: usize = 64;
-/// A buffer larger than this is not kept for reuse: one huge message should not pin its memory.
+/// An output buffer larger than this is shrunk once it drained.
 const SPARE_KEEP_LIMIT: usize = 1 << 20;
-/// Largest message buffer kept for reuse.
-const RECYCLE_LIMIT: usize = 16 << 20;
+/// Largest message buffer a connection keeps for itself between messages (larger ones go to
+/// the server's shared [`BufPool`], and every one does once the connection is quiescent:
+/// [`Connection::release_idle`]).
+const SPARE_LIMIT: usize = 64 << 10;
+/// The first buffer of a frame is sized for at least this many bytes.
+const MIN_FRAME_BUF: usize = 1024;
+/// Content a frame must have so far before reads go straight into its buffer
+/// ([`Connection::direct_input`]); smaller messages arrive whole in one read anyway.
+pub const DIRECT_MIN: usize = 64 << 10;
+/// Slack a large frame's buffer gets beyond the previous message's size: a direct read that
+/// ends the frame also brings its end block (and maybe the next frame's start) into it.
+const DIRECT_SLACK: usize = 64 << 10;
+/// A direct read needs at least this much room before the buffer grows.
+const DIRECT_MIN_ROOM: usize = 4 << 10;
 /// Repeated errors of one kind on one connection: the first few (STORM_BURST) are reported at
 /// once, the rest at most once per interval as one "repeated N times" report (an error storm
 /// costs a few events, not one per bad frame).
@@ -271,20 +284,25 @@ struct Prepared {
 
 /// Protocol state of one connection.
 pub struct Connection<W> {
-    cfg: Config,
+    cfg: Arc<Config>,
     decoder: Decoder,
-    /// The frame being assembled.
+    /// The frame being assembled (no capacity between frames: taken at its first byte from
+    /// `spare` or the pool, sized from the previous message, and handed over whole at its end).
     msg: Vec<u8>,
-    /// A buffer of a delivered message, kept to avoid an allocation per message.
-    spare: Vec<Vec<u8>>,
+    /// A small buffer of a delivered message, kept to avoid an allocation per message (until
+    /// the connection is quiescent: [`Connection::release_idle`]).
+    spare: Vec<u8>,
+    /// Where message buffers come from and go back to (the server's, shared by its connections).
+    pool: Arc<BufPool>,
+    /// Content length of the last message received: the size its successor's buffer starts at.
+    last_len: usize,
     /// Replies not yet written, in message order.
     pending: VecDeque<Pending>,
     /// Messages delivered so far (the last sequence number given out).
     seq: u64,
-    /// One entry per data frame sent and awaiting the peer's acknowledgement, oldest first.
-    ack_waiters: VecDeque<Option<W>>,
-    /// Version 1 synchronous sends: done once `written` reaches the offset.
-    write_waiters: VecDeque<(u64, W)>,
+    /// Frames the server sent that await something (None until the first send: most
+    /// connections only receive, and every connection pays for the field).
+    sends: Option<Box<Sends<W>>>,
     /// Bytes handed to the transport so far.
     written: u64,
     /// Bytes to write to the peer, from `out_pos` on.
@@ -369,17 +387,19 @@ struct StormState {
 }
 
 impl<W> Connection<W> {
-    /// A connection governed by `cfg`.
-    pub fn new(cfg: Config) -> Self {
+    /// A connection governed by `cfg` (a server shares one `Arc<Config>` among its connections).
+    pub fn new(cfg: impl Into<Arc<Config>>) -> Self {
+        let cfg = cfg.into();
         Connection {
             decoder: Decoder::new(cfg.chars, cfg.max_message_size),
             cfg,
             msg: Vec::new(),
             spare: Vec::new(),
+            pool: Arc::new(BufPool::new()),
+            last_len: 0,
             pending: VecDeque::new(),
             seq: 0,
-            ack_waiters: VecDeque::new(),
-            write_waiters: VecDeque::new(),
+            sends: None,
             written: 0,
             out: Vec::new(),
             out_pos: 0,
@@ -483,8 +503,15 @@ impl<W> Connection<W> {
         self.dups = Some(dups);
     }
 
+    /// Takes message buffers from `pool` and gives them back there (the server's, shared by
+    /// its connections; a connection made alone has its own).
+    pub fn set_pool(&mut self, pool: Arc<BufPool>) {
+        self.pool = pool;
+    }
+
     /// Applies changed settings; a frame in progress keeps its framing and its deadline.
-    pub fn reconfigure(&mut self, cfg: Config) {
+    pub fn reconfigure(&mut self, cfg: impl Into<Arc<Config>>) {
+        let cfg = cfg.into();
         if self.decoder.chars() != cfg.chars && !self.decoder.in_frame() {
             self.decoder.set_chars(cfg.chars);
         }
@@ -516,17 +543,73 @@ impl<W> Connection<W> {
     pub fn handle_input(&mut self, data: &[u8], now: Time) {
         let n = data.len();
         self.log(LogLevel::Debug, || format!("read {n} bytes"));
+        self.decode(data, now);
+    }
+
+    /// True between frames when the previous message was large (at least [`DIRECT_MIN`]
+    /// bytes): a driver then reads only the start of the next frame through
+    /// [`handle_input`](Self::handle_input), and the rest through
+    /// [`direct_input`](Self::direct_input).
+    pub fn expects_large(&self) -> bool {
+        self.last_len >= DIRECT_MIN && !self.decoder.in_frame()
+    }
+
+    /// While a large frame's content is arriving (at least [`DIRECT_MIN`] bytes of it so far,
+    /// or its buffer was sized for a large message), the buffer it is assembled in, with room
+    /// for at least a few KiB more (up to `want` bytes): the driver appends what it reads from the peer straight to it, sparing a copy
+    /// of every byte, then calls [`direct_input_done`](Self::direct_input_done). None
+    /// otherwise: use [`handle_input`](Self::handle_input).
+    pub fn direct_input(&mut self, want: usize) -> Option<&mut Vec<u8>> {
+        if !self.decoder.in_content() || self.msg.len().max(self.msg.capacity()) < DIRECT_MIN {
+            return None;
+        }
+        if self.msg.capacity() - self.msg.len() < DIRECT_MIN_ROOM {
+            grow(&self.pool, &mut self.msg, want);
+        }
+        Some(&mut self.msg)
+    }
+
+    /// The driver appended bytes read from the peer, from offset `from` on, to the buffer
+    /// [`direct_input`](Self::direct_input) gave: they are decoded as
+    /// [`handle_input`](Self::handle_input) would (content stays where it is; whatever follows
+    /// the content's end is fed as usual).
+    pub fn direct_input_done(&mut self, from: usize, now: Time) {
+        let from = from.min(self.msg.len());
+        let n = self.msg.len() - from;
+        self.log(LogLevel::Debug, || format!("read {n} bytes"));
+        let run = self.decoder.consume_content(&self.msg[from..]);
+        if run < n {
+            let rest = self.msg[from + run..].to_vec();
+            self.msg.truncate(from + run);
+            self.decode(&rest, now);
+        } else {
+            self.update_frame_deadline(now.mono);
+        }
+    }
+
+    fn decode(&mut self, data: &[u8], now: Time) {
         let mut found = std::mem::take(&mut self.found);
-        let Connection { decoder, msg, spare, frames_started, cfg, ack_waiters, .. } = &mut *self;
+        let Connection { decoder, msg, spare, pool, last_len, frames_started, cfg, sends, .. } = &mut *self;
         let (ack, nak) = (cfg.ack_char, cfg.nak_char);
         // Sends still awaiting an answer, counted down as answers are found in this chunk.
-        let mut awaiting = ack_waiters.len();
+        let mut awaiting = sends.as_ref().map_or(0, |s| s.acks.len());
         let skipped = decoder.feed(data, |ev| match ev {
             DecodeEvent::Start => {
                 msg.clear();
                 *frames_started += 1;
             }
-            DecodeEvent::Data(d) => msg.extend_from_slice(d),
+            DecodeEvent::Data(d) => {
+                if msg.capacity() == 0 {
+                    // Sized once from what is known: this piece, and the previous message
+                    // (senders tend to send alike); a reused buffer is already faulted in.
+                    let last = if *last_len >= DIRECT_MIN { *last_len + DIRECT_SLACK } else { *last_len };
+                    let want = d.len().max(last).max(MIN_FRAME_BUF);
+                    *msg = if spare.capacity() >= want { std::mem::take(spare) } else { pool.take(want) };
+                } else if msg.capacity() - msg.len() < d.len() {
+                    grow(pool, msg, d.len());
+                }
+                msg.extend_from_slice(d)
+            }
             DecodeEvent::End => {
                 if msg.is_empty() {
                     push_repeated(&mut found, Found::Refused(Refusal::Empty, 1));
@@ -546,8 +629,8 @@ impl<W> Connection<W> {
                     found.push(Found::AckIn(hl7::ack_accepted(msg).unwrap_or(false)));
                     msg.clear();
                 } else {
-                    let next = spare.pop().unwrap_or_default();
-                    found.push(Found::Message(std::mem::replace(msg, next)));
+                    *last_len = msg.len();
+                    found.push(Found::Message(std::mem::take(msg)));
                 }
             }
             DecodeEvent::Oversize => {
@@ -736,7 +819,7 @@ impl<W> Connection<W> {
                 let len = data.len();
                 self.log(LogLevel::Verbose, || format!("message {seq} received ({len} bytes)"));
                 if let Some(r) = raw {
-                    self.recycle(r);
+                    self.recycle(r, received);
                 }
                 self.events.push_back(Event::Message { seq, data, ack, charset });
                 ack.then(|| Part { seq, answer: None, msh, key: raw_key.filter(|_| claimed), received })
@@ -779,7 +862,7 @@ impl<W> Connection<W> {
         } else {
             Err(Error::new(code::NAK_RECEIVED, "the client answered with a negative acknowledgement"))
         };
-        if let Some(Some(w)) = self.ack_waiters.pop_front() {
+        if let Some(Some(w)) = self.sends.as_mut().and_then(|s| s.acks.pop_front()) {
             self.events.push_back(Event::SendDone { waiter: w, result: result.clone() });
         }
         // Version 1 has no acknowledgements: a stray ACK byte there is not reported.
@@ -802,14 +885,75 @@ impl<W> Connection<W> {
         }
     }
 
-    /// Gives a delivered message's buffer back for reuse.
-    pub fn recycle(&mut self, mut buf: Vec<u8>) {
-        // One spare buffer of any size up to RECYCLE_LIMIT: a connection that keeps sending
-        // large messages then reuses memory instead of faulting in fresh pages per message.
-        if buf.capacity() <= RECYCLE_LIMIT && self.spare.is_empty() {
+    /// Gives a delivered message's buffer back for reuse at `now`: a small one is kept as
+    /// this connection's spare, a large one goes to the pool (where the next large message,
+    /// on this connection or another, finds it already faulted in).
+    pub fn recycle(&mut self, mut buf: Vec<u8>, now: Instant) {
+        if buf.capacity() <= SPARE_LIMIT && self.spare.capacity() < buf.capacity() {
             buf.clear();
-            self.spare.push(buf);
+            self.spare = buf;
+        } else {
+            self.pool.give(buf, now);
         }
+    }
+
+    /// True when the connection is quiescent: no partial frame, no output, no reply pending,
+    /// no event undelivered.
+    pub fn is_quiescent(&self) -> bool {
+        !self.decoder.in_frame() && self.is_idle() && self.events.is_empty()
+    }
+
+    /// Heap bytes the connection holds (capacities of its buffers and queues).
+    pub fn retained_bytes(&self) -> usize {
+        fn q<T>(v: &VecDeque<T>) -> usize {
+            v.capacity() * std::mem::size_of::<T>()
+        }
+        self.msg.capacity()
+            + self.spare.capacity()
+            + self.out.capacity()
+            + self.scratch.capacity()
+            + self.body.capacity()
+            + self.msh_pool.iter().map(Vec::capacity).sum::<usize>()
+            + self.msh_pool.capacity() * std::mem::size_of::<Vec<u8>>()
+            + self.found.capacity() * std::mem::size_of::<Found>()
+            + q(&self.pending)
+            + self.sends.as_ref().map_or(0, |s| std::mem::size_of::<Sends<W>>() + q(&s.acks) + q(&s.writes))
+            + q(&self.events)
+            + q(&self.marks)
+    }
+
+    /// When quiescent, returns every buffer (message buffers to the pool at `now`, the rest to
+    /// the allocator) so that an idle connection holds only its fixed state whatever it
+    /// received before; a busy connection keeps them. Returns true when it was quiescent.
+    pub fn release_idle(&mut self, now: Instant) -> bool {
+        if !self.is_quiescent() {
+            return false;
+        }
+        for b in [std::mem::take(&mut self.msg), std::mem::take(&mut self.spare)] {
+            if b.capacity() > 0 {
+                self.pool.give(b, now);
+            }
+        }
+        for b in [std::mem::take(&mut self.out), std::mem::take(&mut self.scratch), std::mem::take(&mut self.body)] {
+            if b.capacity() > 0 {
+                self.pool.give(b, now);
+            }
+        }
+        self.out_pos = 0;
+        self.msh_pool = Vec::new();
+        self.found = Vec::new();
+        self.pending = VecDeque::new();
+        self.events = VecDeque::new();
+        self.marks = VecDeque::new();
+        match &mut self.sends {
+            Some(s) if s.acks.is_empty() && s.writes.is_empty() => self.sends = None,
+            Some(s) => {
+                s.acks.shrink_to_fit();
+                s.writes.shrink_to_fit();
+            }
+            None => {}
+        }
+        true
     }
 
     /// True while a frame is partly received.
@@ -1052,11 +1196,13 @@ impl<W> Connection<W> {
             return Err((e, waiter));
         }
         codec::encode_frame(chars, payload, &mut self.out);
+        let end = self.written + (self.out.len() - self.out_pos) as u64;
+        let sends =
+            self.sends.get_or_insert_with(|| Box::new(Sends { acks: VecDeque::new(), writes: VecDeque::new() }));
         if self.cfg.version == 2 {
-            self.ack_waiters.push_back(waiter);
+            sends.acks.push_back(waiter);
         } else if let Some(w) = waiter {
-            let end = self.written + (self.out.len() - self.out_pos) as u64;
-            self.write_waiters.push_back((end, w));
+            sends.writes.push_back((end, w));
         }
         let len = payload.len();
         self.log(LogLevel::Verbose, || format!("sending {len} bytes"));
@@ -1065,7 +1211,7 @@ impl<W> Connection<W> {
 
     /// Data frames sent and not yet acknowledged by the peer.
     pub fn awaiting_acks(&self) -> usize {
-        self.ack_waiters.len()
+        self.sends.as_ref().map_or(0, |s| s.acks.len())
     }
 
     /// All bytes waiting to be written, whatever the rate limit says.
@@ -1122,9 +1268,11 @@ impl<W> Connection<W> {
             self.marks.pop_front();
             self.metrics.ack_written(positive, now.saturating_duration_since(received));
         }
-        while self.write_waiters.front().is_some_and(|(end, _)| *end <= self.written) {
-            let (_, w) = self.write_waiters.pop_front().expect("front exists");
-            self.events.push_back(Event::SendDone { waiter: w, result: Ok(()) });
+        if let Some(s) = self.sends.as_mut() {
+            while s.writes.front().is_some_and(|(end, _)| *end <= self.written) {
+                let (_, w) = s.writes.pop_front().expect("front exists");
+                self.events.push_back(Event::SendDone { waiter: w, result: Ok(()) });
+            }
         }
         if self.out_pos >= self.out.len() {
             self.out.clear();
@@ -1178,12 +1326,37 @@ impl<W> Connection<W> {
             }
         }
         let lost = Error::new(code::INTERRUPTED, "connection closed before the send completed");
-        let waiters: Vec<W> =
-            self.ack_waiters.drain(..).flatten().chain(self.write_waiters.drain(..).map(|(_, w)| w)).collect();
+        let waiters: Vec<W> = match self.sends.take() {
+            Some(s) => {
+                let Sends { acks, writes } = *s;
+                acks.into_iter().flatten().chain(writes.into_iter().map(|(_, w)| w)).collect()
+            }
+            None => Vec::new(),
+        };
         for w in waiters {
             self.events.push_back(Event::SendDone { waiter: w, result: Err(lost.clone()) });
         }
     }
+}
+
+/// Makes room for `extra` more bytes in a frame's buffer: a larger pooled buffer when there is
+/// one (the content so far is copied into it, as a reallocation would copy it, and the old
+/// buffer goes to the pool), else a new one of twice the size. One large buffer then serves
+/// the large messages of every connection in turn instead of each growing its own.
+fn grow(pool: &BufPool, msg: &mut Vec<u8>, extra: usize) {
+    let need = msg.len() + extra;
+    let mut bigger = pool.take(need.max(msg.capacity() * 2));
+    bigger.extend_from_slice(msg);
+    let old = std::mem::replace(msg, bigger);
+    pool.give(old, Instant::now());
+}
+
+/// What frames sent by the server await.
+struct Sends<W> {
+    /// One entry per data frame sent and awaiting the peer's acknowledgement, oldest first.
+    acks: VecDeque<Option<W>>,
+    /// Version 1 synchronous sends: done once `written` reaches the offset.
+    writes: VecDeque<(u64, W)>,
 }
 
 /// A frame found while decoding, acted on once decoding of the chunk is done. Runs of the
@@ -1263,6 +1436,66 @@ mod tests {
     }
 
     const NAK: Verdict = Verdict::Reject(RejectCode::AE);
+
+    /// A large frame read partly through `direct_input` (as the reactor does for plain
+    /// sockets), the end block and the next frame arriving in the same read.
+    #[test]
+    fn direct_input_decodes_like_handle_input() {
+        let mut c = Connection::<u32>::new(Config { log_level: 0, ..Config::default() });
+        assert!(c.direct_input(1024).is_none(), "not in a frame");
+        let big: Vec<u8> = (0..300_000u32).map(|i| b'A' + (i % 26) as u8).collect();
+        let mut wire = frame(&big);
+        wire.extend_from_slice(&frame(b"MSH|^~\\&|second"));
+        let (head, mut rest) = wire.split_at(100_000);
+        c.handle_input(head, t0());
+        assert!(events(&mut c).is_empty());
+        while !rest.is_empty() {
+            let buf = c.direct_input(1 << 16).expect("in a large frame");
+            let from = buf.len();
+            let n = rest.len().min(buf.capacity() - from).min(70_000);
+            buf.extend_from_slice(&rest[..n]);
+            rest = &rest[n..];
+            c.direct_input_done(from, t0());
+            if !c.in_frame() {
+                break;
+            }
+        }
+        if !rest.is_empty() {
+            c.handle_input(rest, t0());
+        }
+        let got: Vec<Vec<u8>> = events(&mut c)
+            .into_iter()
+            .filter_map(|e| if let Event::Message { data, .. } = e { Some(data) } else { None })
+            .collect();
+        assert_eq!(got.len(), 2);
+        assert!(got[0] == big, "first message intact");
+        assert_eq!(got[1], b"MSH|^~\\&|second");
+    }
+
+    #[test]
+    fn quiescent_connection_releases_its_buffers() {
+        let pool = Arc::new(BufPool::new());
+        let mut c = Connection::<u32>::new(Config { ack_mode: AckMode::Hl7, log_level: 0, ..Config::default() });
+        c.set_pool(pool.clone());
+        let msg = format!("MSH|^~\\&|A|B|C|D|2024||ADT^A01|X1|P|2.5\rNTE|1||{}\r", "x".repeat(200_000));
+        c.handle_input(&frame(msg.as_bytes()), t0());
+        let data = match events(&mut c).pop() {
+            Some(Event::Message { data, .. }) => data,
+            other => panic!("{other:?}"),
+        };
+        assert!(!c.release_idle(Instant::now()), "a reply is pending");
+        c.decide(1, Verdict::Accept, t0());
+        c.recycle(data, Instant::now());
+        assert!(pool.bytes() >= 200_000, "a large buffer goes to the pool");
+        assert!(c.retained_bytes() > 0);
+        assert!(!c.release_idle(Instant::now()), "the ACK is not written yet");
+        drain(&mut c);
+        assert!(c.release_idle(Instant::now()));
+        assert_eq!(c.retained_bytes(), 0);
+        // The next message takes the pooled buffer back.
+        c.handle_input(&frame(msg.as_bytes()), t0());
+        assert!(pool.bytes() < 200_000, "{}", pool.bytes());
+    }
 
     #[test]
     fn replies_leave_in_message_order() {

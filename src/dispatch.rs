@@ -148,7 +148,8 @@ pub(crate) fn deliver(h: &dyn EventHandler, shared: &Shared, ev: Event) -> Deliv
             return Delivered::default();
         }
         let close_streams = shared.close_streams.load(Ordering::Relaxed);
-        let (reply, reusable) = deliver_message(h, shared, &conn, seq, data, ack, &charset, close_streams);
+        let keep = shared.keep_output.load(Ordering::Relaxed);
+        let (reply, reusable) = deliver_message(h, shared, &conn, seq, data, ack, &charset, close_streams, keep);
         return Delivered { reply, reusable };
     }
     Delivered { reply: deliver_other(h, ev), reusable: None }
@@ -240,6 +241,7 @@ fn deliver_message(
     ack: bool,
     cs: &CharsetInfo,
     close_streams: bool,
+    keep_output: bool,
 ) -> (Option<Reply>, Option<Vec<u8>>) {
     let id = conn.id;
     let (charset, encoding) = (cs.raw.as_str(), cs.encoding);
@@ -250,7 +252,7 @@ fn deliver_message(
         sent += piece.len() as u64;
         guarded(|| h.transfer(&TransferEvent { connection_id: id, bytes_transferred: sent, data: piece }));
     }
-    let (stored, displaced) = store(conn, &data, close_streams);
+    let (stored, displaced) = store(conn, &data, close_streams, keep_output);
     if let Err(e) = &stored {
         shared.metrics.error(e.code);
         guarded(|| h.error(&ErrorEvent { connection_id: id, error_code: e.code, description: &e.message }));
@@ -297,14 +299,31 @@ fn deliver_message(
 }
 
 /// Stores the message where the host asked: the output stream, else OutputFileName (written
-/// and fsynced), else OutputData. Returns the previous OutputData when it was replaced.
-fn store(conn: &ConnShared, data: &Arc<Vec<u8>>, close_streams: bool) -> (Result<(), Error>, Option<Arc<Vec<u8>>>) {
+/// and fsynced), else OutputData (unless KeepOutputData is False). Returns the previous
+/// OutputData when it was replaced.
+fn store(
+    conn: &ConnShared,
+    data: &Arc<Vec<u8>>,
+    close_streams: bool,
+    keep_output: bool,
+) -> (Result<(), Error>, Option<Arc<Vec<u8>>>) {
     let (stream, file) = {
         let mut f = lock(&conn.fields);
         match f.output_stream.take() {
             Some(s) => (Some(s), String::new()),
             None if !f.output_file.is_empty() => (None, f.output_file.clone()),
-            None => return (Ok(()), Some(std::mem::replace(&mut f.output_data, data.clone()))),
+            None if keep_output => {
+                let old = f.output_data.replace(data.clone());
+                return (Ok(()), Some(old.unwrap_or_default()));
+            }
+            None => {
+                // Not kept: the message's own buffer is reused (a value kept before the
+                // setting changed is dropped).
+                let old = f.output_data.take();
+                drop(f);
+                drop(old);
+                return (Ok(()), None);
+            }
         }
     };
     if let Some(mut s) = stream {

@@ -5,10 +5,12 @@
 //! connection (sans-IO: bytes and time in, events, replies and deadlines out), `transport` is
 //! plain TCP or TLS behind one read/write path, `dispatch` is the one event path to the host,
 //! `reactor` drives sockets and timers on its own thread, [`server`] is the safe Rust API, and
-//! `ffi` is the C ABI over it.
+//! `ffi` is the C ABI over it. [`bufpool`] holds the message buffers a server's connections
+//! share.
 
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
+pub mod bufpool;
 pub mod charset;
 pub mod client;
 pub mod codec;

@@ -62,6 +62,16 @@ const PAUSE_REPORT_INTERVAL: Duration = Duration::from_secs(10);
 /// Accepted connections still delivering their PROXY protocol header (ProxyProtocol); the
 /// rest wait in the kernel's backlog.
 const MAX_PROXY_PENDING: usize = 1024;
+/// A quiescent connection (nothing buffered, nothing pending) quiet for this long gives its
+/// buffers back. Not at once: a sender in a closed loop is quiescent between its messages, and
+/// returning and re-making its buffers each time would cost more than the message.
+const IDLE_RELEASE: Duration = Duration::from_millis(10);
+/// Least time between two checks of the shared buffer pool for entries to expire.
+const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
+/// Bytes read at the start of a frame on a connection whose previous message was large: just
+/// the start block and a little content, so that the rest is read straight into the frame's
+/// buffer (`Connection::direct_input`) instead of being copied there.
+const LEAD_READ: usize = 512;
 /// The bit that marks the token of a connection still reading its PROXY header (connection
 /// tokens are `generation << 32 | slot`, and no slot is reused 2^31 times).
 const PROXY_TOKEN: usize = 1 << 63;
@@ -87,8 +97,9 @@ struct Conn {
     /// The deadline this connection has in the timer heap (at most one live entry, so the
     /// heap stays bounded by the number of connections whatever the message rate).
     armed: Option<Instant>,
-    /// Why the connection closes once its output is flushed (None: the peer closed).
-    closing: Option<Error>,
+    /// Why the connection closes once its output is flushed (None: the peer closed; boxed,
+    /// as it is rare and every connection pays for the field).
+    closing: Option<Box<Error>>,
     /// An I/O failure met while applying a decision inline; the next settle closes.
     failed: Option<io::Error>,
     /// Bytes that arrived behind the PROXY protocol header in its last read: they are read
@@ -99,6 +110,8 @@ struct Conn {
     local_idle: bool,
     /// Why its TLS handshake failed, once known (counted when the connection closes).
     tls_failure: Option<TlsFailure>,
+    /// On the reactor's list of connections to give their buffers back once quiet.
+    listed: bool,
     /// Its partial-message bytes as last counted in the server-wide total (MaxBufferedBytes).
     buffered: usize,
     /// The last time bytes were read from or written to it (IdleTimeout).
@@ -168,9 +181,12 @@ struct Reactor {
     shared: Arc<Shared>,
     poll: Poll,
     listener: Option<TcpListener>,
-    conns: Vec<Option<Conn>>,
+    /// Boxed: a slot is a pointer, so the table's spare capacity costs 8 bytes per slot and
+    /// taking a connection out for a turn moves no struct.
+    conns: Vec<Option<Box<Conn>>>,
     settings: Settings,
-    proto_cfg: connection::Config,
+    /// The protocol settings every connection shares.
+    proto_cfg: Arc<connection::Config>,
     settings_gen: u64,
     handler: Arc<dyn EventHandler>,
     handler_gen: u64,
@@ -193,6 +209,11 @@ struct Reactor {
     /// The time of the current turn (one clock read per connection turn, not per call).
     now: Time,
     clock: Clock,
+    /// Connections holding buffers: checked each IDLE_RELEASE, they give them back once
+    /// quiescent and quiet that long.
+    sweep_list: Vec<ConnectionId>,
+    /// When the list and the shared buffer pool are next checked (None: both are empty).
+    next_sweep: Option<Instant>,
     /// Partial-message bytes of every connection (the server-wide MaxBufferedBytes budget).
     buffered_total: u64,
     /// The connection limit when MaxConnections is 0: the descriptor limit less a reserve.
@@ -272,7 +293,7 @@ impl Reactor {
             poll,
             listener: None,
             conns: Vec::new(),
-            proto_cfg: connection::Config::from_settings(&settings),
+            proto_cfg: Arc::new(connection::Config::from_settings(&settings)),
             settings,
             handler,
             timers: BinaryHeap::new(),
@@ -286,6 +307,8 @@ impl Reactor {
             exit: false,
             now: Time::now(),
             clock: Clock::new(),
+            sweep_list: Vec::new(),
+            next_sweep: None,
             buffered_total: 0,
             fd_cap: derived_connection_limit(),
             accept_paused: false,
@@ -306,7 +329,7 @@ impl Reactor {
             let timeout = if self.backlog.is_empty() {
                 let conn = self.timers.peek().map(|Reverse((t, _))| *t);
                 let proxy = self.proxy_timers.first().map(|(t, _)| *t);
-                [conn, proxy, self.accept_retry]
+                [conn, proxy, self.next_sweep, self.accept_retry]
                     .into_iter()
                     .flatten()
                     .min()
@@ -365,9 +388,9 @@ impl Reactor {
         if g != self.settings_gen {
             self.settings_gen = g;
             self.settings = lock(&self.shared.settings).clone();
-            self.proto_cfg = connection::Config::from_settings(&self.settings);
+            self.proto_cfg = Arc::new(connection::Config::from_settings(&self.settings));
             for c in self.conns.iter_mut().flatten() {
-                c.proto.reconfigure(self.proto_cfg);
+                c.proto.reconfigure(self.proto_cfg.clone());
             }
         }
         let g = self.shared.handler_gen.load(Ordering::Acquire);
@@ -406,7 +429,7 @@ impl Reactor {
         }
         let d = dispatch::deliver(&*self.handler, &self.shared, ev);
         if let (Some(c), Some(buf)) = (c.as_deref_mut(), d.reusable) {
-            c.proto.recycle(buf);
+            c.proto.recycle(buf, self.now.mono);
         }
         if let Some(r) = d.reply {
             self.apply(c, r);
@@ -464,7 +487,7 @@ impl Reactor {
                         this.error(c.shared.id, e.clone());
                         // Closed once the close_notify is written (see `settle`).
                         c.peer_closed = true;
-                        c.closing = Some(e);
+                        c.closing = Some(Box::new(e));
                     } else {
                         this.shared.metrics.tls_completed();
                     }
@@ -726,10 +749,10 @@ impl Reactor {
         let local = stream.local_addr().unwrap_or(addr);
         let id = lock(&self.shared.conns).reserve();
         let shared = Arc::new(ConnShared::new(id, addr, local, s.default_timeout));
-        let mut conn = Conn {
+        let mut conn = Box::new(Conn {
             shared: shared.clone(),
             stream,
-            proto: Connection::new(self.proto_cfg),
+            proto: Connection::new(self.proto_cfg.clone()),
             transport: Transport::new(lock(&self.shared.tls_ctx).clone(), self.now.mono),
             registered: None,
             peer_closed: false,
@@ -739,10 +762,12 @@ impl Reactor {
             local_idle: proxy_local && prefix.is_empty(),
             prefix,
             tls_failure: None,
+            listed: false,
             buffered: 0,
             last_io: self.now.mono,
             read_cap: READ_CHUNK,
-        };
+        });
+        conn.proto.set_pool(self.shared.pool.clone());
         conn.proto.set_duplicates(self.shared.dups.clone());
         conn.proto.set_metrics(self.shared.metrics.clone());
         if let Err(e) = self.poll.registry().register(&mut conn.stream, token(id), Interest::READABLE) {
@@ -769,7 +794,7 @@ impl Reactor {
 
     // ----- connection I/O -----
 
-    fn take(&mut self, id: ConnectionId) -> Option<Conn> {
+    fn take(&mut self, id: ConnectionId) -> Option<Box<Conn>> {
         let c = self.conns.get_mut(id.slot())?;
         match c {
             Some(conn) if conn.shared.id == id => c.take(),
@@ -777,7 +802,7 @@ impl Reactor {
         }
     }
 
-    fn put(&mut self, conn: Conn) {
+    fn put(&mut self, conn: Box<Conn>) {
         let i = conn.shared.id.slot();
         self.conns[i] = Some(conn);
     }
@@ -797,7 +822,7 @@ impl Reactor {
 
     /// After I/O: flush replies, then close the connection or update its interest and timer.
     /// Either path turns what the connection reported into events (flush and close drain it).
-    fn settle(&mut self, mut c: Conn, mut result: io::Result<()>) {
+    fn settle(&mut self, mut c: Box<Conn>, mut result: io::Result<()>) {
         if let Some(e) = c.failed.take() {
             result = Err(e);
         }
@@ -834,9 +859,54 @@ impl Reactor {
                 c.shared.receiving.store(c.proto.in_frame(), Ordering::Relaxed);
                 self.update_interest(&mut c);
                 self.arm_timer(&mut c);
+                self.note_retained(&mut c);
                 self.put(c);
             }
         }
+    }
+
+    /// After a turn on a connection: publishes what it holds (`Server::retained_bytes`) and
+    /// lists a connection holding buffers, so that it gives them back once it is quiescent and
+    /// quiet for IDLE_RELEASE (see `sweep`).
+    fn note_retained(&mut self, c: &mut Conn) {
+        let held = c.proto.retained_bytes();
+        c.shared.retained.store(held, Ordering::Relaxed);
+        if held > 0 && !c.listed {
+            c.listed = true;
+            self.sweep_list.push(c.shared.id);
+        }
+        let due = self.now.mono + IDLE_RELEASE;
+        if self.next_sweep.map_or(true, |t| t > due) && (c.listed || self.shared.pool.bytes() > 0) {
+            self.next_sweep = Some(due);
+        }
+    }
+
+    /// When due: listed connections that are quiescent (nothing buffered, nothing pending) and
+    /// were quiet for IDLE_RELEASE give their buffers back, message buffers to the shared pool
+    /// where the next message of any connection takes them (so an idle connection holds none,
+    /// and memory in use follows the messages in flight, not the connections); pooled buffers
+    /// unused for `bufpool::EXPIRY` are freed.
+    fn sweep(&mut self) {
+        let now = self.now.mono;
+        if self.next_sweep.map_or(true, |t| now < t) {
+            return;
+        }
+        let quiet_ms = self.shared.ms_at(now).saturating_sub(IDLE_RELEASE.as_millis() as u64);
+        let mut list = std::mem::take(&mut self.sweep_list);
+        list.retain(|&id| {
+            let Some(c) = self.conns.get_mut(id.slot()).and_then(|c| c.as_mut()).filter(|c| c.shared.id == id) else {
+                return false;
+            };
+            if c.shared.activity_ms.load(Ordering::Relaxed) > quiet_ms || !c.proto.release_idle(now) {
+                return true;
+            }
+            c.shared.retained.store(c.proto.retained_bytes(), Ordering::Relaxed);
+            c.listed = false;
+            false
+        });
+        self.sweep_list = list;
+        let pool_next = self.shared.pool.expire(now).map(|t| t.max(now + SWEEP_INTERVAL));
+        self.next_sweep = if self.sweep_list.is_empty() { pool_next } else { Some(now + IDLE_RELEASE) };
     }
 
     fn reads_paused(&self, c: &Conn) -> bool {
@@ -917,7 +987,7 @@ impl Reactor {
     }
 
     /// Closes a connection for the buffered-input budget (error 2013).
-    fn evict(&mut self, c: Conn) {
+    fn evict(&mut self, c: Box<Conn>) {
         let (n, max) = (c.buffered, self.settings.max_buffered_bytes);
         let e = Error::new(
             code::MEMORY_BUDGET,
@@ -937,8 +1007,44 @@ impl Reactor {
             }
             budget -= 1;
             let paused = self.reads_paused(c);
+            if !paused && c.prefix.is_empty() && matches!(c.transport, Transport::Plain) {
+                // The middle of a large message: read straight into its buffer.
+                if let Some(buf) = c.proto.direct_input(READ_CHUNK) {
+                    let from = buf.len();
+                    let room = (buf.capacity() - from).min(READ_CHUNK);
+                    match recv_append(&c.stream, buf, room) {
+                        Ok(0) => {
+                            c.peer_closed = true;
+                            break;
+                        }
+                        Ok(n) => {
+                            c.last_io = self.now.mono;
+                            self.shared.metrics.bytes_in(n);
+                            c.shared.activity_ms.store(self.shared.ms_at(self.now.mono), Ordering::Relaxed);
+                            c.proto.direct_input_done(from, self.now);
+                            self.count_buffered(c);
+                            self.drain_proto(c);
+                            if self.buffered_total > self.settings.max_buffered_bytes {
+                                // Over the budget: as for a read through the transport.
+                                self.backlog.push(c.shared.id);
+                                break;
+                            }
+                            if n < room && how == ReadHow::Edge && !c.proto.in_frame() {
+                                break;
+                            }
+                            continue;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            // A large message is expected: read only its start, the rest goes straight to its
+            // buffer on the next pass.
+            let chunk = if c.proto.expects_large() { LEAD_READ } else { READ_CHUNK };
             let mut input = Input { prefix: &mut c.prefix, sock: &mut c.stream };
-            let cap = c.read_cap.min(self.buf.len());
+            let cap = c.read_cap.min(self.buf.len()).min(chunk);
             match c.transport.read(&mut input, &mut self.buf[..cap], paused)? {
                 ReadOutcome::Data { n, short } => {
                     c.local_idle = false;
@@ -1013,7 +1119,7 @@ impl Reactor {
             let message = format!("handshake complete: {} {} {}{resumed}", i.version, i.cipher_suite, i.key_exchange);
             self.notify(Event::SslStatus { id, message });
         }
-        *lock(&c.shared.tls_info) = info;
+        *lock(&c.shared.tls_info) = info.map(Box::new);
         if let Some(a) = auth {
             let ev = Event::SslClientAuth {
                 id,
@@ -1062,7 +1168,7 @@ impl Reactor {
 
     /// Closes a connection: a partial message is discarded (error 672), waiting sends fail,
     /// the host's streams are released and Disconnected fires.
-    fn close(&mut self, mut c: Conn, status: i32, description: &str) {
+    fn close(&mut self, mut c: Box<Conn>, status: i32, description: &str) {
         let id = c.shared.id;
         c.proto.close();
         self.count_buffered(&mut c);
@@ -1174,6 +1280,7 @@ impl Reactor {
 
     fn run_timers(&mut self) {
         self.now = self.clock.now();
+        self.sweep();
         let now = self.now.mono;
         while let Some(&(at, key)) = self.proxy_timers.first() {
             if at > now {
@@ -1227,6 +1334,19 @@ impl Reactor {
             self.settle(c, Ok(()));
         }
     }
+}
+
+/// Reads at most `max` bytes from `sock` into the spare capacity of `buf` (which must have
+/// that much), appending them: no intermediate buffer, no copy.
+fn recv_append(sock: &TcpStream, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+    let len = buf.len();
+    let spare = &mut buf.spare_capacity_mut()[..max];
+    let n = socket2::SockRef::from(sock).recv(spare)?;
+    debug_assert!(n <= max);
+    // SAFETY: recv(2) wrote the first n bytes of `spare`, the capacity right after the
+    // initialised `len` bytes, and n <= max <= the spare capacity: len + n bytes are initialised.
+    unsafe { buf.set_len(len + n.min(max)) };
+    Ok(n)
 }
 
 /// A peer that reset the connection (HAProxy closes its health checks with a reset).

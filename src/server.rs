@@ -460,7 +460,12 @@ impl Server {
         self.dispatching(|| {
             let handler = lock(&self.shared.handler).clone();
             for item in items {
-                if let Some(r) = dispatch::deliver(&*handler, &self.shared, item).reply {
+                let d = dispatch::deliver(&*handler, &self.shared, item);
+                if let Some(buf) = d.reusable {
+                    // Large buffers go back to the pool for the reactor to reuse.
+                    self.shared.pool.give(buf, Instant::now());
+                }
+                if let Some(r) = d.reply {
                     let _ = self.shared.command(Command::Apply(r));
                 }
             }
@@ -541,6 +546,27 @@ impl Server {
     /// endpoint: every family with `# HELP` and `# TYPE`, errors one series per code seen.
     pub fn metrics_text(&self) -> String {
         self.metrics().to_prometheus()
+    }
+
+    /// Heap bytes the server holds for its connections' messages: the capacities of every open
+    /// connection's buffers and queues (as of the reactor's last turn on each), each one's
+    /// OutputData (the last message, unless KeepOutputData is False) and the shared pool of
+    /// message buffers. An idle connection gives its buffers back within a second of going
+    /// quiet (nothing buffered, nothing pending), so with KeepOutputData=False and only idle
+    /// connections this falls to zero once the pool's entries expire (a second later). Fixed
+    /// per-connection state (the connection's structs) and TLS buffers are not counted.
+    pub fn retained_bytes(&self) -> usize {
+        let conns: Vec<Arc<ConnShared>> = {
+            let t = lock(&self.shared.conns);
+            t.ids().into_iter().filter_map(|id| t.get(id).cloned()).collect()
+        };
+        let held: usize = conns
+            .iter()
+            .map(|c| {
+                c.retained.load(Ordering::Relaxed) + lock(&c.fields).output_data.as_ref().map_or(0, |d| d.capacity())
+            })
+            .sum();
+        held + self.shared.pool.bytes()
     }
 
     /// Partial-message bytes buffered across all connections now (the read-only
@@ -708,9 +734,9 @@ impl Server {
     }
 
     /// OutputData: the last message received on the connection (when no output stream or file
-    /// took it). Shared, not copied.
+    /// took it; empty with KeepOutputData=False). Shared, not copied.
     pub fn output_data(&self, id: ConnectionId) -> Result<Arc<Vec<u8>>> {
-        Ok(lock(&self.shared.conn(id)?.fields).output_data.clone())
+        Ok(lock(&self.shared.conn(id)?.fields).output_data.clone().unwrap_or_default())
     }
 
     /// OutputFileName of a connection.

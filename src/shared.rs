@@ -30,7 +30,8 @@ pub(crate) struct ConnFields {
     pub input_data: Vec<u8>,
     pub input_file: String,
     pub input_stream: Option<Box<dyn Read + Send>>,
-    pub output_data: Arc<Vec<u8>>,
+    /// OutputData (None until a message is kept: no allocation per connection).
+    pub output_data: Option<Arc<Vec<u8>>>,
     pub output_file: String,
     pub output_stream: Option<Box<dyn Write + Send>>,
 }
@@ -51,8 +52,12 @@ pub(crate) struct ConnShared {
     /// A message is partly received (its start block came, its end block not yet): set by
     /// the reactor after each turn on the connection, for hosts draining before shutdown.
     pub receiving: AtomicBool,
-    /// Negotiated TLS parameters, once the handshake completed.
-    pub tls_info: Mutex<Option<crate::tls::session::TlsInfo>>,
+    /// Negotiated TLS parameters, once the handshake completed (boxed: a plain connection
+    /// pays one pointer for them).
+    pub tls_info: Mutex<Option<Box<crate::tls::session::TlsInfo>>>,
+    /// Heap bytes its protocol state holds (buffer and queue capacities), published by the
+    /// reactor after each turn on the connection (`Server::retained_bytes`).
+    pub retained: AtomicUsize,
 }
 
 impl ConnShared {
@@ -67,7 +72,7 @@ impl ConnShared {
                 input_data: Vec::new(),
                 input_file: String::new(),
                 input_stream: None,
-                output_data: Arc::new(Vec::new()),
+                output_data: None,
                 output_file: String::new(),
                 output_stream: None,
             }),
@@ -76,6 +81,7 @@ impl ConnShared {
             activity_ms: AtomicU64::new(0),
             receiving: AtomicBool::new(false),
             tls_info: Mutex::new(None),
+            retained: AtomicUsize::new(0),
         }
     }
 
@@ -228,6 +234,8 @@ pub(crate) struct Shared {
     pub settings_gen: AtomicU64,
     /// CloseStreamAfterTransfer, readable without the settings lock on every message.
     pub close_streams: AtomicBool,
+    /// KeepOutputData, likewise.
+    pub keep_output: AtomicBool,
     pub handler: Mutex<Arc<dyn EventHandler>>,
     pub handler_gen: AtomicU64,
     pub conns: Mutex<ConnTable>,
@@ -247,6 +255,8 @@ pub(crate) struct Shared {
     pub dups: Arc<crate::dedupe::Duplicates>,
     /// The server's counters (shared with every connection's protocol).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Message buffers shared by the connections (see `bufpool`).
+    pub pool: Arc<crate::bufpool::BufPool>,
     /// Partial-message bytes buffered across all connections (the BufferedBytes setting;
     /// bounded by MaxBufferedBytes), kept by the reactor.
     pub buffered_bytes: AtomicU64,
@@ -258,6 +268,7 @@ impl Shared {
             settings: Mutex::new(Settings::default()),
             settings_gen: AtomicU64::new(1),
             close_streams: AtomicBool::new(Settings::default().close_stream_after_transfer),
+            keep_output: AtomicBool::new(Settings::default().keep_output_data),
             handler: Mutex::new(Arc::new(NoHandler)),
             handler_gen: AtomicU64::new(1),
             conns: Mutex::new(ConnTable::default()),
@@ -272,6 +283,7 @@ impl Shared {
             epoch: Instant::now(),
             dups: Arc::new(crate::dedupe::Duplicates::new(0)),
             metrics: Arc::new(crate::metrics::Metrics::new()),
+            pool: Arc::new(crate::bufpool::BufPool::new()),
             buffered_bytes: AtomicU64::new(0),
         }
     }
@@ -304,8 +316,12 @@ impl Shared {
     }
 
     pub fn bump_settings(&self) {
-        let close = lock(&self.settings).close_stream_after_transfer;
+        let (close, keep) = {
+            let s = lock(&self.settings);
+            (s.close_stream_after_transfer, s.keep_output_data)
+        };
         self.close_streams.store(close, Ordering::Relaxed);
+        self.keep_output.store(keep, Ordering::Relaxed);
         self.settings_gen.fetch_add(1, Ordering::Release);
     }
 }

@@ -160,7 +160,7 @@ pub extern "C" fn mllp_connection_set_input_file_name(
 }
 
 /// OutputData (OutputDataB): the last message received on the connection when no output
-/// stream or OutputFileName took it, under the buffer rule.
+/// stream or OutputFileName took it (empty with KeepOutputData=False), under the buffer rule.
 #[no_mangle]
 pub extern "C" fn mllp_connection_get_output_data(
     server: *const mllp_server,

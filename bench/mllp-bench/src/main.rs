@@ -4,7 +4,8 @@
 //! mllp-bench [--host ADDR] [--port N] [--connections N] [--messages M] [--size BYTES]
 //!            [--ack mllp|hl7|none] [--warmup SECSs|MSGS] [--duration SECS] [--deadline SECS]
 //!            [--threads T] [--tls] [--tls-ca FILE] [--tls-server-name NAME]
-//!            [--idle N --hold SECS] [--server-pid PID] [--scenario NAME] [--json]
+//!            [--idle N --hold SECS [--idle-after BYTES]] [--sources K] [--server-pid PID]
+//!            [--scenario NAME] [--json]
 //! ```
 //!
 //! Load mode: N connections, each a closed loop (send one framed HL7 ADT^A01 message of the
@@ -21,7 +22,15 @@
 //! always answer with HL7 ACKs can be measured in either mode.
 //!
 //! Idle mode (`--idle N`): opens N connections that send nothing, holds them `--hold` seconds
-//! and reports the server's resident memory before and after (needs `--server-pid`).
+//! and reports the server's resident memory before and after (needs `--server-pid`). With
+//! `--idle-after BYTES` each connection first sends one message of that size and waits for its
+//! acknowledgement (one connection at a time), then is held idle like the others: what an idle
+//! connection costs the server after traffic. (One warm-up message on a connection of its own
+//! goes first, 1.5 s before the "before" sample, so what the server sets up once is not
+//! counted per connection.)
+//!
+//! `--sources K` spreads connections over the source addresses 127.0.0.1 … 127.0.0.K (loopback
+//! only), for more connections than one source address has ephemeral ports.
 //!
 //! Connections are spread over `--threads` worker threads (default: half the CPUs, leaving the
 //! rest to the server), each driving its connections non-blockingly with a mio event loop,
@@ -30,7 +39,8 @@
 //! Output: one JSON line with `--json` (otherwise a short human-readable summary):
 //! scenario, connections, messages, size, seconds, msgs_per_sec, mb_per_sec, p50_us, p99_us,
 //! p999_us, max_us, errors, naks, and extras (client CPU per message; with `--server-pid` the
-//! server's CPU time per message and its resident memory).
+//! server's CPU time per message and per MiB, its minor page faults per MiB and its resident
+//! memory).
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
@@ -139,6 +149,13 @@ struct Opts {
     /// How long to hold idle connections, seconds.
     #[arg(long, default_value_t = 5.0)]
     hold: f64,
+    /// With --idle: each connection first sends one message of this size (and waits for its
+    /// acknowledgement) before it is held idle.
+    #[arg(long, value_parser = parse_size)]
+    idle_after: Option<usize>,
+    /// Spread connections over source addresses 127.0.0.1 .. 127.0.0.K (1: the system's choice).
+    #[arg(long, default_value_t = 1)]
+    sources: u8,
     /// Measure this process's CPU time and resident memory.
     #[arg(long)]
     server_pid: Option<u32>,
@@ -416,6 +433,53 @@ fn proc_cpu(pid: u32) -> Option<f64> {
     Some((ut + st) / clk_tck())
 }
 
+/// Minor page faults of a process so far (all its threads).
+fn proc_minflt(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &s[s.rfind(')')? + 2..];
+    // rest[0] is field 3 (state); minflt is field 10.
+    rest.split_whitespace().nth(7)?.parse().ok()
+}
+
+/// Connects to `addr` from source address 127.0.0.(1 + n % sources) when `sources` > 1 and
+/// `addr` is an IPv4 loopback address (else from the system's choice).
+fn connect_from(addr: SocketAddr, n: usize, sources: u8, timeout: Duration) -> io::Result<StdTcpStream> {
+    let loopback = matches!(addr, SocketAddr::V4(a) if a.ip().is_loopback());
+    if sources <= 1 || !loopback {
+        return StdTcpStream::connect_timeout(&addr, timeout);
+    }
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    let src = std::net::Ipv4Addr::new(127, 0, 0, 1 + (n % sources as usize) as u8);
+    sock.bind(&SocketAddr::from((src, 0)).into())?;
+    sock.connect_timeout(&addr.into(), timeout)?;
+    Ok(sock.into())
+}
+
+/// Sends one framed message of `size` bytes on `s` and reads until its acknowledgement frame
+/// ends (blocking, bounded by `deadline`).
+fn send_one(s: &mut StdTcpStream, size: usize, n: usize, deadline: Instant) -> io::Result<()> {
+    let (frame, _) = build_frame(size, n);
+    let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+    s.set_write_timeout(Some(left))?;
+    s.set_read_timeout(Some(left))?;
+    s.write_all(&frame)?;
+    let mut dec = Decoder::new(FrameChars::default(), 1 << 20);
+    let mut buf = [0u8; 4096];
+    loop {
+        let k = s.read(&mut buf)?;
+        if k == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed before the acknowledgement"));
+        }
+        let mut done = false;
+        dec.feed(&buf[..k], |e| done |= e == DecodeEvent::End);
+        if done {
+            s.set_read_timeout(None)?;
+            s.set_write_timeout(None)?;
+            return Ok(());
+        }
+    }
+}
+
 /// VmRSS in KiB.
 fn proc_rss_kb(pid: u32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -458,6 +522,7 @@ struct Shared {
     /// Set once every connection is ready: the measured interval starts.
     start: OnceLock<Instant>,
     server_cpu_start: OnceLock<Option<f64>>,
+    server_flt_start: OnceLock<Option<u64>>,
     client_cpu_start: OnceLock<f64>,
     /// Set when the deadline passes or the run cannot go on.
     abort: AtomicBool,
@@ -471,6 +536,7 @@ impl Shared {
         if self.not_ready.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.client_cpu_start.get_or_init(self_cpu);
             self.server_cpu_start.get_or_init(|| self.server_pid.and_then(proc_cpu));
+            self.server_flt_start.get_or_init(|| self.server_pid.and_then(proc_minflt));
             self.start.get_or_init(Instant::now);
         }
     }
@@ -810,12 +876,12 @@ impl Conn {
 
 const STREAM_BATCH: usize = 64 * 1024;
 
-fn connect(addr: SocketAddr, shared: &Shared) -> io::Result<StdTcpStream> {
+fn connect(addr: SocketAddr, n: usize, sources: u8, shared: &Shared) -> io::Result<StdTcpStream> {
     let left = shared.deadline.saturating_duration_since(Instant::now());
     if left.is_zero() {
         return Err(io::Error::new(io::ErrorKind::TimedOut, "deadline"));
     }
-    let s = StdTcpStream::connect_timeout(&addr, left.min(Duration::from_secs(10)))?;
+    let s = connect_from(addr, n, sources, left.min(Duration::from_secs(10)))?;
     s.set_nodelay(true)?;
     Ok(s)
 }
@@ -850,7 +916,7 @@ fn worker(o: &Opts, addr: SocketAddr, ids: std::ops::Range<usize>, shared: &Shar
     };
     let mut conns: Vec<Option<Conn>> = Vec::with_capacity(ids.len());
     for id in ids.clone() {
-        let made = connect(addr, shared).and_then(|s| {
+        let made = connect(addr, id, o.sources, shared).and_then(|s| {
             s.set_nonblocking(true)?;
             let mut sock = TcpStream::from_std(s);
             poll.registry().register(&mut sock, Token(conns.len()), Interest::READABLE | Interest::WRITABLE)?;
@@ -1042,23 +1108,42 @@ impl Conn {
 fn run_idle(o: &Opts, addr: SocketAddr, tls: Option<&TlsSetup>) {
     let deadline = Instant::now() + Duration::from_secs_f64(o.deadline);
     let limit = raise_nofile(o.idle as u64 + 64);
+    if let Some(size) = o.idle_after {
+        // One message of that size on a connection of its own first, then a pause: what the
+        // server sets up once (its read buffer, a pooled message buffer, which expires after a
+        // second) is in the "before" sample, so the difference is what each idle connection costs.
+        let warm =
+            connect_from(addr, 0, 1, Duration::from_secs(10)).and_then(|mut s| send_one(&mut s, size, 0, deadline));
+        if let Err(e) = warm {
+            die(&format!("--idle-after warm-up message: {e}"));
+        }
+        std::thread::sleep(Duration::from_millis(1500));
+    }
     let rss_before = o.server_pid.and_then(proc_rss_kb);
     let cpu_before = o.server_pid.and_then(proc_cpu);
     let t0 = Instant::now();
     let mut held: Vec<Box<dyn std::any::Any>> = Vec::with_capacity(o.idle);
     let mut errors = 0u64;
     let mut first_error = None;
-    for _ in 0..o.idle {
+    if o.idle_after.is_some() && tls.is_some() {
+        die("--idle-after is for plain connections");
+    }
+    for n in 0..o.idle {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             errors += 1;
             first_error.get_or_insert_with(|| "deadline while connecting".to_string());
             break;
         }
-        let r = StdTcpStream::connect_timeout(&addr, left.min(Duration::from_secs(10))).and_then(
-            |s| -> io::Result<Box<dyn std::any::Any>> {
+        let r = connect_from(addr, n, o.sources, left.min(Duration::from_secs(10))).and_then(
+            |mut s| -> io::Result<Box<dyn std::any::Any>> {
                 match tls {
-                    None => Ok(Box::new(s)),
+                    None => {
+                        if let Some(size) = o.idle_after {
+                            send_one(&mut s, size, n, deadline)?;
+                        }
+                        Ok(Box::new(s))
+                    }
                     Some(ts) => {
                         let mut conn = rustls::ClientConnection::new(ts.config.clone(), ts.name.clone())
                             .map_err(io::Error::other)?;
@@ -1119,6 +1204,7 @@ fn run_idle(o: &Opts, addr: SocketAddr, tls: Option<&TlsSetup>) {
         server_rss_peak_kb: (rss_peak > 0).then_some(rss_peak),
         server_bytes_per_conn: per_conn,
         server_cpu_seconds: cpu_before.zip(cpu_after).map(|(b, a)| a - b),
+        idle_after: o.idle_after.unwrap_or(0),
         nofile_limit: limit,
         errors,
         first_error: first_error.as_deref(),
@@ -1167,6 +1253,10 @@ struct LoadResult<'a> {
     client_cpu_us_per_msg: Option<f64>,
     server_cpu_us_per_msg: Option<f64>,
     server_cpu_seconds: Option<f64>,
+    /// Server CPU time per MiB of message content received.
+    server_cpu_us_per_mib: Option<f64>,
+    /// Server minor page faults per MiB of message content received.
+    server_minflt_per_mib: Option<f64>,
     server_rss_kb: Option<u64>,
     deadline_hit: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -1187,6 +1277,8 @@ struct IdleResult<'a> {
     server_rss_peak_kb: Option<u64>,
     server_bytes_per_conn: Option<f64>,
     server_cpu_seconds: Option<f64>,
+    /// The size of the one message each connection sent before it was held idle (0: none).
+    idle_after: usize,
     nofile_limit: u64,
     errors: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -1241,6 +1333,7 @@ fn main() {
         not_ready: AtomicUsize::new(o.connections),
         start: OnceLock::new(),
         server_cpu_start: OnceLock::new(),
+        server_flt_start: OnceLock::new(),
         client_cpu_start: OnceLock::new(),
         abort: AtomicBool::new(false),
         deadline: t_begin + Duration::from_secs_f64(o.deadline),
@@ -1269,6 +1362,7 @@ fn main() {
         }
     });
     let server_cpu_end = o.server_pid.and_then(proc_cpu);
+    let server_flt_end = o.server_pid.and_then(proc_minflt);
     let client_cpu_end = self_cpu();
     let server_rss = o.server_pid.and_then(proc_rss_kb);
     let deadline_hit = shared.abort.load(Ordering::Relaxed);
@@ -1302,6 +1396,12 @@ fn main() {
         _ => None,
     };
     let client_cpu = shared.client_cpu_start.get().map(|a| client_cpu_end - a);
+    let mib = all.bytes as f64 / (1024.0 * 1024.0);
+    let per_mib = |v: Option<f64>| v.filter(|_| mib > 0.0).map(|v| v / mib);
+    let server_faults = match (shared.server_flt_start.get().copied().flatten(), server_flt_end) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64),
+        _ => None,
+    };
     let per_msg_us = |cpu: Option<f64>| cpu.filter(|_| all.measured > 0).map(|c| c * 1e6 / all.measured as f64);
     let scenario = o.scenario.clone().unwrap_or_else(|| format!("c{}-s{}-{}", o.connections, msg_len, o.ack.name()));
 
@@ -1326,6 +1426,8 @@ fn main() {
         client_cpu_us_per_msg: per_msg_us(client_cpu),
         server_cpu_us_per_msg: per_msg_us(server_cpu),
         server_cpu_seconds: server_cpu,
+        server_cpu_us_per_mib: per_mib(server_cpu.map(|c| c * 1e6)),
+        server_minflt_per_mib: per_mib(server_faults),
         server_rss_kb: server_rss,
         deadline_hit,
         first_error: all.first_error.as_deref(),

@@ -141,6 +141,8 @@ pub fn run(o: &Opts) -> ! {
         client_cpu_us_per_msg: per(cpu),
         server_cpu_us_per_msg: server_cpu.and_then(per),
         server_cpu_seconds: server_cpu,
+        server_cpu_us_per_mib: None,
+        server_minflt_per_mib: None,
         server_rss_kb: o.server_pid.and_then(proc_rss_kb),
         deadline_hit: Instant::now() >= deadline,
         first_error: all.first_error.as_deref(),
