@@ -312,17 +312,15 @@ pub struct Connection<W> {
     frames_started: u64,
     timed_frame: u64,
     frame_deadline: Option<Instant>,
-    /// MaxTransferRate: the current one-second window and what it has sent.
-    rate_window: Option<Instant>,
-    rate_bytes: u64,
-    rate_blocked_until: Option<Instant>,
+    /// MaxTransferRate's window (made at the first paced write: most connections never are).
+    rate: Option<Box<RateWindow>>,
     /// This connection's owner token in the duplicate window.
     token: u64,
     dups: Option<Arc<Duplicates>>,
-    /// Reused for HL7 acknowledgements: timestamp and control id, the ACK body, MSH copies.
-    scratch: Vec<u8>,
+    /// Reused for acknowledgements: the reply body, and in HL7 mode (boxed: MLLP mode never
+    /// needs them) the timestamp/control-id scratch and MSH copies.
     body: Vec<u8>,
-    msh_pool: Vec<Vec<u8>>,
+    hl7: Option<Box<Hl7Scratch>>,
     events: VecDeque<Event<W>>,
     /// Frames found in one chunk of input (kept to avoid an allocation per read).
     found: Vec<Found>,
@@ -331,8 +329,10 @@ pub struct Connection<W> {
     /// Reply frames in the output not yet written: the offset (in `written` terms) of each
     /// one's last byte, when its frame arrived, and whether it is positive.
     marks: VecDeque<(u64, Instant, bool)>,
-    /// Coalescing of repeated errors, one entry per [`Storm`] kind.
-    storms: [StormState; Storm::COUNT],
+    /// Coalescing of repeated errors, one entry per [`Storm`] kind; made at the first such
+    /// error and dropped when the connection goes idle after its windows ended (160 bytes that
+    /// most connections never need: idle connections stay small).
+    storms: Option<Box<[StormState; Storm::COUNT]>>,
     /// Frames refused or discarded on their own so far (the driver's measure of a storm).
     work: u64,
 }
@@ -375,6 +375,22 @@ impl Storm {
     }
 }
 
+/// MaxTransferRate's current one-second window: when it began, what it has sent, and until
+/// when writing pauses once it is spent.
+#[derive(Debug, Default)]
+struct RateWindow {
+    window: Option<Instant>,
+    bytes: u64,
+    blocked_until: Option<Instant>,
+}
+
+/// Buffers reused for HL7 acknowledgements (timestamp and control id; MSH copies).
+#[derive(Debug, Default)]
+struct Hl7Scratch {
+    scratch: Vec<u8>,
+    msh_pool: Vec<Vec<u8>>,
+}
+
 /// The reporting window of one [`Storm`] kind.
 #[derive(Clone, Copy, Debug, Default)]
 struct StormState {
@@ -406,19 +422,16 @@ impl<W> Connection<W> {
             frames_started: 0,
             timed_frame: 0,
             frame_deadline: None,
-            rate_window: None,
-            rate_bytes: 0,
-            rate_blocked_until: None,
+            rate: None,
             token: NEXT_TOKEN.fetch_add(1, Ordering::Relaxed),
             dups: None,
-            scratch: Vec::new(),
             body: Vec::new(),
-            msh_pool: Vec::new(),
+            hl7: None,
             events: VecDeque::new(),
             found: Vec::new(),
             metrics: Arc::new(Metrics::new()),
             marks: VecDeque::new(),
-            storms: [StormState::default(); Storm::COUNT],
+            storms: None,
             work: 0,
         }
     }
@@ -439,7 +452,7 @@ impl<W> Connection<W> {
         if n == 0 {
             return;
         }
-        let st = &mut self.storms[kind as usize];
+        let st = &mut self.storms.get_or_insert_with(Box::default)[kind as usize];
         if st.since.map_or(true, |t| now >= t + STORM_INTERVAL) {
             if st.suppressed > 0 {
                 // Still storming: one report for what the window held and these.
@@ -473,11 +486,14 @@ impl<W> Connection<W> {
     /// Reports what every window holds: at its end (`now`; a new window begins, without a
     /// burst), or when the connection closes (None).
     fn flush_storms(&mut self, now: Option<Instant>) {
+        let Some(states) = self.storms.as_deref().copied() else { return };
         for (i, kind) in Storm::ALL.into_iter().enumerate() {
-            let st = self.storms[i];
+            let st = states[i];
             let due = now.map_or(true, |n| st.since.is_some_and(|t| n >= t + STORM_INTERVAL));
             if st.suppressed > 0 && due {
-                self.storms[i] = StormState { since: now, reported: STORM_BURST, suppressed: 0 };
+                if let Some(s) = self.storms.as_deref_mut() {
+                    s[i] = StormState { since: now, reported: STORM_BURST, suppressed: 0 };
+                }
                 self.storm_report(kind, st.suppressed);
             }
         }
@@ -485,7 +501,8 @@ impl<W> Connection<W> {
 
     /// The end of the earliest reporting window that holds suppressed errors.
     fn storm_deadline(&self) -> Option<Instant> {
-        self.storms.iter().filter(|s| s.suppressed > 0).filter_map(|s| s.since).min().map(|t| t + STORM_INTERVAL)
+        let states = self.storms.as_deref()?;
+        states.iter().filter(|s| s.suppressed > 0).filter_map(|s| s.since).min().map(|t| t + STORM_INTERVAL)
     }
 
     /// Counts into the server's metrics (a connection made alone counts into its own).
@@ -746,7 +763,7 @@ impl<W> Connection<W> {
     fn msh_copy(&mut self, data: &[u8]) -> Vec<u8> {
         let mut msh = Vec::new();
         if self.cfg.ack_mode == AckMode::Hl7 {
-            msh = self.msh_pool.pop().unwrap_or_default();
+            msh = self.hl7.as_mut().and_then(|h| h.msh_pool.pop()).unwrap_or_default();
             msh.extend_from_slice(hl7::msh_segment(data).unwrap_or_default());
         }
         msh
@@ -911,10 +928,14 @@ impl<W> Connection<W> {
         self.msg.capacity()
             + self.spare.capacity()
             + self.out.capacity()
-            + self.scratch.capacity()
             + self.body.capacity()
-            + self.msh_pool.iter().map(Vec::capacity).sum::<usize>()
-            + self.msh_pool.capacity() * std::mem::size_of::<Vec<u8>>()
+            + self.hl7.as_ref().map_or(0, |h| {
+                std::mem::size_of::<Hl7Scratch>()
+                    + h.scratch.capacity()
+                    + h.msh_pool.iter().map(Vec::capacity).sum::<usize>()
+                    + h.msh_pool.capacity() * std::mem::size_of::<Vec<u8>>()
+            })
+            + self.rate.as_ref().map_or(0, |_| std::mem::size_of::<RateWindow>())
             + self.found.capacity() * std::mem::size_of::<Found>()
             + q(&self.pending)
             + self.sends.as_ref().map_or(0, |s| std::mem::size_of::<Sends<W>>() + q(&s.acks) + q(&s.writes))
@@ -934,17 +955,22 @@ impl<W> Connection<W> {
                 self.pool.give(b, now);
             }
         }
-        for b in [std::mem::take(&mut self.out), std::mem::take(&mut self.scratch), std::mem::take(&mut self.body)] {
+        let scratch = self.hl7.take().map(|h| h.scratch).unwrap_or_default();
+        for b in [std::mem::take(&mut self.out), scratch, std::mem::take(&mut self.body)] {
             if b.capacity() > 0 {
                 self.pool.give(b, now);
             }
         }
         self.out_pos = 0;
-        self.msh_pool = Vec::new();
         self.found = Vec::new();
         self.pending = VecDeque::new();
         self.events = VecDeque::new();
         self.marks = VecDeque::new();
+        // Windows still open keep counting (a slow storm must not get a new burst per pause).
+        let ended = |s: &StormState| s.suppressed == 0 && s.since.map_or(true, |t| now >= t + STORM_INTERVAL);
+        if self.storms.as_deref().is_some_and(|states| states.iter().all(ended)) {
+            self.storms = None;
+        }
         match &mut self.sends {
             Some(s) if s.acks.is_empty() && s.writes.is_empty() => self.sends = None,
             Some(s) => {
@@ -969,14 +995,15 @@ impl<W> Connection<W> {
     /// The earliest deadline the driver must wake up for: the end of the frame in progress
     /// (ReceiveTimeout) or of a rate-limit pause.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [self.frame_deadline, self.rate_blocked_until, self.storm_deadline()].into_iter().flatten().min()
+        let paused = self.rate.as_ref().and_then(|r| r.blocked_until);
+        [self.frame_deadline, paused, self.storm_deadline()].into_iter().flatten().min()
     }
 
     /// Acts on deadlines that have passed at `now`: a frame past its ReceiveTimeout is
     /// dropped (error 671; data is skipped until the next start block), a rate-limit pause ends.
     pub fn handle_timeout(&mut self, now: Time) {
-        if self.rate_blocked_until.is_some_and(|t| t <= now.mono) {
-            self.rate_blocked_until = None;
+        if let Some(r) = self.rate.as_mut().filter(|r| r.blocked_until.is_some_and(|t| t <= now.mono)) {
+            r.blocked_until = None;
         }
         self.flush_storms(Some(now.mono));
         if self.frame_deadline.is_some_and(|t| t <= now.mono) && self.decoder.in_frame() {
@@ -1126,9 +1153,12 @@ impl<W> Connection<W> {
         if let (Some(key), Some(d)) = (part.key, &self.dups) {
             d.finish(&key, self.token, positive.then_some(&self.body[..]));
         }
-        if part.msh.capacity() > 0 && part.msh.capacity() <= 4096 && self.msh_pool.len() < 4 {
-            part.msh.clear();
-            self.msh_pool.push(part.msh);
+        if part.msh.capacity() > 0 && part.msh.capacity() <= 4096 {
+            let pool = &mut self.hl7.get_or_insert_with(Box::default).msh_pool;
+            if pool.len() < 4 {
+                part.msh.clear();
+                pool.push(part.msh);
+            }
         }
         match (duplicate, positive) {
             (true, _) => Outcome::Duplicate,
@@ -1179,7 +1209,8 @@ impl<W> Connection<W> {
                     return positive;
                 }
                 // Scratch buffers are reused: no allocation per acknowledgement.
-                hl7::build_ack_at(msh, code, now.unix_secs(), None, &mut self.scratch, &mut self.body);
+                let scratch = &mut self.hl7.get_or_insert_with(Box::default).scratch;
+                hl7::build_ack_at(msh, code, now.unix_secs(), None, scratch, &mut self.body);
             }
         }
         positive
@@ -1227,21 +1258,22 @@ impl<W> Connection<W> {
         let rate = self.cfg.max_transfer_rate;
         let mut allow = queued;
         if rate > 0 && queued > 0 {
-            if self.rate_blocked_until.is_some_and(|t| now < t) {
+            let r = self.rate.get_or_insert_with(Box::default);
+            if r.blocked_until.is_some_and(|t| now < t) {
                 return &[];
             }
-            self.rate_blocked_until = None;
-            let window = match self.rate_window {
+            r.blocked_until = None;
+            let window = match r.window {
                 Some(w) if now < w + Duration::from_secs(1) => w,
                 _ => {
-                    self.rate_window = Some(now);
-                    self.rate_bytes = 0;
+                    r.window = Some(now);
+                    r.bytes = 0;
                     now
                 }
             };
-            let left = rate.saturating_sub(self.rate_bytes) as usize;
+            let left = rate.saturating_sub(r.bytes) as usize;
             if left == 0 {
-                self.rate_blocked_until = Some(window + Duration::from_secs(1));
+                r.blocked_until = Some(window + Duration::from_secs(1));
                 return &[];
             }
             allow = queued.min(left);
@@ -1251,7 +1283,7 @@ impl<W> Connection<W> {
 
     /// True when there is output and the rate limit lets some of it go.
     pub fn wants_write(&self) -> bool {
-        self.out.len() > self.out_pos && self.rate_blocked_until.is_none()
+        self.out.len() > self.out_pos && self.rate.as_ref().map_or(true, |r| r.blocked_until.is_none())
     }
 
     /// Marks `n` bytes of [`transmit`](Self::transmit) as written at `now`; finishes version 1
@@ -1259,7 +1291,9 @@ impl<W> Connection<W> {
     /// went (acknowledgements written, and their latency since their frame arrived).
     pub fn consume_output(&mut self, n: usize, now: Instant) {
         self.out_pos += n;
-        self.rate_bytes += n as u64;
+        if let Some(r) = self.rate.as_mut() {
+            r.bytes += n as u64;
+        }
         self.written += n as u64;
         while let Some(&(end, received, positive)) = self.marks.front() {
             if end > self.written {

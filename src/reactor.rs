@@ -68,6 +68,8 @@ const MAX_PROXY_PENDING: usize = 1024;
 const IDLE_RELEASE: Duration = Duration::from_millis(10);
 /// Least time between two checks of the shared buffer pool for entries to expire.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
+/// The allocator is asked to give freed memory back at most this often (`trim_heap`).
+const TRIM_INTERVAL: Duration = Duration::from_secs(1);
 /// Bytes read at the start of a frame on a connection whose previous message was large: just
 /// the start block and a little content, so that the rest is read straight into the frame's
 /// buffer (`Connection::direct_input`) instead of being copied there.
@@ -214,6 +216,9 @@ struct Reactor {
     sweep_list: Vec<ConnectionId>,
     /// When the list and the shared buffer pool are next checked (None: both are empty).
     next_sweep: Option<Instant>,
+    /// Buffers were freed since the allocator last gave free memory back (see `trim_heap`).
+    freed_since_trim: bool,
+    last_trim: Option<Instant>,
     /// Partial-message bytes of every connection (the server-wide MaxBufferedBytes budget).
     buffered_total: u64,
     /// The connection limit when MaxConnections is 0: the descriptor limit less a reserve.
@@ -309,6 +314,8 @@ impl Reactor {
             clock: Clock::new(),
             sweep_list: Vec::new(),
             next_sweep: None,
+            freed_since_trim: false,
+            last_trim: None,
             buffered_total: 0,
             fd_cap: derived_connection_limit(),
             accept_paused: false,
@@ -902,11 +909,32 @@ impl Reactor {
             }
             c.shared.retained.store(c.proto.retained_bytes(), Ordering::Relaxed);
             c.listed = false;
+            self.freed_since_trim = true;
             false
         });
         self.sweep_list = list;
+        let pooled = self.shared.pool.bytes();
         let pool_next = self.shared.pool.expire(now).map(|t| t.max(now + SWEEP_INTERVAL));
+        self.freed_since_trim |= self.shared.pool.bytes() < pooled;
+        self.trim_heap(now);
         self.next_sweep = if self.sweep_list.is_empty() { pool_next } else { Some(now + IDLE_RELEASE) };
+    }
+
+    /// After buffers were freed, at most once per TRIM_INTERVAL: asks glibc's allocator to
+    /// give free pages inside its heap back to the system. Freed message buffers below the
+    /// mmap threshold stay resident otherwise, and idle connections that once sent large
+    /// messages would go on costing their memory.
+    fn trim_heap(&mut self, now: Instant) {
+        if !self.freed_since_trim || self.last_trim.is_some_and(|t| now < t + TRIM_INTERVAL) {
+            return;
+        }
+        self.freed_since_trim = false;
+        self.last_trim = Some(now);
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: malloc_trim takes no pointers; it only returns free heap pages to the system.
+        unsafe {
+            libc::malloc_trim(0);
+        }
     }
 
     fn reads_paused(&self, c: &Conn) -> bool {
