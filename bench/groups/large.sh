@@ -6,7 +6,7 @@
 # LARGE_SIZES / LARGE_C4_SIZES override the sizes (e.g. for a smoke run).
 LARGE_SIZES=${LARGE_SIZES:-"256K 1M 4M 16M 64M"}
 LARGE_C4_SIZES=${LARGE_C4_SIZES:-"4M"}
-for rep in $(seq 1 "$SCALE_REPEATS"); do
+for rep in $(seq 1 "$REPEATS"); do
     for s in $(servers_for listen ref); do
         for z in $LARGE_SIZES; do
             run_load large "$s" "c1-s$z" "$rep" -- --connections 1 --size "$z" --ack mllp
