@@ -175,26 +175,10 @@ fn cipher_suite_restriction_and_the_negotiated_suite() {
     rec.wait_error_and_disconnect(code::TLS_HANDSHAKE);
 }
 
-/// True where ring runs AES-GCM in hardware (the server then prefers AES-128-GCM).
-fn aes_in_hardware() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("aes") && std::arch::is_x86_feature_detected!("pclmulqdq")
-    }
-    #[cfg(target_arch = "aarch64")]
-    {
-        std::arch::is_aarch64_feature_detected!("aes") && std::arch::is_aarch64_feature_detected!("pmull")
-    }
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    {
-        false
-    }
-}
-
 #[test]
 fn the_server_picks_the_cheapest_suite_whatever_the_client_order() {
     let (ca, _rec, s, port) = setup(&[]);
-    let (tls13, tls12) = if aes_in_hardware() {
+    let (tls13, tls12) = if mllp::tls::aes_in_hardware() {
         (rustls::CipherSuite::TLS13_AES_128_GCM_SHA256, rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256)
     } else {
         (

@@ -206,7 +206,7 @@ fn is_all(list: &str) -> bool {
 
 /// True when the CPU has AES and carry-less multiply instructions (ring then runs AES-GCM in
 /// hardware; without them ChaCha20-Poly1305 is the faster cipher).
-fn aes_in_hardware() -> bool {
+pub fn aes_in_hardware() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("aes") && std::arch::is_x86_feature_detected!("pclmulqdq")
@@ -225,8 +225,9 @@ fn aes_in_hardware() -> bool {
 /// server picks by its own order, see `make_config`): AES-128-GCM (10 rounds against
 /// AES-256's 14) before AES-256-GCM before ChaCha20-Poly1305 where AES runs in hardware,
 /// ChaCha20-Poly1305 first where it does not. Every suite stays enabled; a client that
-/// offers only one of them still gets it.
-fn prefer_cheapest(suites: &mut [rustls::SupportedCipherSuite]) {
+/// offers only one of them still gets it. Public so that a benchmark's bare rustls responder
+/// can use the same order.
+pub fn prefer_cheapest(suites: &mut [rustls::SupportedCipherSuite]) {
     let hw = aes_in_hardware();
     suites.sort_by_key(|s| {
         let name = suite_name(s.suite());

@@ -27,6 +27,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[allow(dead_code)] // proc_minflt is mllp-bench's alone
+#[path = "../procstat.rs"]
+mod procstat;
+use procstat::{proc_cpu, proc_rss_kb, self_cpu};
+
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::Resumption;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
@@ -201,24 +206,6 @@ fn one(
     Ok((sock, conn, resumed))
 }
 
-/// utime + stime of a process, in seconds.
-fn proc_cpu(pid: u32) -> Option<f64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &s[s.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ut: f64 = f.get(11)?.parse().ok()?;
-    let st: f64 = f.get(12)?.parse().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    Some((ut + st) / if tck > 0 { tck as f64 } else { 100.0 })
-}
-
-/// VmRSS in KiB.
-fn proc_rss_kb(pid: u32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok())
-}
-
 #[derive(Default)]
 struct Tally {
     handshakes: u64,
@@ -261,15 +248,6 @@ struct IdleResult<'a> {
     errors: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     first_error: Option<&'a str>,
-}
-
-fn self_cpu() -> f64 {
-    // SAFETY: rusage is plain integers, for which all-zero bytes are a valid value.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: getrusage writes into the struct we own and pass by pointer.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
 fn percentile(sorted: &[u64], p: f64) -> Option<f64> {

@@ -61,22 +61,6 @@ fn die(msg: &str) -> ! {
     std::process::exit(2);
 }
 
-/// True where ring runs AES-GCM in hardware.
-fn aes_in_hardware() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("aes") && std::arch::is_x86_feature_detected!("pclmulqdq")
-    }
-    #[cfg(target_arch = "aarch64")]
-    {
-        std::arch::is_aarch64_feature_detected!("aes") && std::arch::is_aarch64_feature_detected!("pmull")
-    }
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    {
-        false
-    }
-}
-
 fn config(o: &Opts) -> Result<Arc<ServerConfig>, String> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&o.cert)
         .map_err(|e| format!("{}: {e}", o.cert))?
@@ -85,17 +69,7 @@ fn config(o: &Opts) -> Result<Arc<ServerConfig>, String> {
     let key = PrivateKeyDer::from_pem_file(&o.key).map_err(|e| format!("{}: {e}", o.key))?;
     let mut provider = rustls::crypto::ring::default_provider();
     // The order mllp's server uses with SSLEnabledCipherSuites=* (cheapest cipher first).
-    let hw = aes_in_hardware();
-    provider.cipher_suites.sort_by_key(|s| {
-        let n = format!("{:?}", s.suite());
-        match (hw, n.contains("AES_128_GCM"), n.contains("AES_256_GCM"), n.contains("CHACHA20")) {
-            (true, true, ..) => 0,
-            (true, _, true, _) => 1,
-            (false, _, _, true) => 0,
-            (false, true, ..) => 1,
-            _ => 2,
-        }
-    });
+    mllp::tls::prefer_cheapest(&mut provider.cipher_suites);
     let mut cfg = ServerConfig::builder_with_provider(Arc::new(provider))
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| e.to_string())?
